@@ -1,0 +1,38 @@
+import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
+
+export type ServiceName =
+  | "haproxy"
+  | "keepalived"
+  | "conntrackd"
+  | "networkmanager"
+  | "sysctl"
+  | "firewalld"
+  | "nftables"
+  | "none";
+
+/**
+ * What the agent runs after writing a changed file. Commands of one service are run once per apply,
+ * deduplicated, in the order the files were rendered.
+ */
+export interface ReloadAction {
+  service: ServiceName;
+  commands: readonly (readonly string[])[];
+}
+
+export interface RenderedFile {
+  /** Absolute path on the VM, e.g. /etc/haproxy/haproxy.cfg */
+  path: string;
+  mode: number;
+  owner: string; // user:group
+  content: string;
+  reload: ReloadAction;
+}
+
+export interface RenderInput {
+  spec: ResolvedSpec;
+  host: HostFacts;
+  backends: BackendSets;
+}
+
+/** Every renderer has this shape: pure, deterministic, no I/O. */
+export type Renderer = (input: RenderInput) => RenderedFile[];

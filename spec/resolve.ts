@@ -1,0 +1,146 @@
+/**
+ * validate -> resolve: the one entry point every carrier uses (Pulumi program, CLI, agent).
+ * Returns every problem at once, or the ResolvedSpec with defaults applied and derived addressing computed.
+ */
+import { canonical, compareAddresses, familyOf, Ip, nthAddress, parseCidr, parseHostAddress } from "./address";
+import { DEFAULTS, INGRESS_DEFAULTS } from "./defaults";
+import { fromZodIssues, SpecError, SpecProblem } from "./errors";
+import { deriveRouterId } from "./router-id";
+import { hostFactsSchema, loadBalancerSpecSchema, ParsedSpec } from "./schema";
+import { semanticProblems } from "./semantics";
+import type { HostFacts, ResolvedNetwork, ResolvedSpec, VirtualAddress } from "./types";
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; problems: SpecProblem[] };
+
+export function validateSpec(raw: unknown): Validation<ResolvedSpec> {
+  const parsed = loadBalancerSpecSchema.safeParse(raw, { reportInput: true });
+  const problems = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...semanticProblems(raw)];
+  if (problems.length > 0 || !parsed.success) return { ok: false, problems: dedupe(problems) };
+  return { ok: true, value: resolve(parsed.data) };
+}
+
+/** Throws SpecError listing every problem; for callers that cannot continue without a valid spec. */
+export function resolveSpec(raw: unknown): ResolvedSpec {
+  const r = validateSpec(raw);
+  if (!r.ok) throw new SpecError(r.problems);
+  return r.value;
+}
+
+export function validateHostFacts(raw: unknown): Validation<HostFacts> {
+  const parsed = hostFactsSchema.safeParse(raw, { reportInput: true });
+  if (!parsed.success) return { ok: false, problems: fromZodIssues(parsed.error.issues) };
+  const h = parsed.data;
+  if (h.publicInterface.name === h.privateInterface.name || h.publicInterface.mac === h.privateInterface.mac) {
+    return { ok: false, problems: [{ path: "privateInterface", rule: "must be a different NIC from publicInterface" }] };
+  }
+  return { ok: true, value: h };
+}
+
+function dedupe(problems: SpecProblem[]): SpecProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.rule}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function host(text: string): Ip {
+  const r = parseHostAddress(text);
+  if (!r.ok) throw new Error(`unreachable: validated address ${text}`);
+  return r.ip;
+}
+
+function resolveNetwork(n: { cidr: string; gateway?: string; lbAddresses?: [string, string] }): ResolvedNetwork {
+  const r = parseCidr(n.cidr);
+  if (!r.ok) throw new Error(`unreachable: validated cidr ${n.cidr}`);
+  const { cidr } = r;
+  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [canonical(nthAddress(cidr, 2)), canonical(nthAddress(cidr, 3))];
+  return {
+    cidr: `${canonical(cidr.network)}/${cidr.prefixLength}`,
+    prefixLength: cidr.prefixLength,
+    gateway: n.gateway ? canonical(host(n.gateway)) : canonical(nthAddress(cidr, 1)),
+    lbAddresses: [lb[0] as string, lb[1] as string],
+  };
+}
+
+function vip(v: { address: string; type: "private" | "public" }): VirtualAddress {
+  const ip = host(v.address);
+  return { address: canonical(ip), family: familyOf(ip), type: v.type };
+}
+
+/** Sorted numerically and unique by address: renderers iterate these, so order must never depend on input order. */
+export function uniqueSorted(addresses: VirtualAddress[]): VirtualAddress[] {
+  const byAddress = new Map<string, VirtualAddress>();
+  for (const a of addresses) if (!byAddress.has(a.address)) byAddress.set(a.address, a);
+  return [...byAddress.values()].sort((a, b) => compareAddresses(a.address, b.address));
+}
+
+function resolve(s: ParsedSpec): ResolvedSpec {
+  const network = resolveNetwork(s.network);
+  const api = s.virtualAddresses.api.map(vip);
+  const ingress = (s.virtualAddresses.ingress ?? []).map(vip);
+  const nat = s.virtualAddresses.nat ? vip(s.virtualAddresses.nat) : undefined;
+  const all = [...api, ...ingress, ...(nat ? [nat] : [])];
+  const gatewayVip: VirtualAddress[] = nat ? [{ address: network.gateway, family: 4, type: "private" }] : [];
+
+  const publicNetwork = resolveNetwork(s.platform.publicNetwork);
+  const publicCidr = parseCidr(publicNetwork.cidr);
+  const nextHop =
+    s.platform.type !== "libvirt"
+      ? undefined
+      : s.platform.publicNetwork.nextHop
+        ? canonical(host(s.platform.publicNetwork.nextHop))
+        : publicCidr.ok
+          ? canonical(nthAddress(publicCidr.cidr, DEFAULTS.publicNextHopHost))
+          : undefined;
+
+  const ingressDefaults = INGRESS_DEFAULTS[s.distribution];
+  const ib = s.ingressBackend;
+  const hc = { ...DEFAULTS.healthCheck, ...s.healthCheck };
+  const sortedHosts = (xs: string[] | undefined) => (xs ?? []).map((a) => canonical(host(a))).sort(compareAddresses);
+
+  return {
+    clusterName: s.clusterName,
+    distribution: s.distribution,
+    network,
+    virtualAddresses: { api, ingress, ...(nat ? { nat } : {}) },
+    apiBackend: {
+      nodeSelector: s.apiBackend.nodeSelector ?? {},
+      addresses: sortedHosts(s.apiBackend.addresses),
+      port: s.apiBackend.port ?? DEFAULTS.apiPort,
+    },
+    ...(ib
+      ? {
+          ingressBackend: {
+            nodeSelector: ib.nodeSelector ?? {},
+            addresses: sortedHosts(ib.addresses),
+            httpPort: ib.httpPort ?? ingressDefaults.httpPort,
+            httpsPort: ib.httpsPort ?? ingressDefaults.httpsPort,
+            healthPort: ib.healthPort ?? ingressDefaults.healthPort,
+            healthPath: ib.healthPath ?? ingressDefaults.healthPath,
+            proxyProtocol: ib.proxyProtocol ?? false,
+          },
+        }
+      : {}),
+    vrrp: {
+      routerId: s.vrrp?.routerId ?? deriveRouterId(s.clusterName),
+      advertIntervalSeconds: s.vrrp?.advertInterval ?? DEFAULTS.vrrpAdvertIntervalSeconds,
+      priority: s.vrrp?.priority ?? { ...DEFAULTS.vrrpPriority },
+    },
+    conntrack: { port: s.conntrack?.port ?? DEFAULTS.conntrackPort },
+    healthCheck: { intervalMs: Math.round(hc.intervalSeconds * 1000), rise: hc.rise, fall: hc.fall },
+    metrics: { port: s.metrics?.port ?? DEFAULTS.metricsPort },
+    platform: { type: s.platform.type, publicNetwork: { ...publicNetwork, ...(nextHop ? { nextHop } : {}) } },
+    derived: {
+      privateVips: uniqueSorted([...gatewayVip, ...all.filter((a) => a.type === "private")]),
+      publicVips: uniqueSorted(all.filter((a) => a.type === "public")),
+      frontends: {
+        api: uniqueSorted(api),
+        machineConfig: s.distribution === "openshift" ? uniqueSorted(api.filter((a) => a.type === "private")) : [],
+        ingress: uniqueSorted(ingress),
+      },
+    },
+  };
+}

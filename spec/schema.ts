@@ -1,0 +1,116 @@
+/**
+ * The LoadBalancer spec as users write it (DESIGN.md: field names are a contract; extend, don't rename).
+ * Structure and per-field rules live here; rules that relate fields to each other live in semantics.ts, so that
+ * every problem is reported at once.
+ */
+import { z } from "zod";
+import { parseCidr, parseHostAddress } from "./address";
+
+const hostAddress = z.string().superRefine((v, ctx) => {
+  const r = parseHostAddress(v);
+  if (!r.ok) ctx.addIssue({ code: "custom", message: r.rule });
+});
+
+const cidr = z.string().superRefine((v, ctx) => {
+  const r = parseCidr(v);
+  if (!r.ok) ctx.addIssue({ code: "custom", message: r.rule });
+});
+
+const port = z.number().int().min(1).max(65535);
+
+const labelSelector = z.strictObject({
+  matchLabels: z.record(z.string(), z.string()).optional(),
+  matchExpressions: z
+    .array(
+      z.strictObject({
+        key: z.string().min(1),
+        operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+        values: z.array(z.string()).optional(),
+      }),
+    )
+    .optional(),
+});
+
+const virtualAddress = z.strictObject({
+  address: hostAddress,
+  type: z.enum(["private", "public"]),
+});
+
+const network = z.strictObject({
+  cidr,
+  gateway: hostAddress.optional(),
+  lbAddresses: z.tuple([hostAddress, hostAddress]).optional(),
+});
+
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export const loadBalancerSpecSchema = z.strictObject({
+  clusterName: z.string().min(1).max(40).regex(DNS_LABEL),
+  distribution: z.enum(["openshift", "talos", "generic"]),
+  network,
+  virtualAddresses: z.strictObject({
+    api: z.array(virtualAddress).min(1),
+    ingress: z.array(virtualAddress).min(1).optional(),
+    nat: virtualAddress.optional(),
+  }),
+  apiBackend: z.strictObject({
+    nodeSelector: labelSelector.optional(),
+    addresses: z.array(hostAddress).optional(),
+    port: port.optional(),
+  }),
+  ingressBackend: z
+    .strictObject({
+      nodeSelector: labelSelector.optional(),
+      addresses: z.array(hostAddress).optional(),
+      httpPort: port.optional(),
+      httpsPort: port.optional(),
+      healthPort: port.optional(),
+      healthPath: z.string().regex(/^(\/[\x21-\x7e]*)?$/).optional(),
+      proxyProtocol: z.boolean().optional(),
+    })
+    .optional(),
+  vrrp: z
+    .strictObject({
+      routerId: z.number().int().min(1).max(255).optional(),
+      // VRRPv3 counts in centiseconds: 0.01 s to 40.95 s.
+      advertInterval: z.number().min(0.01).max(40.95).optional(),
+      priority: z
+        .strictObject({ primary: z.number().int().min(1).max(254), secondary: z.number().int().min(1).max(254) })
+        .optional(),
+    })
+    .optional(),
+  conntrack: z.strictObject({ port: port.optional() }).optional(),
+  healthCheck: z
+    .strictObject({
+      intervalSeconds: z.number().min(0.1).max(60).optional(),
+      rise: z.number().int().min(1).max(10).optional(),
+      fall: z.number().int().min(1).max(10).optional(),
+    })
+    .optional(),
+  metrics: z.strictObject({ port: port.optional() }).optional(),
+  platform: z.strictObject({
+    type: z.enum(["libvirt", "openstack"]),
+    publicNetwork: z.strictObject({
+      cidr,
+      gateway: hostAddress.optional(),
+      lbAddresses: z.tuple([hostAddress, hostAddress]).optional(),
+      nextHop: hostAddress.optional(),
+    }),
+  }),
+});
+
+export type LoadBalancerSpecInput = z.input<typeof loadBalancerSpecSchema>;
+export type ParsedSpec = z.output<typeof loadBalancerSpecSchema>;
+
+export const hostFactsSchema = z.strictObject({
+  hostname: z.string().min(1).max(63).regex(DNS_LABEL),
+  role: z.enum(["primary", "secondary"]),
+  publicInterface: z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
+    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
+  }),
+  privateInterface: z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
+    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
+  }),
+});

@@ -1,0 +1,192 @@
+/**
+ * Rules that relate fields to each other. They read the raw input defensively — a field that is itself malformed
+ * is skipped here because the schema already reported it — so a user sees every problem in one run.
+ */
+import {
+  broadcastAddress, canonical, Cidr, contains, Ip, nthAddress, overlaps, parseCidr, parseHostAddress,
+} from "./address";
+import type { SpecProblem } from "./errors";
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const obj = (v: unknown): Obj => (isObj(v) ? v : {});
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+function ip(v: unknown): Ip | undefined {
+  if (typeof v !== "string") return undefined;
+  const r = parseHostAddress(v);
+  return r.ok ? r.ip : undefined;
+}
+
+function net(v: unknown): Cidr | undefined {
+  if (typeof v !== "string") return undefined;
+  const r = parseCidr(v);
+  return r.ok ? r.cidr : undefined;
+}
+
+interface NetworkPlan {
+  cidr: Cidr;
+  gateway?: Ip;
+  lbAddresses: (Ip | undefined)[];
+  nextHop?: Ip;
+}
+
+/** Checks one network block (cluster or public): sizes, membership, reserved addresses, distinct roles. */
+function checkNetwork(path: string, raw: Obj, problems: SpecProblem[], opts: { ipv4Only: boolean }): NetworkPlan | undefined {
+  const cidr = net(raw.cidr);
+  if (!cidr) return undefined;
+  if (opts.ipv4Only && cidr.network.kind() !== "ipv4") {
+    problems.push({ path: `${path}.cidr`, rule: "must be an IPv4 network (IPv6 VIPs are public addresses)" });
+    return undefined;
+  }
+  const hostBits = (cidr.network.kind() === "ipv4" ? 32 : 128) - cidr.prefixLength;
+  if (hostBits < 3) {
+    problems.push({ path: `${path}.cidr`, rule: "must hold at least a gateway and two LB addresses (/29 or wider)" });
+    return undefined;
+  }
+  const usable = (field: string, a: Ip | undefined) => {
+    if (!a) return;
+    if (!contains(cidr, a)) problems.push({ path: field, rule: `must be inside ${path}.cidr ${canonical(cidr.network)}/${cidr.prefixLength}` });
+    else if (canonical(a) === canonical(cidr.network)) problems.push({ path: field, rule: "must not be the network address" });
+    else if (cidr.network.kind() === "ipv4" && canonical(a) === canonical(broadcastAddress(cidr))) problems.push({ path: field, rule: "must not be the broadcast address" });
+  };
+  const gateway = raw.gateway === undefined ? nthAddress(cidr, 1) : ip(raw.gateway);
+  usable(`${path}.gateway`, gateway);
+  const lbRaw = raw.lbAddresses === undefined ? undefined : list(raw.lbAddresses);
+  const lbAddresses = lbRaw ? lbRaw.map(ip) : [nthAddress(cidr, 2), nthAddress(cidr, 3)];
+  lbAddresses.forEach((a, i) => {
+    usable(`${path}.lbAddresses[${i}]`, a);
+    if (a && gateway && canonical(a) === canonical(gateway)) {
+      problems.push({ path: `${path}.lbAddresses[${i}]`, rule: `must differ from the gateway ${canonical(gateway)}` });
+    }
+  });
+  const [a0, a1] = lbAddresses;
+  if (a0 && a1 && canonical(a0) === canonical(a1)) problems.push({ path: `${path}.lbAddresses[1]`, rule: "must differ from lbAddresses[0]" });
+  return { cidr, gateway, lbAddresses };
+}
+
+export function semanticProblems(raw: unknown): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const spec = obj(raw);
+  const network = checkNetwork("network", obj(spec.network), problems, { ipv4Only: true });
+  const platform = obj(spec.platform);
+  const publicRaw = obj(platform.publicNetwork);
+  const publicNet = checkNetwork("platform.publicNetwork", publicRaw, problems, { ipv4Only: false });
+  const reservedInCluster = network ? [network.gateway, ...network.lbAddresses].filter((x): x is Ip => !!x).map(canonical) : [];
+
+  if (network && publicNet && overlaps(network.cidr, publicNet.cidr)) {
+    problems.push({ path: "platform.publicNetwork.cidr", rule: "must not overlap network.cidr" });
+  }
+
+  const va = obj(spec.virtualAddresses);
+  const seenType = new Map<string, { type: unknown; path: string }>();
+  const checkVip = (path: string, entry: unknown, list: Set<string> | undefined) => {
+    const e = obj(entry);
+    const a = ip(e.address);
+    if (!a) return;
+    const text = canonical(a);
+    if (list) {
+      if (list.has(text)) problems.push({ path: `${path}.address`, rule: `duplicates ${text} earlier in the same list` });
+      list.add(text);
+    }
+    const prior = seenType.get(text);
+    if (prior && prior.type !== e.type && (e.type === "private" || e.type === "public")) {
+      problems.push({ path: `${path}.type`, rule: `must match ${prior.path}: ${text} cannot be both private and public` });
+    } else if (!prior) seenType.set(text, { type: e.type, path: `${path}.type` });
+    if (e.type === "private" && network) {
+      if (!contains(network.cidr, a)) {
+        problems.push({ path: `${path}.address`, rule: `is private, so it must be inside network.cidr ${canonical(network.cidr.network)}/${network.cidr.prefixLength}` });
+      } else if (reservedInCluster.includes(text)) {
+        problems.push({ path: `${path}.address`, rule: `must not be the gateway or an LB address (${text})` });
+      } else if (text === canonical(network.cidr.network) || text === canonical(broadcastAddress(network.cidr))) {
+        problems.push({ path: `${path}.address`, rule: "must not be the network or broadcast address" });
+      }
+    }
+    if (e.type === "public") {
+      if (network && contains(network.cidr, a)) problems.push({ path: `${path}.address`, rule: "is public, so it must be outside network.cidr" });
+      if (publicNet && platform.type === "openstack" && !contains(publicNet.cidr, a)) {
+        problems.push({ path: `${path}.address`, rule: "must be inside platform.publicNetwork.cidr: on openstack a public address is a fixed IP of a VIP port" });
+      }
+      if (publicNet && platform.type === "libvirt" && contains(publicNet.cidr, a)) {
+        problems.push({ path: `${path}.address`, rule: "must be outside platform.publicNetwork.cidr: on libvirt public addresses are routed to platform.publicNetwork.nextHop" });
+      }
+    }
+  };
+  const apiSeen = new Set<string>();
+  list(va.api).forEach((e, i) => checkVip(`virtualAddresses.api[${i}]`, e, apiSeen));
+  const ingressSeen = new Set<string>();
+  list(va.ingress).forEach((e, i) => checkVip(`virtualAddresses.ingress[${i}]`, e, ingressSeen));
+  if (va.nat !== undefined) {
+    checkVip("virtualAddresses.nat", va.nat, undefined);
+    const nat = obj(va.nat);
+    if (nat.type === "private") problems.push({ path: "virtualAddresses.nat.type", rule: "must be public: egress is translated to an address outside the cluster network" });
+    const a = ip(nat.address);
+    if (a && a.kind() !== "ipv4") problems.push({ path: "virtualAddresses.nat.address", rule: "must be IPv4: the cluster network is IPv4" });
+  }
+
+  const ingressBackend = spec.ingressBackend;
+  if (va.ingress !== undefined && ingressBackend === undefined) {
+    problems.push({ path: "ingressBackend", rule: "is required when virtualAddresses.ingress is set" });
+  }
+  if (va.ingress === undefined && ingressBackend !== undefined) {
+    problems.push({ path: "ingressBackend", rule: "is set but virtualAddresses.ingress is not: nothing would use it" });
+  }
+  checkBackend("apiBackend", obj(spec.apiBackend), problems);
+  if (ingressBackend !== undefined) checkBackend("ingressBackend", obj(ingressBackend), problems);
+
+  checkPlatform(platform, publicNet, problems);
+  checkPorts(spec, problems);
+  checkVrrp(obj(spec.vrrp), problems);
+  return problems;
+}
+
+function checkBackend(path: string, raw: Obj, problems: SpecProblem[]) {
+  if (raw.nodeSelector === undefined && (raw.addresses === undefined || list(raw.addresses).length === 0)) {
+    problems.push({ path, rule: "needs a nodeSelector or at least one address" });
+  }
+  const seen = new Set<string>();
+  list(raw.addresses).forEach((v, i) => {
+    const a = ip(v);
+    if (!a) return;
+    if (seen.has(canonical(a))) problems.push({ path: `${path}.addresses[${i}]`, rule: `duplicates ${canonical(a)}` });
+    seen.add(canonical(a));
+  });
+}
+
+function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, problems: SpecProblem[]) {
+  const pub = obj(platform.publicNetwork);
+  if (platform.type === "openstack" && pub.nextHop !== undefined) {
+    problems.push({ path: "platform.publicNetwork.nextHop", rule: "is only for platform libvirt (routed floating IPs); on openstack the public VIPs move" });
+  }
+  if (platform.type !== "libvirt" || !publicNet) return;
+  const hop = pub.nextHop === undefined ? nthAddress(publicNet.cidr, 4) : ip(pub.nextHop);
+  if (!hop) return;
+  const path = "platform.publicNetwork.nextHop";
+  if (!contains(publicNet.cidr, hop)) problems.push({ path, rule: "must be inside platform.publicNetwork.cidr" });
+  const taken = [publicNet.gateway, ...publicNet.lbAddresses].filter((x): x is Ip => !!x).map(canonical);
+  if (taken.includes(canonical(hop))) problems.push({ path, rule: `must differ from the public gateway and LB addresses (${canonical(hop)})` });
+}
+
+function checkPorts(spec: Obj, problems: SpecProblem[]) {
+  const frontendPorts = new Set([6443, 22623, 80, 443]);
+  const metrics = obj(spec.metrics).port;
+  if (typeof metrics === "number" && frontendPorts.has(metrics)) {
+    problems.push({ path: "metrics.port", rule: `must not be a frontend port (6443, 22623, 80, 443)` });
+  }
+  const ib = obj(spec.ingressBackend);
+  if (typeof ib.httpPort === "number" && ib.httpPort === ib.httpsPort) {
+    problems.push({ path: "ingressBackend.httpsPort", rule: "must differ from ingressBackend.httpPort" });
+  }
+}
+
+function checkVrrp(vrrp: Obj, problems: SpecProblem[]) {
+  const interval = vrrp.advertInterval;
+  if (typeof interval === "number" && interval >= 0.01 && Math.abs(Math.round(interval * 100) - interval * 100) > 1e-6) {
+    problems.push({ path: "vrrp.advertInterval", rule: "must be a multiple of 0.01 s (VRRPv3 centiseconds)" });
+  }
+  const prio = obj(vrrp.priority);
+  if (typeof prio.primary === "number" && prio.primary === prio.secondary) {
+    problems.push({ path: "vrrp.priority.secondary", rule: "must differ from vrrp.priority.primary" });
+  }
+}
