@@ -125,6 +125,11 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
     if (a && a.kind() !== "ipv4") problems.push({ path: "virtualAddresses.nat.address", rule: "must be IPv4: the cluster network is IPv4" });
   }
 
+  const allVips = [...list(va.api), ...list(va.ingress)].map(obj);
+  if (va.nat === undefined && allVips.length > 0 && allVips.every((e) => e.type === "public")) {
+    problems.push({ path: "virtualAddresses", rule: "needs a private address or nat: VRRP must hold at least one address on the private network" });
+  }
+
   const ingressBackend = spec.ingressBackend;
   if (va.ingress !== undefined && ingressBackend === undefined) {
     problems.push({ path: "ingressBackend", rule: "is required when virtualAddresses.ingress is set" });

@@ -49,6 +49,7 @@ const cases: Case[] = [
   { name: "public VIP inside the private network", mutate: (s) => (s.virtualAddresses.api[1].address = "192.168.100.200"), expect: "virtualAddresses.api[1].address: is public, so it must be outside network.cidr" },
   { name: "NAT address private", mutate: (s) => (s.virtualAddresses.nat = { address: "192.168.100.253", type: "private" }), expect: "virtualAddresses.nat.type: must be public: egress is translated to an address outside the cluster network" },
   { name: "NAT address IPv6", mutate: (s) => (s.virtualAddresses.nat = { address: "2001:db8::253", type: "public" }), expect: "virtualAddresses.nat.address: must be IPv4: the cluster network is IPv4" },
+  { name: "only public addresses and no nat", mutate: (s) => { s.virtualAddresses.api.shift(); delete s.virtualAddresses.nat; }, expect: "virtualAddresses: needs a private address or nat" },
   { name: "empty ingress list", mutate: (s) => (s.virtualAddresses.ingress = []), expect: "virtualAddresses.ingress: must have at least 1 item" },
   { name: "ingress VIPs without ingressBackend", mutate: (s) => delete s.ingressBackend, expect: "ingressBackend: is required when virtualAddresses.ingress is set" },
   { name: "ingressBackend without ingress VIPs", mutate: (s) => delete s.virtualAddresses.ingress, expect: "ingressBackend: is set but virtualAddresses.ingress is not" },

@@ -1,0 +1,62 @@
+/**
+ * `edgepair` command line (DESIGN.md "Command line"): validate and render. Errors go to stderr as
+ * `<field.path>: <rule>`; exit 0 ok, 2 bad input, 1 anything else.
+ */
+import { Command, CommanderError } from "commander";
+import { renderAll } from "../render/index";
+import { BadInput, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK } from "./exit";
+import { readHost, readSpec, resolveBackends } from "./inputs";
+import { writeTree } from "./write-tree";
+
+function program(out: (s: string) => void): Command {
+  const p = new Command("edgepair")
+    .description("HA load-balancer and NAT-gateway pair for a private-network cluster")
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: (s) => process.stderr.write(s) });
+
+  p.command("validate")
+    .description("check a LoadBalancer spec; prints one `<field.path>: <rule>` line per problem")
+    .requiredOption("--spec <file>", "spec YAML (bare spec, LoadBalancer resource, or Pulumi stack file)")
+    .action((o: { spec: string }) => {
+      const spec = readSpec(o.spec);
+      out(`ok: ${spec.clusterName} (${spec.distribution}, VRRP router ID ${spec.vrrp.routerId})\n`);
+    });
+
+  p.command("render")
+    .description("render every file of one LB into DIR, as it lands on the VM")
+    .requiredOption("--spec <file>", "spec YAML")
+    .requiredOption("--host <file>", "host facts YAML: hostname, role, publicInterface, privateInterface")
+    .option("--api-backends <ips>", "comma-separated API backend addresses (default: apiBackend.addresses)")
+    .option("--ingress-backends <ips>", "comma-separated ingress backend addresses (default: ingressBackend.addresses)")
+    .requiredOption("--out <dir>", "output root")
+    .action((o: { spec: string; host: string; apiBackends?: string; ingressBackends?: string; out: string }) => {
+      const spec = readSpec(o.spec);
+      const host = readHost(o.host);
+      const files = renderAll({ spec, host, backends: resolveBackends(spec, o) });
+      writeTree(o.out, files);
+      for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) {
+        out(`${f.mode.toString(8).padStart(4, "0")}  ${f.reload.service.padEnd(14)}  ${f.path}\n`);
+      }
+    });
+  return p;
+}
+
+export function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
+  try {
+    program(out).parse(argv, { from: "user" });
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof BadInput) {
+      process.stderr.write(`${e.lines.join("\n")}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    if (e instanceof CommanderError) {
+      // help and version are successes; a usage error is bad input
+      return e.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
+    }
+    process.stderr.write(`edgepair: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2));

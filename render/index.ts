@@ -1,0 +1,32 @@
+/**
+ * Every file of one LB, in apply order: kernel settings and links first, then the firewall, then the services that
+ * bind on them. The same function runs in the Pulumi program (preview diff), the CLI and the agent.
+ */
+import { renderConntrackd } from "./conntrackd";
+import { renderFirewall } from "./firewall";
+import { renderHaproxy } from "./haproxy";
+import { renderKeepalived } from "./keepalived";
+import { renderNetworkManager } from "./networkmanager";
+import { renderNotifyScript } from "./notify";
+import { renderSysctl } from "./sysctl";
+import type { Renderer, RenderedFile, RenderInput } from "./types";
+
+export const RENDERERS: readonly Renderer[] = [
+  renderSysctl,
+  renderNetworkManager,
+  renderFirewall,
+  renderHaproxy,
+  renderConntrackd,
+  renderNotifyScript,
+  renderKeepalived,
+];
+
+export function renderAll(input: RenderInput): RenderedFile[] {
+  const files = RENDERERS.flatMap((r) => r(input));
+  const seen = new Set<string>();
+  for (const f of files) {
+    if (seen.has(f.path)) throw new Error(`two renderers produced ${f.path}`);
+    seen.add(f.path);
+  }
+  return files;
+}

@@ -1,0 +1,125 @@
+/**
+ * /etc/keepalived/keepalived.conf: one VRRPv3 instance over unicast between the two LB addresses on the private
+ * NIC. It holds the private VIPs (and the gateway VIP when NAT is on); public addresses move in the notify script,
+ * after conntrackd's commit (render/notify.ts).
+ *
+ * HAProxy tracking is a vrrp_script, not vrrp_track_process: track_process listens on the kernel's process-event
+ * connector, which exists only in the initial network namespace. In a network-namespace lab it is blind (checked
+ * with keepalived 2.2.7: "Failed to set/clear process event listen", then FAULT forever when HAProxy started after
+ * keepalived). The script asks HAProxy's own monitor URI on this LB's address, so it also notices a HAProxy that
+ * runs but does not answer, and it sees only the HAProxy of its own network namespace.
+ */
+import { parseIp } from "../spec/address";
+import type { HostFacts, IpFamily, ResolvedSpec, VirtualAddress } from "../spec/types";
+import { file, header, hostPrefix, lines, reload } from "./common";
+import { HAPROXY_MONITOR_URI } from "./haproxy";
+import { NOTIFY_SCRIPT_PATH } from "./notify";
+import type { Renderer } from "./types";
+
+export const KEEPALIVED_CONFIG_PATH = "/etc/keepalived/keepalived.conf";
+/** The curl of Fedora's curl-minimal (and Debian's curl) lives here; keepalived runs scripts without a shell. */
+const CURL = "/usr/bin/curl";
+const HAPROXY_CHECK = "haproxy";
+
+export const renderKeepalived: Renderer = ({ spec, host }) => [
+  file(KEEPALIVED_CONFIG_PATH, keepalivedConf(spec, host), reload("keepalived", ["systemctl", "reload", "keepalived.service"])),
+];
+
+/** The VRRP instance name: the cluster name, restricted to characters keepalived takes in a bare word. */
+export function vrrpInstanceName(clusterName: string): string {
+  return clusterName.replace(/[^A-Za-z0-9_.-]/g, "_");
+}
+
+export function ownAndPeerAddress(spec: ResolvedSpec, host: HostFacts): { own: string; peer: string } {
+  const [primary, secondary] = spec.network.lbAddresses;
+  return host.role === "primary" ? { own: primary, peer: secondary } : { own: secondary, peer: primary };
+}
+
+function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
+  const { own, peer } = ownAndPeerAddress(spec, host);
+  const privateIf = host.privateInterface.name;
+  // VRRPv3 adverts carry addresses of one family only (the family of the unicast addresses); the other family's
+  // VIPs are excluded from adverts but still move with the instance.
+  if (spec.derived.privateVips.length === 0) {
+    // keepalived refuses an instance without VIPs ("No VIP specified; at least one is required"); the spec rules
+    // should reject this first, so reaching here is a bug, never a silently broken file.
+    throw new Error("virtualAddresses: needs a private address or nat (keepalived's VRRP instance needs at least one VIP)");
+  }
+  const advertFamily = familyOf(own);
+  const advertised = spec.derived.privateVips.filter((v) => v.family === advertFamily);
+  const excluded = spec.derived.privateVips.filter((v) => v.family !== advertFamily);
+  return lines(
+    header("#").trimEnd(),
+    "",
+    "global_defs {",
+    `    router_id ${host.hostname}`,
+    "    vrrp_version 3",
+    // Scripts run as root (they change addresses), so keepalived must refuse any that others could modify.
+    "    enable_script_security",
+    "    script_user root",
+    // The first GARP burst goes out at once; a second one a second later covers a switch that missed it, and a
+    // periodic refresh keeps caches warm while nothing moves (the default of 5 s waits too long).
+    "    vrrp_garp_master_delay 1",
+    "    vrrp_garp_master_refresh 60",
+    // With adverts every 100 ms a busy HAProxy must not delay them into a false failover, so the VRRP process gets
+    // a higher CFS weight. Not realtime: under SCHED_RR keepalived 2.2.7's VRRP child was SIGKILLed by its own
+    // RLIMIT_RTTIME (10 ms) on entering BACKUP here, and respawned; -1 also keeps it from raising itself to realtime.
+    "    vrrp_priority -10",
+    "    max_auto_priority -1",
+    "}",
+    "",
+    `vrrp_script ${HAPROXY_CHECK} {`,
+    `    script "${CURL} -fsS -o /dev/null --max-time 1 ${monitorUrl(own, spec.metrics.port)}"`,
+    "    interval 1",
+    "    timeout 2",
+    "    fall 2",
+    "    rise 2",
+    // weight 0: a failing HAProxy puts the instance in FAULT, so the peer takes over whatever the priorities are.
+    "    weight 0",
+    // At boot the LB counts as failed until HAProxy answers, so it never wins an election without a proxy.
+    "    init_fail",
+    "}",
+    "",
+    `vrrp_instance ${vrrpInstanceName(spec.clusterName)} {`,
+    // BACKUP on both plus nopreempt: a returning LB stays BACKUP instead of taking over (and dropping flows) again.
+    "    state BACKUP",
+    "    nopreempt",
+    `    interface ${privateIf}`,
+    `    virtual_router_id ${spec.vrrp.routerId}`,
+    `    priority ${spec.vrrp.priority[host.role]}`,
+    `    advert_int ${spec.vrrp.advertIntervalSeconds}`,
+    `    unicast_src_ip ${own}`,
+    "    unicast_peer {",
+    `        ${peer}`,
+    "    }",
+    // Adverts are accepted only from the peer's address, never from another host that guessed the router ID.
+    "    check_unicast_src",
+    ...vipBlock("virtual_ipaddress", advertised, privateIf),
+    ...vipBlock("virtual_ipaddress_excluded", excluded, privateIf),
+    // The private NIC is tracked implicitly (keepalived rejects naming it); losing the public one is a FAULT too.
+    "    track_interface {",
+    `        ${host.publicInterface.name}`,
+    "    }",
+    "    track_script {",
+    `        ${HAPROXY_CHECK}`,
+    "    }",
+    `    notify ${NOTIFY_SCRIPT_PATH}`,
+    "}",
+  );
+}
+
+function vipBlock(keyword: string, vips: VirtualAddress[], dev: string): string[] {
+  if (vips.length === 0) return [];
+  return [`    ${keyword} {`, ...vips.map((v) => `        ${v.address}/${hostPrefix(v)} dev ${dev}`), "    }"];
+}
+
+function monitorUrl(address: string, port: number): string {
+  const hostPart = familyOf(address) === 6 ? `[${address}]` : address;
+  return `http://${hostPart}:${port}${HAPROXY_MONITOR_URI}`;
+}
+
+function familyOf(address: string): IpFamily {
+  const ip = parseIp(address);
+  if (!ip) throw new Error(`not an IP address: ${address}`);
+  return ip.kind() === "ipv4" ? 4 : 6;
+}
