@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { withNetns, type WantedInterface } from "./netns";
 import { run } from "./run";
-import type { CheckResult } from "./shell";
+import type { CheckResult } from "./run";
 
 /** The sync interface and this LB's sync address, read from the UDP block, with a /24 (or /64) around it. */
 export function conntrackdInterfaces(content: string): WantedInterface[] {

@@ -8,12 +8,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import type { RenderedFile } from "../../render/types";
-import { run } from "./run";
+import { run, type CheckResult } from "./run";
 
-export interface CheckResult {
-  ok: boolean;
-  output: string;
-}
 
 const ETC = "/etc/firewalld";
 /** We render no firewalld.conf (the image's stays); without one the tool logs an error and falls back to defaults. */

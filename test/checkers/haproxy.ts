@@ -6,12 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RenderedFile } from "../../render/types";
-import { run } from "./run";
+import { run, type CheckResult } from "./run";
 
-export interface CheckResult {
-  ok: boolean;
-  output: string;
-}
 
 export function checkHaproxy(content: string): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-haproxy-"));

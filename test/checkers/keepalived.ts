@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import type { RenderedFile } from "../../render/types";
 import { withNetns, type WantedInterface } from "./netns";
 import { run } from "./run";
-import type { CheckResult } from "./shell";
+import type { CheckResult } from "./run";
 
 const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 

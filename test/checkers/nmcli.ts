@@ -7,12 +7,8 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { RenderedFile } from "../../render/types";
 import { withNetns } from "./netns";
-import { run, type RunResult } from "./run";
+import { run, type RunResult, type CheckResult } from "./run";
 
-export interface CheckResult {
-  ok: boolean;
-  output: string;
-}
 
 /** Validates one keyfile; on success `output` is nmcli's normalized keyfile (keys NM dropped are missing there). */
 export function checkNmKeyfile(content: string): CheckResult {

@@ -1,5 +1,11 @@
 import { spawnSync } from "node:child_process";
 
+/** What every checker answers: accepted or not, and the program's own words. */
+export interface CheckResult {
+  ok: boolean;
+  output: string;
+}
+
 export interface RunResult {
   status: number | null;
   stdout: string;

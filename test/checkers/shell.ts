@@ -5,12 +5,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "./run";
+import { run, type CheckResult } from "./run";
 
-export interface CheckResult {
-  ok: boolean;
-  output: string;
-}
 
 export function checkShellScript(content: string): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-sh-"));

@@ -8,12 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RenderedFile } from "../../render/types";
 import { withNetns } from "./netns";
-import { run } from "./run";
+import { run, type CheckResult } from "./run";
 
-export interface CheckResult {
-  ok: boolean;
-  output: string;
-}
 
 export function checkSysctl(content: string, interfaces: readonly string[]): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-sysctl-"));
