@@ -1,8 +1,10 @@
 /**
- * `edgepair` command line (DESIGN.md "Command line"): validate and render. Errors go to stderr as
- * `<field.path>: <rule>`; exit 0 ok, 2 bad input, 1 anything else.
+ * `edgepair` command line (DESIGN.md "Command line"): validate, render, and the network-namespace lab
+ * (`lab up|status|smoke|failover|down`, lab/cli.ts). Errors go to stderr as `<field.path>: <rule>`; exit 0 ok,
+ * 2 bad input, 1 anything else.
  */
 import { Command, CommanderError } from "commander";
+import { registerLab } from "../lab/cli";
 import { renderAll } from "../render/index";
 import { BadInput, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK } from "./exit";
 import { readHost, readSpec, resolveBackends } from "./inputs";
@@ -38,25 +40,46 @@ function program(out: (s: string) => void): Command {
         out(`${f.mode.toString(8).padStart(4, "0")}  ${f.reload.service.padEnd(14)}  ${f.path}\n`);
       }
     });
+
+  registerLab(p, out);
   return p;
 }
 
+/** Synchronous commands only (validate, render); `lab ...` needs mainAsync. */
 export function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
+  if (argv[0] === "lab") {
+    process.stderr.write("edgepair: lab commands are asynchronous: call mainAsync\n");
+    return EXIT_FAILURE;
+  }
   try {
     program(out).parse(argv, { from: "user" });
     return EXIT_OK;
   } catch (e) {
-    if (e instanceof BadInput) {
-      process.stderr.write(`${e.lines.join("\n")}\n`);
-      return EXIT_BAD_INPUT;
-    }
-    if (e instanceof CommanderError) {
-      // help and version are successes; a usage error is bad input
-      return e.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
-    }
-    process.stderr.write(`edgepair: ${e instanceof Error ? e.message : String(e)}\n`);
-    return EXIT_FAILURE;
+    return exitCodeOf(e);
   }
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+/** Like main, for every command including the asynchronous ones (`lab ...`). */
+export async function mainAsync(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  try {
+    await program(out).parseAsync(argv, { from: "user" });
+    return EXIT_OK;
+  } catch (e) {
+    return exitCodeOf(e);
+  }
+}
+
+function exitCodeOf(e: unknown): number {
+  if (e instanceof BadInput) {
+    process.stderr.write(`${e.lines.join("\n")}\n`);
+    return EXIT_BAD_INPUT;
+  }
+  if (e instanceof CommanderError) {
+    // help and version are successes; a usage error is bad input
+    return e.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
+  }
+  process.stderr.write(`edgepair: ${e instanceof Error ? e.message : String(e)}\n`);
+  return EXIT_FAILURE;
+}
+
+if (require.main === module) void mainAsync(process.argv.slice(2)).then((code) => (process.exitCode = code));

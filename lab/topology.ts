@@ -1,0 +1,207 @@
+/**
+ * The lab's topology, derived from a resolved spec (pure: no I/O). Every name carries the run's prefix, so a lab
+ * and its leftovers are found by that prefix alone.
+ *
+ *   outside 203.0.113.0/24 (brout) ── router ── public network (brpub) ── lb1 eth0 / lb2 eth0
+ *     internet host, client             routes the floating IPs to the public next hop the active LB holds
+ *   cluster network (brpriv) ── lb1 eth1 / lb2 eth1, API servers, ingress workers, a cluster node
+ *
+ * The bridges live in one switch namespace; each host namespace gets one end of a veth pair per segment, the
+ * other end sits in the switch namespace (nothing is ever created in the initial namespace).
+ */
+import { randomBytes } from "node:crypto";
+import { canonical, nthAddress, parseCidr } from "../spec/address";
+import type { BackendSets, ResolvedSpec } from "../spec/types";
+
+/** Where the lab keeps the state of every run: one directory per prefix. */
+export const STATE_ROOT = "/run/edgepair-lab";
+/** Prefixes look like `epl` + 4 base-36 characters: short enough for any derived name, unlike other tools' names. */
+export const PREFIX_PATTERN = /^epl[0-9a-z]{4}$/;
+export const NETNS_PATTERN = /^(epl[0-9a-z]{4})-[a-z0-9]+$/;
+
+export const OUTSIDE = { cidr: "203.0.113.0/24", prefixLength: 24, gateway: "203.0.113.1", internet: "203.0.113.10", client: "203.0.113.50" };
+/** Ports of the lab's stand-in servers. */
+export const PORTS = { whoami: 8080, echo: 7, ssh: 22 };
+
+export type SegmentName = "pub" | "priv" | "out";
+export const BRIDGES: Record<SegmentName, string> = { pub: "brpub", priv: "brpriv", out: "brout" };
+
+export type HostRole = "router" | "api" | "ingress" | "node" | "internet" | "client" | "rogue";
+
+export interface LinkPlan {
+  /** name inside the host namespace */
+  name: string;
+  segment: SegmentName;
+  /** the peer's name inside the switch namespace (<= 15 characters) */
+  switchPort: string;
+  /** with prefix length; empty for the LBs, whose addresses come from their rendered keyfiles */
+  addresses: string[];
+}
+
+export interface HostPlan {
+  key: string;
+  ns: string;
+  role: HostRole;
+  /** backend name in the rendered HAProxy config (api and ingress hosts) */
+  serverName?: string;
+  address: string;
+  links: LinkPlan[];
+  defaultRoute: string;
+}
+
+export interface LbPlan {
+  key: "lb1" | "lb2";
+  ns: string;
+  role: "primary" | "secondary";
+  hostname: string;
+  publicLink: LinkPlan;
+  privateLink: LinkPlan;
+  publicAddress: string;
+  privateAddress: string;
+}
+
+export interface LabPlan {
+  prefix: string;
+  switchNs: string;
+  lbs: [LbPlan, LbPlan];
+  router: HostPlan & { routes: { to: string; via: string }[] };
+  hosts: HostPlan[];
+  /** on demand only (tests): a host on the cluster network that is not the peer */
+  rogue: HostPlan;
+  backends: BackendSets;
+  /** the addresses the smoke check and the bench talk to */
+  targets: {
+    apiVipPublic: string;
+    apiVipPrivate?: string;
+    ingressVip?: string;
+    natAddress?: string;
+    nextHop: string;
+    gatewayVip: string;
+    clusterNode: string;
+    internet: string;
+    client: string;
+  };
+}
+
+export function newPrefix(): string {
+  const n = randomBytes(4).readUInt32BE(0) % 36 ** 4;
+  return `epl${n.toString(36).padStart(4, "0")}`;
+}
+
+function nth(cidr: string, n: number): string {
+  const c = parseCidr(cidr);
+  if (!c.ok) throw new Error(`lab: bad cidr ${cidr}`);
+  return canonical(nthAddress(c.cidr, n));
+}
+
+export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
+  if (!PREFIX_PATTERN.test(prefix)) throw new Error(`lab: prefix ${prefix} does not match ${PREFIX_PATTERN}`);
+  const pub = spec.platform.publicNetwork;
+  if (spec.platform.type !== "libvirt" || pub.nextHop === undefined) {
+    throw new Error("lab: needs platform.type libvirt with a public next hop (routed floating IPs), as in Pulumi.dev.yaml");
+  }
+  if (spec.network.cidr.includes(":")) throw new Error("lab: the cluster network must be IPv4");
+  const ns = (key: string) => `${prefix}-${key}`;
+  const privLen = spec.network.prefixLength;
+  const gw = spec.network.gateway;
+
+  const lb = (key: "lb1" | "lb2", i: 0 | 1): LbPlan => ({
+    key,
+    ns: ns(key),
+    role: i === 0 ? "primary" : "secondary",
+    hostname: `${spec.clusterName}-lb-${i + 1}`,
+    publicLink: { name: "eth0", segment: "pub", switchPort: `${key}-pub`, addresses: [] },
+    privateLink: { name: "eth1", segment: "priv", switchPort: `${key}-priv`, addresses: [] },
+    publicAddress: pub.lbAddresses[i],
+    privateAddress: spec.network.lbAddresses[i],
+  });
+
+  const privateHost = (key: string, role: HostRole, address: string, serverName?: string): HostPlan => ({
+    key,
+    ns: ns(key),
+    role,
+    ...(serverName ? { serverName } : {}),
+    address,
+    links: [{ name: "eth0", segment: "priv", switchPort: key, addresses: [`${address}/${privLen}`] }],
+    defaultRoute: gw,
+  });
+  const outsideHost = (key: string, role: HostRole, address: string): HostPlan => ({
+    key,
+    ns: ns(key),
+    role,
+    address,
+    links: [{ name: "eth0", segment: "out", switchPort: key, addresses: [`${address}/${OUTSIDE.prefixLength}`] }],
+    defaultRoute: OUTSIDE.gateway,
+  });
+
+  const apiHosts = spec.apiBackend.addresses.map((a, i) => privateHost(`cp${i + 1}`, "api", a, `cp-${i}`));
+  const ingressAddresses = spec.ingressBackend
+    ? spec.ingressBackend.addresses.length > 0
+      ? spec.ingressBackend.addresses
+      : [nth(spec.network.cidr, 20), nth(spec.network.cidr, 21)]
+    : [];
+  const ingressHosts = ingressAddresses.map((a, i) => privateHost(`wk${i + 1}`, "ingress", a, `worker-${i}`));
+  const node = privateHost("node", "node", nth(spec.network.cidr, 30));
+  const rogue = privateHost("rogue", "rogue", nth(spec.network.cidr, 66));
+
+  const taken = new Set<string>([gw, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)]);
+  for (const h of [...apiHosts, ...ingressHosts, node, rogue]) {
+    if (taken.has(h.address)) throw new Error(`lab: ${h.key} address ${h.address} collides with an LB address or VIP`);
+    taken.add(h.address);
+  }
+
+  const router = {
+    key: "rt",
+    ns: ns("rt"),
+    role: "router" as const,
+    address: pub.gateway,
+    links: [
+      { name: "eth0", segment: "pub" as const, switchPort: "rt-pub", addresses: [`${pub.gateway}/${pub.prefixLength}`] },
+      { name: "eth1", segment: "out" as const, switchPort: "rt-out", addresses: [`${OUTSIDE.gateway}/${OUTSIDE.prefixLength}`] },
+    ],
+    defaultRoute: "",
+    // The cloud's part: every public VIP is routed to the next hop only the active LB holds.
+    routes: spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ to: `${v.address}/32`, via: pub.nextHop as string })),
+  };
+
+  const publicOf = (xs: { address: string; type: string }[]) => xs.find((v) => v.type === "public" && !v.address.includes(":"))?.address;
+  const apiVipPublic = publicOf(spec.virtualAddresses.api);
+  if (!apiVipPublic) throw new Error("lab: needs a public IPv4 api address");
+  const apiVipPrivate = spec.virtualAddresses.api.find((v) => v.type === "private")?.address;
+  const ingressVip = publicOf(spec.virtualAddresses.ingress);
+
+  return {
+    prefix,
+    switchNs: ns("sw"),
+    lbs: [lb("lb1", 0), lb("lb2", 1)],
+    router,
+    hosts: [
+      ...apiHosts,
+      ...ingressHosts,
+      node,
+      outsideHost("inet", "internet", OUTSIDE.internet),
+      outsideHost("cli", "client", OUTSIDE.client),
+    ],
+    rogue,
+    backends: {
+      api: apiHosts.map((h) => ({ name: h.serverName as string, address: h.address })),
+      ingress: ingressHosts.map((h) => ({ name: h.serverName as string, address: h.address })),
+    },
+    targets: {
+      apiVipPublic,
+      ...(apiVipPrivate ? { apiVipPrivate } : {}),
+      ...(ingressVip ? { ingressVip } : {}),
+      ...(spec.virtualAddresses.nat ? { natAddress: spec.virtualAddresses.nat.address } : {}),
+      nextHop: pub.nextHop,
+      gatewayVip: gw,
+      clusterNode: node.address,
+      internet: OUTSIDE.internet,
+      client: OUTSIDE.client,
+    },
+  };
+}
+
+/** Every namespace of a plan, switch first (its deletion takes every veth peer with it). */
+export function allNamespaces(plan: LabPlan, withRogue = false): string[] {
+  return [plan.switchNs, plan.router.ns, ...plan.lbs.map((l) => l.ns), ...plan.hosts.map((h) => h.ns), ...(withRogue ? [plan.rogue.ns] : [])];
+}

@@ -1,0 +1,220 @@
+/**
+ * The pair for real: the dev stack (Pulumi.dev.yaml) in network namespaces with the real haproxy, keepalived,
+ * conntrackd and firewalld running the rendered files (lab/). One lab for the whole file, brought up once; the tests
+ * run in order and the last one tears it down and checks that nothing is left. Needs root; skipped otherwise.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readSpec } from "../cli/inputs";
+import { summarize, type RequestRecord } from "../lab/analysis";
+import { DEFAULT_SPEC } from "../lab/cli";
+import { exec, isAlive, processStartTime, sleep } from "../lab/exec";
+import { deviceFor, ipCommands, profileIntent } from "../lab/keyfile";
+import { Lab, leftovers } from "../lab/lab";
+import { allNamespaces, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
+
+const GOLDEN_KEYFILES = join(__dirname, "golden", "dev-lb1", "etc", "NetworkManager", "system-connections");
+
+describe("lab: pure parts", () => {
+  const spec = readSpec(DEFAULT_SPEC);
+
+  test("the plan: names carry the prefix, interface names fit in 15 characters, backends are the dev stack's", () => {
+    const prefix = newPrefix();
+    const plan = planLab(spec, prefix);
+    for (const ns of allNamespaces(plan, true)) expect(NETNS_PATTERN.exec(ns)?.[1]).toBe(prefix);
+    const links = [...plan.lbs.flatMap((l) => [l.publicLink, l.privateLink]), ...plan.router.links, ...plan.hosts.flatMap((h) => h.links)];
+    for (const l of links) {
+      expect(l.name.length).toBeLessThanOrEqual(15);
+      expect(l.switchPort.length).toBeLessThanOrEqual(15);
+    }
+    expect(new Set(links.map((l) => l.switchPort)).size).toBe(links.length);
+    expect(plan.backends.api.map((b) => b.address)).toEqual(spec.apiBackend.addresses);
+    expect(plan.router.routes.map((r) => r.via)).toEqual(spec.derived.publicVips.filter((v) => v.family === 4).map(() => "172.31.250.10"));
+    expect(plan.targets).toMatchObject({ apiVipPublic: "198.51.100.100", ingressVip: "198.51.100.80", natAddress: "198.51.100.253", gatewayVip: "192.168.100.1" });
+  });
+
+  test("keyfiles: the rendered profiles become ip commands on the device NetworkManager would pick", () => {
+    const read = (f: string) => profileIntent(readFileSync(join(GOLDEN_KEYFILES, f), "utf8"));
+    const links = [
+      { name: "enp1s0", mac: "52:54:00:ed:01:01" },
+      { name: "enp2s0", mac: "52:54:00:ed:02:01" },
+      { name: "edgepair-fip", mac: "aa:aa:aa:aa:aa:aa" },
+    ];
+    const pub = read("edgepair-public.nmconnection");
+    expect(deviceFor(pub, links)).toBe("enp1s0");
+    expect(ipCommands(pub, "enp1s0")).toEqual([
+      ["link", "set", "enp1s0", "up"],
+      ["addr", "replace", "172.31.250.2/24", "dev", "enp1s0"],
+      ["route", "replace", "default", "via", "172.31.250.1", "dev", "enp1s0"],
+    ]);
+    const priv = read("edgepair-private.nmconnection");
+    expect(priv.zone).toBe("internal");
+    expect(ipCommands(priv, deviceFor(priv, links))).toEqual([["link", "set", "enp2s0", "up"], ["addr", "replace", "192.168.100.2/24", "dev", "enp2s0"]]);
+    const fip = read("edgepair-fip.nmconnection");
+    expect(deviceFor(fip, links)).toBe("edgepair-fip");
+    expect(fip.ipv4.addresses).toEqual(["198.51.100.80/32", "198.51.100.100/32", "198.51.100.253/32"]);
+    expect(() => deviceFor(pub, links.slice(1))).toThrow(/no link matches/);
+  });
+
+  test("outage window as DESIGN.md defines it: fault to the first request started after it that succeeds through the peer", () => {
+    const r = (i: number, start: number, ms: number, ok: boolean, peer?: string): RequestRecord => ({ i, start, end: start + ms, ok, ...(peer ? { peer } : {}) });
+    const records = [r(0, 990, 5, true, "a"), r(1, 1000, 3000, false), r(2, 1010, 1200, true, "b"), r(3, 1020, 5, true, "a"), r(4, 1300, 5, true, "b")];
+    const s = summarize(records, 1000, "b");
+    expect(s).toMatchObject({ total: 5, failed: 1, afterFault: 4, outageMs: 10, maxLatencyMs: 3000, slow: 1, failedFromMs: 0, failedToMs: 0 });
+    expect(summarize(records, 1000).outageMs).toBe(10);
+    expect(summarize(records, 1000, "c").outageMs).toBeUndefined();
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+const suite = isRoot ? describe : describe.skip;
+
+async function rootVeths(): Promise<string[]> {
+  const r = await exec(["ip", "-o", "link", "show", "type", "veth"]);
+  return r.stdout.split("\n").filter(Boolean).map((l) => (l.split(":")[1] ?? "").trim().split("@")[0] as string).sort();
+}
+
+/** One TCP connection; resolves with what the server sent first, or the error. */
+async function tcpBanner(lab: Lab, ns: string, address: string, port: number): Promise<string> {
+  const script = `exec 3<>/dev/tcp/${address}/${port} && head -c 30 <&3`;
+  const r = await lab.run(ns, ["timeout", "3", "bash", "-c", script], { allowFail: true, timeoutMs: 10_000 });
+  return r.code === 0 ? r.stdout.trim() : `error: ${r.stderr.trim() || `exit ${r.code}`}`;
+}
+
+suite("lab: the dev pair in network namespaces, real daemons", () => {
+  let lab: Lab;
+  const progress: string[] = [];
+  let vethsBefore: string[] = [];
+
+  beforeAll(async () => {
+    vethsBefore = await rootVeths();
+    lab = Lab.create(readSpec(DEFAULT_SPEC), (l) => progress.push(l));
+    try {
+      await lab.up();
+    } catch (e) {
+      await lab.down();
+      throw new Error(`lab up failed: ${e instanceof Error ? e.message : String(e)}\n${progress.join("\n")}`);
+    }
+  }, 240_000);
+
+  afterAll(async () => {
+    if (lab) await lab.down(); // idempotent: also after the teardown test, and after a failed test
+  }, 60_000);
+
+  test("up: one LB MASTER holding every keepalived VIP and the next hop, the other BACKUP holding nothing", async () => {
+    const rows = await lab.status();
+    expect(rows.map((r) => r.vrrp).sort()).toEqual(["BACKUP", "MASTER"]);
+    const master = rows.find((r) => r.vrrp === "MASTER")!;
+    const backup = rows.find((r) => r.vrrp === "BACKUP")!;
+    expect(master.privateVips.sort()).toEqual(lab.state.spec.derived.privateVips.map((v) => v.address).sort());
+    expect(master.nextHop).toBe(true);
+    expect(backup.privateVips).toEqual([]);
+    expect(backup.nextHop).toBe(false);
+    for (const r of rows) {
+      expect(Object.values(r.daemons).every(Boolean)).toBe(true);
+      expect(r.backends.length).toBe(lab.plan.backends.api.length + 2 * lab.plan.backends.ingress.length);
+      expect(r.backends.every((b) => b.status === "UP")).toBe(true);
+      // the floating IPs sit on both LBs, exactly as the rendered edgepair-fip keyfile lists them
+      expect(r.floatingIps.sort()).toEqual(lab.state.spec.derived.publicVips.map((v) => v.address).sort());
+    }
+  });
+
+  test("smoke: client -> API and ingress VIPs, cluster node -> private API VIP and the internet", async () => {
+    const results = await lab.smoke();
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(results.length).toBeGreaterThanOrEqual(6);
+  }, 60_000);
+
+  test("egress leaves with the NAT address as source, whichever LB forwards it", async () => {
+    const t = lab.plan.targets;
+    const r = await lab.curl(lab.ns("node"), `http://${t.internet}:${PORTS.whoami}/who`);
+    expect(r.ok).toBe(true);
+    const seen = (JSON.parse(r.body) as { peer: string }).peer.replace(/^::ffff:/, "");
+    expect(seen).toBe(t.natAddress);
+    // and never one of the LBs' own public addresses
+    expect(lab.plan.lbs.map((l) => l.publicAddress)).not.toContain(seen);
+  }, 30_000);
+
+  test("SSH is refused on every public VIP and the next hop, answered on each LB's own public address", async () => {
+    const cli = lab.ns("cli");
+    const shared = [...lab.state.spec.derived.publicVips.map((v) => v.address), lab.plan.targets.nextHop];
+    for (const a of shared) expect(await tcpBanner(lab, cli, a, PORTS.ssh)).toMatch(/^error: .*(refused|No route|timed out)/i);
+    for (const l of lab.plan.lbs) expect(await tcpBanner(lab, cli, l.publicAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+    // The listener does answer on the VIP itself (from inside the LB): only the firewall keeps it off the public side.
+    const active = await lab.active();
+    expect(await tcpBanner(lab, lab.ns(active), lab.plan.targets.apiVipPublic, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+  }, 60_000);
+
+  test("VRRP adverts from a host that is not the peer (higher priority, same router ID) change nothing", async () => {
+    const before = await lab.status();
+    const active = await lab.active();
+    const announced = () => ({ lb1: lab.transitions("lb1").length, lb2: lab.transitions("lb2").length });
+    const linesBefore = announced();
+    expect(linesBefore.lb1).toBeGreaterThan(0); // the notify script does reach the agent's FIFO
+    const rogue = await lab.startRogue();
+    try {
+      await sleep(1000);
+      // nftables' own trace: every advert from the rogue ends in firewalld's input filter at its final reject
+      const verdicts = await Promise.all(lab.plan.lbs.map((l) => lab.firewallVerdicts(l.key, lab.plan.rogue.address, 2000)));
+      for (const v of verdicts) {
+        expect(v.length).toBeGreaterThanOrEqual(5); // 20 adverts in 2 s
+        expect(v.filter((x) => !/^rule reject with icmpx admin-prohibited \(verdict drop\)$/.test(x))).toEqual([]);
+      }
+      await sleep(2000); // 60 adverts in all, at priority 254 > both LBs
+      const rogueLog = readFileSync(rogue.log, "utf8");
+      expect(rogueLog).toMatch(/Entering MASTER STATE/); // it did send adverts as a master
+      expect(await lab.active()).toBe(active);
+      const after = await lab.status();
+      expect(after.map((r) => r.vrrp)).toEqual(before.map((r) => r.vrrp));
+      expect(after.map((r) => r.privateVips)).toEqual(before.map((r) => r.privateVips));
+      // no transition was announced to the agent on either LB
+      expect(announced()).toEqual(linesBefore);
+    } finally {
+      await lab.stopRogue();
+    }
+    expect(isAlive(rogue)).toBe(false);
+  }, 60_000);
+
+  test("unclean failover: the peer takes over at once; the returning LB stays BACKUP (no second outage, no duplicate VIP)", async () => {
+    const report = await lab.failover({ restore: true, settleMs: 4000 });
+    const text = lab.formatFailover(report);
+    expect(report.vipMovedMs).toBeDefined();
+    expect(report.nextHopMovedMs).toBeDefined();
+    expect(report.vipMovedMs!).toBeLessThan(3000);
+    expect(report.nextHopMovedMs!).toBeLessThan(5000);
+    // while the failed LB is cut off it holds nothing (FAULT), so no address is on both
+    expect(report.duringCut).toEqual({ vip: [report.to], nextHop: [report.to] });
+    // the client got through the peer again after the fault
+    expect(report.client.outageMs).toBeDefined();
+    expect(report.restored).toBeDefined();
+    expect(report.restored!.returningState).toBe("BACKUP");
+    expect(report.restored!.holders).toEqual([report.to]);
+    expect(report.restored!.nextHopHolders).toEqual([report.to]);
+    expect(report.restored!.requestsAfterReturn).toBeGreaterThan(100);
+    expect({ failedAfterReturn: report.restored!.failedAfterReturn, text }).toEqual({ failedAfterReturn: 0, text });
+    // the pair serves through the new MASTER, egress included
+    const smoke = await lab.smoke();
+    expect(smoke.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
+  test("teardown leaves nothing: no namespace with the prefix, no veth in the initial namespace, no process, no mount", async () => {
+    const recorded = [...lab.state.processes];
+    const inNamespaces: { pid: number; startTime: string }[] = [];
+    for (const ns of lab.state.namespaces) {
+      const r = await exec(["ip", "netns", "pids", ns], { allowFail: true });
+      for (const pid of r.stdout.split(/\s+/).filter(Boolean).map(Number)) {
+        const startTime = processStartTime(pid);
+        if (startTime) inNamespaces.push({ pid, startTime });
+      }
+    }
+    expect(inNamespaces.length).toBeGreaterThan(10);
+    const started = Date.now();
+    await lab.down();
+    const downMs = Date.now() - started;
+    expect(await leftovers(lab.state)).toEqual([]);
+    expect(recorded.filter((p) => isAlive(p)).map((p) => p.name)).toEqual([]);
+    expect(inNamespaces.filter((p) => isAlive(p))).toEqual([]);
+    expect(await rootVeths()).toEqual(vethsBefore);
+    expect(downMs).toBeLessThan(30_000);
+  }, 60_000);
+});
