@@ -3,10 +3,21 @@
  * spec fails `pulumi preview` with every `<field.path>: <rule>` before anything is created.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { SpecError } from "./spec/errors";
 import { resolveSpec } from "./spec/resolve";
 
-const config = new pulumi.Config("edgepair");
-const spec = resolveSpec(config.requireObject<unknown>("spec"));
+function loadSpec() {
+  const config = new pulumi.Config("edgepair");
+  try {
+    return resolveSpec(config.requireObject<unknown>("spec"));
+  } catch (e) {
+    // RunError: the engine prints the message alone, without a stack trace a user has nothing to do with.
+    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair:spec is invalid:\n${e.message}`);
+    throw e;
+  }
+}
+
+const spec = loadSpec();
 
 export const clusterName = spec.clusterName;
 export const vrrpRouterId = spec.vrrp.routerId;
