@@ -10,12 +10,19 @@
  *       The DESIGN.md client: a new TCP connection every interval, requests concurrent, each with its own timeout;
  *       one JSON line per finished request {i,start,end,ok,status?,server?,peer?,err?} (epoch ms). Stops on
  *       SIGTERM/SIGINT or at a bound, waits for requests in flight (bounded by the timeout), then exits 0.
+ *   flows --target A:P --out FILE [--tcp 20] [--udp 5] [--interval-ms 100] [--max-ms 120000]
+ *       Long-lived egress flows to an echo server: N TCP connections and M UDP sockets (each its own source port, so
+ *       its own conntrack entry), each sending one numbered message every interval and checking every echo against
+ *       what it sent. Prints "ready" once every flow has seen its first echo. On SIGTERM/SIGINT or at the bound it
+ *       stops sending, waits briefly for echoes in flight, and writes one JSON document to FILE: per flow the
+ *       messages sent and echoed, mismatches, the first error (reset, close) with its time, and every gap between
+ *       echoes longer than 500 ms ([from, to], epoch ms; the last one may end at the stop).
  */
 import { createSocket } from "node:dgram";
-import { appendFileSync, readFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
-import { createServer as createTcpServer } from "node:net";
+import { createConnection, createServer as createTcpServer } from "node:net";
 import { performance } from "node:perf_hooks";
 
 function nowMs(): number {
@@ -166,6 +173,131 @@ async function client(m: Map<string, string[]>): Promise<void> {
   while (inFlight > 0 && nowMs() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
+interface FlowReport {
+  proto: "tcp" | "udp";
+  id: number;
+  localPort?: number;
+  sent: number;
+  echoed: number;
+  mismatched: number;
+  err?: string;
+  errAt?: number;
+  firstEchoAt?: number;
+  lastEchoAt?: number;
+  /** gaps between consecutive echoes (or from the last echo to the stop) longer than GAP_REPORT_MS */
+  gaps: [number, number][];
+}
+
+const GAP_REPORT_MS = 500;
+
+async function flows(m: Map<string, string[]>): Promise<void> {
+  const { host, port } = hostPort(one(m, "target"));
+  const out = one(m, "out");
+  const nTcp = Number(one(m, "tcp", "20"));
+  const nUdp = Number(one(m, "udp", "5"));
+  const intervalMs = Number(one(m, "interval-ms", "100"));
+  const maxMs = Number(one(m, "max-ms", "120000"));
+  const t0 = nowMs();
+  const reports: FlowReport[] = [];
+  const senders: (() => void)[] = [];
+  const closers: (() => void)[] = [];
+
+  const echoed = (r: FlowReport): void => {
+    const now = nowMs();
+    const last = r.lastEchoAt ?? now;
+    if (now - last > GAP_REPORT_MS) r.gaps.push([last, now]);
+    r.firstEchoAt ??= now;
+    r.lastEchoAt = now;
+    r.echoed++;
+  };
+  const failed = (r: FlowReport, err: string): void => {
+    if (r.err !== undefined) return;
+    r.err = err;
+    r.errAt = nowMs();
+  };
+
+  for (let id = 0; id < nTcp; id++) {
+    const r: FlowReport = { proto: "tcp", id, sent: 0, echoed: 0, mismatched: 0, gaps: [] };
+    reports.push(r);
+    const pending: string[] = [];
+    let buf = "";
+    const sock = createConnection({ host, port });
+    sock.setNoDelay(true);
+    sock.setEncoding("utf8");
+    sock.on("connect", () => (r.localPort = sock.localPort));
+    sock.on("data", (d: string) => {
+      buf += d;
+      for (let head = pending[0]; head !== undefined && buf.length >= head.length; head = pending[0]) {
+        if (buf.slice(0, head.length) !== head) r.mismatched++;
+        buf = buf.slice(head.length);
+        pending.shift();
+        echoed(r);
+      }
+    });
+    sock.on("error", (e: NodeJS.ErrnoException) => failed(r, e.code ?? e.message));
+    sock.on("end", () => failed(r, "closed by peer"));
+    sock.on("close", () => failed(r, "closed"));
+    senders.push(() => {
+      if (r.err !== undefined || sock.connecting) return;
+      const msg = `tcp${id}:${r.sent}\n`;
+      pending.push(msg);
+      r.sent++;
+      sock.write(msg);
+    });
+    closers.push(() => sock.destroy());
+  }
+
+  for (let id = 0; id < nUdp; id++) {
+    const r: FlowReport = { proto: "udp", id, sent: 0, echoed: 0, mismatched: 0, gaps: [] };
+    reports.push(r);
+    const outstanding = new Set<string>();
+    const sock = createSocket(host.includes(":") ? "udp6" : "udp4");
+    let connected = false;
+    sock.on("message", (msg) => {
+      const text = msg.toString("utf8");
+      if (outstanding.delete(text)) echoed(r);
+      else r.mismatched++;
+    });
+    sock.on("error", (e: NodeJS.ErrnoException) => failed(r, e.code ?? e.message));
+    sock.connect(port, host, () => {
+      connected = true;
+      r.localPort = sock.address().port;
+    });
+    senders.push(() => {
+      if (r.err !== undefined || !connected) return;
+      const msg = `udp${id}:${r.sent}`;
+      outstanding.add(msg);
+      r.sent++;
+      sock.send(msg, (e) => e && failed(r, (e as NodeJS.ErrnoException).code ?? e.message));
+    });
+    closers.push(() => sock.close());
+  }
+
+  let stopping = false;
+  process.on("SIGTERM", () => (stopping = true));
+  process.on("SIGINT", () => (stopping = true));
+  let ready = false;
+  for (let tick = 0; !stopping && nowMs() - t0 < maxMs; tick++) {
+    for (const send of senders) send();
+    if (!ready && reports.every((r) => r.echoed > 0 || r.err !== undefined)) {
+      ready = true;
+      process.stdout.write(reports.some((r) => r.err !== undefined) ? "ready (with errors)\n" : "ready\n");
+    }
+    const wait = t0 + (tick + 1) * intervalMs - nowMs();
+    if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+  }
+  const stoppedAt = nowMs();
+  // the gap that is still open at the stop counts too (a flow that never recovered)
+  for (const r of reports) {
+    const last = r.lastEchoAt ?? t0;
+    if (stoppedAt - last > GAP_REPORT_MS) r.gaps.push([last, stoppedAt]);
+  }
+  // echoes of the last messages
+  await new Promise((res) => setTimeout(res, Math.min(500, 5 * intervalMs)));
+  writeFileSync(out, `${JSON.stringify({ start: t0, stoppedAt, intervalMs, flows: reports })}\n`);
+  for (const close of closers) close();
+}
+
 async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   const m = options(rest);
@@ -173,7 +305,10 @@ async function main(): Promise<void> {
   else if (mode === "client") {
     await client(m);
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | client`);
+  } else if (mode === "flows") {
+    await flows(m);
+    process.exit(0);
+  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | client | flows`);
 }
 
 main().catch((e: unknown) => {

@@ -818,6 +818,12 @@ export class Lab {
     )));
   }
 
+  /** Any mode of lab/helper.ts in one of the lab's namespaces (a host key: "node", "cli", ...), recorded like every process. */
+  startHelper(name: string, hostKey: string, args: readonly string[]): ProcessRecord {
+    const ns = this.ns(hostKey);
+    return this.start(name, ns, inNetns(ns, this.helperArgv(...args)));
+  }
+
   async stopClient(p: ProcessRecord): Promise<void> {
     // SIGTERM lets requests in flight finish (bounded by their timeout)
     await stopProcess(p, 6000);
@@ -993,7 +999,7 @@ export function tail(path: string, lines = 8): string {
 }
 
 /** `ip monitor address` in one namespace, with the arrival time of every line. */
-class AddressMonitor {
+export class AddressMonitor {
   private readonly lines: { at: number; text: string }[] = [];
   private readonly child: ChildProcess;
   private started = false;

@@ -10,6 +10,12 @@
  * primary-backup.sh. Last, one line "<STATE> <PRIORITY>" goes to the agent's FIFO, without ever blocking when the
  * agent does not listen.
  *
+ * The path up to the address change is kept lean: every program started before it delays the move. Only what
+ * correctness needs runs first (the lock, the staleness check, the commit); the log line of a transition is written
+ * after its addresses moved, and the run directory is created only when it is missing. Measured in the network-
+ * namespace lab under client load (2 CPUs, 8 clean stops each): the next hop followed keepalived's VIP after a median
+ * of 243 ms with logger and mkdir before the move, 119 ms without them.
+ *
  * keepalived does not wait for a notify script, so transitions in quick succession (MASTER then STOP within a few
  * ms was seen in tests) run copies at once, and the copy started last may reach the lock first. Copies therefore
  * run one at a time (flock), and each first checks keepalived's own VIP, which keepalived sets or removes BEFORE
@@ -39,6 +45,8 @@ function notifyScript({ spec, host }: RenderInput): string {
   const addresses = (state: VrrpState) => handler.onTransition(state).map(shellLine);
   const conntrackd = (flag: string, why: string) => `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
   const release = "purge stale forwarded flows after PurgeTimeout";
+  // logged once the addresses are in place: a log line before the move would delay it
+  const entered = '\tlog "entered $state (priority $priority)"';
   return lines(
     "#!/bin/sh",
     header("#").trimEnd(),
@@ -73,7 +81,7 @@ function notifyScript({ spec, host }: RenderInput): string {
     "",
     ...vipCheck(spec.derived.privateVips[0], host.privateInterface.name),
     "",
-    `mkdir -p ${RUN_DIR}`,
+    `[ -d ${RUN_DIR} ] || mkdir -p ${RUN_DIR}`,
     "if command -v flock >/dev/null 2>&1; then",
     `\texec 9>${LOCK_FILE}`,
     "\tflock 9",
@@ -83,27 +91,30 @@ function notifyScript({ spec, host }: RenderInput): string {
     '\tlog "skipping $state: keepalived has moved on"',
     "\texit 0",
     "fi",
-    'log "entering $state (priority $priority)"',
     "",
     'case "$state" in',
     "MASTER)",
     conntrackd("-c", "commit the peer's flows into the kernel table"),
     ...addresses("MASTER"),
+    entered,
     conntrackd("-f", "flush the internal and external caches"),
     conntrackd("-R", "refill the internal cache from the kernel table"),
     conntrackd("-B", "send the flows this LB now owns to the peer"),
     "\t;;",
     "BACKUP)",
     ...addresses("BACKUP"),
+    entered,
     conntrackd("-t", release),
     conntrackd("-n", "ask the master for all its flows"),
     "\t;;",
     "FAULT)",
     ...addresses("FAULT"),
+    entered,
     conntrackd("-t", release),
     "\t;;",
     "STOP)",
     ...addresses("STOP"),
+    entered,
     conntrackd("-t", release),
     "\t;;",
     "*)",

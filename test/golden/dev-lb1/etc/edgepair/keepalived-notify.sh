@@ -36,7 +36,7 @@ keepalived_vip() {
 	fi
 }
 
-mkdir -p /run/edgepair
+[ -d /run/edgepair ] || mkdir -p /run/edgepair
 if command -v flock >/dev/null 2>&1; then
 	exec 9>/run/edgepair/vrrp.lock
 	flock 9
@@ -46,28 +46,31 @@ if [ "$wanted" != "$(keepalived_vip)" ]; then
 	log "skipping $state: keepalived has moved on"
 	exit 0
 fi
-log "entering $state (priority $priority)"
 
 case "$state" in
 MASTER)
 	step timeout 10 conntrackd -c # commit the peer's flows into the kernel table
 	step ip -4 addr replace 172.31.250.10/24 dev enp1s0
 	announce arping -U -c 2 -I enp1s0 172.31.250.10
+	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -f # flush the internal and external caches
 	step timeout 10 conntrackd -R # refill the internal cache from the kernel table
 	step timeout 10 conntrackd -B # send the flows this LB now owns to the peer
 	;;
 BACKUP)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
 	step timeout 10 conntrackd -n # ask the master for all its flows
 	;;
 FAULT)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
 	;;
 STOP)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
 	;;
 *)
