@@ -1,9 +1,11 @@
 /**
- * `npm run bench -- [render ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { benchFailover } from "./failover";
+import { benchLibvirt } from "./libvirt";
 import { benchRender } from "./render";
 import { printTable } from "./stats";
 
@@ -11,6 +13,23 @@ const REPO = join(__dirname, "..");
 const RESULTS = join(REPO, "bench", "results");
 
 const BENCHES: Record<string, () => unknown> = {
+  // needs root: two labs (lab/), edgepair and the PoC-equivalent settings; also writes bench/results/failover-*.svg
+  failover: () => benchFailover({ resultsDir: RESULTS, runs: Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5") }),
+  // needs root and the engines: create and destroy the libvirt lab through the real Pulumi engine, seconds per step
+  libvirt: async () => {
+    const result = await benchLibvirt({ runs: Number(process.env.EDGEPAIR_BENCH_LIBVIRT_RUNS ?? "3") });
+    printTable(
+      (["preview", "up", "refresh", "destroy", "upPlusDestroy"] as const).map((step) => ({
+        step: step === "upPlusDestroy" ? "up + destroy" : step,
+        "median s": (result.summary[step].medianMs / 1000).toFixed(1),
+        "min s": (result.summary[step].minMs / 1000).toFixed(1),
+        "max s": (result.summary[step].maxMs / 1000).toFixed(1),
+        runs: result.summary[step].n,
+      })),
+    );
+    console.log(`virt type ${result.virtType}; libvirtd start ${(result.daemonStartMs / 1000).toFixed(1)} s, stop ${(result.daemonStopMs / 1000).toFixed(1)} s`);
+    return result;
+  },
   render: () => {
     const results = benchRender(REPO);
     printTable(
@@ -28,7 +47,7 @@ const BENCHES: Record<string, () => unknown> = {
   },
 };
 
-function main(names: string[]): number {
+async function main(names: string[]): Promise<number> {
   const chosen = names.length > 0 ? names : Object.keys(BENCHES);
   const unknown = chosen.filter((n) => !(n in BENCHES));
   if (unknown.length > 0) {
@@ -38,7 +57,7 @@ function main(names: string[]): number {
   mkdirSync(RESULTS, { recursive: true });
   for (const name of chosen) {
     console.log(`\n== ${name}`);
-    const results = BENCHES[name]?.();
+    const results = await BENCHES[name]?.();
     const out = join(RESULTS, `${name}.json`);
     const doc = { bench: name, node: process.version, date: new Date().toISOString(), results };
     writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
@@ -47,4 +66,10 @@ function main(names: string[]): number {
   return 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : String(e));
+    process.exitCode = 1;
+  },
+);
