@@ -24,6 +24,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { createConnection, createServer as createTcpServer } from "node:net";
 import { performance } from "node:perf_hooks";
+import type { RequestRecord } from "./analysis";
 
 function nowMs(): number {
   return performance.timeOrigin + performance.now();
@@ -96,17 +97,6 @@ async function serve(m: Map<string, string[]>): Promise<void> {
   }
   await Promise.all(waits);
   process.stdout.write("ready\n");
-}
-
-interface RequestRecord {
-  i: number;
-  start: number;
-  end: number;
-  ok: boolean;
-  status?: number;
-  server?: string;
-  peer?: string;
-  err?: string;
 }
 
 async function client(m: Map<string, string[]>): Promise<void> {
