@@ -11,7 +11,7 @@
  * instance-id), `uri`. Replaced: name, pool (a new name never collides, so the new seed exists before the old goes).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { checker, CheckFailure, engineFailures, compact, isUnknown, NAME_RE, NAME_RULE, withTempDir } from "./common";
+import { checker, CheckFailure, checkResult, diffResult, compact, isUnknown, NAME_RE, NAME_RULE, withTempDir } from "./common";
 import { fieldError, resolveUri, virsh, virshIfExists } from "./virsh";
 import { findVolume, requirePool, volumeByKey } from "./volume";
 
@@ -228,12 +228,10 @@ async function updateCloudInitDisk(id: string, olds: CloudInitDiskOutputs, news:
 
 export const cloudInitDiskProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
-    const { inputs, failures } = checkCloudInitDisk(news);
-    return failures.length > 0 ? { inputs: news, failures: engineFailures(failures) } : { inputs, failures };
+    return checkResult(news, checkCloudInitDisk(news));
   },
   async diff(_id: string, olds: any, news: any) {
-    const d = diffCloudInitDisk(olds as CloudInitDiskOutputs, news as CloudInitDiskInputs);
-    return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+    return diffResult(diffCloudInitDisk(olds as CloudInitDiskOutputs, news as CloudInitDiskInputs));
   },
   async create(inputs: any) {
     return createCloudInitDisk(inputs as CloudInitDiskInputs);

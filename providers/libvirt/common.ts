@@ -18,6 +18,20 @@ export function engineFailures(failures: CheckFailure[]): CheckFailure[] {
   return failures.map((f) => ({ property: f.property, reason: `${f.property}: ${f.reason}` }));
 }
 
+/** The engine's answer to check: the normalised inputs when valid, else the raw inputs and `field: rule` failures. */
+export function checkResult<T>(news: unknown, r: { inputs: T; failures: CheckFailure[] }): { inputs: T | unknown; failures: CheckFailure[] } {
+  return r.failures.length > 0 ? { inputs: news, failures: engineFailures(r.failures) } : r;
+}
+
+/** The engine's answer to diff: only the fields it reads. */
+export function diffResult(d: { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }): {
+  changes: boolean;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+} {
+  return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+}
+
 /** libvirt object names we accept: they also become file names and virsh arguments (never starting with "-"). */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$/;
 export const NAME_RULE = "must be 1-100 characters: letters, digits, '_', '.', '+', '-', not starting with a punctuation mark";

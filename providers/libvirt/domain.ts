@@ -11,7 +11,7 @@
  * domain is deleted first when old and new would share a name, a MAC or a disk.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { canonicalMac, checker, CheckFailure, engineFailures, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
+import { canonicalMac, checker, CheckFailure, checkResult, diffResult, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
 import { findVolume } from "./volume";
 import { detectVirtType, fieldError, resolveUri, UNKNOWN, virsh, virshIfExists, virshXml } from "./virsh";
 import { child, childrenOf, el, parseXml, path as xpath, renderXml, textEl, XElement } from "./xml";
@@ -464,12 +464,10 @@ async function removeDomain(id: string, props: DomainOutputs): Promise<void> {
 
 export const domainProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
-    const { inputs, failures } = checkDomain(news);
-    return failures.length > 0 ? { inputs: news, failures: engineFailures(failures) } : { inputs, failures };
+    return checkResult(news, checkDomain(news));
   },
   async diff(_id: string, olds: any, news: any) {
-    const d = diffDomain(olds as DomainOutputs, news as DomainInputs);
-    return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+    return diffResult(diffDomain(olds as DomainOutputs, news as DomainInputs));
   },
   async create(inputs: any) {
     return createDomain(inputs as DomainInputs);

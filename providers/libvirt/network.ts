@@ -18,7 +18,8 @@ import {
   checker,
   CheckFailure,
   compact,
-  engineFailures,
+  checkResult,
+  diffResult,
   isObject,
   isUnknown,
   listOf,
@@ -479,12 +480,10 @@ async function removeNetwork(id: string, props: NetworkOutputs): Promise<void> {
 
 export const networkProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
-    const { inputs, failures } = checkNetwork(news);
-    return failures.length > 0 ? { inputs: news, failures: engineFailures(failures) } : { inputs, failures };
+    return checkResult(news, checkNetwork(news));
   },
   async diff(_id: string, olds: any, news: any) {
-    const d = diffNetwork(olds as NetworkOutputs, news as NetworkInputs);
-    return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+    return diffResult(diffNetwork(olds as NetworkOutputs, news as NetworkInputs));
   },
   async create(inputs: any) {
     return createNetwork(inputs as NetworkInputs);

@@ -8,7 +8,7 @@
  * deleting the old one first when the name and pool stay the same.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { checker, CheckFailure, engineFailures, compact, isUnknown, NAME_RE, NAME_RULE, same } from "./common";
+import { checker, CheckFailure, checkResult, diffResult, compact, isUnknown, NAME_RE, NAME_RULE, same } from "./common";
 import { fieldError, resolveUri, virsh, virshIfExists, virshXml } from "./virsh";
 import { child, childrenOf, el, parseXml, renderXml, textEl } from "./xml";
 
@@ -233,12 +233,10 @@ async function updateVolume(id: string, olds: VolumeOutputs, news: VolumeInputs)
 
 export const volumeProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
-    const { inputs, failures } = checkVolume(news);
-    return failures.length > 0 ? { inputs: news, failures: engineFailures(failures) } : { inputs, failures };
+    return checkResult(news, checkVolume(news));
   },
   async diff(_id: string, olds: any, news: any) {
-    const d = diffVolume(olds as VolumeOutputs, news as VolumeInputs);
-    return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+    return diffResult(diffVolume(olds as VolumeOutputs, news as VolumeInputs));
   },
   async create(inputs: any) {
     return createVolume(inputs as VolumeInputs);
