@@ -17,6 +17,7 @@ import * as path from "node:path";
 import { PreviewResult, PulumiWorkspace, UpdateResult } from "./engine/pulumi-program";
 import { must, run } from "./checkers/run";
 import { firewallSnapshot, FirewallSnapshot, Libvirtd, libvirtRules, libvirtWorkspaceFiles, makeBaseImage, startLibvirtd, withoutLibvirtSkeleton } from "./fixtures/libvirtd";
+import { stepTimings } from "./fixtures/step-timings";
 
 const ENGINE_TIMEOUT = 300_000;
 jest.setTimeout(ENGINE_TIMEOUT);
@@ -26,17 +27,8 @@ let base = "";
 let fwBeforeFixture: FirewallSnapshot;
 let forwardBefore = "";
 const workspaces: PulumiWorkspace[] = [];
-const timings: Array<[string, number]> = [];
-const suiteStart = Date.now();
 
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings.push([label, Date.now() - t0]);
-  }
-}
+const { timed, report: reportTimings } = stepTimings("libvirt engine");
 
 async function workspace(program: "libvirt-resources" | "libvirt-lab", config: Record<string, string | number | boolean>, env?: Record<string, string>): Promise<PulumiWorkspace> {
   const ws = await PulumiWorkspace.create({ name: program, files: libvirtWorkspaceFiles(program), config, env });
@@ -74,8 +66,7 @@ afterAll(async () => {
     for (const ws of workspaces) await ws.dispose().catch((e) => console.error(`dispose: ${e}`));
     if (lv) await lv.stop();
   } finally {
-    timings.push(["whole suite", Date.now() - suiteStart]);
-    console.log(`libvirt engine timings:\n${timings.map(([l, ms]) => `  ${l}: ${(ms / 1000).toFixed(1)} s`).join("\n")}`);
+    reportTimings();
   }
 });
 

@@ -28,22 +28,14 @@ import type { CloudInitDiskOutputs, DomainInputs, DomainOutputs, NetworkInputs, 
 import type { CheckFailure } from "../providers/libvirt";
 import { must, run } from "./checkers/run";
 import { firewallSnapshot, Libvirtd, libvirtRules, makeBaseImage, startLibvirtd } from "./fixtures/libvirtd";
+import { stepTimings } from "./fixtures/step-timings";
 
 jest.setTimeout(120_000);
 
 let lv: Libvirtd;
 let base = "";
-const suiteStart = Date.now();
-const timings: Array<[string, number]> = [];
 
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings.push([label, Date.now() - t0]);
-  }
-}
+const { timed, report: reportTimings } = stepTimings("libvirt provider", 2);
 
 type Checked<T> = { inputs: T; failures: CheckFailure[] };
 function ok<T>(r: Checked<T>): T {
@@ -102,8 +94,7 @@ afterAll(async () => {
       if (report.leftovers.length > 0) throw new Error(`left in libvirtd: ${report.leftovers.join(", ")}`);
     }
   } finally {
-    timings.push(["whole suite", Date.now() - suiteStart]);
-    console.log(`libvirt provider timings:\n${timings.map(([l, ms]) => `  ${l}: ${(ms / 1000).toFixed(2)} s`).join("\n")}`);
+    reportTimings();
   }
 }, 120_000);
 
