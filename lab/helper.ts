@@ -10,6 +10,10 @@
  *       The DESIGN.md client: a new TCP connection every interval, requests concurrent, each with its own timeout;
  *       one JSON line per finished request {i,start,end,ok,status?,server?,peer?,err?} (epoch ms). Stops on
  *       SIGTERM/SIGINT or at a bound, waits for requests in flight (bounded by the timeout), then exits 0.
+ *   session --url URL --out FILE [--count 40] [--gap-ms 200] [--timeout-ms 3000]
+ *       One keep-alive connection (one socket, never a second): COUNT requests, GAP apart, each bounded by the
+ *       timeout. One JSON line per request {i,start,end,ok,status?,localPort?,err?}; the first failure ends the
+ *       session (the connection is gone). Shows whether a connection open across a failover survives it.
  *   flows --target A:P --out FILE [--tcp 20] [--udp 5] [--interval-ms 100] [--max-ms 120000]
  *       Long-lived egress flows to an echo server: N TCP connections and M UDP sockets (each its own source port, so
  *       its own conntrack entry), each sending one numbered message every interval and checking every echo against
@@ -70,7 +74,8 @@ async function serve(m: Map<string, string[]>): Promise<void> {
       return;
     }
     const body = JSON.stringify({ server: name, peer: req.socket.remoteAddress, local: `${req.socket.localAddress}:${req.socket.localPort}` });
-    res.writeHead(200, { "content-type": "application/json", connection: "close" }).end(`${body}\n`);
+    // the connection stays open only when the client asks for it (the session mode; the DESIGN client sends close)
+    res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);
   };
   const waits: Promise<void>[] = [];
   for (const at of m.get("http") ?? []) waits.push(listen(http.createServer(handler), at));
@@ -161,6 +166,43 @@ async function client(m: Map<string, string[]>): Promise<void> {
   }
   const deadline = nowMs() + timeoutMs + 1000;
   while (inFlight > 0 && nowMs() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+async function session(m: Map<string, string[]>): Promise<void> {
+  const url = new URL(one(m, "url"));
+  const out = one(m, "out");
+  const count = Math.min(Number(one(m, "count", "40")), 1000);
+  const gapMs = Number(one(m, "gap-ms", "200"));
+  const timeoutMs = Number(one(m, "timeout-ms", "3000"));
+  const mod = url.protocol === "https:" ? https : http;
+  // one socket for the whole session: a request never opens a second connection behind our back
+  const agent = new mod.Agent({ keepAlive: true, maxSockets: 1, maxTotalSockets: 1 });
+  const seen = new WeakSet<object>();
+  let sockets = 0;
+  for (let i = 0; i < count; i++) {
+    const start = nowMs();
+    const r = await new Promise<{ ok: boolean; status?: number; localPort?: number; err?: string }>((resolve) => {
+      const req = mod.request(url, { method: "GET", agent, rejectUnauthorized: false }, (res) => {
+        res.resume();
+        const localPort = res.socket.localPort ?? 0; // the socket goes back to the agent before "end"
+        res.on("end", () => resolve({ ok: res.statusCode === 200, status: res.statusCode ?? 0, localPort }));
+        res.on("error", (e) => resolve({ ok: false, err: e.message }));
+      });
+      req.on("socket", (s) => {
+        if (!seen.has(s)) sockets++;
+        seen.add(s);
+      });
+      const timer = setTimeout(() => req.destroy(new Error("timeout")), timeoutMs);
+      req.on("close", () => clearTimeout(timer));
+      req.on("error", (e: NodeJS.ErrnoException) => resolve({ ok: false, err: e.code ?? e.message }));
+      req.end();
+    });
+    appendFileSync(out, `${JSON.stringify({ i, start, end: nowMs(), sockets, ...r })}\n`);
+    if (!r.ok || sockets > 1) break;
+    const wait = start + gapMs - nowMs();
+    if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+  }
+  agent.destroy();
 }
 
 interface FlowReport {
@@ -295,10 +337,13 @@ async function main(): Promise<void> {
   else if (mode === "client") {
     await client(m);
     process.exit(0);
+  } else if (mode === "session") {
+    await session(m);
+    process.exit(0);
   } else if (mode === "flows") {
     await flows(m);
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | client | flows`);
+  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | client | session | flows`);
 }
 
 main().catch((e: unknown) => {

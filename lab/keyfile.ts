@@ -37,12 +37,20 @@ export interface ProfileIntent {
 }
 
 function numberedAddresses(section: Map<string, string> | undefined): string[] {
+  // addressN=ADDR/LEN[,GATEWAY]
+  return numberedKeys(section, "address").map(([, v]) => (v.split(",")[0] as string).trim());
+}
+
+function numberedKeys(section: Map<string, string> | undefined, key: string): [number, string][] {
   if (!section) return [];
+  const re = new RegExp(`^${key}(\\d+)$`);
   return [...section.entries()]
-    .filter(([k]) => /^address\d+$/.test(k))
-    .sort(([a], [b]) => Number(a.slice(7)) - Number(b.slice(7)))
-    // addressN=ADDR/LEN[,GATEWAY]
-    .map(([, v]) => (v.split(",")[0] as string).trim());
+    .map(([k, v]): [number, string] | undefined => {
+      const m = re.exec(k);
+      return m ? [Number(m[1]), v] : undefined;
+    })
+    .filter((x): x is [number, string] => x !== undefined)
+    .sort(([a], [b]) => a - b);
 }
 
 export function profileIntent(text: string): ProfileIntent {

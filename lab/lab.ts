@@ -346,8 +346,9 @@ export class Lab {
     // systemd-sysctl's part: the rendered file as is.
     await this.run(lb.ns, ["sysctl", "-q", "-p", join(root, "etc/sysctl.d/50-edgepair.conf")]);
     await this.batch(lb.ns, ipLines);
-    // The egress SNAT table, as the agent applies it (before firewalld starts: it must survive firewalld's start).
+    // Our own tables (egress SNAT, connection handoff), as the agent applies them (before firewalld starts: it must survive firewalld's start).
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/nat.nft")]);
+    await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/handoff.nft")]);
   }
 
   profiles(key: LbKey): (ProfileIntent & { file: string })[] {

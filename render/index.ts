@@ -4,6 +4,7 @@
  */
 import { renderConntrackd } from "./conntrackd";
 import { renderFirewall } from "./firewall";
+import { renderHandoff } from "./handoff";
 import { renderHaproxy } from "./haproxy";
 import { renderKeepalived } from "./keepalived";
 import { renderNetworkManager } from "./networkmanager";
@@ -15,6 +16,7 @@ export const RENDERERS: readonly Renderer[] = [
   renderSysctl,
   renderNetworkManager,
   renderFirewall,
+  renderHandoff,
   renderHaproxy,
   renderConntrackd,
   renderNotifyScript,

@@ -1,11 +1,12 @@
 /**
- * NetworkManager keyfiles for the two NICs (matched by MAC, so a renamed interface keeps its profile) and, on
- * routed-floating-IP platforms, the dummy link holding the public VIPs. Each profile binds its NIC to a firewalld
+ * NetworkManager keyfiles for the two NICs (matched by MAC, so a renamed interface keeps its profile) and the dummy
+ * link holding the addresses both LBs treat as their own (handoff.ts: routed floating IPs and every frontend VIP). Each profile binds its NIC to a firewalld
  * zone (connection.zone): NM hands the binding to firewalld on activation and on every reapply.
  */
 import { createHash } from "node:crypto";
 import { FLOATING_IP_INTERFACE, type HostFacts, type ResolvedSpec, type VirtualAddress } from "../spec/types";
 import { file, header, hostPrefix, lines, reload } from "./common";
+import { sharedLocalAddresses } from "./handoff";
 import type { ReloadAction, RenderedFile, Renderer } from "./types";
 
 export const NM_CONNECTIONS_DIR = "/etc/NetworkManager/system-connections";
@@ -51,10 +52,7 @@ export const NM_APPLY_SCRIPT = [
 type KeyfileSection = [name: string, entries: [key: string, value: string | number | boolean][]];
 
 export const renderNetworkManager: Renderer = ({ spec, host }) => {
-  const files = [publicProfile(spec, host), privateProfile(spec, host)];
-  // Only routed floating IPs sit on a local link; on openstack the VIP ports' fixed IPs move with VRRP instead.
-  if (spec.platform.type === "libvirt") files.push(floatingIpProfile(spec));
-  return files;
+  return [publicProfile(spec, host), privateProfile(spec, host), floatingIpProfile(spec)];
 };
 
 function publicProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
@@ -102,7 +100,7 @@ function privateProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
 
 function floatingIpProfile(spec: ResolvedSpec): RenderedFile {
   const vips = (family: 4 | 6): KeyfileSection[1] => {
-    const mine = spec.derived.publicVips.filter((v) => v.family === family);
+    const mine = sharedLocalAddresses(spec).filter((v) => v.family === family);
     if (mine.length === 0) return [["method", "disabled"]];
     return [["method", "manual"], ...mine.map((v, i): [string, string] => [`address${i + 1}`, hostAddress(v)])];
   };

@@ -2,11 +2,13 @@
  * /etc/edgepair/keepalived-notify.sh: the VRRP transition hot path. keepalived runs it as
  * `keepalived-notify.sh TYPE NAME STATE PRIORITY` on every state change. POSIX sh, no Node.js start-up.
  *
- * Order on MASTER: conntrackd commits the peer's flows into the kernel table BEFORE the public addresses move here,
+ * Order on MASTER: the connection handoff to the peer goes on first (handoff.ts: packets of connections the peer's
+ * HAProxy accepted go back to it from the first packet the platform re-points here); conntrackd commits the peer's flows into the kernel table BEFORE the public addresses move here,
  * so the first packet of a synced flow finds its conntrack (and NAT) entry instead of being dropped as INVALID.
  * The rest of conntrack-tools' primary-backup.sh sequence (flush, resync, bulk send) follows the move: it only
  * rebuilds conntrackd's own caches, and each call costs ~15 ms that would otherwise lengthen the outage.
- * Other states release the public addresses first (stop answering as early as possible), then conntrackd follows
+ * Other states release the public addresses first (stop answering as early as possible), turn the handoff off (only
+ * a MASTER hands off, so two LBs never bounce a packet between them), then conntrackd follows
  * primary-backup.sh. Last, one line "<STATE> <PRIORITY>" goes to the agent's FIFO, without ever blocking when the
  * agent does not listen.
  *
@@ -23,6 +25,7 @@
  * the public side ends in the state keepalived is in.
  */
 import type { VirtualAddress } from "../spec/types";
+import { handoffCommands } from "./handoff";
 import { file, header, hostPrefix, lines, NO_RELOAD } from "./common";
 import { type Command, floatingIpHandler, isAnnouncement, type VrrpState } from "./floating-ip";
 import type { RenderInput, Renderer } from "./types";
@@ -43,6 +46,7 @@ export const renderNotifyScript: Renderer = (input) => [
 function notifyScript({ spec, host }: RenderInput): string {
   const handler = floatingIpHandler(spec, host);
   const addresses = (state: VrrpState) => handler.onTransition(state).map(shellLine);
+  const handoff = (on: boolean) => handoffCommands(host, on).map(shellLine);
   const conntrackd = (flag: string, why: string) => `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
   const release = "purge stale forwarded flows after PurgeTimeout";
   // logged once the addresses are in place: a log line before the move would delay it
@@ -94,6 +98,7 @@ function notifyScript({ spec, host }: RenderInput): string {
     "",
     'case "$state" in',
     "MASTER)",
+    ...handoff(true),
     conntrackd("-c", "commit the peer's flows into the kernel table"),
     ...addresses("MASTER"),
     entered,
@@ -103,17 +108,20 @@ function notifyScript({ spec, host }: RenderInput): string {
     "\t;;",
     "BACKUP)",
     ...addresses("BACKUP"),
+    ...handoff(false),
     entered,
     conntrackd("-t", release),
     conntrackd("-n", "ask the master for all its flows"),
     "\t;;",
     "FAULT)",
     ...addresses("FAULT"),
+    ...handoff(false),
     entered,
     conntrackd("-t", release),
     "\t;;",
     "STOP)",
     ...addresses("STOP"),
+    ...handoff(false),
     entered,
     conntrackd("-t", release),
     "\t;;",

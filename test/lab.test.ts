@@ -10,7 +10,8 @@ import { summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { exec, isAlive, processStartTime, sleep } from "../lab/exec";
 import { deviceFor, ipCommands, profileIntent } from "../lab/keyfile";
-import { Lab, leftovers } from "../lab/lab";
+import { Lab, type LbKey, leftovers } from "../lab/lab";
+import { sharedLocalAddresses } from "../render/handoff";
 import { allNamespaces, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
 
 const GOLDEN_KEYFILES = join(__dirname, "golden", "dev-lb1", "etc", "NetworkManager", "system-connections");
@@ -52,7 +53,8 @@ describe("lab: pure parts", () => {
     expect(ipCommands(priv, deviceFor(priv, links))).toEqual([["link", "set", "enp2s0", "up"], ["addr", "replace", "192.168.100.2/24", "dev", "enp2s0"]]);
     const fip = read("edgepair-fip.nmconnection");
     expect(deviceFor(fip, links)).toBe("edgepair-fip");
-    expect(fip.ipv4.addresses).toEqual(["198.51.100.80/32", "198.51.100.100/32", "198.51.100.253/32"]);
+    // the floating IPs and the private API VIP: every address HAProxy serves is local on both LBs (render/handoff.ts)
+    expect(fip.ipv4.addresses).toEqual(["192.168.100.100/32", "198.51.100.80/32", "198.51.100.100/32", "198.51.100.253/32"]);
     expect(() => deviceFor(pub, links.slice(1))).toThrow(/no link matches/);
   });
 
@@ -79,6 +81,59 @@ async function tcpBanner(lab: Lab, ns: string, address: string, port: number): P
   const script = `exec 3<>/dev/tcp/${address}/${port} && head -c 30 <&3`;
   const r = await lab.run(ns, ["timeout", "3", "bash", "-c", script], { allowFail: true, timeoutMs: 10_000 });
   return r.code === 0 ? r.stdout.trim() : `error: ${r.stderr.trim() || `exit ${r.code}`}`;
+}
+
+interface SessionLine {
+  i: number;
+  start: number;
+  ok: boolean;
+  sockets: number;
+  err?: string;
+}
+
+interface PlannedMove {
+  from: LbKey;
+  to: LbKey;
+  movedAt: number;
+  sessions: Record<"public" | "private", SessionLine[]>;
+}
+
+/**
+ * Two keep-alive sessions (client -> public API VIP, cluster node -> private API VIP) opened on the active LB, then
+ * keepalived stopped there cleanly (its HAProxy keeps running, as in a planned failover). With `withoutHandoffOn`,
+ * the taking-over LB's handoff rules are flushed first (the counter-case) and restored after. Keepalived comes back
+ * on the old LB, which must rejoin as BACKUP.
+ */
+async function sessionsAcrossPlannedMove(lab: Lab, opts: { flushHandoff?: boolean } = {}): Promise<PlannedMove> {
+  const from = await lab.active();
+  const to = lab.other(from);
+  const handoff = ["nft", "-f", join(lab.renderedRoot(to), "etc/edgepair/handoff.nft")];
+  if (opts.flushHandoff) await lab.run(lab.lb(to).ns, ["nft", "flush", "chain", "ip", "edgepair_handoff", "prerouting"]);
+  try {
+    const t = lab.plan.targets;
+    const port = String(lab.state.spec.apiBackend.port);
+    const out = (k: string) => join(lab.dir, "logs", `session-${k}-${Date.now()}.jsonl`);
+    const outs = { public: out("public"), private: out("private") };
+    const procs = [
+      lab.startHelper(`session-public-${Date.now()}`, "cli", ["session", "--url", `https://${t.apiVipPublic}:${port}/who`, "--out", outs.public, "--count", "30", "--gap-ms", "200"]),
+      lab.startHelper(`session-private-${Date.now()}`, "node", ["session", "--url", `https://${t.apiVipPrivate}:${port}/who`, "--out", outs.private, "--count", "30", "--gap-ms", "200"]),
+    ];
+    await sleep(1500); // both sessions established through the active LB
+    await lab.stopKeepalived(from);
+    let movedAt = 0;
+    for (let i = 0; i < 100 && movedAt === 0; i++) {
+      const h = await lab.holders();
+      if (h.vip.join() === to && h.nextHop.join() === to) movedAt = Date.now();
+      else await sleep(50);
+    }
+    for (let i = 0; i < 200 && procs.some((p) => isAlive(p)); i++) await sleep(50);
+    const read = (f: string): SessionLine[] => readFileSync(f, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as SessionLine);
+    return { from, to, movedAt, sessions: { public: read(outs.public), private: read(outs.private) } };
+  } finally {
+    if (opts.flushHandoff) await lab.run(lab.lb(to).ns, handoff);
+    await lab.startKeepalived(from);
+    for (let i = 0; i < 100 && (await lab.vrrpState(from)) !== "BACKUP"; i++) await sleep(100);
+  }
 }
 
 suite("lab: the dev pair in network namespaces, real daemons", () => {
@@ -114,8 +169,8 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
       expect(Object.values(r.daemons).every(Boolean)).toBe(true);
       expect(r.backends.length).toBe(lab.plan.backends.api.length + 2 * lab.plan.backends.ingress.length);
       expect(r.backends.every((b) => b.status === "UP")).toBe(true);
-      // the floating IPs sit on both LBs, exactly as the rendered edgepair-fip keyfile lists them
-      expect(r.floatingIps.sort()).toEqual(lab.state.spec.derived.publicVips.map((v) => v.address).sort());
+      // the floating IPs and frontend VIPs sit on both LBs, exactly as the rendered edgepair-fip keyfile lists them
+      expect(r.floatingIps.sort()).toEqual(sharedLocalAddresses(lab.state.spec).map((v) => v.address).sort());
     }
   });
 
@@ -196,6 +251,29 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     const smoke = await lab.smoke();
     expect(smoke.filter((r) => !r.ok)).toEqual([]);
   }, 120_000);
+
+  test("planned failover: connections open on the old MASTER survive the move (handoff), public and private VIPs", async () => {
+    const m = await sessionsAcrossPlannedMove(lab);
+    expect(m.movedAt).toBeGreaterThan(0);
+    for (const [name, lines] of Object.entries(m.sessions)) {
+      const summary = { name, failed: lines.filter((l) => !l.ok), sockets: Math.max(...lines.map((l) => l.sockets)) };
+      expect(summary).toEqual({ name, failed: [], sockets: 1 });
+      expect(lines).toHaveLength(30);
+      // the same connection kept serving well after the platform re-pointed traffic to the new MASTER
+      expect(lines.filter((l) => l.start > m.movedAt + 200).length).toBeGreaterThanOrEqual(5);
+    }
+    expect(await lab.vrrpState(m.from)).toBe("BACKUP");
+  }, 90_000);
+
+  test("counter-case: without the handoff rules on the new MASTER, those connections break", async () => {
+    const m = await sessionsAcrossPlannedMove(lab, { flushHandoff: true });
+    for (const lines of Object.values(m.sessions)) {
+      expect(lines.some((l) => !l.ok)).toBe(true);
+      expect(lines.length).toBeLessThan(30);
+    }
+    // restored: the pair serves again
+    expect((await lab.smoke()).filter((r) => !r.ok)).toEqual([]);
+  }, 90_000);
 
   test("teardown leaves nothing: no namespace with the prefix, no veth in the initial namespace, no process, no mount", async () => {
     const recorded = [...lab.state.processes];

@@ -112,22 +112,22 @@ describe("NetworkManager keyfiles", () => {
       for (const v of spec.derived.privateVips) expect(priv).not.toContain(`=${v.address}/`);
     });
 
-    test("floating-IP dummy only on libvirt, holding every public VIP as a host route", () => {
+    test("the dummy link holds every address both LBs serve: frontend VIPs, and every public VIP when routed", () => {
       const fip = files.find((f) => f.path === keyfilePath(FIP_CONNECTION));
-      if (spec.platform.type !== "libvirt") {
-        expect(fip).toBeUndefined();
-        return;
-      }
       expect(fip).toBeDefined();
       const c = fip?.content ?? "";
       expect(keyfileSection(c, "connection")).toMatchObject({ type: "dummy", "interface-name": FLOATING_IP_INTERFACE, zone: "external" });
+      const { api, machineConfig, ingress } = spec.derived.frontends;
+      const routed = spec.platform.type === "libvirt" ? spec.derived.publicVips : [];
       for (const family of [4, 6] as const) {
         const section = keyfileSection(c, `ipv${family}`);
-        const vips = spec.derived.publicVips.filter((v) => v.family === family);
+        const vips = [...new Set([...routed, ...api, ...machineConfig, ...ingress].filter((v) => v.family === family).map((v) => v.address))];
         expect(section.method).toBe(vips.length > 0 ? "manual" : "disabled");
         const addresses = Object.entries(section).filter(([k]) => k.startsWith("address")).map(([, v]) => v);
-        expect(addresses.sort()).toEqual(vips.map((v) => `${v.address}/${family === 4 ? 32 : 128}`).sort());
+        expect(addresses.sort()).toEqual(vips.map((v) => `${v}/${family === 4 ? 32 : 128}`).sort());
       }
+      // the cluster's gateway VIP is never local on the BACKUP: it would black-hole the nodes' egress
+      expect(c).not.toContain(`=${spec.network.gateway}/`);
     });
 
     test("reload loads each file and reapplies it keeping external addresses; never a flushing command", () => {
@@ -211,11 +211,14 @@ describe("NetworkManager keyfiles", () => {
     expect(line("after nmcli device reapply:")).not.toContain("192.168.100.100");
   });
 
-  test("openstack renders no dummy link; both NICs still bound to their zones", () => {
+  test("openstack: the dummy link holds the frontend VIPs only (the NAT VIP is the MASTER's alone); NICs bound to zones", () => {
     for (const host of devHosts) {
       const files = renderNetworkManager(input(openstackSpec, host));
-      expect(files.map((f) => f.path).sort()).toEqual([keyfilePath(PRIVATE_CONNECTION), keyfilePath(PUBLIC_CONNECTION)]);
+      expect(files.map((f) => f.path).sort()).toEqual([keyfilePath(FIP_CONNECTION), keyfilePath(PRIVATE_CONNECTION), keyfilePath(PUBLIC_CONNECTION)]);
       expect(checkNmFiles(files).ok).toBe(true);
+      const fip = files.find((f) => f.path === keyfilePath(FIP_CONNECTION))?.content ?? "";
+      const nat = openstackSpec.virtualAddresses.nat;
+      if (nat) expect(fip).not.toContain(`=${nat.address}/`);
     }
   });
 

@@ -378,6 +378,7 @@ describe("keepalived-notify.sh", () => {
         stub("conntrackd");
         stub("arping");
         stub("logger");
+        stub("nft");
         stub("ip", opts.vipHeld ? 'case "$*" in *"addr show"*) echo "3: eth1 inet 192.168.100.1/32 scope global eth1";; esac' : "");
         const path = join(dir, "notify.sh");
         writeFileSync(path, script, { mode: 0o700 });
@@ -415,14 +416,17 @@ describe("keepalived-notify.sh", () => {
       }
     }
 
+    const HANDOFF_ON = "nft add element ip edgepair_handoff handoff_on { eth0, eth1 }";
+    const HANDOFF_OFF = "nft flush set ip edgepair_handoff handoff_on";
     const libvirtScript = () => notifyFile(devResolved, primaryHost).content;
     const work = (calls: string[]) => calls.filter((c) => !c.startsWith("logger") && !c.includes("addr show"));
 
-    test("MASTER: commit before the next hop moves; flush, resync and bulk send after; agent told", () => {
+    test("MASTER: handoff on, then commit before the next hop moves; flush, resync and bulk send after; agent told", () => {
       const r = runNotify(libvirtScript(), "MASTER", { vipHeld: true, fifo: "reader" });
       expect(r.status).toBe(0);
       const calls = work(r.calls);
       expect(calls.filter((c) => !c.startsWith("arping"))).toEqual([
+        HANDOFF_ON,
         "conntrackd -c",
         "ip -4 addr replace 172.31.250.10/24 dev eth0",
         "conntrackd -f",
@@ -439,20 +443,21 @@ describe("keepalived-notify.sh", () => {
       const calls = work(r.calls);
       const commit = calls.indexOf("conntrackd -c");
       const firstMove = calls.findIndex((c) => c.includes("addr replace"));
-      expect(commit).toBe(0);
+      expect(calls[0]).toBe(HANDOFF_ON);
+      expect(commit).toBe(1);
       expect(firstMove).toBeGreaterThan(commit);
       expect(calls.filter((c) => c.includes("addr replace"))).toHaveLength(3);
     });
 
     test("BACKUP: release the next hop first, then purge and resync request", () => {
       const r = runNotify(libvirtScript(), "BACKUP", { vipHeld: false, fifo: "reader" });
-      expect(work(r.calls)).toEqual(["ip -4 addr flush dev eth0 to 172.31.250.10/32", "conntrackd -t", "conntrackd -n"]);
+      expect(work(r.calls)).toEqual(["ip -4 addr flush dev eth0 to 172.31.250.10/32", HANDOFF_OFF, "conntrackd -t", "conntrackd -n"]);
       expect(r.fifo).toBe("BACKUP 150\n");
     });
 
     test.each(["FAULT", "STOP", "DELETED"])("%s: release the next hop, then purge", (state) => {
       const r = runNotify(libvirtScript(), state, { vipHeld: false, fifo: "reader" });
-      expect(work(r.calls)).toEqual(["ip -4 addr flush dev eth0 to 172.31.250.10/32", "conntrackd -t"]);
+      expect(work(r.calls)).toEqual(["ip -4 addr flush dev eth0 to 172.31.250.10/32", HANDOFF_OFF, "conntrackd -t"]);
       expect(r.fifo).toBe(`${state === "DELETED" ? "STOP" : state} 150\n`);
     });
 

@@ -22,8 +22,13 @@ function withFile<T>(content: string, body: (path: string) => T): T {
   }
 }
 
+/** Interfaces a ruleset names as `device "X"` (dup/fwd resolve them when the rule is added, so they must exist). */
+export function nftDevices(content: string): string[] {
+  return [...new Set([...content.matchAll(/\bdevice "([^"]+)"/g)].map((m) => m[1] as string))];
+}
+
 export function checkNft(content: string): CheckResult {
-  return withNetns([], (ns) => applyNft(ns, content, { checkOnly: true }));
+  return withNetns(nftDevices(content).map((name) => ({ name })), (ns) => applyNft(ns, content, { checkOnly: true }));
 }
 
 /** Runs `nft -f` (or `-c -f`) on the content inside network namespace `ns`. */
