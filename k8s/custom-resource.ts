@@ -104,7 +104,9 @@ export function loadBalancerResource(spec: LoadBalancerSpecInput, ref: LoadBalan
     apiVersion: API_VERSION,
     kind: KIND,
     metadata: { name: names.loadBalancer, namespace: names.namespace, labels: pairLabels(names.loadBalancer, "loadbalancer") },
-    spec: structuredClone(spec),
+    // a JSON copy: the spec is JSON data, and structuredClone makes arrays of another realm under jest, which
+    // Pulumi's serializer (instanceof Array) would send as objects
+    spec: JSON.parse(JSON.stringify(spec)) as LoadBalancerSpecInput,
   };
 }
 

@@ -1,0 +1,70 @@
+/**
+ * ClusterAccess: what the agent needs inside the cluster — the LoadBalancer CRD, the CR carrying the spec (the
+ * day-2 carrier: a spec change reaches both LBs through it, never through a VM replacement), a ServiceAccount with
+ * least privilege (k8s/rbac.ts) and its token, a Pulumi secret.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { agentNames, agentRbac, loadBalancerCrd, loadBalancerResource, type JsonValue } from "../k8s";
+import type { LoadBalancerSpecInput } from "../spec/schema";
+
+export interface ClusterAccessArgs {
+  /** The spec as written; the CR carries it unchanged. */
+  spec: LoadBalancerSpecInput;
+  /** Secret: a kubeconfig with the rights to create the CRD and RBAC (used by this stack only, never on the LBs). */
+  kubeconfig: pulumi.Input<string>;
+  /** Default edgepair-system. */
+  namespace?: string;
+  /** Create the namespace. Default true. */
+  createNamespace?: boolean;
+}
+
+/** The typed CRD arguments spell `x-kubernetes-*` keys with underscores; the provider maps them back. */
+export function typedSchemaKeys(value: JsonValue): JsonValue {
+  if (Array.isArray(value)) return value.map(typedSchemaKeys);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k.startsWith("x-kubernetes-") ? k.replace(/-/g, "_") : k, typedSchemaKeys(v)]));
+}
+
+export class ClusterAccess extends pulumi.ComponentResource {
+  public readonly namespace: string;
+  public readonly loadBalancerName: string;
+  /** Secret: the agent's long-lived bootstrap token (the agent moves to TokenRequest tokens itself). */
+  public readonly token: pulumi.Output<string>;
+
+  constructor(name: string, args: ClusterAccessArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("edgepair:index:ClusterAccess", name, {}, opts);
+    const ref = { name: args.spec.clusterName, namespace: args.namespace ?? "edgepair-system" };
+    const n = agentNames(ref);
+    this.namespace = n.namespace;
+    this.loadBalancerName = n.loadBalancer;
+    const provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: pulumi.secret(args.kubeconfig) }, { parent: this });
+    const child = (dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions => ({ parent: this, provider, dependsOn });
+
+    const crd = loadBalancerCrd();
+    const crdRes = new k8s.apiextensions.v1.CustomResourceDefinition(`${name}-crd`, {
+      metadata: crd.metadata,
+      spec: typedSchemaKeys(crd.spec as unknown as JsonValue) as unknown as k8s.types.input.apiextensions.v1.CustomResourceDefinitionSpec,
+    }, child());
+    const rbac = agentRbac({ ...ref, createNamespace: args.createNamespace ?? true });
+    const ns = rbac.namespace ? new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: rbac.namespace.metadata }, child()) : undefined;
+    const inNs = ns ? [ns] : [];
+    const sa = new k8s.core.v1.ServiceAccount(`${name}-sa`, { metadata: rbac.serviceAccount.metadata }, child(inNs));
+    const clusterRole = new k8s.rbac.v1.ClusterRole(`${name}-nodes-reader`, { metadata: rbac.clusterRole.metadata, rules: rbac.clusterRole.rules }, child());
+    new k8s.rbac.v1.ClusterRoleBinding(`${name}-nodes-reader`, {
+      metadata: rbac.clusterRoleBinding.metadata,
+      roleRef: rbac.clusterRoleBinding.roleRef,
+      subjects: rbac.clusterRoleBinding.subjects,
+    }, child([clusterRole, sa]));
+    const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: rbac.role.metadata, rules: rbac.role.rules }, child(inNs));
+    new k8s.rbac.v1.RoleBinding(`${name}-role`, { metadata: rbac.roleBinding.metadata, roleRef: rbac.roleBinding.roleRef, subjects: rbac.roleBinding.subjects }, child([role, sa]));
+    const cr = loadBalancerResource(args.spec, ref);
+    new k8s.apiextensions.CustomResource(`${name}-loadbalancer`, { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec: cr.spec }, child([crdRes, ...inNs]));
+    const tokenSecret = new k8s.core.v1.Secret(`${name}-token`, {
+      metadata: rbac.tokenSecret.metadata,
+      type: rbac.tokenSecret.type,
+    }, { ...child([sa]), additionalSecretOutputs: ["data", "stringData"] });
+    this.token = pulumi.secret(tokenSecret.data.apply((d) => Buffer.from(d?.token ?? "", "base64").toString("utf8")));
+    this.registerOutputs({ namespace: this.namespace, loadBalancerName: this.loadBalancerName, token: this.token });
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Networks on libvirt: the cluster's private network (isolated: the LBs are its only way out) and the public
+ * network, a NAT network whose host side is the public gateway and which routes every floating IP to the public
+ * next hop the active LB holds (DESIGN.md "Routed floating IPs": no API call on a failover).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { Network } from "../../providers/libvirt";
+import type { ResolvedSpec } from "../../spec/types";
+
+export interface LibvirtNetworksArgs {
+  spec: ResolvedSpec;
+  uri?: pulumi.Input<string>;
+  /** DHCP on the private network for cluster nodes (router option = the gateway VIP). Default: none. */
+  privateDhcp?: { start: string; end: string };
+}
+
+export class LibvirtNetworks extends pulumi.ComponentResource {
+  public readonly privateNetwork: Network;
+  public readonly publicNetwork: Network;
+
+  constructor(name: string, args: LibvirtNetworksArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("edgepair:index:LibvirtNetworks", name, {}, opts);
+    const { spec } = args;
+    const pub = spec.platform.publicNetwork;
+    const nextHop = pub.nextHop;
+    if (!nextHop) throw new Error("platform.publicNetwork.nextHop: required on platform libvirt (routed floating IPs)");
+    this.privateNetwork = new Network(`${name}-private`, {
+      ...(args.uri ? { uri: args.uri } : {}),
+      mode: "isolated",
+      cidr: spec.network.cidr,
+      dns: false,
+      ...(args.privateDhcp ? { dhcp: { ...args.privateDhcp, router: spec.network.gateway } } : {}),
+    }, { parent: this });
+    this.publicNetwork = new Network(`${name}-public`, {
+      ...(args.uri ? { uri: args.uri } : {}),
+      mode: "nat",
+      cidr: pub.cidr,
+      hostAddress: pub.gateway,
+      routes: spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ cidr: `${v.address}/32`, gateway: nextHop })),
+    }, { parent: this });
+    this.registerOutputs({ privateNetwork: this.privateNetwork.name, publicNetwork: this.publicNetwork.name });
+  }
+}
