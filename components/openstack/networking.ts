@@ -41,8 +41,6 @@ export interface FloatingIpBinding {
   floatingIp: string;
 }
 
-const ROLES: readonly Role[] = ["primary", "secondary"];
-
 /**
  * Any source: the private port forwards NAT replies from the outside into the cluster and hands mid-stream packets
  * of public clients to the peer (render/handoff.ts); both keep their original source address, which Neutron's
@@ -75,8 +73,7 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
     const privateVips = spec.derived.privateVips;
     const privatePairs = [...privateVips.map((v) => v.address), FORWARDING_ADDRESS_PAIR];
 
-    const lbPorts = {} as Record<Role, OpenStackLbPorts>;
-    ROLES.forEach((role, i) => {
+    const lbPortsOf = (role: Role, i: 0 | 1): OpenStackLbPorts => {
       const publicPort = new openstack.networking.Port(`${name}-${role}-public`, {
         name: `${name}-${role}-public`,
         networkId: args.publicNetwork.networkId,
@@ -93,14 +90,14 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
         securityGroupIds: groups.for("private", role),
         allowedAddressPairs: privatePairs.map((ipAddress) => ({ ipAddress })),
       }, { parent: this });
-      lbPorts[role] = {
+      return {
         publicPortId: publicPort.id,
         privatePortId: privatePort.id,
         publicMac: publicPort.macAddress,
         privateMac: privatePort.macAddress,
       };
-    });
-    this.lbPorts = lbPorts;
+    };
+    this.lbPorts = { primary: lbPortsOf("primary", 0), secondary: lbPortsOf("secondary", 1) };
 
     const vipPort = (vip: VirtualAddress, side: "public" | "private", networkId: pulumi.Input<string>, subnetId: pulumi.Input<string>) =>
       new openstack.networking.Port(`${name}-vip-${slug(vip.address)}`, {
