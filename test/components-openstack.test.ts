@@ -1,12 +1,13 @@
 /**
  * The OpenStack components under Pulumi's mocks (pulumi.runtime.setMocks). Why mocks: @pulumi/openstack's provider
  * plugin cannot be downloaded or built here and there is no OpenStack, so the real engine cannot run them. What is
- * judged is what the program registers: every resource's type, name and inputs (recorded by the mock's
- * newResource), and its parent and resource options (recorded by a transformation on the top component, which
+ * judged is what the program registers: every resource's type, name and inputs (mocks.recorded by the mock's
+ * newResource), and its parent and resource options (mocks.recorded by a transformation on the top component, which
  * Pulumi hands down to every child).
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { type Inputs, type Recorded, recordingMocks } from "./fixtures/pulumi-mocks";
 import {
   allocationPools, FORWARDING_ADDRESS_PAIR, OpenStackLbServer, OpenStackNetworking, VRRP_PROTOCOL, type OpenStackNetworkingArgs,
 } from "../components/openstack";
@@ -14,12 +15,6 @@ import { resolveSpec } from "../spec/resolve";
 import type { ResolvedSpec } from "../spec/types";
 import { variants } from "./fixtures/variants";
 
-type Inputs = Record<string, unknown>;
-interface Recorded {
-  type: string;
-  name: string;
-  inputs: Inputs;
-}
 interface Registered {
   type: string;
   name: string;
@@ -29,7 +24,6 @@ interface Registered {
   props: Inputs;
 }
 
-let recorded: Recorded[] = [];
 let registered: Registered[] = [];
 
 const TYPE = {
@@ -49,27 +43,16 @@ const digest = (name: string) => createHash("sha256").update(name).digest();
 const macOf = (name: string) => `fa:16:3e:${[...digest(name).subarray(0, 3)].map((b) => b.toString(16).padStart(2, "0")).join(":")}`;
 const floatingAddressOf = (name: string) => `198.18.${digest(name)[0]}.${digest(name)[1]}`;
 
+let mocks: ReturnType<typeof recordingMocks>;
 beforeAll(() => {
-  pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        const inputs = args.inputs as Inputs;
-        recorded.push({ type: args.type, name: args.name, inputs });
-        const state: Inputs = { ...inputs };
-        if (args.type === TYPE.port) state.macAddress = macOf(args.name);
-        if (args.type === TYPE.fip) state.address = floatingAddressOf(args.name);
-        return { id: `${args.name}-id`, state };
-      },
-      call: (args) => args.inputs,
-    },
-    "edgepair",
-    "dev",
-    false,
-  );
+  mocks = recordingMocks((type, name) => ({
+    ...(type === TYPE.port ? { macAddress: macOf(name) } : {}),
+    ...(type === TYPE.fip ? { address: floatingAddressOf(name) } : {}),
+  }));
 });
 
 beforeEach(() => {
-  recorded = [];
+  mocks.reset();
   registered = [];
 });
 
@@ -85,8 +68,8 @@ function value<T>(o: pulumi.Input<T>): Promise<T> {
 /** Until the mock has seen every registration: the count stops growing. */
 async function settle(): Promise<void> {
   let seen = -1;
-  while (seen !== recorded.length) {
-    seen = recorded.length;
+  while (seen !== mocks.recorded.length) {
+    seen = mocks.recorded.length;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -127,7 +110,7 @@ async function build(over: Partial<OpenStackNetworkingArgs> = {}, name = "prod-a
   return net;
 }
 
-const ofType = (t: string) => recorded.filter((r) => r.type === t);
+const ofType = (t: string) => mocks.recorded.filter((r) => r.type === t);
 const byName = (t: string, name: string) => {
   const found = ofType(t).find((r) => r.name === name);
   if (!found) throw new Error(`no ${t} named ${name}; have ${ofType(t).map((r) => r.name).join(", ")}`);
@@ -186,13 +169,13 @@ describe("OpenStackNetworking (openstack variant)", () => {
       ["forward", "handoff", "peer-primary", "peer-secondary", "private", "public"].map((p) => `prod-a-net-sg-${p}`),
     );
     // children are named from the component's name
-    expect(recorded.every((r) => r.name === "prod-a-net" || r.name.startsWith("prod-a-net-"))).toBe(true);
+    expect(mocks.recorded.every((r) => r.name === "prod-a-net" || r.name.startsWith("prod-a-net-"))).toBe(true);
   });
 
   test("every child is parented to the component (the security groups through their own component)", async () => {
     const net = await build();
     const children = registered.filter((r) => r.type !== "edgepair:index:OpenStackNetworking");
-    expect(children.length).toBe(recorded.length - 1);
+    expect(children.length).toBe(mocks.recorded.length - 1);
     const sgComponent = registered.find((r) => r.type === "edgepair:index:OpenStackSecurityGroups")!;
     expect(sgComponent.parent).toBe(net);
     for (const child of children) {
@@ -346,7 +329,7 @@ describe("OpenStackNetworking (openstack variant)", () => {
   test("server group: anti-affinity by default, soft-anti-affinity on request", async () => {
     await build();
     expect(ofType(TYPE.serverGroup)[0]!.inputs.policies).toEqual(["anti-affinity"]);
-    recorded = [];
+    mocks.reset();
     await build({ antiAffinity: "soft" });
     expect(ofType(TYPE.serverGroup)[0]!.inputs.policies).toEqual(["soft-anti-affinity"]);
   });

@@ -1,22 +1,17 @@
 /**
  * The EdgePair component tree under Pulumi's mocks. Why mocks: @pulumi/random, @pulumi/kubernetes and
  * @pulumi/command need provider plugins that cannot be downloaded or built here (the Go module proxy refuses their
- * provider modules), so the real engine cannot load them. What the mocks record is every resource the program
- * registers, with its type, name, parent and inputs; that is what these tests judge.
+ * provider modules), so the real engine cannot load them. What the mocks record (test/fixtures/pulumi-mocks.ts) is
+ * every resource the program registers, with its type, name and inputs; that is what these tests judge.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
+import { checkCloudConfig } from "./checkers/cloud-init";
+import { recordingMocks } from "./fixtures/pulumi-mocks";
 import { EdgePair, type EdgePairArgs } from "../components";
 import { deliveryScript } from "../components/token-delivery";
 import { devSpecRaw } from "./fixtures/variants";
 
-interface Recorded {
-  type: string;
-  name: string;
-  inputs: Record<string, unknown>;
-}
-
-let recorded: Recorded[] = [];
 /** The mock monitor receives a secret as { <secret signature>: ..., value }; secretValue unwraps it (and proves it was one). */
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 function secretValue(v: unknown): string {
@@ -27,27 +22,17 @@ const DIGEST = `registry.example/edgepair/appliance@sha256:${"a".repeat(64)}`;
 const METRICS = "metrics-password-value-123";
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.token-value";
 
+let mocks: ReturnType<typeof recordingMocks>;
 beforeAll(() => {
-  pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        recorded.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown> });
-        const state: Record<string, unknown> = { ...args.inputs };
-        if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-password";
-        if (args.type === "kubernetes:core/v1:Secret") state.data = { token: Buffer.from(TOKEN).toString("base64") };
-        if (args.type === "pulumi-nodejs:dynamic/edgepair:RenderedView") state.digest = "d".repeat(64);
-        return { id: `${args.name}-id`, state };
-      },
-      call: (args) => args.inputs,
-    },
-    "edgepair",
-    "dev",
-    false,
-  );
+  mocks = recordingMocks((type) => ({
+    ...(type === "random:index/randomPassword:RandomPassword" ? { result: "generated-password" } : {}),
+    ...(type === "kubernetes:core/v1:Secret" ? { data: { token: Buffer.from(TOKEN).toString("base64") } } : {}),
+    ...(type === "pulumi-nodejs:dynamic/edgepair:RenderedView" ? { digest: "d".repeat(64) } : {}),
+  }));
 });
 
 beforeEach(() => {
-  recorded = [];
+  mocks.reset();
 });
 
 function value<T>(o: pulumi.Output<T>): Promise<T> {
@@ -67,8 +52,8 @@ const baseArgs = (over: Partial<EdgePairArgs> = {}): EdgePairArgs => ({
   ...over,
 });
 
-const ofType = (t: string) => recorded.filter((r) => r.type === t);
-const dynamicKind = (kind: string) => recorded.filter((r) => r.type === `pulumi-nodejs:dynamic/${kind}`);
+const ofType = (t: string) => mocks.recorded.filter((r) => r.type === t);
+const dynamicKind = (kind: string) => mocks.recorded.filter((r) => r.type === `pulumi-nodejs:dynamic/${kind}`);
 
 test("the libvirt tree: networks, two LB VMs (disk, seed, domain), a rendered view per LB; children named from the parent", async () => {
   const pair = new EdgePair("lab", baseArgs());
@@ -80,7 +65,7 @@ test("the libvirt tree: networks, two LB VMs (disk, seed, domain), a rendered vi
   expect(dynamicKind("libvirt:Network").map((r) => r.name).sort()).toEqual(["lab-net-private", "lab-net-public"]);
   expect(dynamicKind("libvirt:Domain").map((r) => r.name)).toEqual(["lab-lb1", "lab-lb2"]);
   expect(dynamicKind("libvirt:CloudInitDisk").map((r) => r.name)).toEqual(["lab-lb1-seed", "lab-lb2-seed"]);
-  expect(recorded.every((r) => r.name.startsWith("lab"))).toBe(true);
+  expect(mocks.recorded.every((r) => r.name.startsWith("lab"))).toBe(true);
   // the public network routes every floating IP to the next hop; the private one is isolated
   const pub = dynamicKind("libvirt:Network").find((r) => r.name === "lab-net-public")!;
   expect(pub.inputs.routes).toEqual(["198.51.100.80", "198.51.100.100", "198.51.100.253"].map((a) => ({ cidr: `${a}/32`, gateway: "172.31.250.10" })));
@@ -108,7 +93,7 @@ test("MACs are derived from stack and VM names: the same on every run, distinct,
   expect(host.publicInterface.mac).toBe(macsA[0]);
 });
 
-test("user-data is a secret carrying the metrics password as a 0600 file; the rendered view never holds it", async () => {
+test("user-data passes the real cloud-init schema, is a secret, carries the metrics password as a 0600 file; the rendered view never holds it", async () => {
   const pair = new EdgePair("lab", baseArgs());
   await value(pair.imageRef);
   await settle();
@@ -116,6 +101,8 @@ test("user-data is a secret carrying the metrics password as a 0600 file; the re
   const userData = secretValue(seed.inputs.userData);
   expect(userData).toContain(METRICS);
   const doc = parse(userData) as { write_files: { path: string; permissions: string; content: string }[] };
+  const schema = checkCloudConfig(userData);
+  if (!schema.ok) throw new Error(schema.output);
   const secretFile = doc.write_files.find((f) => f.path === "/etc/edgepair/secrets/metrics-password")!;
   expect(secretFile.permissions).toBe("0600");
   expect(await value(pulumi.output(pair.metricsPassword).apply((p) => p))).toBe(METRICS);
@@ -140,7 +127,7 @@ test("a bad spec or an image not pinned by digest stops the program before anyth
   const raw = devSpecRaw() as Record<string, any>;
   raw.network.cidr = "192.168.100.0/33";
   expect(() => new EdgePair("bad", baseArgs({ spec: raw as EdgePairArgs["spec"] }))).toThrow(/network\.cidr: /);
-  expect(recorded.filter((r) => r.type !== "edgepair:index:EdgePair")).toEqual([]);
+  expect(mocks.recorded.filter((r) => r.type !== "edgepair:index:EdgePair")).toEqual([]);
   expect(() => new EdgePair("tag", baseArgs({ image: { prebuilt: "registry.example/edgepair/appliance:latest" } }))).toThrow(/image\.prebuilt: must be pinned by digest/);
 });
 
