@@ -155,10 +155,28 @@ describe("Network", () => {
     inputs = news;
   });
 
+  test("routes in place (a floating IP added on day 2): same UUID, the host's routes follow at once, the definition too", async () => {
+    const news = net({ ...inputs, routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.1.10" }, { cidr: "198.18.94.7/32", gateway: "10.93.1.10" }] });
+    expect(diffNetwork(made.outs, news)).toEqual({ changes: true, replaces: [], updates: ["routes"], deleteBeforeReplace: false });
+    made = await timed("network routes update", () => update(networkProvider, made, news));
+    expect(made.outs.uuid).toBe(made.id);
+    expect(must("ip", ["route", "show", "198.18.94.7/32"]).stdout).toMatch(/via 10\.93\.1\.10 dev epp-pub/);
+    expect(lv.virsh(["net-dumpxml", "--inactive", name]).stdout).toContain("198.18.94.7");
+    expect(await read(networkProvider, made)).toEqual(made.outs);
+    // and back: the route leaves the host and the definition
+    const back = net({ ...inputs });
+    made = await update(networkProvider, made, back);
+    expect(must("ip", ["route", "show", "198.18.94.7/32"]).stdout.trim()).toBe("");
+    expect(must("ip", ["route", "show", "198.18.93.0/24"]).stdout).toMatch(/via 10\.93\.1\.10 dev epp-pub/);
+    expect(lv.virsh(["net-dumpxml", "--inactive", name]).stdout).not.toContain("198.18.94.7");
+    inputs = back;
+  });
+
   test("replace: another CIDR (same name and bridge, so the old one is deleted first); the old route is gone", async () => {
     const news = net({ ...inputs, hostAddress: undefined, cidr: "10.93.2.0/24", dhcp: { router: "10.93.2.1", hosts: [] }, routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.2.10" }] });
     const d = diffNetwork(made.outs, news);
-    expect(d).toMatchObject({ replaces: ["cidr", "hostAddress", "routes", "dhcp.router"], deleteBeforeReplace: true });
+    expect(d).toMatchObject({ replaces: ["cidr", "hostAddress", "dhcp.router"], deleteBeforeReplace: true });
+    expect(d.updates).toContain("routes");
     // Creating the new one beside the old one fails on the name: deleteBeforeReplace is needed, not a preference.
     await expect(networkProvider.create(news)).rejects.toThrow(/^name: a network named "epp-pub" already exists/);
     const old = made.id;

@@ -2,23 +2,14 @@
  * The project's own Pulumi program (index.ts + Pulumi.yaml) under the real engine: the dev stack's spec previews,
  * the typed config defaults apply, and a bad spec stops `pulumi preview` with the field errors alone.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { stringify } from "yaml";
 import { PulumiCommandError, PulumiWorkspace } from "./engine/pulumi-program";
-import { devSpecRaw, REPO } from "./fixtures/variants";
+import { stackProgramFiles } from "./fixtures/stack-program";
+import { devSpecRaw } from "./fixtures/variants";
 
 jest.setTimeout(300_000);
 
 function programFiles(spec: unknown): Record<string, string> {
-  const files: Record<string, string> = {
-    "Pulumi.yaml": readFileSync(join(REPO, "Pulumi.yaml"), "utf8"),
-    "index.ts": readFileSync(join(REPO, "index.ts"), "utf8"),
-    "tsconfig.json": readFileSync(join(REPO, "tsconfig.json"), "utf8"),
-    "Pulumi.test.yaml": stringify({ config: { "edgepair:spec": spec } }),
-  };
-  for (const f of readdirSync(join(REPO, "spec"))) files[`spec/${f}`] = readFileSync(join(REPO, "spec", f), "utf8");
-  return files;
+  return stackProgramFiles({ "edgepair:spec": spec });
 }
 
 let ws: PulumiWorkspace | undefined;

@@ -4,11 +4,14 @@
  * DHCP with reservations by MAC and a router option (e.g. the gateway VIP held by the active LB); static routes
  * (e.g. the floating-IP range via a public-side VIP).
  *
- * In place (no outage): autostart, DHCP range and reservations (`virsh net-update --live --config`), a network
- * found stopped is started again, `uri` (re-pointed after checking the network is there). Everything else
- * (mode, cidr, hostAddress, bridge, router option, routes, mtu, dns, name) replaces the network, deleting it first
+ * In place (no outage): autostart, DHCP range and reservations (`virsh net-update --live --config`), static routes
+ * (a floating IP added on day 2 must not cut the LBs' NICs: the definition is rewritten, and on a local libvirt the
+ * host's routes are changed at once with `ip route`; on a remote one they apply when the network next starts), a
+ * network found stopped is started again, `uri` (re-pointed after checking the network is there). Everything else
+ * (mode, cidr, hostAddress, bridge, router option, mtu, dns, name) replaces the network, deleting it first
  * when old and new could not coexist (same name, same bridge, overlapping CIDRs).
  */
+import { execFile } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
 import { broadcastAddress, canonical, compareAddresses, contains, networkAddress, nthAddress, overlaps, parseCidr, parseIp } from "../../spec/address";
 import {
@@ -378,7 +381,7 @@ export function diffNetwork(olds: NetworkOutputs, news: NetworkInputs): DiffResu
   cmp("cidr", olds.cidr, news.cidr, true);
   cmp("hostAddress", olds.hostAddress, news.hostAddress, true);
   if (news.bridge !== undefined) cmp("bridge", olds.bridge, news.bridge, true);
-  cmp("routes", olds.routes ?? [], news.routes ?? [], true);
+  cmp("routes", olds.routes ?? [], news.routes ?? [], false);
   cmp("mtu", olds.mtu, news.mtu, true);
   cmp("dns", olds.dns, news.dns, true);
   if ((news.dhcp as unknown) === UNKNOWN || (olds.dhcp === undefined) !== (news.dhcp === undefined)) replaces.push("dhcp");
@@ -463,11 +466,37 @@ async function updateNetwork(id: string, olds: NetworkOutputs, news: NetworkInpu
     }
     for (const h of newD.hosts) if (!oldByMac.has(h.mac)) await netUpdate("add-last", "ip-dhcp-host", hostXml(h));
   }
+  if (!same(current.routes, news.routes)) await updateRoutes(uri, id, current, news);
   if (current.autostart !== news.autostart) await setAutostart(uri, id, news.autostart);
   if (!current.active) await virsh(uri, ["net-start", id]);
   const outs = await observeNetwork(uri, id);
   if (!outs) throw new Error(`libvirt: network ${news.name} (${id}) vanished during the update on ${uri}`);
   return { outs };
+}
+
+/** A URI without a host names the libvirtd of this machine, whose routes `ip` can change. */
+function isLocalUri(uri: string): boolean {
+  return /^[a-z+]+:\/\/\//.test(uri);
+}
+
+async function updateRoutes(uri: string, id: string, current: NetworkOutputs, news: NetworkInputs): Promise<void> {
+  // the same uuid and bridge: a redefinition, never a second network
+  await virshXml(uri, (f) => ["net-define", f], renderNetworkXml({ ...news, bridge: current.bridge }, id));
+  if (!current.active || !isLocalUri(uri)) return;
+  const key = (r: NetworkRoute) => `${r.cidr} via ${r.gateway}`;
+  const wanted = new Set(news.routes.map(key));
+  for (const r of current.routes) if (!wanted.has(key(r))) await ipRoute(["del", r.cidr, "via", r.gateway, "dev", current.bridge]);
+  const had = new Set(current.routes.map(key));
+  for (const r of news.routes) if (!had.has(key(r))) await ipRoute(["replace", r.cidr, "via", r.gateway, "dev", current.bridge]);
+}
+
+function ipRoute(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("ip", ["route", ...args], { timeout: 10_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`routes: ip route ${args.join(" ")} failed: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+  });
 }
 
 async function removeNetwork(id: string, props: NetworkOutputs): Promise<void> {
