@@ -1,11 +1,12 @@
 /**
- * `npm run bench -- [render|failover|libvirt ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt|propagation ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchFailover } from "./failover";
 import { benchLibvirt } from "./libvirt";
+import { propagationBench } from "./propagation";
 import { benchRender } from "./render";
 import { printTable } from "./stats";
 
@@ -29,6 +30,21 @@ const BENCHES: Record<string, () => unknown> = {
     );
     console.log(`virt type ${result.virtType}; libvirtd start ${(result.daemonStartMs / 1000).toFixed(1)} s, stop ${(result.daemonStopMs / 1000).toFixed(1)} s`);
     return result;
+  },
+  // needs root: a real haproxy (master-worker) in a throwaway namespace; Node change -> first request it serves
+  propagation: async () => {
+    const r = await propagationBench({ runs: Number(process.env.EDGEPAIR_BENCH_PROPAGATION_RUNS ?? "20") });
+    printTable(
+      (["add", "addSync", "drain", "delete"] as const).map((k) => ({
+        change: { add: "Node added -> first response from it", addSync: "Node added -> runtime API done", drain: "Node removed -> drained", delete: "Node removed -> deleted" }[k],
+        "min ms": r[k].minMs.toFixed(1),
+        "median ms": r[k].medianMs.toFixed(1),
+        "max ms": r[k].maxMs.toFixed(1),
+        n: r[k].n,
+      })),
+    );
+    console.log(`${r.changes} changes, ${r.requests} requests, ${r.failedRequests} failed, ${r.requestsAfterDrain} after a drain, ${r.reloads} reloads`);
+    return r;
   },
   render: () => {
     const results = benchRender(REPO);
