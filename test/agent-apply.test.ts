@@ -15,7 +15,7 @@ import { renderAll } from "../render";
 import type { RenderedFile } from "../render/types";
 import { keepalivedInterfaces } from "./checkers/keepalived";
 import { nftDevices } from "./checkers/nft";
-import { must, run } from "./checkers/run";
+import { createNetns, deleteNetns } from "./checkers/netns";
 import { devBackends, devResolved, primaryHost } from "./fixtures/resolved";
 
 const HAPROXY = "/etc/haproxy/haproxy.cfg";
@@ -41,24 +41,18 @@ function replaced(files: readonly RenderedFile[], path: string, edit: (content: 
 
 // ---- one network namespace with the interfaces the dev tree names, for every checker of this file ----
 
-const ns = `ep-apply-${process.pid}`;
+let ns = "";
 const inNetns: CommandRunner = (argv, opts) => spawnRunner(["ip", "netns", "exec", ns, ...argv], opts);
 
 beforeAll(() => {
   const tree = devTree();
   const content = (p: string): string => tree.find((f) => f.path === p)?.content ?? "";
   const names = [...new Set([...keepalivedInterfaces(content(KEEPALIVED)), ...nftDevices(content(HANDOFF))])];
-  must("ip", ["netns", "add", ns]);
-  must("ip", ["-n", ns, "link", "set", "lo", "up"]);
-  names.forEach((name, i) => {
-    must("ip", ["-n", ns, "link", "add", name, "type", "veth", "peer", "name", `ep-peer${i}`]);
-    must("ip", ["-n", ns, "link", "set", name, "up"]);
-  });
+  ns = createNetns(names.map((name) => ({ name })));
 });
 
 afterAll(() => {
-  run("ip", ["netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).forEach((pid) => run("kill", ["-9", pid]));
-  run("ip", ["netns", "del", ns]);
+  if (ns) deleteNetns(ns);
 });
 
 // ---- a temporary root per test ----

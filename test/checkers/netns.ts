@@ -12,7 +12,8 @@ export interface WantedInterface {
 
 let counter = 0;
 
-export function withNetns<T>(interfaces: WantedInterface[], body: (ns: string) => T): T {
+/** Creates the namespace with its interfaces; returns its name. `deleteNetns` undoes it. */
+export function createNetns(interfaces: WantedInterface[]): string {
   const ns = `ep-chk-${process.pid}-${++counter}`;
   must("ip", ["netns", "add", ns]);
   try {
@@ -24,12 +25,36 @@ export function withNetns<T>(interfaces: WantedInterface[], body: (ns: string) =
       must("ip", ["-n", ns, "link", "set", itf.name, "up"]);
       must("ip", ["-n", ns, "link", "set", peer, "up"]);
     });
+    return ns;
+  } catch (e) {
+    deleteNetns(ns);
+    throw e;
+  }
+}
+
+/** Kills whatever still runs in the namespace, then deletes it. */
+export function deleteNetns(ns: string): void {
+  run("ip", ["netns", "pids", ns]).stdout
+    .split(/\s+/)
+    .filter(Boolean)
+    .forEach((pid) => run("kill", ["-9", pid]));
+  run("ip", ["netns", "del", ns]);
+}
+
+export function withNetns<T>(interfaces: WantedInterface[], body: (ns: string) => T): T {
+  const ns = createNetns(interfaces);
+  try {
     return body(ns);
   } finally {
-    run("ip", ["netns", "pids", ns]).stdout
-      .split(/\s+/)
-      .filter(Boolean)
-      .forEach((pid) => run("kill", ["-9", pid]));
-    run("ip", ["netns", "del", ns]);
+    deleteNetns(ns);
+  }
+}
+
+export async function withNetnsAsync<T>(interfaces: WantedInterface[], body: (ns: string) => Promise<T>): Promise<T> {
+  const ns = createNetns(interfaces);
+  try {
+    return await body(ns);
+  } finally {
+    deleteNetns(ns);
   }
 }
