@@ -261,6 +261,10 @@ export class KubeClient {
       throw apiError("GET", path, status, parseJson(text), text);
     }
     this.record("GET", path, a.server, status, a.started);
+    if (opts.signal.aborted) {
+      a.destroy(); // aborted while the headers were on their way: no listener would ever fire
+      return;
+    }
     let finished = false;
     const finish = (err: Error | null) => {
       if (finished) return;
@@ -366,6 +370,7 @@ export class KubeClient {
       const onAbort = () => fail(new AbortedError(`${method} ${path}`));
       const timer = setTimeout(() => fail(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
       opts.signal?.addEventListener("abort", onAbort, { once: true });
+      if (opts.signal?.aborted) onAbort(); // aborted while the credentials were read
       req.on("error", (e: NodeJS.ErrnoException) => fail(new Error(e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message)));
       req.on("response", (res) => {
         if (settled) {

@@ -83,6 +83,19 @@ interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
 }
 
+/**
+ * A Node as far as the agent reads it (backends.ts nodeView): a Node object also lists every image on the host,
+ * attached volumes and managed fields, tens of kB each, which a 1000-Node cache would hold for nothing.
+ */
+function slimNode(o: KubeObject): KubeObject {
+  const n = o as KubeObject & { metadata?: { labels?: unknown }; spec?: { unschedulable?: unknown }; status?: { conditions?: unknown; addresses?: unknown } };
+  return {
+    metadata: { name: n.metadata?.name, namespace: n.metadata?.namespace, resourceVersion: n.metadata?.resourceVersion, labels: n.metadata?.labels },
+    spec: { unschedulable: n.spec?.unschedulable },
+    status: { conditions: n.status?.conditions, addresses: n.status?.addresses },
+  } as KubeObject;
+}
+
 /** A watch the server closes this soon after it opened is treated as an error, so it cannot spin. */
 const MIN_WATCH_LIFE_MS = 1000;
 
@@ -98,6 +111,7 @@ class ApiWatch {
     private readonly client: KubeClient,
     private readonly timeoutSeconds: () => number,
     private readonly onConnected: () => void,
+    private readonly slim: (o: KubeObject) => KubeObject,
   ) {}
 
   /** ListWatch's Watch has this member; ours never uses it (the client picks the API server). */
@@ -141,10 +155,21 @@ class ApiWatch {
               finish(new Error(`malformed watch event on ${path}`));
               return;
             }
-            if (typeof data.type === "string" && typeof data.object === "object" && data.object !== null) {
+            if (typeof data.type !== "string" || typeof data.object !== "object" || data.object === null) return;
+            if (data.type === "ERROR") {
+              const status = data.object as { code?: unknown; message?: unknown };
+              if (status.code !== 410) {
+                // ListWatch would ignore it and re-watch at once from the same resourceVersion: back off instead
+                controller.abort();
+                finish(new Error(`watch on ${path}: ${typeof status.message === "string" ? status.message : "error event"}`));
+                return;
+              }
               events++;
-              callback(data.type, data.object as KubeObject, data);
+              callback(data.type, data.object as KubeObject, data); // 410 Gone: ListWatch relists
+              return;
             }
+            events++;
+            callback(data.type, this.slim(data.object as KubeObject), data);
           },
           done: finish,
         },
@@ -171,6 +196,8 @@ interface ResourceWatchSpec<V> {
   fieldSelector?: string;
   /** What the agent keeps of an object; undefined drops it. */
   project(obj: unknown): V | undefined;
+  /** What ListWatch's cache keeps (it holds every object): at least metadata.name/namespace/resourceVersion. */
+  slim?(obj: KubeObject): KubeObject;
   /** Called (once per tick at most) when the set of projections changed. */
   changed(views: ReadonlyMap<string, V>): void;
 }
@@ -245,16 +272,19 @@ class ResourceWatch<V> {
     const current = () => gen === this.generation && !this.stopped;
     this.listAbort = new AbortController();
     const listSignal = this.listAbort.signal;
-    this.transport = new ApiWatch(this.client, () => this.timeoutSeconds(), () => current() && this.recovered());
+    const slim = this.spec.slim ?? ((o: KubeObject) => o);
+    this.transport = new ApiWatch(this.client, () => this.timeoutSeconds(), () => current() && this.recovered(), slim);
     const listPath = `${this.spec.path}${this.spec.fieldSelector ? `?fieldSelector=${encodeURIComponent(this.spec.fieldSelector)}` : ""}`;
     const list = async (): Promise<K8s.KubernetesListObject<KubeObject>> => {
-      const body = await this.client.request("GET", listPath, { signal: listSignal });
+      // a large cluster's Node list takes longer than a plain request's bound
+      const body = await this.client.request("GET", listPath, { signal: listSignal, timeoutMs: 60_000 });
       if (!current()) throw new AbortedError(`GET ${listPath}`);
       const parsed = listSchema.safeParse(body);
       if (!parsed.success) throw new Error(`GET ${listPath}: not a list`);
-      this.replaceAll(parsed.data.items);
+      const items = (parsed.data.items as KubeObject[]).map(slim);
+      this.replaceAll(items);
       this.recovered();
-      return { metadata: { resourceVersion: parsed.data.metadata?.resourceVersion ?? "" }, items: parsed.data.items as KubeObject[] };
+      return { metadata: { resourceVersion: parsed.data.metadata?.resourceVersion ?? "" }, items };
     };
     const lw = new k8s.ListWatch<KubeObject>(this.spec.path, this.transport, list, false, undefined, this.spec.fieldSelector);
     lw.on("add", (o) => current() && this.upsert(o));
@@ -392,6 +422,7 @@ export class ClusterWatch {
         source: "nodes",
         path: "/api/v1/nodes",
         project: nodeView,
+        slim: slimNode,
         changed: (views) => onEvent({ type: "nodes", nodes: [...views.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) }),
       },
       onEvent,

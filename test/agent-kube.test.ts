@@ -1,0 +1,858 @@
+/**
+ * The agent's cluster side (agent/kube/) against a REAL kube-apiserver (test/fixtures/kube-apiserver.ts, started once
+ * for the file), with the CRD, the agent's RBAC and the LoadBalancer from k8s/, and the agent running on its
+ * least-privilege token only (the ServiceAccount token Secret the controller manager fills, then TokenRequest tokens).
+ * The admin identity only plays the cluster: it creates, labels, cordons and deletes Nodes and edits the spec.
+ *
+ * Figures (Node change -> desired-state event, API outage -> recovery) are printed on stderr with their min/median/max.
+ */
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  AbortedError,
+  Backoff,
+  bootstrapTokenPath,
+  ClusterSide,
+  jwtTimes,
+  KubeApiError,
+  KubeClient,
+  KubeUnreachableError,
+  lbConditionInputs,
+  nodeView,
+  pairStatusFieldManager,
+  redundantInput,
+  selectBackends,
+  StatusReporter,
+  selectorMatches,
+  specFromResource,
+  withTransition,
+  writeSecretFileAtomic,
+  type ClusterSideEvent,
+  type NodeView,
+  type ResponseRecord,
+} from "../agent/kube";
+import { agentNames, agentRbac, agentRbacManifests, CRD_NAME, DEFAULT_NAMESPACE, GROUP, loadBalancerCrd, loadBalancerResource, PLURAL, statusFieldManager, VERSION, type Manifest } from "../k8s";
+import { parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
+import { resolveSpec } from "../spec/resolve";
+import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
+import { freeLoopbackPorts } from "./fixtures/kube/daemon";
+import { createPki } from "./fixtures/kube/pki";
+import { k8s, type K8s } from "./fixtures/kube/client-node";
+import { devSpecRaw } from "./fixtures/variants";
+
+jest.setTimeout(120_000);
+
+const NS = DEFAULT_NAMESPACE;
+const LAB = "lab";
+const names = agentNames({ name: LAB });
+const TLS_NAME = "kubernetes.default.svc";
+const IMAGE = `registry.example/edgepair@sha256:${"a".repeat(64)}`;
+const lbPath = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}/${LAB}`;
+const MERGE = "application/merge-patch+json";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------------------------
+// pure parts
+
+const node = (name: string, labels: Record<string, string>, ip: string | string[], more: Partial<NodeView> = {}): NodeView => ({
+  name,
+  labels,
+  ready: true,
+  unschedulable: false,
+  internalIPs: [ip].flat(),
+  ...more,
+});
+const CP = { "node-role.kubernetes.io/control-plane": "" };
+const WORKER = { "node-role.kubernetes.io/worker": "" };
+
+describe("agent/kube, pure", () => {
+  const spec = resolveSpec(devSpecRaw());
+
+  test("selectorMatches: matchLabels AND every expression, Kubernetes semantics (empty matches all)", () => {
+    const labels = { a: "1", b: "2" };
+    expect(selectorMatches({}, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { a: "1" } }, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { a: "1", b: "3" } }, labels)).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "In", values: ["0", "1"] }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "c", operator: "In", values: ["1"] }] }, labels)).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "NotIn", values: ["1"] }] }, labels)).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: "c", operator: "NotIn", values: ["1"] }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "b", operator: "Exists" }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "b", operator: "DoesNotExist" }] }, labels)).toBe(false);
+    expect(selectorMatches({ matchLabels: { a: "1" }, matchExpressions: [{ key: "z", operator: "Exists" }] }, labels)).toBe(false);
+  });
+
+  test("nodeView keeps name, labels, Ready, cordon and InternalIPs; a malformed object is dropped, not thrown", () => {
+    expect(
+      nodeView({
+        metadata: { name: "n1", labels: CP, uid: "x" },
+        spec: { unschedulable: true },
+        status: {
+          conditions: [{ type: "MemoryPressure", status: "False" }, { type: "Ready", status: "True" }],
+          addresses: [{ type: "Hostname", address: "n1" }, { type: "InternalIP", address: "2001:db8::0:1" }, { type: "InternalIP", address: "192.168.100.31" }, { type: "InternalIP", address: "bogus" }],
+          images: [{ names: ["x"] }],
+        },
+      }),
+    ).toEqual({ name: "n1", labels: CP, ready: true, unschedulable: true, internalIPs: ["2001:db8::1", "192.168.100.31"] });
+    expect(nodeView({ metadata: { name: "n2" } })).toEqual({ name: "n2", labels: {}, ready: false, unschedulable: false, internalIPs: [] });
+    expect(nodeView({ metadata: {} })).toBeUndefined();
+    expect(nodeView("nonsense")).toBeUndefined();
+  });
+
+  test("selectBackends: selector, Ready, sorted by name, the address inside network.cidr first", () => {
+    const nodes = [
+      node("cp-b", CP, ["10.0.0.5", "192.168.100.12"]),
+      node("cp-a", CP, "192.168.100.11"),
+      node("cp-c", CP, "192.168.100.13", { ready: false }),
+      node("w-1", WORKER, "192.168.100.21"),
+      node("w-2", WORKER, "192.168.100.22", { unschedulable: true }),
+      node("w-3", { ...WORKER, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.23"),
+      node("w-4", WORKER, []),
+    ];
+    expect(selectBackends(spec, nodes)).toEqual({
+      backends: {
+        api: [
+          { name: "cp-a", address: "192.168.100.11" },
+          { name: "cp-b", address: "192.168.100.12" },
+        ],
+        ingress: [{ name: "w-1", address: "192.168.100.21" }],
+      },
+      sources: { api: "nodes", ingress: "nodes" },
+    });
+  });
+
+  test("selectBackends: cordon and the exclude label do not remove API Nodes; none Ready keeps them all (no deadlock)", () => {
+    const cordoned = [node("cp-a", { ...CP, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.11", { unschedulable: true })];
+    expect(selectBackends(spec, cordoned).backends.api).toEqual([{ name: "cp-a", address: "192.168.100.11" }]);
+    const allNotReady = [node("cp-a", CP, "192.168.100.11", { ready: false }), node("cp-b", CP, "192.168.100.12", { ready: false })];
+    expect(selectBackends(spec, allNotReady).backends.api.map((b) => b.name)).toEqual(["cp-a", "cp-b"]);
+  });
+
+  test("selectBackends: no Node matches -> the spec's static addresses, and says so; no ingress pool -> none", () => {
+    const r = selectBackends(spec, [node("w-1", WORKER, "192.168.100.21")]);
+    expect(r.sources).toEqual({ api: "static", ingress: "nodes" });
+    expect(r.backends.api).toEqual(spec.apiBackend.addresses.map((a) => ({ name: a, address: a })));
+    const noIngress = { ...devSpecRaw() };
+    delete noIngress.ingressBackend;
+    delete (noIngress.virtualAddresses as Record<string, unknown>).ingress;
+    expect(selectBackends(resolveSpec(noIngress), []).sources).toEqual({ api: "static", ingress: "none" });
+  });
+
+  test("specFromResource: field errors, never an exception — semantic, structural and selector rules (counter-cases)", () => {
+    expect(specFromResource(devSpecRaw()).ok).toBe(true);
+    const raw = devSpecRaw();
+    const outside = { ...raw, virtualAddresses: { ...(raw.virtualAddresses as object), api: [{ address: "10.9.9.100", type: "private" }] } };
+    expect(specFromResource(outside)).toEqual({ ok: false, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
+    expect(specFromResource({ ...devSpecRaw(), clusterName: 42 })).toEqual({ ok: false, problems: [{ path: "clusterName", rule: "must be a string" }] });
+    expect(specFromResource(null).ok).toBe(false);
+    const badSelector = { ...devSpecRaw(), apiBackend: { nodeSelector: { matchExpressions: [{ key: "a", operator: "In" }, { key: "b", operator: "Exists", values: ["x"] }] } } };
+    expect(specFromResource(badSelector)).toEqual({
+      ok: false,
+      problems: [
+        { path: "apiBackend.nodeSelector.matchExpressions[0].values", rule: "must not be empty for In" },
+        { path: "apiBackend.nodeSelector.matchExpressions[1].values", rule: "must be empty for Exists" },
+      ],
+    });
+  });
+
+  test("Backoff: exponential, jittered within [step/2, step], bounded, reset", () => {
+    const lo = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
+    const hi = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0.999999 });
+    expect(Array.from({ length: 7 }, () => lo.next())).toEqual([50, 100, 200, 400, 500, 500, 500]);
+    expect(Array.from({ length: 7 }, () => hi.next())).toEqual([100, 200, 400, 800, 1000, 1000, 1000]);
+    const b = new Backoff({ initialMs: 100, maxMs: 1000 });
+    for (let i = 0; i < 200; i++) {
+      const d = b.next();
+      expect(d).toBeGreaterThanOrEqual(50);
+      expect(d).toBeLessThanOrEqual(1000);
+    }
+    b.reset();
+    expect(b.next()).toBeLessThanOrEqual(100);
+  });
+
+  test("conditions: Ready/Degraded/Progressing with reasons; transition time kept while the status stays", () => {
+    const byType = (f: Parameters<typeof lbConditionInputs>[0]) => Object.fromEntries(lbConditionInputs(f).map((c) => [c.type, `${c.status}/${c.reason}`]));
+    expect(byType({})).toEqual({ Ready: "Unknown/Starting", Degraded: "False/AsExpected", Progressing: "False/Reconciled" });
+    expect(byType({ servicesUp: true })).toEqual({ Ready: "True/Serving", Degraded: "False/AsExpected", Progressing: "False/Reconciled" });
+    expect(byType({ servicesUp: true, vrrpState: "Fault" })).toMatchObject({ Ready: "False/VrrpFault", Degraded: "True/VrrpFault" });
+    expect(byType({ servicesUp: false, lastError: "haproxy -c failed", applying: true })).toEqual({ Ready: "False/ServicesDown", Degraded: "True/ApplyFailed", Progressing: "True/Applying" });
+    expect(byType({ servicesUp: true, specProblems: [{ path: "x", rule: "y" }] })).toMatchObject({ Ready: "True/Serving", Degraded: "True/InvalidSpec" });
+    const t1 = new Date("2025-01-02T03:04:05.678Z");
+    const t2 = new Date("2025-01-02T03:09:00Z");
+    const c1 = withTransition({ type: "Ready", status: "True", reason: "Serving", message: "" }, undefined, t1, 3);
+    expect(c1).toEqual({ type: "Ready", status: "True", observedGeneration: 3, lastTransitionTime: "2025-01-02T03:04:05Z", reason: "Serving", message: "" });
+    expect(withTransition({ type: "Ready", status: "True", reason: "Serving", message: "again" }, [c1], t2).lastTransitionTime).toBe("2025-01-02T03:04:05Z");
+    expect(withTransition({ type: "Ready", status: "False", reason: "ServicesDown", message: "" }, [c1], t2).lastTransitionTime).toBe("2025-01-02T03:09:00Z");
+  });
+
+  test("Redundant: False when the peer is missing, stale or not Ready, or this LB is not Ready; True when both are", () => {
+    const me = { name: "lb1", ready: true };
+    const r = (self: typeof me, peers: Parameters<typeof redundantInput>[1]) => {
+      const c = redundantInput(self, peers, 30_000);
+      return `${c.status}/${c.reason}`;
+    };
+    expect(r(me, [])).toBe("False/PeerMissing");
+    expect(r(me, [{ name: "lb2", ready: true, heartbeatAgeMs: 30_001 }])).toBe("False/HeartbeatStale");
+    expect(r(me, [{ name: "lb2", ready: false, heartbeatAgeMs: 1000 }])).toBe("False/PeerNotReady");
+    expect(r({ ...me, ready: false }, [{ name: "lb2", ready: true, heartbeatAgeMs: 1000 }])).toBe("False/NotReady");
+    expect(r(me, [{ name: "lb2", ready: true, heartbeatAgeMs: 30_000 }])).toBe("True/BothReady");
+  });
+
+  test("the MASTER's view of the peer: skew-proof heartbeat age on its own clock; unknown fields of a newer peer tolerated", () => {
+    let nowMs = Date.parse("2025-01-02T03:00:00Z");
+    const cluster = parseAgentSettings({ cluster: { apiServers: ["https://127.0.0.1:1"], tlsServerName: TLS_NAME, namespace: NS, loadBalancerName: LAB }, imageRef: IMAGE }).cluster!;
+    const reporter = new StatusReporter(new KubeClient(cluster), { namespace: NS, loadBalancerName: LAB, lbName: "lb1", role: "primary", heartbeatMs: 1000, staleAfterMs: 5000, now: () => new Date(nowMs) });
+    reporter.update({ servicesUp: true, vrrpState: "Master" });
+    const lbWith = (heartbeat: string, extra: Record<string, unknown> = {}) => ({
+      metadata: { name: LAB, namespace: NS },
+      spec: {},
+      status: {
+        loadBalancers: [
+          { name: "lb2", role: "secondary", heartbeat, futureField: { x: 1 }, conditions: [{ type: "Ready", status: "True", reason: "Serving", message: "", lastTransitionTime: "2025-01-02T02:00:00Z" }, { type: "Odd" }], ...extra },
+        ],
+      },
+    });
+    // the peer's clock runs an hour ahead: first sight counts as "now", never as the future
+    reporter.observe(lbWith("2025-01-02T04:00:00Z"));
+    expect(reporter.redundantNow().reason).toBe("BothReady");
+    nowMs += 4000;
+    reporter.observe(lbWith("2025-01-02T04:00:04Z"));
+    nowMs += 4000;
+    expect(reporter.redundantNow().reason).toBe("BothReady"); // changed 4 s ago
+    nowMs += 1500;
+    expect(reporter.redundantNow().reason).toBe("HeartbeatStale"); // unchanged for 5.5 s on our clock
+    // a peer an hour behind that keeps writing is alive
+    reporter.observe(lbWith("2025-01-02T02:00:09Z"));
+    expect(reporter.redundantNow().reason).toBe("BothReady");
+    reporter.observe(lbWith("2025-01-02T02:00:10Z", { conditions: [{ type: "Ready", status: "False", reason: "ServicesDown", message: "", lastTransitionTime: "2025-01-02T02:00:10Z" }] }));
+    expect(reporter.redundantNow().reason).toBe("PeerNotReady");
+    reporter.observe({ metadata: { name: LAB, namespace: NS }, spec: {}, status: { loadBalancers: "garbage" } });
+    expect(reporter.redundantNow().reason).toBe("PeerMissing");
+  });
+
+  test("writeSecretFileAtomic: 0600 whatever the umask, new inode (readers never see a partial file), no temp file left", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgepair-agent-kube-"));
+    const old = process.umask(0o000);
+    try {
+      const path = join(dir, "token");
+      writeFileSync(path, "old\n", { mode: 0o644 });
+      const before = statSync(path).ino;
+      await writeSecretFileAtomic(path, "new\n");
+      expect(readFileSync(path, "utf8")).toBe("new\n");
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(statSync(path).ino).not.toBe(before);
+      expect(readdirSync(dir)).toEqual(["token"]);
+      // counter-case: a directory that does not exist names the file, and nothing is left behind
+      await expect(writeSecretFileAtomic(join(dir, "missing", "token"), "x")).rejects.toThrow(`cannot write ${join(dir, "missing", "token")}: ENOENT`);
+    } finally {
+      process.umask(old);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("jwtTimes reads iat/exp of a JWT only", () => {
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    expect(jwtTimes(`${b64({ alg: "RS256" })}.${b64({ iat: 10, exp: 20, sub: "x" })}.sig`)).toEqual({ iat: 10, exp: 20 });
+    expect(jwtTimes(`${b64({})}.${b64({ sub: "x" })}.sig`)).toEqual({});
+    expect(jwtTimes("opaque-token")).toBeUndefined();
+    expect(jwtTimes("a.%%%.c")).toBeUndefined();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// against the real API server
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+/** A request with the admin's client certificate (the test playing the cluster, never the agent). */
+async function adminCall(kc: K8s.KubeConfig, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<Reply> {
+  const opts: import("node:https").RequestOptions = { method, headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": contentType }) } };
+  await kc.applyToHTTPSOptions(opts);
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(kc.getCurrentCluster()!.server + path), opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        resolve({ status: res.statusCode ?? 0, body: text.startsWith("{") ? JSON.parse(text) : text });
+      });
+      res.on("error", reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
+    req.on("error", reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/** Events of one agent, with the time each arrived; waits are bounded. */
+class EventLog {
+  readonly events: { at: number; e: ClusterSideEvent }[] = [];
+  private waiters: { pred: (e: ClusterSideEvent) => boolean; from: number; resolve: (v: { at: number; e: ClusterSideEvent }) => void }[] = [];
+
+  push = (e: ClusterSideEvent): void => {
+    const item = { at: performance.now(), e };
+    this.events.push(item);
+    const idx = this.events.length - 1;
+    this.waiters = this.waiters.filter((w) => {
+      if (idx >= w.from && w.pred(e)) {
+        w.resolve(item);
+        return false;
+      }
+      return true;
+    });
+  };
+
+  get mark(): number {
+    return this.events.length;
+  }
+
+  async waitFor(pred: (e: ClusterSideEvent) => boolean, what: string, from = 0, timeoutMs = 15_000): Promise<{ at: number; e: ClusterSideEvent }> {
+    const found = this.events.slice(from).find((x) => pred(x.e));
+    if (found) return found;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise((resolve, reject) => {
+        this.waiters.push({ pred, from, resolve });
+        timer = setTimeout(() => reject(new Error(`no event "${what}" within ${timeoutMs} ms; last: ${JSON.stringify(this.events.slice(-5).map((x) => x.e))}`)), timeoutMs);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const desired = (e: ClusterSideEvent) => (e.type === "desired" ? e.state : undefined);
+const apiNames = (e: ClusterSideEvent) => desired(e)?.selection.backends.api.map((b) => b.name).join(",");
+const ingressNames = (e: ClusterSideEvent) => desired(e)?.selection.backends.ingress.map((b) => b.name).join(",");
+
+/** A TCP relay to the API server that can be taken away and brought back (the API "away", not stopped: fast). */
+class Relay {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly port: number,
+    private readonly target: number,
+  ) {}
+
+  async up(): Promise<void> {
+    const server = createServer((client) => {
+      const upstream = connect(this.target, "127.0.0.1");
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", () => resolve());
+    });
+    this.server = server;
+  }
+
+  async down(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    for (const sock of this.sockets) sock.destroy();
+    this.sockets.clear();
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+const figures: Record<string, number[]> = {};
+const measure = (what: string, ms: number) => (figures[what] ??= []).push(Math.round(ms));
+
+describe("agent/kube against a real kube-apiserver, least-privilege token only", () => {
+  let kube: KubeApiServer | undefined;
+  let admin: K8s.KubeConfig;
+  let dir: string;
+  let secretToken: string;
+  /** Every response any agent client got, to prove no request needed more than the agent's Role. */
+  const responses: (ResponseRecord & { agent: string })[] = [];
+  const sides: ClusterSide[] = [];
+  const relays: Relay[] = [];
+
+  const must = async (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => {
+    const r = await adminCall(admin, method, path, body, contentType);
+    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r;
+  };
+  const create = (m: Manifest | Record<string, unknown>, collection: string) => must("POST", `${collection}?fieldValidation=Strict`, m);
+
+  /** A Node as a kubelet would have it: labels, Ready, InternalIP. */
+  const putNode = async (name: string, labels: Record<string, string>, ip: string, ready = true) => {
+    await must("POST", "/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name, labels } });
+    await setReady(name, ready, ip);
+  };
+  const setReady = (name: string, ready: boolean, ip?: string) =>
+    must(
+      "PATCH",
+      `/api/v1/nodes/${name}/status`,
+      { status: { conditions: [{ type: "Ready", status: ready ? "True" : "False", reason: ready ? "KubeletReady" : "KubeletNotReady", message: "" }], ...(ip ? { addresses: [{ type: "InternalIP", address: ip }, { type: "Hostname", address: name }] } : {}) } },
+      MERGE,
+    );
+
+  /** Agent settings with the real CA and TLS name; a token file of its own, 0600. */
+  const settingsFor = (agent: string, apiServers: string[], token = secretToken, extra: Record<string, unknown> = {}): AgentSettings => {
+    const tokenFile = join(dir, agent, "token");
+    mkdirSync(join(dir, agent), { recursive: true, mode: 0o700 });
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    return parseAgentSettings({
+      cluster: { apiServers, tlsServerName: TLS_NAME, caCertificate: kube!.caPem, namespace: NS, loadBalancerName: LAB, tokenFile, ...extra },
+      imageRef: IMAGE,
+    });
+  };
+  const record = (agent: string) => (r: ResponseRecord) => responses.push({ ...r, agent });
+
+  const startSide = async (agent: string, hostname: string, role: "primary" | "secondary", log: EventLog, settings: AgentSettings, opts: Partial<ConstructorParameters<typeof ClusterSide>[0]> = {}) => {
+    const side = new ClusterSide({
+      settings,
+      host: { hostname, role },
+      onEvent: log.push,
+      client: { requestTimeoutMs: 5000, onResponse: record(agent) },
+      watch: { resyncMs: 4000, watchTimeoutSeconds: 2, backoff: { initialMs: 100, maxMs: 1000 } },
+      status: { heartbeatMs: 300, staleAfterMs: 2000 },
+      token: false,
+      ...opts,
+    });
+    sides.push(side);
+    await side.start();
+    return side;
+  };
+
+  beforeAll(async () => {
+    kube = await startKubeApiServer();
+    admin = new k8s.KubeConfig();
+    admin.loadFromString(kube.adminKubeConfig);
+    dir = mkdtempSync(join(tmpdir(), "edgepair-agent-kube-"));
+    chmodSync(dir, 0o700);
+
+    await create(loadBalancerCrd(), "/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const crd = (await must("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as { status?: { conditions?: { type: string; status: string }[] } };
+      if (crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
+      if (Date.now() > deadline) throw new Error(`${CRD_NAME} not Established`);
+      await sleep(100);
+    }
+    const collections: Record<string, string> = {
+      Namespace: "/api/v1/namespaces",
+      ServiceAccount: `/api/v1/namespaces/${NS}/serviceaccounts`,
+      Secret: `/api/v1/namespaces/${NS}/secrets`,
+      ClusterRole: "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+      ClusterRoleBinding: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+      Role: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`,
+      RoleBinding: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`,
+    };
+    for (const m of agentRbacManifests(agentRbac({ name: LAB, createNamespace: true }))) await create(m, collections[m.kind] as string);
+    await create(loadBalancerResource(devSpecRaw() as Parameters<typeof loadBalancerResource>[0], { name: LAB }), `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`);
+
+    // the controller manager fills the Secret with the ServiceAccount's long-lived token (what bootstrap delivers)
+    let token: string | undefined;
+    while (!token) {
+      const s = (await must("GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as { data?: { token?: string } };
+      token = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
+      if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
+      if (!token) await sleep(100);
+    }
+    secretToken = token;
+  }, 180_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(sides.map((s) => s.stop()));
+    await Promise.allSettled(relays.map((r) => r.down()));
+    await kube?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    for (const [what, xs] of Object.entries(figures)) {
+      process.stderr.write(`[agent-kube] ${what}: n=${xs.length} min ${Math.min(...xs)} ms, median ${median(xs)} ms, max ${Math.max(...xs)} ms\n`);
+    }
+  }, 60_000);
+
+  describe("client", () => {
+    test("reaches the API by address with the API's TLS name and CA; a wrong name or CA fails (counter-cases)", async () => {
+      const ok = new KubeClient(settingsFor("client-ok", [kube!.server]).cluster!, { onResponse: record("client-ok") });
+      const review = (await ok.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })) as { status: { userInfo: { username: string } } };
+      expect(review.status.userInfo.username).toBe(names.user);
+
+      // 127.0.0.1 is in the serving certificate too: only a checked tls-server-name makes a wrong name fail
+      const wrongName = new KubeClient({ ...settingsFor("client-name", [kube!.server]).cluster!, tlsServerName: "api.elsewhere.example" });
+      await expect(wrongName.request("GET", "/api/v1/nodes")).rejects.toThrow(/ERR_TLS_CERT_ALTNAME_INVALID/);
+      const otherPkiDir = join(dir, "other-pki");
+      mkdirSync(otherPkiDir);
+      const otherCa = createPki(otherPkiDir).ca.certPem;
+      const wrongCa = new KubeClient({ ...settingsFor("client-ca", [kube!.server]).cluster!, caCertificate: otherCa });
+      await expect(wrongCa.request("GET", "/api/v1/nodes")).rejects.toThrow(KubeUnreachableError);
+    });
+
+    test("tries the next API server when one fails, and keeps the one that answered first", async () => {
+      const [closed] = await freeLoopbackPorts(1);
+      const c = new KubeClient(settingsFor("client-failover", [`https://127.0.0.1:${closed}`, kube!.server]).cluster!, { onResponse: record("client-failover") });
+      expect(c.currentServer).toBe(`https://127.0.0.1:${closed}`);
+      await c.request("GET", "/api/v1/nodes");
+      expect(c.currentServer).toBe(kube!.server);
+      const before = responses.filter((r) => r.agent === "client-failover").length;
+      await c.request("GET", "/api/v1/nodes");
+      expect(responses.filter((r) => r.agent === "client-failover").slice(before).map((r) => r.server)).toEqual([kube!.server]);
+      expect(responses.find((r) => r.agent === "client-failover" && r.status === "error")?.server).toBe(`https://127.0.0.1:${closed}`);
+    });
+
+    test("a missing or empty token file names the field; the token is in no error; an aborted request says so", async () => {
+      const s = settingsFor("client-token", [kube!.server]).cluster!;
+      const c = new KubeClient(s);
+      rmSync(s.tokenFile);
+      await expect(c.request("GET", "/api/v1/nodes")).rejects.toThrow(`cluster.tokenFile: cannot read ${s.tokenFile}: ENOENT`);
+      writeFileSync(s.tokenFile, "\n", { mode: 0o600 });
+      await expect(c.request("GET", "/api/v1/nodes")).rejects.toThrow(`cluster.tokenFile: ${s.tokenFile} is empty`);
+      writeFileSync(s.tokenFile, "not-a-valid-token\n", { mode: 0o600 });
+      const err = await c.request("GET", "/api/v1/nodes").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KubeApiError);
+      expect((err as KubeApiError).statusCode).toBe(401);
+      expect((err as Error).message).not.toContain("not-a-valid-token");
+      const ac = new AbortController();
+      ac.abort();
+      await expect(c.request("GET", "/api/v1/nodes", { signal: ac.signal })).rejects.toThrow(AbortedError);
+    });
+  });
+
+  describe("one agent: Nodes and the LoadBalancer -> desired state", () => {
+    const log = new EventLog();
+    let side: ClusterSide;
+
+    test("first desired state: the CR's spec, no Node yet -> the spec's static addresses", async () => {
+      side = await startSide("lb1", "lab-lb-1", "primary", log, settingsFor("lb1", [kube!.server]));
+      const first = (await log.waitFor((e) => e.type === "desired", "first desired state")).e;
+      const state = desired(first)!;
+      expect(state.generation).toBe(1);
+      expect(state.spec.clusterName).toBe("lab");
+      expect(state.selection.sources).toEqual({ api: "static", ingress: "static" });
+      expect(state.selection.backends.api.map((b) => b.address)).toEqual(["192.168.100.10", "192.168.100.11", "192.168.100.12"]);
+    });
+
+    test("Node added / labelled / NotReady / cordoned / deleted -> a desired-state event within a bound", async () => {
+      const step = async (what: string, change: () => Promise<unknown>, pred: (e: ClusterSideEvent) => boolean) => {
+        const from = log.mark;
+        const t0 = performance.now();
+        await change();
+        const got = await log.waitFor(pred, what, from, 5000);
+        const ms = got.at - t0;
+        measure("Node change -> desired event", ms);
+        expect([what, ms < 2000]).toEqual([what, true]);
+        return got.e;
+      };
+      const e1 = await step("cp-0 added", () => putNode("cp-0", CP, "192.168.100.10"), (e) => apiNames(e) === "cp-0");
+      expect(desired(e1)!.selection.sources.api).toBe("nodes");
+      await step("cp-1 added", () => putNode("cp-1", CP, "192.168.100.11"), (e) => apiNames(e) === "cp-0,cp-1");
+      await step("cp-2 added NotReady: not a backend", () => putNode("cp-2", CP, "192.168.100.12", false).then(() => setReady("cp-2", true)), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
+      await step("cp-1 NotReady", () => setReady("cp-1", false), (e) => apiNames(e) === "cp-0,cp-2");
+      await step("cp-1 Ready again", () => setReady("cp-1", true), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
+      await step("cp-2 loses its label", () => must("PATCH", "/api/v1/nodes/cp-2", { metadata: { labels: { "node-role.kubernetes.io/control-plane": null } } }, MERGE), (e) => apiNames(e) === "cp-0,cp-1");
+      await step("w-0 added", () => putNode("w-0", WORKER, "192.168.100.20"), (e) => ingressNames(e) === "w-0" && desired(e)!.selection.sources.ingress === "nodes");
+      await step("w-1 added", () => putNode("w-1", WORKER, "192.168.100.21"), (e) => ingressNames(e) === "w-0,w-1");
+      await step("w-1 cordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: true } }, MERGE), (e) => ingressNames(e) === "w-0");
+      await step("w-1 uncordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: null } }, MERGE), (e) => ingressNames(e) === "w-0,w-1");
+      await step("cp-1 deleted", () => must("DELETE", "/api/v1/nodes/cp-1"), (e) => apiNames(e) === "cp-0");
+      await step("cp-1 back", () => putNode("cp-1", CP, "192.168.100.11"), (e) => apiNames(e) === "cp-0,cp-1");
+      // each desired event follows a change: a status write (heartbeat) or an unrelated Node field sends none
+      const from = log.mark;
+      await must("PATCH", "/api/v1/nodes/cp-0", { metadata: { annotations: { "example.com/unrelated": "x" } } }, MERGE);
+      await sleep(1000);
+      expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
+      expect(side.current()!.selection.backends.api.map((b) => `${b.name}=${b.address}`)).toEqual(["cp-0=192.168.100.10", "cp-1=192.168.100.11"]);
+    });
+
+    test("resync: full relists keep running (and watches end after timeoutSeconds and resume) without events", async () => {
+      const nodeRequests = () => responses.filter((r) => r.agent === "lb1" && r.path.startsWith("/api/v1/nodes"));
+      const already = nodeRequests().length;
+      const from = log.mark;
+      await sleep(6000);
+      const window = nodeRequests().slice(already);
+      // resync every 4 s (±10 %): at least one full list; watches of 2-3 s: at least two more watches
+      expect(window.filter((r) => r.path === "/api/v1/nodes").length).toBeGreaterThanOrEqual(1);
+      expect(window.filter((r) => r.path.startsWith("/api/v1/nodes?watch=true")).length).toBeGreaterThanOrEqual(2);
+      expect(window.every((r) => r.status === 200)).toBe(true);
+      expect(log.events.slice(from).filter((x) => x.e.type !== "statusError")).toEqual([]);
+    });
+
+    test("a spec change -> desired event with the new spec; an invalid spec -> field errors, the last good one kept", async () => {
+      let from = log.mark;
+      await must("PATCH", lbPath, { spec: { ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } } }, MERGE);
+      const changed = await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "spec change", from);
+      expect(desired(changed.e)!.generation).toBe(2);
+      expect(desired(changed.e)!.selection.sources.ingress).toBe("static");
+      await must("PATCH", "/api/v1/nodes/w-0", { metadata: { labels: { "node-role.kubernetes.io/infra": "" } } }, MERGE);
+      await log.waitFor((e) => ingressNames(e) === "w-0", "infra node", from);
+
+      from = log.mark;
+      const good = side.current();
+      // a private API VIP outside network.cidr: well-formed for the CRD, wrong for spec/semantics.ts
+      const r = await must("PATCH", lbPath, { spec: { virtualAddresses: { api: [{ address: "10.9.9.100", type: "private" }, { address: "198.51.100.100", type: "public" }] } } }, MERGE);
+      expect((r.body as { metadata: { generation: number } }).metadata.generation).toBe(3);
+      const bad = (await log.waitFor((e) => e.type === "invalidSpec", "invalid spec", from)).e;
+      expect(bad).toEqual({ type: "invalidSpec", generation: 3, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
+      expect(side.current()).toBe(good);
+      // Nodes still move the backends of the last good spec
+      await putNode("cp-9", CP, "192.168.100.19");
+      const moved = await log.waitFor((e) => apiNames(e) === "cp-0,cp-1,cp-9", "backend change under an invalid spec", from);
+      expect(desired(moved.e)!.generation).toBe(2);
+      // status says Degraded with the field error
+      const deadline = Date.now() + 5000;
+      let degraded: { reason: string; message: string } | undefined;
+      while (!degraded && Date.now() < deadline) {
+        const lb = (await must("GET", lbPath)).body as { status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string; reason: string; message: string }[] }[] } };
+        degraded = lb.status?.loadBalancers?.find((e) => e.name === "lab-lb-1")?.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+        if (!degraded) await sleep(100);
+      }
+      expect(degraded).toMatchObject({ reason: "InvalidSpec" });
+      expect(degraded!.message).toContain("virtualAddresses.api[0].address: is private, so it must be inside network.cidr 192.168.100.0/24");
+
+      from = log.mark;
+      await must("PATCH", lbPath, { spec: { virtualAddresses: { api: [{ address: "192.168.100.100", type: "private" }, { address: "198.51.100.100", type: "public" }] } } }, MERGE);
+      expect(desired((await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "fixed spec", from)).e)!.generation).toBe(4);
+      await must("DELETE", "/api/v1/nodes/cp-9");
+    });
+  });
+
+  describe("two agents: status entries and Redundant", () => {
+    const log1 = new EventLog();
+    const log2 = new EventLog();
+    let lb1: ClusterSide;
+    let lb2: ClusterSide;
+
+    type Cond = { type: string; status: string; reason: string; message: string; lastTransitionTime: string };
+    const getStatus = async () =>
+      (await must("GET", lbPath)).body as {
+        status?: { conditions?: Cond[]; loadBalancers?: { name: string; role: string; vrrpState?: string; heartbeat: string; conditions?: Cond[] }[] };
+        metadata: { managedFields: { manager: string; subresource?: string; fieldsV1: unknown }[] };
+      };
+    const redundant = async () => (await getStatus()).status?.conditions?.find((c) => c.type === "Redundant");
+    const untilRedundant = async (reason: string, timeoutMs = 8000) => {
+      const t0 = performance.now();
+      for (;;) {
+        const c = await redundant();
+        if (c?.reason === reason) return { c, ms: performance.now() - t0 };
+        if (performance.now() - t0 > timeoutMs) throw new Error(`Redundant never became ${reason}; last ${JSON.stringify(c)}`);
+        await sleep(50);
+      }
+    };
+
+    test("lb1 alone (MASTER): its entry, and Redundant False PeerMissing", async () => {
+      // the agent of the previous describe is lb1's own (same hostname): stop it so only these two write
+      await Promise.all(sides.splice(0).map((s) => s.stop()));
+      lb1 = await startSide("lb1", "lab-lb-1", "primary", log1, settingsFor("lb1", [kube!.server]));
+      lb1.status.update({ vrrpState: "Master", servicesUp: true, rendererVersion: "0.1.0", bootedImage: IMAGE, configHashes: { "/etc/haproxy/haproxy.cfg": "sha256:1" } });
+      const { c } = await untilRedundant("PeerMissing");
+      expect(c.status).toBe("False");
+    });
+
+    test("lb2 joins (BACKUP): both entries, Redundant True; the two write concurrently without a conflict", async () => {
+      lb2 = await startSide("lb2", "lab-lb-2", "secondary", log2, settingsFor("lb2", [kube!.server]));
+      lb2.status.update({ vrrpState: "Backup", servicesUp: true, rendererVersion: "0.1.0" });
+      const { c, ms } = await untilRedundant("BothReady");
+      measure("peer Ready -> Redundant True", ms);
+      expect(c.status).toBe("True");
+
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 15; i++) {
+        lb1.status.update({ configHashes: { "/etc/haproxy/haproxy.cfg": `sha256:1-${i}` } });
+        lb2.status.update({ configHashes: { "/etc/haproxy/haproxy.cfg": `sha256:2-${i}` } });
+        writes.push(lb1.status.flush(), lb2.status.flush());
+      }
+      await Promise.all(writes);
+      await sleep(500);
+      const s = await getStatus();
+      expect(s.status!.loadBalancers!.map((e) => [e.name, e.role, e.vrrpState])).toEqual([
+        ["lab-lb-1", "primary", "Master"],
+        ["lab-lb-2", "secondary", "Backup"],
+      ]);
+      expect([...log1.events, ...log2.events].filter((x) => x.e.type === "statusError")).toEqual([]);
+      expect(responses.filter((r) => r.status === 409)).toEqual([]);
+      // ownership: each entry manager owns its own entry only; the MASTER's pair manager owns Redundant
+      const owned = (m: string) => JSON.stringify(s.metadata.managedFields.find((f) => f.manager === m && f.subresource === "status")?.fieldsV1 ?? {});
+      expect(owned(statusFieldManager("lab-lb-1"))).toContain('k:{\\"name\\":\\"lab-lb-1\\"}');
+      expect(owned(statusFieldManager("lab-lb-1"))).not.toContain("lab-lb-2");
+      expect(owned(statusFieldManager("lab-lb-1"))).not.toContain("Redundant");
+      expect(owned(statusFieldManager("lab-lb-2"))).not.toContain("lab-lb-1");
+      expect(owned(pairStatusFieldManager("lab-lb-1"))).toContain('k:{\\"type\\":\\"Redundant\\"}');
+      expect(owned(pairStatusFieldManager("lab-lb-1"))).not.toContain("loadBalancers");
+    });
+
+    test("lb2 not Ready -> PeerNotReady; Ready again -> True; the transition time follows only status changes", async () => {
+      const before = (await redundant())!;
+      await sleep(1100); // a later second, so a rewritten transition time would show
+      lb2.status.update({ servicesUp: false, lastError: "haproxy is not running" });
+      await untilRedundant("PeerNotReady");
+      lb2.status.update({ servicesUp: true, lastError: undefined });
+      const { c } = await untilRedundant("BothReady");
+      expect(c.lastTransitionTime > before.lastTransitionTime).toBe(true);
+      const lb1Ready = (await getStatus()).status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!.conditions!.find((x) => x.type === "Ready")!;
+      await sleep(1100);
+      const again = (await getStatus()).status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!.conditions!.find((x) => x.type === "Ready")!;
+      expect(again.lastTransitionTime).toBe(lb1Ready.lastTransitionTime);
+    });
+
+    test("lb2 stops heartbeating -> Redundant False HeartbeatStale within the bound", async () => {
+      const t0 = performance.now();
+      await lb2.stop();
+      const { c, ms } = await untilRedundant("HeartbeatStale", 8000);
+      measure("peer heartbeat stops -> Redundant False", performance.now() - t0);
+      expect(c.status).toBe("False");
+      // bound: staleAfterMs 2000 + one heartbeat 300 + watch and write latency
+      expect(ms).toBeLessThan(4000);
+      expect(ms).toBeGreaterThanOrEqual(1500);
+    });
+
+    afterAll(async () => {
+      await Promise.allSettled([lb1?.stop(), lb2?.stop()]);
+    });
+  });
+
+  describe("token rotation", () => {
+    test("TokenRequest replaces the bootstrap token with a 0600 short-lived one the client then uses; a refused token falls back to the kept bootstrap token", async () => {
+      const log = new EventLog();
+      const settings = settingsFor("lb-token", [kube!.server]);
+      const tokenFile = settings.cluster!.tokenFile;
+      const side = await startSide("lb-token", "lab-lb-1", "primary", log, settings, { token: { expirationSeconds: 3600 } });
+      const renewed = await log.waitFor((e) => e.type === "tokenRenewed", "first renewal");
+      const first = readFileSync(tokenFile, "utf8").trim();
+      expect(first).not.toBe(secretToken);
+      expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+      const times = jwtTimes(first)!;
+      expect(times.exp! - times.iat!).toBe(3600);
+      expect(renewed.e).toEqual({ type: "tokenRenewed", expiresAt: new Date(times.exp! * 1000) });
+      // the bootstrap token (no expiry) was kept aside, 0600
+      expect(readFileSync(bootstrapTokenPath(tokenFile), "utf8").trim()).toBe(secretToken);
+      expect(statSync(bootstrapTokenPath(tokenFile)).mode & 0o777).toBe(0o600);
+
+      // the client presents exactly the token in the file: the API server reports its ID
+      const jti = (t: string) => (JSON.parse(Buffer.from(t.split(".")[1]!, "base64url").toString()) as { jti: string }).jti;
+      const credentialId = async () =>
+        ((await side.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })) as { status: { userInfo: { extra?: Record<string, string[]> } } }).status.userInfo.extra?.["authentication.kubernetes.io/credential-id"];
+      expect(await credentialId()).toEqual([`JTI=${jti(first)}`]);
+      await side.token!.renewNow();
+      const second = readFileSync(tokenFile, "utf8").trim();
+      expect(second).not.toBe(first);
+      expect(await credentialId()).toEqual([`JTI=${jti(second)}`]);
+
+      // a refused token (e.g. expired while the VM was off): one 401, then the bootstrap token, then a fresh token
+      writeFileSync(tokenFile, "expired-or-revoked\n", { mode: 0o600 });
+      await side.token!.renewNow();
+      const third = readFileSync(tokenFile, "utf8").trim();
+      expect(jwtTimes(third)?.exp).toBeDefined();
+      expect(await credentialId()).toEqual([`JTI=${jti(third)}`]);
+      expect(side.client.auth.usingBootstrapToken).toBe(false);
+      // requests racing the renewal may also have met the refused token once; never more than a few
+      const refused = responses.filter((r) => r.agent === "lb-token" && r.status === 401).length;
+      expect(refused).toBeGreaterThanOrEqual(1);
+      expect(refused).toBeLessThanOrEqual(3);
+
+      // no token in any event
+      const shown = JSON.stringify(log.events);
+      for (const t of [secretToken, first, second, third]) expect(shown).not.toContain(t.slice(-40));
+      await side.stop();
+    });
+  });
+
+  describe("the API away, then back", () => {
+    test("first API server closed: the next one serves; relay down: back-off, last state kept; relay up: recovery, no crash", async () => {
+      const [closed, relayPort] = await freeLoopbackPorts(2);
+      const relay = new Relay(relayPort!, Number(new URL(kube!.server).port));
+      relays.push(relay);
+      await relay.up();
+      const log = new EventLog();
+      const side = await startSide("lb-away", "lab-lb-1", "primary", log, settingsFor("lb-away", [`https://127.0.0.1:${closed}`, `https://127.0.0.1:${relayPort}`]));
+      await log.waitFor((e) => e.type === "desired", "desired through the second API server");
+      expect(side.client.currentServer).toBe(`https://127.0.0.1:${relayPort}`);
+      const kept = side.current();
+
+      const from = log.mark;
+      const tDown = performance.now();
+      await relay.down();
+      await log.waitFor((e) => e.type === "apiError" && e.source === "nodes", "API error", from, 10_000);
+      // the cluster changes while the agent cannot see it
+      await putNode("cp-5", CP, "192.168.100.15");
+      await sleep(2500);
+      const errors = log.events.slice(from).flatMap((x) => (x.e.type === "apiError" ? [x.e] : []));
+      expect(errors.length).toBeGreaterThanOrEqual(3);
+      // bounded, jittered exponential back-off per source
+      const nodeDelays = errors.filter((e) => e.source === "nodes").map((e) => e.retryInMs);
+      expect(nodeDelays.every((d) => d >= 50 && d <= 1000)).toBe(true);
+      expect(Math.max(...nodeDelays)).toBeGreaterThan(nodeDelays[0]!);
+      expect(errors.some((e) => e.message.includes("no API server answered"))).toBe(true);
+      expect(side.current()).toBe(kept);
+
+      const tUp = performance.now();
+      await relay.up();
+      const back = await log.waitFor((e) => e.type === "apiRecovered" && e.source === "nodes", "recovery", from, 10_000);
+      await log.waitFor((e) => apiNames(e)?.includes("cp-5") === true, "the change made while away", from, 10_000);
+      measure("API back -> watch recovered", back.at - tUp);
+      measure("API outage seen by the agent (apiRecovered.downMs)", back.e.type === "apiRecovered" ? back.e.downMs : NaN);
+      expect(back.at - tUp).toBeLessThan(2500); // bound: the back-off cap (1 s) + list
+      expect(performance.now() - tDown).toBeLessThan(20_000);
+      await must("DELETE", "/api/v1/nodes/cp-5");
+    });
+
+    test("stop() leaves no timer, socket or request behind", async () => {
+      // TLS sockets show as TCPSocketWrap
+      const kinds = ["Timeout", "TCPSocketWrap", "GetAddrInfoReqWrap", "TCPConnectWrap", "FSReqCallback", "FileHandle"];
+      const count = () => {
+        const all = process.getActiveResourcesInfo();
+        return Object.fromEntries(kinds.map((k) => [k, all.filter((x) => x === k).length]));
+      };
+      await Promise.all(sides.splice(0).map((s) => s.stop()));
+      await Promise.all(relays.splice(0).map((r) => r.down()));
+      await sleep(200);
+      const before = count();
+      const log = new EventLog();
+      const [closed] = await freeLoopbackPorts(1);
+      const side = await startSide("lb-stop", "lab-lb-1", "primary", log, settingsFor("lb-stop", [`https://127.0.0.1:${closed}`, kube!.server]), { token: { expirationSeconds: 3600 } });
+      await log.waitFor((e) => e.type === "desired", "running");
+      await log.waitFor((e) => e.type === "tokenRenewed", "token");
+      side.status.update({ vrrpState: "Master", servicesUp: true });
+      await sleep(300);
+      const during = count();
+      expect(during.Timeout).toBeGreaterThan(before.Timeout!);
+      expect(during.TCPSocketWrap).toBeGreaterThanOrEqual(before.TCPSocketWrap! + 2); // the two watches
+      await side.stop();
+      sides.splice(sides.indexOf(side), 1);
+      await sleep(100);
+      // at most what was there before (the fixture's own timers may end meanwhile)
+      const after = count();
+      expect(kinds.filter((k) => after[k]! > before[k]!).map((k) => `${k}: ${before[k]} -> ${after[k]}`)).toEqual([]);
+    });
+  });
+
+  test("every request any agent made was allowed by its Role (no 403), and used only the agent's verbs", () => {
+    expect(responses.length).toBeGreaterThan(100);
+    expect(responses.filter((r) => r.status === 403)).toEqual([]);
+    const shapes = new Set(
+      responses
+        .filter((r) => r.status !== "error")
+        .map((r) => `${r.method} ${r.path.replace(/\?.*$/, "").replace(/\/nodes\/[^/]+$/, "/nodes/NAME")}`),
+    );
+    expect([...shapes].sort()).toEqual(
+      [
+        "GET /api/v1/nodes",
+        `GET /apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+        `PATCH ${lbPath}/status`,
+        `POST /api/v1/namespaces/${NS}/serviceaccounts/${names.serviceAccount}/token`,
+        "POST /apis/authentication.k8s.io/v1/selfsubjectreviews",
+      ].sort(),
+    );
+    // the LoadBalancer was only ever listed and watched by name
+    expect(responses.filter((r) => r.path.startsWith(`/apis/${GROUP}/`) && r.method === "GET" && !r.path.includes(`fieldSelector=metadata.name%3D${LAB}`))).toEqual([]);
+  });
+});
