@@ -1,35 +1,34 @@
 /**
  * EdgePair: the whole pair for one cluster — image, networks, two LB VMs, public addresses, cluster access —
  * composed from the spec. Everything the VMs and reviewers see comes from the same renderers the agent runs.
+ * What differs per platform (networks, VMs, where MACs and public addresses come from) lives in platforms/.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { renderMetaData, renderUserData } from "../cloud-init";
+import { renderUserData } from "../cloud-init";
 import { resolveBackends } from "../cli/inputs";
 import { renderAll, RENDERER_VERSION } from "../render";
 import type { AgentSettingsInput } from "../spec/agent-settings";
 import { SpecError } from "../spec/errors";
-import { deriveMac } from "../spec/mac";
 import { resolveSpec } from "../spec/resolve";
 import type { LoadBalancerSpecInput } from "../spec/schema";
-import type { HostFacts, ResolvedSpec, Role } from "../spec/types";
+import type { HostFacts, PlatformType, ResolvedSpec, Role } from "../spec/types";
 import { RenderedView, type ViewFile } from "../providers/edgepair/rendered-view";
 import { BootcImage } from "./bootc-image";
 import { ClusterAccess } from "./cluster-access";
-import { LibvirtLbVm } from "./libvirt/lb-vm";
-import { LibvirtNetworks } from "./libvirt/networks";
+import type { PublicAddress } from "./floating-ips";
+import { deployLibvirt, type LibvirtPlatformArgs } from "./platforms/libvirt";
+import { deployOpenStack, type OpenStackPlatformArgs } from "./platforms/openstack";
+import { type Known, type LbPlan, mapKnown, type PlatformContext, type PlatformPair } from "./platforms/types";
 import { TokenDelivery } from "./token-delivery";
 
-export interface LibvirtPlatformArgs {
-  uri?: pulumi.Input<string>;
-  pool: pulumi.Input<string>;
-  /** The appliance's qcow2 (bootc-image-builder output) as a volume in basePool. */
-  baseImage: pulumi.Input<string>;
-  basePool?: pulumi.Input<string>;
-  vcpu?: pulumi.Input<number>;
-  memoryMiB?: pulumi.Input<number>;
-  privateDhcp?: { start: string; end: string };
-}
+export type { LibvirtPlatformArgs } from "./platforms/libvirt";
+export type { OpenStackPlatformArgs } from "./platforms/openstack";
+
+/** Exactly one platform; it must be the one the spec's platform.type names. */
+export type EdgePairPlatformArgs =
+  | { libvirt: LibvirtPlatformArgs; openstack?: never }
+  | { openstack: OpenStackPlatformArgs; libvirt?: never };
 
 export interface ClusterAccessSettings {
   /** Secret kubeconfig for this stack (CRD, RBAC, CR). */
@@ -40,7 +39,10 @@ export interface ClusterAccessSettings {
   tlsServerName: string;
   caCertificate?: string;
   namespace?: string;
-  /** Deliver the token to running LBs over SSH (phase two of the two-phase flow). */
+  /**
+   * Deliver the token to running LBs over SSH (phase two of the two-phase flow): on libvirt to their public
+   * addresses, on openstack to their private ones (the only side whose security group opens SSH).
+   */
   delivery?: { user: pulumi.Input<string>; privateKey: pulumi.Input<string> };
 }
 
@@ -52,13 +54,16 @@ export interface EdgePairArgs {
   spec: LoadBalancerSpecInput;
   image: { prebuilt: pulumi.Input<string> };
   sshAuthorizedKeys?: string[];
-  platform: { libvirt: LibvirtPlatformArgs };
+  platform: EdgePairPlatformArgs;
   clusterAccess?: ClusterAccessSettings;
   /** Secret; generated (@pulumi/random) when absent. */
   metricsPassword?: pulumi.Input<string>;
   /** Secret: containers-auth.json for pulling the image. */
   registryAuth?: pulumi.Input<string>;
-  /** NIC names the appliance sees (q35 + virtio: enp1s0, enp2s0); the keyfiles match by MAC regardless. */
+  /**
+   * NIC names the appliance sees, public then private. Default enp1s0, enp2s0 (q35 + virtio); the keyfiles match
+   * by MAC, but keepalived and firewalld name the interfaces, so they must be the names the image really gets.
+   */
   interfaceNames?: { public: string; private: string };
 }
 
@@ -67,8 +72,9 @@ export interface LbSummary {
   hostname: string;
   privateAddress: string;
   publicAddress: string;
-  publicMac: string;
-  privateMac: string;
+  /** libvirt: derived from names, a plain value; openstack: the Neutron port's, an Output. */
+  publicMac: Known<string>;
+  privateMac: Known<string>;
 }
 
 const ROLES: Role[] = ["primary", "secondary"];
@@ -79,52 +85,21 @@ export class EdgePair extends pulumi.ComponentResource {
   public readonly lbs: LbSummary[];
   /** Per LB: SHA-256 of every rendered file (the same hash the agent reports in status). */
   public readonly renderedDigests: pulumi.Output<string>[];
-  public readonly floatingIps: { address: string; routedTo: string }[];
+  /** The FloatingIps child's record: libvirt {address, routedTo}, openstack {vip, floatingIp}, per public IPv4 VIP. */
+  public readonly floatingIps: pulumi.Output<PublicAddress[]>;
   /** Secret. */
   public readonly metricsPassword: pulumi.Output<string>;
 
   constructor(name: string, args: EdgePairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:EdgePair", name, {}, opts);
-    try {
-      this.spec = resolveSpec(args.spec);
-    } catch (e) {
-      if (e instanceof SpecError) throw new pulumi.RunError(`edgepair spec is invalid:\n${e.message}`);
-      throw e;
-    }
+    this.spec = resolveOrStop(args.spec);
     const spec = this.spec;
-    const stack = pulumi.getStack();
+    checkPlatform(args.platform, spec.platform.type);
     const image = new BootcImage(`${name}-image`, { prebuilt: args.image.prebuilt }, { parent: this });
     this.imageRef = image.ref;
     this.metricsPassword = pulumi.secret(
       args.metricsPassword ?? new random.RandomPassword(`${name}-metrics-password`, { length: 32, special: false }, { parent: this }).result,
     );
-    const ifnames = args.interfaceNames ?? { public: "enp1s0", private: "enp2s0" };
-    const hosts = ROLES.map((role, i): HostFacts => {
-      const vm = `${name}-lb${i + 1}`;
-      return {
-        hostname: `${spec.clusterName}-lb-${i + 1}`,
-        role,
-        publicInterface: { name: ifnames.public, mac: deriveMac(stack, vm, "public") },
-        privateInterface: { name: ifnames.private, mac: deriveMac(stack, vm, "private") },
-      };
-    });
-    this.lbs = hosts.map((h, i) => ({
-      role: h.role,
-      hostname: h.hostname,
-      privateAddress: spec.network.lbAddresses[i] as string,
-      publicAddress: spec.platform.publicNetwork.lbAddresses[i] as string,
-      publicMac: h.publicInterface.mac,
-      privateMac: h.privateInterface.mac,
-    }));
-
-    // What the agent will write, for reviewers: static backends until the agent sees the cluster's Nodes.
-    const backends = resolveBackends(spec, {});
-    const views = hosts.map((host, i) => new RenderedView(`${name}-lb${i + 1}-rendered`, {
-      lb: host.hostname,
-      rendererVersion: RENDERER_VERSION,
-      files: viewFiles(spec, host, backends),
-    }, { parent: this }));
-    this.renderedDigests = views.map((v) => v.digest);
 
     const access = args.clusterAccess
       ? new ClusterAccess(`${name}-cluster`, {
@@ -148,51 +123,53 @@ export class EdgePair extends pulumi.ComponentResource {
         : {}),
     });
 
-    const userData = (host: HostFacts) =>
-      pulumi.secret(pulumi.all([image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(([ref, metrics, registryAuth, token]) =>
-        renderUserData({
-          spec: args.spec,
-          host,
-          agent: agent(ref),
-          sshAuthorizedKeys: args.sshAuthorizedKeys ?? [],
-          hostname: host.hostname,
-          secrets: { metricsPassword: metrics, ...(registryAuth ? { registryAuth } : {}), ...(token ? { clusterToken: token } : {}) },
-        }).textWithSecrets,
-      ));
+    const ctx: PlatformContext = {
+      name,
+      stack: pulumi.getStack(),
+      spec,
+      lbs: ROLES.map((role, i): LbPlan => ({ role, vm: `${name}-lb${i + 1}`, hostname: `${spec.clusterName}-lb-${i + 1}` })),
+      interfaceNames: args.interfaceNames ?? { public: "enp1s0", private: "enp2s0" },
+      parent: this,
+      userData: (host) =>
+        pulumi.secret(pulumi.all([host, image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(([h, ref, metrics, registryAuth, token]) =>
+          renderUserData({
+            spec: args.spec,
+            host: h,
+            agent: agent(ref),
+            sshAuthorizedKeys: args.sshAuthorizedKeys ?? [],
+            hostname: h.hostname,
+            secrets: { metricsPassword: metrics, ...(registryAuth ? { registryAuth } : {}), ...(token ? { clusterToken: token } : {}) },
+          }).textWithSecrets,
+        )),
+    };
+    const pair: PlatformPair = args.platform.libvirt ? deployLibvirt(ctx, args.platform.libvirt) : deployOpenStack(ctx, args.platform.openstack);
 
-    const lv = args.platform.libvirt;
-    const networks = new LibvirtNetworks(`${name}-net`, { spec, ...(lv.uri ? { uri: lv.uri } : {}), ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) }, { parent: this });
-    let previous: LibvirtLbVm | undefined;
-    const vms: LibvirtLbVm[] = [];
-    hosts.forEach((host, i) => {
-      const vm: LibvirtLbVm = new LibvirtLbVm(`${name}-lb${i + 1}`, {
-        ...(lv.uri ? { uri: lv.uri } : {}),
-        pool: lv.pool,
-        baseImage: lv.baseImage,
-        ...(lv.basePool ? { basePool: lv.basePool } : {}),
-        vcpu: lv.vcpu ?? 2,
-        memoryMiB: lv.memoryMiB ?? 2048,
-        userData: userData(host),
-        metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
-        publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
-        privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
-        // Never both at once: the second LB's changes (a replacement included) wait for the first LB's.
-      }, { parent: this, ...(previous ? { dependsOn: [previous] } : {}) });
-      vms.push(vm);
-      previous = vm;
-    });
+    this.lbs = ctx.lbs.map((lb, i) => ({
+      role: lb.role,
+      hostname: lb.hostname,
+      privateAddress: spec.network.lbAddresses[i] as string,
+      publicAddress: spec.platform.publicNetwork.lbAddresses[i] as string,
+      publicMac: mapKnown(pair.hosts[i]!, (h) => h.publicInterface.mac),
+      privateMac: mapKnown(pair.hosts[i]!, (h) => h.privateInterface.mac),
+    }));
 
-    // Routed floating IPs: the public network routes each to the next hop the active LB holds.
-    const nextHop = spec.platform.publicNetwork.nextHop ?? "";
-    this.floatingIps = spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ address: v.address, routedTo: nextHop }));
+    // What the agent will write, for reviewers: static backends until the agent sees the cluster's Nodes.
+    const backends = resolveBackends(spec, {});
+    const views = ctx.lbs.map((lb, i) => new RenderedView(`${lb.vm}-rendered`, {
+      lb: lb.hostname,
+      rendererVersion: RENDERER_VERSION,
+      files: mapKnown(pair.hosts[i]!, (host) => viewFiles(spec, host, backends)),
+    }, { parent: this }));
+    this.renderedDigests = views.map((v) => v.digest);
+    this.floatingIps = pair.floatingIps.addresses;
 
     if (access && args.clusterAccess?.delivery) {
       const d = args.clusterAccess.delivery;
-      let after: pulumi.Resource[] = vms;
-      this.lbs.forEach((lb, i) => {
+      let after: pulumi.Resource[] = pair.vms;
+      ctx.lbs.forEach((lb, i) => {
         // one LB at a time: the second restarts its agent only after the first has its token
-        const delivery: TokenDelivery = new TokenDelivery(`${name}-lb${i + 1}-token`, {
-          host: lb.publicAddress,
+        const delivery: TokenDelivery = new TokenDelivery(`${lb.vm}-token`, {
+          host: pair.sshAddresses[i]!,
           user: d.user,
           privateKey: d.privateKey,
           agent: image.ref.apply((ref) => agent(ref)),
@@ -209,6 +186,26 @@ export class EdgePair extends pulumi.ComponentResource {
       floatingIps: this.floatingIps,
       metricsPassword: this.metricsPassword,
     });
+  }
+}
+
+function resolveOrStop(raw: LoadBalancerSpecInput): ResolvedSpec {
+  try {
+    return resolveSpec(raw);
+  } catch (e) {
+    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair spec is invalid:\n${e.message}`);
+    throw e;
+  }
+}
+
+/** Before anything is created: the platform arguments must be for the platform the spec was written for. */
+function checkPlatform(platform: EdgePairPlatformArgs, specType: PlatformType): void {
+  const given = (["libvirt", "openstack"] as const).filter((p) => platform[p] !== undefined);
+  if (given.length !== 1) {
+    throw new pulumi.RunError(`platform: must name exactly one of libvirt, openstack, got ${given.length === 0 ? "none" : given.join(" and ")}`);
+  }
+  if (given[0] !== specType) {
+    throw new pulumi.RunError(`platform: the arguments are for ${given[0]} but the spec's platform.type is ${specType}; they must name the same platform`);
   }
 }
 

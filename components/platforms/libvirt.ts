@@ -1,0 +1,52 @@
+/**
+ * The pair on libvirt: the provider's networks (the public one routes the floating IPs), a disk, a NoCloud seed
+ * and a domain per LB. MACs derive from the stack and VM names, so host facts, user-data and rendered views are
+ * all known at preview.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { renderMetaData } from "../../cloud-init";
+import { deriveMac } from "../../spec/mac";
+import { FloatingIps } from "../floating-ips";
+import { LibvirtLbVm } from "../libvirt/lb-vm";
+import { LibvirtNetworks } from "../libvirt/networks";
+import { hostFacts, type PlatformContext, type PlatformPair } from "./types";
+
+export interface LibvirtPlatformArgs {
+  uri?: pulumi.Input<string>;
+  pool: pulumi.Input<string>;
+  /** The appliance's qcow2 (bootc-image-builder output) as a volume in basePool. */
+  baseImage: pulumi.Input<string>;
+  basePool?: pulumi.Input<string>;
+  vcpu?: pulumi.Input<number>;
+  memoryMiB?: pulumi.Input<number>;
+  privateDhcp?: { start: string; end: string };
+}
+
+export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): PlatformPair {
+  const { name, stack, spec, parent } = ctx;
+  const uri = lv.uri ? { uri: lv.uri } : {};
+  const hosts = ctx.lbs.map((lb) =>
+    hostFacts(lb, ctx.interfaceNames, { public: deriveMac(stack, lb.vm, "public"), private: deriveMac(stack, lb.vm, "private") }),
+  );
+  const networks = new LibvirtNetworks(`${name}-net`, { spec, ...uri, ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) }, { parent });
+  const vms: LibvirtLbVm[] = [];
+  ctx.lbs.forEach((lb, i) => {
+    const host = hosts[i]!;
+    const previous = vms[i - 1];
+    vms.push(new LibvirtLbVm(lb.vm, {
+      ...uri,
+      pool: lv.pool,
+      baseImage: lv.baseImage,
+      ...(lv.basePool ? { basePool: lv.basePool } : {}),
+      vcpu: lv.vcpu ?? 2,
+      memoryMiB: lv.memoryMiB ?? 2048,
+      userData: ctx.userData(host),
+      metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
+      publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
+      privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
+      // Never both at once: the second LB's changes (a replacement included) wait for the first LB's.
+    }, { parent, ...(previous ? { dependsOn: [previous] } : {}) }));
+  });
+  const floatingIps = new FloatingIps(`${name}-floating-ips`, { routed: { spec } }, { parent });
+  return { hosts, vms, floatingIps, sshAddresses: [...spec.platform.publicNetwork.lbAddresses] };
+}

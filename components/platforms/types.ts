@@ -1,0 +1,61 @@
+/**
+ * The seam between EdgePair and a platform. A platform builds what differs per cloud — the networks, the two VMs
+ * and where the public addresses come from — and returns the host facts it settled on; EdgePair keeps what every
+ * platform shares (spec, image, secrets, user-data composition, rendered views, cluster access, token delivery).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { HostFacts, ResolvedSpec, Role } from "../../spec/types";
+import type { FloatingIps } from "../floating-ips";
+
+/**
+ * A value known while the program runs (libvirt's MACs, derived from names) or only once a resource exists (a
+ * Neutron port's MAC). Keeping the plain case plain keeps it visible at preview and in tests without an apply.
+ */
+export type Known<T> = T | pulumi.Output<T>;
+
+export function mapKnown<T, U>(value: Known<T>, f: (t: T) => U): Known<U> {
+  return pulumi.Output.isInstance(value) ? ((value as pulumi.Output<T>).apply(f) as pulumi.Output<U>) : f(value as T);
+}
+
+/** One LB as EdgePair plans it, before any platform resource exists. */
+export interface LbPlan {
+  role: Role;
+  /** The VM's resource name (`<pair>-lb1`); libvirt derives the NICs' MACs from it, so it must never change. */
+  vm: string;
+  hostname: string;
+}
+
+export interface InterfaceNames {
+  public: string;
+  private: string;
+}
+
+export interface PlatformContext {
+  name: string;
+  stack: string;
+  spec: ResolvedSpec;
+  lbs: LbPlan[];
+  interfaceNames: InterfaceNames;
+  parent: pulumi.ComponentResource;
+  /** Secret: the #cloud-config of the LB with these facts (EdgePair composes it; the platform only delivers it). */
+  userData(host: Known<HostFacts>): pulumi.Output<string>;
+}
+
+export interface PlatformPair {
+  /** Per LB, in plan order. */
+  hosts: Known<HostFacts>[];
+  /** Per LB, in plan order; the second depends on the first. */
+  vms: pulumi.Resource[];
+  floatingIps: FloatingIps;
+  /** Per LB: the address TokenDelivery reaches it on over SSH. */
+  sshAddresses: string[];
+}
+
+export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: string; private: string }): HostFacts {
+  return {
+    hostname: lb.hostname,
+    role: lb.role,
+    publicInterface: { name: names.public, mac: macs.public },
+    privateInterface: { name: names.private, mac: macs.private },
+  };
+}
