@@ -57,6 +57,8 @@ export interface LbFacts {
 }
 
 export const PAIR_CONDITION_SUFFIX = "/pair";
+/** configHashes key of the hash over every rendered file (agent/changes.ts renderHash): what the peer waits for. */
+export const APPLIED_HASH_KEY = "all";
 
 /** The field manager of the pair-level conditions written by one LB (see the module comment). */
 export function pairStatusFieldManager(lbName: string): string {
@@ -162,7 +164,7 @@ export class StatusReporter {
   private conditions: PriorCondition[] | undefined;
   private redundant: Condition | undefined;
   private readonly seen = new Map<string, { heartbeat: string; at: number }>();
-  private peers: { name: string; ready: boolean }[] = [];
+  private peers: { name: string; ready: boolean; appliedHash?: string }[] = [];
   private observedConditions: PriorCondition[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
@@ -211,7 +213,7 @@ export class StatusReporter {
         this.conditions ??= e.conditions; // after a restart: keep the transition times
         continue;
       }
-      this.peers.push({ name: e.name, ready });
+      this.peers.push({ name: e.name, ready, ...(e.appliedHash ? { appliedHash: e.appliedHash } : {}) });
       const prev = this.seen.get(e.name);
       if (!prev) {
         // first sight: trust the peer's clock once, never into the future
@@ -223,6 +225,13 @@ export class StatusReporter {
     }
     for (const name of [...this.seen.keys()]) if (!entries.some((e) => e.name === name)) this.seen.delete(name);
     this.observedConditions = status.conditions;
+  }
+
+  /** The peer as the BACKUP-first rollout needs it (agent/rollout.ts): its applied render hash, Ready, heartbeat age. */
+  peerView(): { name: string; ready: boolean; appliedHash?: string; heartbeatAgeMs: number } | undefined {
+    const p = this.peers[0];
+    if (!p) return undefined;
+    return { ...p, heartbeatAgeMs: this.now().getTime() - (this.seen.get(p.name)?.at ?? 0) };
   }
 
   /** Redundant as this LB would write it now. */
@@ -321,7 +330,12 @@ export function pairConditionsApply(ref: { name: string; namespace: string }, co
  * transition time can be kept from are skipped.
  */
 const priorCondition = z.object({ type: z.string(), status: z.string(), lastTransitionTime: z.iso.datetime() });
-const looseEntry = z.object({ name: z.string().min(1), heartbeat: z.string(), conditions: z.array(z.unknown()).nullish() });
+const looseEntry = z.object({
+  name: z.string().min(1),
+  heartbeat: z.string(),
+  conditions: z.array(z.unknown()).nullish(),
+  configHashes: z.record(z.string(), z.unknown()).nullish(),
+});
 
 function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondition[] {
   return (xs ?? []).flatMap((x) => {
@@ -330,13 +344,15 @@ function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondit
   });
 }
 
-function readStatus(raw: unknown): { loadBalancers: { name: string; heartbeat: string; conditions: PriorCondition[] }[]; conditions: PriorCondition[] } {
+function readStatus(raw: unknown): { loadBalancers: { name: string; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
   const s = typeof raw === "object" && raw !== null ? (raw as { loadBalancers?: unknown; conditions?: unknown }) : {};
   const entries = Array.isArray(s.loadBalancers) ? s.loadBalancers : [];
   return {
     loadBalancers: entries.flatMap((e) => {
       const r = looseEntry.safeParse(e);
-      return r.success ? [{ name: r.data.name, heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions) }] : [];
+      if (!r.success) return [];
+      const all = r.data.configHashes?.[APPLIED_HASH_KEY];
+      return [{ name: r.data.name, heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
     }),
     conditions: priorConditions(Array.isArray(s.conditions) ? s.conditions : []),
   };

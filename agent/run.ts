@@ -1,0 +1,262 @@
+/**
+ * `edgepair agent run`: the day-2 loop on one LB. It composes the parts and decides nothing they decide:
+ * - cluster side (kube/): desired state (last good spec + backends from Nodes), status, token;
+ * - VRRP side (vrrp/): transitions from keepalived's notify FIFO, the floating-IP re-assert loop;
+ * - each desired state is rendered (render/, the same renderers as the Pulumi program) and classified (changes.ts):
+ *   backend membership goes through HAProxy's runtime API without a reload (and is written for restarts); other
+ *   changes are applied atomically and validated (apply/), risky ones BACKUP first (rollout.ts) behind a health
+ *   gate, reverted to the last good render when the gate fails.
+ * One reconcile runs at a time; a newer desired state replaces a queued one. Nothing here ever logs a secret.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { renderAll, RENDERER_VERSION } from "../render";
+import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
+import type { VrrpState } from "../render/floating-ip";
+import type { RenderedFile } from "../render/types";
+import type { AgentSettings } from "../spec/agent-settings";
+import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
+import { applyFiles, type ApplyReport, type CommandRunner, type Validator } from "./apply";
+import { classifyChanges } from "./changes";
+import { readServers, RuntimeSocket, syncServers } from "./haproxy";
+import { APPLIED_HASH_KEY, ClusterSide, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
+import { rolloutDecision, type VrrpRole } from "./rollout";
+import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
+
+export interface AgentRunOptions {
+  /** "/" on the VM. */
+  root: string;
+  stateDir: string;
+  settings: AgentSettings;
+  host: HostFacts;
+  /** The spec the VM booted with (desired state until the LoadBalancer is read). */
+  bootstrapSpec: ResolvedSpec;
+  runner: CommandRunner;
+  validators?: readonly Validator[];
+  /** HAProxy's admin socket as this process reaches it. */
+  haproxySocket: string;
+  /** keepalived's notify FIFO as this process reaches it. */
+  fifoPath: string;
+  log: (line: string) => void;
+  /** Health gate after a risky change: how long HAProxy may take to serve again. Default 20 s. */
+  gateTimeoutMs?: number;
+  /** While waiting for the peer (BACKUP first), how often to look again. Default 2 s. */
+  waitPollMs?: number;
+  /** Passed to the cluster side (tests shorten heartbeats and back-off). */
+  cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
+}
+
+const STATUS_VRRP: Record<VrrpState, "Master" | "Backup" | "Fault" | "Stop"> = { MASTER: "Master", BACKUP: "Backup", FAULT: "Fault", STOP: "Stop" };
+
+export class AgentRun {
+  private cluster: ClusterSide | undefined;
+  private fifo: FifoListener | undefined;
+  private reassert: Reasserter | undefined;
+  private vrrp: VrrpRole = "INIT";
+  private queued: DesiredState | undefined;
+  private running: Promise<void> | undefined;
+  private waitTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** the render that last passed (or needed no) health gate: what a failed gate reverts to */
+  private lastGood: RenderedFile[] | undefined;
+
+  constructor(private readonly o: AgentRunOptions) {}
+
+  async start(): Promise<void> {
+    const o = this.o;
+    const initial = await detectVrrpState(o.bootstrapSpec, o.host, o.runner);
+    if (initial) {
+      this.vrrp = initial;
+      this.startReassert(initial);
+    }
+    this.fifo = listenVrrpFifo(o.fifoPath, (t) => void this.onTransition(t.state), (line) => o.log(`vrrp fifo: ignored "${line}"`));
+    this.cluster = new ClusterSide({
+      settings: o.settings,
+      host: { hostname: o.host.hostname, role: o.host.role },
+      bootstrapSpec: o.bootstrapSpec,
+      onEvent: (e) => this.onCluster(e),
+      ...o.cluster,
+    });
+    this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: STATUS_VRRP[initial] } : {}) });
+    await this.cluster.start();
+    const current = this.cluster.current();
+    if (current) this.enqueue(current);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.fifo?.close();
+    this.reassert?.stop();
+    await this.running?.catch(() => undefined);
+    await this.cluster?.stop();
+  }
+
+  /** Resolves once every queued desired state was handled (tests). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+
+  private async onTransition(state: VrrpState): Promise<void> {
+    this.vrrp = state;
+    this.o.log(`vrrp: ${state}`);
+    this.cluster?.status.update({ vrrpState: STATUS_VRRP[state] });
+    if (this.reassert) await this.reassert.transition(state);
+    else this.startReassert(state);
+    // a change waiting for the peer may go now (e.g. this LB just became BACKUP)
+    const current = this.cluster?.current();
+    if (current) this.enqueue(current);
+  }
+
+  private startReassert(state: VrrpState): void {
+    this.reassert = startReassert(state, {
+      spec: this.o.bootstrapSpec,
+      host: this.o.host,
+      runner: this.o.runner,
+      onResult: (r) => {
+        if (!r.ok) this.o.log(`floating IPs: ${r.error}`);
+      },
+    });
+  }
+
+  private onCluster(e: ClusterSideEvent): void {
+    switch (e.type) {
+      case "desired":
+        this.enqueue(e.state);
+        return;
+      case "invalidSpec":
+        this.o.log(`LoadBalancer spec invalid, keeping the last good one: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`);
+        this.cluster?.status.update({ specProblems: e.problems });
+        return;
+      case "apiError":
+        this.o.log(`API (${e.source}): ${e.message}; retry in ${e.retryInMs} ms`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private enqueue(state: DesiredState): void {
+    if (this.stopped) return;
+    this.queued = state;
+    if (!this.running) this.running = this.drain().finally(() => (this.running = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queued && !this.stopped) {
+      const next = this.queued;
+      this.queued = undefined;
+      try {
+        await this.reconcile(next);
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        this.o.log(`reconcile failed: ${message}`);
+        this.cluster?.status.update({ lastError: message, applying: false });
+      }
+    }
+  }
+
+  private liveFiles(files: readonly RenderedFile[]): Map<string, { content: string; mode: number }> {
+    const live = new Map<string, { content: string; mode: number }>();
+    for (const f of files) {
+      try {
+        live.set(f.path, { content: readFileSync(join(this.o.root, f.path), "utf8"), mode: f.mode });
+      } catch {
+        // not written yet
+      }
+    }
+    return live;
+  }
+
+  private async reconcile(state: DesiredState): Promise<void> {
+    const o = this.o;
+    const backends: BackendSets = state.selection.backends;
+    const files = renderAll({ spec: state.spec, host: o.host, backends });
+    const change = classifyChanges(files, this.liveFiles(files));
+    const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
+    if (decision.action === "nothing") {
+      this.lastGood ??= files;
+      this.report({ hashes: {}, desiredHash: change.desiredHash, generation: state.generation });
+      return;
+    }
+    if (decision.action === "wait") {
+      o.log(decision.reason);
+      this.cluster?.status.update({ applying: true });
+      this.retryLater(state);
+      return;
+    }
+    o.log(`applying ${change.kind} change (${change.changed.join(", ")}): ${decision.reason}`);
+    this.cluster?.status.update({ applying: true });
+    let runner = o.runner;
+    if (change.kind === "servers-only") {
+      const cfg = files.find((f) => f.path === HAPROXY_CONFIG_PATH);
+      if (cfg) {
+        const sync = await syncServers(o.haproxySocket, cfg.content);
+        if (sync.result.failed) throw new Error(`haproxy runtime API: ${sync.result.failed.error}`);
+        // the servers run already: the file is written for restarts, without a reload
+        const reloads = new Set(cfg.reload.commands.map((c) => c.join(" ")));
+        runner = (argv, opts) => (reloads.has(argv.join(" ")) ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : o.runner(argv, opts));
+      }
+    }
+    const report = await applyFiles(files, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) });
+    const problem = applyProblem(report);
+    if (problem) {
+      this.report({ hashes: report.hashes, lastError: problem, generation: state.generation });
+      return;
+    }
+    if (decision.gate && !(await this.healthGate())) {
+      const reason = "health gate failed after a risky change: reverted to the last good configuration";
+      o.log(reason);
+      if (this.lastGood) await applyFiles(this.lastGood, { root: o.root, stateDir: o.stateDir, runner: o.runner, ...(o.validators ? { validators: o.validators } : {}) });
+      this.report({ hashes: report.hashes, lastError: reason, generation: state.generation });
+      return;
+    }
+    this.lastGood = files;
+    this.report({ hashes: report.hashes, desiredHash: change.desiredHash, generation: state.generation });
+  }
+
+  private report(r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string; generation: number | undefined }): void {
+    const status = this.cluster?.status;
+    if (!status) return;
+    status.update({
+      applying: false,
+      lastError: r.lastError,
+      servicesUp: r.lastError === undefined,
+      specProblems: undefined,
+      ...(Object.keys(r.hashes).length > 0 || r.desiredHash ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } } : {}),
+      ...(r.generation !== undefined ? { observedGeneration: r.generation } : {}),
+    });
+  }
+
+  private retryLater(state: DesiredState): void {
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = setTimeout(() => {
+      if (!this.queued) this.enqueue(this.cluster?.current() ?? state);
+    }, this.o.waitPollMs ?? 2000);
+    this.waitTimer.unref?.();
+  }
+
+  /** HAProxy answers on its admin socket and every backend with servers has one UP, within the gate's time. */
+  private async healthGate(): Promise<boolean> {
+    const deadline = Date.now() + (this.o.gateTimeoutMs ?? 20_000);
+    while (Date.now() < deadline && !this.stopped) {
+      try {
+        const servers = await readServers(new RuntimeSocket(this.o.haproxySocket));
+        const byBackend = new Map<string, boolean>();
+        for (const s of servers) byBackend.set(s.backend, (byBackend.get(s.backend) ?? false) || s.operState === "running");
+        if (this.vrrp !== "FAULT" && [...byBackend.values()].every(Boolean)) return true;
+      } catch {
+        // HAProxy is reloading: ask again
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+  }
+}
+
+function applyProblem(report: ApplyReport): string | undefined {
+  if (report.rejected.length > 0) return `rejected: ${report.rejected.map((r) => `${r.path} (${r.checker}): ${r.output.split("\n")[0]}`).join("; ")}`;
+  const failed = report.reloads.filter((r) => !r.ok);
+  if (failed.length > 0) return `reload failed: ${failed.map((r) => `${r.service}: ${r.output.split("\n")[0]}`).join("; ")}`;
+  return undefined;
+}
