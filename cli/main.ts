@@ -1,11 +1,14 @@
 /**
- * `edgepair` command line (DESIGN.md "Command line"): validate, render, and the network-namespace lab
- * (`lab up|status|smoke|failover|down`, lab/cli.ts). Errors go to stderr as `<field.path>: <rule>`; exit 0 ok,
+ * `edgepair` command line (DESIGN.md "Command line"): validate, render, the on-VM agent (`agent bootstrap`), and the
+ * network-namespace lab (`lab up|status|smoke|failover|down`, lab/cli.ts). Errors go to stderr as `<field.path>: <rule>`; exit 0 ok,
  * 2 bad input, 1 anything else.
  */
 import { Command, CommanderError } from "commander";
+import { bootstrap } from "../agent/bootstrap";
+import { spawnRunner } from "../agent/apply";
 import { registerLab } from "../lab/cli";
-import { renderAll } from "../render/index";
+import { renderAll, RENDERER_VERSION } from "../render/index";
+import { version } from "../package.json";
 import { BadInput, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK } from "./exit";
 import { readHost, readSpec, resolveBackends } from "./inputs";
 import { writeTree } from "./write-tree";
@@ -13,6 +16,7 @@ import { writeTree } from "./write-tree";
 function program(out: (s: string) => void): Command {
   const p = new Command("edgepair")
     .description("HA load-balancer and NAT-gateway pair for a private-network cluster")
+    .version(`${version} (renderer ${RENDERER_VERSION})`)
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: (s) => process.stderr.write(s) });
 
@@ -41,14 +45,26 @@ function program(out: (s: string) => void): Command {
       }
     });
 
+  const agent = p.command("agent").description("the agent on each LB VM");
+  agent.command("bootstrap")
+    .description("first boot: render from /etc/edgepair/{spec,host,agent}.yaml and the spec's static backends, apply, start the services")
+    .option("--root <dir>", "filesystem root everything is read from and written under (reloads and systemctl still act on this machine)", "/")
+    .option("--state-dir <dir>", "the agent's state directory (default: ROOT/var/lib/edgepair)")
+    .option("--dry-run", "validate and show what would change; write nothing, start nothing")
+    .action(async (o: { root: string; stateDir?: string; dryRun?: boolean }) => {
+      const r = await bootstrap({ root: o.root, stateDir: o.stateDir, dryRun: o.dryRun, runner: spawnRunner, out });
+      if (r.outcome === "bad-input") throw new BadInput(r.problems);
+      if (r.outcome === "failed") throw new Error(`agent bootstrap: ${r.problems.join("\n")}`);
+    });
+
   registerLab(p, out);
   return p;
 }
 
-/** Synchronous commands only (validate, render); `lab ...` needs mainAsync. */
+/** Synchronous commands only (validate, render); `lab ...` and `agent ...` need mainAsync. */
 export function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
-  if (argv[0] === "lab") {
-    process.stderr.write("edgepair: lab commands are asynchronous: call mainAsync\n");
+  if (argv[0] === "lab" || argv[0] === "agent") {
+    process.stderr.write(`edgepair: ${argv[0]} commands are asynchronous: call mainAsync\n`);
     return EXIT_FAILURE;
   }
   try {
@@ -59,7 +75,7 @@ export function main(argv: string[], out: (s: string) => void = (s) => process.s
   }
 }
 
-/** Like main, for every command including the asynchronous ones (`lab ...`). */
+/** Like main, for every command including the asynchronous ones (`lab ...`, `agent ...`). */
 export async function mainAsync(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   try {
     await program(out).parseAsync(argv, { from: "user" });
