@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { bootstrap } from "../agent/bootstrap";
+import { runAgentCommand } from "../agent/main-run";
 import { spawnRunner } from "../agent/apply";
 import { registerLab } from "../lab/cli";
 import { renderAll, RENDERER_VERSION } from "../render/index";
@@ -55,6 +56,15 @@ function program(out: (s: string) => void): Command {
       const r = await bootstrap({ root: o.root, stateDir: o.stateDir, dryRun: o.dryRun, runner: spawnRunner, out });
       if (r.outcome === "bad-input") throw new BadInput(r.problems);
       if (r.outcome === "failed") throw new Error(`agent bootstrap: ${r.problems.join("\n")}`);
+    });
+
+  agent.command("run")
+    .description("day 2: watch the LoadBalancer and the Nodes, apply changes safely, report status, until SIGTERM")
+    .option("--root <dir>", "filesystem root everything is read from and written under", "/")
+    .option("--state-dir <dir>", "the agent's state directory (default: ROOT/var/lib/edgepair)")
+    .action(async (o: { root: string; stateDir?: string }) => {
+      const r = await runAgentCommand({ root: o.root, ...(o.stateDir ? { stateDir: o.stateDir } : {}), out });
+      if (r.outcome === "bad-input") throw new BadInput(r.problems);
     });
 
   registerLab(p, out);

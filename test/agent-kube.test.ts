@@ -7,7 +7,6 @@
  * Figures (Node change -> desired-state event, API outage -> recovery) are printed on stderr with their min/median/max.
  */
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { request } from "node:https";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,13 +33,13 @@ import {
   type NodeView,
   type ResponseRecord,
 } from "../agent/kube";
-import { agentNames, agentRbac, agentRbacManifests, CRD_NAME, DEFAULT_NAMESPACE, GROUP, loadBalancerCrd, loadBalancerResource, PLURAL, statusFieldManager, VERSION, type Manifest } from "../k8s";
+import { agentNames, DEFAULT_NAMESPACE, GROUP, PLURAL, statusFieldManager, VERSION } from "../k8s";
 import { parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
 import { resolveSpec } from "../spec/resolve";
+import { setUpAgentCluster, type AgentCluster, type Reply } from "./fixtures/agent-cluster";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { freeLoopbackPorts } from "./fixtures/kube/daemon";
 import { createPki } from "./fixtures/kube/pki";
-import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw } from "./fixtures/variants";
 
 jest.setTimeout(120_000);
@@ -265,30 +264,6 @@ describe("agent/kube, pure", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // against the real API server
 
-interface Reply {
-  status: number;
-  body: unknown;
-}
-
-/** A request with the admin's client certificate (the test playing the cluster, never the agent). */
-async function adminCall(kc: K8s.KubeConfig, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<Reply> {
-  const opts: import("node:https").RequestOptions = { method, headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": contentType }) } };
-  await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(kc.getCurrentCluster()!.server + path), opts, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        resolve({ status: res.statusCode ?? 0, body: text.startsWith("{") ? JSON.parse(text) : text });
-      });
-      res.on("error", reject);
-    });
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
-    req.on("error", reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
 
 /** Events of one agent, with the time each arrived; waits are bounded. */
 class EventLog {
@@ -378,7 +353,6 @@ const measure = (what: string, ms: number) => (figures[what] ??= []).push(Math.r
 
 describe("agent/kube against a real kube-apiserver, least-privilege token only", () => {
   let kube: KubeApiServer | undefined;
-  let admin: K8s.KubeConfig;
   let dir: string;
   let secretToken: string;
   /** Every response any agent client got, to prove no request needed more than the agent's Role. */
@@ -386,25 +360,10 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
   const sides: ClusterSide[] = [];
   const relays: Relay[] = [];
 
-  const must = async (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => {
-    const r = await adminCall(admin, method, path, body, contentType);
-    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r;
-  };
-  const create = (m: Manifest | Record<string, unknown>, collection: string) => must("POST", `${collection}?fieldValidation=Strict`, m);
-
-  /** A Node as a kubelet would have it: labels, Ready, InternalIP. */
-  const putNode = async (name: string, labels: Record<string, string>, ip: string, ready = true) => {
-    await must("POST", "/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name, labels } });
-    await setReady(name, ready, ip);
-  };
-  const setReady = (name: string, ready: boolean, ip?: string) =>
-    must(
-      "PATCH",
-      `/api/v1/nodes/${name}/status`,
-      { status: { conditions: [{ type: "Ready", status: ready ? "True" : "False", reason: ready ? "KubeletReady" : "KubeletNotReady", message: "" }], ...(ip ? { addresses: [{ type: "InternalIP", address: ip }, { type: "Hostname", address: name }] } : {}) } },
-      MERGE,
-    );
+  let cluster: AgentCluster;
+  const must = (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => cluster.must(method, path, body, contentType);
+  const putNode = (name: string, labels: Record<string, string>, ip: string, ready = true) => cluster.putNode(name, labels, ip, ready);
+  const setReady = (name: string, ready: boolean, ip?: string) => cluster.setReady(name, ready, ip);
 
   /** Agent settings with the real CA and TLS name; a token file of its own, 0600. */
   const settingsFor = (agent: string, apiServers: string[], token = secretToken, extra: Record<string, unknown> = {}): AgentSettings => {
@@ -436,40 +395,10 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
 
   beforeAll(async () => {
     kube = await startKubeApiServer();
-    admin = new k8s.KubeConfig();
-    admin.loadFromString(kube.adminKubeConfig);
     dir = mkdtempSync(join(tmpdir(), "edgepair-agent-kube-"));
     chmodSync(dir, 0o700);
-
-    await create(loadBalancerCrd(), "/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const crd = (await must("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as { status?: { conditions?: { type: string; status: string }[] } };
-      if (crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
-      if (Date.now() > deadline) throw new Error(`${CRD_NAME} not Established`);
-      await sleep(100);
-    }
-    const collections: Record<string, string> = {
-      Namespace: "/api/v1/namespaces",
-      ServiceAccount: `/api/v1/namespaces/${NS}/serviceaccounts`,
-      Secret: `/api/v1/namespaces/${NS}/secrets`,
-      ClusterRole: "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-      ClusterRoleBinding: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-      Role: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`,
-      RoleBinding: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`,
-    };
-    for (const m of agentRbacManifests(agentRbac({ name: LAB, createNamespace: true }))) await create(m, collections[m.kind] as string);
-    await create(loadBalancerResource(devSpecRaw() as Parameters<typeof loadBalancerResource>[0], { name: LAB }), `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`);
-
-    // the controller manager fills the Secret with the ServiceAccount's long-lived token (what bootstrap delivers)
-    let token: string | undefined;
-    while (!token) {
-      const s = (await must("GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as { data?: { token?: string } };
-      token = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
-      if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
-      if (!token) await sleep(100);
-    }
-    secretToken = token;
+    cluster = await setUpAgentCluster(kube, { name: LAB, spec: devSpecRaw() });
+    secretToken = cluster.token;
   }, 180_000);
 
   afterAll(async () => {
