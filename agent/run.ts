@@ -56,6 +56,8 @@ export class AgentRun {
   private queued: DesiredState | undefined;
   private running: Promise<void> | undefined;
   private waitTimer: NodeJS.Timeout | undefined;
+  /** the desired state held back for the peer (BACKUP first), retried on a timer and on every transition */
+  private waiting: DesiredState | undefined;
   private stopped = false;
   /** the render that last passed (or needed no) health gate: what a failed gate reverts to */
   private lastGood: RenderedFile[] | undefined;
@@ -78,9 +80,10 @@ export class AgentRun {
       ...o.cluster,
     });
     this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: STATUS_VRRP[initial] } : {}) });
+    // Nothing is applied until the cluster answers: bootstrap applied the boot spec already, and the cluster
+    // side sends its first desired state only once the Nodes are listed (before that, "no Node matches" would
+    // briefly turn into the static addresses). With the API away, what is on disk keeps serving.
     await this.cluster.start();
-    const current = this.cluster.current();
-    if (current) this.enqueue(current);
   }
 
   async stop(): Promise<void> {
@@ -104,8 +107,7 @@ export class AgentRun {
     if (this.reassert) await this.reassert.transition(state);
     else this.startReassert(state);
     // a change waiting for the peer may go now (e.g. this LB just became BACKUP)
-    const current = this.cluster?.current();
-    if (current) this.enqueue(current);
+    if (this.waiting) this.enqueue(this.waiting);
   }
 
   private startReassert(state: VrrpState): void {
@@ -179,10 +181,12 @@ export class AgentRun {
       this.report({ hashes: {}, desiredHash: change.desiredHash, generation: state.generation });
       return;
     }
+    this.waiting = undefined;
     if (decision.action === "wait") {
+      this.waiting = state;
       o.log(decision.reason);
       this.cluster?.status.update({ applying: true });
-      this.retryLater(state);
+      this.retryLater();
       return;
     }
     o.log(`applying ${change.kind} change (${change.changed.join(", ")}): ${decision.reason}`);
@@ -191,8 +195,10 @@ export class AgentRun {
     if (change.kind === "servers-only") {
       const cfg = files.find((f) => f.path === HAPROXY_CONFIG_PATH);
       if (cfg) {
+        const t0 = Date.now();
         const sync = await syncServers(o.haproxySocket, cfg.content);
         if (sync.result.failed) throw new Error(`haproxy runtime API: ${sync.result.failed.error}`);
+        o.log(`haproxy runtime API: ${sync.plan.length} action(s) in ${Date.now() - t0} ms`);
         // the servers run already: the file is written for restarts, without a reload
         const reloads = new Set(cfg.reload.commands.map((c) => c.join(" ")));
         runner = (argv, opts) => (reloads.has(argv.join(" ")) ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : o.runner(argv, opts));
@@ -228,10 +234,10 @@ export class AgentRun {
     });
   }
 
-  private retryLater(state: DesiredState): void {
+  private retryLater(): void {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = setTimeout(() => {
-      if (!this.queued) this.enqueue(this.cluster?.current() ?? state);
+      if (!this.queued && this.waiting) this.enqueue(this.waiting);
     }, this.o.waitPollMs ?? 2000);
     this.waitTimer.unref?.();
   }
