@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [render|failover|libvirt|propagation ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { benchFailover } from "./failover";
 import { benchLibvirt } from "./libvirt";
 import { propagationBench } from "./propagation";
+import { benchClusterPropagation } from "./propagation-cluster";
 import { benchRender } from "./render";
 import { printTable } from "./stats";
 
@@ -31,8 +32,23 @@ const BENCHES: Record<string, () => unknown> = {
     console.log(`virt type ${result.virtType}; libvirtd start ${(result.daemonStartMs / 1000).toFixed(1)} s, stop ${(result.daemonStopMs / 1000).toFixed(1)} s`);
     return result;
   },
-  // needs root: a real haproxy (master-worker) in a throwaway namespace; Node change -> first request it serves
+  // needs root and the engines: the lab + a real API server; a Node created in the cluster -> first request served by it
   propagation: async () => {
+    const r = await benchClusterPropagation({ changes: Number(process.env.EDGEPAIR_BENCH_PROPAGATION_RUNS ?? "20") });
+    printTable(
+      (["nodeAddedToFirstRequest", "nodeDeletedToServerGone"] as const).map((k) => ({
+        change: k === "nodeAddedToFirstRequest" ? "Node created -> first request served by it" : "Node deleted -> server gone from HAProxy",
+        "min ms": r[k].minMs.toFixed(0),
+        "median ms": r[k].medianMs.toFixed(0),
+        "max ms": r[k].maxMs.toFixed(0),
+        n: r[k].n,
+      })),
+    );
+    console.log(`${r.changes} changes, ${r.requests} requests (${r.failedRequests} failed: ${r.failures.map((f) => `${f.err} ${f.count}`).join(", ") || "none"}), ${r.reloads} reloads`);
+    return r;
+  },
+  // needs root: a real haproxy (master-worker) in a throwaway namespace; render + runtime API -> first request it serves
+  "propagation-runtime": async () => {
     const r = await propagationBench({ runs: Number(process.env.EDGEPAIR_BENCH_PROPAGATION_RUNS ?? "20") });
     printTable(
       (["add", "addSync", "drain", "delete"] as const).map((k) => ({
