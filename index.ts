@@ -46,6 +46,7 @@ const pair =
             memoryMiB: config.requireNumber("vmMemoryMiB"),
           },
         },
+        readiness: { enabled: config.requireBoolean("waitForReady") },
         ...(config.getSecret("metricsPassword") ? { metricsPassword: config.requireSecret("metricsPassword") } : {}),
         ...(config.getSecret("registryAuth") ? { registryAuth: config.requireSecret("registryAuth") } : {}),
       })

@@ -65,6 +65,11 @@ export interface EdgePairArgs {
    * by MAC, but keepalived and firewalld name the interfaces, so they must be the names the image really gets.
    */
   interfaceNames?: { public: string; private: string };
+  /**
+   * The second LB waits until the first serves again (its HAProxy monitor URI answers 200) whenever the first is
+   * created or replaced. Default enabled, 600 s. Turn off only where the VMs cannot serve (a lab booting nothing).
+   */
+  readiness?: { enabled?: boolean; timeoutSeconds?: number };
 }
 
 export interface LbSummary {
@@ -129,6 +134,7 @@ export class EdgePair extends pulumi.ComponentResource {
       spec,
       lbs: ROLES.map((role, i): LbPlan => ({ role, vm: `${name}-lb${i + 1}`, hostname: `${spec.clusterName}-lb-${i + 1}` })),
       interfaceNames: args.interfaceNames ?? { public: "enp1s0", private: "enp2s0" },
+      readiness: { enabled: args.readiness?.enabled ?? true, timeoutSeconds: args.readiness?.timeoutSeconds ?? 600 },
       parent: this,
       userData: (host) =>
         pulumi.secret(pulumi.all([host, image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(([h, ref, metrics, registryAuth, token]) =>

@@ -189,12 +189,15 @@ describe("EdgePair on openstack", () => {
     }
   });
 
-  test("the second server depends on the first (never both replaced at once); the first depends on no server", async () => {
+  test("the second server waits for the first to serve again (ready gate on its monitor URI); the first waits for nothing", async () => {
     await buildOpenStack();
     const first = reg(TYPE.server, "prod-a-lb1");
     const second = reg(TYPE.server, "prod-a-lb2");
+    const gate = reg("pulumi-nodejs:dynamic/edgepair:ReadyGate", "prod-a-lb1-ready");
     expect(first.opts.dependsOn).toBeUndefined();
-    expect(second.opts.dependsOn).toEqual([first.resource]);
+    expect(gate.opts.dependsOn).toEqual([first.resource]);
+    expect(second.opts.dependsOn).toEqual([gate.resource]);
+    expect(ofType("pulumi-nodejs:dynamic/edgepair:ReadyGate").map((r) => r.inputs.url)).toEqual(["http://192.168.100.2:8404/healthz", "http://192.168.100.3:8404/healthz"]);
     // the instances stay create-only for what only first boot reads
     expect(reg(TYPE.instance, "prod-a-lb2").opts.ignoreChanges).toEqual(expect.arrayContaining(["userData", "imageName"]));
   });

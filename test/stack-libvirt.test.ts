@@ -44,6 +44,8 @@ beforeAll(async () => {
       "edgepair:image": IMAGE,
       "edgepair:vmMemoryMiB": 256,
       "edgepair:vmVcpus": 1,
+      // the VMs boot an empty disk: nothing will ever answer the ready gate
+      "edgepair:waitForReady": false,
     }),
   });
   await ws.setConfig("edgepair:metricsPassword", METRICS, { secret: true });

@@ -9,7 +9,8 @@ import { deriveMac } from "../../spec/mac";
 import { FloatingIps } from "../floating-ips";
 import { LibvirtLbVm } from "../libvirt/lb-vm";
 import { LibvirtNetworks } from "../libvirt/networks";
-import { hostFacts, type PlatformContext, type PlatformPair } from "./types";
+import type { ReadyGate } from "../../providers/edgepair/ready-gate";
+import { hostFacts, readyGateAfter, type PlatformContext, type PlatformPair } from "./types";
 
 export interface LibvirtPlatformArgs {
   uri?: pulumi.Input<string>;
@@ -30,9 +31,10 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
   );
   const networks = new LibvirtNetworks(`${name}-net`, { spec, ...uri, ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) }, { parent });
   const vms: LibvirtLbVm[] = [];
+  const gates: ReadyGate[] = [];
   ctx.lbs.forEach((lb, i) => {
     const host = hosts[i]!;
-    const previous = vms[i - 1];
+    const previous = gates[i - 1];
     vms.push(new LibvirtLbVm(lb.vm, {
       ...uri,
       pool: lv.pool,
@@ -44,8 +46,10 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
       metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
       publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
       privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
-      // Never both at once: the second LB's changes (a replacement included) wait for the first LB's.
+      // Never both at once: the second LB's changes (a replacement included) wait until the first serves again.
     }, { parent, ...(previous ? { dependsOn: [previous] } : {}) }));
+    const vm = vms[i]!;
+    gates.push(readyGateAfter(ctx, i, vm, vm.domain.id));
   });
   const floatingIps = new FloatingIps(`${name}-floating-ips`, { routed: { spec } }, { parent });
   return { hosts, vms, floatingIps, sshAddresses: [...spec.platform.publicNetwork.lbAddresses] };

@@ -8,7 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import type { HostFacts } from "../../spec/types";
 import { FloatingIps } from "../floating-ips";
 import { OpenStackLbServer, OpenStackNetworking, type OpenStackImage, type OpenStackPrivateNetwork } from "../openstack";
-import { hostFacts, type PlatformContext, type PlatformPair } from "./types";
+import type { ReadyGate } from "../../providers/edgepair/ready-gate";
+import { hostFacts, readyGateAfter, type PlatformContext, type PlatformPair } from "./types";
 
 export type OpenStackPlatformArgs = OpenStackImage & {
   /** The cluster's network: an existing network and subnet (spec.network.cidr), or one created for it. */
@@ -41,9 +42,10 @@ export function deployOpenStack(ctx: PlatformContext, os: OpenStackPlatformArgs)
       hostFacts(lb, ctx.interfaceNames, { public: pub.toLowerCase(), private: priv.toLowerCase() }));
   });
   const vms: OpenStackLbServer[] = [];
+  const gates: ReadyGate[] = [];
   ctx.lbs.forEach((lb, i) => {
     const ports = net.lbPorts[lb.role];
-    const previous = vms[i - 1];
+    const previous = gates[i - 1];
     vms.push(new OpenStackLbServer(lb.vm, {
       ...image,
       flavorName: os.flavorName,
@@ -53,8 +55,10 @@ export function deployOpenStack(ctx: PlatformContext, os: OpenStackPlatformArgs)
       serverGroupId: net.serverGroupId,
       ...(os.availabilityZone !== undefined ? { availabilityZone: os.availabilityZone } : {}),
       ...(os.keyPair !== undefined ? { keyPair: os.keyPair } : {}),
-      // Never both at once: the second LB's changes (a replacement included) wait for the first LB's.
+      // Never both at once: the second LB's changes (a replacement included) wait until the first serves again.
     }, { parent, ...(previous ? { dependsOn: [previous] } : {}) }));
+    const vm = vms[i]!;
+    gates.push(readyGateAfter(ctx, i, vm, vm.id));
   });
   const floatingIps = new FloatingIps(`${name}-floating-ips`, { nat: { bindings: net.floatingIps } }, { parent });
   // The public security group opens no SSH at all (it cannot tell an LB's own address from a VIP, and SSH must never

@@ -4,6 +4,8 @@
  * platform shares (spec, image, secrets, user-data composition, rendered views, cluster access, token delivery).
  */
 import * as pulumi from "@pulumi/pulumi";
+import { ReadyGate } from "../../providers/edgepair/ready-gate";
+import { HAPROXY_MONITOR_URI } from "../../render/haproxy";
 import type { HostFacts, ResolvedSpec, Role } from "../../spec/types";
 import type { FloatingIps } from "../floating-ips";
 
@@ -37,6 +39,8 @@ export interface PlatformContext {
   lbs: LbPlan[];
   interfaceNames: InterfaceNames;
   parent: pulumi.ComponentResource;
+  /** Whether and how long the next LB waits for the previous one to serve again (ready-gate.ts). */
+  readiness: { enabled: boolean; timeoutSeconds: number };
   /** Secret: the #cloud-config of the LB with these facts (EdgePair composes it; the platform only delivers it). */
   userData(host: Known<HostFacts>): pulumi.Output<string>;
 }
@@ -58,4 +62,19 @@ export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: str
     publicInterface: { name: names.public, mac: macs.public },
     privateInterface: { name: names.private, mac: macs.private },
   };
+}
+
+/**
+ * The gate after LB `i`: it waits, whenever that VM is created or replaced, until the LB's HAProxy answers on its
+ * monitor URI (private address, metrics port); the next VM depends on it, so the two are never down together.
+ */
+export function readyGateAfter(ctx: PlatformContext, i: number, vm: pulumi.Resource, vmId: pulumi.Input<string>): ReadyGate {
+  const lb = ctx.lbs[i]!;
+  const address = ctx.spec.network.lbAddresses[i]!;
+  return new ReadyGate(`${lb.vm}-ready`, {
+    url: `http://${address}:${ctx.spec.metrics.port}${HAPROXY_MONITOR_URI}`,
+    after: vmId,
+    enabled: ctx.readiness.enabled,
+    timeoutSeconds: ctx.readiness.timeoutSeconds,
+  }, { parent: ctx.parent, dependsOn: [vm] });
 }
