@@ -30,7 +30,12 @@ test("counter-case: never 200 within the timeout fails naming the URL and the la
   answers = Array(100).fill(503);
   await expect(waitReady(url, 300, 50)).rejects.toThrow(new RegExp(`ready gate: ${url.replace(/[.?]/g, "\\$&")} did not answer 200 within 0 s \\(last: HTTP 503\\)`));
   answers = [];
-  await expect(waitReady("http://127.0.0.1:1/healthz", 200, 50)).rejects.toThrow(/ECONNREFUSED/);
+  // a port nothing listens on (fetch refuses "bad ports" such as 1 by itself)
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  await expect(waitReady(`http://127.0.0.1:${port}/healthz`, 200, 50)).rejects.toThrow(/ECONNREFUSED/);
 });
 
 test("the provider: a replaced VM (new `after`) runs the gate again as an in-place update; disabled, it records only", async () => {
