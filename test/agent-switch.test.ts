@@ -11,6 +11,7 @@
  * adverts seen while the peer's keepalived runs, HAProxy backends DOWN on a given image): the lab's real daemons are
  * not part of these tests. Each LB's own status entry is written by the real StatusReporter (agent/kube/status.ts).
  */
+import { adminCall, type Reply } from "./fixtures/agent-cluster";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request, type RequestOptions } from "node:https";
 import { tmpdir } from "node:os";
@@ -367,30 +368,6 @@ const TLS_NAME = "kubernetes.default.svc";
 const lbPath = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}/${LAB}`;
 const DRIVER_TIMEOUTS: SwitchTimeouts = { switchMs: 30_000, verifyMs: 8000, rejoinAloneMs: 3000 };
 
-interface Reply {
-  status: number;
-  body: unknown;
-}
-
-async function adminCall(kc: K8s.KubeConfig, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<Reply> {
-  const url = new URL(kc.getCurrentCluster()!.server + path);
-  const opts: RequestOptions = { method, headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": contentType }) }, timeout: 30_000 };
-  await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const req = request(url, opts, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        resolve({ status: res.statusCode ?? 0, body: text.startsWith("{") ? JSON.parse(text) : text });
-      });
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error(`${method} ${path}: timeout`)));
-    req.on("error", reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
 
 /** Every distinct status.imageSwitch the API server announces on a watch, in order. */
 async function watchImageSwitch(kc: K8s.KubeConfig, fromResourceVersion: string): Promise<{ history: ImageSwitchStatus[]; stop(): void }> {

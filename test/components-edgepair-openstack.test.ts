@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
-import { type Inputs, recordingMocks } from "./fixtures/pulumi-mocks";
+import { type Inputs, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import { devSpecRaw, variants } from "./fixtures/variants";
 import { EdgePair, FloatingIps, type EdgePairArgs, type OpenStackPlatformArgs } from "../components";
 
@@ -72,18 +72,6 @@ beforeEach(() => {
   registered = [];
 });
 
-function value<T>(o: pulumi.Input<T>): Promise<T> {
-  return new Promise((resolve) => pulumi.output(o).apply((v) => resolve(v as T)));
-}
-
-/** Until the mock has seen every registration: the count stops growing. */
-async function settle(): Promise<void> {
-  let seen = -1;
-  while (seen !== mocks.recorded.length) {
-    seen = mocks.recorded.length;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const openstackRaw = () => structuredClone(variants.find((v) => v.name === "openstack")!.raw) as EdgePairArgs["spec"];
 
@@ -109,7 +97,7 @@ async function buildOpenStack(over: Partial<EdgePairArgs> = {}): Promise<EdgePai
   const pair = new EdgePair("prod-a", osArgs(over), { transformations: [recordOptions] });
   await value(pair.floatingIps);
   await Promise.all(pair.renderedDigests.map((d) => value(d)));
-  await settle();
+  await settle(mocks);
   return pair;
 }
 
@@ -234,14 +222,14 @@ describe("the spec's platform.type must match the platform arguments", () => {
   test("an openstack spec with libvirt arguments stops before anything is created", async () => {
     expect(() => new EdgePair("mix", osArgs({ platform: { libvirt: { pool: "default", baseImage: "x.qcow2" } } })))
       .toThrow("platform: the arguments are for libvirt but the spec's platform.type is openstack");
-    await settle();
+    await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
 
   test("a libvirt spec with openstack arguments stops before anything is created", async () => {
     expect(() => new EdgePair("mix", osArgs({ spec: devSpecRaw() as EdgePairArgs["spec"] })))
       .toThrow("platform: the arguments are for openstack but the spec's platform.type is libvirt");
-    await settle();
+    await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
 
@@ -249,7 +237,7 @@ describe("the spec's platform.type must match the platform arguments", () => {
     const both = { libvirt: { pool: "default", baseImage: "x.qcow2" }, openstack: OPENSTACK } as unknown as EdgePairArgs["platform"];
     expect(() => new EdgePair("both", osArgs({ platform: both }))).toThrow("platform: must name exactly one of libvirt, openstack, got libvirt and openstack");
     expect(() => new EdgePair("none", osArgs({ platform: {} as EdgePairArgs["platform"] }))).toThrow("platform: must name exactly one of libvirt, openstack, got none");
-    await settle();
+    await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
 });
@@ -273,7 +261,7 @@ describe("FloatingIps", () => {
       metricsPassword: METRICS,
     }, { transformations: [recordOptions] });
     const got = await value(pair.floatingIps);
-    await settle();
+    await settle(mocks);
     expect(got).toEqual(["198.51.100.80", "198.51.100.100", "198.51.100.253"].map((address) => ({ address, routedTo: "172.31.250.10" })));
     const component = reg(TYPE.floatingIps, "lab-floating-ips");
     expect(component.parent).toBe(pair);

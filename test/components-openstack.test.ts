@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { type Inputs, type Recorded, recordingMocks } from "./fixtures/pulumi-mocks";
+import { type Inputs, type Recorded, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import {
   allocationPools, FORWARDING_ADDRESS_PAIR, OpenStackLbServer, OpenStackNetworking, VRRP_PROTOCOL, type OpenStackNetworkingArgs,
 } from "../components/openstack";
@@ -61,18 +61,6 @@ const recordOptions: pulumi.ResourceTransformation = ({ resource, type, name, pr
   return undefined;
 };
 
-function value<T>(o: pulumi.Input<T>): Promise<T> {
-  return new Promise((resolve) => pulumi.output(o).apply((v) => resolve(v as T)));
-}
-
-/** Until the mock has seen every registration: the count stops growing. */
-async function settle(): Promise<void> {
-  let seen = -1;
-  while (seen !== mocks.recorded.length) {
-    seen = mocks.recorded.length;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const openstackVariant = variants.find((v) => v.name === "openstack")!;
 const SPEC: ResolvedSpec = openstackVariant.spec;
@@ -106,7 +94,7 @@ async function build(over: Partial<OpenStackNetworkingArgs> = {}, name = "prod-a
   const net = new OpenStackNetworking(name, args(over), { transformations: [recordOptions] });
   await value(net.floatingIps);
   await value(net.serverGroupId);
-  await settle();
+  await settle(mocks);
   return net;
 }
 
@@ -395,7 +383,7 @@ describe("OpenStackLbServer", () => {
       }, { transformations: [recordOptions] }),
     );
     await Promise.all(servers.map((s) => value(s.id)));
-    await settle();
+    await settle(mocks);
     return { net, servers };
   }
 
@@ -435,7 +423,7 @@ describe("OpenStackLbServer", () => {
       ports: { public: "p1", private: "p2" }, serverGroupId: "g",
     });
     await value(server.id);
-    await settle();
+    await settle(mocks);
     const inst = byName(TYPE.instance, "by-id");
     expect(inst.inputs.imageId).toBe("0b7c-image-uuid");
     expect(inst.inputs.imageName).toBeUndefined();

@@ -14,6 +14,7 @@
  * lastError and condition messages are shown to anyone who may read the LoadBalancer: callers never put a secret
  * in them.
  */
+import { HeartbeatClock } from "./heartbeat";
 import { z } from "zod";
 import { formatProblem, type SpecProblem } from "../../spec/errors";
 import type { Role } from "../../spec/types";
@@ -163,7 +164,7 @@ export class StatusReporter {
   private facts: LbFacts = {};
   private conditions: PriorCondition[] | undefined;
   private redundant: Condition | undefined;
-  private readonly seen = new Map<string, { heartbeat: string; at: number }>();
+  private readonly heartbeats = new HeartbeatClock();
   private peers: { name: string; ready: boolean; appliedHash?: string }[] = [];
   private observedConditions: PriorCondition[] | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -214,16 +215,9 @@ export class StatusReporter {
         continue;
       }
       this.peers.push({ name: e.name, ready, ...(e.appliedHash ? { appliedHash: e.appliedHash } : {}) });
-      const prev = this.seen.get(e.name);
-      if (!prev) {
-        // first sight: trust the peer's clock once, never into the future
-        const stamped = Date.parse(e.heartbeat);
-        this.seen.set(e.name, { heartbeat: e.heartbeat, at: Math.min(nowMs, Number.isNaN(stamped) ? nowMs : stamped) });
-      } else if (prev.heartbeat !== e.heartbeat) {
-        this.seen.set(e.name, { heartbeat: e.heartbeat, at: nowMs });
-      }
+      this.heartbeats.observe(e.name, e.heartbeat, nowMs);
     }
-    for (const name of [...this.seen.keys()]) if (!entries.some((e) => e.name === name)) this.seen.delete(name);
+    this.heartbeats.keepOnly(entries.map((e) => e.name));
     this.observedConditions = status.conditions;
   }
 
@@ -231,14 +225,14 @@ export class StatusReporter {
   peerView(): { name: string; ready: boolean; appliedHash?: string; heartbeatAgeMs: number } | undefined {
     const p = this.peers[0];
     if (!p) return undefined;
-    return { ...p, heartbeatAgeMs: this.now().getTime() - (this.seen.get(p.name)?.at ?? 0) };
+    return { ...p, heartbeatAgeMs: this.heartbeats.ageMs(p.name, this.now().getTime()) };
   }
 
   /** Redundant as this LB would write it now. */
   redundantNow(): ConditionInput {
     const nowMs = this.now().getTime();
     const selfReady = lbConditionInputs(this.facts)[0]?.status === "True";
-    const peers = this.peers.map((p) => ({ ...p, heartbeatAgeMs: nowMs - (this.seen.get(p.name)?.at ?? 0) }));
+    const peers = this.peers.map((p) => ({ ...p, heartbeatAgeMs: this.heartbeats.ageMs(p.name, nowMs) }));
     return redundantInput({ name: this.o.lbName, ready: selfReady }, peers, this.staleAfterMs);
   }
 

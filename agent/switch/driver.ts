@@ -14,6 +14,7 @@
  * bootc has no way to drop a staged deployment without queueing a rollback (`bootc rollback` discards it but also
  * reorders the boot entries), so an unplanned reboot of that LB would boot the target outside this coordination.
  */
+import { HeartbeatClock } from "../kube/heartbeat";
 import type { ImageSwitchStatus } from "../../k8s/custom-resource";
 import type { Role } from "../../spec/types";
 import type { BootcClient } from "./bootc";
@@ -102,18 +103,11 @@ class Aborted extends Error {}
  * never into the future.
  */
 class HeartbeatAges {
-  private readonly seen = new Map<string, { heartbeat: string; at: number }>();
+  private readonly heartbeats = new HeartbeatClock();
 
   fresh(e: StatusEntryView, nowMs: number, staleAfterMs: number): boolean {
     if (e.heartbeat === undefined) return false;
-    const prev = this.seen.get(e.name);
-    if (!prev) {
-      const stamped = Date.parse(e.heartbeat);
-      this.seen.set(e.name, { heartbeat: e.heartbeat, at: Math.min(nowMs, Number.isNaN(stamped) ? nowMs : stamped) });
-    } else if (prev.heartbeat !== e.heartbeat) {
-      this.seen.set(e.name, { heartbeat: e.heartbeat, at: nowMs });
-    }
-    return nowMs - (this.seen.get(e.name)?.at ?? 0) <= staleAfterMs;
+    return this.heartbeats.observe(e.name, e.heartbeat, nowMs) <= staleAfterMs;
   }
 }
 
