@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { EdgePair } from "./components/edgepair";
 import type { LoadBalancerSpecInput } from "./spec/schema";
 import { SpecError } from "./spec/errors";
+import { parseOpenStackSettings } from "./spec/openstack-settings";
 import { resolveSpec } from "./spec/resolve";
 
 const config = new pulumi.Config("edgepair");
@@ -29,28 +30,62 @@ export const vrrpRouterId = spec.vrrp.routerId;
 export const privateVips = spec.derived.privateVips.map((v) => v.address);
 export const publicVips = spec.derived.publicVips.map((v) => v.address);
 
-// The VMs need the appliance's disk image in the libvirt pool; without it the stack only validates the spec.
-const baseImage = config.get("libvirtBaseImage");
-const pair =
-  spec.platform.type === "libvirt" && baseImage
-    ? new EdgePair(spec.clusterName, {
-        spec: rawSpec,
-        image: { prebuilt: config.get("image") || "(edgepair:image is not set)" },
-        sshAuthorizedKeys: config.getObject<string[]>("sshAuthorizedKeys") ?? [],
-        platform: {
-          libvirt: {
-            uri: config.require("libvirtUri"),
-            pool: config.require("libvirtPool"),
-            baseImage,
-            vcpu: config.requireNumber("vmVcpus"),
-            memoryMiB: config.requireNumber("vmMemoryMiB"),
-          },
+const common = () => ({
+  spec: rawSpec,
+  image: { prebuilt: config.get("image") || "(edgepair:image is not set)" },
+  sshAuthorizedKeys: config.getObject<string[]>("sshAuthorizedKeys") ?? [],
+  readiness: { enabled: config.requireBoolean("waitForReady") },
+  ...(config.getSecret("metricsPassword") ? { metricsPassword: config.requireSecret("metricsPassword") } : {}),
+  ...(config.getSecret("registryAuth") ? { registryAuth: config.requireSecret("registryAuth") } : {}),
+});
+
+function composePair(): EdgePair | undefined {
+  if (spec.platform.type === "libvirt") {
+    // The VMs need the appliance's disk image in the libvirt pool; without it the stack only validates the spec.
+    const baseImage = config.get("libvirtBaseImage");
+    if (!baseImage) return undefined;
+    return new EdgePair(spec.clusterName, {
+      ...common(),
+      platform: {
+        libvirt: {
+          uri: config.require("libvirtUri"),
+          pool: config.require("libvirtPool"),
+          baseImage,
+          vcpu: config.requireNumber("vmVcpus"),
+          memoryMiB: config.requireNumber("vmMemoryMiB"),
         },
-        readiness: { enabled: config.requireBoolean("waitForReady") },
-        ...(config.getSecret("metricsPassword") ? { metricsPassword: config.requireSecret("metricsPassword") } : {}),
-        ...(config.getSecret("registryAuth") ? { registryAuth: config.requireSecret("registryAuth") } : {}),
-      })
-    : undefined;
+      },
+    });
+  }
+  // OpenStack: the networks, flavor and image come from `edgepair:openstack`; without it, validate only.
+  const raw = config.getObject<unknown>("openstack");
+  if (raw === undefined) return undefined;
+  let os;
+  try {
+    os = parseOpenStackSettings(raw, "edgepair:openstack");
+  } catch (e) {
+    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair:openstack is invalid:\n${e.message}`);
+    throw e;
+  }
+  const image = os.imageId !== undefined ? { imageId: os.imageId } : { imageName: os.imageName as string };
+  return new EdgePair(spec.clusterName, {
+    ...common(),
+    platform: {
+      openstack: {
+        ...image,
+        privateNetwork: os.privateNetwork,
+        publicNetwork: os.publicNetwork,
+        externalNetworkName: os.externalNetworkName,
+        flavorName: os.flavorName,
+        ...(os.keyPair ? { keyPair: os.keyPair } : {}),
+        ...(os.availabilityZone ? { availabilityZone: os.availabilityZone } : {}),
+        ...(os.antiAffinity ? { antiAffinity: os.antiAffinity } : {}),
+      },
+    },
+  });
+}
+
+const pair = composePair();
 
 export const imageRef = pair?.imageRef;
 export const loadBalancers = pair?.lbs;

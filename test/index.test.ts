@@ -2,11 +2,12 @@
  * The Pulumi program under Pulumi's mocks: the stack's spec is loaded from config and validated before anything is
  * created. (The real engine arrives with the engines issue; mocks prove this wiring only.)
  */
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { devSpecRaw } from "./fixtures/variants";
+import { devSpecRaw, variants } from "./fixtures/variants";
 
-function loadProgram(spec: unknown): Record<string, unknown> {
-  pulumi.runtime.setAllConfig({ "edgepair:spec": JSON.stringify(spec) });
+function loadProgram(spec: unknown, extra: Record<string, string> = {}): Record<string, unknown> {
+  pulumi.runtime.setAllConfig({ "edgepair:spec": JSON.stringify(spec), "edgepair:waitForReady": "true", ...extra });
   let exports: Record<string, unknown> = {};
   jest.isolateModules(() => {
     exports = require("../index") as Record<string, unknown>;
@@ -14,10 +15,15 @@ function loadProgram(spec: unknown): Record<string, unknown> {
   return exports;
 }
 
+const registered: string[] = [];
+
 beforeAll(() => {
   pulumi.runtime.setMocks(
     {
-      newResource: (args) => ({ id: `${args.name}-id`, state: args.inputs }),
+      newResource: (args) => {
+        registered.push(args.type);
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...(args.type === "openstack:networking/port:Port" ? { macAddress: `fa:16:3e:${createHash("sha256").update(args.name).digest("hex").slice(0, 6).replace(/(..)(?=.)/g, "$1:")}` } : {}) } };
+      },
       call: (args) => args.inputs,
     },
     "edgepair",
@@ -42,4 +48,23 @@ test("a bad spec stops the program with every field.path: rule", () => {
     "distribution: must be one of openshift, talos, generic\n" +
       "virtualAddresses.api[0].address: is private, so it must be inside network.cidr 192.168.100.0/24",
   );
+});
+
+test("an openstack stack with `edgepair:openstack` composes the pair there; a bad setting names its field", async () => {
+  const raw = variants.find((v) => v.name === "openstack")!.raw;
+  const os = {
+    privateNetwork: { create: {} },
+    publicNetwork: { networkId: "pub-net", subnetId: "pub-subnet" },
+    externalNetworkName: "ext",
+    flavorName: "m1.small",
+    imageName: "edgepair-appliance",
+  };
+  registered.length = 0;
+  loadProgram(raw, { "edgepair:openstack": JSON.stringify(os), "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`, "edgepair:metricsPassword": "x" });
+  await new Promise((r) => setTimeout(r, 300));
+  expect(registered).toContain("edgepair:index:OpenStackNetworking");
+  expect(registered.filter((t) => t === "edgepair:index:OpenStackLbServer")).toHaveLength(2);
+  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify({ ...os, flavorName: "" }) })).toThrow(/edgepair:openstack is invalid:\nedgepair:openstack.flavorName: must have at least 1 character/);
+  const { imageName: _drop, ...noImage } = os;
+  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify(noImage) })).toThrow(/edgepair:openstack.imageName: exactly one of imageName, imageId is required/);
 });
