@@ -333,7 +333,8 @@ describe("diff: in place vs replace, deleteBeforeReplace where they would collid
     expect(diffNetwork(o, { ...n, autostart: false })).toMatchObject({ replaces: [], updates: ["autostart"] });
     expect(diffNetwork({ ...o, active: false }, n)).toMatchObject({ changes: true, replaces: [], updates: ["active"] });
     // Same name: the old network must go first.
-    expect(diffNetwork(o, { ...n, routes: [{ cidr: "203.0.113.0/24", gateway: "192.168.100.10" }] })).toMatchObject({ replaces: ["routes"], deleteBeforeReplace: true });
+    // Routes change in place (a floating IP added on day 2 must not cut the LBs' NICs).
+    expect(diffNetwork(o, { ...n, routes: [{ cidr: "203.0.113.0/24", gateway: "192.168.100.10" }] })).toMatchObject({ replaces: [], updates: ["routes"], deleteBeforeReplace: false });
     expect(diffNetwork(o, { ...n, dhcp: { ...n.dhcp!, router: "192.168.100.5" } })).toMatchObject({ replaces: ["dhcp.router"], deleteBeforeReplace: true });
     // New name, new bridge, disjoint subnet: create the new one first.
     const moved = ok(checkNetwork({ name: "other", mode: "isolated", cidr: "10.9.0.0/24", bridge: "other-br" }));
