@@ -124,6 +124,8 @@ export class AgentRun {
   private onCluster(e: ClusterSideEvent): void {
     switch (e.type) {
       case "desired":
+        // a valid spec ends the Degraded/InvalidSpec report; a Nodes change under an invalid spec does not
+        if (e.cause === "spec") this.cluster?.status.update({ specProblems: undefined });
         this.enqueue(e.state);
         return;
       case "invalidSpec":
@@ -228,7 +230,6 @@ export class AgentRun {
       applying: false,
       lastError: r.lastError,
       servicesUp: r.lastError === undefined,
-      specProblems: undefined,
       ...(Object.keys(r.hashes).length > 0 || r.desiredHash ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } } : {}),
       ...(r.generation !== undefined ? { observedGeneration: r.generation } : {}),
     });

@@ -107,6 +107,16 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
       if (degraded?.status !== "True") await sleep(50);
     }
     expect(degraded).toMatchObject({ status: "True" });
+    // a Node change meanwhile is served with the last good spec, and the LB still reports the invalid one
+    await h!.cluster.putNode("cp-while-invalid", CP, "192.168.100.14");
+    for (let i = 0; i < 100 && !(await runtimeServers()).includes("be_api cp-while-invalid"); i++) await sleep(50);
+    expect(await runtimeServers()).toContain("be_api cp-while-invalid");
+    await h!.agent.idle();
+    await sleep(1000); // a status write, if one wrongly cleared the report, has landed by now (heartbeat 500 ms)
+    const after = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string }[] }[] } };
+    const still = after.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname)?.conditions?.find((c) => c.type === "Degraded");
+    expect(still?.status).toBe("True");
+    await h!.cluster.deleteNode("cp-while-invalid");
     // back to the good spec
     await h!.cluster.must("PATCH", h!.cluster.lbPath, { spec: { virtualAddresses: (devSpecRaw() as { virtualAddresses: unknown }).virtualAddresses } }, MERGE);
   });
