@@ -16,7 +16,7 @@ import type { VrrpState } from "../render/floating-ip";
 import type { RenderedFile } from "../render/types";
 import type { AgentSettings } from "../spec/agent-settings";
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
-import { applyFiles, type ApplyReport, type CommandRunner, type Validator } from "./apply";
+import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { classifyChanges } from "./changes";
 import { readServers, RuntimeSocket, syncServers } from "./haproxy";
 import { APPLIED_HASH_KEY, ClusterSide, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
@@ -180,7 +180,8 @@ export class AgentRun {
     const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
     if (decision.action === "nothing") {
       this.lastGood ??= files;
-      this.report({ hashes: {}, desiredHash: change.desiredHash, generation: state.generation });
+      // what is live is what the last apply (bootstrap's included) recorded
+      this.report({ hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash, generation: state.generation });
       return;
     }
     this.waiting = undefined;
