@@ -6,11 +6,10 @@
  * test/fixtures/pulumi-mocks.ts) and each resource's parent and options (a transformation on EdgePair, which Pulumi
  * hands down to every child). The mock answers what Neutron would compute: a MAC per port, an address per floating IP.
  */
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
-import { type Inputs, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
+import { type Inputs, neutronFloatingAddressOf, neutronMacOf, optionsRecorder, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import { devSpecRaw, variants } from "./fixtures/variants";
 import { EdgePair, FloatingIps, type EdgePairArgs, type OpenStackPlatformArgs } from "../components";
 
@@ -39,23 +38,11 @@ const METRICS = "metrics-password-value-os-456";
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.openstack-token";
 const SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0bGVycm9yZm9ydGVzdGluZ29ubHkxMjM0NTY3 ops";
 
-/** Deterministic stand-ins for what Neutron would return, derived from the resource name. */
-const hash = (name: string) => createHash("sha256").update(name).digest();
-const macOf = (name: string) => `fa:16:3e:${[...hash(name).subarray(0, 3)].map((b) => b.toString(16).padStart(2, "0")).join(":")}`;
-const floatingAddressOf = (name: string) => `198.18.${hash(name)[0]}.${hash(name)[1]}`;
+const macOf = neutronMacOf;
+const floatingAddressOf = neutronFloatingAddressOf;
 
-interface Registered {
-  type: string;
-  name: string;
-  resource: pulumi.Resource;
-  parent?: pulumi.Resource;
-  opts: pulumi.ResourceOptions;
-}
-let registered: Registered[] = [];
-const recordOptions: pulumi.ResourceTransformation = ({ resource, type, name, opts }) => {
-  registered.push({ type, name, resource, parent: opts.parent, opts });
-  return undefined;
-};
+const recorder = optionsRecorder();
+const recordOptions = recorder.transformation;
 
 let mocks: ReturnType<typeof recordingMocks>;
 beforeAll(() => {
@@ -69,7 +56,7 @@ beforeAll(() => {
 
 beforeEach(() => {
   mocks.reset();
-  registered = [];
+  recorder.reset();
 });
 
 
@@ -103,7 +90,7 @@ async function buildOpenStack(over: Partial<EdgePairArgs> = {}): Promise<EdgePai
 
 const ofType = (t: string) => mocks.recorded.filter((r) => r.type === t);
 const reg = (type: string, name: string) => {
-  const found = registered.find((r) => r.type === type && r.name === name);
+  const found = recorder.registered.find((r) => r.type === type && r.name === name);
   if (!found) throw new Error(`no ${type} named ${name}`);
   return found;
 };
@@ -265,7 +252,7 @@ describe("FloatingIps", () => {
     expect(got).toEqual(["198.51.100.80", "198.51.100.100", "198.51.100.253"].map((address) => ({ address, routedTo: "172.31.250.10" })));
     const component = reg(TYPE.floatingIps, "lab-floating-ips");
     expect(component.parent).toBe(pair);
-    expect(registered.filter((r) => r.parent === component.resource)).toEqual([]);
+    expect(recorder.registered.filter((r) => r.parent === component.resource)).toEqual([]);
     expect(mocks.recorded.filter((r) => r.type.startsWith("openstack:"))).toEqual([]);
   });
 

@@ -5,9 +5,8 @@
  * newResource), and its parent and resource options (mocks.recorded by a transformation on the top component, which
  * Pulumi hands down to every child).
  */
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { type Inputs, type Recorded, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
+import { type Recorded, neutronFloatingAddressOf, neutronMacOf, optionsRecorder, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import {
   allocationPools, FORWARDING_ADDRESS_PAIR, OpenStackLbServer, OpenStackNetworking, VRRP_PROTOCOL, type OpenStackNetworkingArgs,
 } from "../components/openstack";
@@ -15,16 +14,6 @@ import { resolveSpec } from "../spec/resolve";
 import type { ResolvedSpec } from "../spec/types";
 import { variants } from "./fixtures/variants";
 
-interface Registered {
-  type: string;
-  name: string;
-  resource: pulumi.Resource;
-  parent?: pulumi.Resource;
-  opts: pulumi.ResourceOptions;
-  props: Inputs;
-}
-
-let registered: Registered[] = [];
 
 const TYPE = {
   network: "openstack:networking/network:Network",
@@ -38,10 +27,8 @@ const TYPE = {
   instance: "openstack:compute/instance:Instance",
 };
 
-/** Deterministic stand-ins for what Neutron would return, derived from the resource name. */
-const digest = (name: string) => createHash("sha256").update(name).digest();
-const macOf = (name: string) => `fa:16:3e:${[...digest(name).subarray(0, 3)].map((b) => b.toString(16).padStart(2, "0")).join(":")}`;
-const floatingAddressOf = (name: string) => `198.18.${digest(name)[0]}.${digest(name)[1]}`;
+const macOf = neutronMacOf;
+const floatingAddressOf = neutronFloatingAddressOf;
 
 let mocks: ReturnType<typeof recordingMocks>;
 beforeAll(() => {
@@ -53,13 +40,11 @@ beforeAll(() => {
 
 beforeEach(() => {
   mocks.reset();
-  registered = [];
+  recorder.reset();
 });
 
-const recordOptions: pulumi.ResourceTransformation = ({ resource, type, name, props, opts }) => {
-  registered.push({ type, name, resource, parent: opts.parent, opts, props: props as Inputs });
-  return undefined;
-};
+const recorder = optionsRecorder();
+const recordOptions = recorder.transformation;
 
 
 const openstackVariant = variants.find((v) => v.name === "openstack")!;
@@ -162,9 +147,9 @@ describe("OpenStackNetworking (openstack variant)", () => {
 
   test("every child is parented to the component (the security groups through their own component)", async () => {
     const net = await build();
-    const children = registered.filter((r) => r.type !== "edgepair:index:OpenStackNetworking");
+    const children = recorder.registered.filter((r) => r.type !== "edgepair:index:OpenStackNetworking");
     expect(children.length).toBe(mocks.recorded.length - 1);
-    const sgComponent = registered.find((r) => r.type === "edgepair:index:OpenStackSecurityGroups")!;
+    const sgComponent = recorder.registered.find((r) => r.type === "edgepair:index:OpenStackSecurityGroups")!;
     expect(sgComponent.parent).toBe(net);
     for (const child of children) {
       const parent = child.type === TYPE.group || child.type === TYPE.rule ? sgComponent.resource : net;
@@ -403,7 +388,7 @@ describe("OpenStackLbServer", () => {
 
   test("user-data is a secret and create-only (ignoreChanges), and the instance is parented to its component", async () => {
     const { servers } = await buildPair();
-    const reg = registered.filter((r) => r.type === TYPE.instance);
+    const reg = recorder.registered.filter((r) => r.type === TYPE.instance);
     expect(reg).toHaveLength(2);
     for (const [i, r] of reg.entries()) {
       expect(await pulumi.isSecret(pulumi.output(r.props.userData))).toBe(true);

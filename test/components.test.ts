@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
-import { recordingMocks } from "./fixtures/pulumi-mocks";
+import { recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import { EdgePair, type EdgePairArgs } from "../components";
 import { deliveryScript } from "../components/token-delivery";
 import { devSpecRaw } from "./fixtures/variants";
@@ -35,13 +35,6 @@ beforeEach(() => {
   mocks.reset();
 });
 
-function value<T>(o: pulumi.Output<T>): Promise<T> {
-  return new Promise((resolve) => o.apply((v) => resolve(v)));
-}
-
-async function settle(): Promise<void> {
-  await new Promise((r) => setTimeout(r, 200));
-}
 
 const baseArgs = (over: Partial<EdgePairArgs> = {}): EdgePairArgs => ({
   spec: devSpecRaw() as EdgePairArgs["spec"],
@@ -58,7 +51,7 @@ const dynamicKind = (kind: string) => mocks.recorded.filter((r) => r.type === `p
 test("the libvirt tree: networks, two LB VMs (disk, seed, domain), a rendered view per LB; children named from the parent", async () => {
   const pair = new EdgePair("lab", baseArgs());
   await value(pair.imageRef);
-  await settle();
+  await settle(mocks);
   expect(ofType("edgepair:index:EdgePair").map((r) => r.name)).toEqual(["lab"]);
   expect(ofType("edgepair:index:BootcImage").map((r) => r.name)).toEqual(["lab-image"]);
   expect(ofType("edgepair:index:LbVm").map((r) => r.name)).toEqual(["lab-lb1", "lab-lb2"]);
@@ -81,7 +74,7 @@ test("MACs are derived from stack and VM names: the same on every run, distinct,
   const b = new EdgePair("lab", baseArgs());
   expect(b.lbs.flatMap((l) => [l.publicMac, l.privateMac])).toEqual(macsA);
   expect(new Set(macsA).size).toBe(4);
-  await settle();
+  await settle(mocks);
   const domains = dynamicKind("libvirt:Domain");
   expect(domains[0]!.inputs.nics).toEqual([
     { network: "lab-net-public", mac: macsA[0] },
@@ -96,7 +89,7 @@ test("MACs are derived from stack and VM names: the same on every run, distinct,
 test("user-data passes the real cloud-init schema, is a secret, carries the metrics password as a 0600 file; the rendered view never holds it", async () => {
   const pair = new EdgePair("lab", baseArgs());
   await value(pair.imageRef);
-  await settle();
+  await settle(mocks);
   const seed = dynamicKind("libvirt:CloudInitDisk")[0]!;
   const userData = secretValue(seed.inputs.userData);
   expect(userData).toContain(METRICS);
@@ -141,7 +134,7 @@ test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the 
     },
   }));
   await value(pair.imageRef);
-  await settle();
+  await settle(mocks);
   expect(ofType("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")).toHaveLength(1);
   const crdSpec = JSON.stringify(ofType("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")[0]!.inputs.spec);
   expect(crdSpec).toContain("x_kubernetes_validations");

@@ -2,8 +2,8 @@
  * The Pulumi program under Pulumi's mocks: the stack's spec is loaded from config and validated before anything is
  * created. (The real engine arrives with the engines issue; mocks prove this wiring only.)
  */
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { neutronMacOf } from "./fixtures/pulumi-mocks";
 import { devSpecRaw, variants } from "./fixtures/variants";
 
 function loadProgram(spec: unknown, extra: Record<string, string> = {}): Record<string, unknown> {
@@ -22,7 +22,7 @@ beforeAll(() => {
     {
       newResource: (args) => {
         registered.push(args.type);
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...(args.type === "openstack:networking/port:Port" ? { macAddress: `fa:16:3e:${createHash("sha256").update(args.name).digest("hex").slice(0, 6).replace(/(..)(?=.)/g, "$1:")}` } : {}) } };
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...(args.type === "openstack:networking/port:Port" ? { macAddress: neutronMacOf(args.name) } : {}) } };
       },
       call: (args) => args.inputs,
     },
