@@ -9,11 +9,26 @@ import { VRRP_FIFO_PATH } from "../render/notify";
 import { spawnRunner } from "./apply";
 import { readAgentConfig } from "./config";
 import { AgentRun } from "./run";
+import { lbSwitchHost, readBootcStatus } from "./switch";
 
 export interface RunCommandOptions {
   root: string;
   stateDir?: string;
   out: (line: string) => void;
+  /** false: no image switch (a machine without bootc). Default: bootc and systemd on the VM. */
+  imageSwitch?: false;
+}
+
+/** The image switch runs only where bootc manages the host: elsewhere (a lab, a package install) it stays off, said once. */
+async function onBootcHost(o: RunCommandOptions, log: (line: string) => void): Promise<boolean> {
+  if (o.imageSwitch === false) return false;
+  try {
+    await readBootcStatus(spawnRunner, { statusTimeoutMs: 30_000 });
+    return true;
+  } catch (e) {
+    log(`image switch off: this host is not booted by bootc (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+    return false;
+  }
 }
 
 export type RunOutcome = { outcome: "bad-input"; problems: string[] } | { outcome: "stopped"; signal: string };
@@ -26,16 +41,32 @@ export async function runAgentCommand(o: RunCommandOptions): Promise<RunOutcome>
     return { outcome: "bad-input", problems: ["agent.yaml: cluster: is required for `agent run` (the token and API addresses arrive with the cluster access)"] };
   }
   const log = (line: string) => o.out(`${new Date().toISOString()} ${line}\n`);
-  const agent = new AgentRun({
+  const stateDir = o.stateDir ?? join(o.root, "var/lib/edgepair");
+  const haproxySocket = join(o.root, HAPROXY_STATS_SOCKET);
+  const peerIndex = host.role === "primary" ? 1 : 0;
+  const imageSwitch = !(await onBootcHost(o, log))
+    ? undefined
+    : {
+        host: lbSwitchHost({
+          runner: spawnRunner,
+          stateDir,
+          vrrpState: () => agent.vrrpStateNow(),
+          peerAddress: spec.network.lbAddresses[peerIndex],
+          advertIntervalSeconds: spec.vrrp.advertIntervalSeconds,
+          haproxySocket,
+        }),
+      };
+  const agent: AgentRun = new AgentRun({
     root: o.root,
-    stateDir: o.stateDir ?? join(o.root, "var/lib/edgepair"),
+    stateDir,
     settings,
     host,
     bootstrapSpec: spec,
     runner: spawnRunner,
-    haproxySocket: join(o.root, HAPROXY_STATS_SOCKET),
+    haproxySocket,
     fifoPath: join(o.root, VRRP_FIFO_PATH),
     log,
+    ...(imageSwitch ? { imageSwitch } : {}),
   });
   await agent.start();
   log(`running for ${spec.clusterName} as ${host.role} ${host.hostname}`);

@@ -18,9 +18,11 @@ import type { AgentSettings } from "../spec/agent-settings";
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { classifyChanges } from "./changes";
-import { readServers, RuntimeSocket, syncServers } from "./haproxy";
+import { backendsHealthy, syncServers } from "./haproxy";
 import { APPLIED_HASH_KEY, ClusterSide, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
 import { rolloutDecision, type VrrpRole } from "./rollout";
+import { ImageSwitchLoop, keepalivedHeld, kubeImageSwitchStore, type SwitchHost, type SwitchOutcome, type SwitchTimeouts } from "./switch";
+import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
 
 export interface AgentRunOptions {
@@ -42,6 +44,18 @@ export interface AgentRunOptions {
   gateTimeoutMs?: number;
   /** While waiting for the peer (BACKUP first), how often to look again. Default 2 s. */
   waitPollMs?: number;
+  /**
+   * The image switch (issue 8 item 5): the effects on this LB (switch/host.ts lbSwitchHost on a VM; stand-ins in
+   * tests). Absent: this agent never switches images (tests of other parts, machines without bootc).
+   */
+  imageSwitch?: {
+    host: SwitchHost;
+    pollMs?: number;
+    idleRecheckMs?: number;
+    timeouts?: Partial<SwitchTimeouts>;
+    peerStaleAfterMs?: number;
+    onOutcome?: (target: string, outcome: SwitchOutcome) => void;
+  };
   /** Passed to the cluster side (tests shorten heartbeats and back-off). */
   cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
 }
@@ -61,6 +75,7 @@ export class AgentRun {
   private stopped = false;
   /** the render that last passed (or needed no) health gate: what a failed gate reverts to */
   private lastGood: RenderedFile[] | undefined;
+  private switchLoop: ImageSwitchLoop | undefined;
 
   constructor(private readonly o: AgentRunOptions) {}
 
@@ -80,6 +95,7 @@ export class AgentRun {
       ...o.cluster,
     });
     this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: STATUS_VRRP[initial] } : {}) });
+    if (o.imageSwitch) this.switchLoop = this.imageSwitchLoop(this.cluster, o.imageSwitch);
     // Nothing is applied until the cluster answers: bootstrap applied the boot spec already, and the cluster
     // side sends its first desired state only once the Nodes are listed (before that, "no Node matches" would
     // briefly turn into the static addresses). With the API away, what is on disk keeps serving.
@@ -91,8 +107,16 @@ export class AgentRun {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.fifo?.close();
     this.reassert?.stop();
+    await this.switchLoop?.stop();
     await this.running?.catch(() => undefined);
     await this.cluster?.stop();
+  }
+
+  /** keepalived's state as the image switch reads it while keepalived runs (the FIFO's last word, else the VIPs). */
+  async vrrpStateNow(): Promise<"Master" | "Backup" | "Fault" | "Stop"> {
+    if (this.vrrp !== "INIT") return STATUS_VRRP[this.vrrp];
+    const seen = await detectVrrpState(this.o.bootstrapSpec, this.o.host, this.o.runner);
+    return seen ? STATUS_VRRP[seen] : "Backup";
   }
 
   /** Resolves once every queued desired state was handled (tests). */
@@ -108,6 +132,48 @@ export class AgentRun {
     else this.startReassert(state);
     // a change waiting for the peer may go now (e.g. this LB just became BACKUP)
     if (this.waiting) this.enqueue(this.waiting);
+  }
+
+  private imageSwitchLoop(cluster: ClusterSide, sw: NonNullable<AgentRunOptions["imageSwitch"]>): ImageSwitchLoop {
+    const o = this.o;
+    const lb = o.host.hostname;
+    const clusterSettings = o.settings.cluster;
+    if (!clusterSettings) throw new Error("agent.yaml: cluster: is required for the image switch");
+    const store = kubeImageSwitchStore(cluster.client, {
+      namespace: clusterSettings.namespace,
+      loadBalancerName: clusterSettings.loadBalancerName,
+      fieldManager: `${statusFieldManager(lb)}/switch`,
+    });
+    return new ImageSwitchLoop({
+      log: o.log,
+      ...(sw.idleRecheckMs !== undefined ? { idleRecheckMs: sw.idleRecheckMs } : {}),
+      ...(sw.onOutcome ? { onOutcome: sw.onOutcome } : {}),
+      deps: (targetImage, signal) => ({
+        self: { name: lb, role: o.host.role },
+        targetImage,
+        store,
+        host: sw.host,
+        report: (r) =>
+          cluster.status.update({
+            bootedImage: r.bootedImage,
+            imageSwitch: { ...(r.progressing ? { progressing: r.progressing } : {}), ...(r.degraded ? { degraded: r.degraded } : {}) },
+          }),
+        signal,
+        onStep: (step) => {
+          if (step.kind !== "wait") o.log(`image switch: ${step.kind}: ${step.reason}`);
+        },
+        ...(sw.pollMs !== undefined ? { pollMs: sw.pollMs } : {}),
+        ...(sw.timeouts ? { timeouts: sw.timeouts } : {}),
+        ...(sw.peerStaleAfterMs !== undefined ? { peerStaleAfterMs: sw.peerStaleAfterMs } : {}),
+      }),
+      // a hold no plan will release (the switch it belonged to is over, e.g. its status was reset): keepalived
+      // must not stay down for good
+      onIdle: async () => {
+        if (!keepalivedHeld(o.stateDir)) return;
+        o.log("image switch: idle with keepalived held: starting it");
+        await sw.host.keepalived.start();
+      },
+    });
   }
 
   private startReassert(state: VrrpState): void {
@@ -126,6 +192,8 @@ export class AgentRun {
       case "desired":
         // a valid spec ends the Degraded/InvalidSpec report; a Nodes change under an invalid spec does not
         if (e.cause === "spec") this.cluster?.status.update({ specProblems: undefined });
+        // the image is the switch's business, not the render's: it never waits for (or holds back) a config change
+        this.switchLoop?.setTarget(e.state.spec.image ?? this.o.settings.imageRef);
         this.enqueue(e.state);
         return;
       case "invalidSpec":
@@ -248,14 +316,8 @@ export class AgentRun {
   private async healthGate(): Promise<boolean> {
     const deadline = Date.now() + (this.o.gateTimeoutMs ?? 20_000);
     while (Date.now() < deadline && !this.stopped) {
-      try {
-        const servers = await readServers(new RuntimeSocket(this.o.haproxySocket));
-        const byBackend = new Map<string, boolean>();
-        for (const s of servers) byBackend.set(s.backend, (byBackend.get(s.backend) ?? false) || s.operState === "running");
-        if (this.vrrp !== "FAULT" && [...byBackend.values()].every(Boolean)) return true;
-      } catch {
-        // HAProxy is reloading: ask again
-      }
+      // HAProxy reloading answers "no socket" for a moment: ask again
+      if (this.vrrp !== "FAULT" && (await backendsHealthy(this.o.haproxySocket)).ok) return true;
       await new Promise((r) => setTimeout(r, 250));
     }
     return false;

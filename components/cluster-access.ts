@@ -9,8 +9,14 @@ import { agentNames, agentRbac, loadBalancerCrd, loadBalancerResource, type Json
 import type { LoadBalancerSpecInput } from "../spec/schema";
 
 export interface ClusterAccessArgs {
-  /** The spec as written; the CR carries it unchanged. */
+  /** The spec as written; the CR carries it unchanged (but for `image`, below). */
   spec: LoadBalancerSpecInput;
+  /**
+   * The digest-pinned appliance image the pair should run (BootcImage's ref). It becomes the CR's spec.image, so a
+   * new image reaches the running agents as a spec change and they switch one LB at a time; the VMs, whose
+   * user-data is create-only, are not replaced for it. Absent: spec.image as written, if any.
+   */
+  image?: pulumi.Input<string>;
   /** Secret: a kubeconfig with the rights to create the CRD and RBAC (used by this stack only, never on the LBs). */
   kubeconfig: pulumi.Input<string>;
   /** Default edgepair-system. */
@@ -59,7 +65,8 @@ export class ClusterAccess extends pulumi.ComponentResource {
     const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: rbac.role.metadata, rules: rbac.role.rules }, child(inNs));
     new k8s.rbac.v1.RoleBinding(`${name}-role`, { metadata: rbac.roleBinding.metadata, roleRef: rbac.roleBinding.roleRef, subjects: rbac.roleBinding.subjects }, child([role, sa]));
     const cr = loadBalancerResource(args.spec, ref);
-    new k8s.apiextensions.CustomResource(`${name}-loadbalancer`, { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec: cr.spec }, child([crdRes, ...inNs]));
+    const spec = args.image === undefined ? cr.spec : pulumi.output(args.image).apply((image) => ({ ...cr.spec, image }));
+    new k8s.apiextensions.CustomResource(`${name}-loadbalancer`, { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec }, child([crdRes, ...inNs]));
     const tokenSecret = new k8s.core.v1.Secret(`${name}-token`, {
       metadata: rbac.tokenSecret.metadata,
       type: rbac.tokenSecret.type,

@@ -109,6 +109,7 @@ export class EdgePair extends pulumi.ComponentResource {
     const access = args.clusterAccess
       ? new ClusterAccess(`${name}-cluster`, {
           spec: args.spec,
+          image: image.ref,
           kubeconfig: args.clusterAccess.kubeconfig,
           ...(args.clusterAccess.namespace ? { namespace: args.clusterAccess.namespace } : {}),
         }, { parent: this })

@@ -6,6 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { z } from "zod";
 import { canonical, parseIp } from "./address";
+import { DIGEST_PINNED_REF, DIGEST_PINNED_RULE } from "./image-ref";
 import { fromZodIssues, SpecError, type SpecProblem } from "./errors";
 import type { Validation } from "./resolve";
 import type { ResolvedSpec } from "./types";
@@ -64,10 +65,6 @@ function pemCertificatesValid(pem: string): boolean {
   }
 }
 
-/** OCI reference pinned by digest (a tag may sit before it, but the digest is what is pulled). */
-const IMAGE_REF =
-  /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::\d{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}$/;
-
 export const clusterAccessSchema = z.strictObject({
   /** Control-plane addresses, reached directly so a broken local HAProxy cannot lock the agent out. */
   apiServers: z.array(apiServerUrl).min(1),
@@ -85,7 +82,7 @@ export const clusterAccessSchema = z.strictObject({
 export const agentSettingsSchema = z.strictObject({
   /** Absent in the two-phase flow: the VMs run from the spec's static backends until the cluster answers. */
   cluster: clusterAccessSchema.optional(),
-  imageRef: matching(IMAGE_REF, "must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>"),
+  imageRef: matching(DIGEST_PINNED_REF, DIGEST_PINNED_RULE),
   metricsPasswordFile: absolutePath.default(AGENT_SECRET_DEFAULTS.metricsPasswordFile),
   registryAuthFile: absolutePath.default(AGENT_SECRET_DEFAULTS.registryAuthFile),
 });

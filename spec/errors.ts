@@ -1,4 +1,5 @@
 /** Spec problems as `<field.path>: <rule>` lines (the command line and the Pulumi program print them as-is). */
+import { DIGEST_PINNED_RULE } from "./image-ref";
 import type { z } from "zod";
 
 export interface SpecProblem {
@@ -84,5 +85,6 @@ function formatRule(path: readonly PropertyKey[]): string {
   if (field === "mac") return "must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form";
   if (field === "name") return "must be an interface name: 1-15 of letters, digits, '_', '.', '-'";
   if (field === "healthPath") return "must be an absolute URL path without spaces, starting with /";
+  if (field === "image") return DIGEST_PINNED_RULE;
   return "has an invalid format";
 }

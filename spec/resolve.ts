@@ -132,6 +132,7 @@ function resolve(s: ParsedSpec): ResolvedSpec {
     conntrack: { port: s.conntrack?.port ?? DEFAULTS.conntrackPort },
     healthCheck: { intervalMs: Math.round(hc.intervalSeconds * 1000), rise: hc.rise, fall: hc.fall },
     metrics: { port: s.metrics?.port ?? DEFAULTS.metricsPort },
+    ...(s.image ? { image: s.image } : {}),
     platform: { type: s.platform.type, publicNetwork: { ...publicNetwork, ...(nextHop ? { nextHop } : {}) } },
     derived: {
       privateVips: uniqueSorted([...gatewayVip, ...all.filter((a) => a.type === "private")]),

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { parseCidr, parseHostAddress } from "./address";
+import { DIGEST_PINNED_REF, DIGEST_PINNED_RULE } from "./image-ref";
 
 const hostAddress = z.string().superRefine((v, ctx) => {
   const r = parseHostAddress(v);
@@ -88,6 +89,9 @@ export const loadBalancerSpecSchema = z.strictObject({
     })
     .optional(),
   metrics: z.strictObject({ port: port.optional() }).optional(),
+  /** The appliance image both LBs run; a new one switches the pair one LB at a time (agent/switch). Absent: the
+   *  image the agent settings name (the one the VMs were created from). */
+  image: z.string().regex(DIGEST_PINNED_REF, DIGEST_PINNED_RULE).optional(),
   platform: z.strictObject({
     type: z.enum(["libvirt", "openstack"]),
     publicNetwork: z.strictObject({

@@ -81,6 +81,8 @@ export interface ResolvedSpec {
   conntrack: { port: number };
   healthCheck: HealthCheck;
   metrics: { port: number };
+  /** The digest-pinned appliance image the pair should run (absent: the one the agent settings name). */
+  image?: string;
   platform: { type: PlatformType; publicNetwork: ResolvedPublicNetwork };
   derived: DerivedAddressing;
 }

@@ -124,7 +124,7 @@ test("a bad spec or an image not pinned by digest stops the program before anyth
   expect(() => new EdgePair("tag", baseArgs({ image: { prebuilt: "registry.example/edgepair/appliance:latest" } }))).toThrow(/image\.prebuilt: must be pinned by digest/);
 });
 
-test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the spec as written, a secret token; delivered one LB at a time", async () => {
+test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the spec as written plus the image, a secret token; delivered one LB at a time", async () => {
   const pair = new EdgePair("ca", baseArgs({
     clusterAccess: {
       kubeconfig: "apiVersion: v1\nkind: Config\n",
@@ -141,7 +141,8 @@ test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the 
   expect(crdSpec).not.toContain("x-kubernetes-");
   const cr = ofType("kubernetes:edgepair.io/v1alpha1:LoadBalancer");
   expect(cr).toHaveLength(1);
-  expect(cr[0]!.inputs.spec).toEqual(devSpecRaw());
+  // the image reaches the agents as spec.image: a new one is a spec change they roll out one LB at a time
+  expect(cr[0]!.inputs.spec).toEqual({ ...devSpecRaw(), image: await value(pair.imageRef) });
   const rules = JSON.stringify([...ofType("kubernetes:rbac.authorization.k8s.io/v1:Role"), ...ofType("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")].map((r) => r.inputs.rules));
   expect(rules).not.toContain('"*"');
   expect(rules).not.toContain('"secrets"');

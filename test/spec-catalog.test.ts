@@ -68,6 +68,8 @@ const cases: Case[] = [
   { name: "metrics on a frontend port", mutate: (s) => (s.metrics = { port: 6443 }), expect: "metrics.port: must not be a frontend port (6443, 22623, 80, 443)" },
   { name: "health path without slash", mutate: (s) => (s.ingressBackend.healthPath = "healthz"), expect: "ingressBackend.healthPath: must be an absolute URL path" },
   { name: "proxyProtocol as a string", mutate: (s) => (s.ingressBackend.proxyProtocol = "v2"), expect: "ingressBackend.proxyProtocol: must be true or false" },
+  { name: "image by tag only", mutate: (s) => (s.image = "registry.lab:5000/edgepair/lb:1.2"), expect: "image: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>" },
+  { name: "image digest too short", mutate: (s) => (s.image = "registry.lab:5000/edgepair/lb@sha256:abc"), expect: "image: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>" },
   { name: "missing platform", mutate: (s) => delete s.platform, expect: "platform: is required" },
   { name: "unknown platform", mutate: (s) => (s.platform.type = "aws"), expect: "platform.type: must be one of libvirt, openstack" },
   { name: "public network overlapping the cluster network", mutate: (s) => (s.platform.publicNetwork = { cidr: "192.168.0.0/16" }), expect: "platform.publicNetwork.cidr: must not overlap network.cidr" },

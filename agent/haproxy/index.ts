@@ -14,6 +14,7 @@ import {
   type ServerState,
 } from "./servers";
 
+export { backendsHealthy, type BackendHealth } from "./health";
 export { DEFAULT_TIMEOUT_MS, RuntimeApiError, RuntimeSocket, type Expectation } from "./runtime-socket";
 export {
   applyServerChanges,

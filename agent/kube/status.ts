@@ -55,6 +55,14 @@ export interface LbFacts {
   specProblems?: readonly SpecProblem[];
   /** metadata.generation of the spec this LB runs. */
   observedGeneration?: number;
+  /** The image switch's own view of this LB (agent/switch plan.ts SelfReport); undefined: no switch concerns it. */
+  imageSwitch?: { progressing?: ConditionText; degraded?: ConditionText };
+}
+
+/** reason + message of a condition some part of the agent decides (the switch says why it progresses or failed). */
+export interface ConditionText {
+  reason: string;
+  message: string;
 }
 
 export const PAIR_CONDITION_SUFFIX = "/pair";
@@ -108,15 +116,23 @@ export function lbConditionInputs(f: LbFacts): ConditionInput[] {
         ? { type: "Ready", status: "Unknown", reason: "Starting", message: "the services have not been checked yet" }
         : { type: "Ready", status: "True", reason: "Serving", message: "" };
   const problems = f.specProblems ?? [];
+  const switchFailed = f.imageSwitch?.degraded;
+  const switching = f.imageSwitch?.progressing;
+  // a failed image switch stands until a new target, so it outranks a passing apply error; an invalid spec outranks
+  // both because nothing else can be applied until it is fixed
   const degraded: ConditionInput =
     problems.length > 0
       ? { type: "Degraded", status: "True", reason: "InvalidSpec", message: `the last valid spec keeps running: ${problems.map(formatProblem).join("; ")}` }
+      : switchFailed
+        ? { type: "Degraded", status: "True", reason: switchFailed.reason, message: switchFailed.message }
       : f.lastError !== undefined
         ? { type: "Degraded", status: "True", reason: "ApplyFailed", message: f.lastError }
         : fault
           ? { type: "Degraded", status: "True", reason: "VrrpFault", message: "keepalived holds the VRRP instance in FAULT" }
           : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
-  const progressing: ConditionInput = f.applying
+  const progressing: ConditionInput = switching
+    ? { type: "Progressing", status: "True", reason: switching.reason, message: switching.message }
+    : f.applying
     ? { type: "Progressing", status: "True", reason: "Applying", message: "a change is being applied" }
     : { type: "Progressing", status: "False", reason: "Reconciled", message: "" };
   return [ready, degraded, progressing];

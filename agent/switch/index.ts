@@ -1,16 +1,18 @@
 /**
  * The image switch: moving the pair to a new digest-pinned image one LB at a time (plan.ts says how, driver.ts
- * does it, bootc.ts talks to bootc). This file also holds the production effects that are not bootc: the
- * LoadBalancer status store over the agent's KubeClient and keepalived as a systemd unit.
+ * does it, bootc.ts talks to bootc, host.ts holds the other effects on a real LB, loop.ts keeps a driver running
+ * inside `agent run`). This file also holds the LoadBalancer status store over the agent's KubeClient.
  */
 import { z } from "zod";
 import { GROUP, loadBalancerStatusSchema, PLURAL, VERSION, VRRP_STATES, type ImageSwitchStatus } from "../../k8s";
-import type { CommandRunner } from "../apply/reload";
 import { KubeApiError, type KubeClient } from "../kube/client";
-import type { ImageSwitchSnapshot, ImageSwitchStore, KeepalivedControl, StatusEntryView } from "./driver";
+import type { ImageSwitchSnapshot, ImageSwitchStore, StatusEntryView } from "./driver";
 
 export * from "./bootc";
 export * from "./driver";
+export * from "./host";
+export * from "./loop";
+export * from "./peer-adverts";
 export * from "./plan";
 
 export interface ImageSwitchStoreOptions {
@@ -106,25 +108,6 @@ export function kubeImageSwitchStore(client: KubeClient, o: ImageSwitchStoreOpti
         if (e instanceof KubeApiError && e.statusCode === 409) return false;
         throw e;
       }
-    },
-  };
-}
-
-/** keepalived as the systemd unit `unit`; its VRRP state comes from elsewhere (the notify FIFO, agent/vrrp). */
-export function systemdKeepalived(runner: CommandRunner, state: KeepalivedControl["state"], unit = "keepalived.service"): KeepalivedControl {
-  const systemctl = async (verb: string, allowFail = false): Promise<boolean> => {
-    const r = await runner(["systemctl", verb, unit], { timeoutMs: 90_000 });
-    if (r.exitCode !== 0 && !allowFail) throw new Error(`systemctl ${verb} ${unit}: exit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}: ${r.output.trim().slice(-512)}`);
-    return r.exitCode === 0;
-  };
-  return {
-    active: () => systemctl("is-active", true),
-    state,
-    stop: async () => {
-      await systemctl("stop");
-    },
-    start: async () => {
-      await systemctl("start");
     },
   };
 }
