@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { EdgePair } from "./components/edgepair";
+import type { BootcImageArgs, BootcImageBuild, RegistryAuth } from "./components/bootc-image";
 import type { LoadBalancerSpecInput } from "./spec/schema";
 import { SpecError } from "./spec/errors";
 import { parseOpenStackSettings } from "./spec/openstack-settings";
@@ -30,9 +31,23 @@ export const vrrpRouterId = spec.vrrp.routerId;
 export const privateVips = spec.derived.privateVips.map((v) => v.address);
 export const publicVips = spec.derived.publicVips.map((v) => v.address);
 
+/**
+ * edgepair:imageBuild (structured: context, repository, buildArgs, tlsVerify, diskImage) builds and pushes the
+ * appliance, with edgepair:imagePushUser + secret edgepair:imagePushPassword; else edgepair:image names a prebuilt
+ * one. Both set: BootcImage refuses it, naming both fields.
+ */
+function imageArgs(): BootcImageArgs {
+  const prebuilt = config.get("image") || undefined;
+  const build = config.getObject<Omit<BootcImageBuild, "registryAuth">>("imageBuild");
+  if (!build) return { prebuilt: prebuilt ?? "(edgepair:image is not set)" };
+  const user = config.get("imagePushUser");
+  const registryAuth = user ? config.requireSecret("imagePushPassword").apply((password): RegistryAuth => ({ username: user, password })) : undefined;
+  return { ...(prebuilt ? { prebuilt } : {}), build: { ...build, ...(registryAuth ? { registryAuth } : {}) } };
+}
+
 const common = () => ({
   spec: rawSpec,
-  image: { prebuilt: config.get("image") || "(edgepair:image is not set)" },
+  image: imageArgs(),
   sshAuthorizedKeys: config.getObject<string[]>("sshAuthorizedKeys") ?? [],
   readiness: { enabled: config.requireBoolean("waitForReady") },
   ...(config.getSecret("metricsPassword") ? { metricsPassword: config.requireSecret("metricsPassword") } : {}),

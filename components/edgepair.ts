@@ -14,7 +14,7 @@ import { resolveSpec } from "../spec/resolve";
 import type { LoadBalancerSpecInput } from "../spec/schema";
 import type { HostFacts, PlatformType, ResolvedSpec, Role } from "../spec/types";
 import { RenderedView, type ViewFile } from "../providers/edgepair/rendered-view";
-import { BootcImage } from "./bootc-image";
+import { BootcImage, type BootcImageArgs } from "./bootc-image";
 import { ClusterAccess } from "./cluster-access";
 import type { PublicAddress } from "./floating-ips";
 import { deployLibvirt, type LibvirtPlatformArgs } from "./platforms/libvirt";
@@ -52,7 +52,8 @@ export interface EdgePairArgs {
    * decided from it while the program runs, and a bad spec must stop the preview before anything is planned.
    */
   spec: LoadBalancerSpecInput;
-  image: { prebuilt: pulumi.Input<string> };
+  /** Exactly one of prebuilt (ref@sha256:...) or build (podman build + push, optional qcow2): see BootcImage. */
+  image: BootcImageArgs;
   sshAuthorizedKeys?: string[];
   platform: EdgePairPlatformArgs;
   clusterAccess?: ClusterAccessSettings;
@@ -100,7 +101,7 @@ export class EdgePair extends pulumi.ComponentResource {
     this.spec = resolveOrStop(args.spec);
     const spec = this.spec;
     checkPlatform(args.platform, spec.platform.type);
-    const image = new BootcImage(`${name}-image`, { prebuilt: args.image.prebuilt }, { parent: this });
+    const image = new BootcImage(`${name}-image`, args.image, { parent: this });
     this.imageRef = image.ref;
     this.metricsPassword = pulumi.secret(
       args.metricsPassword ?? new random.RandomPassword(`${name}-metrics-password`, { length: 32, special: false }, { parent: this }).result,

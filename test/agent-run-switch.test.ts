@@ -17,7 +17,7 @@ import type { CommandRunner } from "../agent/apply";
 import { KubeClient } from "../agent/kube/client";
 import { StatusReporter } from "../agent/kube/status";
 import { AgentRun } from "../agent/run";
-import { bootcClient, digestOf, type SwitchHost, type SwitchOutcome } from "../agent/switch";
+import { bootcClient, type SwitchHost, type SwitchOutcome } from "../agent/switch";
 import { resolveBackends } from "../cli/inputs";
 import type { ImageSwitchStatus, LoadBalancerEntryStatus } from "../k8s";
 import { renderAll } from "../render";
@@ -25,19 +25,15 @@ import { parseAgentSettings } from "../spec/agent-settings";
 import { resolveSpec } from "../spec/resolve";
 import type { HostFacts } from "../spec/types";
 import { MERGE, setUpAgentCluster, type AgentCluster } from "./fixtures/agent-cluster";
-import { createBootcStandin, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
+import { createBootcStandin, standinImage, STANDIN_IMAGES, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { devSpecRaw } from "./fixtures/variants";
 
 jest.setTimeout(120_000);
 
 const LAB = "lab";
-const REPO = "registry.example/edgepair";
-const OLDER = `${REPO}@sha256:${"0".repeat(64)}`;
-const OLD = `${REPO}@sha256:${"1".repeat(64)}`;
-const NEW = `${REPO}@sha256:${"2".repeat(64)}`;
-const NEWER = `${REPO}@sha256:${"3".repeat(64)}`;
-const image = (ref: string) => ({ ref, digest: digestOf(ref) as string });
+const { OLDER, OLD, NEW, NEWER } = STANDIN_IMAGES;
+const image = standinImage;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const SELF: HostFacts = {

@@ -55,19 +55,16 @@ import {
 } from "../k8s";
 import { parseAgentSettings } from "../spec/agent-settings";
 import type { Role } from "../spec/types";
-import { createBootcStandin, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
+import { createBootcStandin, standinImage, STANDIN_IMAGES, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw } from "./fixtures/variants";
 
 jest.setTimeout(120_000);
 
+const { OLDER, OLD, NEW, NEWER } = STANDIN_IMAGES;
 const REPO = "registry.example/edgepair";
-const OLDER = `${REPO}@sha256:${"0".repeat(64)}`;
-const OLD = `${REPO}@sha256:${"1".repeat(64)}`;
-const NEW = `${REPO}@sha256:${"2".repeat(64)}`;
-const NEWER = `${REPO}@sha256:${"3".repeat(64)}`;
-const image = (ref: string) => ({ ref, digest: digestOf(ref) as string });
+const image = standinImage;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------------------

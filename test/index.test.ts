@@ -16,13 +16,16 @@ function loadProgram(spec: unknown, extra: Record<string, string> = {}): Record<
 }
 
 const registered: string[] = [];
+const inputsOf = new Map<string, Record<string, unknown>>();
 
 beforeAll(() => {
   pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         registered.push(args.type);
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...(args.type === "openstack:networking/port:Port" ? { macAddress: neutronMacOf(args.name) } : {}) } };
+        inputsOf.set(args.type, args.inputs as Record<string, unknown>);
+        const pushed = args.type === "pulumi-nodejs:dynamic/edgepair:ImageBuild" ? { ref: `${String(args.inputs.repository)}@sha256:${"f".repeat(64)}` } : {};
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...pushed, ...(args.type === "openstack:networking/port:Port" ? { macAddress: neutronMacOf(args.name) } : {}) } };
       },
       call: (args) => args.inputs,
     },
@@ -67,4 +70,19 @@ test("an openstack stack with `edgepair:openstack` composes the pair there; a ba
   expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify({ ...os, flavorName: "" }) })).toThrow(/edgepair:openstack is invalid:\nedgepair:openstack.flavorName: must have at least 1 character/);
   const { imageName: _drop, ...noImage } = os;
   expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify(noImage) })).toThrow(/edgepair:openstack.imageName: exactly one of imageName, imageId is required/);
+});
+
+test("`edgepair:imageBuild` builds and pushes the appliance instead of a prebuilt image; the push password must be a secret config", async () => {
+  const raw = variants.find((v) => v.name === "openstack")!.raw;
+  const os = { privateNetwork: { create: {} }, publicNetwork: { networkId: "pub-net", subnetId: "pub-subnet" }, externalNetworkName: "ext", flavorName: "m1.small", imageName: "edgepair-appliance" };
+  const build = { repository: "registry.lab.example:5000/edgepair/appliance", buildArgs: { FEDORA_BOOTC: `quay.io/fedora/fedora-bootc@sha256:${"e".repeat(64)}` } };
+  registered.length = 0;
+  const base = { "edgepair:openstack": JSON.stringify(os), "edgepair:metricsPassword": "x", "edgepair:imageBuild": JSON.stringify(build) };
+  loadProgram(raw, { ...base, "edgepair:imagePushUser": "pusher", "edgepair:imagePushPassword": "push-secret" });
+  await new Promise((r) => setTimeout(r, 300));
+  expect(inputsOf.get("pulumi-nodejs:dynamic/edgepair:ImageBuild")).toMatchObject({ repository: build.repository, buildArgs: build.buildArgs });
+  // a user without the secret password stops the program before anything is built
+  expect(() => loadProgram(raw, { ...base, "edgepair:imagePushUser": "pusher" })).toThrow(/edgepair:imagePushPassword/);
+  // both a prebuilt image and a build: refused, naming both fields
+  expect(() => loadProgram(raw, { ...base, "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}` })).toThrow(/image\.prebuilt and image\.build/);
 });
