@@ -120,7 +120,7 @@ describe("Containerfile", () => {
     ["the timer is not masked", (t) => t.replace(/\s*systemctl mask bootc-fetch-apply-updates\.timer/, " true"), /systemctl mask bootc-fetch-apply-updates\.timer/],
     ["lint is not the last step", (t) => `${t}RUN true\n`, /last step must be "RUN bootc container lint"/],
     ["a COPY source is missing", (t) => t.replace("COPY rootfs/ /", "COPY rootfs-missing/ /"), /COPY source rootfs-missing\/ does not exist/],
-    ["the base is a tag", (t) => t.replace(/^FROM \$\{FEDORA_BOOTC:\?\S+\}$/m, "FROM quay.io/fedora/fedora-bootc:44"), /FROM must be \$\{FEDORA_BOOTC:\?<message>\}/],
+    ["the base is a tag", (t) => t.replace(/^FROM \$\{FEDORA_BOOTC\}$/m, "FROM quay.io/fedora/fedora-bootc:44"), /FROM must be \$\{FEDORA_BOOTC\}/],
     ["the base argument has a default", (t) => t.replace(/^ARG FEDORA_BOOTC$/m, "ARG FEDORA_BOOTC=quay.io/fedora/fedora-bootc:44"), /exactly "ARG FEDORA_BOOTC"/],
     ["the digest is not checked", (t) => t.replace("'@sha256:[0-9a-f]{64}$'", "'@'"), /must check that \$FEDORA_BOOTC/],
     ["haproxy is enabled", (t) => t.replace("systemctl enable firewalld.service", "systemctl enable haproxy.service firewalld.service"), /haproxy\.service is enabled in the image/],

@@ -1,7 +1,7 @@
 /**
  * The image's Containerfile, read the way podman/buildah read it (line-based instructions, `\` continuations,
  * comment lines dropped, also inside a continuation) and held to the rules of issue 9: the base is the FEDORA_BOOTC
- * build argument, required (`${FEDORA_BOOTC:?...}`) and checked to be pinned by digest before anything else runs;
+ * build argument, required (`${FEDORA_BOOTC}` with no default) and checked to be pinned by digest before anything else runs;
  * every COPY source exists in the build context; the auto-update timer is masked; haproxy, keepalived and
  * conntrackd are never enabled; `bootc container lint` is the last step; no other build argument, no ADD, no
  * secret mount. No Fedora base can be pulled here, so this is the check that runs instead of a build.
@@ -98,7 +98,7 @@ export function systemctlUnits(shell: string, verb: string): string[] {
   return units;
 }
 
-const FROM_ARG = new RegExp(`^\\$\\{${BASE_ARG}:\\?[^}\\s]+\\}(?:\\s+AS\\s+(\\S+))?$`, "i");
+const FROM_ARG = new RegExp(`^\\$\\{${BASE_ARG}\\}(?:\\s+AS\\s+(\\S+))?$`, "i");
 const PIN_CHECK = /@sha256:\[0-9a-f\]\{64\}/;
 
 export function checkContainerfile(text: string, contextDir: string): ContainerfileCheck {
@@ -119,7 +119,7 @@ export function checkContainerfile(text: string, contextDir: string): Containerf
   const stageNames: string[] = [];
   for (const f of froms) {
     const m = FROM_ARG.exec(f.args.trim());
-    if (!m) problems.push(`line ${f.line}: FROM must be \${${BASE_ARG}:?<message>} (required, the pinned base), is: FROM ${f.args}`);
+    if (!m) problems.push(`line ${f.line}: FROM must be \${${BASE_ARG}} (required, the pinned base), is: FROM ${f.args}`);
     stageNames.push(m?.[1] ?? "");
   }
   for (const a of instructions.filter((i) => i.keyword === "ARG" && i.stage >= 0)) {
