@@ -5,8 +5,8 @@
 // github.com/pulumi/pulumi/sdk/v3 (gRPC protocol and helpers) is served. This host implements the part of the
 // LanguageRuntime protocol that `pulumi preview/up/destroy/refresh` of a TypeScript or JavaScript program needs:
 // Handshake, GetPluginInfo, GetRequiredPackages/Plugins (none: plugins come from PATH), Run, About,
-// GetProgramDependencies and Cancel. Code generation, templates, InstallDependencies (run `npm ci` yourself),
-// RunPlugin (Node.js plugins) and Pack/Link are not implemented.
+// GetProgramDependencies, Cancel, and RunPlugin for policy packs (run_plugin.go). Code generation, templates,
+// InstallDependencies (run `npm ci` yourself), RunPlugin for other Node.js plugins and Pack/Link are not implemented.
 //
 // Run starts `node <@pulumi/pulumi>/cmd/run` from the program's node_modules with the flags and environment that
 // the @pulumi/pulumi Node.js SDK reads (see its cmd/run/index.js): --monitor, --engine, --project, --stack,
