@@ -48,6 +48,7 @@ function programFiles(): Record<string, string> {
   const copy = (rel: string) => (files[rel] = readFileSync(join(REPO_ROOT, rel), "utf8"));
   copy("tsconfig.json"); // rootDir "." (TypeScript 6 wants it once files sit in subdirectories)
   copy("components/bootc-image.ts");
+  copy("spec/image-ref.ts");
   for (const f of readdirSync(join(REPO_ROOT, "providers/edgepair")).filter((n) => n.startsWith("image-build"))) copy(`providers/edgepair/${f}`);
   return files;
 }
