@@ -33,6 +33,36 @@ export function withoutServerLines(cfg: string): string {
     .join("\n");
 }
 
+/**
+ * Per backend section, how its servers are reached (port and options), names and addresses left out. Membership
+ * changes leave it as it is; a new port or check (apiBackend.port, ingressBackend.healthPort) changes it. A section
+ * without servers before or after is left out: its first server returning is membership.
+ */
+export function serverShapesChanged(before: string, after: string): boolean {
+  const shapes = (cfg: string): Map<string, Set<string>> => {
+    const m = new Map<string, Set<string>>();
+    let section = "";
+    for (const l of cfg.split("\n")) {
+      if (/^\S/.test(l)) section = l.trim();
+      const s = /^\s+server\s+\S+\s+\S*:(\d+)(\s.*)?$/.exec(l);
+      if (s) m.set(section, (m.get(section) ?? new Set()).add(`${s[1]} ${(s[2] ?? "").trim()}`));
+    }
+    return m;
+  };
+  const b = shapes(before);
+  const a = shapes(after);
+  for (const [section, now] of a) {
+    const was = b.get(section);
+    if (was && (was.size !== now.size || [...now].some((x) => !was.has(x)))) return true;
+  }
+  return false;
+}
+
+/** The desired state's own hash, the same on both LBs (their renders differ: hostname, MACs, role, addresses). */
+export function desiredStateHash(spec: unknown, backends: unknown): string {
+  return createHash("sha256").update(JSON.stringify({ spec, backends })).digest("hex");
+}
+
 export function renderHash(files: readonly RenderedFile[]): string {
   const h = createHash("sha256");
   for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) h.update(`${f.path}\0${f.mode}\0${f.content}\0`);
@@ -48,7 +78,7 @@ export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap
     const now = live.get(f.path);
     if (now && now.content === f.content && now.mode === f.mode) continue;
     changed.push(f.path);
-    if (f.path === HAPROXY_CONFIG_PATH && now && now.mode === f.mode && withoutServerLines(now.content) === withoutServerLines(f.content)) continue;
+    if (f.path === HAPROXY_CONFIG_PATH && now && now.mode === f.mode && withoutServerLines(now.content) === withoutServerLines(f.content) && !serverShapesChanged(now.content, f.content)) continue;
     serversOnly = false;
     if (RISKY_SERVICES.has(f.reload.service) || f.path === HAPROXY_CONFIG_PATH) risky.push(f.path);
   }

@@ -17,10 +17,10 @@ import type { RenderedFile } from "../render/types";
 import type { AgentSettings } from "../spec/agent-settings";
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
-import { classifyChanges } from "./changes";
-import { backendsHealthy, syncServers } from "./haproxy";
+import { classifyChanges, desiredStateHash } from "./changes";
+import { backendsHealthy, haproxyWorkerPid, syncServers } from "./haproxy";
 import { APPLIED_HASH_KEY, ClusterSide, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
-import { rolloutDecision, type VrrpRole } from "./rollout";
+import { PEER_STALE_MS, rolloutDecision, type VrrpRole } from "./rollout";
 import { ImageSwitchLoop, keepalivedHeld, kubeImageSwitchStore, type SwitchHost, type SwitchOutcome, type SwitchTimeouts } from "./switch";
 import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
@@ -59,6 +59,8 @@ export interface AgentRunOptions {
   /** Passed to the cluster side (tests shorten heartbeats and back-off). */
   cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
 }
+
+const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
 
 const STATUS_VRRP: Record<VrrpState, "Master" | "Backup" | "Fault" | "Stop"> = { MASTER: "Master", BACKUP: "Backup", FAULT: "Fault", STOP: "Stop" };
 
@@ -244,7 +246,8 @@ export class AgentRun {
     const o = this.o;
     const backends: BackendSets = state.selection.backends;
     const files = renderAll({ spec: state.spec, host: o.host, backends });
-    const change = classifyChanges(files, this.liveFiles(files));
+    // the rollout key is the desired state's hash, not the render's: the peer's render differs from this one's
+    const change = { ...classifyChanges(files, this.liveFiles(files)), desiredHash: desiredStateHash(state.spec, backends) };
     const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
     if (decision.action === "nothing") {
       this.lastGood ??= files;
@@ -275,21 +278,64 @@ export class AgentRun {
         runner = (argv, opts) => (reloads.has(argv.join(" ")) ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : o.runner(argv, opts));
       }
     }
+    const quiet = this.keepalivedQuietFor(files, change);
+    if (quiet) {
+      o.log(`stopping keepalived while firewalld reloads (${quiet}): firewalld drops every new packet, VRRP adverts included, while it rebuilds its rules`);
+      await this.systemctlKeepalived("stop");
+      // keepalived, stopped, needs no reload: its start reads the files as they are then
+      const inner = runner;
+      runner = (argv, opts) => (argv.join(" ") === KEEPALIVED_RELOAD ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : inner(argv, opts));
+    }
+    try {
+      await this.applyGated(state, files, change.desiredHash, decision.gate, change.changed.includes(HAPROXY_CONFIG_PATH), runner);
+    } finally {
+      if (quiet) await this.systemctlKeepalived("start");
+    }
+  }
+
+  /**
+   * Why keepalived must be stopped around this apply, or undefined. A firewalld reload drops every new packet for
+   * seconds (measured 1.7-4.8 s in the lab): on the MASTER that is every new client connection, and on either LB the
+   * peer's adverts (a BACKUP that misses them takes the VIPs too). So the MASTER hands the VIPs to its peer first, as
+   * in a planned failover (only when the peer already runs this change and is Ready), and a BACKUP simply stops
+   * advertising for the moment; both come back as BACKUP (nopreempt).
+   */
+  private keepalivedQuietFor(files: readonly RenderedFile[], change: { changed: string[]; desiredHash: string }): string | undefined {
+    if (!files.some((f) => f.reload.service === "firewalld" && change.changed.includes(f.path))) return undefined;
+    if (this.vrrp === "BACKUP") return "BACKUP: stops advertising for the moment";
+    if (this.vrrp !== "MASTER") return undefined;
+    const peer = this.cluster?.status.peerView();
+    if (!peer || !peer.ready || peer.appliedHash !== change.desiredHash || peer.heartbeatAgeMs > PEER_STALE_MS) return undefined;
+    return `MASTER: hands the VIPs to ${peer.name}, which runs this change already`;
+  }
+
+  private async systemctlKeepalived(verb: "stop" | "start"): Promise<void> {
+    const r = await this.o.runner(["systemctl", verb, "keepalived.service"], { timeoutMs: 90_000 });
+    if (r.exitCode !== 0) this.o.log(`systemctl ${verb} keepalived.service: exit ${r.exitCode ?? "none"}: ${r.output.trim().slice(-300)}`);
+  }
+
+  /** Applies, then (risky changes) the health gate, reverting to the last good files when it fails. */
+  private async applyGated(state: DesiredState, files: RenderedFile[], desiredHash: string, gate: boolean, haproxyChanged: boolean, runner: CommandRunner): Promise<void> {
+    const o = this.o;
+    // a reloaded HAProxy is judged by its new worker, never by the one it replaces
+    const workerBefore = gate && haproxyChanged ? await haproxyWorkerPid(o.haproxySocket) : undefined;
     const report = await applyFiles(files, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) });
     const problem = applyProblem(report);
     if (problem) {
       this.report({ hashes: report.hashes, lastError: problem, generation: state.generation });
       return;
     }
-    if (decision.gate && !(await this.healthGate())) {
+    if (gate && !(await this.healthGate(workerBefore))) {
       const reason = "health gate failed after a risky change: reverted to the last good configuration";
       o.log(reason);
-      if (this.lastGood) await applyFiles(this.lastGood, { root: o.root, stateDir: o.stateDir, runner: o.runner, ...(o.validators ? { validators: o.validators } : {}) });
-      this.report({ hashes: report.hashes, lastError: reason, generation: state.generation });
+      const reverted = this.lastGood ? await applyFiles(this.lastGood, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) }) : undefined;
+      const revertProblem = reverted && applyProblem(reverted);
+      // the hashes of what is live again, not of the render that failed
+      this.report({ hashes: reverted?.hashes ?? report.hashes, lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason, generation: state.generation });
       return;
     }
     this.lastGood = files;
-    this.report({ hashes: report.hashes, desiredHash: change.desiredHash, generation: state.generation });
+    this.report({ hashes: report.hashes, desiredHash, generation: state.generation });
   }
 
   private report(r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string; generation: number | undefined }): void {
@@ -313,11 +359,11 @@ export class AgentRun {
   }
 
   /** HAProxy answers on its admin socket and every backend with servers has one UP, within the gate's time. */
-  private async healthGate(): Promise<boolean> {
+  private async healthGate(notWorker: number | undefined): Promise<boolean> {
     const deadline = Date.now() + (this.o.gateTimeoutMs ?? 20_000);
     while (Date.now() < deadline && !this.stopped) {
       // HAProxy reloading answers "no socket" for a moment: ask again
-      if (this.vrrp !== "FAULT" && (await backendsHealthy(this.o.haproxySocket)).ok) return true;
+      if (this.vrrp !== "FAULT" && (await backendsHealthy(this.o.haproxySocket, notWorker !== undefined ? { notWorker } : {})).ok) return true;
       await new Promise((r) => setTimeout(r, 250));
     }
     return false;

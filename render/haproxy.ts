@@ -17,9 +17,14 @@ export const HAPROXY_STATS_URI = "/stats";
 
 /**
  * Fedora's unit runs `haproxy -Ws`: reload re-executes the master, which hands the listening sockets to the new
- * worker, so no connection attempt is refused during a reload.
+ * worker, so no connection attempt is refused during a reload. The reload is asynchronous (SIGUSR2 to the master); keepalived, reloaded after HAProxy, checks the monitor URI
+ * (on a new metrics.port too) and goes FAULT after two failures. So the reload ends only once a worker answers that
+ * URI on this LB's stats address and port: bounded, 10 s.
  */
-export const HAPROXY_RELOAD: ReloadAction = reload("haproxy", ["systemctl", "reload", "haproxy.service"]);
+const WAIT_SERVING = 'i=0; until curl -fsS -o /dev/null --max-time 1 "$1"; do i=$((i+1)); [ "$i" -lt 100 ] || exit 1; sleep 0.1; done';
+function haproxyReload(monitorUrl: string): ReloadAction {
+  return reload("haproxy", ["systemctl", "reload", "haproxy.service"], ["sh", "-c", WAIT_SERVING, "edgepair-haproxy-ready", monitorUrl]);
+}
 
 export const API_PORT = 6443;
 export const MACHINE_CONFIG_PORT = 22623;
@@ -40,7 +45,7 @@ export const renderHaproxy: Renderer = ({ spec, host, backends }) => {
     ingressSections(spec, backends.ingress),
     statsSection(statsAddress, spec.metrics.port, spec.network.cidr),
   );
-  return [file(HAPROXY_CONFIG_PATH, content, HAPROXY_RELOAD, 0o644)];
+  return [file(HAPROXY_CONFIG_PATH, content, haproxyReload(`http://${hostPort(statsAddress, spec.metrics.port)}${HAPROXY_MONITOR_URI}`), 0o644)];
 };
 
 function globalSection(): string[] {

@@ -29,6 +29,8 @@ const SYSCTL = "/etc/sysctl.d/50-edgepair.conf";
 const NOTIFY = "/etc/edgepair/keepalived-notify.sh";
 
 const devTree = (): RenderedFile[] => renderAll({ spec: devResolved, host: primaryHost, backends: devBackends });
+/** HAProxy's reload as rendered: systemctl's, then the bounded wait until the monitor URI answers again. */
+const haproxyReload = (): string[][] => devTree().find((f) => f.path === HAPROXY)!.reload.commands.map((c) => [...c]);
 
 function replaced(files: readonly RenderedFile[], path: string, edit: (content: string) => string): RenderedFile[] {
   return files.map((f) => {
@@ -229,7 +231,7 @@ describe("applyFiles on the dev tree", () => {
     const r = await apply(grown, rec);
     expect(r.changed).toEqual([HAPROXY]);
     expect(onDisk(HAPROXY).toString("utf8")).toContain("server 192.168.100.13 192.168.100.13:6443 check");
-    expect(rec.calls).toEqual([["systemctl", "reload", "haproxy.service"]]);
+    expect(rec.calls).toEqual(haproxyReload());
     expect(r.hashes[HAPROXY]).toBe(sha256(onDisk(HAPROXY)));
     expectNoLeftovers();
   });
@@ -309,14 +311,14 @@ describe("applyFiles on the dev tree", () => {
     failing.failing.add("systemctl reload haproxy.service");
     const r = await apply(grown, failing);
     expect(r.changed).toEqual([HAPROXY]);
-    expect(r.reloads).toEqual([{ service: "haproxy", commands: [["systemctl", "reload", "haproxy.service"]], ok: false, output: expect.stringContaining("Job for haproxy.service failed") }]);
+    expect(r.reloads).toEqual([{ service: "haproxy", commands: haproxyReload(), ok: false, output: expect.stringContaining("Job for haproxy.service failed") }]);
     expect((await readApplyState(stateDir)).pendingReloads.map((p) => p.service)).toEqual(["haproxy"]);
 
     // Same input: no file changes, but the reload still owed runs again.
     const retry = recorder();
     const r2 = await apply(grown, retry);
     expect(r2.changed).toEqual([]);
-    expect(retry.calls).toEqual([["systemctl", "reload", "haproxy.service"]]);
+    expect(retry.calls).toEqual(haproxyReload());
     expect(r2.reloads.map((x) => x.ok)).toEqual([true]);
     expect((await readApplyState(stateDir)).pendingReloads).toEqual([]);
 

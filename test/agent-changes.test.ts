@@ -1,5 +1,5 @@
 /** How the agent classifies a new render (agent/changes.ts): which changes go through the runtime API, which BACKUP first. */
-import { classifyChanges, renderHash, withoutServerLines } from "../agent/changes";
+import { classifyChanges, desiredStateHash, renderHash, serverShapesChanged, withoutServerLines } from "../agent/changes";
 import { PEER_STALE_MS, rolloutDecision, type PeerView } from "../agent/rollout";
 import { renderAll } from "../render";
 import type { RenderedFile } from "../render/types";
@@ -46,6 +46,27 @@ test("counter-case: a changed server option is not servers-only; a mode change a
   const modeOnly = before.map((f) => (f.path === "/etc/edgepair/keepalived-notify.sh" ? { ...f, mode: 0o755 } : f));
   expect(classifyChanges(modeOnly, live(before))).toMatchObject({ kind: "safe", changed: ["/etc/edgepair/keepalived-notify.sh"] });
   expect(withoutServerLines("backend b\n    server a 1.2.3.4:1 check\n    balance roundrobin")).toBe("backend b\n    balance roundrobin");
+});
+
+test("a new API port rewrites only server lines, yet is risky: the servers' shape changed, not their membership", () => {
+  const live = new Map(renderAll({ spec: devResolved, host: primaryHost, backends: devBackends }).map((f) => [f.path, { content: f.content, mode: f.mode }]));
+  const moved = renderAll({ spec: { ...devResolved, apiBackend: { ...devResolved.apiBackend, port: 7443 } } as ResolvedSpec, host: primaryHost, backends: devBackends });
+  const cfg = (files: Iterable<{ content: string }>) => [...files].map((f) => f.content).find((c) => c.includes("backend be_api")) ?? "";
+  expect(withoutServerLines(cfg(live.values()))).toBe(withoutServerLines(cfg(moved)));
+  expect(serverShapesChanged(cfg(live.values()), cfg(moved))).toBe(true);
+  expect(classifyChanges(moved, live).kind).toBe("risky");
+  // counter-case: one more server of the same shape is membership
+  const grown = renderAll({ spec: devResolved, host: primaryHost, backends: { ...devBackends, api: [...devBackends.api, { name: "192.168.100.13", address: "192.168.100.13" }] } });
+  expect(serverShapesChanged(cfg(live.values()), cfg(grown))).toBe(false);
+});
+
+test("the rollout key is the desired state's hash: equal on both LBs although their renders differ", () => {
+  const secondary = { ...primaryHost, hostname: "lab-lb-2", role: "secondary" as const };
+  const a = renderAll({ spec: devResolved, host: primaryHost, backends: devBackends });
+  const b = renderAll({ spec: devResolved, host: secondary, backends: devBackends });
+  expect(renderHash(a)).not.toBe(renderHash(b));
+  expect(desiredStateHash(devResolved, devBackends)).toBe(desiredStateHash(devResolved, devBackends));
+  expect(desiredStateHash({ ...devResolved, metrics: { port: 9404 } }, devBackends)).not.toBe(desiredStateHash(devResolved, devBackends));
 });
 
 describe("BACKUP first (agent/rollout.ts)", () => {

@@ -80,7 +80,12 @@ describe("renderHaproxy on the dev stack", () => {
   test.each(hosts)("$role: accepted by haproxy -c without warnings", (host) => {
     const files = renderHaproxy({ spec: devResolved, host, backends: devBackends });
     expect(files.map((f) => [f.path, f.mode, f.owner])).toEqual([[HAPROXY_CONFIG_PATH, 0o644, "root:root"]]);
-    expect(files[0]?.reload).toEqual({ service: "haproxy", commands: [["systemctl", "reload", "haproxy.service"]] });
+    // systemctl's reload, then a bounded wait until the new worker answers the monitor URI on this LB's stats address
+    const statsAddress = host.role === "primary" ? "192.168.100.2" : "192.168.100.3";
+    expect(files[0]?.reload).toEqual({
+      service: "haproxy",
+      commands: [["systemctl", "reload", "haproxy.service"], ["sh", "-c", expect.stringContaining("curl -fsS"), "edgepair-haproxy-ready", `http://${statsAddress}:8404/healthz`]],
+    });
     expect(files[0]?.content.startsWith("# Managed by edgepair")).toBe(true);
     expect(checkHaproxyFiles(files).ok).toBe(true);
     expectValid(files[0]?.content ?? "");

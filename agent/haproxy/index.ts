@@ -14,7 +14,7 @@ import {
   type ServerState,
 } from "./servers";
 
-export { backendsHealthy, type BackendHealth } from "./health";
+export { backendsHealthy, haproxyWorkerPid, type BackendHealth } from "./health";
 export { DEFAULT_TIMEOUT_MS, RuntimeApiError, RuntimeSocket, type Expectation } from "./runtime-socket";
 export {
   applyServerChanges,
