@@ -6,6 +6,7 @@
  * the keys bib accepts, the scripts with shellcheck and for real with stand-ins on PATH, and the agent bundle run by
  * node. Every checker also rejects a broken copy.
  */
+import { spawnRunner } from "../agent/apply";
 import { spawnSync } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -472,6 +473,16 @@ describe("edgepair-boot-check (with the bootc stand-in and a stand-in systemctl)
 
   test("passes shellcheck", () => {
     expect(checkShellScript(read(inImage(`${LIBEXEC}/edgepair-boot-check`)))).toEqual({ ok: true, output: "" });
+  });
+
+  test("a host without bootc (the Debian stand-in VMs) passes with nothing checked; a bootc that fails does not", async () => {
+    const noBootc = await spawnRunner(["env", `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`, `STANDIN_DIR=${dir}`, `EDGEPAIR_STATE_DIR=${join(dir, "state")}`, inImage(`${LIBEXEC}/edgepair-boot-check`)], { timeoutMs: 20_000 });
+    expect(noBootc.exitCode).toBe(0);
+    expect(noBootc.output).toContain("no bootc on this host");
+    expect(systemctlCalls()).toEqual([]);
+    standIn(bin, "bootc", "echo 'error: not booted via ostree' >&2; exit 1");
+    const broken = await spawnRunner(["env", `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`, `STANDIN_DIR=${dir}`, `EDGEPAIR_STATE_DIR=${join(dir, "state")}`, inImage(`${LIBEXEC}/edgepair-boot-check`)], { timeoutMs: 20_000 });
+    expect(broken.exitCode).toBe(1);
   });
 
   test("a known-good image is not checked at all", async () => {
