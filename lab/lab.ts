@@ -955,7 +955,8 @@ export class Lab {
   /**
    * The firewall's verdict on packets from `source` arriving at an LB, read from nftables' own trace for `ms`:
    * a separate table marks them (`meta nftrace set 1`) and is removed afterwards; firewalld's rules stay as they
-   * are. Returns, per traced packet, the last rule of firewalld's input filter that decided it.
+   * are. Returns, per traced packet, the last rule of firewalld's that decided it (a zone chain's accept shows as
+   * such); packets the window cut off mid-trace are left out.
    */
   async firewallVerdicts(key: LbKey, source: string, ms: number): Promise<string[]> {
     const ns = this.lb(key).ns;
@@ -967,10 +968,11 @@ export class Lab {
       const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], { allowFail: true, timeoutMs: ms + 5000 });
       const byId = new Map<string, string>();
       for (const line of r.stdout.split("\n")) {
-        const m = /^trace id (\S+) inet firewalld filter_INPUT\S* (rule .*|policy .*)$/.exec(line);
+        const m = /^trace id (\S+) inet firewalld \S+ (rule .*|policy .*)$/.exec(line);
         if (m) byId.set(m[1] as string, m[2] as string);
       }
-      return [...byId.values()];
+      // a packet whose trace the window cut off ends on a jump or goto into a zone's chain: not decided yet
+      return [...byId.values()].filter((v) => !/\(verdict (?:(?:jump|goto) \S+|continue|return)\)$/.test(v));
     } finally {
       await this.run(ns, ["nft", "delete", "table", "ip", table], { allowFail: true });
     }

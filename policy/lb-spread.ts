@@ -16,7 +16,8 @@ function reportShared(vms: LbVm[], what: string, valuesOf: (r: PolicyResource) =
   const users = new Map<string, string[]>();
   for (const vm of vms) for (const v of valuesOf(vm.resource)) users.set(v, [...(users.get(v) ?? []), vm.resource.name]);
   for (const [v, names] of users) {
-    if (names.length > 1) report(`${what} ${v} is used ${names.length} times, by ${names.join(" and ")}: each LB VM needs its own`, vms[0]?.resource.urn);
+    // sorted: the engine hands resources over in no fixed order, and a reviewer's message must not flap
+    if (names.length > 1) report(`${what} ${v} is used ${names.length} times, by ${[...names].sort().join(" and ")}: each LB VM needs its own`, vms[0]?.resource.urn);
   }
 }
 
