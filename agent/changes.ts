@@ -70,7 +70,8 @@ export function renderHash(files: readonly RenderedFile[]): string {
 }
 
 /** `live` maps path -> {content, mode} of what is applied now (absent: never written). */
-export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap<string, { content: string; mode: number }>): ChangeSet {
+/** `desiredHash`: the rollout key when the caller has one (agent run: desiredStateHash); else the render's own hash. */
+export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap<string, { content: string; mode: number }>, desiredHash?: string): ChangeSet {
   const changed: string[] = [];
   const risky: string[] = [];
   let serversOnly = true;
@@ -83,5 +84,5 @@ export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap
     if (RISKY_SERVICES.has(f.reload.service) || f.path === HAPROXY_CONFIG_PATH) risky.push(f.path);
   }
   const kind: RolloutKind = changed.length === 0 ? "none" : serversOnly ? "servers-only" : risky.length > 0 ? "risky" : "safe";
-  return { kind, changed, risky, desiredHash: renderHash(next) };
+  return { kind, changed, risky, desiredHash: desiredHash ?? renderHash(next) };
 }

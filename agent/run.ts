@@ -247,7 +247,7 @@ export class AgentRun {
     const backends: BackendSets = state.selection.backends;
     const files = renderAll({ spec: state.spec, host: o.host, backends });
     // the rollout key is the desired state's hash, not the render's: the peer's render differs from this one's
-    const change = { ...classifyChanges(files, this.liveFiles(files)), desiredHash: desiredStateHash(state.spec, backends) };
+    const change = classifyChanges(files, this.liveFiles(files), desiredStateHash(state.spec, backends));
     const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
     if (decision.action === "nothing") {
       this.lastGood ??= files;
