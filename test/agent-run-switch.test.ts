@@ -221,7 +221,12 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
     });
     expect(degraded.reason).not.toBe("ApplyFailed");
     expect(degraded.message).toContain(NEWER);
-    expect((await status()).imageSwitch).toMatchObject({ phase: "Failed", turn: SELF.hostname, targetImage: NEWER });
+    // the driver reports the LB's own entry before it writes imageSwitch: wait for that write too
+    const failed = await until("imageSwitch Failed", async () => {
+      const sw = (await status()).imageSwitch;
+      return sw?.phase === "Failed" ? sw : undefined;
+    });
+    expect(failed).toMatchObject({ phase: "Failed", turn: SELF.hostname, targetImage: NEWER });
     expect(vm.reboots).toBe(0); // nothing was staged, so nothing to boot
   });
 });
