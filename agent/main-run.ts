@@ -31,14 +31,22 @@ async function onBootcHost(o: RunCommandOptions, log: (line: string) => void): P
   }
 }
 
-export type RunOutcome = { outcome: "bad-input"; problems: string[] } | { outcome: "stopped"; signal: string };
+export type RunOutcome =
+  | { outcome: "bad-input"; problems: string[] }
+  | { outcome: "stopped"; signal: string }
+  /** Phase one of the two-phase flow: nothing to watch yet. Not an error: the LB serves the spec's static backends,
+   *  and a new agent.yaml (the token delivery) starts the agent again (edgepair-agent.path). */
+  | { outcome: "no-cluster"; message: string };
 
 export async function runAgentCommand(o: RunCommandOptions): Promise<RunOutcome> {
   const reading = await readAgentConfig(o.root);
   if (!reading.ok) return { outcome: "bad-input", problems: reading.problems };
   const { spec, host, settings } = reading.config;
   if (!settings.cluster) {
-    return { outcome: "bad-input", problems: ["agent.yaml: cluster: is required for `agent run` (the token and API addresses arrive with the cluster access)"] };
+    return {
+      outcome: "no-cluster",
+      message: "agent.yaml has no cluster access yet: serving the spec's static backends until it arrives (a new agent.yaml starts the agent again)",
+    };
   }
   const log = (line: string) => o.out(`${new Date().toISOString()} ${line}\n`);
   const stateDir = o.stateDir ?? join(o.root, "var/lib/edgepair");

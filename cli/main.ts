@@ -65,6 +65,7 @@ function program(out: (s: string) => void): Command {
     .action(async (o: { root: string; stateDir?: string }) => {
       const r = await runAgentCommand({ root: o.root, ...(o.stateDir ? { stateDir: o.stateDir } : {}), out });
       if (r.outcome === "bad-input") throw new BadInput(r.problems);
+      if (r.outcome === "no-cluster") out(`${r.message}\n`);
     });
 
   registerLab(p, out);

@@ -40,6 +40,11 @@ export function deliveryScript(agent: AgentSettingsInput): string {
   ].join("\n");
 }
 
+/** The command the LB runs (as the SSH user, through sudo); the token arrives on its stdin. */
+export function deliveryCommand(agent: AgentSettingsInput): string {
+  return `sudo sh -c ${shellQuote(deliveryScript(agent))}`;
+}
+
 export class TokenDelivery extends pulumi.ComponentResource {
   public readonly command: command.remote.Command;
 
@@ -47,7 +52,7 @@ export class TokenDelivery extends pulumi.ComponentResource {
     super("edgepair:index:TokenDelivery", name, {}, opts);
     this.command = new command.remote.Command(`${name}-write`, {
       connection: { host: args.host, user: args.user, privateKey: pulumi.secret(args.privateKey) },
-      create: pulumi.output(args.agent).apply((a) => `sudo sh -c ${shellQuote(deliveryScript(a))}`),
+      create: pulumi.output(args.agent).apply(deliveryCommand),
       stdin: pulumi.secret(args.token),
       // a rotated token or changed settings run the command again
       triggers: [pulumi.secret(args.token), pulumi.output(args.agent).apply((a) => stringify(a, { sortMapEntries: true }))],

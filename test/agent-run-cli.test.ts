@@ -76,6 +76,18 @@ test("runs while the API is away, and SIGTERM ends it cleanly with exit 0; the t
   }
 });
 
+test("phase one: an agent.yaml without cluster access ends at once with exit 0 and says why (the unit is not failed)", async () => {
+  const root = writeRoot({ imageRef: `registry.example/edgepair/appliance@sha256:${"e".repeat(64)}` });
+  try {
+    const { code, output } = await runAgent(root).done;
+    expect(code).toBe(0);
+    expect(output).toContain("agent.yaml has no cluster access yet: serving the spec's static backends");
+    expect(output).not.toContain("running for lab");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("counter-case: an agent.yaml naming the pair's own VIP as API server exits 2 with the field", async () => {
   const root = writeRoot({});
   try {

@@ -182,7 +182,8 @@ describe("systemd units (systemd-analyze verify against a root laid out like the
   test("the units carry the decisions: hold, restart policy, bounded boot check", () => {
     const unit = (n: string) => read(inImage(join(UNIT_DIR, n)));
     expect(dropIns("keepalived.service").join("\n")).toContain(`ConditionPathExists=!/var/lib/edgepair/${KEEPALIVED_HOLD_FILE}`);
-    expect(unit("edgepair-agent.service")).toMatch(/^Restart=always$/m);
+    expect(unit("edgepair-agent.service")).toMatch(/^Restart=on-failure$/m);
+    expect(unit("edgepair-agent.service")).toMatch(/^RestartPreventExitStatus=2$/m);
     expect(unit("edgepair-agent.service")).toMatch(/^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent run$/m);
     expect(unit("edgepair-bootstrap.service")).toMatch(/^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent bootstrap$/m);
     expect(unit("edgepair-boot-check.service")).toMatch(/^RuntimeMaxSec=/m);
@@ -616,6 +617,42 @@ describe("cloud.cfg.d (cloud-init schema, and cloud-init's own reading of the sy
     const unknown = checkCloudCfgD(basename(cfg), read(cfg).replace(/^network:/m, "netwrok:"));
     expect(unknown.ok).toBe(false);
     expect(unknown.output).toContain("netwrok");
+  });
+});
+
+describe("NetworkManager conf.d (NetworkManager --print-config)", () => {
+  const conf = inImage("/usr/lib/NetworkManager/conf.d/50-edgepair.conf");
+  /** NetworkManager's merged view with `dir` as its /usr/lib conf.d and nothing else. */
+  const printConfig = (dir: string) => {
+    const empty = join(dir, "..", "NetworkManager.conf");
+    writeFileSync(empty, "");
+    return run("NetworkManager", ["--print-config", `--system-config-dir=${dir}`, "--config-dir=/nonexistent", `--config=${empty}`]);
+  };
+
+  test("no DHCP profile of NetworkManager's own for any NIC: the keyfiles are the only ones", () => {
+    const root = mkdtempSync(join(tmpdir(), "ep-nm-"));
+    try {
+      mkdirSync(join(root, "conf.d"));
+      writeFileSync(join(root, "conf.d", basename(conf)), read(conf));
+      const r = printConfig(join(root, "conf.d"));
+      expect(r.status).toBe(0);
+      expect(r.output).toMatch(/^no-auto-default=\*$/m);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test("rejects a file it cannot parse", () => {
+    const root = mkdtempSync(join(tmpdir(), "ep-nm-"));
+    try {
+      mkdirSync(join(root, "conf.d"));
+      writeFileSync(join(root, "conf.d", basename(conf)), read(conf).replace("[main]", "[main"));
+      const r = printConfig(join(root, "conf.d"));
+      expect(r.status).not.toBe(0);
+      expect(r.output).toContain("not a key-value pair, group, or comment");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
