@@ -4,7 +4,8 @@
  * configured only by our user-data (real cloud-init at first boot) and our agent; a cluster-node VM made by the test
  * sits on the private network behind the gateway VIP; a real API server on the host plays the cluster.
  *
- * Opt-in: EDGEPAIR_E2E=1, as root (about 20-30 min under TCG on 2 cores; see README "End to end on real VMs").
+ * Opt-in: EDGEPAIR_E2E=1, as root (about 9 min under TCG on 2 cores with the stand-in cached; see README "End to
+ * end on real VMs").
  *
  * What cannot run here, and what stands in for it (the plugins of @pulumi/kubernetes and @pulumi/command cannot be
  * built from the module proxy, tools/engines/README.md):
@@ -27,9 +28,8 @@ import { deliveryCommand } from "../components/token-delivery";
 import { loadBalancerResource } from "../k8s";
 import { resolveBackends } from "../cli/inputs";
 import { resolveSpec } from "../spec/resolve";
-import { deriveMac } from "../spec/mac";
 import type { AgentSettingsInput } from "../spec/agent-settings";
-import type { HostFacts, ResolvedSpec } from "../spec/types";
+import type { HostFacts, ResolvedSpec, Role } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
 import { PulumiWorkspace } from "./engine/pulumi-program";
 import { setUpAgentCluster, MERGE, type AgentCluster } from "./fixtures/agent-cluster";
@@ -47,7 +47,7 @@ const E2E = process.env.EDGEPAIR_E2E === "1" && process.getuid?.() === 0;
 const e2e = E2E ? describe : describe.skip;
 const title = E2E
   ? "end to end on real VMs"
-  : "end to end on real VMs (skipped: opt-in with EDGEPAIR_E2E=1 as root; boots two LBs and a node under libvirt, ~20-30 min under TCG)";
+  : "end to end on real VMs (skipped: opt-in with EDGEPAIR_E2E=1 as root; boots two LBs and a node under libvirt, ~9 min under TCG)";
 
 jest.setTimeout(60 * MINUTE);
 
@@ -91,20 +91,18 @@ let egress: EgressEndpoint | undefined;
 let spec: ResolvedSpec;
 let rawSpec: Record<string, any>;
 let nodeStartedAt = 0;
+/** The LB left running after the failover step. */
+let survivorIndex: number | undefined;
 const figures: Record<string, number | string> = {};
 
-const hosts = (): HostFacts[] =>
-  (["primary", "secondary"] as const).map((role, i) => ({
-    hostname: `${spec.clusterName}-lb-${i + 1}`,
-    role,
-    publicInterface: { name: "enp1s0", mac: deriveMac("e2e", `${spec.clusterName}-lb${i + 1}`, "public") },
-    privateInterface: { name: "enp2s0", mac: deriveMac("e2e", `${spec.clusterName}-lb${i + 1}`, "private") },
-  }));
+/** The LBs' host facts as the stack settled them (its loadBalancers output; NIC names are EdgePair's defaults). */
+let lbHosts: HostFacts[] = [];
+const hosts = (): HostFacts[] => lbHosts;
 const lbPublic = (i: number) => spec.platform.publicNetwork.lbAddresses[i] as string;
 const lbPrivate = (i: number) => spec.network.lbAddresses[i] as string;
 const lbIndexOf = (privateAddress: string) => spec.network.lbAddresses.indexOf(privateAddress);
 
-const apiPrivateVip = () => spec.derived.privateVips.find((v) => v.family === 4)!.address;
+const apiPrivateVip = () => spec.virtualAddresses.api.find((v) => v.type === "private")!.address;
 const vipUrls = () => ({
   apiPrivate: `https://${apiPrivateVip()}:6443/`,
   apiPublic: `https://${spec.virtualAddresses.api.find((v) => v.type === "public")!.address}:6443/`,
@@ -174,13 +172,13 @@ e2e(title, () => {
 
   afterAll(async () => {
     printFigures();
-    node?.remove();
     await forward?.close();
     await egress?.close();
     if (process.env.EDGEPAIR_E2E_KEEP === "1") {
-      step(`kept: libvirt ${lv?.uri}, workspace ${ws?.root}`);
+      step(`kept: libvirt ${lv?.uri} (its daemons, domains and networks), Pulumi workspace ${ws?.root}`);
       return;
     }
+    node?.remove();
     await ws?.dispose().catch((e) => console.error(`dispose: ${e}`));
     if (lv) {
       const report = await lv.stop();
@@ -213,7 +211,9 @@ e2e(title, () => {
             step(`LB ${i + 1}: HAProxy answers its monitor URI`);
           }
         }
-        if (!nodeStarted && lv.tryVirsh(["net-info", `${spec.clusterName}-net-private`]).stdout.match(/Active:\s+yes/)) {
+        // both networks: libvirt creates its dnsmasq state directory with the first network that has one (the public)
+        const active = (net: string) => /Active:\s+yes/.test(lv.tryVirsh(["net-info", `${spec.clusterName}-net-${net}`]).stdout);
+        if (!nodeStarted && active("private") && active("public")) {
           nodeStarted = true;
           node = await createClusterNode({
             lv, name: NODE.name, baseVolume: "standin.qcow2", network: `${spec.clusterName}-net-private`, mac: NODE.mac,
@@ -233,6 +233,14 @@ e2e(title, () => {
       await watcher;
     }
     figures.upSeconds = seconds(Date.now() - upStarted);
+    const summaries = (await ws.outputs()).loadBalancers as { role: Role; hostname: string; publicMac: string; privateMac: string }[];
+    lbHosts = summaries.map((l) => ({
+      hostname: l.hostname,
+      role: l.role,
+      publicInterface: { name: "enp1s0", mac: l.publicMac },
+      privateInterface: { name: "enp2s0", mac: l.privateMac },
+    }));
+    expect(lbHosts.map((h) => h.hostname)).toEqual([`${spec.clusterName}-lb-1`, `${spec.clusterName}-lb-2`]);
     step(`pulumi up done in ${figures.upSeconds} s`);
     for (let i = 0; i < 2; i++) {
       const vm = `${spec.clusterName}-lb${i + 1}`;
@@ -253,7 +261,7 @@ e2e(title, () => {
       expect(status.stdout).toMatch(/status: done/);
       expect(status.stdout).not.toMatch(/\.service\s+loaded\s+failed/);
       figures[`lb${i + 1}SystemdAnalyze`] = status.stdout.match(/Startup finished in .*/)?.[0] ?? "";
-      expect(await sshMust(key, lbPublic(i), "test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${hosts()[i]!.hostname}\n`);
+      expect(await sshMust(key, lbPublic(i), "sudo test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${hosts()[i]!.hostname}\n`);
     }
   });
 
@@ -376,11 +384,11 @@ e2e(title, () => {
     const nodeAddress = NODE.addresses[0]!.split("/")[0]!;
     await sshMust(key, nodeAddress, `node -e 'require("net").connect(${egress!.port},"${spec.platform.publicNetwork.gateway}").on("end",()=>process.exit(0)).on("error",()=>process.exit(4)).resume()'`, { timeoutMs: 30_000 });
     expect(egress!.seen.at(-1)).toBe(spec.virtualAddresses.nat!.address);
-    (globalThis as { e2eSurvivor?: number }).e2eSurvivor = survivor;
+    survivorIndex = survivor;
   });
 
   stage("day 2: a backend added reaches HAProxy on the survivor without a reboot and without dropping the VIPs", async () => {
-    const survivor = (globalThis as { e2eSurvivor?: number }).e2eSurvivor ?? 1;
+    const survivor = survivorIndex as number;
     const bootId = await sshMust(key, lbPublic(survivor), "cat /proc/sys/kernel/random/boot_id");
     // the stack: an in-place update of both rendered views, nothing else
     const next = (rawSpec.apiBackend.addresses as string[]).length;
@@ -414,21 +422,24 @@ e2e(title, () => {
         const r = await probeVip(urls.apiPrivate);
         return r?.local === ADDED_BACKEND ? r : undefined;
       });
+      figures.backendAddedToServedSeconds = seconds(Date.now() - patched);
+      // the VIPs keep answering after the change too: 10 s of requests from the patch on
+      await sleep(Math.max(0, patched + 10_000 - Date.now()));
     } finally {
       stop = true;
       await load;
     }
-    figures.backendAddedToServedSeconds = seconds(Date.now() - patched);
     figures.day2Requests = requests;
     figures.day2Failed = failed;
     expect(served.remote).toBe(lbPrivate(survivor));
     const csv = (await probe(`http://${lbPrivate(survivor)}:${spec.metrics.port}/stats;csv`, { timeoutMs: 3000 })).body;
-    expect(serverStates(csv, "be_api")[ADDED_BACKEND]).toBe("UP");
+    // "UP", or "UP 1/3" while a check under emulation was slow: serving either way
+    expect(serverStates(csv, "be_api")[ADDED_BACKEND]).toMatch(/^UP\b/);
     expect(await sshMust(key, lbPublic(survivor), "cat /proc/sys/kernel/random/boot_id")).toBe(bootId);
     const addrs = await nicAddresses(survivor);
     for (const a of [apiPrivateVip(), spec.network.gateway, spec.platform.publicNetwork.nextHop as string]) expect(addrs).toContain(a);
     expect(failed).toBe(0);
-    step(`day 2: ${ADDED_BACKEND} served ${figures.backendAddedToServedSeconds} s after the CR patch; ${requests} requests, ${failed} failed (watching since ${seconds(patched - watchFrom)} s)`);
+    step(`day 2: ${ADDED_BACKEND} served ${figures.backendAddedToServedSeconds} s after the CR patch; ${requests} requests in ${seconds(Date.now() - watchFrom)} s, ${failed} failed`);
   });
 
   stage("pulumi destroy leaves nothing", async () => {
