@@ -65,7 +65,7 @@ const seconds = (ms: number) => Math.round(ms / 100) / 10;
 
 /** keepalived's Master_Down_Interval for the BACKUP (RFC 5798: 3 × advert + skew), plus what a failover adds on top
  *  (gratuitous ARP, the first request after it) on an emulated machine: 2 s. */
-export function failoverGoalSeconds(advert: number, backupPriority: number): number {
+function failoverGoalSeconds(advert: number, backupPriority: number): number {
   return 3 * advert + ((256 - backupPriority) / 256) * advert + 2;
 }
 
@@ -97,7 +97,6 @@ const figures: Record<string, number | string> = {};
 
 /** The LBs' host facts as the stack settled them (its loadBalancers output; NIC names are EdgePair's defaults). */
 let lbHosts: HostFacts[] = [];
-const hosts = (): HostFacts[] => lbHosts;
 const lbPublic = (i: number) => spec.platform.publicNetwork.lbAddresses[i] as string;
 const lbPrivate = (i: number) => spec.network.lbAddresses[i] as string;
 const lbIndexOf = (privateAddress: string) => spec.network.lbAddresses.indexOf(privateAddress);
@@ -261,7 +260,7 @@ e2e(title, () => {
       expect(status.stdout).toMatch(/status: done/);
       expect(status.stdout).not.toMatch(/\.service\s+loaded\s+failed/);
       figures[`lb${i + 1}SystemdAnalyze`] = status.stdout.match(/Startup finished in .*/)?.[0] ?? "";
-      expect(await sshMust(key, lbPublic(i), "sudo test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${hosts()[i]!.hostname}\n`);
+      expect(await sshMust(key, lbPublic(i), "sudo test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${lbHosts[i]!.hostname}\n`);
     }
   });
 
@@ -310,7 +309,7 @@ e2e(title, () => {
       return names.length === 2 ? names : undefined;
     });
     figures.tokenDeliveryToStatusSeconds = seconds(Date.now() - delivered);
-    expect(lbs).toEqual(hosts().map((h) => h.hostname));
+    expect(lbs).toEqual(lbHosts.map((h) => h.hostname));
     // the token never reaches a log on the LB
     for (let i = 0; i < 2; i++) {
       const journal = await sshRun(key, lbPublic(i), "sudo journalctl -b --no-pager -o cat", { timeoutMs: 60_000 });
@@ -323,7 +322,7 @@ e2e(title, () => {
     const backends = resolveBackends(spec, {});
     for (let i = 0; i < 2; i++) {
       const out = await sshMust(key, lbPublic(i), "sudo firewall-cmd --get-active-zones");
-      const expected = expectedActiveZones(spec, hosts()[i]!, backends);
+      const expected = expectedActiveZones(spec, lbHosts[i]!, backends);
       expect(Object.keys(expected).length).toBe(2);
       expect(expected[Object.keys(expected).find((z) => expected[z]!.includes(FLOATING_IP_INTERFACE))!]).toContain("enp1s0");
       expect(parseActiveZones(out)).toEqual(expected);
@@ -459,7 +458,7 @@ e2e(title, () => {
 
 /** IPv4 addresses on LB i's NICs (not on the edgepair-fip link, which carries every frontend VIP on both LBs). */
 async function nicAddresses(i: number): Promise<string[]> {
-  const h = hosts()[i]!;
+  const h = lbHosts[i]!;
   return parseIpv4Addresses(await sshMust(key, lbPublic(i), `ip -o -4 addr show dev ${h.publicInterface.name}; ip -o -4 addr show dev ${h.privateInterface.name}`));
 }
 
