@@ -10,6 +10,7 @@ import type { LoadBalancerSpecInput } from "./spec/schema";
 import { SpecError } from "./spec/errors";
 import { parseOpenStackSettings } from "./spec/openstack-settings";
 import { resolveSpec } from "./spec/resolve";
+import { DOMAIN_TYPES, type DomainType } from "./providers/libvirt";
 
 const config = new pulumi.Config("edgepair");
 const rawSpec = config.requireObject<LoadBalancerSpecInput>("spec");
@@ -68,6 +69,8 @@ function composePair(): EdgePair | undefined {
           baseImage,
           vcpu: config.requireNumber("vmVcpus"),
           memoryMiB: config.requireNumber("vmMemoryMiB"),
+          // a value outside the three fails the preview naming the key and the allowed values (ConfigEnumError)
+          domainType: config.get<DomainType>("libvirtDomainType", { allowedValues: [...DOMAIN_TYPES] }) ?? "auto",
         },
       },
     });

@@ -66,6 +66,14 @@ test("the libvirt tree: networks, two LB VMs (disk, seed, domain), a rendered vi
   expect(dynamicKind("libvirt:Network").find((r) => r.name === "lab-net-private")!.inputs.mode).toBe("isolated");
   // no generated password when one is given
   expect(ofType("random:index/randomPassword:RandomPassword")).toEqual([]);
+  // no domain type unless the platform says: the provider's auto
+  expect(dynamicKind("libvirt:Domain").map((r) => r.inputs.type)).toEqual([undefined, undefined]);
+});
+
+test("libvirt domainType reaches both domains (qemu where /dev/kvm runs only special guest kernels)", async () => {
+  new EdgePair("lab", baseArgs({ platform: { libvirt: { pool: "default", baseImage: "edgepair-appliance.qcow2", domainType: "qemu" } } }));
+  await settle(mocks);
+  expect(dynamicKind("libvirt:Domain").map((r) => r.inputs.type)).toEqual(["qemu", "qemu"]);
 });
 
 test("MACs are derived from stack and VM names: the same on every run, distinct, and the ones the user-data names", async () => {

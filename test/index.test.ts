@@ -86,3 +86,10 @@ test("`edgepair:imageBuild` builds and pushes the appliance instead of a prebuil
   // both a prebuilt image and a build: refused, naming both fields
   expect(() => loadProgram(raw, { ...base, "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}` })).toThrow(/image\.prebuilt and image\.build/);
 });
+
+// the accepted values reaching the domains: components.test.ts (dynamic providers do not serialize in this suite's
+// isolated module registry) and stack-libvirt.test.ts through the real engine
+test("`edgepair:libvirtDomainType` other than auto, kvm or qemu stops the program naming the key", () => {
+  const libvirt = { "edgepair:libvirtBaseImage": "edgepair.qcow2", "edgepair:libvirtUri": "qemu:///system", "edgepair:libvirtPool": "default", "edgepair:vmVcpus": "1", "edgepair:vmMemoryMiB": "512", "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`, "edgepair:metricsPassword": "x" };
+  expect(() => loadProgram(devSpecRaw(), { ...libvirt, "edgepair:libvirtDomainType": "xen" })).toThrow(/Configuration 'edgepair:libvirtDomainType' value 'xen' is not a legal enum value \(\["auto","kvm","qemu"\]\)/);
+});

@@ -44,6 +44,8 @@ beforeAll(async () => {
       "edgepair:image": IMAGE,
       "edgepair:vmMemoryMiB": 256,
       "edgepair:vmVcpus": 1,
+      // TCG whatever the host has: auto would pick kvm wherever libvirt reports it (a PVM host included)
+      "edgepair:libvirtDomainType": "qemu",
       // the VMs boot an empty disk: nothing will ever answer the ready gate
       "edgepair:waitForReady": false,
     }),
@@ -65,6 +67,7 @@ test("up: two networks, two LB VMs (disk, seed, domain), a rendered view per LB;
   const inv = lv.inventory();
   expect(inv.domains.sort()).toEqual(["lab-lb1", "lab-lb2"]);
   expect(inv.networks.sort()).toEqual(["lab-net-private", "lab-net-public"]);
+  for (const d of inv.domains) expect(lv.virsh(["dumpxml", d]).stdout).toMatch(/^<domain type='qemu'/);
   const out = await ws.outputs();
   expect(out.imageRef).toBe(IMAGE);
   expect((out.loadBalancers as { hostname: string }[]).map((l) => l.hostname)).toEqual(["lab-lb-1", "lab-lb-2"]);

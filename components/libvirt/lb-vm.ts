@@ -3,7 +3,7 @@
  * its public and private NICs (fixed MACs, so the keyfiles' MAC match holds from first boot).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { CloudInitDisk, Domain, Volume } from "../../providers/libvirt";
+import { CloudInitDisk, Domain, Volume, type DomainType } from "../../providers/libvirt";
 
 export interface LibvirtLbVmArgs {
   uri?: pulumi.Input<string>;
@@ -13,6 +13,7 @@ export interface LibvirtLbVmArgs {
   basePool?: pulumi.Input<string>;
   vcpu: pulumi.Input<number>;
   memoryMiB: pulumi.Input<number>;
+  domainType?: pulumi.Input<DomainType>;
   /** Secret: carries the bootstrap secrets. Create-only (see below). */
   userData: pulumi.Input<string>;
   metaData: pulumi.Input<string>;
@@ -39,6 +40,7 @@ export class LibvirtLbVm extends pulumi.ComponentResource {
       ...uri,
       vcpu: args.vcpu,
       memoryMiB: args.memoryMiB,
+      ...(args.domainType ? { type: args.domainType } : {}),
       disks: [{ pool: args.pool, volume: this.disk.name }],
       cloudInit: { pool: args.pool, volume: this.seed.name },
       // order matters: the first NIC is the public one in the host facts

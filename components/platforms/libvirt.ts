@@ -10,6 +10,7 @@ import { FloatingIps } from "../floating-ips";
 import { LibvirtLbVm } from "../libvirt/lb-vm";
 import { LibvirtNetworks } from "../libvirt/networks";
 import type { ReadyGate } from "../../providers/edgepair/ready-gate";
+import type { DomainType } from "../../providers/libvirt";
 import { hostFacts, readyGateAfter, type PlatformContext, type PlatformPair } from "./types";
 
 export interface LibvirtPlatformArgs {
@@ -20,6 +21,8 @@ export interface LibvirtPlatformArgs {
   basePool?: pulumi.Input<string>;
   vcpu?: pulumi.Input<number>;
   memoryMiB?: pulumi.Input<number>;
+  /** Default auto: kvm when libvirt reports KVM, else qemu (TCG). */
+  domainType?: pulumi.Input<DomainType>;
   privateDhcp?: { start: string; end: string };
 }
 
@@ -42,6 +45,7 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
       ...(lv.basePool ? { basePool: lv.basePool } : {}),
       vcpu: lv.vcpu ?? 2,
       memoryMiB: lv.memoryMiB ?? 2048,
+      ...(lv.domainType ? { domainType: lv.domainType } : {}),
       userData: ctx.userData(host),
       metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
       publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },

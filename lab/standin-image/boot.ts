@@ -1,11 +1,12 @@
 /**
  * Booting the stand-in image directly under QEMU, for its smoke test (test/standin-image.test.ts): a copy-on-write
  * overlay on the cached qcow2 (the image itself is never written), a NoCloud seed ISO, NICs on QEMU's user network
- * with restrict=on (DHCP from QEMU, no route anywhere), the serial console to a file. KVM when /dev/kvm exists,
- * else TCG. The caller stops the VM by PID (stopVm), also on failure; timeout(1) bounds its life regardless.
+ * with restrict=on (DHCP from QEMU, no route anywhere), the serial console to a file. KVM when the guest's kernel
+ * runs under it (guestAccel), else TCG. The caller stops the VM by PID (stopVm), also on failure; timeout(1) bounds
+ * its life regardless.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./run";
 
@@ -33,19 +34,25 @@ export async function makeOverlay(base: string, overlay: string, bytes: number, 
   await run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay, String(bytes)], { log, timeoutMs: 60_000 });
 }
 
+export type Accel = "kvm" | "tcg";
+
 export interface VmInput {
   disk: string;
-  seedIso: string;
+  /** Absent: no seed (the accelerator probe only needs the kernel to start). */
+  seedIso?: string;
   serialLog: string;
   macs: readonly string[];
   memoryMiB: number;
   /** QEMU runs under timeout(1): even when the test process dies without its clean-up, the VM ends after this. */
   maxSeconds: number;
+  accel: Accel;
+  /** Writes go to a temporary file QEMU drops on exit (the probe boots the cached image itself). */
+  snapshot?: boolean;
 }
 
 export interface Vm {
   pid: number;
-  accel: "kvm" | "tcg";
+  accel: Accel;
   startedAt: number;
   exited: () => boolean;
   /** The last 4000 characters QEMU wrote to stderr. */
@@ -55,8 +62,9 @@ export interface Vm {
 }
 
 export function startVm(v: VmInput): Vm {
-  const accel = existsSync("/dev/kvm") ? "kvm" : "tcg";
-  const nics = v.macs.flatMap((mac, i) => ["-netdev", `user,id=n${i},restrict=on`, "-device", `virtio-net-pci,netdev=n${i},mac=${mac}`]);
+  const accel = v.accel;
+  // no MACs: no NIC at all (QEMU would otherwise add its default one, on an unrestricted user network)
+  const nics = v.macs.length === 0 ? ["-nic", "none"] : v.macs.flatMap((mac, i) => ["-netdev", `user,id=n${i},restrict=on`, "-device", `virtio-net-pci,netdev=n${i},mac=${mac}`]);
   const argv = [
     "-accel", accel,
     "-m", String(v.memoryMiB),
@@ -67,7 +75,8 @@ export function startVm(v: VmInput): Vm {
     // a panic or a reboot ends QEMU instead of looping until the timeout
     "-no-reboot",
     "-drive", `file=${v.disk},if=virtio,format=qcow2`,
-    "-drive", `file=${v.seedIso},media=cdrom,readonly=on`,
+    ...(v.seedIso ? ["-drive", `file=${v.seedIso},media=cdrom,readonly=on`] : []),
+    ...(v.snapshot ? ["-snapshot"] : []),
     ...nics,
   ];
   // timeout passes our SIGTERM on to QEMU, and SIGKILLs it 10 s after its own deadline
@@ -132,5 +141,41 @@ export async function waitForSerial(vm: Vm, serialLog: string, patterns: Record<
     if (vm.exited()) throw new Error(`QEMU exited before the serial console showed: ${missing.join(", ")}; stderr: ${vm.stderr().trim()}; the console's last lines:\n${tail}`);
     if (Date.now() > deadline) throw new Error(`no ${missing.join(", ")} on the serial console within ${Math.round(timeoutMs / 1000)} s; its last lines:\n${tail}`);
     await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+export interface AccelChoice {
+  accel: Accel;
+  /** One line for the test's log: what was found. */
+  why: string;
+}
+
+function kvmOpens(): boolean {
+  try {
+    closeSync(openSync("/dev/kvm", "r+"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The accelerator `disk`'s own kernel runs under on this host. A /dev/kvm that opens is not enough: where KVM is PVM
+ * (the kvm_pvm module; no vmx/svm in /proc/cpuinfo) QEMU starts and libvirt reports KVM, but only a PVM-enabled
+ * guest kernel runs. Debian's kernel stops silently after "Probing EDD" there (measured: no kernel line in 40 s under
+ * KVM; under TCG its first lines come within 3 s). So the disk boots under KVM, with writes thrown away, until the
+ * kernel's first line reaches the serial console, bounded by timeoutMs; the VM is stopped either way.
+ */
+export async function guestAccel(disk: string, workDir: string, timeoutMs = 45_000): Promise<AccelChoice> {
+  if (!kvmOpens()) return { accel: "tcg", why: "no usable /dev/kvm: TCG" };
+  const serialLog = join(workDir, "kvm-probe-serial.log");
+  const vm = startVm({ disk, serialLog, macs: [], memoryMiB: 512, maxSeconds: Math.ceil(timeoutMs / 1000) + 15, accel: "kvm", snapshot: true });
+  try {
+    const seen = await waitForSerial(vm, serialLog, { kernel: /Linux version \d/ }, timeoutMs);
+    return { accel: "kvm", why: `KVM: the guest's kernel printed its first line ${(seen.kernel.afterMs / 1000).toFixed(1)} s after QEMU started` };
+  } catch {
+    return { accel: "tcg", why: `/dev/kvm opens, but the guest's kernel printed nothing under KVM within ${Math.round(timeoutMs / 1000)} s (a PVM host?): TCG` };
+  } finally {
+    await stopVm(vm);
   }
 }
