@@ -20,7 +20,7 @@
  * (advertInterval 1 s) and the failover goal follows from it (failoverGoalSeconds). With KVM the spec's defaults
  * and the DESIGN goal apply.
  */
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestAccel } from "../lab/standin-image/boot";
@@ -178,20 +178,28 @@ e2e(title, () => {
   });
 
   afterAll(async () => {
-    printFigures();
-    await forward?.close();
-    await egress?.close();
+    // every step runs whatever the one before it threw: what was started is stopped, also on failure
+    const attempt = async (what: string, f: () => unknown) => {
+      try {
+        await f();
+      } catch (e) {
+        console.error(`clean-up, ${what}: ${e}`);
+      }
+    };
+    await attempt("figures", printFigures);
+    await attempt("TCP forward", () => forward?.close());
+    await attempt("egress endpoint", () => egress?.close());
     if (process.env.EDGEPAIR_E2E_KEEP === "1") {
       step(`kept: libvirt ${lv?.uri} (its daemons, domains and networks), Pulumi workspace ${ws?.root}`);
       return;
     }
-    node?.remove();
-    await ws?.dispose().catch((e) => console.error(`dispose: ${e}`));
-    if (lv) {
-      const report = await lv.stop();
-      if (report.leftovers.length > 0) step(`libvirtd fixture removed leftovers: ${report.leftovers.join(", ")}`);
-    }
-    await kube?.stop();
+    await attempt("cluster node", () => node?.remove());
+    await attempt("Pulumi workspace", () => ws?.dispose());
+    await attempt("libvirtd", async () => {
+      const report = await lv?.stop();
+      if (report && report.leftovers.length > 0) step(`libvirtd fixture removed leftovers: ${report.leftovers.join(", ")}`);
+    });
+    await attempt("API server", () => kube?.stop());
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -483,5 +491,8 @@ function printFigures(): void {
   if (Object.keys(figures).length === 0) return;
   const width = Math.max(...Object.keys(figures).map((k) => k.length));
   process.stderr.write(`\nend-to-end figures\n${Object.entries(figures).map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join("\n")}\n`);
-  writeFileSync(join(__dirname, "..", "bench", "results", "e2e-vms.json"), `${JSON.stringify({ at: new Date().toISOString(), figures }, null, 2)}\n`);
+  // bench/results is not in git: a clean clone has no such directory
+  const results = join(__dirname, "..", "bench", "results");
+  mkdirSync(results, { recursive: true });
+  writeFileSync(join(results, "e2e-vms.json"), `${JSON.stringify({ at: new Date().toISOString(), figures }, null, 2)}\n`);
 }
