@@ -62,11 +62,10 @@ export interface Vm {
 }
 
 export function startVm(v: VmInput): Vm {
-  const accel = v.accel;
   // no MACs: no NIC at all (QEMU would otherwise add its default one, on an unrestricted user network)
   const nics = v.macs.length === 0 ? ["-nic", "none"] : v.macs.flatMap((mac, i) => ["-netdev", `user,id=n${i},restrict=on`, "-device", `virtio-net-pci,netdev=n${i},mac=${mac}`]);
   const argv = [
-    "-accel", accel,
+    "-accel", v.accel,
     "-m", String(v.memoryMiB),
     "-smp", "1",
     "-nographic",
@@ -91,7 +90,7 @@ export function startVm(v: VmInput): Vm {
       resolve(code);
     }),
   );
-  return { pid: child.pid, accel, startedAt: Date.now(), exited: () => exited, stderr: () => stderr, whenExited };
+  return { pid: child.pid, accel: v.accel, startedAt: Date.now(), exited: () => exited, stderr: () => stderr, whenExited };
 }
 
 /** SIGTERM to timeout(1), which passes it to QEMU (it exits at once; the overlay is thrown away anyway); SIGKILL if still there after 10 s. */
@@ -150,7 +149,8 @@ export interface AccelChoice {
   why: string;
 }
 
-function kvmOpens(): boolean {
+/** /dev/kvm opens read-write: QEMU and libvirt will take KVM guests (which need not boot: see guestAccel). */
+export function kvmOpens(): boolean {
   try {
     closeSync(openSync("/dev/kvm", "r+"));
     return true;
