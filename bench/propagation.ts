@@ -16,7 +16,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, fstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { syncServers, RuntimeSocket, type SyncServersResult } from "../agent/haproxy/index";
 import { readSpec } from "../cli/inputs";
 import type { RequestRecord } from "../lab/analysis";
@@ -39,8 +38,9 @@ const CLIENT_INTERVAL_MS = 2;
 const CLIENT_MAX_MS = 600_000; // the client stops by itself even if nobody stops it
 let counter = 0;
 
+/** Epoch ms, comparable with lab/helper.ts records (why the wall clock and not timeOrigin + now(): see there). */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  return Date.now();
 }
 
 /** The request log of a running lab/helper.ts client, read incrementally (the file only grows). */
@@ -263,7 +263,7 @@ export interface PropagationResult {
 }
 
 const API_PORT_IN_NS = 6443;
-const CLOCK_SLACK_MS = 5; // two processes' epoch clocks (performance.timeOrigin) agree to well under this
+const CLOCK_SLACK_MS = 5; // two processes' Date.now() agree to the ms; this covers the ms rounding
 
 /**
  * `runs` add/remove cycles (at least 10, so at least 20 changes) of one API Node, cp-new, next to three steady ones,

@@ -12,7 +12,6 @@
  *     retries the connections it refused on another server meanwhile.
  *   - `del server` works on any server (also ones from the config) that is in maintenance and has no connection.
  */
-import { performance } from "node:perf_hooks";
 import { hostPort, renderHaproxy } from "../../render/haproxy";
 import type { RenderInput } from "../../render/types";
 import { canonical, parseIp } from "../../spec/address";
@@ -240,7 +239,7 @@ export interface AppliedAction {
   action: ServerAction;
   /** the runtime API command sent last for this action (wait-drained sends `show stat`) */
   command: string;
-  /** epoch ms (performance clock), so callers can relate them to request logs */
+  /** epoch ms (Date.now()), so callers can relate them to request logs */
   startedAt: number;
   finishedAt: number;
   /** e.g. sessions left when a drain timed out */
@@ -262,11 +261,11 @@ export async function applyServerChanges(socket: RuntimeSocket, actions: readonl
   // the drain timeout counts from each server's drain, so N leaving servers wait at most one timeout, not N
   const drainedAt = new Map<string, number>();
   for (const action of actions) {
-    const startedAt = nowMs();
+    const startedAt = Date.now();
     try {
       const { command, note } = await applyOne(socket, action, opts, drainedAt.get(key(action)) ?? startedAt);
-      if (action.kind === "drain") drainedAt.set(key(action), nowMs());
-      applied.push({ action, command, startedAt, finishedAt: nowMs(), ...(note ? { note } : {}) });
+      if (action.kind === "drain") drainedAt.set(key(action), Date.now());
+      applied.push({ action, command, startedAt, finishedAt: Date.now(), ...(note ? { note } : {}) });
     } catch (e) {
       return { applied, failed: { action, error: e instanceof Error ? e.message : String(e) } };
     }
@@ -304,8 +303,8 @@ async function waitDrained(socket: RuntimeSocket, s: ServerRef, since: number, t
   for (let i = 0; i < 100_000; i++) {
     const sessions = sessionsOf(await socket.run(command, /^# pxname,/), s);
     if (sessions === 0) return { command };
-    if (nowMs() >= deadline) return { command, note: `drain timed out after ${timeoutMs} ms with ${sessions} sessions (shut down next)` };
-    await sleep(Math.min(pollMs, Math.max(0, deadline - nowMs())));
+    if (Date.now() >= deadline) return { command, note: `drain timed out after ${timeoutMs} ms with ${sessions} sessions (shut down next)` };
+    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
   }
   return { command, note: "drain wait stopped after too many polls" };
 }
@@ -330,20 +329,16 @@ function sessionsOf(csv: string, s: ServerRef): number {
 
 async function deleteServer(socket: RuntimeSocket, srv: string, pollMs: number): Promise<{ command: string }> {
   const command = `del server ${srv}`;
-  const deadline = nowMs() + DELETE_WAIT_MS;
+  const deadline = Date.now() + DELETE_WAIT_MS;
   for (let i = 0; ; i++) {
     const answer = (await socket.send(command)).trim();
     if (answer === "Server deleted.") return { command };
     const busy = /still has connections/i.test(answer);
-    if (!busy || nowMs() >= deadline || i >= 1000) {
+    if (!busy || Date.now() >= deadline || i >= 1000) {
       throw new RuntimeApiError(command, answer, busy ? `failed for ${DELETE_WAIT_MS} ms` : "failed");
     }
     await sleep(Math.min(pollMs, 50));
   }
-}
-
-function nowMs(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 function sleep(ms: number): Promise<void> {
