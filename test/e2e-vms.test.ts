@@ -134,7 +134,7 @@ e2e(title, () => {
     step("stand-in image (lab/standin-image; cached by its inputs)");
     const image = await buildStandinImage({ out: (l) => step(l) });
     figures.standinImageCached = String(image.cached);
-    const accel = await guestAccel(image.path, dir);
+    const accel = await guestAccel(image.path, dir, { memo: image.accelMemo });
     kvm = accel.accel === "kvm";
     figures.accel = accel.accel;
     step(accel.why);

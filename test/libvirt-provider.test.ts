@@ -22,6 +22,7 @@ import {
   diffVolume,
   domainProvider,
   networkProvider,
+  powerOff,
   volumeProvider,
 } from "../providers/libvirt";
 import type { CloudInitDiskOutputs, DomainInputs, DomainOutputs, NetworkInputs, NetworkOutputs, VolumeOutputs } from "../providers/libvirt";
@@ -454,6 +455,20 @@ describe("Domain", () => {
     expect(fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("qemu")).toBe(false);
     expect(await read(domainProvider, made)).toBeUndefined();
     await domainProvider.delete!(made.id, made.outs);
+  });
+
+  test("power-off of a guest that is off already is done, not an error (it powered off between our look and destroy)", async () => {
+    const off = await create<DomainOutputs>(domainProvider, dom({ ...inputs, running: false }));
+    try {
+      // what virsh itself says, so the case is real: libvirt refuses to destroy a domain that is not running
+      expect(lv.tryVirsh(["destroy", "epp-vm"]).stderr).toMatch(/domain is not running/);
+      await expect(powerOff(lv.uri, off.id)).resolves.toBeUndefined();
+      await expect(powerOff(lv.uri, "epp-no-such-vm")).resolves.toBeUndefined();
+      // counter-case: any other failure still fails
+      await expect(powerOff("qemu:///system?socket=/nonexistent/libvirt-sock", off.id)).rejects.toThrow(/cannot connect/);
+    } finally {
+      await domainProvider.delete!(off.id, off.outs);
+    }
   });
 
   test("a domain undefined behind our back reads as gone (refresh drops it)", async () => {

@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { guestAccel, makeOverlay, makeSeedIso, startVm, stopVm, waitForSerial, type Vm } from "../lab/standin-image/boot";
+import { guestAccel, kvmOpens, makeOverlay, makeSeedIso, startVm, stopVm, waitForSerial, type Vm } from "../lab/standin-image/boot";
 import { buildStandinImage, imagePaths, type StandinImage } from "../lab/standin-image/builder";
 import { extlinuxConf, kernelVersion } from "../lab/standin-image/image";
 import { baseHash, IMAGES_ROOTFS, imageHash, listRootfsFiles } from "../lab/standin-image/inputs";
@@ -92,6 +92,34 @@ describe("stand-in image inputs", () => {
   });
 });
 
+describe("guestAccel remembers its answer for one boot of the host", () => {
+  // A disk that does not exist: a probe of it under KVM ends at once with TCG, so an answer of KVM can only come from
+  // the memo. Where /dev/kvm does not open no probe runs and no memo is read.
+  test("a memo of this boot is taken; one of another boot, or unreadable, is probed again and replaced", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "standin-accel-"));
+    try {
+      const memo = join(dir, "image.accel.json");
+      const disk = join(dir, "missing.qcow2");
+      const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      if (!kvmOpens()) {
+        expect(await guestAccel(disk, dir, { memo })).toEqual({ accel: "tcg", why: "no usable /dev/kvm: TCG" });
+        return;
+      }
+      writeFileSync(memo, JSON.stringify({ bootId, accel: "kvm", why: "planted" }));
+      expect(await guestAccel(disk, dir, { memo })).toEqual({ accel: "kvm", why: `planted (remembered for this boot: ${memo})` });
+      for (const stale of [JSON.stringify({ bootId: "another-boot", accel: "kvm", why: "planted" }), "{not json"]) {
+        writeFileSync(memo, stale);
+        const probed = await guestAccel(disk, dir, { memo, timeoutMs: 10_000 });
+        expect(probed.accel).toBe("tcg");
+        expect(probed.why).not.toMatch(/remembered/);
+        expect(JSON.parse(readFileSync(memo, "utf8"))).toEqual({ bootId, ...probed });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 e2e(e2eTitle, () => {
   let image: StandinImage;
 
@@ -146,7 +174,7 @@ e2e(e2eTitle, () => {
         const overlay = join(dir, "disk.qcow2");
         await makeOverlay(image.path, overlay, 6 * 2 ** 30, log);
         const serial = join(dir, "serial.log");
-        const { accel, why } = await guestAccel(image.path, dir);
+        const { accel, why } = await guestAccel(image.path, dir, { memo: image.accelMemo });
         process.stdout.write(`stand-in boot: ${why}\n`);
         vm = startVm({ disk: overlay, seedIso: seed, serialLog: serial, macs: ["52:54:00:e9:00:01", "52:54:00:e9:00:02"], memoryMiB: 1536, maxSeconds: 12 * 60, accel });
         const seen = await waitForSerial(

@@ -6,7 +6,7 @@
  * its life regardless.
  */
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./run";
 
@@ -164,10 +164,24 @@ export function kvmOpens(): boolean {
  * (the kvm_pvm module; no vmx/svm in /proc/cpuinfo) QEMU starts and libvirt reports KVM, but only a PVM-enabled
  * guest kernel runs. Debian's kernel stops silently after "Probing EDD" there (measured: no kernel line in 40 s under
  * KVM; under TCG its first lines come within 3 s). So the disk boots under KVM, with writes thrown away, until the
- * kernel's first line reaches the serial console, bounded by timeoutMs; the VM is stopped either way.
+ * kernel's first line reaches the serial console, bounded by timeoutMs; the VM is stopped either way. With `memo`
+ * (StandinImage.accelMemo) the answer is kept for this boot of the host: CI's two VM suites paid the probe twice.
  */
-export async function guestAccel(disk: string, workDir: string, timeoutMs = 45_000): Promise<AccelChoice> {
+export async function guestAccel(disk: string, workDir: string, opts: { timeoutMs?: number; memo?: string } = {}): Promise<AccelChoice> {
   if (!kvmOpens()) return { accel: "tcg", why: "no usable /dev/kvm: TCG" };
+  // the answer depends on the host's kernel and the guest's only: a memo beside the image holds for this boot
+  const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  const remembered = opts.memo ? readMemo(opts.memo, bootId) : undefined;
+  if (remembered) return { accel: remembered.accel, why: `${remembered.why} (remembered for this boot: ${opts.memo})` };
+  const choice = await probeKvm(disk, workDir, opts.timeoutMs ?? 45_000);
+  if (opts.memo) {
+    writeFileSync(`${opts.memo}.tmp`, `${JSON.stringify({ bootId, ...choice })}\n`);
+    renameSync(`${opts.memo}.tmp`, opts.memo);
+  }
+  return choice;
+}
+
+async function probeKvm(disk: string, workDir: string, timeoutMs: number): Promise<AccelChoice> {
   const serialLog = join(workDir, "kvm-probe-serial.log");
   const vm = startVm({ disk, serialLog, macs: [], memoryMiB: 512, maxSeconds: Math.ceil(timeoutMs / 1000) + 15, accel: "kvm", snapshot: true });
   try {
@@ -177,5 +191,15 @@ export async function guestAccel(disk: string, workDir: string, timeoutMs = 45_0
     return { accel: "tcg", why: `/dev/kvm opens, but the guest's kernel printed nothing under KVM within ${Math.round(timeoutMs / 1000)} s (a PVM host?): TCG` };
   } finally {
     await stopVm(vm);
+  }
+}
+
+function readMemo(path: string, bootId: string): AccelChoice | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    const m = JSON.parse(readFileSync(path, "utf8")) as Partial<AccelChoice & { bootId: string }>;
+    return m.bootId === bootId && (m.accel === "kvm" || m.accel === "tcg") && typeof m.why === "string" ? { accel: m.accel, why: m.why } : undefined;
+  } catch {
+    return undefined; // unreadable: probe again
   }
 }

@@ -46,6 +46,8 @@ export interface StandinImage {
   /** True when an image with the same inputs was already in the cache. */
   cached: boolean;
   manifest: StandinManifest;
+  /** Where guestAccel remembers, for this boot of the host, whether this image's kernel runs under KVM. */
+  accelMemo: string;
 }
 
 export interface BuildOptions {
@@ -58,9 +60,9 @@ export function cacheDirFromEnv(): string {
   return process.env.EDGEPAIR_STANDIN_CACHE || DEFAULT_CACHE_DIR;
 }
 
-export function imagePaths(cacheDir: string, hash: string): { qcow2: string; manifest: string; log: string } {
+export function imagePaths(cacheDir: string, hash: string): { qcow2: string; manifest: string; log: string; accel: string } {
   const stem = join(cacheDir, `edgepair-standin-${hash}`);
-  return { qcow2: `${stem}.qcow2`, manifest: `${stem}.json`, log: `${stem}.log` };
+  return { qcow2: `${stem}.qcow2`, manifest: `${stem}.json`, log: `${stem}.log`, accel: `${stem}.accel.json` };
 }
 
 /** A stable UUID for the root filesystem of one image (same inputs, same disk). */
@@ -106,7 +108,7 @@ async function lock(cacheDir: string, out: (line: string) => void): Promise<() =
 /** Images, manifests, logs and bases of other hashes, and work directories of builders that are gone. */
 function prune(cacheDir: string, keep: { hash: string; baseHash: string }, out: (line: string) => void): void {
   for (const name of readdirSync(cacheDir)) {
-    const m = /^(?:edgepair-standin-([0-9a-f]{16})\.(?:qcow2|json|log)|base-([0-9a-f]{16})(?:\.partial)?|work-(\d+))$/.exec(name);
+    const m = /^(?:edgepair-standin-([0-9a-f]{16})\.(?:qcow2|json|log|accel\.json)|base-([0-9a-f]{16})(?:\.partial)?|work-(\d+))$/.exec(name);
     if (!m) continue;
     const stale = (m[1] !== undefined && m[1] !== keep.hash) || (m[2] !== undefined && (m[2] !== keep.baseHash || name.endsWith(".partial"))) || (m[3] !== undefined && !pidAlive(Number(m[3])));
     if (!stale) continue;
@@ -141,14 +143,14 @@ export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinIm
     const paths = imagePaths(cacheDir, hash);
     if (existsSync(paths.qcow2) && existsSync(paths.manifest)) {
       out(`cached: ${paths.qcow2}`);
-      return { path: paths.qcow2, cached: true, manifest: readManifest(paths.manifest) };
+      return { path: paths.qcow2, cached: true, manifest: readManifest(paths.manifest), accelMemo: paths.accel };
     }
 
     const unlock = await lock(cacheDir, out);
     try {
       if (existsSync(paths.qcow2) && existsSync(paths.manifest)) {
         out(`cached: ${paths.qcow2} (built while this one waited)`);
-        return { path: paths.qcow2, cached: true, manifest: readManifest(paths.manifest) };
+        return { path: paths.qcow2, cached: true, manifest: readManifest(paths.manifest), accelMemo: paths.accel };
       }
       writeFileSync(paths.log, `edgepair stand-in image ${hash} (base ${base}), ${new Date().toISOString()}\n`);
       const baseCached = existsSync(join(cacheDir, `base-${base}`, "rootfs"));
@@ -177,7 +179,7 @@ export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinIm
       writeFileSync(paths.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
       progress.done(`built ${paths.qcow2}: ${(manifest.qcow2Bytes / 2 ** 20).toFixed(0)} MiB in ${formatSeconds(manifest.buildSeconds)}`);
       prune(cacheDir, { hash, baseHash: base }, out);
-      return { path: paths.qcow2, cached: false, manifest };
+      return { path: paths.qcow2, cached: false, manifest, accelMemo: paths.accel };
     } finally {
       unlock();
     }

@@ -13,7 +13,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { canonicalMac, checker, CheckFailure, checkResult, diffResult, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
 import { findVolume } from "./volume";
-import { detectVirtType, fieldError, resolveUri, UNKNOWN, virsh, virshIfExists, virshXml } from "./virsh";
+import { detectVirtType, fieldError, resolveUri, UNKNOWN, virsh, virshIfExists, virshXml, type VirshError } from "./virsh";
 import { child, childrenOf, el, parseXml, path as xpath, renderXml, textEl, XElement } from "./xml";
 
 export const DOMAIN_KIND = "libvirt:Domain";
@@ -379,20 +379,34 @@ async function resolveRender(uri: string, d: DomainInputs, virtType: "kvm" | "qe
   return { name: d.name, uuid, virtType, machine: d.machine, vcpu: d.vcpu, memoryMiB: d.memoryMiB, disks, cloudInit: d.cloudInit, nics: d.nics };
 }
 
-/** ACPI shutdown, waiting up to timeoutSeconds, then power-off. */
+/** ACPI shutdown, waiting up to timeoutSeconds for the guest to power off, then power-off. */
 async function stopDomain(uri: string, ref: string, timeoutSeconds: number): Promise<void> {
+  const off = (s: string | undefined) => s === undefined || s === "shut off";
   const state = await domState(uri, ref);
-  if (state === undefined || state === "shut off") return;
+  if (off(state)) return;
   if (timeoutSeconds > 0 && state === "running") {
     await virshIfExists(uri, ["shutdown", ref]).catch(() => undefined);
     const deadline = Date.now() + timeoutSeconds * 1000;
     while (Date.now() < deadline) {
-      if ((await domState(uri, ref)) !== "running") break;
+      const now = await domState(uri, ref);
+      if (off(now)) return;
+      if (now !== "running" && now !== "in shutdown") break; // paused or crashed: it will not power off by itself
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  const now = await domState(uri, ref);
-  if (now !== undefined && now !== "shut off") await virshIfExists(uri, ["destroy", ref]);
+  await powerOff(uri, ref);
+}
+
+/**
+ * `virsh destroy`, where a guest that is off already is done, not an error: one that powers off between our look and
+ * the command (an ACPI shutdown finishing; a CI run's `pulumi destroy` failed so) is what we wanted.
+ */
+export async function powerOff(uri: string, ref: string): Promise<void> {
+  try {
+    await virshIfExists(uri, ["destroy", ref]);
+  } catch (e) {
+    if (!/domain is not running/i.test((e as VirshError).stderr ?? "")) throw e;
+  }
 }
 
 async function setAutostart(uri: string, ref: string, on: boolean): Promise<void> {

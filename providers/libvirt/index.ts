@@ -9,7 +9,7 @@ export { Volume, VOLUME_KIND, volumeProvider, checkVolume, diffVolume, renderVol
 export type { VolumeArgs, VolumeInputs, VolumeOutputs, VolumeFormat } from "./volume";
 export { CloudInitDisk, CLOUD_INIT_DISK_KIND, cloudInitDiskProvider, checkCloudInitDisk, diffCloudInitDisk, buildSeedIso, contentSha256 } from "./cloudinit";
 export type { CloudInitDiskArgs, CloudInitDiskInputs, CloudInitDiskOutputs } from "./cloudinit";
-export { Domain, DOMAIN_KIND, DOMAIN_TYPES, domainProvider, checkDomain, diffDomain, renderDomainXml, parseDomainXml, observeDomain } from "./domain";
+export { Domain, DOMAIN_KIND, DOMAIN_TYPES, domainProvider, checkDomain, diffDomain, renderDomainXml, parseDomainXml, observeDomain, powerOff } from "./domain";
 export type { DomainArgs, DomainInputs, DomainOutputs, DomainDisk, DomainNic, DomainCloudInit, DomainType } from "./domain";
 export { resolveUri, uriProblem, DEFAULT_URI, UNKNOWN } from "./virsh";
 export type { CheckFailure } from "./common";
