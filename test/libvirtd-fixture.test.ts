@@ -1,0 +1,90 @@
+/**
+ * The libvirtd fixture's own clean-up when a run dies without stop() (SIGKILL, or SIGTERM to jest: no exit handler
+ * runs): its daemons stay, daemonized; the next fixture's start finds its registry entry dead and stops what its
+ * directory records. Needs root and libvirt (tools/setup); skipped otherwise.
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { alive } from "./fixtures/libvirtd-registry";
+import { firewallSnapshot, startLibvirtd } from "./fixtures/libvirtd";
+import { DEAD_RUN_BRIDGE } from "./fixtures/libvirtd-dead-run";
+
+const isRoot = process.getuid?.() === 0 && fs.existsSync("/usr/sbin/libvirtd");
+const live = isRoot ? describe : describe.skip;
+const REPO = path.resolve(__dirname, "..");
+
+interface DeadRun {
+  pid: number;
+  dir: string;
+  libvirtd: number;
+  virtlogd: number;
+  dnsmasq: number;
+}
+
+/** Starts the dead-run child and returns what it printed, bounded in time; the caller kills it. */
+function startChild(): Promise<{ run: DeadRun; kill: () => Promise<void> }> {
+  const child = spawn(path.join(REPO, "node_modules", ".bin", "ts-node"), ["--swc", path.join(__dirname, "fixtures", "libvirtd-dead-run.ts")], {
+    cwd: REPO,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const kill = async () => {
+    child.kill("SIGKILL");
+    await exited;
+  };
+  let out = "";
+  let err = "";
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => void kill().then(() => reject(new Error(`dead-run child printed nothing in 60 s: ${err}`))), 60_000);
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (!out.includes("\n")) return;
+      clearTimeout(timer);
+      resolve({ run: JSON.parse(out.split("\n")[0]!) as DeadRun, kill });
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`dead-run child exited ${code}: ${err}`));
+    });
+  });
+}
+
+live("libvirtd fixture: a run killed without stop()", () => {
+  test("its daemons, dnsmasq and bridge outlive it; the next fixture's start removes them and the last stop restores the firewall", async () => {
+    const forwardBefore = fs.readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
+    const fwBefore = firewallSnapshot();
+    const { run, kill } = await startChild();
+    let reaped: string[] = [];
+    try {
+      await kill();
+      // what the fix is for: SIGKILL ran no clean-up, so all of it is still there
+      for (const pid of [run.libvirtd, run.virtlogd, run.dnsmasq]) expect(alive(pid)).toBe(true);
+      expect(fs.existsSync(`/sys/class/net/${DEAD_RUN_BRIDGE}`)).toBe(true);
+
+      const lv = await startLibvirtd();
+      reaped = lv.reapedDeadRuns;
+      const report = await lv.stop();
+      expect(reaped).toHaveLength(1);
+      expect(reaped[0]).toContain(`run of PID ${run.pid} (${run.dir})`);
+      expect(reaped[0]).toContain(`libvirtd ${run.libvirtd}`);
+      expect(reaped[0]).toContain(`virtlogd ${run.virtlogd}`);
+      expect(reaped[0]).toContain(`process ${run.dnsmasq} (dnsmasq)`);
+      expect(reaped[0]).toContain(`bridge ${DEAD_RUN_BRIDGE}`);
+      for (const pid of [run.libvirtd, run.virtlogd, run.dnsmasq]) expect(alive(pid)).toBe(false);
+      expect(fs.existsSync(`/sys/class/net/${DEAD_RUN_BRIDGE}`)).toBe(false);
+      expect(fs.existsSync(run.dir)).toBe(false);
+      if (report.restoredBaseline) {
+        // no other fixture ran meanwhile: the dead run's chains and forwarding are gone too
+        expect(firewallSnapshot()).toEqual(fwBefore);
+        expect(fs.readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim()).toBe(forwardBefore);
+      }
+    } finally {
+      await kill().catch(() => undefined);
+      // should the assertions above fail, nothing of the dead run stays
+      for (const pid of [run.libvirtd, run.virtlogd, run.dnsmasq]) if (alive(pid)) process.kill(pid, "SIGKILL");
+      if (fs.existsSync(`/sys/class/net/${DEAD_RUN_BRIDGE}`)) spawn("ip", ["link", "del", DEAD_RUN_BRIDGE]);
+    }
+  }, 120_000);
+});
