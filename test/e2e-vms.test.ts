@@ -190,7 +190,8 @@ e2e(title, () => {
     await attempt("TCP forward", () => forward?.close());
     await attempt("egress endpoint", () => egress?.close());
     if (process.env.EDGEPAIR_E2E_KEEP === "1") {
-      step(`kept: libvirt ${lv?.uri} (its daemons, domains and networks), Pulumi workspace ${ws?.root}`);
+      lv?.detach();
+      step(`kept until the next test run that starts a libvirtd: libvirt ${lv?.uri} (its daemons, domains and networks), Pulumi workspace ${ws?.root}`);
       return;
     }
     await attempt("cluster node", () => node?.remove());
@@ -293,6 +294,9 @@ e2e(title, () => {
       figures[`lb${i + 1}SystemdAnalyze`] = status.stdout.match(/Startup finished in .*/)?.[0] ?? "";
       expect(await sshMust(key, lbPublic(i), "sudo test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${lbHosts[i]!.hostname}\n`);
     }
+    // where an LB's boot goes (for the note; nothing asserted): the slowest units and the chain to multi-user.target
+    const boot = await sshRun(key, lbPublic(0), "systemd-analyze blame --no-pager | head -12; systemd-analyze critical-chain --no-pager", { timeoutMs: 60_000 });
+    step(`LB 1 boot, slowest units and critical chain:\n${boot.stdout.trim()}`);
   });
 
   stage("the API and ingress VIPs answer through the active LB; ingress needs the agent, which gets the cluster through the token delivery", async () => {

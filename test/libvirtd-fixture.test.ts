@@ -23,8 +23,8 @@ interface DeadRun {
 }
 
 /** Starts the dead-run child and returns what it printed, bounded in time; the caller kills it. */
-function startChild(): Promise<{ run: DeadRun; kill: () => Promise<void> }> {
-  const child = spawn(path.join(REPO, "node_modules", ".bin", "ts-node"), ["--swc", path.join(__dirname, "fixtures", "libvirtd-dead-run.ts")], {
+function startChild(args: string[]): Promise<{ run: DeadRun; kill: () => Promise<void> }> {
+  const child = spawn(path.join(REPO, "node_modules", ".bin", "ts-node"), ["--swc", path.join(__dirname, "fixtures", "libvirtd-dead-run.ts"), ...args], {
     cwd: REPO,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -46,16 +46,19 @@ function startChild(): Promise<{ run: DeadRun; kill: () => Promise<void> }> {
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`dead-run child exited ${code}: ${err}`));
+      if (!out.includes("\n")) reject(new Error(`dead-run child exited ${code}: ${err}`));
     });
   });
 }
 
-live("libvirtd fixture: a run killed without stop()", () => {
-  test("its daemons, dnsmasq and bridge outlive it; the next fixture's start removes them and the last stop restores the firewall", async () => {
+live("libvirtd fixture: a run that ends without stop()", () => {
+  test.each([
+    ["killed (SIGKILL: no exit handler runs)", []],
+    ["detached and exited (EDGEPAIR_E2E_KEEP)", ["--detach-and-exit"]],
+  ])("%s: its daemons, dnsmasq and bridge outlive it; the next fixture's start removes them and the last stop restores the firewall", async (_how, args) => {
     const forwardBefore = fs.readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
     const fwBefore = firewallSnapshot();
-    const { run, kill } = await startChild();
+    const { run, kill } = await startChild(args);
     let reaped: string[] = [];
     try {
       await kill();
