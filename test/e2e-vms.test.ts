@@ -294,9 +294,10 @@ e2e(title, () => {
       figures[`lb${i + 1}SystemdAnalyze`] = status.stdout.match(/Startup finished in .*/)?.[0] ?? "";
       expect(await sshMust(key, lbPublic(i), "sudo test -f /var/lib/edgepair/bootstrapped && hostname")).toBe(`${lbHosts[i]!.hostname}\n`);
     }
-    // where an LB's boot goes (for the note; nothing asserted): the slowest units and the chain to multi-user.target
-    const boot = await sshRun(key, lbPublic(0), "systemd-analyze blame --no-pager | head -12; systemd-analyze critical-chain --no-pager", { timeoutMs: 60_000 });
-    step(`LB 1 boot, slowest units and critical chain:\n${boot.stdout.trim()}`);
+    // where an LB's boot goes (for the note; nothing asserted): the slowest units, the chain to multi-user.target and
+    // the agent's bootstrap table
+    const boot = await sshRun(key, lbPublic(0), "systemd-analyze blame --no-pager | head -12; systemd-analyze critical-chain --no-pager; sudo journalctl -b -u edgepair-bootstrap -o short-monotonic --no-pager | tail -40", { timeoutMs: 60_000 });
+    step(`LB 1 boot, slowest units, critical chain, bootstrap:\n${boot.stdout.trim()}`);
   });
 
   stage("the API and ingress VIPs answer through the active LB; ingress needs the agent, which gets the cluster through the token delivery", async () => {
