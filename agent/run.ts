@@ -252,7 +252,7 @@ export class AgentRun {
     if (decision.action === "nothing") {
       this.lastGood ??= files;
       // what is live is what the last apply (bootstrap's included) recorded
-      this.report({ hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash, generation: state.generation });
+      this.report({ hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash, generation: state.generation, pools: state.selection.pools });
       return;
     }
     this.waiting = undefined;
@@ -335,10 +335,11 @@ export class AgentRun {
       return;
     }
     this.lastGood = files;
-    this.report({ hashes: report.hashes, desiredHash, generation: state.generation });
+    this.report({ hashes: report.hashes, desiredHash, generation: state.generation, pools: state.selection.pools });
   }
 
-  private report(r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string; generation: number | undefined }): void {
+  /** pools: the selection now live (only after a successful apply; a failed one leaves the last live view standing). */
+  private report(r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string; generation: number | undefined; pools?: DesiredState["selection"]["pools"] }): void {
     const status = this.cluster?.status;
     if (!status) return;
     status.update({
@@ -347,6 +348,7 @@ export class AgentRun {
       servicesUp: r.lastError === undefined,
       ...(Object.keys(r.hashes).length > 0 || r.desiredHash ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } } : {}),
       ...(r.generation !== undefined ? { observedGeneration: r.generation } : {}),
+      ...(r.pools ? { backends: r.pools } : {}),
     });
   }
 

@@ -45,6 +45,29 @@ const conditions = z
   .max(16)
   .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] });
 
+/** Servers listed per pool in status; a pool of more is counted, not listed (status stays far below etcd's limit). */
+export const MAX_STATUS_SERVERS = 256;
+export const MAX_STATUS_LEFT_OUT = 32;
+
+/** One pool as the LB's agent selected it (agent/kube/backends.ts): each server's source, the Nodes left out and why. */
+const poolView = z.strictObject({
+  servers: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).max(253),
+        address: z.string().min(1).max(45),
+        /** spec: a static address of the spec (stays until the spec removes it); node: added by a matching Node */
+        from: z.enum(["spec", "node"]),
+        /** the Node at this address, when one matches the pool */
+        node: z.string().max(253).optional(),
+      }),
+    )
+    .max(MAX_STATUS_SERVERS),
+  serverCount: z.number().int().min(0),
+  leftOut: z.array(z.strictObject({ node: z.string().min(1).max(253), reason: z.string().max(256) })).max(MAX_STATUS_LEFT_OUT),
+  leftOutCount: z.number().int().min(0),
+});
+
 const loadBalancerEntry = z.strictObject({
   /** The LB's hostname (host facts). */
   name: lbName,
@@ -60,6 +83,8 @@ const loadBalancerEntry = z.strictObject({
   heartbeat: dateTime,
   observedGeneration: z.number().int().min(0).optional(),
   conditions: conditions.optional(),
+  /** The backend pools this LB serves (its last applied selection). */
+  backends: z.strictObject({ api: poolView, ingress: poolView.optional() }).optional(),
 });
 
 const imageSwitch = z.strictObject({
@@ -74,9 +99,11 @@ const imageSwitch = z.strictObject({
 });
 
 export const loadBalancerStatusSchema = z.strictObject({
+  // two LBs, plus room for a replaced LB's new hostname beside its predecessor's entry until the agent of the new
+  // one removes it (agent/kube/status.ts: one entry per role)
   loadBalancers: z
     .array(loadBalancerEntry)
-    .max(2)
+    .max(4)
     .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
     .optional(),
   conditions: conditions.optional(),
@@ -86,6 +113,7 @@ export const loadBalancerStatusSchema = z.strictObject({
 export type LoadBalancerStatus = z.input<typeof loadBalancerStatusSchema>;
 export type LoadBalancerEntryStatus = z.input<typeof loadBalancerEntry>;
 export type Condition = z.input<typeof condition>;
+export type PoolViewStatus = z.input<typeof poolView>;
 export type ImageSwitchStatus = z.input<typeof imageSwitch>;
 
 export interface LoadBalancerResource extends Manifest {

@@ -11,6 +11,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { canonical, nthAddress, parseCidr } from "../spec/address";
+import { selectBackends, type NodeView } from "../agent/kube/backends";
 import type { BackendSets, ResolvedSpec } from "../spec/types";
 
 /** Where the lab keeps the state of every run: one directory per prefix. */
@@ -42,7 +43,7 @@ export interface HostPlan {
   key: string;
   ns: string;
   role: HostRole;
-  /** backend name in the rendered HAProxy config (api and ingress hosts) */
+  /** the name the host answers with (`/who`): its server name in the rendered HAProxy config (api and ingress hosts) */
   serverName?: string;
   address: string;
   links: LinkPlan[];
@@ -68,6 +69,9 @@ export interface LabPlan {
   hosts: HostPlan[];
   /** on demand only (tests): a host on the cluster network that is not the peer */
   rogue: HostPlan;
+  /** the lab's backend hosts as the cluster's Nodes (api: control plane, ingress: workers), all Ready */
+  nodes: NodeView[];
+  /** what the agent would select from the spec and those Nodes (agent/kube/backends.ts), as the LBs are rendered */
   backends: BackendSets;
   /** the addresses the smoke check and the bench talk to */
   targets: {
@@ -116,11 +120,10 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     privateAddress: spec.network.lbAddresses[i],
   });
 
-  const privateHost = (key: string, role: HostRole, address: string, serverName?: string): HostPlan => ({
+  const privateHost = (key: string, role: HostRole, address: string): HostPlan => ({
     key,
     ns: ns(key),
     role,
-    ...(serverName ? { serverName } : {}),
     address,
     links: [{ name: "eth0", segment: "priv", switchPort: key, addresses: [`${address}/${privLen}`] }],
     defaultRoute: gw,
@@ -134,13 +137,13 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     defaultRoute: OUTSIDE.gateway,
   });
 
-  const apiHosts = spec.apiBackend.addresses.map((a, i) => privateHost(`cp${i + 1}`, "api", a, `cp-${i}`));
+  const apiHosts = spec.apiBackend.addresses.map((a, i) => privateHost(`cp${i + 1}`, "api", a));
   const ingressAddresses = spec.ingressBackend
     ? spec.ingressBackend.addresses.length > 0
       ? spec.ingressBackend.addresses
       : [nth(spec.network.cidr, 20), nth(spec.network.cidr, 21)]
     : [];
-  const ingressHosts = ingressAddresses.map((a, i) => privateHost(`wk${i + 1}`, "ingress", a, `worker-${i}`));
+  const ingressHosts = ingressAddresses.map((a, i) => privateHost(`wk${i + 1}`, "ingress", a));
   const node = privateHost("node", "node", nth(spec.network.cidr, 30));
   const rogue = privateHost("rogue", "rogue", nth(spec.network.cidr, 66));
 
@@ -170,6 +173,24 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
   const apiVipPrivate = spec.virtualAddresses.api.find((v) => v.type === "private")?.address;
   const ingressVip = publicOf(spec.virtualAddresses.ingress);
 
+  const asNode = (name: string, h: HostPlan, selector: ResolvedSpec["apiBackend"]["nodeSelector"]): NodeView => ({
+    name,
+    labels: { ...(selector.matchLabels ?? {}) },
+    ready: true,
+    unschedulable: false,
+    internalIPs: [h.address],
+  });
+  const nodes = [
+    ...apiHosts.map((h, i) => asNode(`cp-${i}`, h, spec.apiBackend.nodeSelector)),
+    ...(spec.ingressBackend ? ingressHosts.map((h, i) => asNode(`worker-${i}`, h, (spec.ingressBackend as NonNullable<ResolvedSpec["ingressBackend"]>).nodeSelector)) : []),
+  ];
+  const backends = selectBackends(spec, nodes).backends;
+  // each host answers with the name HAProxy knows it by, so a response tells which server took the request
+  for (const h of [...apiHosts, ...ingressHosts]) {
+    const server = [...backends.api, ...backends.ingress].find((b) => b.address === h.address);
+    if (server) h.serverName = server.name;
+  }
+
   return {
     prefix,
     switchNs: ns("sw"),
@@ -183,10 +204,8 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
       outsideHost("cli", "client", OUTSIDE.client),
     ],
     rogue,
-    backends: {
-      api: apiHosts.map((h) => ({ name: h.serverName as string, address: h.address })),
-      ingress: ingressHosts.map((h) => ({ name: h.serverName as string, address: h.address })),
-    },
+    nodes,
+    backends,
     targets: {
       apiVipPublic,
       ...(apiVipPrivate ? { apiVipPrivate } : {}),

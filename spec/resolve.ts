@@ -8,15 +8,26 @@ import { fromZodIssues, SpecError, SpecProblem } from "./errors";
 import { deriveRouterId } from "./router-id";
 import { hostFactsSchema, loadBalancerSpecSchema, ParsedSpec } from "./schema";
 import { semanticProblems } from "./semantics";
+import { selectorProblems } from "./selector";
 import type { HostFacts, ResolvedNetwork, ResolvedSpec, VirtualAddress } from "./types";
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; problems: SpecProblem[] };
 
 export function validateSpec(raw: unknown): Validation<ResolvedSpec> {
   const parsed = loadBalancerSpecSchema.safeParse(raw, { reportInput: true });
-  const problems = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...semanticProblems(raw)];
+  const problems = [
+    ...(parsed.success ? backendSelectorProblems(parsed.data) : fromZodIssues(parsed.error.issues)),
+    ...semanticProblems(raw),
+  ];
   if (problems.length > 0 || !parsed.success) return { ok: false, problems: dedupe(problems) };
   return { ok: true, value: resolve(parsed.data) };
+}
+
+function backendSelectorProblems(s: ParsedSpec): SpecProblem[] {
+  return [
+    ...selectorProblems(s.apiBackend.nodeSelector ?? {}, "apiBackend.nodeSelector"),
+    ...(s.ingressBackend ? selectorProblems(s.ingressBackend.nodeSelector ?? {}, "ingressBackend.nodeSelector") : []),
+  ];
 }
 
 /** Throws SpecError listing every problem; for callers that cannot continue without a valid spec. */

@@ -149,6 +149,9 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
 function checkBackend(path: string, raw: Obj, problems: SpecProblem[]) {
   if (raw.nodeSelector === undefined && (raw.addresses === undefined || list(raw.addresses).length === 0)) {
     problems.push({ path, rule: "needs a nodeSelector or at least one address" });
+  } else if (path === "apiBackend" && list(raw.addresses).length === 0) {
+    // Nodes register through the API VIP: a pool filled only by Nodes would have no server until they exist
+    problems.push({ path: "apiBackend.addresses", rule: "needs at least one address: the API VIP must have a server before any Node registers through it" });
   }
   const seen = new Set<string>();
   list(raw.addresses).forEach((v, i) => {

@@ -25,8 +25,6 @@ import {
   redundantInput,
   selectBackends,
   StatusReporter,
-  selectorMatches,
-  specFromResource,
   withTransition,
   writeSecretFileAtomic,
   type ClusterSideEvent,
@@ -35,7 +33,8 @@ import {
 } from "../agent/kube";
 import { agentNames, DEFAULT_NAMESPACE, GROUP, PLURAL, statusFieldManager, VERSION } from "../k8s";
 import { parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
-import { resolveSpec } from "../spec/resolve";
+import { resolveSpec, validateSpec } from "../spec/resolve";
+import { selectorMatches } from "../spec/selector";
 import { setUpAgentCluster, type AgentCluster, type Reply } from "./fixtures/agent-cluster";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { freeLoopbackPorts } from "./fixtures/kube/daemon";
@@ -101,54 +100,114 @@ describe("agent/kube, pure", () => {
     expect(nodeView("nonsense")).toBeUndefined();
   });
 
-  test("selectBackends: selector, Ready, sorted by name, the address inside network.cidr first", () => {
+  const view = (r: ReturnType<typeof selectBackends>, pool: "api" | "ingress") =>
+    (r.pools[pool]?.servers ?? []).map((x) => `${x.name}:${x.from}${x.node && x.node !== x.name ? `(${x.node})` : ""}`);
+
+  test("selectBackends: static addresses stay; Nodes add servers beside them (selector, address inside network.cidr, sorted by address)", () => {
     const nodes = [
-      node("cp-b", CP, ["10.0.0.5", "192.168.100.12"]),
-      node("cp-a", CP, "192.168.100.11"),
-      node("cp-c", CP, "192.168.100.13", { ready: false }),
+      node("cp-b", CP, ["10.0.0.5", "192.168.100.14"]),
+      node("cp-a", CP, "192.168.100.13"),
       node("w-1", WORKER, "192.168.100.21"),
       node("w-2", WORKER, "192.168.100.22", { unschedulable: true }),
       node("w-3", { ...WORKER, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.23"),
       node("w-4", WORKER, []),
     ];
-    expect(selectBackends(spec, nodes)).toEqual({
-      backends: {
-        api: [
-          { name: "cp-a", address: "192.168.100.11" },
-          { name: "cp-b", address: "192.168.100.12" },
-        ],
-        ingress: [{ name: "w-1", address: "192.168.100.21" }],
-      },
-      sources: { api: "nodes", ingress: "nodes" },
+    const r = selectBackends(spec, nodes);
+    expect(view(r, "api")).toEqual(["192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec", "cp-a:node", "cp-b:node"]);
+    expect(r.backends.api.at(-1)).toEqual({ name: "cp-b", address: "192.168.100.14" });
+    expect(r.backends.ingress).toEqual([{ name: "w-1", address: "192.168.100.21" }]);
+    expect(r.pools.ingress!.leftOut).toEqual([
+      { node: "w-2", reason: "cordoned" },
+      { node: "w-3", reason: "labelled node.kubernetes.io/exclude-from-external-load-balancers" },
+      { node: "w-4", reason: "no InternalIP" },
+    ]);
+  });
+
+  test("selectBackends: the OpenShift install (issue 17's measured cases) never loses the bootstrap node or a static master", () => {
+    const openshift = resolveSpec({ ...devSpecRaw(), distribution: "openshift", apiBackend: { nodeSelector: { matchLabels: CP }, addresses: ["192.168.100.9", "192.168.100.10", "192.168.100.11", "192.168.100.12"] } });
+    const statics = ["192.168.100.9:spec", "192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec"];
+    // before: one NotReady master Node -> that master alone; three masters with one Ready -> one backend
+    const oneNotReady = [node("master-0", CP, "192.168.100.10", { ready: false })];
+    expect(view(selectBackends(openshift, oneNotReady), "api")).toEqual(["192.168.100.9:spec", "192.168.100.10:spec(master-0)", "192.168.100.11:spec", "192.168.100.12:spec"]);
+    const oneReady = [node("master-0", CP, "192.168.100.10"), node("master-1", CP, "192.168.100.11", { ready: false }), node("master-2", CP, "192.168.100.12", { ready: false })];
+    const r = selectBackends(openshift, oneReady);
+    expect(r.backends.api.map((b) => b.address)).toEqual(["192.168.100.9", "192.168.100.10", "192.168.100.11", "192.168.100.12"]);
+    expect(r.pools.api.servers.map((x) => x.node)).toEqual([undefined, "master-0", "master-1", "master-2"]);
+    // the user removes the bootstrap address after bootstrap-complete: the one server that leaves
+    const done = resolveSpec({ ...devSpecRaw(), distribution: "openshift", apiBackend: { nodeSelector: { matchLabels: CP }, addresses: ["192.168.100.10", "192.168.100.11", "192.168.100.12"] } });
+    expect(view(selectBackends(done, oneReady), "api")).toEqual(statics.slice(1).map((x, i) => `${x}(master-${i})`));
+    // kubeadm/Talos: Nodes without static addresses, NotReady until the CNI runs -> every one a backend all the same
+    const kubeadm = [node("cp-1", CP, "192.168.100.31", { ready: false }), node("cp-2", CP, "192.168.100.32", { ready: false })];
+    expect(view(selectBackends(spec, kubeadm), "api").slice(3)).toEqual(["cp-1:node", "cp-2:node"]);
+  });
+
+  test("selectBackends: cordon, the exclude label and NotReady never remove API servers; ingress: NotReady leaves while another is Ready, all stay when none is", () => {
+    const cordoned = [node("cp-a", { ...CP, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.13", { unschedulable: true, ready: false })];
+    expect(view(selectBackends(spec, cordoned), "api").at(-1)).toBe("cp-a:node");
+    const oneReady = [node("w-1", WORKER, "192.168.100.21"), node("w-2", WORKER, "192.168.100.22", { ready: false })];
+    expect(selectBackends(spec, oneReady).pools.ingress).toEqual({
+      servers: [{ name: "w-1", address: "192.168.100.21", from: "node", node: "w-1" }],
+      leftOut: [{ node: "w-2", reason: "NotReady while other Nodes of the pool are Ready" }],
     });
+    const noneReady = oneReady.map((n) => ({ ...n, ready: false }));
+    expect(view(selectBackends(spec, noneReady), "ingress")).toEqual(["w-1:node", "w-2:node"]);
+    // a cordoned Ready Node does not count as "another Ready one"
+    const cordonedReady = [node("w-1", WORKER, "192.168.100.21", { unschedulable: true }), node("w-2", WORKER, "192.168.100.22", { ready: false })];
+    expect(view(selectBackends(spec, cordonedReady), "ingress")).toEqual(["w-2:node"]);
   });
 
-  test("selectBackends: cordon and the exclude label do not remove API Nodes; none Ready keeps them all (no deadlock)", () => {
-    const cordoned = [node("cp-a", { ...CP, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.11", { unschedulable: true })];
-    expect(selectBackends(spec, cordoned).backends.api).toEqual([{ name: "cp-a", address: "192.168.100.11" }]);
-    const allNotReady = [node("cp-a", CP, "192.168.100.11", { ready: false }), node("cp-b", CP, "192.168.100.12", { ready: false })];
-    expect(selectBackends(spec, allNotReady).backends.api.map((b) => b.name)).toEqual(["cp-a", "cp-b"]);
+  test("selectBackends: addresses a Node cannot be a server at, and Nodes with odd names or many addresses", () => {
+    const nodes = [
+      node("outside", CP, ["10.0.0.5", "2001:db8::5"]),
+      node("own-vip", CP, "192.168.100.100"),
+      node("own-lb", CP, "192.168.100.3"),
+      node("gw", CP, "192.168.100.1"),
+      node("twin-b", CP, "192.168.100.40"),
+      node("twin-a", CP, "192.168.100.40"),
+      node("many", CP, ["10.1.1.1", "192.168.100.41", "192.168.100.42", "fd00::1"]),
+      node("odd name/with spaces \"quotes\" #$", CP, "192.168.100.43"),
+    ];
+    const r = selectBackends(spec, nodes);
+    expect(r.pools.api.leftOut).toEqual([
+      { node: "gw", reason: "its InternalIP 192.168.100.1 is one of the pair's own addresses" },
+      { node: "outside", reason: "no InternalIP inside network.cidr 192.168.100.0/24" },
+      { node: "own-lb", reason: "its InternalIP 192.168.100.3 is one of the pair's own addresses" },
+      { node: "own-vip", reason: "its InternalIP 192.168.100.100 is one of the pair's own addresses" },
+      { node: "twin-b", reason: "same InternalIP as twin-a" },
+    ]);
+    expect(r.backends.api.slice(3)).toEqual([
+      { name: "twin-a", address: "192.168.100.40" },
+      { name: "many", address: "192.168.100.41" },
+      { name: "odd name/with spaces \"quotes\" #$", address: "192.168.100.43" },
+    ]);
+    // the odd Node changes nothing else: the same selection without it, minus its server
+    const without = selectBackends(spec, nodes.slice(0, -1));
+    expect(without.backends.api).toEqual(r.backends.api.slice(0, -1));
+    // input order does not matter
+    expect(selectBackends(spec, [...nodes].reverse())).toEqual(r);
   });
 
-  test("selectBackends: no Node matches -> the spec's static addresses, and says so; no ingress pool -> none", () => {
+  test("selectBackends: no Node matches -> the spec's static addresses; no ingress pool -> no ingress view", () => {
     const r = selectBackends(spec, [node("w-1", WORKER, "192.168.100.21")]);
-    expect(r.sources).toEqual({ api: "static", ingress: "nodes" });
+    expect(view(r, "api")).toEqual(["192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec"]);
     expect(r.backends.api).toEqual(spec.apiBackend.addresses.map((a) => ({ name: a, address: a })));
     const noIngress = { ...devSpecRaw() };
     delete noIngress.ingressBackend;
     delete (noIngress.virtualAddresses as Record<string, unknown>).ingress;
-    expect(selectBackends(resolveSpec(noIngress), []).sources).toEqual({ api: "static", ingress: "none" });
+    const n = selectBackends(resolveSpec(noIngress), []);
+    expect(n.pools.ingress).toBeUndefined();
+    expect(n.backends.ingress).toEqual([]);
   });
 
-  test("specFromResource: field errors, never an exception — semantic, structural and selector rules (counter-cases)", () => {
-    expect(specFromResource(devSpecRaw()).ok).toBe(true);
+  test("validateSpec (the agent's check of the LoadBalancer): field errors, never an exception — semantic, structural and selector rules (counter-cases)", () => {
+    expect(validateSpec(devSpecRaw()).ok).toBe(true);
     const raw = devSpecRaw();
     const outside = { ...raw, virtualAddresses: { ...(raw.virtualAddresses as object), api: [{ address: "10.9.9.100", type: "private" }] } };
-    expect(specFromResource(outside)).toEqual({ ok: false, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
-    expect(specFromResource({ ...devSpecRaw(), clusterName: 42 })).toEqual({ ok: false, problems: [{ path: "clusterName", rule: "must be a string" }] });
-    expect(specFromResource(null).ok).toBe(false);
-    const badSelector = { ...devSpecRaw(), apiBackend: { nodeSelector: { matchExpressions: [{ key: "a", operator: "In" }, { key: "b", operator: "Exists", values: ["x"] }] } } };
-    expect(specFromResource(badSelector)).toEqual({
+    expect(validateSpec(outside)).toEqual({ ok: false, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
+    expect(validateSpec({ ...devSpecRaw(), clusterName: 42 })).toEqual({ ok: false, problems: [{ path: "clusterName", rule: "must be a string" }] });
+    expect(validateSpec(null).ok).toBe(false);
+    const badSelector = { ...devSpecRaw(), apiBackend: { addresses: ["192.168.100.10"], nodeSelector: { matchExpressions: [{ key: "a", operator: "In" }, { key: "b", operator: "Exists", values: ["x"] }] } } };
+    expect(validateSpec(badSelector)).toEqual({
       ok: false,
       problems: [
         { path: "apiBackend.nodeSelector.matchExpressions[0].values", rule: "must not be empty for In" },
@@ -303,7 +362,8 @@ class EventLog {
 }
 
 const desired = (e: ClusterSideEvent) => (e.type === "desired" ? e.state : undefined);
-const apiNames = (e: ClusterSideEvent) => desired(e)?.selection.backends.api.map((b) => b.name).join(",");
+/** the API servers that Nodes added (the spec's static ones stay whatever the Nodes do) */
+const apiNames = (e: ClusterSideEvent) => desired(e)?.selection.pools.api.servers.filter((b) => b.from === "node").map((b) => b.name).join(",");
 const ingressNames = (e: ClusterSideEvent) => desired(e)?.selection.backends.ingress.map((b) => b.name).join(",");
 
 /** A TCP relay to the API server that can be taken away and brought back (the API "away", not stopped: fast). */
@@ -467,7 +527,8 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       const state = desired(first)!;
       expect(state.generation).toBe(1);
       expect(state.spec.clusterName).toBe("lab");
-      expect(state.selection.sources).toEqual({ api: "static", ingress: "static" });
+      expect(state.selection.pools.api.servers.map((b) => b.from)).toEqual(["spec", "spec", "spec"]);
+      expect(state.selection.pools.ingress).toEqual({ servers: [], leftOut: [] });
       expect(state.selection.backends.api.map((b) => b.address)).toEqual(["192.168.100.10", "192.168.100.11", "192.168.100.12"]);
     });
 
@@ -482,25 +543,32 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         expect([what, ms < 2000]).toEqual([what, true]);
         return got.e;
       };
-      const e1 = await step("cp-0 added", () => putNode("cp-0", CP, "192.168.100.10"), (e) => apiNames(e) === "cp-0");
-      expect(desired(e1)!.selection.sources.api).toBe("nodes");
-      await step("cp-1 added", () => putNode("cp-1", CP, "192.168.100.11"), (e) => apiNames(e) === "cp-0,cp-1");
-      await step("cp-2 added NotReady: not a backend", () => putNode("cp-2", CP, "192.168.100.12", false).then(() => setReady("cp-2", true)), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
-      await step("cp-1 NotReady", () => setReady("cp-1", false), (e) => apiNames(e) === "cp-0,cp-2");
-      await step("cp-1 Ready again", () => setReady("cp-1", true), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
+      // the spec's static API addresses are .10-.12; these Nodes sit beside them
+      const e1 = await step("cp-0 added", () => putNode("cp-0", CP, "192.168.100.13"), (e) => apiNames(e) === "cp-0");
+      expect(desired(e1)!.selection.pools.api.servers.map((b) => `${b.name}:${b.from}`)).toEqual(["192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec", "cp-0:node"]);
+      await step("cp-1 added", () => putNode("cp-1", CP, "192.168.100.14"), (e) => apiNames(e) === "cp-0,cp-1");
+      await step("cp-2 added NotReady: a backend all the same (HAProxy's check judges)", () => putNode("cp-2", CP, "192.168.100.15", false), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
       await step("cp-2 loses its label", () => must("PATCH", "/api/v1/nodes/cp-2", { metadata: { labels: { "node-role.kubernetes.io/control-plane": null } } }, MERGE), (e) => apiNames(e) === "cp-0,cp-1");
-      await step("w-0 added", () => putNode("w-0", WORKER, "192.168.100.20"), (e) => ingressNames(e) === "w-0" && desired(e)!.selection.sources.ingress === "nodes");
+      await step("w-0 added", () => putNode("w-0", WORKER, "192.168.100.20"), (e) => ingressNames(e) === "w-0" && desired(e)!.selection.pools.ingress!.servers[0]!.from === "node");
       await step("w-1 added", () => putNode("w-1", WORKER, "192.168.100.21"), (e) => ingressNames(e) === "w-0,w-1");
       await step("w-1 cordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: true } }, MERGE), (e) => ingressNames(e) === "w-0");
       await step("w-1 uncordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: null } }, MERGE), (e) => ingressNames(e) === "w-0,w-1");
+      await step("w-1 NotReady beside a Ready w-0", () => setReady("w-1", false), (e) => ingressNames(e) === "w-0");
+      await step("w-1 Ready again", () => setReady("w-1", true), (e) => ingressNames(e) === "w-0,w-1");
       await step("cp-1 deleted", () => must("DELETE", "/api/v1/nodes/cp-1"), (e) => apiNames(e) === "cp-0");
-      await step("cp-1 back", () => putNode("cp-1", CP, "192.168.100.11"), (e) => apiNames(e) === "cp-0,cp-1");
+      await step("cp-1 back", () => putNode("cp-1", CP, "192.168.100.14"), (e) => apiNames(e) === "cp-0,cp-1");
+      const e2 = await step("a Node at a static address is that server", () => putNode("cp-s", CP, "192.168.100.10"), (e) => desired(e)?.selection.pools.api.servers[0]?.node === "cp-s");
+      expect(apiNames(e2)).toBe("cp-0,cp-1");
+      expect(desired(e2)!.selection.backends.api.map((b) => b.name)).toEqual(["192.168.100.10", "192.168.100.11", "192.168.100.12", "cp-0", "cp-1"]);
+      await step("cp-s NotReady and deleted: the static server stays", () => setReady("cp-s", false).then(() => must("DELETE", "/api/v1/nodes/cp-s")), (e) => desired(e)?.selection.pools.api.servers[0]?.node === undefined);
       // each desired event follows a change: a status write (heartbeat) or an unrelated Node field sends none
       const from = log.mark;
       await must("PATCH", "/api/v1/nodes/cp-0", { metadata: { annotations: { "example.com/unrelated": "x" } } }, MERGE);
       await sleep(1000);
       expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
-      expect(side.current()!.selection.backends.api.map((b) => `${b.name}=${b.address}`)).toEqual(["cp-0=192.168.100.10", "cp-1=192.168.100.11"]);
+      expect(side.current()!.selection.backends.api.map((b) => `${b.name}=${b.address}`)).toEqual([
+        "192.168.100.10=192.168.100.10", "192.168.100.11=192.168.100.11", "192.168.100.12=192.168.100.12", "cp-0=192.168.100.13", "cp-1=192.168.100.14",
+      ]);
     });
 
     test("resync: full relists keep running (and watches end after timeoutSeconds and resume) without events", async () => {
@@ -521,7 +589,7 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       await must("PATCH", lbPath, { spec: { ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } } }, MERGE);
       const changed = await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "spec change", from);
       expect(desired(changed.e)!.generation).toBe(2);
-      expect(desired(changed.e)!.selection.sources.ingress).toBe("static");
+      expect(desired(changed.e)!.selection.pools.ingress!.servers).toEqual([]);
       await must("PATCH", "/api/v1/nodes/w-0", { metadata: { labels: { "node-role.kubernetes.io/infra": "" } } }, MERGE);
       await log.waitFor((e) => ingressNames(e) === "w-0", "infra node", from);
 

@@ -54,6 +54,13 @@ const cases: Case[] = [
   { name: "ingress VIPs without ingressBackend", mutate: (s) => delete s.ingressBackend, expect: "ingressBackend: is required when virtualAddresses.ingress is set" },
   { name: "ingressBackend without ingress VIPs", mutate: (s) => delete s.virtualAddresses.ingress, expect: "ingressBackend: is set but virtualAddresses.ingress is not" },
   { name: "apiBackend with neither selector nor addresses", mutate: (s) => (s.apiBackend = {}), expect: "apiBackend: needs a nodeSelector or at least one address" },
+  { name: "API pool filled only by Nodes", mutate: (s) => delete s.apiBackend.addresses, expect: "apiBackend.addresses: needs at least one address: the API VIP must have a server before any Node registers through it" },
+  { name: "API pool with an empty address list", mutate: (s) => (s.apiBackend.addresses = []), expect: "apiBackend.addresses: needs at least one address" },
+  { name: "selector: a label required and absent", mutate: (s) => (s.ingressBackend.nodeSelector.matchExpressions = [{ key: "node-role.kubernetes.io/worker", operator: "DoesNotExist" }]), expect: 'ingressBackend.nodeSelector: can match no Node: its terms on label "node-role.kubernetes.io/worker" contradict each other' },
+  { name: "selector: In values all excluded by NotIn", mutate: (s) => (s.ingressBackend.nodeSelector = { matchExpressions: [{ key: "zone", operator: "In", values: ["a", "b"] }, { key: "zone", operator: "NotIn", values: ["b", "a"] }] }), expect: 'ingressBackend.nodeSelector: can match no Node: its terms on label "zone"' },
+  { name: "selector: two In sets that do not meet", mutate: (s) => (s.apiBackend.nodeSelector = { matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }, { key: "zone", operator: "In", values: ["b"] }] }), expect: 'apiBackend.nodeSelector: can match no Node: its terms on label "zone"' },
+  { name: "selector: matchLabels value excluded by NotIn", mutate: (s) => (s.apiBackend.nodeSelector = { matchLabels: { zone: "a" }, matchExpressions: [{ key: "zone", operator: "NotIn", values: ["a"] }] }), expect: 'apiBackend.nodeSelector: can match no Node: its terms on label "zone"' },
+  { name: "selector: In on an absent label", mutate: (s) => (s.apiBackend.nodeSelector = { matchExpressions: [{ key: "zone", operator: "DoesNotExist" }, { key: "zone", operator: "In", values: ["a"] }] }), expect: 'apiBackend.nodeSelector: can match no Node: its terms on label "zone"' },
   { name: "duplicate backend address", mutate: (s) => s.apiBackend.addresses.push("192.168.100.10"), expect: "apiBackend.addresses[3]: duplicates 192.168.100.10" },
   { name: "bad selector operator", mutate: (s) => (s.apiBackend.nodeSelector = { matchExpressions: [{ key: "a", operator: "Equals" }] }), expect: "apiBackend.nodeSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist" },
   { name: "router ID out of range", mutate: (s) => (s.vrrp = { routerId: 256 }), expect: "vrrp.routerId: must be at most 255" },
@@ -113,6 +120,20 @@ describe("spec catalog: each bad spec gets its field.path: rule", () => {
     const r = validateSpec("clusterName: lab");
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.problems.map(formatProblem)).toContain("(spec): must be a mapping");
+  });
+});
+
+describe("selectors that look contradictory but can match (counter-cases)", () => {
+  const ok = [
+    { matchExpressions: [{ key: "zone", operator: "In", values: ["a", "b"] }, { key: "zone", operator: "NotIn", values: ["a"] }] },
+    { matchLabels: { zone: "a" }, matchExpressions: [{ key: "zone", operator: "Exists" }, { key: "other", operator: "DoesNotExist" }] },
+    { matchExpressions: [{ key: "zone", operator: "NotIn", values: ["a"] }, { key: "zone", operator: "DoesNotExist" }] },
+    { matchExpressions: [{ key: "zone", operator: "In", values: ["a", "b"] }, { key: "zone", operator: "In", values: ["b", "c"] }] },
+  ];
+  test.each(ok.map((sel, i) => [i, sel] as const))("selector %i validates", (_i, sel) => {
+    const s = devSpecRaw() as Raw;
+    s.apiBackend.nodeSelector = sel;
+    expect(validateSpec(s)).toMatchObject({ ok: true });
   });
 });
 

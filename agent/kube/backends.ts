@@ -1,25 +1,32 @@
 /**
- * Pure: the LoadBalancer's spec and the cluster's Nodes -> the backends HAProxy serves.
+ * Pure: the LoadBalancer's spec and the cluster's Nodes -> the backends HAProxy serves, and why.
  *
- * Rules (decided here, one place):
+ * Rules (decided here, one place; DESIGN.md "static backends"):
+ * - The spec's static addresses are servers of their pool for as long as the spec lists them, whatever the Nodes
+ *   say. During an install they are the only servers that answer (the OpenShift bootstrap node; masters before they
+ *   are Nodes, or while their Nodes are NotReady); dropping them when the first Node registers empties the pool in
+ *   the middle of the install. Nodes add servers, they never remove the spec's: the spec removes them (after
+ *   bootstrap-complete, a day-2 change).
  * - A Node belongs to a pool when its labels match the pool's nodeSelector (matchLabels AND every matchExpression;
- *   an empty selector matches every Node, as in Kubernetes) and it has an InternalIP (the one inside
- *   network.cidr first, then IPv4, then any).
- * - Ready=True Nodes only — unless none of the matching Nodes is Ready: then all of them stay, and HAProxy's health
- *   checks decide. Emptying the API backend because every Node went NotReady would deadlock the cluster: kubelets
- *   reach the API through this VIP to report Ready again.
- * - Ingress only: cordoned Nodes (spec.unschedulable) and Nodes labelled
- *   node.kubernetes.io/exclude-from-external-load-balancers leave the pool, so a drain takes the Node out before its
- *   router goes. The API pool ignores both: a cordoned control-plane Node still serves the API, and kubeadm puts
- *   that label on every control-plane Node.
- * - No Node matches the selector at all (bootstrap, before Nodes exist or carry their labels): the spec's static
- *   addresses, and the result says so.
- * - Sorted by Node name (HAProxy server names stay stable across renders).
+ *   an empty selector matches every Node, as in Kubernetes). It adds one server at one address: its first
+ *   InternalIP inside network.cidr. Addresses outside the cluster network are not reachable through the private NIC,
+ *   and one of the pair's own addresses (gateway, LB addresses, private VIPs) would make HAProxy forward to itself:
+ *   such a Node adds nothing, and the view says why.
+ * - A Node whose address is a static address is that server (same name, no change in HAProxy when it registers).
+ *   Two Nodes at one address: the first by name is the server.
+ * - API pool: every matching Node stays, Ready or not, cordoned or not. Node readiness is not API readiness
+ *   (kubeadm, Talos and OpenShift masters serve the API while NotReady until the CNI runs); HAProxy's own check
+ *   (/readyz on the API port, the MCS's /healthz on 22623, which follows this pool) is the judge. kubeadm puts the
+ *   exclude label on every control-plane Node, and a cordoned control-plane Node still serves the API.
+ * - Ingress pool: cordoned Nodes (spec.unschedulable) and Nodes labelled
+ *   node.kubernetes.io/exclude-from-external-load-balancers leave, so a drain takes the Node out before its router
+ *   goes; NotReady Nodes leave while at least one matching Node is Ready (a NotReady kubelet's router is not
+ *   managed), and all stay when none is (HAProxy's checks decide; an empty pool would help nobody).
+ * - Servers sorted by address (HAProxy's server order, so the view reads like haproxy.cfg).
  */
 import { z } from "zod";
-import { canonical, contains, familyOf, parseCidr, parseIp } from "../../spec/address";
-import type { SpecProblem } from "../../spec/errors";
-import { validateSpec, type Validation } from "../../spec/resolve";
+import { canonical, compareAddresses, contains, parseCidr, parseIp } from "../../spec/address";
+import { selectorMatches } from "../../spec/selector";
 import type { Backend, BackendSets, LabelSelector, ResolvedSpec } from "../../spec/types";
 
 export const EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -65,90 +72,75 @@ export function nodeView(obj: unknown): NodeView | undefined {
   };
 }
 
-export function selectorMatches(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-    const values = e.values ?? [];
-    switch (e.operator) {
-      case "In":
-        if (!has || !values.includes(labels[e.key] as string)) return false;
-        break;
-      case "NotIn":
-        if (has && values.includes(labels[e.key] as string)) return false;
-        break;
-      case "Exists":
-        if (!has) return false;
-        break;
-      case "DoesNotExist":
-        if (has) return false;
-        break;
-    }
-  }
-  return true;
+/** Where a server comes from: the spec's static addresses, or a Node matching the pool's selector. */
+export type ServerSource = "spec" | "node";
+
+export interface PoolServer extends Backend {
+  from: ServerSource;
+  /** The Node at this address, when one matches the pool (also for a static address). */
+  node?: string;
 }
 
-/** Kubernetes' own rules for a selector's expressions, which the spec schema does not state. */
-export function selectorProblems(selector: LabelSelector, path: string): SpecProblem[] {
-  const out: SpecProblem[] = [];
-  (selector.matchExpressions ?? []).forEach((e, i) => {
-    const n = e.values?.length ?? 0;
-    if ((e.operator === "In" || e.operator === "NotIn") && n === 0) {
-      out.push({ path: `${path}.matchExpressions[${i}].values`, rule: `must not be empty for ${e.operator}` });
-    }
-    if ((e.operator === "Exists" || e.operator === "DoesNotExist") && n > 0) {
-      out.push({ path: `${path}.matchExpressions[${i}].values`, rule: `must be empty for ${e.operator}` });
-    }
-  });
-  return out;
+/** A matching Node that adds no server, and why. */
+export interface LeftOutNode {
+  node: string;
+  reason: string;
 }
 
-/**
- * The LoadBalancer's spec (as stored in the custom resource) validated and resolved by the same code as every
- * other carrier: field errors, never an exception.
- */
-export function specFromResource(raw: unknown): Validation<ResolvedSpec> {
-  const r = validateSpec(raw);
-  if (!r.ok) return r;
-  const problems = [
-    ...selectorProblems(r.value.apiBackend.nodeSelector, "apiBackend.nodeSelector"),
-    ...(r.value.ingressBackend ? selectorProblems(r.value.ingressBackend.nodeSelector, "ingressBackend.nodeSelector") : []),
-  ];
-  return problems.length > 0 ? { ok: false, problems } : r;
+export interface PoolView {
+  servers: PoolServer[];
+  leftOut: LeftOutNode[];
 }
-
-/** nodes: from matching Nodes; static: the spec's addresses (no Node matches yet); none: the pool is not configured. */
-export type BackendSource = "nodes" | "static" | "none";
 
 export interface BackendSelection {
   backends: BackendSets;
-  sources: { api: BackendSource; ingress: BackendSource };
+  /** Per pool, each server's source and the Nodes left out with their reasons; no ingress key without ingressBackend. */
+  pools: { api: PoolView; ingress?: PoolView };
 }
 
 export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): BackendSelection {
   const cidr = parseCidr(spec.network.cidr);
-  const addressOf = (n: NodeView): string | undefined => {
-    const ips = n.internalIPs.map((t) => parseIp(t)).filter((ip) => ip !== undefined);
-    const inside = cidr.ok ? ips.find((ip) => ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip)) : undefined;
-    const chosen = inside ?? ips.find((ip) => familyOf(ip) === 4) ?? ips[0];
-    return chosen ? canonical(chosen) : undefined;
+  const own = new Set([spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)]);
+  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const addressOf = (n: NodeView): { address: string } | { reason: string } => {
+    const inside = n.internalIPs.map((t) => parseIp(t)).find((ip) => ip !== undefined && cidr.ok && ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip));
+    if (!inside) return { reason: n.internalIPs.length === 0 ? "no InternalIP" : `no InternalIP inside network.cidr ${spec.network.cidr}` };
+    const address = canonical(inside);
+    return own.has(address) ? { reason: `its InternalIP ${address} is one of the pair's own addresses` } : { address };
   };
-  const pool = (selector: LabelSelector, staticAddresses: string[], excluded: (n: NodeView) => boolean): { backends: Backend[]; source: BackendSource } => {
-    const matching = nodes.filter((n) => selectorMatches(selector, n.labels) && addressOf(n) !== undefined);
-    if (matching.length === 0) {
-      return { backends: staticAddresses.map((address) => ({ name: address, address })), source: "static" };
+  const pool = (selector: LabelSelector, staticAddresses: readonly string[], leaves: (n: NodeView, anyReady: boolean) => string | undefined): PoolView => {
+    const servers = new Map<string, PoolServer>(staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]));
+    const leftOut: LeftOutNode[] = [];
+    const matching = sorted.filter((n) => selectorMatches(selector, n.labels));
+    const anyReady = matching.some((n) => n.ready && leaves(n, false) === undefined);
+    for (const n of matching) {
+      const a = addressOf(n);
+      const why = "reason" in a ? a.reason : leaves(n, anyReady);
+      const kept = "address" in a ? servers.get(a.address) : undefined;
+      if (kept?.from === "spec" && kept.node === undefined) {
+        // the spec keeps this server whatever the Node says; the view names the Node and what would have left it
+        servers.set(kept.address, { ...kept, node: n.name });
+        continue;
+      }
+      if (why !== undefined) leftOut.push({ node: n.name, reason: why });
+      else if (kept) leftOut.push({ node: n.name, reason: `same InternalIP as ${kept.node ?? kept.name}` });
+      else if ("address" in a) servers.set(a.address, { name: n.name, address: a.address, from: "node", node: n.name });
     }
-    const eligible = matching.filter((n) => !excluded(n));
-    const ready = eligible.filter((n) => n.ready);
-    const chosen = ready.length > 0 ? ready : eligible;
-    const backends = chosen.map((n) => ({ name: n.name, address: addressOf(n) as string }));
-    backends.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return { backends, source: "nodes" };
+    return { servers: [...servers.values()].sort((x, y) => compareAddresses(x.address, y.address)), leftOut };
   };
-  const api = pool(spec.apiBackend.nodeSelector, spec.apiBackend.addresses, () => false);
+  const api = pool(spec.apiBackend.nodeSelector, spec.apiBackend.addresses, () => undefined);
   const ib = spec.ingressBackend;
   const ingress = ib
-    ? pool(ib.nodeSelector, ib.addresses, (n) => n.unschedulable || Object.prototype.hasOwnProperty.call(n.labels, EXCLUDE_FROM_LB_LABEL))
-    : { backends: [], source: "none" as const };
-  return { backends: { api: api.backends, ingress: ingress.backends }, sources: { api: api.source, ingress: ingress.source } };
+    ? pool(ib.nodeSelector, ib.addresses, (n, anyReady) =>
+        n.unschedulable
+          ? "cordoned"
+          : Object.prototype.hasOwnProperty.call(n.labels, EXCLUDE_FROM_LB_LABEL)
+            ? `labelled ${EXCLUDE_FROM_LB_LABEL}`
+            : anyReady && !n.ready
+              ? "NotReady while other Nodes of the pool are Ready"
+              : undefined,
+      )
+    : undefined;
+  const plain = (v: PoolView | undefined): Backend[] => (v ? v.servers.map((s) => ({ name: s.name, address: s.address })) : []);
+  return { backends: { api: plain(api), ingress: plain(ingress) }, pools: { api, ...(ingress ? { ingress } : {}) } };
 }

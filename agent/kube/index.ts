@@ -13,7 +13,8 @@ import type { AgentSettings } from "../../spec/agent-settings";
 import { agentSettingsSpecProblems } from "../../spec/agent-settings";
 import { SpecError, type SpecProblem } from "../../spec/errors";
 import type { ResolvedSpec, Role } from "../../spec/types";
-import { selectBackends, specFromResource, type BackendSelection, type NodeView } from "./backends";
+import { validateSpec } from "../../spec/resolve";
+import { selectBackends, type BackendSelection, type NodeView } from "./backends";
 import { KubeClient, type KubeClientOptions } from "./client";
 import { StatusReporter, type StatusReporterOptions } from "./status";
 import { TokenKeeper, type TokenKeeperOptions } from "./token";
@@ -156,7 +157,7 @@ export class ClusterSide {
     if (text === this.lastSpecText) return; // a status write (heartbeats), not a spec change
     this.lastSpecText = text;
     const generation = lb.metadata.generation;
-    const r = specFromResource(lb.spec);
+    const r = validateSpec(lb.spec);
     const problems = r.ok ? agentSettingsSpecProblems(this.settings, r.value) : r.problems;
     if (!r.ok || problems.length > 0) {
       this.status.update({ specProblems: problems });

@@ -7,6 +7,10 @@
  *   its own (pairStatusFieldManager): force lets ownership follow the MASTER role, and a separate manager means the
  *   entry apply and the condition apply never drop each other's fields (an apply owns exactly what it sends).
  *
+ * - an entry of another hostname with this LB's role is the VM this one replaced (`pulumi up --replace` with a new
+ *   hostname): one entry per role, so this LB removes it (a JSON patch that tests the entry's name first, so it can
+ *   only remove what it saw) and it never counts as the peer.
+ *
  * A heartbeat every `heartbeatMs` (and at once on every change). `Redundant` is False when the peer's entry is
  * missing, not Ready, or its heartbeat has not changed for `staleAfterMs` — measured on this LB's clock from when
  * the change was seen, so clock skew between the two VMs cannot fake a live or a dead peer.
@@ -30,9 +34,13 @@ import {
   type Condition,
   type LoadBalancerEntryStatus,
   type Manifest,
+  MAX_STATUS_LEFT_OUT,
+  MAX_STATUS_SERVERS,
+  type PoolViewStatus,
   type VRRP_STATES,
 } from "../../k8s";
 import type { KubeClient } from "./client";
+import type { PoolView } from "./backends";
 import type { LoadBalancerObject } from "./watch";
 
 export type VrrpState = (typeof VRRP_STATES)[number];
@@ -57,6 +65,18 @@ export interface LbFacts {
   observedGeneration?: number;
   /** The image switch's own view of this LB (agent/switch plan.ts SelfReport); undefined: no switch concerns it. */
   imageSwitch?: { progressing?: ConditionText; degraded?: ConditionText };
+  /** The backend pools of the selection this LB last applied: each server's source, the Nodes left out and why. */
+  backends?: { api: PoolView; ingress?: PoolView };
+}
+
+/** A pool as status shows it: bounded lists, with the totals beside them. */
+export function poolStatus(v: PoolView): PoolViewStatus {
+  return {
+    servers: v.servers.slice(0, MAX_STATUS_SERVERS).map((x) => ({ name: x.name, address: x.address, from: x.from, ...(x.node !== undefined ? { node: x.node } : {}) })),
+    serverCount: v.servers.length,
+    leftOut: v.leftOut.slice(0, MAX_STATUS_LEFT_OUT).map((x) => ({ node: x.node, reason: x.reason.slice(0, 256) })),
+    leftOutCount: v.leftOut.length,
+  };
 }
 
 /** reason + message of a condition some part of the agent decides (the switch says why it progresses or failed). */
@@ -182,6 +202,8 @@ export class StatusReporter {
   private redundant: Condition | undefined;
   private readonly heartbeats = new HeartbeatClock();
   private peers: { name: string; ready: boolean; appliedHash?: string }[] = [];
+  /** entries of other hostnames with this LB's role: the VMs it replaced, removed on the next write */
+  private predecessors: string[] = [];
   private observedConditions: PriorCondition[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
@@ -224,10 +246,15 @@ export class StatusReporter {
     const nowMs = this.now().getTime();
     const entries = status.loadBalancers;
     this.peers = [];
+    this.predecessors = [];
     for (const e of entries) {
       const ready = e.conditions.find((c) => c.type === "Ready")?.status === "True";
       if (e.name === this.o.lbName) {
         this.conditions ??= e.conditions; // after a restart: keep the transition times
+        continue;
+      }
+      if (e.role === this.o.role) {
+        this.predecessors.push(e.name);
         continue;
       }
       this.peers.push({ name: e.name, ready, ...(e.appliedHash ? { appliedHash: e.appliedHash } : {}) });
@@ -239,9 +266,10 @@ export class StatusReporter {
 
   /** The peer as the BACKUP-first rollout needs it (agent/rollout.ts): its applied render hash, Ready, heartbeat age. */
   peerView(): { name: string; ready: boolean; appliedHash?: string; heartbeatAgeMs: number } | undefined {
-    const p = this.peers[0];
-    if (!p) return undefined;
-    return { ...p, heartbeatAgeMs: this.heartbeats.ageMs(p.name, this.now().getTime()) };
+    const nowMs = this.now().getTime();
+    // two entries of the peer's role: its replacement reports beside the old VM's entry until it removes that one
+    const aged = this.peers.map((p) => ({ ...p, heartbeatAgeMs: this.heartbeats.ageMs(p.name, nowMs) }));
+    return aged.sort((a, b) => a.heartbeatAgeMs - b.heartbeatAgeMs)[0];
   }
 
   /** Redundant as this LB would write it now. */
@@ -307,6 +335,7 @@ export class StatusReporter {
       heartbeat: now.toISOString(),
       ...(f.observedGeneration !== undefined ? { observedGeneration: f.observedGeneration } : {}),
       conditions,
+      ...(f.backends ? { backends: { api: poolStatus(f.backends.api), ...(f.backends.ingress ? { ingress: poolStatus(f.backends.ingress) } : {}) } } : {}),
     };
     const ref = { name: this.o.loadBalancerName, namespace: this.o.namespace };
     await this.client.request("PATCH", this.statusPath(statusFieldManager(this.o.lbName), false), {
@@ -314,11 +343,26 @@ export class StatusReporter {
       contentType: "application/apply-patch+yaml",
     });
     this.lastWritten = entry;
+    for (const name of this.predecessors) await this.removeEntry(name);
+    this.predecessors = [];
     if (f.vrrpState !== "Master") return;
     this.redundant = withTransition(this.redundantNow(), this.redundant ? [this.redundant] : this.observedConditions, now);
     await this.client.request("PATCH", this.statusPath(pairStatusFieldManager(this.o.lbName), true), {
       body: pairConditionsApply(ref, [this.redundant]),
       contentType: "application/apply-patch+yaml",
+    });
+  }
+
+  /** Removes `name`'s entry, only if it is still where a fresh read finds it (the test op fails the patch otherwise). */
+  private async removeEntry(name: string): Promise<void> {
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}`;
+    const lb = (await this.client.request("GET", path)) as { status?: { loadBalancers?: unknown } };
+    const raw = Array.isArray(lb.status?.loadBalancers) ? (lb.status.loadBalancers as unknown[]) : [];
+    const i = raw.findIndex((e) => typeof e === "object" && e !== null && (e as { name?: unknown }).name === name);
+    if (i < 0) return;
+    await this.client.request("PATCH", `${path}/status`, {
+      body: [{ op: "test", path: `/status/loadBalancers/${i}/name`, value: name }, { op: "remove", path: `/status/loadBalancers/${i}` }],
+      contentType: "application/json-patch+json",
     });
   }
 }
@@ -342,6 +386,7 @@ export function pairConditionsApply(ref: { name: string; namespace: string }, co
 const priorCondition = z.object({ type: z.string(), status: z.string(), lastTransitionTime: z.iso.datetime() });
 const looseEntry = z.object({
   name: z.string().min(1),
+  role: z.string().nullish(),
   heartbeat: z.string(),
   conditions: z.array(z.unknown()).nullish(),
   configHashes: z.record(z.string(), z.unknown()).nullish(),
@@ -354,7 +399,7 @@ function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondit
   });
 }
 
-function readStatus(raw: unknown): { loadBalancers: { name: string; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
+function readStatus(raw: unknown): { loadBalancers: { name: string; role?: string; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
   const s = typeof raw === "object" && raw !== null ? (raw as { loadBalancers?: unknown; conditions?: unknown }) : {};
   const entries = Array.isArray(s.loadBalancers) ? s.loadBalancers : [];
   return {
@@ -362,7 +407,7 @@ function readStatus(raw: unknown): { loadBalancers: { name: string; heartbeat: s
       const r = looseEntry.safeParse(e);
       if (!r.success) return [];
       const all = r.data.configHashes?.[APPLIED_HASH_KEY];
-      return [{ name: r.data.name, heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
+      return [{ name: r.data.name, ...(r.data.role ? { role: r.data.role } : {}), heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
     }),
     conditions: priorConditions(Array.isArray(s.conditions) ? s.conditions : []),
   };

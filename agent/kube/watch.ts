@@ -17,7 +17,7 @@ import { AbortedError, k8s, type K8s, type KubeClient } from "./client";
 
 export interface LoadBalancerObject {
   metadata: { name: string; namespace: string; uid?: string; generation?: number; resourceVersion?: string };
-  /** As stored; validated by backends.ts specFromResource. */
+  /** As stored; validated by spec/resolve.ts validateSpec, as every carrier does. */
   spec: unknown;
   status?: unknown;
 }
