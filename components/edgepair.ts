@@ -20,7 +20,7 @@ import type { PublicAddress } from "./floating-ips";
 import { deployLibvirt, type LibvirtPlatformArgs } from "./platforms/libvirt";
 import { deployOpenStack, type OpenStackPlatformArgs } from "./platforms/openstack";
 import { type Known, type LbPlan, mapKnown, type PlatformContext, type PlatformPair } from "./platforms/types";
-import { TokenDelivery } from "./token-delivery";
+import { SecretDelivery } from "./secret-delivery";
 
 export type { LibvirtPlatformArgs } from "./platforms/libvirt";
 export type { OpenStackPlatformArgs } from "./platforms/openstack";
@@ -39,11 +39,6 @@ export interface ClusterAccessSettings {
   tlsServerName: string;
   caCertificate?: string;
   namespace?: string;
-  /**
-   * Deliver the token to running LBs over SSH (phase two of the two-phase flow): on libvirt to their public
-   * addresses, on openstack to their private ones (the only side whose security group opens SSH).
-   */
-  delivery?: { user: pulumi.Input<string>; privateKey: pulumi.Input<string> };
 }
 
 export interface EdgePairArgs {
@@ -61,6 +56,13 @@ export interface EdgePairArgs {
   metricsPassword?: pulumi.Input<string>;
   /** Secret: containers-auth.json for pulling the image. */
   registryAuth?: pulumi.Input<string>;
+  /**
+   * Deliver the secrets (cluster token and agent settings, metrics password, registry credentials) to running LBs
+   * over SSH, one LB after the other: phase two of the two-phase flow, and every rotation, without replacing a VM.
+   * On libvirt to their public addresses, on openstack to their private ones (the only side whose security group
+   * opens SSH).
+   */
+  delivery?: { user: pulumi.Input<string>; privateKey: pulumi.Input<string> };
   /**
    * NIC names the appliance sees, public then private. Default enp1s0, enp2s0 (q35 + virtio); the keyfiles match
    * by MAC, but keepalived and firewalld name the interfaces, so they must be the names the image really gets.
@@ -171,18 +173,22 @@ export class EdgePair extends pulumi.ComponentResource {
     this.renderedDigests = views.map((v) => v.digest);
     this.floatingIps = pair.floatingIps.addresses;
 
-    if (access && args.clusterAccess?.delivery) {
-      const d = args.clusterAccess.delivery;
+    if (args.delivery) {
+      const d = args.delivery;
       let after: pulumi.Resource[] = pair.vms;
       ctx.lbs.forEach((lb, i) => {
-        // one LB at a time: the second restarts its agent only after the first has its token
-        const delivery: TokenDelivery = new TokenDelivery(`${lb.vm}-token`, {
+        // one LB at a time: the second restarts what reads a changed secret only after the first one's delivery ended
+        const delivery: SecretDelivery = new SecretDelivery(`${lb.vm}-secrets`, {
           host: pair.sshAddresses[i]!,
           user: d.user,
           privateKey: d.privateKey,
           agent: image.ref.apply((ref) => agent(ref)),
-          token: access.token,
-        }, { parent: this, dependsOn: after });
+          secrets: pulumi.secret(pulumi.all([this.metricsPassword, args.registryAuth, access?.token]).apply(([metricsPassword, registryAuth, clusterToken]) => ({
+            metricsPassword,
+            ...(registryAuth ? { registryAuth } : {}),
+            ...(clusterToken ? { clusterToken } : {}),
+          }))),
+        }, { parent: this, dependsOn: after, aliases: [{ type: "edgepair:index:TokenDelivery", name: `${lb.vm}-token` }] });
         after = [delivery];
       });
     }

@@ -7,4 +7,4 @@ export {
 export { FloatingIps, routedFloatingIps, type FloatingIpsArgs, type PublicAddress, type RoutedFloatingIp } from "./floating-ips";
 export { LibvirtLbVm, type LibvirtLbVmArgs } from "./libvirt/lb-vm";
 export { LibvirtNetworks, type LibvirtNetworksArgs } from "./libvirt/networks";
-export { TokenDelivery, deliveryScript } from "./token-delivery";
+export { SecretDelivery, deliveryCommand, deliveryScript, secretsStdin, SECRET_USERS } from "./secret-delivery";

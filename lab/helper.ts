@@ -107,6 +107,23 @@ async function serve(m: Map<string, string[]>): Promise<void> {
   process.stdout.write("ready\n");
 }
 
+/** Relays every TCP connection accepted at --listen to the Unix socket --unix (lab.ts startRelay). */
+async function relay(m: Map<string, string[]>): Promise<void> {
+  const to = one(m, "unix");
+  const server = createTcpServer((s) => {
+    const upstream = createConnection(to);
+    const end = () => {
+      s.destroy();
+      upstream.destroy();
+    };
+    s.on("error", end);
+    upstream.on("error", end);
+    s.pipe(upstream).pipe(s);
+  });
+  await listen(server, one(m, "listen"));
+  process.stdout.write("ready\n");
+}
+
 async function client(m: Map<string, string[]>): Promise<void> {
   const url = new URL(one(m, "url"));
   const out = one(m, "out");
@@ -337,6 +354,7 @@ async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   const m = options(rest);
   if (mode === "serve") await serve(m);
+  else if (mode === "relay") await relay(m);
   else if (mode === "client") {
     await client(m);
     process.exit(0);
@@ -346,7 +364,7 @@ async function main(): Promise<void> {
   } else if (mode === "flows") {
     await flows(m);
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | client | session | flows`);
+  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows`);
 }
 
 main().catch((e: unknown) => {

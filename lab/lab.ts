@@ -17,6 +17,8 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { writeTree } from "../cli/write-tree";
 import { renderAll } from "../render/index";
+import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
+import { selectBackends, type BackendSelection } from "../agent/kube/backends";
 import { profileIntent, deviceFor, ipCommands, sysctlsFor, type LinkInfo, type ProfileIntent } from "./keyfile";
 import { catches, exec, GaveUp, isAlive, signal, sleep, startDetached, stopProcess, waitFor, type ExecResult, type ProcessRecord } from "./exec";
 import { allNamespaces, BRIDGES, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LbPlan } from "./topology";
@@ -390,30 +392,70 @@ export class Lab {
   }
 
   private async startServers(): Promise<void> {
-    const pki = join(this.dir, "pki");
-    const tls = ["--cert", join(pki, "cert.pem"), "--key", join(pki, "key.pem")];
-    const ib = this.state.spec.ingressBackend;
     const started: ProcessRecord[] = [];
     for (const h of this.plan.hosts) {
-      const name = h.serverName ?? h.key;
-      let args: string[] | undefined;
-      if (h.role === "api") args = ["--https", `${h.address}:${this.state.spec.apiBackend.port}`, ...tls];
-      if (h.role === "ingress" && ib) {
-        args = ["--http", `${h.address}:${ib.httpPort}`, "--https", `${h.address}:${ib.httpsPort}`, ...tls];
-        if (ib.healthPort !== ib.httpPort && ib.healthPort !== ib.httpsPort) args.push("--http", `${h.address}:${ib.healthPort}`);
-      }
-      if (h.role === "internet") args = ["--http", `${h.address}:${PORTS.whoami}`, "--echo", `${h.address}:${PORTS.echo}`];
-      if (h.role === "node") args = ["--echo", `${h.address}:${PORTS.echo}`];
-      if (args) started.push(this.start(`${h.key}/serve`, h.ns, inNetns(h.ns, this.helperArgv("serve", "--name", name, ...args))));
+      const p = this.startServerOf(h);
+      if (p) started.push(p);
     }
     // An SSH stand-in on every address of each LB: the firewall decides where it is reachable.
     for (const l of this.plan.lbs) {
       started.push(this.start(`${l.key}/ssh`, l.ns, inNetns(l.ns, this.helperArgv("serve", "--name", `${l.key}-ssh`, "--banner", `0.0.0.0:${PORTS.ssh}`))));
     }
-    await Promise.all(started.map((p) => waitFor(`${p.name} to listen`, async () => {
+    await Promise.all(started.map((p) => this.waitListening(p)));
+  }
+
+  /** The stand-in server of a host (API servers: the API port, and 22623 for openshift), named `<host key>/serve`. */
+  private startServerOf(h: HostPlan): ProcessRecord | undefined {
+    const pki = join(this.dir, "pki");
+    const tls = ["--cert", join(pki, "cert.pem"), "--key", join(pki, "key.pem")];
+    const spec = this.state.spec;
+    const ib = spec.ingressBackend;
+    const name = h.serverName ?? h.key;
+    let args: string[] | undefined;
+    if (h.role === "api") {
+      args = ["--https", `${h.address}:${spec.apiBackend.port}`, ...tls];
+      // the machine-config server: HAProxy checks /healthz over TLS, the workers fetch /config/worker
+      if (spec.distribution === "openshift") args.push("--https", `${h.address}:${MACHINE_CONFIG_PORT}`);
+    }
+    if (h.role === "ingress" && ib) {
+      args = ["--http", `${h.address}:${ib.httpPort}`, "--https", `${h.address}:${ib.httpsPort}`, ...tls];
+      if (ib.healthPort !== ib.httpPort && ib.healthPort !== ib.httpsPort) args.push("--http", `${h.address}:${ib.healthPort}`);
+    }
+    if (h.role === "internet") args = ["--http", `${h.address}:${PORTS.whoami}`, "--echo", `${h.address}:${PORTS.echo}`];
+    if (h.role === "node") args = ["--echo", `${h.address}:${PORTS.echo}`];
+    return args ? this.start(`${h.key}/serve`, h.ns, inNetns(h.ns, this.helperArgv("serve", "--name", name, ...args))) : undefined;
+  }
+
+  async waitListening(p: ProcessRecord): Promise<void> {
+    await waitFor(`${p.name} to listen`, async () => {
       if (!isAlive(p)) throw new GaveUp(`${p.name} exited: ${tail(p.log)}`);
       return readFileSync(p.log, "utf8").includes("ready") ? true : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 50 })));
+    }, { timeoutMs: 20_000, intervalMs: 50 });
+  }
+
+  /** Starts a backend host's stand-in server again (after stopServer), once it listens. */
+  async startServer(hostKey: string): Promise<void> {
+    const h = this.plan.hosts.find((x) => x.key === hostKey);
+    const p = h && this.startServerOf(h);
+    if (!p) throw new Error(`lab: host ${hostKey} has no server`);
+    await this.waitListening(p);
+  }
+
+  /** Stops a backend host's stand-in server (a machine not serving yet, or gone). */
+  async stopServer(hostKey: string): Promise<void> {
+    const p = this.proc(`${hostKey}/serve`);
+    if (p) await this.stopClient(p);
+  }
+
+  /**
+   * A TCP listener at `at` inside host `hostKey`'s namespace that relays every connection to the Unix socket `unixPath`:
+   * how a process of this machine (e.g. a real kube-apiserver on loopback) serves at a lab address. Unix sockets are
+   * reached by path, across network namespaces.
+   */
+  async startRelay(name: string, hostKey: string, at: string, unixPath: string): Promise<ProcessRecord> {
+    const p = this.startHelper(name, hostKey, ["relay", "--listen", at, "--unix", unixPath]);
+    await this.waitListening(p);
+    return p;
   }
 
   /** The LB's persistent mount namespace: created once, entered by every daemon of that LB. */
@@ -711,9 +753,10 @@ export class Lab {
       ]),
     );
     const servers = [...new Set(rows.flatMap((r) => r.backends.map((b) => `${b.backend}/${b.server}`)))];
+    const source = serverSources(selectBackends(this.state.spec, this.plan.nodes ?? []).pools);
     const beTable = formatTable(
-      ["HAProxy backend/server", ...rows.map((r) => r.key)],
-      servers.map((s) => [s, ...rows.map((r) => r.backends.find((b) => `${b.backend}/${b.server}` === s)?.status ?? "-")]),
+      ["HAProxy backend/server", "source", ...rows.map((r) => r.key)],
+      servers.map((s) => [s, source(s), ...rows.map((r) => r.backends.find((b) => `${b.backend}/${b.server}` === s)?.status ?? "-")]),
     );
     return `${lbTable}\n${beTable}`;
   }
@@ -993,6 +1036,20 @@ export class Lab {
 }
 
 /** The last lines of a log, for error messages. */
+/**
+ * Where each HAProxy server comes from, as the agent's selection says (agent/kube/backends.ts): "spec", "spec, Node X"
+ * (a static address a Node now stands at) or "Node X"; 22623 follows the API pool, 80/443 the ingress pool.
+ */
+export function serverSources(pools: BackendSelection["pools"]): (backendSlashServer: string) => string {
+  const poolOf = (backend: string) => (backend === "be_api" || backend === "be_machine_config" ? pools.api : backend.startsWith("be_ingress") ? pools.ingress : undefined);
+  return (key) => {
+    const [backend = "", server = ""] = key.split("/");
+    const s = poolOf(backend)?.servers.find((x) => serverName(x.name, x.address) === server);
+    if (!s) return "-";
+    return s.from === "spec" ? (s.node ? `spec, Node ${s.node}` : "spec") : `Node ${s.node ?? s.name}`;
+  };
+}
+
 export function tail(path: string, lines = 8): string {
   try {
     return readFileSync(path, "utf8").trim().split("\n").slice(-lines).join(" | ");

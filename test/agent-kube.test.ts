@@ -712,6 +712,42 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       expect(ms).toBeGreaterThanOrEqual(1500);
     });
 
+    test("lb2 replaced by a VM with a new hostname: its entry joins, the predecessor's leaves, Redundant True again; the backends view reaches status", async () => {
+      const t0 = performance.now();
+      lb2 = await startSide("lb2b", "lab-lb-2b", "secondary", log2, settingsFor("lb2b", [kube!.server]));
+      const pool = {
+        servers: [
+          { name: "192.168.100.9", address: "192.168.100.9", from: "spec" as const },
+          { name: "192.168.100.10", address: "192.168.100.10", from: "spec" as const, node: "master-0" },
+          ...Array.from({ length: 300 }, (_, i) => ({ name: `w-${i}`, address: `10.0.${i >> 8}.${i & 255}`, from: "node" as const, node: `w-${i}` })),
+        ],
+        leftOut: Array.from({ length: 40 }, (_, i) => ({ node: `x-${i}`, reason: "cordoned" })),
+      };
+      lb2.status.update({ vrrpState: "Backup", servicesUp: true, rendererVersion: "0.1.0", backends: { api: pool } });
+      const { c } = await untilRedundant("BothReady");
+      measure("replaced peer reports -> Redundant True", performance.now() - t0);
+      expect(c.message).toContain("lab-lb-2b");
+      for (let i = 0; i < 100; i++) {
+        const names = (await getStatus()).status!.loadBalancers!.map((e) => e.name);
+        if (!names.includes("lab-lb-2")) break;
+        await sleep(50);
+      }
+      const s = (await getStatus()).status!.loadBalancers!;
+      expect(s.map((e) => [e.name, e.role])).toEqual([["lab-lb-1", "primary"], ["lab-lb-2b", "secondary"]]);
+      const api = (s[1] as unknown as { backends: { api: { servers: unknown[]; serverCount: number; leftOut: unknown[]; leftOutCount: number } } }).backends.api;
+      expect([api.servers.length, api.serverCount, api.leftOut.length, api.leftOutCount]).toEqual([256, 302, 32, 40]);
+      expect(api.servers[1]).toEqual({ name: "192.168.100.10", address: "192.168.100.10", from: "spec", node: "master-0" });
+      // the MASTER's peer is the new VM, never the dead entry
+      expect(lb1.status.peerView()?.name).toBe("lab-lb-2b");
+      expect(responses.filter((r) => r.agent === "lb2b" && r.status === 403)).toEqual([]);
+    });
+
+    test("counter-case: an entry of the other role is never removed; the LB's own role only", async () => {
+      // lb1 (primary) sees lab-lb-2b (secondary): it must not remove it however often it writes
+      for (let i = 0; i < 5; i++) await lb1.status.flush();
+      expect((await getStatus()).status!.loadBalancers!.map((e) => e.name)).toEqual(["lab-lb-1", "lab-lb-2b"]);
+    });
+
     afterAll(async () => {
       await Promise.allSettled([lb1?.stop(), lb2?.stop()]);
     });

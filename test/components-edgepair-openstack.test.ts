@@ -177,19 +177,21 @@ describe("EdgePair on openstack", () => {
     expect(reg(TYPE.instance, "prod-a-lb2").opts.ignoreChanges).toEqual(expect.arrayContaining(["userData", "imageName"]));
   });
 
-  test("token delivery goes to the LBs' private addresses (the public security group opens no SSH), one after the other", async () => {
+  test("secret delivery goes to the LBs' private addresses (the public security group opens no SSH), one after the other", async () => {
     await buildOpenStack({
       clusterAccess: {
         kubeconfig: "apiVersion: v1\nkind: Config\n",
         apiServers: ["https://192.168.100.10:6443"],
         tlsServerName: "api.prod-a.example",
-        delivery: { user: "core", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----" },
       },
+      delivery: { user: "core", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----" },
     });
     const commands = ofType(TYPE.command);
     // the connection holds the private key, so the whole connection reaches the engine as a secret
     expect(commands.map((c) => (secretOf(c.inputs.connection) as { host: string }).host)).toEqual(["192.168.100.2", "192.168.100.3"]);
-    expect(reg("edgepair:index:TokenDelivery", "prod-a-lb2-token").opts.dependsOn).toEqual([reg("edgepair:index:TokenDelivery", "prod-a-lb1-token").resource]);
+    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb2-secrets").opts.dependsOn).toEqual([reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").resource]);
+    // a stack made with the former TokenDelivery keeps its resources: an alias, not a delete and create
+    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").opts.aliases).toEqual([{ type: "edgepair:index:TokenDelivery", name: "prod-a-lb1-token" }]);
     for (const inst of ofType(TYPE.instance)) expect(secretValue(inst.inputs.userData)).toContain("/etc/edgepair/secrets/cluster-token");
   });
 

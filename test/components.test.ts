@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
 import { recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import { EdgePair, type EdgePairArgs } from "../components";
-import { deliveryScript } from "../components/token-delivery";
+import { deliveryScript, secretsStdin } from "../components/secret-delivery";
 import { devSpecRaw } from "./fixtures/variants";
 
 /** The mock monitor receives a secret as { <secret signature>: ..., value }; secretValue unwraps it (and proves it was one). */
@@ -21,6 +21,7 @@ function secretValue(v: unknown): string {
 const DIGEST = `registry.example/edgepair/appliance@sha256:${"a".repeat(64)}`;
 const METRICS = "metrics-password-value-123";
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.token-value";
+const REGISTRY_AUTH = '{"auths":{"registry.example":{"auth":"dXNlcjpyZWdpc3RyeS1wYXNzd29yZA=="}}}';
 
 let mocks: ReturnType<typeof recordingMocks>;
 beforeAll(() => {
@@ -138,8 +139,9 @@ test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the 
       kubeconfig: "apiVersion: v1\nkind: Config\n",
       apiServers: ["https://192.168.100.10:6443"],
       tlsServerName: "api.lab.example",
-      delivery: { user: "core", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----" },
     },
+    delivery: { user: "core", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----" },
+    registryAuth: REGISTRY_AUTH,
   }));
   await value(pair.imageRef);
   await settle(mocks);
@@ -157,19 +159,24 @@ test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the 
   const commands = ofType("command:remote:Command");
   expect(commands).toHaveLength(2);
   for (const c of commands) {
-    expect(secretValue(c.inputs.stdin)).toBe(TOKEN);
-    expect(String(c.inputs.create)).not.toContain(TOKEN);
-    expect(String(c.inputs.create)).toContain("chmod 0600");
+    // every secret of the stack on stdin, none in the command, the triggers or the type's plain inputs
+    expect(secretValue(c.inputs.stdin)).toBe(secretsStdin({ clusterToken: TOKEN, metricsPassword: METRICS, registryAuth: REGISTRY_AUTH }));
+    const plain = JSON.stringify({ create: c.inputs.create, logging: c.inputs.logging });
+    for (const s of [TOKEN, METRICS, REGISTRY_AUTH, Buffer.from(TOKEN).toString("base64")]) expect(plain).not.toContain(s);
+    // the triggers carry the secrets too (a rotation re-runs the command), so they reach the engine as a secret
+    expect(JSON.stringify(c.inputs.triggers)).toContain(SECRET_SIG);
+    expect(String(c.inputs.create)).toContain("0600");
     expect(c.inputs.logging).toBe("none");
   }
+
   // the token also lands in the user-data of VMs created after the cluster exists, as a 0600 file
   expect(secretValue(dynamicKind("libvirt:CloudInitDisk").find((r) => r.name === "ca-lb1-seed")!.inputs.userData)).toContain("/etc/edgepair/secrets/cluster-token");
 });
 
-test("the delivery script writes the token from stdin with mode 0600 and the agent settings as data", () => {
+test("the delivery script names every secret's file and holds the agent settings as data, no value", () => {
   const script = deliveryScript({ imageRef: DIGEST, cluster: { apiServers: ["https://192.168.100.10:6443"], tlsServerName: "api.lab.example", namespace: "edgepair-system", loadBalancerName: "lab" } });
   expect(script).toContain("umask 077");
-  expect(script).toContain("cat >\"$tmp\"");
-  expect(script).toContain("mv -f \"$tmp\" '/etc/edgepair/secrets/cluster-token'");
+  expect(script).toContain("clusterToken) file='/etc/edgepair/secrets/cluster-token'; users='edgepair-agent.service'");
+  expect(script).toContain("registryAuth) file='/etc/ostree/auth.json'");
   expect(script).toContain("loadBalancerName: lab");
 });

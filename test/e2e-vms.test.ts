@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestAccel } from "../lab/standin-image/boot";
 import { buildStandinImage } from "../lab/standin-image/builder";
-import { deliveryCommand } from "../components/token-delivery";
+import { deliveryCommand, secretsStdin } from "../components/secret-delivery";
 import { loadBalancerResource } from "../k8s";
 import { resolveBackends } from "../cli/inputs";
 import { resolveSpec } from "../spec/resolve";
@@ -329,7 +329,7 @@ e2e(title, () => {
     };
     const delivered = Date.now();
     for (let i = 0; i < 2; i++) {
-      const r = await sshRun(key, lbPublic(i), deliveryCommand(agent), { input: cluster.token, timeoutMs: 60_000 });
+      const r = await sshRun(key, lbPublic(i), deliveryCommand(agent), { input: secretsStdin({ clusterToken: cluster.token }), timeoutMs: 60_000 });
       expect(r).toMatchObject({ code: 0 });
       const files = await sshMust(key, lbPublic(i), "sudo stat -c '%a %n' /etc/edgepair/secrets/cluster-token /etc/edgepair/agent.yaml");
       expect(files).toBe("600 /etc/edgepair/secrets/cluster-token\n644 /etc/edgepair/agent.yaml\n");

@@ -1,7 +1,7 @@
 /**
  * The seam between EdgePair and a platform. A platform builds what differs per cloud — the networks, the two VMs
  * and where the public addresses come from — and returns the host facts it settled on; EdgePair keeps what every
- * platform shares (spec, image, secrets, user-data composition, rendered views, cluster access, token delivery).
+ * platform shares (spec, image, secrets, user-data composition, rendered views, cluster access, secret delivery).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ReadyGate } from "../../providers/edgepair/ready-gate";
@@ -51,7 +51,7 @@ export interface PlatformPair {
   /** Per LB, in plan order; the second depends on the first. */
   vms: pulumi.Resource[];
   floatingIps: FloatingIps;
-  /** Per LB: the address TokenDelivery reaches it on over SSH. */
+  /** Per LB: the address SecretDelivery reaches it on over SSH. */
   sshAddresses: string[];
 }
 
