@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
-import { recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
+import { optionsRecorder, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import { EdgePair, type EdgePairArgs } from "../components";
 import { deliveryScript, secretsStdin } from "../components/secret-delivery";
 import { devSpecRaw } from "./fixtures/variants";
@@ -48,6 +48,17 @@ const baseArgs = (over: Partial<EdgePairArgs> = {}): EdgePairArgs => ({
 
 const ofType = (t: string) => mocks.recorded.filter((r) => r.type === t);
 const dynamicKind = (kind: string) => mocks.recorded.filter((r) => r.type === `pulumi-nodejs:dynamic/${kind}`);
+
+test("an LB's disk, seed and domain are replaced old-first (fixed names and MACs: never two copies), also on `up --replace`", async () => {
+  const recorder = optionsRecorder();
+  const pair = new EdgePair("lab", baseArgs(), { transformations: [recorder.transformation] });
+  await value(pair.imageRef);
+  await settle(mocks);
+  const children = recorder.registered.filter((r) => /^lab-lb[12](-disk|-seed)?$/.test(r.name) && r.type.startsWith("pulumi-nodejs:dynamic"));
+  expect(children.map((r) => [r.name, (r.opts as pulumi.CustomResourceOptions).deleteBeforeReplace]).sort()).toEqual(
+    ["lab-lb1", "lab-lb1-disk", "lab-lb1-seed", "lab-lb2", "lab-lb2-disk", "lab-lb2-seed"].map((n) => [n, true]),
+  );
+});
 
 test("the libvirt tree: networks, two LB VMs (disk, seed, domain), a rendered view per LB; children named from the parent", async () => {
   const pair = new EdgePair("lab", baseArgs());

@@ -13,20 +13,22 @@
  *     same k8s/ functions with the admin's client certificate (fixtures/agent-cluster.ts), and a day-2 spec change
  *     is the CR patch ClusterAccess's CustomResource update would make (the stack's own `up` of that change is
  *     checked too: an in-place update of the rendered views only);
- *   - TokenDelivery (phase two of the two-phase flow): the test runs TokenDelivery's own script (deliveryScript) over
+ *   - SecretDelivery (phase two of the two-phase flow, and rotation): the test runs SecretDelivery's own script (deliveryScript) over
  *     real SSH, `sudo sh -c`, the token on stdin, one LB after the other, as the command resource would.
  *
  * Under TCG, three emulated guests on 2 cores cannot hold 0.1 s adverts: the spec uses the TCG VRRP profile
  * (advertInterval 1 s) and the failover goal follows from it (failoverGoalSeconds). With KVM the spec's defaults
  * and the DESIGN goal apply.
  */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestAccel } from "../lab/standin-image/boot";
 import { buildStandinImage } from "../lab/standin-image/builder";
 import { deliveryCommand, secretsStdin } from "../components/secret-delivery";
-import { loadBalancerResource } from "../k8s";
+import { agentNames, loadBalancerResource } from "../k8s";
 import { resolveBackends } from "../cli/inputs";
 import { resolveSpec } from "../spec/resolve";
 import type { AgentSettingsInput } from "../spec/agent-settings";
@@ -35,7 +37,7 @@ import { FLOATING_IP_INTERFACE } from "../spec/types";
 import { PulumiWorkspace } from "./engine/pulumi-program";
 import { setUpAgentCluster, MERGE, type AgentCluster } from "./fixtures/agent-cluster";
 import { ClusterNode, createClusterNode, NODE_TLS_NAME } from "./fixtures/e2e/cluster-node";
-import { probe, probeNode, startEgressEndpoint, startTcpForward, type EgressEndpoint, type Listening, type NodeReply } from "./fixtures/e2e/host-side";
+import { probe, probeNode, startEgressEndpoint, startHoldEndpoint, startTcpForward, type EgressEndpoint, type HoldEndpoint, type Listening, type NodeReply } from "./fixtures/e2e/host-side";
 import { expectedActiveZones, parseActiveZones, parseIpv4Addresses, serverStates } from "./fixtures/e2e/lb-facts";
 import { makeSshKey, sshMust, sshRun, waitForSsh, type SshKey } from "./fixtures/e2e/ssh";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
@@ -94,6 +96,17 @@ let rawSpec: Record<string, any>;
 let nodeStartedAt = 0;
 /** KVM only when the stand-in's own kernel runs under it here (guestAccel), else TCG (libvirt's type="qemu"). */
 let kvm = false;
+/** The agent settings SecretDelivery brings (set when the cluster is reachable from the LBs). */
+let agentSettings: AgentSettingsInput | undefined;
+const deliveredAgent = (): AgentSettingsInput => {
+  if (!agentSettings) throw new Error("no agent settings yet");
+  return agentSettings;
+};
+let hold: HoldEndpoint | undefined;
+/** Output of a command (its exit code ignored): arping exits 1 when nobody answers. */
+function execFileText(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => execFile(file, args, { timeout: 5000 }, (_e, stdout) => resolve(String(stdout))));
+}
 /** The LB left running after the failover step. */
 let survivorIndex: number | undefined;
 const figures: Record<string, number | string> = {};
@@ -189,6 +202,7 @@ e2e(title, () => {
     await attempt("figures", printFigures);
     await attempt("TCP forward", () => forward?.close());
     await attempt("egress endpoint", () => egress?.close());
+    await attempt("hold endpoint", () => hold?.close());
     if (process.env.EDGEPAIR_E2E_KEEP === "1") {
       lv?.detach();
       step(`kept until the next test run that starts a libvirtd: libvirt ${lv?.uri} (its daemons, domains and networks), Pulumi workspace ${ws?.root}`);
@@ -317,7 +331,7 @@ e2e(title, () => {
       host: "127.0.0.1",
       port: Number(new URL(kube.server).port),
     });
-    const agent: AgentSettingsInput = {
+    const agent: AgentSettingsInput = (agentSettings = {
       imageRef: IMAGE,
       cluster: {
         apiServers: [`https://${hostPrivateAddress()}:${forward.port}`],
@@ -326,7 +340,7 @@ e2e(title, () => {
         namespace: cluster.namespace,
         loadBalancerName: spec.clusterName,
       },
-    };
+    });
     const delivered = Date.now();
     for (let i = 0; i < 2; i++) {
       const r = await sshRun(key, lbPublic(i), deliveryCommand(agent), { input: secretsStdin({ clusterToken: cluster.token }), timeoutMs: 60_000 });
@@ -475,6 +489,146 @@ e2e(title, () => {
     for (const a of [apiPrivateVip(), spec.network.gateway, spec.platform.publicNetwork.nextHop as string]) expect(addrs).toContain(a);
     expect(failed).toBe(0);
     step(`day 2: ${ADDED_BACKEND} served ${figures.backendAddedToServedSeconds} s after the CR patch; ${requests} requests in ${seconds(Date.now() - watchFrom)} s, ${failed} failed`);
+  });
+
+  stage("replacing the dead LB: `pulumi up --replace` of its VM while clients run; it boots, bootstraps and joins as BACKUP, conntrackd resyncs, its status entry returns, never a duplicate VIP", async () => {
+    const survivor = survivorIndex as number;
+    const dead = 1 - survivor;
+    const vm = `${spec.clusterName}-lb${dead + 1}`;
+    const nodeAddress = NODE.addresses[0]!.split("/")[0]!;
+    const gw = spec.platform.publicNetwork.gateway as string;
+    // a long-lived egress flow through the survivor's NAT, opened before the new LB exists: the new BACKUP must learn
+    // it from the MASTER (conntrackd -n at its first BACKUP), and it must outlive the replacement
+    hold = await startHoldEndpoint(gw);
+    await sshMust(key, nodeAddress, `nohup node -e 'const s=require("net").connect(${hold.port},"${gw}");s.on("error",()=>process.exit(4));setInterval(()=>s.write("x\\n"),1000);setTimeout(()=>process.exit(0),900000)' >/dev/null 2>&1 &`, { timeoutMs: 30_000 });
+    await waitUntil("the held egress flow", 30_000, 500, async () => (hold!.connections.length === 1 && hold!.connections[0]!.bytes > 0 ? true : undefined));
+    expect(hold.connections[0]!.remote).toBe(spec.virtualAddresses.nat!.address);
+
+    // never two MACs answering ARP for a private VIP, asked from the host on the private bridge twice a second
+    const bridge = lv.virsh(["net-dumpxml", `${spec.clusterName}-net-private`]).stdout.match(/<bridge name=['"]([^'"]+)['"]/)?.[1];
+    expect(bridge).toBeDefined();
+    const arpMacs = new Map<string, Set<string>>();
+    let duplicates = 0;
+    let arpProbes = 0;
+    let stop = false;
+    const arpWatch = (async () => {
+      for (let n = 0; n < 3000 && !stop; n++) {
+        for (const vip of [apiPrivateVip(), spec.network.gateway]) {
+          const r = await execFileText("arping", ["-c", "1", "-w", "1", "-I", bridge!, vip]);
+          const macs = new Set([...r.matchAll(/\[([0-9A-Fa-f:]{17})\]/g)].map((m) => m[1]!.toLowerCase()));
+          arpProbes++;
+          if (macs.size > 1) duplicates++;
+          for (const m of macs) arpMacs.set(vip, new Set([...(arpMacs.get(vip) ?? []), m]));
+        }
+        await sleep(500);
+      }
+    })();
+    // the DESIGN client's pace through the API and ingress VIPs, each request a new connection
+    let requests = 0;
+    let failed = 0;
+    const urls = vipUrls();
+    const load = (async () => {
+      for (let n = 0; n < 6000 && !stop; n++) {
+        for (const url of [urls.apiPrivate, urls.ingressHttp]) {
+          requests++;
+          if (!(await probeVip(url))) failed++;
+        }
+        await sleep(100);
+      }
+    })();
+    const replaced = Date.now();
+    try {
+      const urns = (await ws.resources()).map((r) => r.urn).filter((u) => [`::${vm}`, `::${vm}-disk`, `::${vm}-seed`].some((end) => u.endsWith(end)));
+      expect(urns).toHaveLength(3);
+      step(`pulumi up --replace ${urns.map((u) => u.split("::").at(-1)).join(" ")}`);
+      const up = await ws.run(["up", "--yes", "--skip-preview", "--color", "never", "--suppress-progress", ...urns.flatMap((u) => ["--replace", u])]);
+      figures.replaceUpSeconds = seconds(Date.now() - replaced);
+      // the ready gate after it waited for the new LB's HAProxy: up ends with the new VM serving
+      expect((await probe(`http://${lbPrivate(dead)}:${spec.metrics.port}/healthz`, { timeoutMs: 3000 })).status).toBe(200);
+      expect(up.stdout).not.toContain(cluster.token);
+      // phase two for the new VM, as SecretDelivery would run it on the same up
+      await waitForSsh(key, lbPublic(dead), 5 * MINUTE);
+      const r = await sshRun(key, lbPublic(dead), deliveryCommand(deliveredAgent()), { input: secretsStdin({ clusterToken: cluster.token }), timeoutMs: 60_000 });
+      expect(r).toMatchObject({ code: 0 });
+      // its status entry (same hostname) heartbeats again, and the MASTER reports the pair Redundant
+      await waitUntil("Redundant True with the new LB's entry", 5 * MINUTE, 1000, async () => {
+        const lb = (await cluster.must("GET", cluster.lbPath)).body as { status?: { conditions?: { type: string; status: string }[]; loadBalancers?: { name: string; heartbeat: string }[] } };
+        const entry = lb.status?.loadBalancers?.find((e) => e.name === lbHosts[dead]!.hostname);
+        const redundant = lb.status?.conditions?.find((c) => c.type === "Redundant")?.status === "True";
+        return entry && Date.parse(entry.heartbeat) > replaced && redundant ? true : undefined;
+      });
+      figures.replaceToRedundantSeconds = seconds(Date.now() - replaced);
+      // it joined as BACKUP: the survivor keeps every VIP on its NICs, the new LB holds none
+      const moving = [apiPrivateVip(), spec.network.gateway, spec.platform.publicNetwork.nextHop as string];
+      const [onSurvivor, onNew] = [await nicAddresses(survivor), await nicAddresses(dead)];
+      for (const a of moving) {
+        expect(onSurvivor).toContain(a);
+        expect(onNew).not.toContain(a);
+      }
+      // conntrackd resynced: the held flow, opened before the new LB existed, is in its external cache
+      const cache = await waitUntil("the held flow in the new LB's conntrackd external cache", 2 * MINUTE, 2000, async () => {
+        const out = await sshMust(key, lbPublic(dead), "sudo conntrackd -e");
+        return out.includes(`dport=${hold!.port}`) ? out : undefined;
+      });
+      figures.replaceExternalCacheEntries = cache.split("\n").filter((l) => l.trim() !== "").length;
+      // and the load ran on through the new LB's start
+      await sleep(5000);
+    } finally {
+      stop = true;
+      await Promise.all([load, arpWatch]);
+    }
+    figures.replaceRequests = requests;
+    figures.replaceFailed = failed;
+    figures.replaceArpProbes = arpProbes;
+    figures.replaceDuplicateVipAnswers = duplicates;
+    step(`replacement: ${requests} requests, ${failed} failed; ARP: ${arpProbes} probes, ${duplicates} with two answers (MACs seen: ${[...arpMacs].map(([v, m]) => `${v} ${[...m].join("/")}`).join("; ")})`);
+    expect(duplicates).toBe(0);
+    expect(failed).toBe(0);
+    const flow = hold.connections[0]!;
+    const bytes = flow.bytes;
+    await sleep(2500);
+    expect([flow.closed, hold.connections.length, flow.bytes > bytes]).toEqual([false, 1, true]);
+  });
+
+  stage("secrets rotated without replacing a VM: each LB in turn gets the new metrics password and registry credentials and a new token; new values live, old gone, only the agent restarts, and only for the token", async () => {
+    const rotated = { metricsPassword: "e2e-metrics-password-rotated-4711", registryAuth: '{"auths":{"registry.example":{"auth":"ZTJlOnJvdGF0ZWQ="}}}' };
+    const sha = (v: string) => createHash("sha256").update(v).digest("hex");
+    const agentSince = async (i: number) => sshMust(key, lbPublic(i), "systemctl show -p ActiveEnterTimestampMonotonic --value edgepair-agent.service");
+    for (let i = 0; i < 2; i++) {
+      const before = await agentSince(i);
+      const r = await sshRun(key, lbPublic(i), deliveryCommand(deliveredAgent()), { input: secretsStdin({ clusterToken: cluster.token, ...rotated }), timeoutMs: 60_000 });
+      expect(r).toMatchObject({ code: 0 });
+      expect(r.stdout).toContain("delivered: metricsPassword");
+      expect(r.stdout).not.toContain("restarted:");
+      for (const v of [rotated.metricsPassword, rotated.registryAuth, cluster.token]) expect(`${r.stdout}${r.stderr}`).not.toContain(v);
+      const sums = await sshMust(key, lbPublic(i), "sudo sha256sum /etc/edgepair/secrets/metrics-password /etc/ostree/auth.json; sudo stat -c '%a %n' /etc/edgepair/secrets/metrics-password /etc/ostree/auth.json");
+      expect(sums).toContain(`${sha(rotated.metricsPassword)}  /etc/edgepair/secrets/metrics-password`);
+      expect(sums).toContain(`${sha(rotated.registryAuth)}  /etc/ostree/auth.json`);
+      expect(sums).toContain("600 /etc/edgepair/secrets/metrics-password\n600 /etc/ostree/auth.json");
+      // the old value is in no file the LB reads (cloud-init keeps its own root-only copy of the first boot's user-data)
+      expect(await sshMust(key, lbPublic(i), `sudo grep -rlF ${METRICS} /etc/edgepair /etc/ostree /var/lib/edgepair 2>/dev/null || true`)).toBe("");
+      expect(await agentSince(i)).toBe(before);
+    }
+    // a new token: the agent restarts and keeps reporting with it
+    const sa = agentNames({ name: spec.clusterName }).serviceAccount;
+    const tr = await cluster.must("POST", `/api/v1/namespaces/${cluster.namespace}/serviceaccounts/${sa}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } });
+    const token = (tr.body as { status: { token: string } }).status.token;
+    const redundantSince = Date.now();
+    for (let i = 0; i < 2; i++) {
+      const r = await sshRun(key, lbPublic(i), deliveryCommand(deliveredAgent()), { input: secretsStdin({ clusterToken: token, ...rotated }), timeoutMs: 60_000 });
+      expect(r).toMatchObject({ code: 0 });
+      expect(r.stdout).toContain("restarted: edgepair-agent.service");
+      expect(await sshMust(key, lbPublic(i), `sudo grep -c . ${"/etc/edgepair/secrets/cluster-token"}`)).toBe("1\n");
+    }
+    await waitUntil("both entries heartbeating after the token rotation", 3 * MINUTE, 1000, async () => {
+      const lb = (await cluster.must("GET", cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; heartbeat: string }[] } };
+      const fresh = (lb.status?.loadBalancers ?? []).filter((e) => Date.parse(e.heartbeat) > redundantSince + 1000);
+      return fresh.length === 2 ? true : undefined;
+    });
+    for (let i = 0; i < 2; i++) {
+      const journal = await sshRun(key, lbPublic(i), "sudo journalctl -b --no-pager -o cat", { timeoutMs: 60_000 });
+      for (const v of [rotated.metricsPassword, rotated.registryAuth, token, cluster.token]) expect(journal.stdout).not.toContain(v);
+    }
   });
 
   stage("pulumi destroy leaves nothing", async () => {

@@ -202,8 +202,8 @@ export class StatusReporter {
   private redundant: Condition | undefined;
   private readonly heartbeats = new HeartbeatClock();
   private peers: { name: string; ready: boolean; appliedHash?: string }[] = [];
-  /** entries of other hostnames with this LB's role: the VMs it replaced, removed on the next write */
-  private predecessors: string[] = [];
+  /** entries of other hostnames with this LB's role (the VMs it replaced) and where the last watch saw them */
+  private predecessors: { name: string; index: number }[] = [];
   private observedConditions: PriorCondition[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
@@ -254,7 +254,7 @@ export class StatusReporter {
         continue;
       }
       if (e.role === this.o.role) {
-        this.predecessors.push(e.name);
+        this.predecessors.push({ name: e.name, index: e.index });
         continue;
       }
       this.peers.push({ name: e.name, ready, ...(e.appliedHash ? { appliedHash: e.appliedHash } : {}) });
@@ -343,7 +343,8 @@ export class StatusReporter {
       contentType: "application/apply-patch+yaml",
     });
     this.lastWritten = entry;
-    for (const name of this.predecessors) await this.removeEntry(name);
+    // highest index first: removing one does not move the others
+    for (const p of [...this.predecessors].sort((a, b) => b.index - a.index)) await this.removeEntry(p);
     this.predecessors = [];
     if (f.vrrpState !== "Master") return;
     this.redundant = withTransition(this.redundantNow(), this.redundant ? [this.redundant] : this.observedConditions, now);
@@ -353,15 +354,14 @@ export class StatusReporter {
     });
   }
 
-  /** Removes `name`'s entry, only if it is still where a fresh read finds it (the test op fails the patch otherwise). */
-  private async removeEntry(name: string): Promise<void> {
-    const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}`;
-    const lb = (await this.client.request("GET", path)) as { status?: { loadBalancers?: unknown } };
-    const raw = Array.isArray(lb.status?.loadBalancers) ? (lb.status.loadBalancers as unknown[]) : [];
-    const i = raw.findIndex((e) => typeof e === "object" && e !== null && (e as { name?: unknown }).name === name);
-    if (i < 0) return;
-    await this.client.request("PATCH", `${path}/status`, {
-      body: [{ op: "test", path: `/status/loadBalancers/${i}/name`, value: name }, { op: "remove", path: `/status/loadBalancers/${i}` }],
+  /**
+   * Removes a predecessor's entry where the watch saw it; the test op makes the patch fail, removing nothing, if the
+   * list changed since (the next write tries again from a newer view).
+   */
+  private async removeEntry(p: { name: string; index: number }): Promise<void> {
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}/status`;
+    await this.client.request("PATCH", path, {
+      body: [{ op: "test", path: `/status/loadBalancers/${p.index}/name`, value: p.name }, { op: "remove", path: `/status/loadBalancers/${p.index}` }],
       contentType: "application/json-patch+json",
     });
   }
@@ -399,15 +399,15 @@ function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondit
   });
 }
 
-function readStatus(raw: unknown): { loadBalancers: { name: string; role?: string; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
+function readStatus(raw: unknown): { loadBalancers: { name: string; role?: string; index: number; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
   const s = typeof raw === "object" && raw !== null ? (raw as { loadBalancers?: unknown; conditions?: unknown }) : {};
   const entries = Array.isArray(s.loadBalancers) ? s.loadBalancers : [];
   return {
-    loadBalancers: entries.flatMap((e) => {
+    loadBalancers: entries.flatMap((e, index) => {
       const r = looseEntry.safeParse(e);
       if (!r.success) return [];
       const all = r.data.configHashes?.[APPLIED_HASH_KEY];
-      return [{ name: r.data.name, ...(r.data.role ? { role: r.data.role } : {}), heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
+      return [{ name: r.data.name, ...(r.data.role ? { role: r.data.role } : {}), index, heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
     }),
     conditions: priorConditions(Array.isArray(s.conditions) ? s.conditions : []),
   };

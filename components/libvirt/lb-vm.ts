@@ -29,11 +29,15 @@ export class LibvirtLbVm extends pulumi.ComponentResource {
   constructor(name: string, args: LibvirtLbVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:LbVm", name, {}, opts);
     const uri = args.uri ? { uri: args.uri } : {};
-    this.disk = new Volume(`${name}-disk`, { ...uri, pool: args.pool, base: args.baseImage, ...(args.basePool ? { basePool: args.basePool } : {}) }, { parent: this });
+    // Names, MACs and addresses are fixed per LB, so an LB's disk, seed and domain can never exist twice: replacing the
+    // VM (`pulumi up --replace` of all three, or a change that forces it) always deletes the old one first. The
+    // providers say so when an input forces the replacement; a --replace with unchanged inputs needs it said here.
+    const once = { parent: this, deleteBeforeReplace: true };
+    this.disk = new Volume(`${name}-disk`, { ...uri, pool: args.pool, base: args.baseImage, ...(args.basePool ? { basePool: args.basePool } : {}) }, once);
     // cloud-init reads the seed once per instance; a changed seed would never be consumed, yet it would show in
     // every preview and could tempt a replacement. Day 2 reaches the VM through the LoadBalancer resource instead.
     this.seed = new CloudInitDisk(`${name}-seed`, { ...uri, pool: args.pool, userData: pulumi.secret(args.userData), metaData: args.metaData }, {
-      parent: this,
+      ...once,
       ignoreChanges: ["userData", "metaData"],
     });
     this.domain = new Domain(name, {
@@ -45,7 +49,7 @@ export class LibvirtLbVm extends pulumi.ComponentResource {
       cloudInit: { pool: args.pool, volume: this.seed.name },
       // order matters: the first NIC is the public one in the host facts
       nics: [args.publicNic, args.privateNic],
-    }, { parent: this });
+    }, once);
     this.registerOutputs({ domain: this.domain.name, disk: this.disk.name, seed: this.seed.name });
   }
 }
