@@ -155,7 +155,11 @@ class Replay {
     while (!(await probe())) {
       if (Date.now() > deadline) {
         const logs = Object.values(this.h.agents).map((a) => `${a!.key}:\n${a!.log.slice(-15).join("\n")}`).join("\n");
-        throw new Error(`install replay: ${what} within ${timeoutMs} ms\n${logs}`);
+        const clients = this.clients.map((c) => {
+          const r = readRequests(c.out);
+          return `${c.name}: ${r.length} requests, ${r.filter((x) => !x.ok).length} failed`;
+        });
+        throw new Error(`install replay: ${what} within ${timeoutMs} ms\nclients so far: ${clients.join("; ")}\n${logs}`);
       }
       await sleep(100);
     }
