@@ -4,12 +4,16 @@
  * (test/fixtures/agent-on-lab.ts) sees it through its watch, renders, and adds the server through HAProxy's runtime
  * API; the DESIGN client (a new connection every 10 ms to the public API VIP) records which backend answered. One
  * sample = Node created -> the first request started after that which that backend served. Needs root.
+ *
+ * The Node's address is taken out of the LoadBalancer's static addresses (the LBs booted with it): a static address
+ * stays a server whatever its Node does (agent/kube/backends.ts), so only a Node-derived server comes and goes.
  */
 import { join } from "node:path";
 import { readServers, RuntimeSocket } from "../agent/haproxy";
 import { readRequests } from "../lab/analysis";
 import { stopProcess } from "../lab/exec";
 import { CONTROL_PLANE, startAgentOnLab } from "../test/fixtures/agent-on-lab";
+import { devSpecRaw } from "../test/fixtures/variants";
 import { summarize, type Summary } from "./stats";
 
 export interface ClusterPropagationResult {
@@ -42,10 +46,14 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 
 export async function benchClusterPropagation(opts: { changes: number; progress?: (line: string) => void }): Promise<ClusterPropagationResult> {
   const say = opts.progress ?? ((l: string) => console.log(l));
-  const h = await startAgentOnLab();
+  const spec = devSpecRaw();
+  const backend = { name: "cp-0", address: (spec.apiBackend as { addresses: string[] }).addresses[0]! };
+  const crSpec = { ...spec, apiBackend: { ...(spec.apiBackend as object), addresses: (spec.apiBackend as { addresses: string[] }).addresses.slice(1) } };
+  const h = await startAgentOnLab({ crSpec });
   try {
     const lab = h.lab;
-    const backend = lab.plan.backends.api[0]!;
+    // the lab's host at that address answers with the name it has in the LBs' first render
+    const label = lab.plan.hosts.find((x) => x.address === backend.address)!.serverName!;
     const out = join(lab.dir, "logs", "propagation-client.jsonl");
     const client = lab.startClient("propagation-client", `https://${lab.plan.targets.apiVipPublic}:${lab.state.spec.apiBackend.port}/who`, out, { maxMs: 600_000 });
     const inRuntime = async () => (await readServers(new RuntimeSocket(h.haproxySocket()))).some((s) => s.backend === "be_api" && s.name === backend.name);
@@ -53,6 +61,8 @@ export async function benchClusterPropagation(opts: { changes: number; progress?
     const deletedMs: number[] = [];
     const events: { at: number; what: string }[] = [];
     try {
+      // the agent's first desired state turns the static server into the Node's
+      await until("the Node's server in HAProxy", 15_000, async () => ((await inRuntime()) ? true : undefined));
       await sleep(1000);
       for (let i = 0; i < opts.changes; i++) {
         const t1 = Date.now();
@@ -65,7 +75,7 @@ export async function benchClusterPropagation(opts: { changes: number; progress?
         events.push({ at: t0, what: "create" });
         await h.cluster.putNode(backend.name, CONTROL_PLANE, backend.address);
         const first = await until("first request served by the re-added Node", 15_000, async () =>
-          readRequests(out).find((r) => r.ok && r.start >= t0 && r.server === backend.name),
+          readRequests(out).find((r) => r.ok && r.start >= t0 && r.server === label),
         );
         addedMs.push(first.end - t0);
         say(`  change ${i + 1}/${opts.changes}: Node added -> first request served by it ${addedMs.at(-1)} ms; deleted -> server gone ${deletedMs.at(-1)} ms`);
