@@ -7,12 +7,17 @@
  * command line, a log or a preview; the agent settings (public) are data in the script. Each file is replaced
  * atomically with mode 0600, and only when its content changed; then the services that read a changed file are
  * restarted (SECRET_USERS). EdgePair chains the LBs: the second LB's delivery runs only after the first one's ended.
+ *
+ * The cluster token is special: the agent replaces the delivered long-lived token in its file with short-lived ones
+ * and keeps the delivered one beside it (spec/agent-settings.ts bootstrapTokenPath). So the token is unchanged when
+ * it equals either copy (a delivery of other secrets must not undo a renewal and restart the agent), and a new one
+ * replaces both: the old token is nowhere on the LB afterwards.
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
 import type { BootstrapSecrets, SecretName } from "../cloud-init";
-import { AGENT_SECRET_DEFAULTS, type AgentSettingsInput } from "../spec/agent-settings";
+import { AGENT_SECRET_DEFAULTS, bootstrapTokenPath, type AgentSettingsInput } from "../spec/agent-settings";
 
 export const AGENT_SETTINGS_PATH = "/etc/edgepair/agent.yaml";
 const AGENT_UNIT = "edgepair-agent.service";
@@ -57,7 +62,8 @@ export function secretPaths(agent: AgentSettingsInput): Record<SecretName, strin
 /** The script the LB runs as root. It holds no secret: the values come on stdin (secretsStdin). */
 export function deliveryScript(agent: AgentSettingsInput): string {
   const paths = secretPaths(agent);
-  const cases = SECRET_ORDER.map((name) => `    ${name}) file=${shellQuote(paths[name])}; users=${shellQuote(SECRET_USERS[name].join(" "))} ;;`);
+  const kept = (name: SecretName) => (name === "clusterToken" ? bootstrapTokenPath(paths[name]) : "");
+  const cases = SECRET_ORDER.map((name) => `    ${name}) file=${shellQuote(paths[name])}; kept=${shellQuote(kept(name))}; users=${shellQuote(SECRET_USERS[name].join(" "))} ;;`);
   const settings = stringify(agent, { sortMapEntries: true });
   return [
     "set -eu",
@@ -76,7 +82,12 @@ export function deliveryScript(agent: AgentSettingsInput): string {
     '  install -d -m 0700 "$(dirname "$file")"',
     '  tmp=$(mktemp "$file.XXXXXX")',
     '  printf \'%s\' "$value" | base64 -d >"$tmp"',
-    '  if replace "$tmp" "$file" 0600; then restart="$restart $users"; echo "delivered: $name"; fi',
+    // the agent's kept copy ends with a newline, the delivered value does not
+    '  if [ -n "$kept" ] && [ -f "$kept" ] && { cat "$tmp"; echo; } | cmp -s - "$kept"; then rm -f "$tmp"; continue; fi',
+    '  if replace "$tmp" "$file" 0600; then',
+    '    restart="$restart $users"; echo "delivered: $name"',
+    '    if [ -n "$kept" ]; then k=$(mktemp "$kept.XXXXXX"); { cat "$file"; echo; } >"$k"; chmod 0600 "$k"; mv -f "$k" "$kept"; fi',
+    "  fi",
     "done",
     `tmp=$(mktemp ${shellQuote(`${AGENT_SETTINGS_PATH}.XXXXXX`)})`,
     `printf '%s' ${shellQuote(settings)} >"$tmp"`,

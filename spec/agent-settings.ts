@@ -17,6 +17,14 @@ export const AGENT_SECRET_DEFAULTS = {
   registryAuthFile: "/etc/ostree/auth.json",
 } as const;
 
+/**
+ * Where the agent keeps the long-lived token it was delivered once it has replaced tokenFile with a short-lived one
+ * (agent/kube/token.ts); the secret delivery writes a new long-lived token to both.
+ */
+export function bootstrapTokenPath(tokenFile: string): string {
+  return `${tokenFile}.bootstrap`;
+}
+
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 

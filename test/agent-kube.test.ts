@@ -13,7 +13,6 @@ import { join } from "node:path";
 import {
   AbortedError,
   Backoff,
-  bootstrapTokenPath,
   ClusterSide,
   jwtTimes,
   KubeApiError,
@@ -32,7 +31,7 @@ import {
   type ResponseRecord,
 } from "../agent/kube";
 import { agentNames, DEFAULT_NAMESPACE, GROUP, PLURAL, statusFieldManager, VERSION } from "../k8s";
-import { parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
+import { bootstrapTokenPath, parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
 import { resolveSpec, validateSpec } from "../spec/resolve";
 import { selectorMatches } from "../spec/selector";
 import { setUpAgentCluster, type AgentCluster, type Reply } from "./fixtures/agent-cluster";
@@ -151,6 +150,9 @@ describe("agent/kube, pure", () => {
     });
     const noneReady = oneReady.map((n) => ({ ...n, ready: false }));
     expect(view(selectBackends(spec, noneReady), "ingress")).toEqual(["w-1:node", "w-2:node"]);
+    // a Ready Node that cannot serve (no usable address) does not count as "another Ready one" either
+    const readyWithoutAddress = [node("w-0", WORKER, "10.0.0.5"), node("w-2", WORKER, "192.168.100.22", { ready: false })];
+    expect(view(selectBackends(spec, readyWithoutAddress), "ingress")).toEqual(["w-2:node"]);
     // a cordoned Ready Node does not count as "another Ready one"
     const cordonedReady = [node("w-1", WORKER, "192.168.100.21", { unschedulable: true }), node("w-2", WORKER, "192.168.100.22", { ready: false })];
     expect(view(selectBackends(spec, cordonedReady), "ingress")).toEqual(["w-2:node"]);

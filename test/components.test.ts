@@ -187,7 +187,7 @@ test("cluster access: CRD, namespace, least-privilege RBAC, the CR carrying the 
 test("the delivery script names every secret's file and holds the agent settings as data, no value", () => {
   const script = deliveryScript({ imageRef: DIGEST, cluster: { apiServers: ["https://192.168.100.10:6443"], tlsServerName: "api.lab.example", namespace: "edgepair-system", loadBalancerName: "lab" } });
   expect(script).toContain("umask 077");
-  expect(script).toContain("clusterToken) file='/etc/edgepair/secrets/cluster-token'; users='edgepair-agent.service'");
+  expect(script).toContain("clusterToken) file='/etc/edgepair/secrets/cluster-token'; kept='/etc/edgepair/secrets/cluster-token.bootstrap'; users='edgepair-agent.service'");
   expect(script).toContain("registryAuth) file='/etc/ostree/auth.json'");
   expect(script).toContain("loadBalancerName: lab");
 });

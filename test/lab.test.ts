@@ -10,7 +10,8 @@ import { summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { exec, isAlive, processStartTime, sleep } from "../lab/exec";
 import { deviceFor, ipCommands, profileIntent } from "../lab/keyfile";
-import { Lab, type LbKey, leftovers } from "../lab/lab";
+import { Lab, type LbKey, leftovers, serverSources } from "../lab/lab";
+import { selectBackends } from "../agent/kube/backends";
 import { sharedLocalAddresses } from "../render/handoff";
 import { allNamespaces, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
 
@@ -32,6 +33,19 @@ describe("lab: pure parts", () => {
     expect(plan.backends.api.map((b) => b.address)).toEqual(spec.apiBackend.addresses);
     expect(plan.router.routes.map((r) => r.via)).toEqual(spec.derived.publicVips.filter((v) => v.family === 4).map(() => "172.31.250.10"));
     expect(plan.targets).toMatchObject({ apiVipPublic: "198.51.100.100", ingressVip: "198.51.100.80", natAddress: "198.51.100.253", gatewayVip: "192.168.100.1" });
+  });
+
+  test("the plan's Nodes give the agent's selection; the status table names each server's source", () => {
+    const plan = planLab(spec, newPrefix());
+    expect(plan.nodes.map((n) => `${n.name}=${n.internalIPs[0]}`)).toEqual(["cp-0=192.168.100.10", "cp-1=192.168.100.11", "cp-2=192.168.100.12", "worker-0=192.168.100.20", "worker-1=192.168.100.21"]);
+    const source = serverSources(selectBackends(spec, plan.nodes).pools);
+    expect(source("be_api/192.168.100.10")).toBe("spec, Node cp-0");
+    expect(source("be_ingress_https/worker-1")).toBe("Node worker-1");
+    expect(source("be_api/cp-9")).toBe("-");
+    const noNodes = serverSources(selectBackends(spec, []).pools);
+    expect(noNodes("be_api/192.168.100.11")).toBe("spec");
+    // each host answers with the name HAProxy knows it by
+    expect(plan.hosts.filter((h) => h.role === "api" || h.role === "ingress").map((h) => h.serverName)).toEqual([...plan.backends.api, ...plan.backends.ingress].map((b) => b.name));
   });
 
   test("keyfiles: the rendered profiles become ip commands on the device NetworkManager would pick", () => {

@@ -5,7 +5,8 @@
  * records what the script restarts (no systemd to restart anything here). Needs root.
  *
  * Proved: every secret lands 0600 with exactly the new value; the old value is nowhere under the overlay afterwards
- * (no temp file left behind); an unchanged secret is not rewritten and restarts nothing; a rotated token restarts the
+ * (no temp file left behind); an unchanged secret is not rewritten and restarts nothing, nor is a token the agent has
+ * renewed since (its kept copy is the delivered one); a rotated token replaces both copies and restarts the
  * agent, a rotated metrics password or registry credential restarts nothing (nothing on the LB keeps a copy); no value
  * reaches the script's output or its command line.
  */
@@ -56,6 +57,9 @@ suite("the secret delivery script, run for real (overlay over /etc, systemctl re
       expect([p, statSync(file(p)).mode & 0o777]).toEqual([p, 0o600]);
     }
     expect(statSync(file("/etc/edgepair/agent.yaml")).mode & 0o777).toBe(0o644);
+    // the token also where the agent keeps the delivered one once it renews (bootstrapTokenPath)
+    expect(readFileSync(file("/etc/edgepair/secrets/cluster-token.bootstrap"), "utf8")).toBe("token-one\n");
+    expect(statSync(file("/etc/edgepair/secrets/cluster-token.bootstrap")).mode & 0o777).toBe(0o600);
     expect(readFileSync(file("/etc/edgepair/agent.yaml"), "utf8")).toContain("loadBalancerName: lab");
     expect(restarts()).toEqual(["try-restart edgepair-agent.service"]);
     for (const v of Object.values(first)) expect(r.out).not.toContain(v);
@@ -71,6 +75,14 @@ suite("the secret delivery script, run for real (overlay over /etc, systemctl re
     expect(restarts()).toEqual([]);
   });
 
+  test("the agent renewed its token (a short-lived one in the file): delivering the same token again leaves it, restarts nothing", () => {
+    writeFileSync(file("/etc/edgepair/secrets/cluster-token"), "renewed-short-lived-token\n", { mode: 0o600 });
+    const r = deliver(first);
+    expect(r.code).toBe(0);
+    expect(readFileSync(file("/etc/edgepair/secrets/cluster-token"), "utf8")).toBe("renewed-short-lived-token\n");
+    expect(restarts()).toEqual([]);
+  });
+
   test("the metrics password and the registry credentials rotated: the new values live, the old ones gone, nothing restarted", () => {
     const r = deliver({ ...first, metricsPassword: "metrics-two", registryAuth: '{"auths":{"r.example":{"auth":"dHdvOnR3bw=="}}}\n' });
     expect(r.code).toBe(0);
@@ -81,7 +93,7 @@ suite("the secret delivery script, run for real (overlay over /etc, systemctl re
     expect(all).not.toContain("metrics-one");
     expect(all).not.toContain("b25lOm9uZQ==");
     // no temp file beside the secrets
-    expect(readdirSync(file("/etc/edgepair/secrets")).sort()).toEqual(["cluster-token", "metrics-password"]);
+    expect(readdirSync(file("/etc/edgepair/secrets")).sort()).toEqual(["cluster-token", "cluster-token.bootstrap", "metrics-password"]);
     expect(restarts()).toEqual([...SECRET_USERS.metricsPassword, ...SECRET_USERS.registryAuth].map((u) => `try-restart ${u}`));
   });
 
@@ -89,7 +101,9 @@ suite("the secret delivery script, run for real (overlay over /etc, systemctl re
     const r = deliver({ ...first, clusterToken: "token-two", metricsPassword: "metrics-two", registryAuth: '{"auths":{"r.example":{"auth":"dHdvOnR3bw=="}}}\n' });
     expect(r.code).toBe(0);
     expect(readFileSync(file("/etc/edgepair/secrets/cluster-token"), "utf8")).toBe("token-two");
+    expect(readFileSync(file("/etc/edgepair/secrets/cluster-token.bootstrap"), "utf8")).toBe("token-two\n");
     expect(everything()).not.toContain("token-one");
+    expect(readdirSync(file("/etc/edgepair/secrets")).sort()).toEqual(["cluster-token", "cluster-token.bootstrap", "metrics-password"]);
     expect(restarts()).toEqual(["try-restart edgepair-agent.service"]);
   });
 

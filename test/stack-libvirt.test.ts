@@ -91,6 +91,16 @@ test("day 2: a backend added is an in-place update of both rendered views only; 
   expect(lv.inventory().domains.sort()).toEqual(["lab-lb1", "lab-lb2"]);
 });
 
+test("day 2: a static address removed (the OpenShift bootstrap after bootstrap-complete) is an in-place update of the rendered views only", async () => {
+  await ws.run(["config", "rm", "--path", "edgepair:spec.apiBackend.addresses[3]"]);
+  const p = await ws.previewJson();
+  expect(changed(p)).toEqual({ "lab-lb1-rendered": "update", "lab-lb2-rendered": "update" });
+  const diff = await ws.preview({ diff: true });
+  expect(diff.stdout).toMatch(/-\s+server 192\.168\.100\.13 192\.168\.100\.13:6443 check/);
+  await ws.up();
+  expect(lv.inventory().domains.sort()).toEqual(["lab-lb1", "lab-lb2"]);
+});
+
 test("day 2: a new ingress VIP never replaces a VM or a seed", async () => {
   await ws.run(["config", "set", "--path", "edgepair:spec.virtualAddresses.ingress[1].address", "198.51.100.81"]);
   await ws.run(["config", "set", "--path", "edgepair:spec.virtualAddresses.ingress[1].type", "public"]);

@@ -9,7 +9,7 @@
  *   bootstrap-complete, a day-2 change).
  * - A Node belongs to a pool when its labels match the pool's nodeSelector (matchLabels AND every matchExpression;
  *   an empty selector matches every Node, as in Kubernetes). It adds one server at one address: its first
- *   InternalIP inside network.cidr. Addresses outside the cluster network are not reachable through the private NIC,
+ *   InternalIP inside network.cidr that is not one of the pair's own. Addresses outside the cluster network are not reachable through the private NIC,
  *   and one of the pair's own addresses (gateway, LB addresses, private VIPs) would make HAProxy forward to itself:
  *   such a Node adds nothing, and the view says why.
  * - A Node whose address is a static address is that server (same name, no change in HAProxy when it registers).
@@ -103,16 +103,19 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
   const own = new Set([spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)]);
   const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const addressOf = (n: NodeView): { address: string } | { reason: string } => {
-    const inside = n.internalIPs.map((t) => parseIp(t)).find((ip) => ip !== undefined && cidr.ok && ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip));
-    if (!inside) return { reason: n.internalIPs.length === 0 ? "no InternalIP" : `no InternalIP inside network.cidr ${spec.network.cidr}` };
-    const address = canonical(inside);
-    return own.has(address) ? { reason: `its InternalIP ${address} is one of the pair's own addresses` } : { address };
+    const inside = n.internalIPs
+      .map((t) => parseIp(t))
+      .flatMap((ip) => (ip !== undefined && cidr.ok && ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip) ? [canonical(ip)] : []));
+    if (inside.length === 0) return { reason: n.internalIPs.length === 0 ? "no InternalIP" : `no InternalIP inside network.cidr ${spec.network.cidr}` };
+    const address = inside.find((a) => !own.has(a));
+    return address ? { address } : { reason: `its InternalIP ${inside[0]} is one of the pair's own addresses` };
   };
   const pool = (selector: LabelSelector, staticAddresses: readonly string[], leaves: (n: NodeView, anyReady: boolean) => string | undefined): PoolView => {
     const servers = new Map<string, PoolServer>(staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]));
     const leftOut: LeftOutNode[] = [];
     const matching = sorted.filter((n) => selectorMatches(selector, n.labels));
-    const anyReady = matching.some((n) => n.ready && leaves(n, false) === undefined);
+    // "another Ready Node" must be one that can serve: a Ready Node without a usable address does not count
+    const anyReady = matching.some((n) => n.ready && leaves(n, false) === undefined && "address" in addressOf(n));
     for (const n of matching) {
       const a = addressOf(n);
       const why = "reason" in a ? a.reason : leaves(n, anyReady);

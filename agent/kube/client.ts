@@ -15,7 +15,7 @@ import { readFile, stat } from "node:fs/promises";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import type { IncomingMessage } from "node:http";
 import type * as K8s from "@kubernetes/client-node" with { "resolution-mode": "import" };
-import type { ClusterAccess } from "../../spec/agent-settings";
+import { bootstrapTokenPath, type ClusterAccess } from "../../spec/agent-settings";
 
 export type { K8s };
 // @kubernetes/client-node 1.x is ESM-only and this project compiles to CommonJS (module node16): loaded with
@@ -23,10 +23,6 @@ export type { K8s };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const k8s = require("@kubernetes/client-node") as typeof K8s;
 
-/** Where a long-lived bootstrap token is kept once short-lived tokens replace it in tokenFile (token.ts). */
-export function bootstrapTokenPath(tokenFile: string): string {
-  return `${tokenFile}.bootstrap`;
-}
 
 /** One answered request, for metrics and for tests that prove no request needed more than the agent's Role. */
 export interface ResponseRecord {

@@ -15,7 +15,8 @@ import { open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { agentNames } from "../../k8s/names";
-import { bootstrapTokenPath, isTransient, type KubeClient } from "./client";
+import { bootstrapTokenPath } from "../../spec/agent-settings";
+import { isTransient, type KubeClient } from "./client";
 import { Backoff, type BackoffOptions } from "./watch";
 
 /** Writes `content` to `path` so readers see the old file or the new one, never a partial one; mode 0600. */
