@@ -500,7 +500,7 @@ e2e(title, () => {
     // a long-lived egress flow through the survivor's NAT, opened before the new LB exists: the new BACKUP must learn
     // it from the MASTER (conntrackd -n at its first BACKUP), and it must outlive the replacement
     hold = await startHoldEndpoint(gw);
-    await sshMust(key, nodeAddress, `nohup node -e 'const s=require("net").connect(${hold.port},"${gw}");s.on("error",()=>process.exit(4));setInterval(()=>s.write("x\\n"),1000);setTimeout(()=>process.exit(0),900000)' >/dev/null 2>&1 &`, { timeoutMs: 30_000 });
+    await sshMust(key, nodeAddress, `nohup node -e 'const s=require("net").connect(${hold.port},"${gw}");s.on("error",()=>process.exit(4));setInterval(()=>s.write("x\\n"),1000);setTimeout(()=>process.exit(0),900000)' </dev/null >/dev/null 2>&1 &`, { timeoutMs: 30_000 });
     await waitUntil("the held egress flow", 30_000, 500, async () => (hold!.connections.length === 1 && hold!.connections[0]!.bytes > 0 ? true : undefined));
     expect(hold.connections[0]!.remote).toBe(spec.virtualAddresses.nat!.address);
 
@@ -538,7 +538,8 @@ e2e(title, () => {
     })();
     const replaced = Date.now();
     try {
-      const urns = (await ws.resources()).map((r) => r.urn).filter((u) => [`::${vm}`, `::${vm}-disk`, `::${vm}-seed`].some((end) => u.endsWith(end)));
+      // the VM's three libvirt resources (not the LbVm component of the same name)
+      const urns = (await ws.resources()).map((r) => r.urn).filter((u) => u.includes("$pulumi-nodejs:dynamic/libvirt:") && [`::${vm}`, `::${vm}-disk`, `::${vm}-seed`].some((end) => u.endsWith(end)));
       expect(urns).toHaveLength(3);
       step(`pulumi up --replace ${urns.map((u) => u.split("::").at(-1)).join(" ")}`);
       const up = await ws.run(["up", "--yes", "--skip-preview", "--color", "never", "--suppress-progress", ...urns.flatMap((u) => ["--replace", u])]);
