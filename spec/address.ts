@@ -31,6 +31,7 @@ export function maxPrefix(ip: Ip): number {
 export type HostAddressParse = { ok: true; ip: Ip } | { ok: false; rule: string };
 
 export function parseHostAddress(text: string): HostAddressParse {
+  if (text.includes("%")) return { ok: false, rule: "must not carry an interface zone (%...): HAProxy and NetworkManager take none" };
   const [addr, prefix, ...rest] = text.split("/");
   const ip = parseIp(addr ?? "");
   if (!ip || rest.length > 0) return { ok: false, rule: "must be an IPv4 or IPv6 address" };
@@ -40,6 +41,24 @@ export function parseHostAddress(text: string): HostAddressParse {
     return { ok: false, rule: `must be a single address (/${maxPrefix(ip)}), not the range /${prefix}` };
   }
   return { ok: true, ip };
+}
+
+/**
+ * Ranges no frontend, backend, gateway or network of the pair can be in: unspecified (0.0.0.0, ::), loopback,
+ * multicast (224.0.0.18 is VRRP's own), the IPv4 limited broadcast and link-local (fe80::/10 needs a zone;
+ * 169.254.0.0/16 is the cloud's metadata range).
+ */
+const NOT_A_HOST: Record<string, string> = {
+  unspecified: "the unspecified address",
+  loopback: "loopback",
+  multicast: "multicast",
+  broadcast: "the broadcast address",
+  linkLocal: "link-local",
+};
+
+/** Why `ip` cannot be a host's or a network's address on the pair, or undefined when it can. */
+export function notUnicast(ip: Ip): string | undefined {
+  return NOT_A_HOST[ip.range()];
 }
 
 export interface Cidr {

@@ -5,7 +5,11 @@
 import {
   broadcastAddress, canonical, Cidr, contains, Ip, nthAddress, overlaps, parseCidr, parseHostAddress,
 } from "./address";
+import { DEFAULTS, INGRESS_DEFAULTS } from "./defaults";
 import type { SpecProblem } from "./errors";
+import type { Distribution } from "./types";
+
+const SSH_PORT = 22;
 
 type Obj = Record<string, unknown>;
 
@@ -107,6 +111,16 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
       if (network && contains(network.cidr, a)) problems.push({ path: `${path}.address`, rule: "is public, so it must be outside network.cidr" });
       if (publicNet && platform.type === "openstack" && !contains(publicNet.cidr, a)) {
         problems.push({ path: `${path}.address`, rule: "must be inside platform.publicNetwork.cidr: on openstack a public address is a fixed IP of a VIP port" });
+      } else if (publicNet && platform.type === "openstack") {
+        const taken = [publicNet.gateway, ...publicNet.lbAddresses].filter((x): x is Ip => !!x).map(canonical);
+        if (taken.includes(text)) problems.push({ path: `${path}.address`, rule: `must not be the public gateway or an LB's public address (${text})` });
+        else if (text === canonical(publicNet.cidr.network) || (a.kind() === "ipv4" && text === canonical(broadcastAddress(publicNet.cidr)))) {
+          problems.push({ path: `${path}.address`, rule: "must not be the public network's network or broadcast address" });
+        }
+      }
+      // an IPv4 route needs an IPv4 next hop (IPv6 VIPs beside an IPv4 public network are the platform's to route)
+      if (publicNet && platform.type === "libvirt" && a.kind() === "ipv4" && publicNet.cidr.network.kind() === "ipv6") {
+        problems.push({ path: `${path}.address`, rule: "cannot be IPv4 with an IPv6 platform.publicNetwork: it is routed to the public next hop" });
       }
       if (publicNet && platform.type === "libvirt" && contains(publicNet.cidr, a)) {
         problems.push({ path: `${path}.address`, rule: "must be outside platform.publicNetwork.cidr: on libvirt public addresses are routed to platform.publicNetwork.nextHop" });
@@ -123,6 +137,9 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
     if (nat.type === "private") problems.push({ path: "virtualAddresses.nat.type", rule: "must be public: egress is translated to an address outside the cluster network" });
     const a = ip(nat.address);
     if (a && a.kind() !== "ipv4") problems.push({ path: "virtualAddresses.nat.address", rule: "must be IPv4: the cluster network is IPv4" });
+    if (a && a.kind() === "ipv4" && publicNet && publicNet.cidr.network.kind() !== "ipv4") {
+      problems.push({ path: "virtualAddresses.nat.address", rule: "needs an IPv4 platform.publicNetwork: egress leaves through the public NIC" });
+    }
   }
 
   const allVips = [...list(va.api), ...list(va.ingress)].map(obj);
@@ -137,8 +154,19 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   if (va.ingress === undefined && ingressBackend !== undefined) {
     problems.push({ path: "ingressBackend", rule: "is set but virtualAddresses.ingress is not: nothing would use it" });
   }
-  checkBackend("apiBackend", obj(spec.apiBackend), problems);
-  if (ingressBackend !== undefined) checkBackend("ingressBackend", obj(ingressBackend), problems);
+  // a static backend at one of the pair's own addresses makes HAProxy forward to itself
+  const own = new Map<string, string>();
+  if (network) {
+    if (network.gateway) own.set(canonical(network.gateway), "the gateway");
+    network.lbAddresses.forEach((a) => a && own.set(canonical(a), "an LB address"));
+  }
+  for (const e of [...list(va.api), ...list(va.ingress), ...(va.nat !== undefined ? [va.nat] : [])].map(obj)) {
+    const a = ip(e.address);
+    if (a) own.set(canonical(a), "a virtual address");
+  }
+  const backendContext = { own, family: network?.cidr.network.kind() };
+  checkBackend("apiBackend", obj(spec.apiBackend), problems, backendContext);
+  if (ingressBackend !== undefined) checkBackend("ingressBackend", obj(ingressBackend), problems, backendContext);
 
   checkPlatform(platform, publicNet, problems);
   checkPorts(spec, problems);
@@ -146,7 +174,7 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   return problems;
 }
 
-function checkBackend(path: string, raw: Obj, problems: SpecProblem[]) {
+function checkBackend(path: string, raw: Obj, problems: SpecProblem[], ctx: { own: Map<string, string>; family: string | undefined }) {
   if (raw.nodeSelector === undefined && (raw.addresses === undefined || list(raw.addresses).length === 0)) {
     problems.push({ path, rule: "needs a nodeSelector or at least one address" });
   } else if (path === "apiBackend" && list(raw.addresses).length === 0) {
@@ -159,6 +187,9 @@ function checkBackend(path: string, raw: Obj, problems: SpecProblem[]) {
     if (!a) return;
     if (seen.has(canonical(a))) problems.push({ path: `${path}.addresses[${i}]`, rule: `duplicates ${canonical(a)}` });
     seen.add(canonical(a));
+    const mine = ctx.own.get(canonical(a));
+    if (mine) problems.push({ path: `${path}.addresses[${i}]`, rule: `must not be one of the pair's own addresses: ${canonical(a)} is ${mine} (HAProxy would forward to itself)` });
+    else if (ctx.family && a.kind() !== ctx.family) problems.push({ path: `${path}.addresses[${i}]`, rule: `must be ${ctx.family === "ipv4" ? "IPv4" : "IPv6"} like network.cidr: backends are reached through the private NIC` });
   });
 }
 
@@ -179,12 +210,26 @@ function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, proble
 function checkPorts(spec: Obj, problems: SpecProblem[]) {
   const frontendPorts = new Set([6443, 22623, 80, 443]);
   const metrics = obj(spec.metrics).port;
+  const conntrack = obj(spec.conntrack).port ?? DEFAULTS.conntrackPort;
   if (typeof metrics === "number" && frontendPorts.has(metrics)) {
     problems.push({ path: "metrics.port", rule: `must not be a frontend port (6443, 22623, 80, 443)` });
+  } else if (metrics === SSH_PORT) {
+    problems.push({ path: "metrics.port", rule: "must not be 22: sshd listens there on every LB address" });
+  } else if ((metrics ?? DEFAULTS.metricsPort) === conntrack) {
+    // either one written, the other defaulted: name the written one
+    if (metrics !== undefined) problems.push({ path: "metrics.port", rule: `must differ from the conntrack sync port ${String(conntrack)}` });
+    else problems.push({ path: "conntrack.port", rule: `must differ from the metrics port ${DEFAULTS.metricsPort} (its default)` });
   }
+  // after the distribution's defaults: a default can collide with a port written explicitly
   const ib = obj(spec.ingressBackend);
-  if (typeof ib.httpPort === "number" && ib.httpPort === ib.httpsPort) {
-    problems.push({ path: "ingressBackend.httpsPort", rule: "must differ from ingressBackend.httpPort" });
+  const dist = INGRESS_DEFAULTS[spec.distribution as Distribution];
+  if (spec.ingressBackend !== undefined && dist) {
+    const http = typeof ib.httpPort === "number" ? ib.httpPort : dist.httpPort;
+    const https = typeof ib.httpsPort === "number" ? ib.httpsPort : dist.httpsPort;
+    if (http === https) {
+      const defaulted = ib.httpsPort === undefined ? " (its default for this distribution)" : ib.httpPort === undefined ? " (httpPort's default for this distribution)" : "";
+      problems.push({ path: "ingressBackend.httpsPort", rule: `must differ from ingressBackend.httpPort: both are ${http}${defaulted}` });
+    }
   }
 }
 

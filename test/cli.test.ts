@@ -61,6 +61,43 @@ describe("edgepair validate", () => {
   });
 });
 
+describe("hostile YAML: exit 2 with a rule, quickly, within bounded memory (issue 18)", () => {
+  test("an alias bomb: refused with a rule, not a crash (it exited 1 before)", () => {
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`)].join("\n");
+    const r = edgepair("validate", "--spec", writeSpec("bomb.yaml", `${bomb}\n`));
+    expect([r.status, r.stderr.trim()]).toEqual([2, "spec: expands its aliases too far (more than 100 per alias): not a spec"]);
+  });
+
+  test("deep nesting: refused with a rule, not a stack overflow", () => {
+    const r = edgepair("validate", "--spec", writeSpec("deep.yaml", `clusterName: ${"[".repeat(100000)}${"]".repeat(100000)}\n`));
+    expect([r.status, r.stderr.trim()]).toEqual([2, "spec: nests deeper than 64 levels"]);
+  });
+
+  test("a duplicate key names the key and its line", () => {
+    const text = `${stringify(devSpecRaw())}distribution: generic\n`;
+    const r = edgepair("validate", "--spec", writeSpec("dup.yaml", text));
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`spec: is not valid YAML: the key "distribution" appears twice in one mapping (line ${text.trim().split("\n").length})`);
+  });
+
+  test("a spec file over 1 MiB is refused before it is parsed", () => {
+    const big = `${stringify(devSpecRaw())}# ${"x".repeat(1024 * 1024)}\n`;
+    const t0 = Date.now();
+    const r = edgepair("validate", "--spec", writeSpec("big.yaml", big));
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^spec: is \d+ bytes: a spec document must be at most 1048576 bytes \(1 MiB\)$/);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+
+  test("counter-cases: aliases, nesting and size within the bounds still validate", () => {
+    const raw = devSpecRaw() as Record<string, any>;
+    const text = stringify(raw).replace("apiBackend:", "x-anchors: &sel {node-role.kubernetes.io/control-plane: \"\"}\napiBackend:");
+    // an alias used as YAML users do: one anchor, referenced; unknown top-level fields are still refused by the spec
+    expect(edgepair("validate", "--spec", writeSpec("alias.yaml", text)).stderr.trim()).toBe("x-anchors: unknown field");
+    expect(edgepair("validate", "--spec", writeSpec("padded.yaml", `${stringify(raw)}# ${"x".repeat(500 * 1024)}\n`)).status).toBe(0);
+  });
+});
+
 describe("edgepair render", () => {
   const host = join(REPO, "examples", "host-lb1.yaml");
 

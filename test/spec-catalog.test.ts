@@ -63,6 +63,45 @@ const cases: Case[] = [
   { name: "selector: In on an absent label", mutate: (s) => (s.apiBackend.nodeSelector = { matchExpressions: [{ key: "zone", operator: "DoesNotExist" }, { key: "zone", operator: "In", values: ["a"] }] }), expect: 'apiBackend.nodeSelector: can match no Node: its terms on label "zone"' },
   { name: "duplicate backend address", mutate: (s) => s.apiBackend.addresses.push("192.168.100.10"), expect: "apiBackend.addresses[3]: duplicates 192.168.100.10" },
   { name: "bad selector operator", mutate: (s) => (s.apiBackend.nodeSelector = { matchExpressions: [{ key: "a", operator: "Equals" }] }), expect: "apiBackend.nodeSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist" },
+  // issue 18: accepted before, wrong (each with a counter-case below)
+  ...['"', "'", "#", "$", "${HOME}", "\\"].map((c): Case => ({
+    name: `healthPath with ${c}`,
+    mutate: (s) => (s.ingressBackend.healthPath = `/healthz${c}x`),
+    expect: "ingressBackend.healthPath: must be an absolute URL path starting with /, without spaces, quotes, #, $ or backslash",
+  })),
+  { name: "VIP 0.0.0.0", mutate: (s) => (s.virtualAddresses.api[1].address = "0.0.0.0"), expect: "virtualAddresses.api[1].address: must be a unicast address: 0.0.0.0 is the unspecified address" },
+  { name: "VIP ::", mutate: (s) => s.virtualAddresses.api.push({ address: "::", type: "public" }), expect: "virtualAddresses.api[2].address: must be a unicast address: :: is the unspecified address" },
+  { name: "VIP loopback", mutate: (s) => (s.virtualAddresses.api[1].address = "127.0.0.1"), expect: "virtualAddresses.api[1].address: must be a unicast address: 127.0.0.1 is loopback" },
+  { name: "VIP ::1", mutate: (s) => s.virtualAddresses.api.push({ address: "::1", type: "public" }), expect: "virtualAddresses.api[2].address: must be a unicast address: ::1 is loopback" },
+  { name: "VIP multicast (VRRP's own group)", mutate: (s) => (s.virtualAddresses.api[1].address = "224.0.0.18"), expect: "virtualAddresses.api[1].address: must be a unicast address: 224.0.0.18 is multicast" },
+  { name: "VIP broadcast", mutate: (s) => (s.virtualAddresses.api[1].address = "255.255.255.255"), expect: "virtualAddresses.api[1].address: must be a unicast address: 255.255.255.255 is the broadcast address" },
+  { name: "VIP link-local with a zone", mutate: (s) => s.virtualAddresses.api.push({ address: "fe80::1%eth0", type: "public" }), expect: "virtualAddresses.api[2].address: must not carry an interface zone" },
+  { name: "VIP link-local", mutate: (s) => s.virtualAddresses.api.push({ address: "fe80::1", type: "public" }), expect: "virtualAddresses.api[2].address: must be a unicast address: fe80::1 is link-local" },
+  { name: "VIP IPv4-mapped IPv6", mutate: (s) => s.virtualAddresses.api.push({ address: "::ffff:198.51.100.7", type: "public" }), expect: "virtualAddresses.api[2].address: must be an IPv4 or IPv6 address" },
+  { name: "backend loopback", mutate: (s) => s.apiBackend.addresses.push("127.0.0.1"), expect: "apiBackend.addresses[3]: must be a unicast address: 127.0.0.1 is loopback" },
+  { name: "cluster network multicast", mutate: (s) => (s.network = { cidr: "224.0.0.0/24" }), expect: "network.cidr: must be a unicast network: 224.0.0.0/24 is multicast" },
+  { name: "cluster network absurdly wide", mutate: (s) => (s.network = { cidr: "0.0.0.0/1" }), expect: "network.cidr: must be /8 or narrower, not /1" },
+  { name: "public network loopback", mutate: (s) => (s.platform.publicNetwork.cidr = "127.0.0.0/24"), expect: "platform.publicNetwork.cidr: must be a unicast network: 127.0.0.0/24 is loopback" },
+  { name: "backend at the private API VIP", mutate: (s) => s.apiBackend.addresses.push("192.168.100.100"), expect: "apiBackend.addresses[3]: must not be one of the pair's own addresses: 192.168.100.100 is a virtual address (HAProxy would forward to itself)" },
+  { name: "backend at an LB address", mutate: (s) => s.apiBackend.addresses.push("192.168.100.3"), expect: "apiBackend.addresses[3]: must not be one of the pair's own addresses: 192.168.100.3 is an LB address" },
+  { name: "backend at the gateway", mutate: (s) => (s.ingressBackend.addresses = ["192.168.100.1"]), expect: "ingressBackend.addresses[0]: must not be one of the pair's own addresses: 192.168.100.1 is the gateway" },
+  { name: "backend at a public VIP", mutate: (s) => (s.ingressBackend.addresses = ["198.51.100.80"]), expect: "ingressBackend.addresses[0]: must not be one of the pair's own addresses: 198.51.100.80 is a virtual address" },
+  { name: "IPv6 backend on an IPv4 cluster network", mutate: (s) => s.apiBackend.addresses.push("fd00::10"), expect: "apiBackend.addresses[3]: must be IPv4 like network.cidr" },
+  { name: "talos' default httpsPort equals an explicit httpPort", mutate: (s) => (s.ingressBackend.httpPort = 30443), expect: "ingressBackend.httpsPort: must differ from ingressBackend.httpPort: both are 30443 (its default for this distribution)" },
+  { name: "an explicit httpsPort equals talos' default httpPort", mutate: (s) => (s.ingressBackend.httpsPort = 30080), expect: "ingressBackend.httpsPort: must differ from ingressBackend.httpPort: both are 30080 (httpPort's default for this distribution)" },
+  { name: "metrics on sshd's port", mutate: (s) => (s.metrics = { port: 22 }), expect: "metrics.port: must not be 22: sshd listens there on every LB address" },
+  { name: "metrics on the conntrack sync port", mutate: (s) => (s.metrics = { port: 3780 }), expect: "metrics.port: must differ from the conntrack sync port 3780" },
+  { name: "conntrack sync on the default metrics port", mutate: (s) => (s.conntrack = { port: 8404 }), expect: "conntrack.port: must differ from the metrics port 8404 (its default)" },
+  {
+    name: "IPv6 public network with IPv4 VIPs and IPv4 NAT",
+    mutate: (s) => (s.platform.publicNetwork = { cidr: "2001:db8:250::/64", gateway: "2001:db8:250::1", lbAddresses: ["2001:db8:250::2", "2001:db8:250::3"], nextHop: "2001:db8:250::10" }),
+    expect: "virtualAddresses.api[1].address: cannot be IPv4 with an IPv6 platform.publicNetwork",
+  },
+  {
+    name: "IPv4 NAT with an IPv6 public network",
+    mutate: (s) => (s.platform.publicNetwork = { cidr: "2001:db8:250::/64", gateway: "2001:db8:250::1", lbAddresses: ["2001:db8:250::2", "2001:db8:250::3"], nextHop: "2001:db8:250::10" }),
+    expect: "virtualAddresses.nat.address: needs an IPv4 platform.publicNetwork",
+  },
   { name: "router ID out of range", mutate: (s) => (s.vrrp = { routerId: 256 }), expect: "vrrp.routerId: must be at most 255" },
   { name: "router ID zero", mutate: (s) => (s.vrrp = { routerId: 0 }), expect: "vrrp.routerId: must be at least 1" },
   { name: "router ID not an integer", mutate: (s) => (s.vrrp = { routerId: 7.5 }), expect: "vrrp.routerId: must be an integer" },
@@ -121,6 +160,42 @@ describe("spec catalog: each bad spec gets its field.path: rule", () => {
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.problems.map(formatProblem)).toContain("(spec): must be a mapping");
   });
+});
+
+describe("issue 18: OpenStack public VIPs that are the public network's own addresses", () => {
+  const os = () => structuredClone(variants.find((v) => v.name === "openstack")!.raw) as Raw;
+  test.each([
+    ["an LB's public address", "203.0.113.11", "virtualAddresses.api[1].address: must not be the public gateway or an LB's public address (203.0.113.11)"],
+    ["the public gateway", "203.0.113.1", "virtualAddresses.api[1].address: must not be the public gateway or an LB's public address (203.0.113.1)"],
+    ["the network address", "203.0.113.0", "virtualAddresses.api[1].address: must not be the public network's network or broadcast address"],
+    ["the broadcast address", "203.0.113.255", "virtualAddresses.api[1].address: must not be the public network's network or broadcast address"],
+  ])("%s", (_n, address, expected) => {
+    const s = os();
+    s.virtualAddresses.api[1].address = address;
+    const r = validateSpec(s);
+    expect(r.ok ? [] : r.problems.map(formatProblem)).toContain(expected);
+  });
+  test("counter-case: any other address of the public network", () => {
+    const s = os();
+    s.virtualAddresses.api[1].address = "203.0.113.101";
+    expect(validateSpec(s)).toMatchObject({ ok: true });
+  });
+});
+
+describe("issue 18: counter-cases of the new rules (what stays valid)", () => {
+  const ok = (name: string, mutate: (s: Raw) => void, base: () => Raw = () => devSpecRaw() as Raw) =>
+    test(name, () => {
+      const s = base();
+      mutate(s);
+      const r = validateSpec(s);
+      expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([]);
+    });
+  ok("a health path with a query, & and %-escapes", (s) => (s.ingressBackend.healthPath = "/healthz/ready?probe=1&x=%2F"));
+  ok("a /8 cluster network", (s) => (s.network.cidr = "10.0.0.0/8"), () => structuredClone(variants.find((v) => v.name === "talos-minimal")!.raw) as Raw);
+  ok("distinct ingress ports next to talos' defaults", (s) => (s.ingressBackend.httpPort = 30081));
+  ok("metrics and conntrack on ports of their own", (s) => ((s.metrics = { port: 9404 }), (s.conntrack = { port: 3781 })));
+  ok("a static backend outside the cluster network but of its family", (s) => s.apiBackend.addresses.push("10.0.0.5"));
+  ok("IPv6 VIPs beside an IPv4 public network (the openshift-ipv6 variant)", () => undefined, () => structuredClone(variants.find((v) => v.name === "openshift-ipv6")!.raw) as Raw);
 });
 
 describe("selectors that look contradictory but can match (counter-cases)", () => {
