@@ -19,7 +19,7 @@ import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { classifyChanges, desiredStateHash } from "./changes";
 import { backendsHealthy, haproxyWorkerPid, syncServers } from "./haproxy";
-import { APPLIED_HASH_KEY, ClusterSide, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
+import { APPLIED_HASH_KEY, Backoff, ClusterSide, type BackoffOptions, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
 import { PEER_STALE_MS, rolloutDecision, type VrrpRole } from "./rollout";
 import { ImageSwitchLoop, keepalivedHeld, kubeImageSwitchStore, type SwitchHost, type SwitchOutcome, type SwitchTimeouts } from "./switch";
 import { statusFieldManager } from "../k8s";
@@ -58,6 +58,8 @@ export interface AgentRunOptions {
   };
   /** Passed to the cluster side (tests shorten heartbeats and back-off). */
   cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
+  /** After a reconcile failed (e.g. HAProxy's runtime API away while it restarts): back-off of the retries. */
+  retry?: BackoffOptions;
 }
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
@@ -78,8 +80,16 @@ export class AgentRun {
   /** the render that last passed (or needed no) health gate: what a failed gate reverts to */
   private lastGood: RenderedFile[] | undefined;
   private switchLoop: ImageSwitchLoop | undefined;
+  /** the spec of the files that run now (the boot spec until a reconcile applied or confirmed another) */
+  private appliedSpec: ResolvedSpec | undefined;
+  /** the newest desired state handed in: what a retry after a failed reconcile applies */
+  private latest: DesiredState | undefined;
+  private readonly retries: Backoff;
+  private retryTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly o: AgentRunOptions) {}
+  constructor(private readonly o: AgentRunOptions) {
+    this.retries = new Backoff({ initialMs: 1000, maxMs: 30_000, ...o.retry });
+  }
 
   async start(): Promise<void> {
     const o = this.o;
@@ -107,6 +117,7 @@ export class AgentRun {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.waitTimer) clearTimeout(this.waitTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.fifo?.close();
     this.reassert?.stop();
     await this.switchLoop?.stop();
@@ -114,10 +125,15 @@ export class AgentRun {
     await this.cluster?.stop();
   }
 
+  /** The spec of the files that run now. */
+  private runningSpec(): ResolvedSpec {
+    return this.appliedSpec ?? this.o.bootstrapSpec;
+  }
+
   /** keepalived's state as the image switch reads it while keepalived runs (the FIFO's last word, else the VIPs). */
   async vrrpStateNow(): Promise<"Master" | "Backup" | "Fault" | "Stop"> {
     if (this.vrrp !== "INIT") return STATUS_VRRP[this.vrrp];
-    const seen = await detectVrrpState(this.o.bootstrapSpec, this.o.host, this.o.runner);
+    const seen = await detectVrrpState(this.runningSpec(), this.o.host, this.o.runner);
     return seen ? STATUS_VRRP[seen] : "Backup";
   }
 
@@ -180,7 +196,7 @@ export class AgentRun {
 
   private startReassert(state: VrrpState): void {
     this.reassert = startReassert(state, {
-      spec: this.o.bootstrapSpec,
+      spec: () => this.runningSpec(),
       host: this.o.host,
       runner: this.o.runner,
       onResult: (r) => {
@@ -212,6 +228,7 @@ export class AgentRun {
 
   private enqueue(state: DesiredState): void {
     if (this.stopped) return;
+    this.latest = state;
     this.queued = state;
     if (!this.running) this.running = this.drain().finally(() => (this.running = undefined));
   }
@@ -222,9 +239,13 @@ export class AgentRun {
       this.queued = undefined;
       try {
         await this.reconcile(next);
+        this.retries.reset();
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
-        this.o.log(`reconcile failed: ${message}`);
+        // what runs differs from what is desired until a reconcile passes: try again, with back-off, unless a newer
+        // desired state is already queued (it goes next)
+        const retryInMs = this.queued ? undefined : this.retryLaterAfterFailure();
+        this.o.log(`reconcile failed: ${message}${retryInMs !== undefined ? `; retry in ${retryInMs} ms` : ""}`);
         this.cluster?.status.update({ lastError: message, applying: false });
       }
     }
@@ -251,6 +272,7 @@ export class AgentRun {
     const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
     if (decision.action === "nothing") {
       this.lastGood ??= files;
+      this.appliedSpec = state.spec;
       // what is live is what the last apply (bootstrap's included) recorded
       this.report({ hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash, generation: state.generation, pools: state.selection.pools });
       return;
@@ -335,6 +357,7 @@ export class AgentRun {
       return;
     }
     this.lastGood = files;
+    this.appliedSpec = state.spec;
     this.report({ hashes: report.hashes, desiredHash, generation: state.generation, pools: state.selection.pools });
   }
 
@@ -350,6 +373,18 @@ export class AgentRun {
       ...(r.generation !== undefined ? { observedGeneration: r.generation } : {}),
       ...(r.pools ? { backends: r.pools } : {}),
     });
+  }
+
+  /** Schedules the newest desired state again after a failed reconcile; returns the delay. */
+  private retryLaterAfterFailure(): number {
+    const ms = this.retries.next();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.queued && this.latest) this.enqueue(this.latest);
+    }, ms);
+    this.retryTimer.unref?.();
+    return ms;
   }
 
   private retryLater(): void {

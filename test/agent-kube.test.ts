@@ -30,7 +30,7 @@ import {
   type NodeView,
   type ResponseRecord,
 } from "../agent/kube";
-import { agentNames, DEFAULT_NAMESPACE, GROUP, PLURAL, statusFieldManager, VERSION } from "../k8s";
+import { agentNames, DEFAULT_NAMESPACE, GROUP, loadBalancerResource, PLURAL, statusFieldManager, VERSION } from "../k8s";
 import { bootstrapTokenPath, parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
 import { resolveSpec, validateSpec } from "../spec/resolve";
 import { selectorMatches } from "../spec/selector";
@@ -797,6 +797,30 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       // no token in any event
       const shown = JSON.stringify(log.events);
       for (const t of [secretToken, first, second, third]) expect(shown).not.toContain(t.slice(-40));
+      await side.stop();
+    });
+  });
+
+  describe("the LoadBalancer deleted and created again with a new clusterName (past the CRD's immutability rules)", () => {
+    test("the agent refuses it itself: invalid spec naming clusterName and the derived router ID; the last good spec stays", async () => {
+      const log = new EventLog();
+      const booted = resolveSpec(devSpecRaw());
+      const side = await startSide("lb-immutable", "lab-lb-1", "primary", log, settingsFor("lb-immutable", [kube!.server]), { bootstrapSpec: booted });
+      await log.waitFor((e) => e.type === "desired", "first desired state");
+      const good = side.current();
+      const from = log.mark;
+      await must("DELETE", lbPath);
+      const renamed = { ...devSpecRaw(), clusterName: "other" };
+      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(renamed as never, { name: LAB }));
+      const bad = (await log.waitFor((e) => e.type === "invalidSpec", "the re-created LoadBalancer refused", from)).e;
+      expect(bad.type === "invalidSpec" ? bad.problems.map((p) => p.path) : []).toEqual(["clusterName", "vrrp.routerId"]);
+      expect(bad.type === "invalidSpec" ? bad.problems[0]!.rule : "").toMatch(/^cannot change on a running pair: .*; it runs lab$/);
+      expect(side.current()).toBe(good);
+      expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
+      // counter-case: the LoadBalancer created again with the running clusterName is taken
+      await must("DELETE", lbPath);
+      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(devSpecRaw() as never, { name: LAB }));
+      await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "the LoadBalancer with the running clusterName", from);
       await side.stop();
     });
   });

@@ -7,7 +7,7 @@
  * - every request the agent made was allowed by its Role.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { readServers, RuntimeSocket } from "../agent/haproxy";
 import { MERGE } from "./fixtures/agent-cluster";
@@ -84,6 +84,34 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     expect(gone).toBe(true);
     await h!.agent.idle();
     expect(haproxyCfg()).not.toMatch(/server cp-extra /);
+    expect(h!.reloads).toEqual([]);
+  });
+
+  test("HAProxy's runtime API away while a Node is added: the failed sync is retried with back-off until the server runs (no further change needed)", async () => {
+    const sock = h!.haproxySocket();
+    const away = `${sock}.away`;
+    renameSync(sock, away);
+    let restored = false;
+    try {
+      const from = h!.log.length;
+      await h!.cluster.putNode("cp-retry", CP, "192.168.100.15");
+      for (let i = 0; i < 100 && !h!.log.slice(from).some((l) => l.startsWith("reconcile failed") && /retry in \d+ ms/.test(l)); i++) await sleep(50);
+      expect(h!.log.slice(from).find((l) => l.startsWith("reconcile failed"))).toMatch(/haproxy|ENOENT|socket/i);
+      expect(h!.log.slice(from).find((l) => l.startsWith("reconcile failed"))).toMatch(/retry in \d+ ms/);
+      await sleep(1500); // a retry or two fail meanwhile
+      renameSync(away, sock);
+      restored = true;
+      const t0 = Date.now();
+      for (let i = 0; i < 200 && !(await runtimeServers()).includes("be_api cp-retry"); i++) await sleep(100);
+      expect(await runtimeServers()).toContain("be_api cp-retry");
+      process.stderr.write(`[agent-lab] runtime API back -> the retried server runs: ${Date.now() - t0} ms; failed attempts: ${h!.log.slice(from).filter((l) => l.startsWith("reconcile failed")).length}\n`);
+      await h!.agent.idle();
+      expect(haproxyCfg()).toMatch(/server cp-retry /);
+    } finally {
+      if (!restored) renameSync(away, sock);
+      await h!.cluster.deleteNode("cp-retry");
+    }
+    for (let i = 0; i < 100 && (await runtimeServers()).includes("be_api cp-retry"); i++) await sleep(50);
     expect(h!.reloads).toEqual([]);
   });
 

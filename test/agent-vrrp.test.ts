@@ -51,7 +51,7 @@ test("re-assert: each transition runs the handler's commands for the new state; 
     return fail ? { exitCode: 2, timedOut: false, output: "RTNETLINK answers: Operation not permitted" } : { exitCode: 0, timedOut: false, output: "" };
   };
   const handler = floatingIpHandler(devResolved, primaryHost);
-  const r = startReassert("BACKUP", { spec: devResolved, host: primaryHost, runner, intervalMs: 60_000 });
+  const r = startReassert("BACKUP", { spec: () => devResolved, host: primaryHost, runner, intervalMs: 60_000 });
   try {
     await sleep(50);
     calls.length = 0;
@@ -69,10 +69,11 @@ test("re-assert: each transition runs the handler's commands for the new state; 
 test("re-assert with the real ip in a namespace: MASTER holds the next hop, drift is repaired, BACKUP releases it", async () => {
   const nextHop = devResolved.platform.publicNetwork.nextHop!;
   const dev = primaryHost.publicInterface.name;
+  let spec = devResolved;
   await withNetnsAsync([{ name: dev, addresses: ["172.31.250.2/24"] }, { name: primaryHost.privateInterface.name }], async (ns) => {
     const inNs: CommandRunner = (argv, opts) => spawnRunner(["ip", "netns", "exec", ns, ...argv], opts);
     const has = () => execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${nextHop}/`);
-    const r = startReassert("BACKUP", { spec: devResolved, host: primaryHost, runner: inNs, intervalMs: 200 });
+    const r = startReassert("BACKUP", { spec: () => spec, host: primaryHost, runner: inNs, intervalMs: 200 });
     try {
       expect((await r.transition("MASTER")).ok).toBe(true);
       expect(has()).toBe(true);
@@ -82,6 +83,14 @@ test("re-assert with the real ip in a namespace: MASTER holds the next hop, drif
       expect(has()).toBe(true);
       expect((await r.transition("BACKUP")).ok).toBe(true);
       expect(has()).toBe(false);
+      // the running spec changes (a day-2 apply): the loop reads the new one, never the spec it started with
+      expect((await r.transition("MASTER")).ok).toBe(true);
+      const moved = "172.31.250.11";
+      spec = { ...devResolved, platform: { ...devResolved.platform, publicNetwork: { ...devResolved.platform.publicNetwork, nextHop: moved } } };
+      execFileSync("ip", ["-n", ns, "addr", "del", `${nextHop}/24`, "dev", dev]);
+      const hasMoved = () => execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${moved}/`);
+      for (let i = 0; i < 40 && !hasMoved(); i++) await sleep(50);
+      expect([hasMoved(), has()]).toEqual([true, false]);
     } finally {
       r.stop();
     }

@@ -4,7 +4,8 @@
  * files or services: it hands the rest of the agent desired-state events and takes LB facts for the status.
  *
  * - A valid spec becomes the last good one; an invalid one is reported with its field errors (and in status as
- *   Degraded/InvalidSpec) while the last good one stays.
+ *   Degraded/InvalidSpec) while the last good one stays. A spec that changes what the running pair cannot change
+ *   (spec/immutable.ts, against the spec the VM booted with) is invalid too.
  * - Desired state is sent once the Nodes were listed (before that, "no Node matches" would briefly mean the static
  *   addresses), then on every change of the spec or of the backends it yields.
  * - API errors are passed on; the watches keep their last state and retry by themselves.
@@ -13,6 +14,7 @@ import type { AgentSettings } from "../../spec/agent-settings";
 import { agentSettingsSpecProblems } from "../../spec/agent-settings";
 import { SpecError, type SpecProblem } from "../../spec/errors";
 import type { ResolvedSpec, Role } from "../../spec/types";
+import { immutableChanges } from "../../spec/immutable";
 import { validateSpec } from "../../spec/resolve";
 import { selectBackends, type BackendSelection, type NodeView } from "./backends";
 import { KubeClient, type KubeClientOptions } from "./client";
@@ -158,7 +160,9 @@ export class ClusterSide {
     this.lastSpecText = text;
     const generation = lb.metadata.generation;
     const r = validateSpec(lb.spec);
-    const problems = r.ok ? agentSettingsSpecProblems(this.settings, r.value) : r.problems;
+    const problems = r.ok
+      ? [...(this.o.bootstrapSpec ? immutableChanges(this.o.bootstrapSpec, r.value) : []), ...agentSettingsSpecProblems(this.settings, r.value)]
+      : r.problems;
     if (!r.ok || problems.length > 0) {
       this.status.update({ specProblems: problems });
       this.o.onEvent({ type: "invalidSpec", ...(generation !== undefined ? { generation } : {}), problems });

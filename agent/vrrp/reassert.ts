@@ -9,7 +9,8 @@ import type { HostFacts, ResolvedSpec } from "../../spec/types";
 import type { CommandRunner } from "../apply/reload";
 
 export interface ReassertOptions {
-  spec: ResolvedSpec;
+  /** The spec whose files run now, read on every run: a public address removed on day 2 is never put back. */
+  spec: () => ResolvedSpec;
   host: HostFacts;
   runner: CommandRunner;
   /** Default 30 s. */
@@ -36,7 +37,6 @@ export interface Reasserter {
 const COMMAND_TIMEOUT_MS = 10_000;
 
 export function startReassert(initial: VrrpState, opts: ReassertOptions): Reasserter {
-  const handler = floatingIpHandler(opts.spec, opts.host);
   const interval = opts.intervalMs ?? 30_000;
   const maxBackoff = opts.maxBackoffMs ?? 300_000;
   let state = initial;
@@ -46,7 +46,7 @@ export function startReassert(initial: VrrpState, opts: ReassertOptions): Reasse
   let running: Promise<ReassertResult> | undefined;
 
   const once = async (): Promise<ReassertResult> => {
-    for (const argv of handler.reassert(state)) {
+    for (const argv of floatingIpHandler(opts.spec(), opts.host).reassert(state)) {
       const r = await opts.runner(argv, { timeoutMs: COMMAND_TIMEOUT_MS });
       if (r.exitCode !== 0) return { state, ok: false, error: `${argv.join(" ")}: ${r.timedOut ? "timed out" : r.output.trim()}`, at: Date.now() };
     }
