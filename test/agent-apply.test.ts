@@ -4,6 +4,7 @@
  * inside one throwaway network namespace that has them (the VM has them for real). Reload commands are recorded,
  * not run: they would act on this machine's daemons.
  */
+import { execFileSync } from "node:child_process";
 import { copyFileSync, chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { constants } from "node:fs";
 import fsp = require("node:fs/promises");
@@ -339,6 +340,40 @@ describe("applyFiles on the dev tree", () => {
     expect(statSync(join(root, HAPROXY)).mode & 0o777).toBe(0o644);
     expect(existsSync(leftover)).toBe(false);
     expectNoLeftovers();
+  });
+
+  test("a service's files go live together or not at all: a rename failing midway puts the group's earlier files back", async () => {
+    const first = devTree();
+    await apply(first, recorder());
+    // every keyfile changes (the NICs' MACs), and the group's last one cannot be switched (a directory stands there)
+    const moved = renderAll({ spec: devResolved, host: { ...primaryHost, publicInterface: { ...primaryHost.publicInterface, mac: "52:54:00:aa:00:01" }, privateInterface: { ...primaryHost.privateInterface, mac: "52:54:00:aa:00:02" } }, backends: devBackends });
+    const group = moved.filter((f) => f.reload.service === moved.find((x) => x.path === NM_PUBLIC)!.reload.service);
+    const changedInGroup = group.filter((f) => first.find((x) => x.path === f.path)!.content !== f.content);
+    expect(changedInGroup.length).toBeGreaterThanOrEqual(2);
+    const blocked = changedInGroup.at(-1)!.path;
+    const before = Object.fromEntries(group.map((f) => [f.path, readFileSync(join(root, f.path), "utf8")]));
+    // a mount point cannot be renamed over (EBUSY), yet reads fine: only the switch fails, as a full disk or a
+    // read-only remount midway would
+    const stand = join(root, "stand-in");
+    writeFileSync(stand, before[blocked]!);
+    execFileSync("mount", ["--bind", stand, join(root, blocked)]);
+    let r: ApplyReport;
+    try {
+      r = await apply(moved, recorder());
+    } finally {
+      execFileSync("umount", [join(root, blocked)]);
+    }
+    expect(r.rejected).toEqual([{ path: blocked, checker: "write", output: expect.stringMatching(/EBUSY/) }]);
+    expect(r.heldBack).toEqual(expect.arrayContaining(changedInGroup.slice(0, -1).map((f) => f.path)));
+    // the earlier files of the group are as they were, so the group is never partly live
+    for (const f of changedInGroup.slice(0, -1)) expect([f.path, readFileSync(join(root, f.path), "utf8")]).toEqual([f.path, before[f.path]]);
+    expect(r.changed.filter((p) => group.some((f) => f.path === p))).toEqual([]);
+    expect(services(r)).not.toContain(group[0]!.reload.service);
+    expectNoLeftovers();
+    // counter-case: with the obstacle gone, the same apply switches the whole group
+    rmSync(stand);
+    const ok = await apply(moved, recorder());
+    expect(ok.changed).toEqual(expect.arrayContaining(changedInGroup.map((f) => f.path)));
   });
 
   test("an owner that does not exist is a rejection naming the file and the owner; an existing one is applied", async () => {

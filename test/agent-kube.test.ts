@@ -580,10 +580,28 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       await sleep(6000);
       const window = nodeRequests().slice(already);
       // resync every 4 s (±10 %): at least one full list; watches of 2-3 s: at least two more watches
-      expect(window.filter((r) => r.path === "/api/v1/nodes").length).toBeGreaterThanOrEqual(1);
+      expect(window.filter((r) => r.path.startsWith("/api/v1/nodes?limit=")).length).toBeGreaterThanOrEqual(1);
       expect(window.filter((r) => r.path.startsWith("/api/v1/nodes?watch=true")).length).toBeGreaterThanOrEqual(2);
       expect(window.every((r) => r.status === 200)).toBe(true);
       expect(log.events.slice(from).filter((x) => x.e.type !== "statusError")).toEqual([]);
+    });
+
+    test("the Node list comes in pages (limit + continue): every Node, one snapshot", async () => {
+      const paged = new EventLog();
+      const other = await startSide("lb-paged", "lab-lb-2", "secondary", paged, settingsFor("lb-paged", [kube!.server]), {
+        watch: { resyncMs: 60_000, watchTimeoutSeconds: 30, backoff: { initialMs: 100, maxMs: 1000 }, listPageSize: 2 },
+      });
+      try {
+        const first = desired((await paged.waitFor((e) => e.type === "desired", "first desired state (paged)")).e)!;
+        const lists = responses.filter((r) => r.agent === "lb-paged" && r.path.startsWith("/api/v1/nodes?limit=2"));
+        const all = (await must("GET", "/api/v1/nodes")).body as { items: unknown[] };
+        expect(all.items.length).toBeGreaterThan(4);
+        expect(lists.length).toBe(Math.ceil(all.items.length / 2));
+        expect(lists.slice(1).every((r) => r.path.includes("continue="))).toBe(true);
+        expect(first.selection).toEqual(side.current()!.selection);
+      } finally {
+        await other.stop();
+      }
     });
 
     test("a spec change -> desired event with the new spec; an invalid spec -> field errors, the last good one kept", async () => {

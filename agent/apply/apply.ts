@@ -15,7 +15,7 @@ import { z } from "zod";
 import type { RenderedFile, ServiceName } from "../../render/types";
 import { planReloads, runReloads, type CommandRunner, type ReloadPlan, type ReloadResult } from "./reload";
 import { defaultValidators, validateCandidates, type CheckedCandidate, type Validator } from "./validate";
-import { discard, readLive, removeStaleStaged, resolveOwner, sha256, stage, switchInto, writeAtomic, type Ids, isUpToDate } from "./write";
+import { discard, readLive, removeStaleStaged, resolveOwner, sha256, stage, switchInto, writeAtomic, type Ids, type LiveFile, isUpToDate } from "./write";
 
 export interface ApplyOptions {
   /** "/" on the VM; a temporary directory in tests */
@@ -193,16 +193,25 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
       pendingReloads: mergePlans(serviceOrder, previous.pendingReloads, planReloads(accepted.flatMap((g) => g.files.map((f) => f.reload)))),
     });
     for (const g of accepted) {
-      for (const f of g.files) {
-        try {
+      // a service's files go live together or not at all: a rename failing midway puts back the ones before it
+      const before = new Map<string, LiveFile | undefined>();
+      for (const f of g.files) before.set(f.path, await readLive(target(f)));
+      const done: RenderedFile[] = [];
+      try {
+        for (const f of g.files) {
           await switchInto(staged.get(f.path) ?? "", target(f));
           staged.delete(f.path);
-          report.changed.push(f.path);
-          switched.push(f);
-        } catch (err) {
-          report.rejected.push({ path: f.path, checker: "write", output: message(err) });
+          done.push(f);
         }
+      } catch (err) {
+        const failedPath = g.files[done.length]?.path ?? "";
+        const undo = await restoreLive(done.map((f) => ({ target: target(f), live: before.get(f.path) })));
+        report.rejected.push({ path: failedPath, checker: "write", output: `${message(err)}${undo ? `; putting back the group's other files failed: ${undo}` : ""}` });
+        report.heldBack.push(...g.files.filter((f) => f.path !== failedPath).map((f) => f.path));
+        continue;
       }
+      report.changed.push(...done.map((f) => f.path));
+      switched.push(...done);
     }
   } finally {
     for (const path of [...staged.keys()]) await discardStaged(staged, path);
@@ -230,6 +239,24 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
   report.unchanged.sort(byRenderOrder);
   report.heldBack.sort(byRenderOrder);
   return report;
+}
+
+/** Puts files back as they were (content, mode, owner; removed when there was none); the first error, or undefined. */
+async function restoreLive(files: { target: string; live: LiveFile | undefined }[]): Promise<string | undefined> {
+  let first: string | undefined;
+  for (const f of files) {
+    try {
+      if (!f.live) {
+        await rm(f.target, { force: true });
+        continue;
+      }
+      const back = await stage(f.target, f.live.content.toString("utf8"), f.live.mode, { uid: f.live.uid, gid: f.live.gid });
+      await switchInto(back, f.target);
+    } catch (err) {
+      first ??= `${f.target}: ${message(err)}`;
+    }
+  }
+  return first;
 }
 
 async function discardStaged(staged: Map<string, string>, path: string): Promise<void> {

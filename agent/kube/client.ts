@@ -24,6 +24,9 @@ export type { K8s };
 export const k8s = require("@kubernetes/client-node") as typeof K8s;
 
 
+/** The longest watch event line taken (a Node with every image listed is some hundred kB). */
+export const MAX_WATCH_LINE = 16 * 1024 * 1024;
+
 /** One answered request, for metrics and for tests that prove no request needed more than the agent's Role. */
 export interface ResponseRecord {
   method: string;
@@ -279,6 +282,11 @@ export class KubeClient {
       clearTimeout(idle);
       idle = setTimeout(() => finish(new Error(`GET ${path}: no data for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
       partial += chunk;
+      // one watch event is one object: a line this long is no Node or LoadBalancer, and would grow without bound
+      if (partial.length > MAX_WATCH_LINE && partial.indexOf("\n") < 0) {
+        finish(new Error(`GET ${path}: a watch event longer than ${MAX_WATCH_LINE / (1024 * 1024)} MiB`));
+        return;
+      }
       let nl: number;
       while ((nl = partial.indexOf("\n")) >= 0 && !finished) {
         const line = partial.slice(0, nl).trim();

@@ -77,6 +77,8 @@ export interface ClusterWatchOptions {
   /** The server ends each watch after this (jittered up to +50 %); it is resumed from its resourceVersion. Default 60 s. */
   watchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /** Objects per page of a full list (limit + continue): a 10,000-Node list in one response could fail forever. Default 500. */
+  listPageSize?: number;
 }
 
 interface KubeObject {
@@ -223,7 +225,7 @@ class ResourceWatch<V> {
     private readonly client: KubeClient,
     private readonly spec: ResourceWatchSpec<V>,
     private readonly emit: (e: WatchEvent) => void,
-    private readonly options: Required<Pick<ClusterWatchOptions, "resyncMs" | "watchTimeoutSeconds">> & { backoff: BackoffOptions },
+    private readonly options: Required<Pick<ClusterWatchOptions, "resyncMs" | "watchTimeoutSeconds" | "listPageSize">> & { backoff: BackoffOptions },
   ) {
     this.backoff = new Backoff(options.backoff);
   }
@@ -274,17 +276,27 @@ class ResourceWatch<V> {
     const listSignal = this.listAbort.signal;
     const slim = this.spec.slim ?? ((o: KubeObject) => o);
     this.transport = new ApiWatch(this.client, () => this.timeoutSeconds(), () => current() && this.recovered(), slim);
-    const listPath = `${this.spec.path}${this.spec.fieldSelector ? `?fieldSelector=${encodeURIComponent(this.spec.fieldSelector)}` : ""}`;
     const list = async (): Promise<K8s.KubernetesListObject<KubeObject>> => {
-      // a large cluster's Node list takes longer than a plain request's bound
-      const body = await this.client.request("GET", listPath, { signal: listSignal, timeoutMs: 60_000 });
-      if (!current()) throw new AbortedError(`GET ${listPath}`);
-      const parsed = listSchema.safeParse(body);
-      if (!parsed.success) throw new Error(`GET ${listPath}: not a list`);
-      const items = (parsed.data.items as KubeObject[]).map(slim);
+      // in pages: each is a bounded request; together they are one consistent snapshot (the first page's
+      // resourceVersion), so the state is replaced only once the last page arrived
+      const items: KubeObject[] = [];
+      let token: string | undefined;
+      let resourceVersion = "";
+      for (let page = 0; ; page++) {
+        const q = new URLSearchParams({ limit: String(this.options.listPageSize), ...(this.spec.fieldSelector ? { fieldSelector: this.spec.fieldSelector } : {}), ...(token ? { continue: token } : {}) });
+        const listPath = `${this.spec.path}?${q}`;
+        const body = await this.client.request("GET", listPath, { signal: listSignal, timeoutMs: 60_000 });
+        if (!current()) throw new AbortedError(`GET ${listPath}`);
+        const parsed = listSchema.safeParse(body);
+        if (!parsed.success) throw new Error(`GET ${this.spec.path}: not a list (page ${page + 1})`);
+        items.push(...(parsed.data.items as KubeObject[]).map(slim));
+        resourceVersion = parsed.data.metadata?.resourceVersion ?? resourceVersion;
+        token = parsed.data.metadata?.continue || undefined;
+        if (!token) break;
+      }
       this.replaceAll(items);
       this.recovered();
-      return { metadata: { resourceVersion: parsed.data.metadata?.resourceVersion ?? "" }, items };
+      return { metadata: { resourceVersion }, items };
     };
     const lw = new k8s.ListWatch<KubeObject>(this.spec.path, this.transport, list, false, undefined, this.spec.fieldSelector);
     lw.on("add", (o) => current() && this.upsert(o));
@@ -387,7 +399,7 @@ class ResourceWatch<V> {
 }
 
 const listSchema = z.object({
-  metadata: z.object({ resourceVersion: z.string().optional() }).optional(),
+  metadata: z.object({ resourceVersion: z.string().optional(), continue: z.string().optional() }).optional(),
   items: z.array(z.object({ metadata: z.object({ name: z.string() }).loose() }).loose()),
 });
 
@@ -415,7 +427,7 @@ export class ClusterWatch {
   private started = false;
 
   constructor(client: KubeClient, ref: LoadBalancerWatchRef, onEvent: (e: WatchEvent) => void, options: ClusterWatchOptions = {}) {
-    const o = { resyncMs: options.resyncMs ?? 300_000, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, backoff: options.backoff ?? {} };
+    const o = { resyncMs: options.resyncMs ?? 300_000, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, backoff: options.backoff ?? {}, listPageSize: options.listPageSize ?? 500 };
     this.nodes = new ResourceWatch<NodeView>(
       client,
       {
