@@ -60,6 +60,11 @@ export interface AgentRunOptions {
   cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
   /** After a reconcile failed (e.g. HAProxy's runtime API away while it restarts): back-off of the retries. */
   retry?: BackoffOptions;
+  /**
+   * How often the VRRP state is looked at besides the notify FIFO (keepalived running? holding the VIPs?): a
+   * keepalived that crashed writes no transition. Default 10 s.
+   */
+  vrrpRecheckMs?: number;
 }
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
@@ -86,6 +91,7 @@ export class AgentRun {
   private latest: DesiredState | undefined;
   private readonly retries: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
+  private vrrpTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: AgentRunOptions) {
     this.retries = new Backoff({ initialMs: 1000, maxMs: 30_000, ...o.retry });
@@ -99,6 +105,8 @@ export class AgentRun {
       this.startReassert(initial);
     }
     this.fifo = listenVrrpFifo(o.fifoPath, (t) => void this.onTransition(t.state), (line) => o.log(`vrrp fifo: ignored "${line}"`));
+    this.vrrpTimer = setInterval(() => void this.recheckVrrp(), o.vrrpRecheckMs ?? 10_000);
+    this.vrrpTimer.unref?.();
     this.cluster = new ClusterSide({
       settings: o.settings,
       host: { hostname: o.host.hostname, role: o.host.role },
@@ -118,6 +126,7 @@ export class AgentRun {
     this.stopped = true;
     if (this.waitTimer) clearTimeout(this.waitTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.vrrpTimer) clearInterval(this.vrrpTimer);
     this.fifo?.close();
     this.reassert?.stop();
     await this.switchLoop?.stop();
@@ -150,6 +159,21 @@ export class AgentRun {
     else this.startReassert(state);
     // a change waiting for the peer may go now (e.g. this LB just became BACKUP)
     if (this.waiting) this.enqueue(this.waiting);
+  }
+
+  /**
+   * The FIFO's word checked against what is: keepalived not running is STOP whatever was last written (a crash
+   * writes nothing), and a running keepalived holding the first private VIP is MASTER. FAULT holds no VIP, so it is
+   * not taken for BACKUP.
+   */
+  private async recheckVrrp(): Promise<void> {
+    if (this.stopped || this.vrrp === "INIT") return;
+    const o = this.o;
+    const active = await o.runner(["systemctl", "is-active", "--quiet", "keepalived.service"], { timeoutMs: 5000 });
+    const seen: VrrpState | undefined = active.exitCode !== 0 ? "STOP" : this.vrrp === "FAULT" ? undefined : await detectVrrpState(this.runningSpec(), o.host, o.runner);
+    if (!seen || seen === this.vrrp || this.stopped) return;
+    o.log(`vrrp: keepalived ${seen === "STOP" ? "is not running" : `holds the VIPs as ${seen}`}, not ${this.vrrp} as last notified: taken as ${seen}`);
+    await this.onTransition(seen);
   }
 
   private imageSwitchLoop(cluster: ClusterSide, sw: NonNullable<AgentRunOptions["imageSwitch"]>): ImageSwitchLoop {

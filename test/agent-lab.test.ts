@@ -115,6 +115,29 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     expect(h!.reloads).toEqual([]);
   });
 
+  test("keepalived killed (no notify written): the agent sees it stopped and reports Stop; started again, it reports the state keepalived takes", async () => {
+    const entry = async () => {
+      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; vrrpState?: string }[] } };
+      return lb.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname)?.vrrpState;
+    };
+    const from = h!.log.length;
+    const p = lab().proc(`${KEY()}/keepalived`)!;
+    process.kill(p.pid, "SIGKILL");
+    let state: string | undefined;
+    for (let i = 0; i < 100 && state !== "Stop"; i++) {
+      state = await entry();
+      if (state !== "Stop") await sleep(100);
+    }
+    expect(state).toBe("Stop");
+    expect(h!.log.slice(from).some((l) => l.includes("keepalived is not running"))).toBe(true);
+    await lab().startKeepalived(KEY());
+    for (let i = 0; i < 150 && (state === "Stop" || state === undefined); i++) {
+      state = await entry();
+      if (state === "Stop") await sleep(100);
+    }
+    expect(["Master", "Backup"]).toContain(state);
+  });
+
   test("an invalid LoadBalancer spec changes nothing on disk; the LB reports it and keeps the last good one", async () => {
     const before = treeHash();
     await h!.cluster.must("PATCH", h!.cluster.lbPath, { spec: { virtualAddresses: { api: [{ address: "10.99.0.1", type: "private" }] } } }, MERGE);
