@@ -54,13 +54,17 @@ function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
 /** Private NIC: the cluster network. */
 function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
   const peer = host.role === "primary" ? spec.network.lbAddresses[1] : spec.network.lbAddresses[0];
+  const own = host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
   const machineConfig = spec.derived.frontends.machineConfig.length > 0;
   return [
     `<zone target="default">`,
     `  <short>edgepair internal</short>`,
     `  <description>Cluster side of the edgepair LB ${esc(spec.clusterName)}: API, ingress, metrics from the cluster network, VRRP and conntrack sync from the peer LB.</description>`,
     ...interfaces([host.privateInterface.name]),
-    `  <service name="ssh"/>`,
+    // every VIP, public ones included, is a local address of both LBs (edgepair-fip): from the cluster network an
+    // open ssh service would answer on all of them
+    `  <!-- SSH only to this LB's own private address, never to a VIP. -->`,
+    ...richRule(familyOf(own), [`<destination address="${esc(own)}"/>`, `<service name="ssh"/>`, `<accept/>`]),
     ...tcpPorts([API_PORT, ...(machineConfig ? [MACHINE_CONFIG_PORT] : []), ...ingressPorts(spec)]),
     ...richRule(4, [`<source address="${esc(spec.network.cidr)}"/>`, `<port port="${spec.metrics.port}" protocol="tcp"/>`, `<accept/>`]),
     `  <!-- VRRP adverts and conntrackd state only from the peer: anyone else could take the VIPs or inject state. -->`,

@@ -204,11 +204,18 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     expect(lab.plan.lbs.map((l) => l.publicAddress)).not.toContain(seen);
   }, 30_000);
 
-  test("SSH is refused on every public VIP and the next hop, answered on each LB's own public address", async () => {
+  test("SSH is refused on every VIP and the next hop, from outside and from the cluster; answered on each LB's own addresses", async () => {
     const cli = lab.ns("cli");
     const shared = [...lab.state.spec.derived.publicVips.map((v) => v.address), lab.plan.targets.nextHop];
     for (const a of shared) expect(await tcpBanner(lab, cli, a, PORTS.ssh)).toMatch(/^error: .*(refused|No route|timed out)/i);
     for (const l of lab.plan.lbs) expect(await tcpBanner(lab, cli, l.publicAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+    // from the cluster network too: SSH answers on each LB's own private address only, never on a VIP (every VIP is
+    // a local address of both LBs)
+    const node = lab.ns("node");
+    for (const a of [...lab.state.spec.derived.publicVips.map((v) => v.address), ...lab.state.spec.derived.privateVips.map((v) => v.address)]) {
+      expect([a, await tcpBanner(lab, node, a, PORTS.ssh)]).toEqual([a, expect.stringMatching(/^error: .*(refused|No route|timed out)/i)]);
+    }
+    for (const l of lab.plan.lbs) expect(await tcpBanner(lab, node, l.privateAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
     // The listener does answer on the VIP itself (from inside the LB): only the firewall keeps it off the public side.
     const active = await lab.active();
     expect(await tcpBanner(lab, lab.ns(active), lab.plan.targets.apiVipPublic, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
