@@ -80,7 +80,12 @@ function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
  * NAT address. Rendered also without NAT (rejecting everything) so that removing nat from the spec closes the
  * path again. Replies come back through conntrack (firewalld accepts established flows before any policy), so
  * nothing from external to internal is accepted.
+ *
+ * Link-local destinations are never forwarded: a cloud's metadata service (169.254.169.254) answers whoever asks on
+ * its link, and through the NAT that would be the LB, with its user-data (the cluster token among it).
  */
+export const LINK_LOCAL_V4 = "169.254.0.0/16";
+
 function egressPolicy(spec: ResolvedSpec): string[] {
   return [
     `<policy target="REJECT" priority="${BEFORE_SERVICES}">`,
@@ -88,7 +93,13 @@ function egressPolicy(spec: ResolvedSpec): string[] {
     `  <description>Cluster network to the outside through the NAT address (SNAT in /etc/edgepair/nat.nft).</description>`,
     `  <ingress-zone name="${ZONE_INTERNAL}"/>`,
     `  <egress-zone name="${ZONE_EXTERNAL}"/>`,
-    ...(spec.virtualAddresses.nat ? richRule(4, [`<source address="${esc(spec.network.cidr)}"/>`, `<accept/>`]) : []),
+    ...(spec.virtualAddresses.nat
+      ? [
+          `  <!-- never to link-local: a cloud's metadata service would answer the LB's own. -->`,
+          ...richRule(4, [`<destination address="${LINK_LOCAL_V4}"/>`, `<reject/>`], BEFORE_SERVICES),
+          ...richRule(4, [`<source address="${esc(spec.network.cidr)}"/>`, `<accept/>`]),
+        ]
+      : []),
     `</policy>`,
   ];
 }

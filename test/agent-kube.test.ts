@@ -601,6 +601,10 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         expect(first.selection).toEqual(side.current()!.selection);
       } finally {
         await other.stop();
+        // its status entry goes with it: the later tests count the entries of the LBs they start
+        const lb = (await must("GET", lbPath)).body as { status?: { loadBalancers?: { name: string }[] } };
+        const i = (lb.status?.loadBalancers ?? []).findIndex((e) => e.name === "lab-lb-2");
+        if (i >= 0) await must("PATCH", `${lbPath}/status`, [{ op: "test", path: `/status/loadBalancers/${i}/name`, value: "lab-lb-2" }, { op: "remove", path: `/status/loadBalancers/${i}` }], "application/json-patch+json");
       }
     });
 

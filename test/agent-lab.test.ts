@@ -6,8 +6,9 @@
  * - a LoadBalancer whose spec is invalid changes nothing on disk, and the LB reports it;
  * - every request the agent made was allowed by its Role.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, renameSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { readServers, RuntimeSocket } from "../agent/haproxy";
 import { MERGE } from "./fixtures/agent-cluster";
@@ -112,30 +113,8 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
       await h!.cluster.deleteNode("cp-retry");
     }
     for (let i = 0; i < 100 && (await runtimeServers()).includes("be_api cp-retry"); i++) await sleep(50);
+    await h!.agent.idle(); // the file follows the runtime change: the next test reads the tree
     expect(h!.reloads).toEqual([]);
-  });
-
-  test("keepalived killed (no notify written): the agent sees it stopped and reports Stop; started again, it reports the state keepalived takes", async () => {
-    const entry = async () => {
-      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; vrrpState?: string }[] } };
-      return lb.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname)?.vrrpState;
-    };
-    const from = h!.log.length;
-    const p = lab().proc(`${KEY()}/keepalived`)!;
-    process.kill(p.pid, "SIGKILL");
-    let state: string | undefined;
-    for (let i = 0; i < 100 && state !== "Stop"; i++) {
-      state = await entry();
-      if (state !== "Stop") await sleep(100);
-    }
-    expect(state).toBe("Stop");
-    expect(h!.log.slice(from).some((l) => l.includes("keepalived is not running"))).toBe(true);
-    await lab().startKeepalived(KEY());
-    for (let i = 0; i < 150 && (state === "Stop" || state === undefined); i++) {
-      state = await entry();
-      if (state === "Stop") await sleep(100);
-    }
-    expect(["Master", "Backup"]).toContain(state);
   });
 
   test("an invalid LoadBalancer spec changes nothing on disk; the LB reports it and keeps the last good one", async () => {
@@ -170,6 +149,49 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     await h!.cluster.deleteNode("cp-while-invalid");
     // back to the good spec
     await h!.cluster.must("PATCH", h!.cluster.lbPath, { spec: { virtualAddresses: (devSpecRaw() as { virtualAddresses: unknown }).virtualAddresses } }, MERGE);
+  });
+
+  test("the agent's VRRP view checked besides the FIFO: a wrong word is corrected from the VIPs; keepalived killed (no notify written) is reported Stop", async () => {
+    const me = h!.agents[KEY()]!;
+    const entry = async () => {
+      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; vrrpState?: string }[] } };
+      return lb.status?.loadBalancers?.find((e) => e.name === me.hostname)?.vrrpState;
+    };
+    const until = async (want: string) => {
+      let state: string | undefined;
+      for (let i = 0; i < 100 && state !== want; i++) {
+        state = await entry();
+        if (state !== want) await sleep(100);
+      }
+      return state;
+    };
+    expect(await until("Master")).toBe("Master");
+    // a notify line that is not what keepalived does (a lost or garbled transition): the agent takes BACKUP...
+    const from = h!.log.length;
+    const fd = openSync(me.fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    writeSync(fd, "BACKUP 100\n");
+    closeSync(fd);
+    for (let i = 0; i < 100 && !h!.log.slice(from).includes("vrrp: BACKUP"); i++) await sleep(20);
+    // ...and the next look at keepalived and the VIPs puts it right (within vrrpRecheckMs, 1 s here)
+    for (let i = 0; i < 100 && !h!.log.slice(from).some((l) => l.startsWith("vrrp: keepalived holds the VIPs as MASTER")); i++) await sleep(50);
+    expect(await until("Master")).toBe("Master");
+    expect(h!.log.slice(from)).toEqual(expect.arrayContaining(["vrrp: BACKUP", expect.stringMatching(/^vrrp: keepalived holds the VIPs as MASTER, not BACKUP/)]));
+
+    // keepalived and its VRRP and checker children killed at once (systemd would kill the unit's cgroup): no process
+    // is left to run a notify script, so only the agent's own look can tell
+    const p = lab().proc(`${KEY()}/keepalived`)!;
+    const descendants = (pid: number): number[] => {
+      const r = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" });
+      return r.stdout.split("\n").filter(Boolean).map(Number).flatMap((c) => [c, ...descendants(c)]);
+    };
+    const all = [p.pid, ...descendants(p.pid)];
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    const killedAt = h!.log.length;
+    for (const pid of all) process.kill(pid, "SIGKILL");
+    expect(await until("Stop")).toBe("Stop");
+    expect(h!.log.slice(killedAt)).toEqual(expect.arrayContaining([expect.stringMatching(/^vrrp: keepalived is not running, not MASTER/)]));
+    // (not started again here: this sandbox's init leaves the killed children as zombies, and keepalived refuses to
+    // start beside them; the rest of this file does not need this LB's keepalived)
   });
 
   test("every request the agent made was allowed by its Role", () => {

@@ -204,6 +204,26 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     expect(lab.plan.lbs.map((l) => l.publicAddress)).not.toContain(seen);
   }, 30_000);
 
+  test("egress to link-local (a cloud's metadata service) is refused: through the NAT it would answer for the LB", async () => {
+    const md = "169.254.169.254";
+    const inet = lab.ns("inet");
+    const rt = lab.plan.router.ns;
+    await lab.run(inet, ["ip", "addr", "add", `${md}/32`, "dev", "lo"]);
+    await lab.run(rt, ["ip", "route", "add", `${md}/32`, "via", lab.plan.targets.internet]);
+    const p = lab.startHelper("inet/metadata", "inet", ["serve", "--name", "metadata", "--http", `${md}:${PORTS.whoami}`]);
+    try {
+      await lab.waitListening(p);
+      // the router does reach it (so only the LB's policy can stop the cluster's request)
+      expect((await lab.curl(rt, `http://${md}:${PORTS.whoami}/who`)).ok).toBe(true);
+      const r = await lab.curl(lab.ns("node"), `http://${md}:${PORTS.whoami}/who`);
+      expect([r.ok, r.body]).toEqual([false, ""]);
+    } finally {
+      await lab.stopClient(p);
+      await lab.run(rt, ["ip", "route", "del", `${md}/32`], { allowFail: true });
+      await lab.run(inet, ["ip", "addr", "del", `${md}/32`, "dev", "lo"], { allowFail: true });
+    }
+  }, 30_000);
+
   test("SSH is refused on every VIP and the next hop, from outside and from the cluster; answered on each LB's own addresses", async () => {
     const cli = lab.ns("cli");
     const shared = [...lab.state.spec.derived.publicVips.map((v) => v.address), lab.plan.targets.nextHop];

@@ -360,15 +360,17 @@ describe("firewalld", () => {
       expect(ports.includes("80/tcp")).toBe(spec.derived.frontends.ingress.length > 0);
       expect(ports.includes("443/tcp")).toBe(spec.derived.frontends.ingress.length > 0);
       expect(ports).not.toContain(`${spec.metrics.port}/tcp`); // only through the source-limited rule
-      expect(field(internal, "services")).toBe("ssh");
+      // SSH is a rich rule to this LB's own private address (every VIP is local to both LBs), not the open service
+      expect(field(internal, "services")).toBe("");
       expect(field(internal, "forward")).toBe("yes");
       expect(field(internal, "masquerade")).toBe("no");
     });
 
-    test("internal: metrics from the cluster network only; VRRP and conntrack sync from the peer only", () => {
+    test("internal: SSH to this LB's own address only; metrics from the cluster network only; VRRP and conntrack sync from the peer only", () => {
       const rules = richRules(internal);
       const p = peer(spec.network.lbAddresses, host);
       expect(rules).toEqual([
+        `rule family="ipv4" destination address="${own(spec.network.lbAddresses, host)}" service name="ssh" accept`,
         `rule family="ipv4" source address="${spec.network.cidr}" port port="${spec.metrics.port}" protocol="tcp" accept`,
         `rule family="ipv4" source address="${p}" protocol value="vrrp" accept`,
         `rule family="ipv4" source address="${p}" port port="${spec.conntrack.port}" protocol="udp" accept`,
@@ -381,7 +383,15 @@ describe("firewalld", () => {
       expect(field(policy, "ingress-zones")).toBe("internal");
       expect(field(policy, "egress-zones")).toBe("external");
       expect(field(policy, "masquerade")).toBe("no");
-      expect(richRules(policy)).toEqual(spec.virtualAddresses.nat ? [expect.stringContaining(`rule family="ipv4" source address="${spec.network.cidr}" accept`)] : []);
+      expect(richRules(policy)).toEqual(
+        spec.virtualAddresses.nat
+          ? [
+              // never to link-local (a cloud's metadata service), before the accept
+              expect.stringMatching(/^\s*rule priority="-\d+" family="ipv4" destination address="169\.254\.0\.0\/16" reject/),
+              expect.stringContaining(`rule family="ipv4" source address="${spec.network.cidr}" accept`),
+            ]
+          : [],
+      );
     });
   });
 
@@ -408,7 +418,8 @@ describe("firewalld", () => {
     const richRule = checkFirewalld(withFile(zone.content.replace(/<rule /, "<rich-rule ").replace("</rule>", "</rich-rule>")));
     expect(richRule.ok).toBe(false);
     expect(richRule.output).toMatch(/rich-rule/);
-    const unknown = checkFirewalld(withFile(zone.content.replace('<service name="ssh"/>', '<service name="edgepair-nosuch"/>')));
+    // a zone-level service (firewall-offline-cmd does not look up services named inside rich rules)
+    const unknown = checkFirewalld(withFile(zone.content.replace(/(<interface [^>]*\/>)/, '$1\n  <service name="edgepair-nosuch"/>')));
     expect(unknown.ok).toBe(false);
     expect(unknown.output).toMatch(/INVALID_SERVICE/);
   });
