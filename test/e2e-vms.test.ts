@@ -2,7 +2,9 @@
  * End to end on real VMs (issue 11): the project's own program (index.ts → EdgePair) on libvirt through the real
  * engine, against a private libvirtd, with the stand-in image (lab/standin-image) as the LBs' base disk. The LBs are
  * configured only by our user-data (real cloud-init at first boot) and our agent; a cluster-node VM made by the test
- * sits on the private network behind the gateway VIP; a real API server on the host plays the cluster.
+ * sits on the private network behind the gateway VIP; a real API server on the host plays the cluster. After the
+ * failover and a day-2 change, the LB that died is replaced (`pulumi up --replace`) while clients run, and the secrets
+ * are rotated over SSH (issue 17).
  *
  * Opt-in: EDGEPAIR_E2E=1, as root (about 9 min under TCG on 2 cores with the stand-in cached; see README "End to
  * end on real VMs").
