@@ -298,7 +298,7 @@ export class AgentRun {
       this.lastGood ??= files;
       this.appliedSpec = state.spec;
       // what is live is what the last apply (bootstrap's included) recorded
-      this.report({ hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash, generation: state.generation, pools: state.selection.pools });
+      this.report(state, { hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash });
       return;
     }
     this.waiting = undefined;
@@ -368,7 +368,7 @@ export class AgentRun {
     const report = await applyFiles(files, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) });
     const problem = applyProblem(report);
     if (problem) {
-      this.report({ hashes: report.hashes, lastError: problem, generation: state.generation });
+      this.report(state, { hashes: report.hashes, lastError: problem });
       return;
     }
     if (gate && !(await this.healthGate(workerBefore))) {
@@ -377,16 +377,16 @@ export class AgentRun {
       const reverted = this.lastGood ? await applyFiles(this.lastGood, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) }) : undefined;
       const revertProblem = reverted && applyProblem(reverted);
       // the hashes of what is live again, not of the render that failed
-      this.report({ hashes: reverted?.hashes ?? report.hashes, lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason, generation: state.generation });
+      this.report(state, { hashes: reverted?.hashes ?? report.hashes, lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason });
       return;
     }
     this.lastGood = files;
     this.appliedSpec = state.spec;
-    this.report({ hashes: report.hashes, desiredHash, generation: state.generation, pools: state.selection.pools });
+    this.report(state, { hashes: report.hashes, desiredHash });
   }
 
-  /** pools: the selection now live (only after a successful apply; a failed one leaves the last live view standing). */
-  private report(r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string; generation: number | undefined; pools?: DesiredState["selection"]["pools"] }): void {
+  /** What `state`'s reconcile left live; its backend pools only when it passed (a failure leaves the last view). */
+  private report(state: DesiredState, r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string }): void {
     const status = this.cluster?.status;
     if (!status) return;
     status.update({
@@ -394,8 +394,8 @@ export class AgentRun {
       lastError: r.lastError,
       servicesUp: r.lastError === undefined,
       ...(Object.keys(r.hashes).length > 0 || r.desiredHash ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } } : {}),
-      ...(r.generation !== undefined ? { observedGeneration: r.generation } : {}),
-      ...(r.pools ? { backends: r.pools } : {}),
+      ...(state.generation !== undefined ? { observedGeneration: state.generation } : {}),
+      ...(r.lastError === undefined ? { backends: state.selection.pools } : {}),
     });
   }
 

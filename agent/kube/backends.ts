@@ -9,9 +9,9 @@
  *   bootstrap-complete, a day-2 change).
  * - A Node belongs to a pool when its labels match the pool's nodeSelector (matchLabels AND every matchExpression;
  *   an empty selector matches every Node, as in Kubernetes). It adds one server at one address: its first
- *   InternalIP inside network.cidr that is not one of the pair's own. Addresses outside the cluster network are not reachable through the private NIC,
- *   and one of the pair's own addresses (gateway, LB addresses, private VIPs) would make HAProxy forward to itself:
- *   such a Node adds nothing, and the view says why.
+ *   InternalIP inside network.cidr that is not one of the pair's own. Addresses outside the cluster network are not
+ *   reachable through the private NIC, and one of the pair's own addresses (gateway, LB addresses, private VIPs) would
+ *   make HAProxy forward to itself: such a Node adds nothing, and the view says why.
  * - A Node whose address is a static address is that server (same name, no change in HAProxy when it registers).
  *   Two Nodes at one address: the first by name is the server.
  * - API pool: every matching Node stays, Ready or not, cordoned or not. Node readiness is not API readiness
@@ -113,11 +113,10 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
   const pool = (selector: LabelSelector, staticAddresses: readonly string[], leaves: (n: NodeView, anyReady: boolean) => string | undefined): PoolView => {
     const servers = new Map<string, PoolServer>(staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]));
     const leftOut: LeftOutNode[] = [];
-    const matching = sorted.filter((n) => selectorMatches(selector, n.labels));
+    const matching = sorted.filter((n) => selectorMatches(selector, n.labels)).map((n) => ({ n, a: addressOf(n) }));
     // "another Ready Node" must be one that can serve: a Ready Node without a usable address does not count
-    const anyReady = matching.some((n) => n.ready && leaves(n, false) === undefined && "address" in addressOf(n));
-    for (const n of matching) {
-      const a = addressOf(n);
+    const anyReady = matching.some(({ n, a }) => n.ready && leaves(n, false) === undefined && "address" in a);
+    for (const { n, a } of matching) {
       const why = "reason" in a ? a.reason : leaves(n, anyReady);
       const kept = "address" in a ? servers.get(a.address) : undefined;
       if (kept?.from === "spec" && kept.node === undefined) {

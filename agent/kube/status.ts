@@ -314,9 +314,11 @@ export class StatusReporter {
       });
   }
 
-  private statusPath(manager: string, force: boolean): string {
-    const q = new URLSearchParams({ fieldManager: manager, ...(force ? { force: "true" } : {}) });
-    return `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}/status?${q}`;
+  /** The LoadBalancer's status subresource; with a manager, the query of a server-side apply. */
+  private statusPath(manager?: string, force = false): string {
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}/status`;
+    if (manager === undefined) return path;
+    return `${path}?${new URLSearchParams({ fieldManager: manager, ...(force ? { force: "true" } : {}) })}`;
   }
 
   private async write(): Promise<void> {
@@ -359,8 +361,7 @@ export class StatusReporter {
    * list changed since (the next write tries again from a newer view).
    */
   private async removeEntry(p: { name: string; index: number }): Promise<void> {
-    const path = `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(this.o.namespace)}/${PLURAL}/${encodeURIComponent(this.o.loadBalancerName)}/status`;
-    await this.client.request("PATCH", path, {
+    await this.client.request("PATCH", this.statusPath(), {
       body: [{ op: "test", path: `/status/loadBalancers/${p.index}/name`, value: p.name }, { op: "remove", path: `/status/loadBalancers/${p.index}` }],
       contentType: "application/json-patch+json",
     });
