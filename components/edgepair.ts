@@ -64,10 +64,11 @@ export interface EdgePairArgs {
    */
   delivery?: { user: pulumi.Input<string>; privateKey: pulumi.Input<string> };
   /**
-   * NIC names the appliance sees, public then private. Default enp1s0, enp2s0 (q35 + virtio); the keyfiles match
-   * by MAC, but keepalived and firewalld name the interfaces, so they must be the names the image really gets.
+   * NIC names the appliance sees, public then private (then the sync link's, with spec.syncNetwork). Default enp1s0,
+   * enp2s0, enp3s0 (q35 + virtio); the keyfiles match by MAC, but keepalived and firewalld name the interfaces, so
+   * they must be the names the image really gets.
    */
-  interfaceNames?: { public: string; private: string };
+  interfaceNames?: { public: string; private: string; sync?: string };
   /**
    * The second LB waits until the first serves again (its HAProxy monitor URI answers 200) whenever the first is
    * created or replaced. Default enabled, 600 s. Turn off only where the VMs cannot serve (a lab booting nothing).
@@ -137,7 +138,7 @@ export class EdgePair extends pulumi.ComponentResource {
       stack: pulumi.getStack(),
       spec,
       lbs: ROLES.map((role, i): LbPlan => ({ role, vm: `${name}-lb${i + 1}`, hostname: `${spec.clusterName}-lb-${i + 1}` })),
-      interfaceNames: args.interfaceNames ?? { public: "enp1s0", private: "enp2s0" },
+      interfaceNames: { public: "enp1s0", private: "enp2s0", sync: "enp3s0", ...args.interfaceNames },
       readiness: { enabled: args.readiness?.enabled ?? true, timeoutSeconds: args.readiness?.timeoutSeconds ?? 600 },
       parent: this,
       userData: (host) =>

@@ -203,7 +203,7 @@ function withRule(root: StructuralSchema, at: string, rule: ValidationRule, root
 const IMMUTABLE = "is immutable: the two LBs would apply a change at different moments and split the pair; it cannot be set, changed or removed after creation (create a new LoadBalancer instead)";
 
 /**
- * DESIGN.md: clusterName (router ID), network.cidr and lbAddresses may not change. The optional ones are checked on
+ * DESIGN.md: clusterName (router ID), network.cidr and lbAddresses may not change; nor may syncNetwork. The optional ones are checked on
  * their parent, so setting or removing them counts as a change too (adding vrrp.routerId would change the router ID
  * that was derived from clusterName). lbAddresses uses has() rather than CEL optionals: the address strings have no
  * maxLength, and the optional-list comparison's estimated cost exceeds the API server's budget.
@@ -213,6 +213,8 @@ export const IMMUTABLE_SPEC_RULES: readonly { at: string; rule: ValidationRule }
   { at: "network.cidr", rule: { rule: "self == oldSelf", message: IMMUTABLE } },
   { at: "network", rule: { rule: "has(self.lbAddresses) == has(oldSelf.lbAddresses) && (!has(self.lbAddresses) || self.lbAddresses == oldSelf.lbAddresses)", message: IMMUTABLE, fieldPath: ".lbAddresses" } },
   { at: "", rule: { rule: "self.?vrrp.?routerId == oldSelf.?vrrp.?routerId", message: IMMUTABLE, fieldPath: ".vrrp.routerId" } },
+  // the link VRRP and the sync run on: adding, removing or moving it splits the pair like a router ID change
+  { at: "", rule: { rule: "has(self.syncNetwork) == has(oldSelf.syncNetwork) && (!has(self.syncNetwork) || self.syncNetwork == oldSelf.syncNetwork)", message: IMMUTABLE, fieldPath: ".syncNetwork" } },
 ];
 
 export const PRINTER_COLUMNS: readonly PrinterColumn[] = [

@@ -21,7 +21,7 @@ import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
 import { selectBackends, type BackendSelection } from "../agent/kube/backends";
 import { profileIntent, deviceFor, ipCommands, sysctlsFor, type LinkInfo, type ProfileIntent } from "./keyfile";
 import { catches, exec, GaveUp, isAlive, signal, sleep, startDetached, stopProcess, waitFor, type ExecResult, type ProcessRecord } from "./exec";
-import { allNamespaces, BRIDGES, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LbPlan } from "./topology";
+import { allNamespaces, BRIDGES, lbLinks, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LbPlan } from "./topology";
 import { formatTable, ms, readRequests, summarize, type OutageSummary } from "./analysis";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
@@ -274,9 +274,7 @@ export class Lab {
       ["link", "set", p, "master", BRIDGES[seg], "up"],
     ];
     for (const h of hosts) for (const l of h.links) swLines.push(...port(l.switchPort, l.segment, h.ns, l.name));
-    for (const l of this.plan.lbs) {
-      swLines.push(...port(l.publicLink.switchPort, "pub", l.ns, l.publicLink.name), ...port(l.privateLink.switchPort, "priv", l.ns, l.privateLink.name));
-    }
+    for (const l of this.plan.lbs) for (const link of lbLinks(l)) swLines.push(...port(link.switchPort, link.segment, l.ns, link.name));
     await this.batch(sw, swLines);
     await Promise.all(hosts.map((h) => this.configureHost(h)));
     const rt = this.plan.router;
@@ -327,6 +325,7 @@ export class Lab {
       role: lb.role,
       publicInterface: { name: lb.publicLink.name, mac: mac(lb.publicLink.name) },
       privateInterface: { name: lb.privateLink.name, mac: mac(lb.privateLink.name) },
+      ...(lb.syncLink ? { syncInterface: { name: lb.syncLink.name, mac: mac(lb.syncLink.name) } } : {}),
     };
     this.state.hostFacts[key] = host;
     this.save();
@@ -351,6 +350,7 @@ export class Lab {
     // Our own tables (egress SNAT, connection handoff), as the agent applies them (before firewalld starts: it must survive firewalld's start).
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/nat.nft")]);
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/handoff.nft")]);
+    await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/guard.nft")]);
   }
 
   profiles(key: LbKey): (ProfileIntent & { file: string })[] {
@@ -834,7 +834,7 @@ export class Lab {
     const l = this.lb(key);
     if (!this.state.cut.includes(key)) this.state.cut.push(key);
     this.save();
-    const ports = [l.publicLink.switchPort, l.privateLink.switchPort];
+    const ports = lbLinks(l).map((x) => x.switchPort);
     const t = Date.now();
     await this.batch(this.plan.switchNs, ports.map((p) => (mode === "carrier" ? ["link", "set", p, "down"] : ["link", "set", p, "nomaster"])));
     return t;
@@ -844,10 +844,7 @@ export class Lab {
   async restore(key: LbKey): Promise<number> {
     const l = this.lb(key);
     const t = Date.now();
-    await this.batch(this.plan.switchNs, [
-      ["link", "set", l.publicLink.switchPort, "master", BRIDGES[l.publicLink.segment], "up"],
-      ["link", "set", l.privateLink.switchPort, "master", BRIDGES[l.privateLink.segment], "up"],
-    ]);
+    await this.batch(this.plan.switchNs, lbLinks(l).map((x) => ["link", "set", x.switchPort, "master", BRIDGES[x.segment], "up"]));
     this.state.cut = this.state.cut.filter((k) => k !== key);
     this.save();
     return t;
@@ -951,17 +948,28 @@ export class Lab {
   /**
    * A host on the cluster network that is not the peer runs a real keepalived with the pair's router ID, a higher
    * priority and unicast adverts to both LBs. Returns the rogue's process; `stopRogue` removes it.
+   * `forge`: the adverts carry this source address instead (one LB's own, sent to the other LB), as a host on the
+   * same L2 can send them; the rogue never answers ARP for it, so the pair's own traffic is not diverted. `to`: the
+   * addresses the adverts go to (default: both LBs' private addresses but the forged one).
    */
-  async startRogue(): Promise<ProcessRecord> {
+  async startRogue(opts: { forge?: string; to?: string[] } = {}): Promise<ProcessRecord> {
     const r = this.plan.rogue;
-    await this.addNamespace(r.ns);
     const link = r.links[0];
     if (!link) throw new Error("rogue: no link");
-    await this.batch(this.plan.switchNs, [
-      ["link", "add", link.switchPort, "type", "veth", "peer", "name", link.name, "netns", r.ns],
-      ["link", "set", link.switchPort, "master", BRIDGES[link.segment], "up"],
-    ]);
-    await this.configureHost(r);
+    // wired once per lab: a second rogue reuses the namespace
+    if (!this.state.namespaces.includes(r.ns)) {
+      await this.addNamespace(r.ns);
+      await this.batch(this.plan.switchNs, [
+        ["link", "add", link.switchPort, "type", "veth", "peer", "name", link.name, "netns", r.ns],
+        ["link", "set", link.switchPort, "master", BRIDGES[link.segment], "up"],
+      ]);
+      await this.configureHost(r);
+    }
+    const source = opts.forge ?? r.address;
+    if (opts.forge) {
+      await this.run(r.ns, ["sysctl", "-qw", `net.ipv4.conf.${link.name}.arp_ignore=8`]);
+      await this.run(r.ns, ["ip", "addr", "add", `${opts.forge}/32`, "dev", link.name]);
+    }
     const dir = join(this.dir, "rogue");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const spec = this.state.spec;
@@ -976,9 +984,9 @@ export class Lab {
       `    virtual_router_id ${spec.vrrp.routerId}`,
       "    priority 254",
       `    advert_int ${spec.vrrp.advertIntervalSeconds}`,
-      `    unicast_src_ip ${r.address}`,
+      `    unicast_src_ip ${source}`,
       "    unicast_peer {",
-      ...spec.network.lbAddresses.map((a) => `        ${a}`),
+      ...(opts.to ?? spec.network.lbAddresses.filter((a) => a !== source)).map((a) => `        ${a}`),
       "    }",
       "    virtual_ipaddress {",
       // its own address as the VIP: the rogue must not disturb ARP for the real VIPs, only send adverts
@@ -999,19 +1007,22 @@ export class Lab {
    * The firewall's verdict on packets from `source` arriving at an LB, read from nftables' own trace for `ms`:
    * a separate table marks them (`meta nftrace set 1`) and is removed afterwards; firewalld's rules stay as they
    * are. Returns, per traced packet, the last rule of firewalld's that decided it (a zone chain's accept shows as
-   * such); packets the window cut off mid-trace are left out.
+   * such), or the guard table's rule that dropped it; packets the window cut off mid-trace are left out.
    */
-  async firewallVerdicts(key: LbKey, source: string, ms: number): Promise<string[]> {
+  async firewallVerdicts(key: LbKey, source: string, ms: number, opts: { iifname?: string } = {}): Promise<string[]> {
     const ns = this.lb(key).ns;
     const table = "edgepair_lab_trace";
+    // `iifname`: only packets arriving on that link (the same source may also arrive, genuinely, on another)
+    const iif = opts.iifname ? `iifname ${JSON.stringify(opts.iifname)} ` : "";
     await this.run(ns, ["nft", "-f", "-"], {
-      input: `table ip ${table} {\n\tchain pre {\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\tip saddr ${source} meta nftrace set 1\n\t}\n}\n`,
+      input: `table ip ${table} {\n\tchain pre {\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\t${iif}ip saddr ${source} meta nftrace set 1\n\t}\n}\n`,
     });
     try {
       const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], { allowFail: true, timeoutMs: ms + 5000 });
       const byId = new Map<string, string>();
       for (const line of r.stdout.split("\n")) {
-        const m = /^trace id (\S+) inet firewalld \S+ (rule .*|policy .*)$/.exec(line);
+        // firewalld's verdict, or our guard table's drop of a forged sync-link address (render/guard.ts)
+        const m = /^trace id (\S+) inet (?:firewalld|edgepair_guard) \S+ (rule .*|policy .*)$/.exec(line);
         if (m) byId.set(m[1] as string, m[2] as string);
       }
       // a packet whose trace the window cut off ends on a jump or goto into a zone's chain: not decided yet

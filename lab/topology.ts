@@ -5,6 +5,7 @@
  *   outside 203.0.113.0/24 (brout) ── router ── public network (brpub) ── lb1 eth0 / lb2 eth0
  *     internet host, client             routes the floating IPs to the public next hop the active LB holds
  *   cluster network (brpriv) ── lb1 eth1 / lb2 eth1, API servers, ingress workers, a cluster node
+ *   sync link (brsync, only with spec.syncNetwork) ── lb1 eth2 / lb2 eth2
  *
  * The bridges live in one switch namespace; each host namespace gets one end of a veth pair per segment, the
  * other end sits in the switch namespace (nothing is ever created in the initial namespace).
@@ -24,8 +25,9 @@ export const OUTSIDE = { cidr: "203.0.113.0/24", prefixLength: 24, gateway: "203
 /** Ports of the lab's stand-in servers. */
 export const PORTS = { whoami: 8080, echo: 7, ssh: 22 };
 
-export type SegmentName = "pub" | "priv" | "out";
-export const BRIDGES: Record<SegmentName, string> = { pub: "brpub", priv: "brpriv", out: "brout" };
+export type SegmentName = "pub" | "priv" | "out" | "sync";
+/** `sync`: the LBs' own link (spec.syncNetwork), on which no other host is. */
+export const BRIDGES: Record<SegmentName, string> = { pub: "brpub", priv: "brpriv", out: "brout", sync: "brsync" };
 
 export type HostRole = "router" | "api" | "ingress" | "node" | "internet" | "client" | "rogue";
 
@@ -57,6 +59,8 @@ export interface LbPlan {
   hostname: string;
   publicLink: LinkPlan;
   privateLink: LinkPlan;
+  /** present when the spec has a syncNetwork */
+  syncLink?: LinkPlan;
   publicAddress: string;
   privateAddress: string;
 }
@@ -116,6 +120,7 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     hostname: `${spec.clusterName}-lb-${i + 1}`,
     publicLink: { name: "eth0", segment: "pub", switchPort: `${key}-pub`, addresses: [] },
     privateLink: { name: "eth1", segment: "priv", switchPort: `${key}-priv`, addresses: [] },
+    ...(spec.syncNetwork ? { syncLink: { name: "eth2", segment: "sync" as const, switchPort: `${key}-sync`, addresses: [] } } : {}),
     publicAddress: pub.lbAddresses[i],
     privateAddress: spec.network.lbAddresses[i],
   });
@@ -221,6 +226,11 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
 }
 
 /** Every namespace of a plan, switch first (its deletion takes every veth peer with it). */
+/** An LB's links, the sync link too when it has one: what an unclean cut takes down. */
+export function lbLinks(lb: LbPlan): LinkPlan[] {
+  return [lb.publicLink, lb.privateLink, ...(lb.syncLink ? [lb.syncLink] : [])];
+}
+
 export function allNamespaces(plan: LabPlan, withRogue = false): string[] {
   return [plan.switchNs, plan.router.ns, ...plan.lbs.map((l) => l.ns), ...plan.hosts.map((h) => h.ns), ...(withRogue ? [plan.rogue.ns] : [])];
 }

@@ -1,6 +1,6 @@
 /**
- * /etc/conntrackd/conntrackd.conf: FT-FW (reliable: acknowledged, resent on loss) state sync over UDP unicast on
- * the private NIC, from this LB's address to the peer's. The notify script drives it on every VRRP transition
+ * /etc/conntrackd/conntrackd.conf: FT-FW (reliable: acknowledged, resent on loss) state sync over UDP unicast from
+ * this LB's address to the peer's, on the private NIC or on the sync link (peer-link.ts). The notify script drives it on every VRRP transition
  * (commit, flush, resync, bulk send on MASTER; purge and resync request otherwise).
  *
  * Only forwarded flows are worth syncing (egress NAT, and anything routed through the gateway VIP): flows that
@@ -11,7 +11,7 @@
 import { compareAddresses, parseIp } from "../spec/address";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { file, header, lines, reload } from "./common";
-import { ownAndPeerAddress } from "./keepalived";
+import { peerLink } from "./peer-link";
 import type { Renderer } from "./types";
 
 export const CONNTRACKD_CONFIG_PATH = "/etc/conntrackd/conntrackd.conf";
@@ -33,6 +33,7 @@ export function localAddresses(spec: ResolvedSpec): string[] {
     "::1",
     spec.network.gateway,
     ...spec.network.lbAddresses,
+    ...(spec.syncNetwork?.lbAddresses ?? []),
     ...pub.lbAddresses,
     ...(pub.nextHop === undefined ? [] : [pub.nextHop]),
     ...spec.derived.privateVips.map((v) => v.address),
@@ -42,7 +43,7 @@ export function localAddresses(spec: ResolvedSpec): string[] {
 }
 
 function conntrackdConf(spec: ResolvedSpec, host: HostFacts): string {
-  const { own, peer } = ownAndPeerAddress(spec, host);
+  const { own, peer, interface: iface } = peerLink(spec, host);
   const fam = isV6(own) ? "IPv6" : "IPv4";
   return lines(
     header("#").trimEnd(),
@@ -62,7 +63,7 @@ function conntrackdConf(spec: ResolvedSpec, host: HostFacts): string {
     `        ${fam}_address ${own}`,
     `        ${fam}_Destination_Address ${peer}`,
     `        Port ${spec.conntrack.port}`,
-    `        Interface ${host.privateInterface.name}`,
+    `        Interface ${iface}`,
     "        SndSocketBuffer 1249280",
     "        RcvSocketBuffer 1249280",
     "        Checksum on",

@@ -10,7 +10,8 @@
 import { FLOATING_IP_INTERFACE, type HostFacts, type IpFamily, type ResolvedSpec, type VirtualAddress } from "../spec/types";
 import { file, header, lines, reload } from "./common";
 import { API_PORT, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, MACHINE_CONFIG_PORT } from "./haproxy";
-import { ZONE_EXTERNAL, ZONE_INTERNAL } from "./networkmanager";
+import { ZONE_EXTERNAL, ZONE_INTERNAL, ZONE_SYNC } from "./networkmanager";
+import { peerLink } from "./peer-link";
 import type { RenderedFile, Renderer } from "./types";
 
 export const FIREWALLD_DIR = "/etc/firewalld";
@@ -23,6 +24,7 @@ const BEFORE_SERVICES = -100;
 export const renderFirewalld: Renderer = ({ spec, host }) => [
   xmlFile(`zones/${ZONE_EXTERNAL}.xml`, externalZone(spec, host)),
   xmlFile(`zones/${ZONE_INTERNAL}.xml`, internalZone(spec, host)),
+  ...(spec.syncNetwork ? [xmlFile(`zones/${ZONE_SYNC}.xml`, syncZone(spec, host))] : []),
   xmlFile(`policies/${EGRESS_POLICY}.xml`, egressPolicy(spec)),
 ];
 
@@ -53,13 +55,13 @@ function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
 
 /** Private NIC: the cluster network. */
 function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
-  const peer = host.role === "primary" ? spec.network.lbAddresses[1] : spec.network.lbAddresses[0];
+  const link = peerLink(spec, host);
   const own = host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
   const machineConfig = spec.derived.frontends.machineConfig.length > 0;
   return [
     `<zone target="default">`,
     `  <short>edgepair internal</short>`,
-    `  <description>Cluster side of the edgepair LB ${esc(spec.clusterName)}: API, ingress, metrics from the cluster network, VRRP and conntrack sync from the peer LB.</description>`,
+    `  <description>Cluster side of the edgepair LB ${esc(spec.clusterName)}: API, ingress, metrics from the cluster network${link.dedicated ? "" : ", VRRP and conntrack sync from the peer LB"}.</description>`,
     ...interfaces([host.privateInterface.name]),
     // every VIP, public ones included, is a local address of both LBs (edgepair-fip): from the cluster network an
     // open ssh service would answer on all of them
@@ -67,11 +69,31 @@ function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
     ...richRule(familyOf(own), [`<destination address="${esc(own)}"/>`, `<service name="ssh"/>`, `<accept/>`]),
     ...tcpPorts([API_PORT, ...(machineConfig ? [MACHINE_CONFIG_PORT] : []), ...ingressPorts(spec)]),
     ...richRule(4, [`<source address="${esc(spec.network.cidr)}"/>`, `<port port="${spec.metrics.port}" protocol="tcp"/>`, `<accept/>`]),
+    // with a sync link, neither is accepted here at all: a cluster host forging the peer's address gets nowhere
+    ...(link.dedicated ? [] : peerRules(spec, link.peer)),
+    `  <forward/>`,
+    `</zone>`,
+  ];
+}
+
+/** The sync link: nothing but VRRP and conntrackd's sync, and those only from the peer's address on it. */
+function syncZone(spec: ResolvedSpec, host: HostFacts): string[] {
+  const link = peerLink(spec, host);
+  return [
+    `<zone target="default">`,
+    `  <short>edgepair sync</short>`,
+    `  <description>Link between the two LBs of ${esc(spec.clusterName)}: VRRP and conntrack sync from the peer LB only.</description>`,
+    ...interfaces([link.interface]),
+    ...peerRules(spec, link.peer),
+    `</zone>`,
+  ];
+}
+
+function peerRules(spec: ResolvedSpec, peer: string): string[] {
+  return [
     `  <!-- VRRP adverts and conntrackd state only from the peer: anyone else could take the VIPs or inject state. -->`,
     ...richRule(4, [`<source address="${esc(peer)}"/>`, `<protocol value="vrrp"/>`, `<accept/>`]),
     ...richRule(4, [`<source address="${esc(peer)}"/>`, `<port port="${spec.conntrack.port}" protocol="udp"/>`, `<accept/>`]),
-    `  <forward/>`,
-    `</zone>`,
   ];
 }
 

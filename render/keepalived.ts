@@ -1,6 +1,6 @@
 /**
- * /etc/keepalived/keepalived.conf: one VRRPv3 instance over unicast between the two LB addresses on the private
- * NIC. It holds the private VIPs (and the gateway VIP when NAT is on); public addresses move in the notify script,
+ * /etc/keepalived/keepalived.conf: one VRRPv3 instance over unicast between the two LBs (peer-link.ts: on the
+ * private NIC, or on the sync link when the spec has one). It holds the private VIPs (and the gateway VIP when NAT is on); public addresses move in the notify script,
  * after conntrackd's commit (render/notify.ts).
  *
  * HAProxy tracking is a vrrp_script, not vrrp_track_process: track_process listens on the kernel's process-event
@@ -14,6 +14,7 @@ import type { HostFacts, IpFamily, ResolvedSpec, VirtualAddress } from "../spec/
 import { file, header, hostPrefix, lines, reload } from "./common";
 import { HAPROXY_MONITOR_URI } from "./haproxy";
 import { NOTIFY_SCRIPT_PATH } from "./notify";
+import { peerLink } from "./peer-link";
 import type { Renderer } from "./types";
 
 export const KEEPALIVED_CONFIG_PATH = "/etc/keepalived/keepalived.conf";
@@ -30,14 +31,11 @@ export function vrrpInstanceName(clusterName: string): string {
   return clusterName.replace(/[^A-Za-z0-9_.-]/g, "_");
 }
 
-export function ownAndPeerAddress(spec: ResolvedSpec, host: HostFacts): { own: string; peer: string } {
-  const [primary, secondary] = spec.network.lbAddresses;
-  return host.role === "primary" ? { own: primary, peer: secondary } : { own: secondary, peer: primary };
-}
-
 function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
-  const { own, peer } = ownAndPeerAddress(spec, host);
+  const link = peerLink(spec, host);
   const privateIf = host.privateInterface.name;
+  // HAProxy's check asks this LB's own private address: HAProxy binds there, never on the sync link.
+  const own = ownPrivateAddress(spec, host);
   // VRRPv3 adverts carry addresses of one family only (the family of the unicast addresses); the other family's
   // VIPs are excluded from adverts but still move with the instance.
   if (spec.derived.privateVips.length === 0) {
@@ -45,7 +43,7 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     // should reject this first, so reaching here is a bug, never a silently broken file.
     throw new Error("virtualAddresses: needs a private address or nat (keepalived's VRRP instance needs at least one VIP)");
   }
-  const advertFamily = familyOf(own);
+  const advertFamily = familyOf(link.own);
   const advertised = spec.derived.privateVips.filter((v) => v.family === advertFamily);
   const excluded = spec.derived.privateVips.filter((v) => v.family !== advertFamily);
   return lines(
@@ -84,21 +82,23 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     // BACKUP on both plus nopreempt: a returning LB stays BACKUP instead of taking over (and dropping flows) again.
     "    state BACKUP",
     "    nopreempt",
-    `    interface ${privateIf}`,
+    `    interface ${link.interface}`,
     `    virtual_router_id ${spec.vrrp.routerId}`,
     `    priority ${spec.vrrp.priority[host.role]}`,
     `    advert_int ${spec.vrrp.advertIntervalSeconds}`,
-    `    unicast_src_ip ${own}`,
+    `    unicast_src_ip ${link.own}`,
     "    unicast_peer {",
-    `        ${peer}`,
+    `        ${link.peer}`,
     "    }",
     // Adverts are accepted only from the peer's address, never from another host that guessed the router ID.
     "    check_unicast_src",
     ...vipBlock("virtual_ipaddress", advertised, privateIf),
     ...vipBlock("virtual_ipaddress_excluded", excluded, privateIf),
-    // The private NIC is tracked implicitly (keepalived rejects naming it); losing the public one is a FAULT too.
+    // The instance's own NIC is tracked implicitly (keepalived rejects naming it); losing the public one, or the
+    // private one when adverts go over the sync link, is a FAULT too.
     "    track_interface {",
     `        ${host.publicInterface.name}`,
+    ...(link.dedicated ? [`        ${privateIf}`] : []),
     "    }",
     "    track_script {",
     `        ${HAPROXY_CHECK}`,
@@ -106,6 +106,10 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     `    notify ${NOTIFY_SCRIPT_PATH}`,
     "}",
   );
+}
+
+export function ownPrivateAddress(spec: ResolvedSpec, host: HostFacts): string {
+  return host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
 }
 
 function vipBlock(keyword: string, vips: VirtualAddress[], dev: string): string[] {

@@ -1,5 +1,5 @@
 /**
- * NetworkManager keyfiles for the two NICs (matched by MAC, so a renamed interface keeps its profile) and the dummy
+ * NetworkManager keyfiles for the NICs (public, private and, with a syncNetwork, the sync link; matched by MAC, so a renamed interface keeps its profile) and the dummy
  * link holding the addresses both LBs treat as their own (handoff.ts: routed floating IPs and every frontend VIP). Each profile binds its NIC to a firewalld
  * zone (connection.zone): NM hands the binding to firewalld on activation and on every reapply.
  */
@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { FLOATING_IP_INTERFACE, type HostFacts, type ResolvedSpec, type VirtualAddress } from "../spec/types";
 import { file, header, hostPrefix, lines, reload } from "./common";
 import { sharedLocalAddresses } from "./handoff";
+import { peerLink } from "./peer-link";
 import type { ReloadAction, RenderedFile, Renderer } from "./types";
 
 export const NM_CONNECTIONS_DIR = "/etc/NetworkManager/system-connections";
@@ -15,9 +16,11 @@ export const NM_KEYFILE_MODE = 0o600; // NM ignores keyfiles readable by others
 export const PUBLIC_CONNECTION = "edgepair-public";
 export const PRIVATE_CONNECTION = "edgepair-private";
 export const FIP_CONNECTION = "edgepair-fip";
+export const SYNC_CONNECTION = "edgepair-sync";
 
 export const ZONE_EXTERNAL = "external";
 export const ZONE_INTERNAL = "internal";
+export const ZONE_SYNC = "edgepair-sync";
 
 /** Above the 0 of generated "Wired connection N" profiles, so ours win autoconnect on a NIC. */
 const AUTOCONNECT_PRIORITY = 100;
@@ -52,7 +55,7 @@ export const NM_APPLY_SCRIPT = [
 type KeyfileSection = [name: string, entries: [key: string, value: string | number | boolean][]];
 
 export const renderNetworkManager: Renderer = ({ spec, host }) => {
-  return [publicProfile(spec, host), privateProfile(spec, host), floatingIpProfile(spec)];
+  return [publicProfile(spec, host), privateProfile(spec, host), ...syncProfile(spec, host), floatingIpProfile(spec)];
 };
 
 function publicProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
@@ -96,6 +99,21 @@ function privateProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
     ["ipv6", [["method", "disabled"]]],
     userSection(),
   ]);
+}
+
+/** The sync link (peer-link.ts): an address and nothing else; no route leaves through it. */
+function syncProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile[] {
+  const sync = spec.syncNetwork;
+  if (!sync) return [];
+  const link = peerLink(spec, host);
+  const nic = host.syncInterface!; // peerLink refused facts without it
+  return [profile(spec, SYNC_CONNECTION, link.interface, [
+    ["connection", [...connectionKeys(spec, SYNC_CONNECTION, "ethernet"), ["zone", ZONE_SYNC]]],
+    ["ethernet", [["mac-address", nic.mac.toLowerCase()]]],
+    ["ipv4", [["method", "manual"], ["address1", `${link.own}/${sync.prefixLength}`], ["never-default", true]]],
+    ["ipv6", [["method", "disabled"]]],
+    userSection(),
+  ])];
 }
 
 function floatingIpProfile(spec: ResolvedSpec): RenderedFile {

@@ -2,13 +2,14 @@
  * Kernel settings of a VRRP pair that is also the cluster's NAT gateway. systemd-sysctl applies the file at boot
  * and, through udev, again for each NIC as it appears, so the per-interface keys hold from the first packet.
  */
-import type { HostFacts } from "../spec/types";
+import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { file, header, lines, reload } from "./common";
+import { peerLink } from "./peer-link";
 import type { Renderer } from "./types";
 
 export const SYSCTL_PATH = "/etc/sysctl.d/50-edgepair.conf";
 
-export const renderSysctl: Renderer = ({ host }) => {
+export const renderSysctl: Renderer = ({ spec, host }) => {
   const pub = host.publicInterface.name;
   const priv = host.privateInterface.name;
   const content = lines(
@@ -42,9 +43,22 @@ export const renderSysctl: Renderer = ({ host }) => {
     "# failover. The effective value is all OR interface, so both are off.",
     setting("net.ipv4.conf.all.send_redirects", 0),
     setting(iface("ipv4", priv, "send_redirects"), 0),
+    ...syncLink(spec, host),
   );
   return [file(SYSCTL_PATH, content, reload("sysctl", ["sysctl", "-p", SYSCTL_PATH]))];
 };
+
+/** The sync link carries only the pair's own traffic, from the peer's on-link address: strict filtering fits it. */
+function syncLink(spec: ResolvedSpec, host: HostFacts): string[] {
+  if (!spec.syncNetwork) return [];
+  const sync = peerLink(spec, host).interface;
+  return [
+    "# The sync link (VRRP and conntrackd between the two LBs only): strict reverse-path filtering, ARP as above.",
+    setting(iface("ipv4", sync, "rp_filter"), 1),
+    setting(iface("ipv4", sync, "arp_ignore"), 1),
+    setting(iface("ipv4", sync, "arp_announce"), 2),
+  ];
+}
 
 function setting(key: string, value: number): string {
   return `${key} = ${value}`;

@@ -15,6 +15,12 @@ export function immutableChanges(running: ResolvedSpec, next: ResolvedSpec): Spe
     ["network.cidr", running.network.cidr, next.network.cidr],
     ["network.lbAddresses", running.network.lbAddresses.join(", "), next.network.lbAddresses.join(", ")],
     ["vrrp.routerId", running.vrrp.routerId, next.vrrp.routerId],
+    ["syncNetwork", syncText(running), syncText(next)],
   ];
   return fields.filter(([, a, b]) => a !== b).map(([path, a]) => ({ path, rule: `${RULE}; it runs ${String(a)}` }));
+}
+
+/** The link VRRP and the sync run on: moving them, or adding or removing it, splits the pair like a router ID change. */
+function syncText(s: ResolvedSpec): string {
+  return s.syncNetwork ? `${s.syncNetwork.cidr} (${s.syncNetwork.lbAddresses.join(", ")})` : "none (the cluster network)";
 }

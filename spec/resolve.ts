@@ -9,7 +9,7 @@ import { deriveRouterId } from "./router-id";
 import { hostFactsSchema, loadBalancerSpecSchema, ParsedSpec } from "./schema";
 import { semanticProblems } from "./semantics";
 import { selectorProblems } from "./selector";
-import type { HostFacts, ResolvedNetwork, ResolvedSpec, VirtualAddress } from "./types";
+import type { HostFacts, ResolvedNetwork, ResolvedSpec, ResolvedSyncNetwork, VirtualAddress } from "./types";
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; problems: SpecProblem[] };
 
@@ -44,6 +44,10 @@ export function validateHostFacts(raw: unknown): Validation<HostFacts> {
   if (h.publicInterface.name === h.privateInterface.name || h.publicInterface.mac === h.privateInterface.mac) {
     return { ok: false, problems: [{ path: "privateInterface", rule: "must be a different NIC from publicInterface" }] };
   }
+  const sync = h.syncInterface;
+  if (sync && [h.publicInterface, h.privateInterface].some((n) => n.name === sync.name || n.mac === sync.mac)) {
+    return { ok: false, problems: [{ path: "syncInterface", rule: "must be a different NIC from publicInterface and privateInterface" }] };
+  }
   return { ok: true, value: h };
 }
 
@@ -74,6 +78,13 @@ function resolveNetwork(n: { cidr: string; gateway?: string; lbAddresses?: [stri
     gateway: n.gateway ? canonical(host(n.gateway)) : canonical(nthAddress(cidr, 1)),
     lbAddresses: [lb[0] as string, lb[1] as string],
   };
+}
+
+function resolveSyncNetwork(n: { cidr: string; lbAddresses?: [string, string] }): ResolvedSyncNetwork {
+  const r = parseCidr(n.cidr);
+  if (!r.ok) throw new Error(`unreachable: validated cidr ${n.cidr}`);
+  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [canonical(nthAddress(r.cidr, 1)), canonical(nthAddress(r.cidr, 2))];
+  return { cidr: `${canonical(r.cidr.network)}/${r.cidr.prefixLength}`, prefixLength: r.cidr.prefixLength, lbAddresses: [lb[0]!, lb[1]!] };
 }
 
 function vip(v: { address: string; type: "private" | "public" }): VirtualAddress {
@@ -141,6 +152,7 @@ function resolve(s: ParsedSpec): ResolvedSpec {
       priority: s.vrrp?.priority ?? { ...DEFAULTS.vrrpPriority },
     },
     conntrack: { port: s.conntrack?.port ?? DEFAULTS.conntrackPort },
+    ...(s.syncNetwork ? { syncNetwork: resolveSyncNetwork(s.syncNetwork) } : {}),
     healthCheck: { intervalMs: Math.round(hc.intervalSeconds * 1000), rise: hc.rise, fall: hc.fall },
     metrics: { port: s.metrics?.port ?? DEFAULTS.metricsPort },
     ...(s.image ? { image: s.image } : {}),

@@ -91,6 +91,14 @@ export const loadBalancerSpecSchema = z.strictObject({
     })
     .optional(),
   conntrack: z.strictObject({ port: port.optional() }).optional(),
+  /** A link only the two LBs share, for VRRP adverts and conntrackd's sync: on the cluster network a host could
+   *  forge the peer's address (README, "What a host on the cluster network can and cannot do"). */
+  syncNetwork: z
+    .strictObject({
+      cidr,
+      lbAddresses: z.tuple([hostAddress, hostAddress]).optional(),
+    })
+    .optional(),
   healthCheck: z
     .strictObject({
       intervalSeconds: z.number().min(0.1).max(60).optional(),
@@ -116,15 +124,16 @@ export const loadBalancerSpecSchema = z.strictObject({
 export type LoadBalancerSpecInput = z.input<typeof loadBalancerSpecSchema>;
 export type ParsedSpec = z.output<typeof loadBalancerSpecSchema>;
 
+const nic = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
+  mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
+});
+
 export const hostFactsSchema = z.strictObject({
   hostname: z.string().min(1).max(63).regex(DNS_LABEL),
   role: z.enum(["primary", "secondary"]),
-  publicInterface: z.strictObject({
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
-    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
-  }),
-  privateInterface: z.strictObject({
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/),
-    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
-  }),
+  publicInterface: nic,
+  privateInterface: nic,
+  /** The NIC on the spec's syncNetwork; required when the spec has one. */
+  syncInterface: nic.optional(),
 });

@@ -168,6 +168,7 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   checkBackend("apiBackend", obj(spec.apiBackend), problems, backendContext);
   if (ingressBackend !== undefined) checkBackend("ingressBackend", obj(ingressBackend), problems, backendContext);
 
+  checkSyncNetwork(obj(spec.syncNetwork), spec.syncNetwork !== undefined, { network, publicNet, va, spec }, problems);
   checkPlatform(platform, publicNet, problems);
   checkPorts(spec, problems);
   checkVrrp(obj(spec.vrrp), problems);
@@ -191,6 +192,62 @@ function checkBackend(path: string, raw: Obj, problems: SpecProblem[], ctx: { ow
     if (mine) problems.push({ path: `${path}.addresses[${i}]`, rule: `must not be one of the pair's own addresses: ${canonical(a)} is ${mine} (HAProxy would forward to itself)` });
     else if (ctx.family && a.kind() !== ctx.family) problems.push({ path: `${path}.addresses[${i}]`, rule: `must be ${ctx.family === "ipv4" ? "IPv4" : "IPv6"} like network.cidr: backends are reached through the private NIC` });
   });
+}
+
+/**
+ * The sync link carries only VRRP and conntrackd between the two LBs: its own IPv4 network (the adverts carry the
+ * IPv4 VIPs, which must be of the unicast addresses' family), apart from every network and address the pair serves.
+ */
+function checkSyncNetwork(
+  raw: Obj,
+  present: boolean,
+  ctx: { network: NetworkPlan | undefined; publicNet: NetworkPlan | undefined; va: Obj; spec: Obj },
+  problems: SpecProblem[],
+) {
+  if (!present) return;
+  const cidr = net(raw.cidr);
+  if (!cidr) return;
+  const text = `${canonical(cidr.network)}/${cidr.prefixLength}`;
+  if (cidr.network.kind() !== "ipv4") {
+    problems.push({ path: "syncNetwork.cidr", rule: "must be an IPv4 network: VRRPv3 adverts carry the IPv4 VIPs only over IPv4" });
+    return;
+  }
+  if (32 - cidr.prefixLength < 2) {
+    problems.push({ path: "syncNetwork.cidr", rule: "must hold two LB addresses (/30 or wider)" });
+    return;
+  }
+  if (obj(ctx.spec.platform).type === "libvirt" && 32 - cidr.prefixLength < 3) {
+    problems.push({ path: "syncNetwork.cidr", rule: "must be /29 or wider on libvirt: the host's bridge takes an address beside the two LBs'" });
+    return;
+  }
+  for (const [path, other] of [["network.cidr", ctx.network], ["platform.publicNetwork.cidr", ctx.publicNet]] as const) {
+    if (other && overlaps(cidr, other.cidr)) problems.push({ path: "syncNetwork.cidr", rule: `must not overlap ${path}: the link is the LBs' own` });
+  }
+  const lbRaw = raw.lbAddresses === undefined ? undefined : list(raw.lbAddresses);
+  const lbAddresses = lbRaw ? lbRaw.map(ip) : [nthAddress(cidr, 1), nthAddress(cidr, 2)];
+  lbAddresses.forEach((a, i) => {
+    if (!a) return;
+    const path = `syncNetwork.lbAddresses[${i}]`;
+    if (!contains(cidr, a)) problems.push({ path, rule: `must be inside syncNetwork.cidr ${text}` });
+    else if (canonical(a) === canonical(cidr.network) || canonical(a) === canonical(broadcastAddress(cidr))) {
+      problems.push({ path, rule: "must not be the network or broadcast address" });
+    }
+  });
+  const [a0, a1] = lbAddresses;
+  if (a0 && a1 && canonical(a0) === canonical(a1)) problems.push({ path: "syncNetwork.lbAddresses[1]", rule: "must differ from syncNetwork.lbAddresses[0]" });
+  // an address the pair serves or forwards to inside the link would be routed over it, away from its network
+  const served: [string, unknown][] = [
+    ...list(ctx.va.api).map((e, i): [string, unknown] => [`virtualAddresses.api[${i}].address`, obj(e).address]),
+    ...list(ctx.va.ingress).map((e, i): [string, unknown] => [`virtualAddresses.ingress[${i}].address`, obj(e).address]),
+    ...(ctx.va.nat !== undefined ? [["virtualAddresses.nat.address", obj(ctx.va.nat).address] as [string, unknown]] : []),
+    ...(["apiBackend", "ingressBackend"] as const).flatMap((b) =>
+      list(obj(ctx.spec[b]).addresses).map((a, i): [string, unknown] => [`${b}.addresses[${i}]`, a]),
+    ),
+  ];
+  for (const [path, v] of served) {
+    const a = ip(v);
+    if (a && contains(cidr, a)) problems.push({ path, rule: `must be outside syncNetwork.cidr ${text}: that link carries only VRRP and the conntrack sync` });
+  }
 }
 
 function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, problems: SpecProblem[]) {

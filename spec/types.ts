@@ -47,6 +47,13 @@ export interface ResolvedPublicNetwork extends ResolvedNetwork {
   nextHop?: string;
 }
 
+/** A link only the two LBs share (no gateway): VRRP adverts and conntrackd's sync run there instead. */
+export interface ResolvedSyncNetwork {
+  cidr: string;
+  prefixLength: number;
+  lbAddresses: [primary: string, secondary: string];
+}
+
 export interface HealthCheck {
   intervalMs: number;
   rise: number;
@@ -79,6 +86,7 @@ export interface ResolvedSpec {
     priority: { primary: number; secondary: number };
   };
   conntrack: { port: number };
+  syncNetwork?: ResolvedSyncNetwork;
   healthCheck: HealthCheck;
   metrics: { port: number };
   /** The digest-pinned appliance image the pair should run (absent: the one the agent settings name). */
@@ -111,6 +119,8 @@ export interface HostFacts {
   role: Role;
   publicInterface: InterfaceFacts;
   privateInterface: InterfaceFacts;
+  /** Present when the spec has a syncNetwork: the NIC on that link. */
+  syncInterface?: InterfaceFacts;
 }
 
 /** Where routed floating IPs sit on both LBs (a dummy link on the VM). */

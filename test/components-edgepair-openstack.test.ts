@@ -215,6 +215,14 @@ describe("the spec's platform.type must match the platform arguments", () => {
     expect(onlyThePair()).toEqual([]);
   });
 
+  test("syncNetwork on openstack is refused by name (port security already stops forged peer addresses there)", async () => {
+    const base = osArgs();
+    const spec = { ...(base.spec as Record<string, unknown>), syncNetwork: { cidr: "172.31.255.248/29" } } as EdgePairArgs["spec"];
+    expect(() => new EdgePair("sync", osArgs({ spec }))).toThrow(/^syncNetwork: not available on platform openstack yet/);
+    await settle(mocks);
+    expect(mocks.recorded.filter((r) => r.type.startsWith("openstack:compute"))).toEqual([]);
+  });
+
   test("a libvirt spec with openstack arguments stops before anything is created", async () => {
     expect(() => new EdgePair("mix", osArgs({ spec: devSpecRaw() as EdgePairArgs["spec"] })))
       .toThrow("platform: the arguments are for openstack but the spec's platform.type is libvirt");

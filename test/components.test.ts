@@ -106,6 +106,23 @@ test("MACs are derived from stack and VM names: the same on every run, distinct,
   expect(host.publicInterface.mac).toBe(macsA[0]);
 });
 
+test("with spec.syncNetwork: an isolated sync network, a third NIC per LB, and host facts naming it", async () => {
+  const spec = { ...devSpecRaw(), syncNetwork: { cidr: "172.31.255.248/29" } } as EdgePairArgs["spec"];
+  const pair = new EdgePair("lab", baseArgs({ spec }));
+  await value(pair.imageRef);
+  await settle(mocks);
+  const sync = dynamicKind("libvirt:Network").find((r) => r.name === "lab-net-sync");
+  // the host's bridge takes the last address; the LBs default to the first two
+  expect(sync?.inputs).toMatchObject({ mode: "isolated", cidr: "172.31.255.248/29", hostAddress: "172.31.255.254", dns: false });
+  expect(sync?.inputs.dhcp).toBeUndefined();
+  const domains = dynamicKind("libvirt:Domain");
+  for (const d of domains) expect((d.inputs.nics as { network: string }[]).map((n) => n.network)).toEqual(["lab-net-public", "lab-net-private", "lab-net-sync"]);
+  const seed = dynamicKind("libvirt:CloudInitDisk")[0]!;
+  const doc = parse(secretValue(seed.inputs.userData)) as { write_files: { path: string; content: string }[] };
+  const host = parse(doc.write_files.find((f) => f.path === "/etc/edgepair/host.yaml")!.content) as { syncInterface?: { name: string; mac: string } };
+  expect(host.syncInterface).toEqual({ name: "enp3s0", mac: (domains[0]!.inputs.nics as { mac: string }[])[2]!.mac });
+});
+
 test("user-data passes the real cloud-init schema, is a secret, carries the metrics password as a 0600 file; the rendered view never holds it", async () => {
   const pair = new EdgePair("lab", baseArgs());
   await value(pair.imageRef);

@@ -246,7 +246,7 @@ describe("k8s manifests against a real kube-apiserver", () => {
       expect(cond.NonStructuralSchema).toBeUndefined();
       const [v] = crd.spec.versions;
       expect(v!.additionalPrinterColumns.map((c) => [c.name, c.jsonPath])).toEqual(PRINTER_COLUMNS.map((c) => [c.name, c.jsonPath]));
-      expect(everyString(v!.schema.openAPIV3Schema.properties.spec).filter((s) => s.includes("oldSelf"))).toHaveLength(4);
+      expect(everyString(v!.schema.openAPIV3Schema.properties.spec).filter((s) => s.includes("oldSelf"))).toHaveLength(5);
     });
 
     test.each(variants.map((v) => [v.name, v.raw] as const))("variant %s is accepted with strict field validation and stored exactly as written", async (name, raw) => {
@@ -272,7 +272,7 @@ describe("k8s manifests against a real kube-apiserver", () => {
       expect((await call(admin, "GET", lbPath("bad-type"))).status).toBe(404);
     });
 
-    test("clusterName, network.cidr, lbAddresses and vrrp.routerId are immutable with the CEL message; backends may change", async () => {
+    test("clusterName, network.cidr, lbAddresses, vrrp.routerId and syncNetwork are immutable with the CEL message; backends may change", async () => {
       const patch = (name: string, spec: unknown) => call(admin, "PATCH", lbPath(name), { spec }, MERGE);
       const refused = async (name: string, spec: unknown, field: string) => {
         const r = await patch(name, spec);
@@ -286,6 +286,9 @@ describe("k8s manifests against a real kube-apiserver", () => {
       // optional ones: setting them where they were absent counts as a change, and so does removing them
       await refused("variant-talos-minimal", { network: { lbAddresses: ["10.20.30.2", "10.20.30.3"] } }, "spec.network.lbAddresses");
       await refused(LAB, { network: { lbAddresses: null } }, "spec.network.lbAddresses");
+      await refused(LAB, { syncNetwork: { cidr: "172.31.255.248/29" } }, "spec.syncNetwork");
+      await refused("variant-sync-link", { syncNetwork: { cidr: "172.31.255.240/29" } }, "spec.syncNetwork");
+      await refused("variant-sync-link", { syncNetwork: null }, "spec.syncNetwork");
 
       const before = await getLb(LAB);
       const ok = await patch(LAB, { apiBackend: { addresses: ["192.168.100.10", "192.168.100.13"] }, ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } });

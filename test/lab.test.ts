@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { readSpec } from "../cli/inputs";
 import { summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
-import { exec, isAlive, processStartTime, sleep } from "../lab/exec";
+import { exec, isAlive, processStartTime, sleep, waitFor } from "../lab/exec";
 import { deviceFor, ipCommands, profileIntent } from "../lab/keyfile";
 import { Lab, type LbKey, leftovers, serverSources } from "../lab/lab";
 import { selectBackends } from "../agent/kube/backends";
@@ -217,6 +217,24 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
       expect((await lab.curl(rt, `http://${md}:${PORTS.whoami}/who`)).ok).toBe(true);
       const r = await lab.curl(lab.ns("node"), `http://${md}:${PORTS.whoami}/who`);
       expect([r.ok, r.body]).toEqual([false, ""]);
+      // on an LB itself (render/guard.ts): root, as cloud-init and the agent run, reaches it; any other user
+      // (HAProxy's, a login without sudo) is refused
+      const curl = ["curl", "-sS", "--max-time", "3", `http://${md}:${PORTS.whoami}/who`];
+      for (const l of lab.plan.lbs) {
+        const asRoot = await lab.run(l.ns, curl, { allowFail: true });
+        expect([l.key, asRoot.code, asRoot.stdout]).toEqual([l.key, 0, expect.stringContaining("metadata")]);
+        const asNobody = await lab.run(l.ns, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], { allowFail: true });
+        expect([l.key, asNobody.code, asNobody.stdout]).toEqual([l.key, 7, ""]); // curl 7: could not connect
+      }
+      // counter-case: without the guard table the same user gets through
+      const lb1 = lab.plan.lbs[0].ns;
+      await lab.run(lb1, ["nft", "delete", "table", "inet", "edgepair_guard"]);
+      try {
+        const unguarded = await lab.run(lb1, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], { allowFail: true });
+        expect([unguarded.code, unguarded.stdout]).toEqual([0, expect.stringContaining("metadata")]);
+      } finally {
+        await lab.run(lb1, ["nft", "-f", join(lab.renderedRoot("lb1"), "etc/edgepair/guard.nft")]);
+      }
     } finally {
       await lab.stopClient(p);
       await lab.run(rt, ["ip", "route", "del", `${md}/32`], { allowFail: true });
@@ -269,6 +287,28 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
       await lab.stopRogue();
     }
     expect(isAlive(rogue)).toBe(false);
+  }, 60_000);
+
+  test("exposure (README): adverts forged with the peer's own address pass the firewall on the cluster network; lab-sync-link.test.ts shows the sync link closing it", async () => {
+    const active = await lab.active();
+    const backup = lab.other(active);
+    const forge = lab.lb(backup).privateAddress;
+    const rogue = await lab.startRogue({ forge, to: [lab.lb(active).privateAddress] });
+    try {
+      await sleep(1000);
+      const verdicts = await lab.firewallVerdicts(active, forge, 2000, { iifname: lab.lb(active).privateLink.name });
+      expect(readFileSync(rogue.log, "utf8")).toMatch(/Entering MASTER STATE/); // it did send adverts
+      // the peer's source address is all the firewall (and keepalived's check_unicast_src) can judge an advert by:
+      // each is accepted, by the peer rule or, as the reply to this LB's own adverts to the peer, as established
+      expect(verdicts.length).toBeGreaterThanOrEqual(5);
+      expect(verdicts.filter((v) => !/accept \(verdict accept\)$/.test(v))).toEqual([]);
+    } finally {
+      await lab.stopRogue();
+      await lab.run(lab.plan.rogue.ns, ["ip", "addr", "del", `${forge}/32`, "dev", "eth0"], { allowFail: true });
+    }
+    expect(isAlive(rogue)).toBe(false);
+    // the pair settles by itself once the forger is gone: one LB holds the VIPs
+    await waitFor("one LB holding the VIPs", async () => (await lab.active().then(() => true, () => undefined)), { timeoutMs: 15_000, intervalMs: 250 });
   }, 60_000);
 
   test("unclean failover: the peer takes over at once; the returning LB stays BACKUP (no second outage, no duplicate VIP)", async () => {

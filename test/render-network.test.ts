@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderFirewall } from "../render/firewall";
 import { EGRESS_POLICY, renderFirewalld } from "../render/firewalld";
+import { GUARD_NFT_PATH, GUARD_TABLE, METADATA_V4, METADATA_V6, renderGuard } from "../render/guard";
 import { NAT_NFT_PATH, NAT_TABLE, renderNatNftables } from "../render/nat-nftables";
 import {
   FIP_CONNECTION,
@@ -10,6 +11,7 @@ import {
   NM_CONNECTIONS_DIR,
   PRIVATE_CONNECTION,
   PUBLIC_CONNECTION,
+  SYNC_CONNECTION,
   profileUuid,
   renderNetworkManager,
 } from "../render/networkmanager";
@@ -23,7 +25,7 @@ import { checkNmFiles, checkNmKeyfile, runWithNetworkManager, shellLine } from "
 import { run } from "./checkers/run";
 import { checkSysctl, checkSysctlFiles } from "./checkers/sysctl";
 import { devBackends, devResolved, primaryHost, secondaryHost } from "./fixtures/resolved";
-import { variantsByHost } from "./fixtures/variants";
+import { variants, variantsByHost } from "./fixtures/variants";
 
 const devHosts: HostFacts[] = [primaryHost, secondaryHost];
 const input = (spec: ResolvedSpec, host: HostFacts = primaryHost): RenderInput => ({ spec, host, backends: devBackends });
@@ -74,7 +76,7 @@ describe("NetworkManager keyfiles", () => {
         if (!r.ok) throw new Error(`${f.path}: ${r.output}`);
         const normalized = r.output;
         const zone = keyfileSection(f.content, "connection").zone;
-        expect(zone).toMatch(/^(external|internal)$/);
+        expect(zone).toMatch(/^(external|internal|edgepair-sync)$/);
         expect(normalized).toContain(`zone=${zone}`);
         const mac = keyfileSection(f.content, "ethernet")["mac-address"];
         if (f.path !== keyfilePath(FIP_CONNECTION)) expect(normalized.toLowerCase()).toContain(`mac-address=${mac}`);
@@ -112,6 +114,20 @@ describe("NetworkManager keyfiles", () => {
       for (const v of spec.derived.privateVips) expect(priv).not.toContain(`=${v.address}/`);
     });
 
+    test("sync link: a profile only with syncNetwork, its own address and zone, no route, matched by its MAC", () => {
+      const f = files.find((x) => x.path === keyfilePath(SYNC_CONNECTION));
+      if (!spec.syncNetwork) return expect(f).toBeUndefined();
+      const c = f?.content ?? "";
+      expect(keyfileSection(c, "ethernet")["mac-address"]).toBe(host.syncInterface?.mac);
+      expect(keyfileSection(c, "connection").zone).toBe("edgepair-sync");
+      expect(keyfileSection(c, "ipv4")).toEqual({
+        method: "manual",
+        address1: `${own(spec.syncNetwork.lbAddresses, host)}/${spec.syncNetwork.prefixLength}`,
+        "never-default": "true",
+      });
+      expect(keyfileSection(c, "ipv6")).toEqual({ method: "disabled" });
+    });
+
     test("the dummy link holds every address both LBs serve: frontend VIPs, and every public VIP when routed", () => {
       const fip = files.find((f) => f.path === keyfilePath(FIP_CONNECTION));
       expect(fip).toBeDefined();
@@ -140,7 +156,9 @@ describe("NetworkManager keyfiles", () => {
           ? host.publicInterface.name
           : f.path.endsWith(`${PRIVATE_CONNECTION}.nmconnection`)
             ? host.privateInterface.name
-            : FLOATING_IP_INTERFACE;
+            : f.path.endsWith(`${SYNC_CONNECTION}.nmconnection`)
+              ? host.syncInterface?.name
+              : FLOATING_IP_INTERFACE;
         expect(apply.slice(4)).toEqual([iface, keyfileSection(f.content, "connection").uuid]);
         for (const c of cmds) {
           expect(c).not.toMatch(/nmcli (device|d) reapply|connection reload/);
@@ -249,9 +267,13 @@ describe("sysctl", () => {
     const files = renderSysctl({ spec, host, backends });
 
     test("sysctl -p applies the file in a namespace with the named NICs", () => {
-      const r = checkSysctlFiles(files, [host.publicInterface.name, host.privateInterface.name]);
+      const sync = spec.syncNetwork && host.syncInterface ? [host.syncInterface.name] : [];
+      const r = checkSysctlFiles(files, [host.publicInterface.name, host.privateInterface.name, ...sync]);
       if (!r.ok) throw new Error(r.output);
       expect(r.output).toContain("net.netfilter.nf_conntrack_tcp_loose = 0");
+      // the sync link carries only the pair's own traffic: strict reverse-path filtering there, and only there
+      for (const s of sync) expect(r.output).toContain(`net.ipv4.conf.${s}.rp_filter = 1`);
+      if (sync.length === 0) expect(files[0]?.content).not.toMatch(/rp_filter = 1/);
     });
 
     test("gateway, VRRP and conntrack settings, per-interface keys on this host's NICs", () => {
@@ -301,13 +323,15 @@ describe("firewalld", () => {
     let external = "";
     let internal = "";
     let policy = "";
+    let sync = "";
     beforeAll(async () => {
       const listings: Listing[] = [
         { name: "external", kind: "zone" },
         { name: "internal", kind: "zone" },
         { name: EGRESS_POLICY, kind: "policy" },
+        ...(spec.syncNetwork ? [{ name: "edgepair-sync", kind: "zone" as const }] : []),
       ];
-      [external = "", internal = "", policy = ""] = await listAllParallel(files, listings);
+      [external = "", internal = "", policy = "", sync = ""] = await listAllParallel(files, listings);
     });
 
     test("firewall-offline-cmd --check-config accepts the tree", () => {
@@ -368,13 +392,23 @@ describe("firewalld", () => {
 
     test("internal: SSH to this LB's own address only; metrics from the cluster network only; VRRP and conntrack sync from the peer only", () => {
       const rules = richRules(internal);
-      const p = peer(spec.network.lbAddresses, host);
+      const link = spec.syncNetwork ?? spec.network;
+      const p = peer(link.lbAddresses, host);
+      const peerRules = [
+        `rule family="ipv4" source address="${p}" protocol value="vrrp" accept`,
+        `rule family="ipv4" source address="${p}" port port="${spec.conntrack.port}" protocol="udp" accept`,
+      ];
       expect(rules).toEqual([
         `rule family="ipv4" destination address="${own(spec.network.lbAddresses, host)}" service name="ssh" accept`,
         `rule family="ipv4" source address="${spec.network.cidr}" port port="${spec.metrics.port}" protocol="tcp" accept`,
-        `rule family="ipv4" source address="${p}" protocol value="vrrp" accept`,
-        `rule family="ipv4" source address="${p}" port port="${spec.conntrack.port}" protocol="udp" accept`,
+        // with a sync link, VRRP and the sync are not taken from the cluster network at all
+        ...(spec.syncNetwork ? [] : peerRules),
       ].map((r) => expect.stringContaining(r)));
+      const syncFile = files.find((f) => f.path.endsWith("/zones/edgepair-sync.xml"));
+      if (!spec.syncNetwork) return expect(syncFile).toBeUndefined();
+      expect(field(sync, "interfaces")).toBe(host.syncInterface?.name);
+      expect([field(sync, "services"), field(sync, "ports"), field(sync, "forward")]).toEqual(["", "", "no"]);
+      expect(richRules(sync)).toEqual(peerRules.map((r) => expect.stringContaining(r)));
       expect(internal).not.toContain(`source address="${own(spec.network.lbAddresses, host)}"`);
     });
 
@@ -484,6 +518,32 @@ describe("determinism and the combined firewall renderer", () => {
     for (const f of a) expect(f.content.startsWith("# Managed by edgepair") || f.content.startsWith("<!-- Managed by edgepair")).toBe(true);
   });
 
+  test("metadata guard: nft accepts it; only root reaches the metadata addresses from the LB; counter-case", () => {
+    const [f] = renderGuard(input(devResolved));
+    expect(f?.path).toBe(GUARD_NFT_PATH);
+    expect(f?.reload).toEqual({ service: "nftables", commands: [["nft", "-f", GUARD_NFT_PATH]] });
+    const content = f?.content ?? "";
+    expect(checkNft(content).ok).toBe(true);
+    expect(content).toContain(`table inet ${GUARD_TABLE} {`);
+    for (const [family, address] of [["ip", METADATA_V4], ["ip6", METADATA_V6]]) {
+      expect(content).toContain(`${family} daddr ${address} meta skuid != 0 counter reject`);
+    }
+    // without a sync link nothing in it comes from the spec or the host
+    expect(renderGuard(input(openstackSpec, secondaryHost))).toEqual(renderGuard(input(devResolved)));
+    expect(content).not.toContain("prerouting");
+    expect(checkNft(content.replace("skuid != 0", "skuid !== 0")).ok).toBe(false);
+  });
+
+  test("guard with a sync link: the sync network's addresses arriving on any other NIC are dropped before conntrack", () => {
+    const { spec } = variants.find((v) => v.name === "sync-link")!;
+    for (const host of [primaryHost, secondaryHost].map((h, i) => ({ ...h, syncInterface: { name: `sync${i}`, mac: `52:54:00:ed:03:0${i + 1}` } }))) {
+      const content = renderGuard({ spec, host, backends: devBackends })[0]?.content ?? "";
+      expect(checkNft(content).ok).toBe(true);
+      expect(content).toContain("type filter hook prerouting priority raw; policy accept;");
+      expect(content).toContain(`iifname != "${host.syncInterface.name}" ip saddr ${spec.syncNetwork!.cidr} counter drop`);
+    }
+  });
+
   test("renderFirewall = firewalld files + the NAT table, for both dev hosts", () => {
     for (const host of devHosts) {
       const files = renderFirewall(input(devResolved, host));
@@ -492,6 +552,7 @@ describe("determinism and the combined firewall renderer", () => {
         "/etc/firewalld/zones/internal.xml",
         `/etc/firewalld/policies/${EGRESS_POLICY}.xml`,
         NAT_NFT_PATH,
+        GUARD_NFT_PATH,
       ]);
       expect(checkFirewalld(files).ok).toBe(true);
       expect(checkNftFiles(files).ok).toBe(true);

@@ -2,7 +2,9 @@
  * The catalog of bad specs: each mutation of the dev spec must produce exactly the expected `<field.path>: <rule>`
  * line (among possibly others), and the valid variants must produce none.
  */
-import { validateSpec } from "../spec/resolve";
+import { immutableChanges } from "../spec/immutable";
+import { resolveSpec, validateSpec } from "../spec/resolve";
+import type { ResolvedSpec } from "../spec/types";
 import { formatProblem } from "../spec/errors";
 import { devSpecRaw, variants } from "./fixtures/variants";
 
@@ -118,6 +120,17 @@ const cases: Case[] = [
   { name: "image digest too short", mutate: (s) => (s.image = "registry.lab:5000/edgepair/lb@sha256:abc"), expect: "image: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>" },
   { name: "missing platform", mutate: (s) => delete s.platform, expect: "platform: is required" },
   { name: "unknown platform", mutate: (s) => (s.platform.type = "aws"), expect: "platform.type: must be one of libvirt, openstack" },
+  // the sync link (render/peer-link.ts)
+  { name: "sync network IPv6", mutate: (s) => (s.syncNetwork = { cidr: "fd00:1::/64" }), expect: "syncNetwork.cidr: must be an IPv4 network: VRRPv3 adverts carry the IPv4 VIPs only over IPv4" },
+  { name: "sync network too small", mutate: (s) => (s.syncNetwork = { cidr: "172.31.255.0/31" }), expect: "syncNetwork.cidr: must hold two LB addresses (/30 or wider)" },
+  { name: "sync network overlapping the cluster network", mutate: (s) => (s.syncNetwork = { cidr: "192.168.100.248/29" }), expect: "syncNetwork.cidr: must not overlap network.cidr: the link is the LBs' own" },
+  { name: "sync network overlapping the public network", mutate: (s) => (s.syncNetwork = { cidr: "172.31.250.0/29" }), expect: "syncNetwork.cidr: must not overlap platform.publicNetwork.cidr: the link is the LBs' own" },
+  { name: "sync addresses equal", mutate: (s) => (s.syncNetwork = { cidr: "10.255.0.0/29", lbAddresses: ["10.255.0.1", "10.255.0.1"] }), expect: "syncNetwork.lbAddresses[1]: must differ from syncNetwork.lbAddresses[0]" },
+  { name: "sync address outside its network", mutate: (s) => (s.syncNetwork = { cidr: "10.255.0.0/29", lbAddresses: ["10.255.0.1", "10.255.0.9"] }), expect: "syncNetwork.lbAddresses[1]: must be inside syncNetwork.cidr 10.255.0.0/29" },
+  { name: "sync network /30 on libvirt", mutate: (s) => (s.syncNetwork = { cidr: "10.255.0.0/30" }), expect: "syncNetwork.cidr: must be /29 or wider on libvirt: the host's bridge takes an address beside the two LBs'" },
+  { name: "sync address the broadcast address", mutate: (s) => (s.syncNetwork = { cidr: "10.255.0.0/29", lbAddresses: ["10.255.0.1", "10.255.0.7"] }), expect: "syncNetwork.lbAddresses[1]: must not be the network or broadcast address" },
+  { name: "public VIP inside the sync network", mutate: (s) => (s.syncNetwork = { cidr: "198.51.100.96/29" }), expect: "virtualAddresses.api[1].address: must be outside syncNetwork.cidr 198.51.100.96/29: that link carries only VRRP and the conntrack sync" },
+  { name: "sync network with an unknown field", mutate: (s) => (s.syncNetwork = { cidr: "10.255.0.0/30", gateway: "10.255.0.1" }), expect: "syncNetwork.gateway: unknown field" },
   { name: "public network overlapping the cluster network", mutate: (s) => (s.platform.publicNetwork = { cidr: "192.168.0.0/16" }), expect: "platform.publicNetwork.cidr: must not overlap network.cidr" },
   { name: "next hop outside the public network", mutate: (s) => (s.platform.publicNetwork.nextHop = "10.9.9.9"), expect: "platform.publicNetwork.nextHop: must be inside platform.publicNetwork.cidr" },
   { name: "next hop equal to an LB address", mutate: (s) => (s.platform.publicNetwork.nextHop = "172.31.250.2"), expect: "platform.publicNetwork.nextHop: must differ from the public gateway and LB addresses (172.31.250.2)" },
@@ -225,5 +238,21 @@ describe("valid variants", () => {
     const noNat = variants.find((v) => v.name === "no-nat")!.spec;
     expect(noNat.virtualAddresses.nat).toBeUndefined();
     expect(noNat.derived.privateVips.map((a) => a.address)).toEqual(["192.168.100.100"]); // no gateway VIP
+  });
+});
+
+describe("the agent's own immutability check: the sync link", () => {
+  const withSync = (cidr?: string) => {
+    const raw = devSpecRaw() as Raw;
+    if (cidr) raw.syncNetwork = { cidr };
+    return resolveSpec(raw);
+  };
+  test("adding, moving or removing syncNetwork is refused with the field named; the same link is not a change", () => {
+    const paths = (a: ResolvedSpec, b: ResolvedSpec) => immutableChanges(a, b).map((p) => p.path);
+    expect(paths(withSync(), withSync("172.31.255.248/29"))).toEqual(["syncNetwork"]);
+    expect(paths(withSync("172.31.255.248/29"), withSync("172.31.255.240/29"))).toEqual(["syncNetwork"]);
+    expect(paths(withSync("172.31.255.248/29"), withSync())).toEqual(["syncNetwork"]);
+    expect(immutableChanges(withSync("172.31.255.248/29"), withSync("172.31.255.248/29"))).toEqual([]);
+    expect(immutableChanges(withSync(), withSync("172.31.255.248/29"))[0]!.rule).toMatch(/it runs none \(the cluster network\)$/);
   });
 });

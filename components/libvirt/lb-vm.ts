@@ -19,6 +19,8 @@ export interface LibvirtLbVmArgs {
   metaData: pulumi.Input<string>;
   publicNic: { network: pulumi.Input<string>; mac: string };
   privateNic: { network: pulumi.Input<string>; mac: string };
+  /** the third NIC, on the sync link (spec.syncNetwork) */
+  syncNic?: { network: pulumi.Input<string>; mac: string };
 }
 
 export class LibvirtLbVm extends pulumi.ComponentResource {
@@ -47,8 +49,8 @@ export class LibvirtLbVm extends pulumi.ComponentResource {
       ...(args.domainType ? { type: args.domainType } : {}),
       disks: [{ pool: args.pool, volume: this.disk.name }],
       cloudInit: { pool: args.pool, volume: this.seed.name },
-      // order matters: the first NIC is the public one in the host facts
-      nics: [args.publicNic, args.privateNic],
+      // order matters: public, private, sync, as the host facts' interface names assume
+      nics: [args.publicNic, args.privateNic, ...(args.syncNic ? [args.syncNic] : [])],
     }, once);
     this.registerOutputs({ domain: this.domain.name, disk: this.disk.name, seed: this.seed.name });
   }

@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Network } from "../../providers/libvirt";
+import { syncHostAddress } from "../../spec/sync-network";
 import type { ResolvedSpec } from "../../spec/types";
 
 export interface LibvirtNetworksArgs {
@@ -17,6 +18,8 @@ export interface LibvirtNetworksArgs {
 export class LibvirtNetworks extends pulumi.ComponentResource {
   public readonly privateNetwork: Network;
   public readonly publicNetwork: Network;
+  /** With spec.syncNetwork: the LBs' own link (isolated; no DHCP, no DNS), VRRP and conntrackd's sync only. */
+  public readonly syncNetwork?: Network;
 
   constructor(name: string, args: LibvirtNetworksArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:LibvirtNetworks", name, {}, opts);
@@ -38,6 +41,20 @@ export class LibvirtNetworks extends pulumi.ComponentResource {
       hostAddress: pub.gateway,
       routes: spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ cidr: `${v.address}/32`, gateway: nextHop })),
     }, { parent: this });
-    this.registerOutputs({ privateNetwork: this.privateNetwork.name, publicNetwork: this.publicNetwork.name });
+    if (spec.syncNetwork) {
+      this.syncNetwork = new Network(`${name}-sync`, {
+        ...(args.uri ? { uri: args.uri } : {}),
+        mode: "isolated",
+        cidr: spec.syncNetwork.cidr,
+        // libvirt gives the host's bridge an address; the spec rules keep one free beside the two LBs'
+        hostAddress: syncHostAddress(spec.syncNetwork),
+        dns: false,
+      }, { parent: this });
+    }
+    this.registerOutputs({
+      privateNetwork: this.privateNetwork.name,
+      publicNetwork: this.publicNetwork.name,
+      ...(this.syncNetwork ? { syncNetwork: this.syncNetwork.name } : {}),
+    });
   }
 }

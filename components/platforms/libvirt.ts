@@ -1,6 +1,6 @@
 /**
- * The pair on libvirt: the provider's networks (the public one routes the floating IPs), a disk, a NoCloud seed
- * and a domain per LB. MACs derive from the stack and VM names, so host facts, user-data and rendered views are
+ * The pair on libvirt: the provider's networks (the public one routes the floating IPs; with spec.syncNetwork an
+ * isolated link of the two LBs), a disk, a NoCloud seed and a domain per LB. MACs derive from the stack and VM names, so host facts, user-data and rendered views are
  * all known at preview.
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -30,7 +30,11 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
   const { name, stack, spec, parent } = ctx;
   const uri = lv.uri ? { uri: lv.uri } : {};
   const hosts = ctx.lbs.map((lb) =>
-    hostFacts(lb, ctx.interfaceNames, { public: deriveMac(stack, lb.vm, "public"), private: deriveMac(stack, lb.vm, "private") }),
+    hostFacts(lb, ctx.interfaceNames, {
+      public: deriveMac(stack, lb.vm, "public"),
+      private: deriveMac(stack, lb.vm, "private"),
+      ...(spec.syncNetwork ? { sync: deriveMac(stack, lb.vm, "sync") } : {}),
+    }),
   );
   const networks = new LibvirtNetworks(`${name}-net`, { spec, ...uri, ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) }, { parent });
   const vms: LibvirtLbVm[] = [];
@@ -50,6 +54,7 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
       metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
       publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
       privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
+      ...(networks.syncNetwork && host.syncInterface ? { syncNic: { network: networks.syncNetwork.name, mac: host.syncInterface.mac } } : {}),
       // Never both at once: the second LB's changes (a replacement included) wait until the first serves again.
     }, { parent, ...(previous ? { dependsOn: [previous] } : {}) }));
     const vm = vms[i]!;

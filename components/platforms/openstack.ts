@@ -27,6 +27,11 @@ export type OpenStackPlatformArgs = OpenStackImage & {
 
 export function deployOpenStack(ctx: PlatformContext, os: OpenStackPlatformArgs): PlatformPair {
   const { name, spec, parent } = ctx;
+  if (spec.syncNetwork) {
+    // Neutron's port security already drops a port's packets from an address that is not its own, so a cluster VM
+    // cannot forge the peer's; the link of the LBs' own is built on libvirt, where the bridge lets anything through.
+    throw new pulumi.ResourceError("syncNetwork: not available on platform openstack yet (port security already stops a cluster VM from forging the peer's address); remove it", parent);
+  }
   const net = new OpenStackNetworking(`${name}-net`, {
     spec,
     privateNetwork: os.privateNetwork,

@@ -30,6 +30,8 @@ export interface LbPlan {
 export interface InterfaceNames {
   public: string;
   private: string;
+  /** the sync link's NIC (spec.syncNetwork) */
+  sync?: string;
 }
 
 export interface PlatformContext {
@@ -55,12 +57,13 @@ export interface PlatformPair {
   sshAddresses: string[];
 }
 
-export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: string; private: string }): HostFacts {
+export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: string; private: string; sync?: string }): HostFacts {
   return {
     hostname: lb.hostname,
     role: lb.role,
     publicInterface: { name: names.public, mac: macs.public },
     privateInterface: { name: names.private, mac: macs.private },
+    ...(macs.sync !== undefined ? { syncInterface: { name: names.sync ?? "enp3s0", mac: macs.sync } } : {}),
   };
 }
 
