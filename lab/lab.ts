@@ -111,6 +111,7 @@ export function inNetns(ns: string, argv: readonly string[]): string[] {
 export class Lab {
   /** set once teardown begins: nothing new may start (an interrupted `up` may still be running its steps) */
   private closing?: Promise<void>;
+  private nsDirMounted?: Promise<void>;
 
   private constructor(readonly state: LabState, private readonly log: Log) {}
 
@@ -462,13 +463,16 @@ export class Lab {
   private async mountNamespace(key: LbKey): Promise<void> {
     const lb = this.lb(key);
     const nsDir = join(this.dir, "ns");
-    if (!this.state.mounts.includes(nsDir)) {
+    // Both LBs come here at once: the second must wait for the mount the first makes, or its namespace copies a
+    // directory that is not a mount yet (seen under load: `umount -l .../ns: not mounted`).
+    this.nsDirMounted ??= (async () => {
       // unshare --mount=FILE needs FILE on a mount that is not shared (systemd makes / shared).
       this.state.mounts.unshift(nsDir);
       this.save();
       await exec(["mount", "--bind", nsDir, nsDir]);
       await exec(["mount", "--make-private", nsDir]);
-    }
+    })();
+    await this.nsDirMounted;
     const file = this.mountNsFile(key);
     this.assertOpen();
     writeFileSync(file, "");
@@ -1021,9 +1025,10 @@ export class Lab {
       const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], { allowFail: true, timeoutMs: ms + 5000 });
       const byId = new Map<string, string>();
       for (const line of r.stdout.split("\n")) {
-        // firewalld's verdict, or our guard table's drop of a forged sync-link address (render/guard.ts)
-        const m = /^trace id (\S+) inet (?:firewalld|edgepair_guard) \S+ (rule .*|policy .*)$/.exec(line);
-        if (m) byId.set(m[1] as string, m[2] as string);
+        // firewalld's verdict, or our guard table's drop of a forged sync-link address (render/guard.ts); the guard's
+        // own accept policy (its output chain sees the LB's answers) decides nothing
+        const m = /^trace id (\S+) inet (firewalld|edgepair_guard) \S+ (rule .*|policy .*)$/.exec(line);
+        if (m && (m[2] === "firewalld" || /\(verdict drop\)$/.test(m[3] as string))) byId.set(m[1] as string, m[3] as string);
       }
       // a packet whose trace the window cut off ends on a jump or goto into a zone's chain: not decided yet
       return [...byId.values()].filter((v) => !/\(verdict (?:(?:jump|goto) \S+|continue|return)\)$/.test(v));
