@@ -5,27 +5,19 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { EdgePair } from "./components/edgepair";
+import { stopOnSpecError } from "./components/spec-errors";
 import type { BootcImageArgs, BootcImageBuild, RegistryAuth } from "./components/bootc-image";
 import type { LoadBalancerSpecInput } from "./spec/schema";
-import { SpecError } from "./spec/errors";
 import { parseOpenStackSettings } from "./spec/openstack-settings";
-import { resolveSpec } from "./spec/resolve";
+import { checkSpec } from "./spec/checked";
 import { DOMAIN_TYPES, type DomainType } from "./providers/libvirt";
 
 const config = new pulumi.Config("edgepair");
 const rawSpec = config.requireObject<LoadBalancerSpecInput>("spec");
 
-function loadSpec() {
-  try {
-    return resolveSpec(rawSpec);
-  } catch (e) {
-    // RunError: the engine prints the message alone, without a stack trace a user has nothing to do with.
-    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair:spec is invalid:\n${e.message}`);
-    throw e;
-  }
-}
-
-const spec = loadSpec();
+// checked once here; EdgePair, ClusterAccess and each LB's user-data take it as it is
+const checked = stopOnSpecError("edgepair:spec", () => checkSpec(rawSpec));
+const spec = checked.resolved;
 
 export const clusterName = spec.clusterName;
 export const vrrpRouterId = spec.vrrp.routerId;
@@ -47,7 +39,7 @@ function imageArgs(): BootcImageArgs {
 }
 
 const common = () => ({
-  spec: rawSpec,
+  spec: checked,
   image: imageArgs(),
   sshAuthorizedKeys: config.getObject<string[]>("sshAuthorizedKeys") ?? [],
   readiness: { enabled: config.requireBoolean("waitForReady") },
@@ -78,13 +70,7 @@ function composePair(): EdgePair | undefined {
   // OpenStack: the networks, flavor and image come from `edgepair:openstack`; without it, validate only.
   const raw = config.getObject<unknown>("openstack");
   if (raw === undefined) return undefined;
-  let os;
-  try {
-    os = parseOpenStackSettings(raw, "edgepair:openstack");
-  } catch (e) {
-    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair:openstack is invalid:\n${e.message}`);
-    throw e;
-  }
+  const os = stopOnSpecError("edgepair:openstack", () => parseOpenStackSettings(raw, "edgepair:openstack"));
   const image = os.imageId !== undefined ? { imageId: os.imageId } : { imageName: os.imageName as string };
   return new EdgePair(spec.clusterName, {
     ...common(),

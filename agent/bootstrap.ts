@@ -11,12 +11,12 @@
 import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BadInput } from "../cli/exit";
-import { resolveBackends } from "../cli/inputs";
 import { renderAll, RENDERER_VERSION } from "../render/index";
 import { VRRP_FIFO_PATH } from "../render/notify";
 import type { RenderedFile } from "../render/types";
 import { AGENT_SECRET_DEFAULTS } from "../spec/agent-settings";
+import { resolveBackends } from "../spec/backend-list";
+import { formatProblem, SpecError } from "../spec/errors";
 import { applyFiles, defaultValidators, spawnRunner, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { isUpToDate, readLive, resolveOwner } from "./apply/write";
 import { readAgentConfig, type AgentConfig, type ConfigReading } from "./config";
@@ -108,7 +108,7 @@ function clip(output: string): string[] {
 }
 
 function message(err: unknown): string {
-  if (err instanceof BadInput) return err.lines.join("; ");
+  if (err instanceof SpecError) return err.problems.map(formatProblem).join("; ");
   return err instanceof Error ? err.message : String(err);
 }
 

@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
+import { SERVICES } from "../render/services";
 import type { RenderedFile } from "../render/types";
 
 export type RolloutKind = "none" | "servers-only" | "safe" | "risky";
@@ -22,8 +23,6 @@ export interface ChangeSet {
   /** hash of every rendered file together: the MASTER waits until its peer reports this one */
   desiredHash: string;
 }
-
-const RISKY_SERVICES = new Set(["keepalived", "firewalld", "nftables", "networkmanager", "sysctl"]);
 
 /** haproxy.cfg without its server lines: equal before and after means only membership changed. */
 export function withoutServerLines(cfg: string): string {
@@ -81,7 +80,7 @@ export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap
     changed.push(f.path);
     if (f.path === HAPROXY_CONFIG_PATH && now && now.mode === f.mode && withoutServerLines(now.content) === withoutServerLines(f.content) && !serverShapesChanged(now.content, f.content)) continue;
     serversOnly = false;
-    if (RISKY_SERVICES.has(f.reload.service) || f.path === HAPROXY_CONFIG_PATH) risky.push(f.path);
+    if (SERVICES[f.reload.service].risky) risky.push(f.path);
   }
   const kind: RolloutKind = changed.length === 0 ? "none" : serversOnly ? "servers-only" : risky.length > 0 ? "risky" : "safe";
   return { kind, changed, risky, desiredHash: desiredHash ?? renderHash(next) };

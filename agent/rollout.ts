@@ -3,9 +3,9 @@
  * state and the peer's status entry (the render hash it reports under configHashes.all, its Ready condition and
  * heartbeat), and applies, waits, or applies alone when there is no peer to go first.
  */
+import type { AgentVrrpState } from "../render/vrrp-state";
 import type { ChangeSet } from "./changes";
 
-export type VrrpRole = "MASTER" | "BACKUP" | "FAULT" | "STOP" | "INIT";
 
 export interface PeerView {
   name: string;
@@ -23,7 +23,7 @@ export type RolloutDecision =
 /** A peer silent for longer than this is gone for the rollout: the MASTER does not wait for it forever. */
 export const PEER_STALE_MS = 60_000;
 
-export function rolloutDecision(me: VrrpRole, change: ChangeSet, peer: PeerView | undefined): RolloutDecision {
+export function rolloutDecision(me: AgentVrrpState, change: ChangeSet, peer: PeerView | undefined): RolloutDecision {
   switch (change.kind) {
     case "none":
       return { action: "nothing" };

@@ -12,15 +12,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderAll, RENDERER_VERSION } from "../render";
 import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
-import type { VrrpState } from "../render/floating-ip";
 import type { RenderedFile } from "../render/types";
+import { SERVICES } from "../render/services";
+import { statusVrrpState, type AgentVrrpState, type KeepalivedState, type StatusVrrpState } from "../render/vrrp-state";
 import type { AgentSettings } from "../spec/agent-settings";
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { classifyChanges, desiredStateHash } from "./changes";
 import { backendsHealthy, haproxyWorkerPid, syncServers } from "./haproxy";
 import { APPLIED_HASH_KEY, Backoff, ClusterSide, type BackoffOptions, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
-import { PEER_STALE_MS, rolloutDecision, type VrrpRole } from "./rollout";
+import { PEER_STALE_MS, rolloutDecision } from "./rollout";
 import { ImageSwitchLoop, keepalivedHeld, kubeImageSwitchStore, type SwitchHost, type SwitchOutcome, type SwitchTimeouts } from "./switch";
 import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
@@ -69,13 +70,12 @@ export interface AgentRunOptions {
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
 
-const STATUS_VRRP: Record<VrrpState, "Master" | "Backup" | "Fault" | "Stop"> = { MASTER: "Master", BACKUP: "Backup", FAULT: "Fault", STOP: "Stop" };
 
 export class AgentRun {
   private cluster: ClusterSide | undefined;
   private fifo: FifoListener | undefined;
   private reassert: Reasserter | undefined;
-  private vrrp: VrrpRole = "INIT";
+  private vrrp: AgentVrrpState = "INIT";
   private queued: DesiredState | undefined;
   private running: Promise<void> | undefined;
   private waitTimer: NodeJS.Timeout | undefined;
@@ -114,7 +114,7 @@ export class AgentRun {
       onEvent: (e) => this.onCluster(e),
       ...o.cluster,
     });
-    this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: STATUS_VRRP[initial] } : {}) });
+    this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: statusVrrpState(initial) } : {}) });
     if (o.imageSwitch) this.switchLoop = this.imageSwitchLoop(this.cluster, o.imageSwitch);
     // Nothing is applied until the cluster answers: bootstrap applied the boot spec already, and the cluster
     // side sends its first desired state only once the Nodes are listed (before that, "no Node matches" would
@@ -140,10 +140,10 @@ export class AgentRun {
   }
 
   /** keepalived's state as the image switch reads it while keepalived runs (the FIFO's last word, else the VIPs). */
-  async vrrpStateNow(): Promise<"Master" | "Backup" | "Fault" | "Stop"> {
-    if (this.vrrp !== "INIT") return STATUS_VRRP[this.vrrp];
+  async vrrpStateNow(): Promise<StatusVrrpState> {
+    if (this.vrrp !== "INIT") return statusVrrpState(this.vrrp);
     const seen = await detectVrrpState(this.runningSpec(), this.o.host, this.o.runner);
-    return seen ? STATUS_VRRP[seen] : "Backup";
+    return seen ? statusVrrpState(seen) : "Backup";
   }
 
   /** Resolves once every queued desired state was handled (tests). */
@@ -151,10 +151,10 @@ export class AgentRun {
     while (this.running) await this.running.catch(() => undefined);
   }
 
-  private async onTransition(state: VrrpState): Promise<void> {
+  private async onTransition(state: KeepalivedState): Promise<void> {
     this.vrrp = state;
     this.o.log(`vrrp: ${state}`);
-    this.cluster?.status.update({ vrrpState: STATUS_VRRP[state] });
+    this.cluster?.status.update({ vrrpState: statusVrrpState(state) });
     if (this.reassert) await this.reassert.transition(state);
     else this.startReassert(state);
     // a change waiting for the peer may go now (e.g. this LB just became BACKUP)
@@ -170,7 +170,7 @@ export class AgentRun {
     if (this.stopped || this.vrrp === "INIT") return;
     const o = this.o;
     const active = await o.runner(["systemctl", "is-active", "--quiet", "keepalived.service"], { timeoutMs: 5000 });
-    const seen: VrrpState | undefined = active.exitCode !== 0 ? "STOP" : this.vrrp === "FAULT" ? undefined : await detectVrrpState(this.runningSpec(), o.host, o.runner);
+    const seen: KeepalivedState | undefined = active.exitCode !== 0 ? "STOP" : this.vrrp === "FAULT" ? undefined : await detectVrrpState(this.runningSpec(), o.host, o.runner);
     if (!seen || seen === this.vrrp || this.stopped) return;
     o.log(`vrrp: keepalived ${seen === "STOP" ? "is not running" : `holds the VIPs as ${seen}`}, not ${this.vrrp} as last notified: taken as ${seen}`);
     await this.onTransition(seen);
@@ -218,7 +218,7 @@ export class AgentRun {
     });
   }
 
-  private startReassert(state: VrrpState): void {
+  private startReassert(state: KeepalivedState): void {
     this.reassert = startReassert(state, {
       spec: () => this.runningSpec(),
       host: this.o.host,
@@ -347,7 +347,7 @@ export class AgentRun {
    * advertising for the moment; both come back as BACKUP (nopreempt).
    */
   private keepalivedQuietFor(files: readonly RenderedFile[], change: { changed: string[]; desiredHash: string }): string | undefined {
-    if (!files.some((f) => f.reload.service === "firewalld" && change.changed.includes(f.path))) return undefined;
+    if (!files.some((f) => SERVICES[f.reload.service].reloadStallsTraffic && change.changed.includes(f.path))) return undefined;
     if (this.vrrp === "BACKUP") return "BACKUP: stops advertising for the moment";
     if (this.vrrp !== "MASTER") return undefined;
     const peer = this.cluster?.status.peerView();

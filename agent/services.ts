@@ -3,14 +3,12 @@
  * tests). The image ships them disabled, so nothing serves with an image-default configuration before the rendered
  * files are in place; bootstrap enables and starts each one once its files went live.
  *
- * Start order, from what each one needs:
- *   1. firewalld: before anything binds, so no port is ever reachable unfiltered (the image enables it already;
- *      then this is a no-op and the apply's `firewall-cmd --reload` loaded the rendered zones);
- *   2. haproxy: binds the frontends (ip_nonlocal_bind comes from the sysctl file applied before);
- *   3. conntrackd: keepalived's notify script commits its cache on becoming MASTER, so it must be up first;
- *   4. keepalived last: it advertises (and may take the VIPs) only once HAProxy serves and conntrackd syncs.
- * NetworkManager is not here: it runs from the image, and the apply's reloads load and activate the profiles.
+ * Start order (render/services.ts, bootstrapOrder, with the reasons): firewalld, haproxy, conntrackd, keepalived.
+ * firewalld is enabled by the image already; then this is a no-op and the apply's `firewall-cmd --reload` loaded the
+ * rendered zones. NetworkManager is not here: it runs from the image, and the apply's reloads load and activate the
+ * profiles.
  */
+import { BOOTSTRAP_UNITS as SERVICE_BOOTSTRAP_UNITS } from "../render/services";
 import type { RenderedFile, ServiceName } from "../render/types";
 import type { CommandResult, CommandRunner } from "./apply";
 
@@ -19,12 +17,8 @@ export interface ManagedUnit {
   unit: string;
 }
 
-export const BOOTSTRAP_UNITS: readonly ManagedUnit[] = [
-  { service: "firewalld", unit: "firewalld.service" },
-  { service: "haproxy", unit: "haproxy.service" },
-  { service: "conntrackd", unit: "conntrackd.service" },
-  { service: "keepalived", unit: "keepalived.service" },
-];
+/** In start order; the order and its reasons live in the service table (render/services.ts). */
+export const BOOTSTRAP_UNITS: readonly ManagedUnit[] = SERVICE_BOOTSTRAP_UNITS;
 
 const QUERY_TIMEOUT_MS = 15_000;
 /** `enable --now` waits for the start job; systemd's own default start timeout is 90 s. */

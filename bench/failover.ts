@@ -24,7 +24,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readSpec } from "../cli/inputs";
+import { readSpec } from "../spec/files";
 import { readRequests, summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC, guarded } from "../lab/cli";
 import { sleep, waitFor, type ProcessRecord } from "../lab/exec";

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, readSync, c
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { syncServers, RuntimeSocket, type SyncServersResult } from "../agent/haproxy/index";
-import { readSpec } from "../cli/inputs";
+import { readSpec } from "../spec/files";
 import type { RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { exec, isAlive, sleep, startDetached, stopProcess, waitFor, type ProcessRecord } from "../lab/exec";

@@ -9,8 +9,8 @@ import {
   agentSettingsSpecProblems, validateAgentSettings, type AgentSettings, type AgentSettingsInput,
 } from "../spec/agent-settings";
 import { SpecError, type SpecProblem } from "../spec/errors";
-import { validateHostFacts, validateSpec } from "../spec/resolve";
-import type { LoadBalancerSpecInput } from "../spec/schema";
+import type { CheckedSpec } from "../spec/checked";
+import { validateHostFacts } from "../spec/resolve";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 
 export const BOOTSTRAP_PATHS = {
@@ -39,8 +39,9 @@ export interface BootstrapSecrets {
 export type SecretName = keyof BootstrapSecrets;
 
 export interface UserDataInput {
-  /** The LoadBalancer spec exactly as the user wrote it (not resolved: the agent resolves it with its own version). */
-  spec: LoadBalancerSpecInput;
+  /** The LoadBalancer spec, checked once by the caller; the user-data carries it as written (the agent resolves it
+   *  with its own version). */
+  spec: CheckedSpec;
   host: HostFacts;
   agent: AgentSettingsInput;
   sshAuthorizedKeys: readonly string[];
@@ -106,13 +107,12 @@ function validate(input: UserDataInput): Validated {
   const prefixed = (prefix: string, ps: SpecProblem[]) =>
     problems.push(...ps.map((p) => ({ path: p.path ? `${prefix}.${p.path}` : prefix, rule: p.rule })));
 
-  const spec = validateSpec(input.spec);
-  if (!spec.ok) prefixed("spec", spec.problems);
+  const spec = input.spec.resolved;
   const host = validateHostFacts(input.host);
   if (!host.ok) prefixed("host", host.problems);
   const agent = validateAgentSettings(input.agent);
   if (!agent.ok) prefixed("agent", agent.problems);
-  if (spec.ok && agent.ok) prefixed("agent", agentSettingsSpecProblems(agent.value, spec.value));
+  if (agent.ok) prefixed("agent", agentSettingsSpecProblems(agent.value, spec));
 
   if (host.ok && input.hostname !== host.value.hostname) problems.push({ path: "hostname", rule: "must equal host.hostname" });
   if (!Array.isArray(input.sshAuthorizedKeys)) problems.push({ path: "sshAuthorizedKeys", rule: "must be a list" });
@@ -126,8 +126,8 @@ function validate(input: UserDataInput): Validated {
   const secrets = input.secrets ?? {};
   problems.push(...secretProblems(secrets, agent.ok ? agent.value : undefined));
 
-  if (problems.length > 0 || !spec.ok || !host.ok || !agent.ok) throw new SpecError(problems);
-  return { spec: spec.value, host: host.value, agent: agent.value, secrets };
+  if (problems.length > 0 || !host.ok || !agent.ok) throw new SpecError(problems);
+  return { spec, host: host.value, agent: agent.value, secrets };
 }
 
 /** Rules never quote the value: an error message must not leak a secret. */
@@ -191,7 +191,7 @@ function writeFile(path: string, mode: number, content: string): WriteFile {
 
 function bootstrapFiles(input: UserDataInput, v: Validated): WriteFile[] {
   return [
-    writeFile(BOOTSTRAP_PATHS.spec, PUBLIC_MODE, dataFile("edgepair: the LoadBalancer spec as written when this VM was created; day-2 changes arrive through the LoadBalancer resource", input.spec)),
+    writeFile(BOOTSTRAP_PATHS.spec, PUBLIC_MODE, dataFile("edgepair: the LoadBalancer spec as written when this VM was created; day-2 changes arrive through the LoadBalancer resource", input.spec.written)),
     writeFile(BOOTSTRAP_PATHS.host, PUBLIC_MODE, dataFile("edgepair: facts about this VM (role, NICs)", v.host)),
     writeFile(BOOTSTRAP_PATHS.agent, PUBLIC_MODE, dataFile("edgepair: agent bootstrap settings (secrets are referenced by path)", v.agent)),
   ];

@@ -6,11 +6,13 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { agentNames, agentRbac, loadBalancerCrd, loadBalancerResource, type JsonValue } from "../k8s";
+import type { CheckedSpec } from "../spec/checked";
 import type { LoadBalancerSpecInput } from "../spec/schema";
+import { checkedSpecOf } from "./spec-errors";
 
 export interface ClusterAccessArgs {
-  /** The spec as written; the CR carries it unchanged (but for `image`, below). */
-  spec: LoadBalancerSpecInput;
+  /** The spec as written, or checked already (spec/checked.ts); the CR carries it unchanged (but for `image`). */
+  spec: LoadBalancerSpecInput | CheckedSpec;
   /**
    * The digest-pinned appliance image the pair should run (BootcImage's ref). It becomes the CR's spec.image, so a
    * new image reaches the running agents as a spec change and they switch one LB at a time; the VMs, whose
@@ -40,7 +42,8 @@ export class ClusterAccess extends pulumi.ComponentResource {
 
   constructor(name: string, args: ClusterAccessArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:ClusterAccess", name, {}, opts);
-    const ref = { name: args.spec.clusterName, namespace: args.namespace ?? "edgepair-system" };
+    const checked = checkedSpecOf(args.spec, this);
+    const ref = { name: checked.resolved.clusterName, namespace: args.namespace ?? "edgepair-system" };
     const n = agentNames(ref);
     this.namespace = n.namespace;
     this.loadBalancerName = n.loadBalancer;
@@ -64,7 +67,7 @@ export class ClusterAccess extends pulumi.ComponentResource {
     }, child([clusterRole, sa]));
     const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: rbac.role.metadata, rules: rbac.role.rules }, child(inNs));
     new k8s.rbac.v1.RoleBinding(`${name}-role`, { metadata: rbac.roleBinding.metadata, roleRef: rbac.roleBinding.roleRef, subjects: rbac.roleBinding.subjects }, child([role, sa]));
-    const cr = loadBalancerResource(args.spec, ref);
+    const cr = loadBalancerResource(checked, ref);
     const spec = args.image === undefined ? cr.spec : pulumi.output(args.image).apply((image) => ({ ...cr.spec, image }));
     new k8s.apiextensions.CustomResource(`${name}-loadbalancer`, { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec }, child([crdRes, ...inNs]));
     const tokenSecret = new k8s.core.v1.Secret(`${name}-token`, {

@@ -6,11 +6,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderUserData } from "../cloud-init";
-import { resolveBackends } from "../cli/inputs";
+import { resolveBackends } from "../spec/backend-list";
 import { renderAll, RENDERER_VERSION } from "../render";
 import type { AgentSettingsInput } from "../spec/agent-settings";
-import { SpecError } from "../spec/errors";
-import { resolveSpec } from "../spec/resolve";
+import type { CheckedSpec } from "../spec/checked";
 import type { LoadBalancerSpecInput } from "../spec/schema";
 import type { HostFacts, PlatformType, ResolvedSpec, Role } from "../spec/types";
 import { RenderedView, type ViewFile } from "../providers/edgepair/rendered-view";
@@ -21,6 +20,7 @@ import { deployLibvirt, type LibvirtPlatformArgs } from "./platforms/libvirt";
 import { deployOpenStack, type OpenStackPlatformArgs } from "./platforms/openstack";
 import { type Known, type LbPlan, mapKnown, type PlatformContext, type PlatformPair } from "./platforms/types";
 import { SecretDelivery } from "./secret-delivery";
+import { checkedSpecOf } from "./spec-errors";
 
 export type { LibvirtPlatformArgs } from "./platforms/libvirt";
 export type { OpenStackPlatformArgs } from "./platforms/openstack";
@@ -44,9 +44,10 @@ export interface ClusterAccessSettings {
 export interface EdgePairArgs {
   /**
    * The LoadBalancer spec as written. A plain value, not an Input: how many VMs, networks and addresses exist is
-   * decided from it while the program runs, and a bad spec must stop the preview before anything is planned.
+   * decided from it while the program runs, and a bad spec must stop the preview before anything is planned. Checked
+   * once (spec/checked.ts); a CheckedSpec is taken as it is.
    */
-  spec: LoadBalancerSpecInput;
+  spec: LoadBalancerSpecInput | CheckedSpec;
   /** Exactly one of prebuilt (ref@sha256:...) or build (podman build + push, optional qcow2): see BootcImage. */
   image: BootcImageArgs;
   sshAuthorizedKeys?: string[];
@@ -101,7 +102,8 @@ export class EdgePair extends pulumi.ComponentResource {
 
   constructor(name: string, args: EdgePairArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:EdgePair", name, {}, opts);
-    this.spec = resolveOrStop(args.spec);
+    const checked = checkedSpecOf(args.spec, this);
+    this.spec = checked.resolved;
     const spec = this.spec;
     checkPlatform(args.platform, spec.platform.type);
     const image = new BootcImage(`${name}-image`, args.image, { parent: this });
@@ -112,7 +114,7 @@ export class EdgePair extends pulumi.ComponentResource {
 
     const access = args.clusterAccess
       ? new ClusterAccess(`${name}-cluster`, {
-          spec: args.spec,
+          spec: checked,
           image: image.ref,
           kubeconfig: args.clusterAccess.kubeconfig,
           ...(args.clusterAccess.namespace ? { namespace: args.clusterAccess.namespace } : {}),
@@ -144,7 +146,7 @@ export class EdgePair extends pulumi.ComponentResource {
       userData: (host) =>
         pulumi.secret(pulumi.all([host, image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(([h, ref, metrics, registryAuth, token]) =>
           renderUserData({
-            spec: args.spec,
+            spec: checked,
             host: h,
             agent: agent(ref),
             sshAuthorizedKeys: args.sshAuthorizedKeys ?? [],
@@ -201,15 +203,6 @@ export class EdgePair extends pulumi.ComponentResource {
       floatingIps: this.floatingIps,
       metricsPassword: this.metricsPassword,
     });
-  }
-}
-
-function resolveOrStop(raw: LoadBalancerSpecInput): ResolvedSpec {
-  try {
-    return resolveSpec(raw);
-  } catch (e) {
-    if (e instanceof SpecError) throw new pulumi.RunError(`edgepair spec is invalid:\n${e.message}`);
-    throw e;
   }
 }
 

@@ -14,14 +14,14 @@
  */
 import { z } from "zod";
 import { fromZodIssues, SpecError } from "../spec/errors";
-import { resolveSpec } from "../spec/resolve";
+import type { CheckedSpec } from "../spec/checked";
 import { DNS_LABEL, type LoadBalancerSpecInput } from "../spec/schema";
 import { agentNames, API_VERSION, KIND, pairLabels, type LoadBalancerRef, type Manifest } from "./names";
+import { STATUS_VRRP_STATES } from "../render/vrrp-state";
 
 export const LB_CONDITION_TYPES = ["Ready", "Degraded", "Progressing"] as const;
 export const PAIR_CONDITION_TYPES = ["Redundant"] as const;
 /** keepalived's VRRP instance states, in Kubernetes enum style. */
-export const VRRP_STATES = ["Init", "Backup", "Master", "Fault", "Stop"] as const;
 export const IMAGE_SWITCH_PHASES = ["Pending", "Switching", "Verifying", "Completed", "RollingBack", "Failed"] as const;
 
 const dateTime = z.iso.datetime();
@@ -72,7 +72,7 @@ const loadBalancerEntry = z.strictObject({
   /** The LB's hostname (host facts). */
   name: lbName,
   role: z.enum(["primary", "secondary"]),
-  vrrpState: z.enum(VRRP_STATES).optional(),
+  vrrpState: z.enum(STATUS_VRRP_STATES).optional(),
   /** Rendered file path -> hash of the content the LB runs. */
   configHashes: z.record(z.string(), z.string()).optional(),
   rendererVersion: z.string().max(128).optional(),
@@ -123,18 +123,17 @@ export interface LoadBalancerResource extends Manifest {
 
 /**
  * The LoadBalancer carrying the spec exactly as written (defaults stay implicit, so the agent and the program resolve
- * them with the same code). The spec is validated first: a bad one throws SpecError (`field: rule`).
+ * them with the same code), checked by the caller (spec/checked.ts).
  */
-export function loadBalancerResource(spec: LoadBalancerSpecInput, ref: LoadBalancerRef): LoadBalancerResource {
+export function loadBalancerResource(spec: CheckedSpec, ref: LoadBalancerRef): LoadBalancerResource {
   const names = agentNames(ref);
-  resolveSpec(spec);
   return {
     apiVersion: API_VERSION,
     kind: KIND,
     metadata: { name: names.loadBalancer, namespace: names.namespace, labels: pairLabels(names.loadBalancer, "loadbalancer") },
     // a JSON copy: the spec is JSON data, and structuredClone makes arrays of another realm under jest, which
     // Pulumi's serializer (instanceof Array) would send as objects
-    spec: JSON.parse(JSON.stringify(spec)) as LoadBalancerSpecInput,
+    spec: JSON.parse(JSON.stringify(spec.written)) as LoadBalancerSpecInput,
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import type { Command } from "commander";
 import { join } from "node:path";
-import { readSpec } from "../cli/inputs";
+import { readSpec } from "../spec/files";
 import { Lab, teardown, teardownAll, type Log } from "./lab";
 import type { FailoverReport, SmokeResult } from "./lab";
 

@@ -15,13 +15,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { connect } from "node:net";
 import { constants } from "node:os";
 import { join } from "node:path";
-import { writeTree } from "../cli/write-tree";
+import { writeTree } from "../agent/apply/write";
 import { renderAll } from "../render/index";
 import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
+import { SERVICE_NAMES, SERVICES } from "../render/services";
 import { selectBackends, type BackendSelection } from "../agent/kube/backends";
 import { profileIntent, deviceFor, ipCommands, sysctlsFor, type LinkInfo, type ProfileIntent } from "./keyfile";
 import { catches, exec, GaveUp, isAlive, signal, sleep, startDetached, stopProcess, waitFor, type ExecResult, type ProcessRecord } from "./exec";
-import { allNamespaces, BRIDGES, lbLinks, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LbPlan } from "./topology";
+import { allNamespaces, BRIDGES, lbLinks, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LabLb } from "./topology";
 import { formatTable, ms, readRequests, summarize, type OutageSummary } from "./analysis";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
@@ -89,7 +90,8 @@ export interface FailoverReport {
   };
 }
 
-const LB_DAEMONS = ["dbus", "firewalld", "haproxy", "conntrackd", "vrrp-agent", "keepalived"] as const;
+/** Every process the lab runs for an LB, from the service table. */
+const LB_DAEMONS = SERVICE_NAMES.flatMap((s) => SERVICES[s].labProcesses);
 const HAPROXY_SOCKET = "/run/haproxy/admin.sock";
 const KEEPALIVED_DATA = "/tmp/keepalived.data";
 /** systemd's default hard NOFILE limit for services, what HAProxy gets on the VM */
@@ -139,6 +141,19 @@ export class Lab {
     return lab;
   }
 
+  /** A lab created and brought up; if that fails, torn down again and the error carries the progress lines so far. */
+  static async started(spec: ResolvedSpec): Promise<Lab> {
+    const progress: string[] = [];
+    const lab = Lab.create(spec, (l) => progress.push(l));
+    try {
+      await lab.up();
+    } catch (e) {
+      await lab.down();
+      throw new Error(`lab up failed: ${e instanceof Error ? e.message : String(e)}\n${progress.join("\n")}`);
+    }
+    return lab;
+  }
+
   /** The lab of `prefix`, or the newest one recorded under STATE_ROOT. */
   static load(prefix?: string, log: Log = () => undefined): Lab {
     const candidates = prefix ? [prefix] : recordedPrefixes();
@@ -161,7 +176,7 @@ export class Lab {
     writeFileSync(stateFile(this.dir), `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
   }
 
-  lb(key: LbKey): LbPlan {
+  lb(key: LbKey): LabLb {
     return key === "lb1" ? this.plan.lbs[0] : this.plan.lbs[1];
   }
 
@@ -333,7 +348,7 @@ export class Lab {
     const root = this.renderedRoot(key);
     this.assertOpen(); // writeTree would re-create the state directory a teardown has just removed
     rmSync(root, { recursive: true, force: true });
-    writeTree(root, renderAll({ spec: this.state.spec, host, backends: this.plan.backends }));
+    await writeTree(root, renderAll({ spec: this.state.spec, host, backends: this.plan.backends }));
 
     // NetworkManager's part: each rendered profile on the device it matches.
     const profiles = this.profiles(key);

@@ -52,7 +52,7 @@ export interface HostPlan {
   defaultRoute: string;
 }
 
-export interface LbPlan {
+export interface LabLb {
   key: "lb1" | "lb2";
   ns: string;
   role: "primary" | "secondary";
@@ -68,7 +68,7 @@ export interface LbPlan {
 export interface LabPlan {
   prefix: string;
   switchNs: string;
-  lbs: [LbPlan, LbPlan];
+  lbs: [LabLb, LabLb];
   router: HostPlan & { routes: { to: string; via: string }[] };
   hosts: HostPlan[];
   /** on demand only (tests): a host on the cluster network that is not the peer */
@@ -113,7 +113,7 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
   const privLen = spec.network.prefixLength;
   const gw = spec.network.gateway;
 
-  const lb = (key: "lb1" | "lb2", i: 0 | 1): LbPlan => ({
+  const lb = (key: "lb1" | "lb2", i: 0 | 1): LabLb => ({
     key,
     ns: ns(key),
     role: i === 0 ? "primary" : "secondary",
@@ -227,7 +227,7 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
 
 /** Every namespace of a plan, switch first (its deletion takes every veth peer with it). */
 /** An LB's links, the sync link too when it has one: what an unclean cut takes down. */
-export function lbLinks(lb: LbPlan): LinkPlan[] {
+export function lbLinks(lb: LabLb): LinkPlan[] {
   return [lb.publicLink, lb.privateLink, ...(lb.syncLink ? [lb.syncLink] : [])];
 }
 

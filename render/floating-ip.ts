@@ -9,17 +9,17 @@
  */
 import { parseIp } from "../spec/address";
 import type { HostFacts, IpFamily, PlatformType, ResolvedSpec } from "../spec/types";
+import type { KeepalivedState } from "./vrrp-state";
 
-export type VrrpState = "MASTER" | "BACKUP" | "FAULT" | "STOP";
 /** One program invocation, argv style: never passed through a shell. */
 export type Command = readonly string[];
 
 export interface FloatingIpHandler {
   readonly platform: PlatformType;
   /** Commands for the moment keepalived enters `state`, in order: address changes first, then announcements. */
-  onTransition(state: VrrpState): Command[];
+  onTransition(state: KeepalivedState): Command[];
   /** Commands that (re)establish what `state` requires, safe to repeat at any time. */
-  reassert(state: VrrpState): Command[];
+  reassert(state: KeepalivedState): Command[];
 }
 
 /** An address this LB holds only while MASTER, with the prefix length it is configured with. */
@@ -41,7 +41,7 @@ export function floatingIpHandler(spec: ResolvedSpec, host: HostFacts): Floating
   const dev = host.publicInterface.name;
   const platform = spec.platform.type;
   const moving = movingAddresses(spec);
-  const onTransition = (state: VrrpState): Command[] => (state === "MASTER" ? holdCommands(moving, dev) : releaseCommands(moving, dev));
+  const onTransition = (state: KeepalivedState): Command[] => (state === "MASTER" ? holdCommands(moving, dev) : releaseCommands(moving, dev));
   // Both platforms re-assert by re-applying the transition: every command is idempotent, and a repeated GARP
   // refreshes caches that may have aged out. A cloud whose API must re-point addresses would differ here.
   return { platform, onTransition, reassert: onTransition };

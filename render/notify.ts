@@ -27,7 +27,8 @@
 import type { VirtualAddress } from "../spec/types";
 import { handoffCommands } from "./handoff";
 import { file, header, hostPrefix, lines, NO_RELOAD } from "./common";
-import { type Command, floatingIpHandler, isAnnouncement, type VrrpState } from "./floating-ip";
+import { type Command, floatingIpHandler, isAnnouncement } from "./floating-ip";
+import type { KeepalivedState } from "./vrrp-state";
 import type { RenderInput, Renderer } from "./types";
 
 export const NOTIFY_SCRIPT_PATH = "/etc/edgepair/keepalived-notify.sh";
@@ -45,7 +46,7 @@ export const renderNotifyScript: Renderer = (input) => [
 
 function notifyScript({ spec, host }: RenderInput): string {
   const handler = floatingIpHandler(spec, host);
-  const addresses = (state: VrrpState) => handler.onTransition(state).map(shellLine);
+  const addresses = (state: KeepalivedState) => handler.onTransition(state).map(shellLine);
   const handoff = (on: boolean) => handoffCommands(host, on).map(shellLine);
   const conntrackd = (flag: string, why: string) => `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
   const release = "purge stale forwarded flows after PurgeTimeout";

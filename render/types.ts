@@ -1,5 +1,6 @@
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 
+/** One per entry of render/services.ts, where everything about each lives. */
 export type ServiceName =
   | "haproxy"
   | "keepalived"
@@ -8,6 +9,7 @@ export type ServiceName =
   | "sysctl"
   | "firewalld"
   | "nftables"
+  | "agent"
   | "none";
 
 /**

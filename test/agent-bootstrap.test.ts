@@ -16,7 +16,7 @@ import { defaultValidators, spawnRunner, type CommandResult, type CommandRunner,
 import { bootstrap, type BootstrapOptions, type BootstrapResult } from "../agent/bootstrap";
 import { BOOTSTRAP_UNITS } from "../agent/services";
 import { mainAsync } from "../cli/main";
-import { resolveBackends } from "../cli/inputs";
+import { resolveBackends } from "../spec/backend-list";
 import { renderUserData, type BootstrapSecrets } from "../cloud-init";
 import { renderAll } from "../render";
 import type { RenderedFile } from "../render/types";
@@ -27,6 +27,7 @@ import { keepalivedInterfaces } from "./checkers/keepalived";
 import { nftDevices } from "./checkers/nft";
 import { must, run } from "./checkers/run";
 import { devSpecRaw, hosts, REPO } from "./fixtures/variants";
+import { checkSpec } from "../spec/checked";
 
 // Distinctive values: a leak shows up as an exact substring.
 const SECRETS: BootstrapSecrets = { clusterToken: "TOKEN-SECRET-7f3a9c.e1b2", metricsPassword: "METRICS-SECRET-5d8e" };
@@ -36,7 +37,7 @@ const UNITS_IN_ORDER = ["firewalld.service", "haproxy.service", "conntrackd.serv
 
 function userDataFiles(spec: Record<string, unknown>, host: HostFacts = HOST): { path: string; permissions: string; content: string }[] {
   const doc = renderUserData({
-    spec: spec as unknown as LoadBalancerSpecInput,
+    spec: checkSpec(spec as unknown as LoadBalancerSpecInput),
     host,
     agent: {
       cluster: { apiServers: ["https://192.168.100.10:6443"], tlsServerName: "api.lab.example.com", namespace: "edgepair", loadBalancerName: "lab" },
@@ -417,6 +418,9 @@ describe("the bundle (tools/bundle-agent, esbuild)", () => {
     const nodeMajor = Number(process.versions.node.split(".")[0]);
     expect(nodeMajor).toBeGreaterThanOrEqual(20);
 
+    // the appliance's command line carries no lab (cli/appliance.ts): none of its code, no swc
+    const bundled = readFileSync(out, "utf8");
+    for (const labOnly of ["planLab", "compileHelper", "startRogue", "registerLab", "@swc/core"]) expect([labOnly, bundled.includes(labOnly)]).toEqual([labOnly, false]);
     const v = node([out, "--version"]);
     expect({ status: v.status, stdout: v.stdout }).toEqual({ status: 0, stdout: expect.stringMatching(new RegExp(`^${version.replace(/\./g, "\\.")} \\(renderer \\d+\\.\\d+\\.\\d+\\)\\n$`)) });
     const help = node([out, "agent", "bootstrap", "--help"]);

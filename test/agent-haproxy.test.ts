@@ -26,7 +26,7 @@ import { servers as rendererServers } from "../render/haproxy";
 import type { Backend, BackendSets } from "../spec/types";
 import { firstServedBy, LiveHaproxy, nowMs, timedSync, type RequestLog } from "../bench/propagation";
 import { devResolved, primaryHost } from "./fixtures/resolved";
-import { readSpec } from "../cli/inputs";
+import { readSpec } from "../spec/files";
 import { DEFAULT_SPEC } from "../lab/cli";
 
 const GOLDEN_CFG = join(__dirname, "golden", "dev-lb1", "etc", "haproxy", "haproxy.cfg");

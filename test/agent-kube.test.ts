@@ -39,6 +39,7 @@ import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserve
 import { freeLoopbackPorts } from "./fixtures/kube/daemon";
 import { createPki } from "./fixtures/kube/pki";
 import { devSpecRaw } from "./fixtures/variants";
+import { checkSpec } from "../spec/checked";
 
 jest.setTimeout(120_000);
 
@@ -833,7 +834,7 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       const from = log.mark;
       await must("DELETE", lbPath);
       const renamed = { ...devSpecRaw(), clusterName: "other" };
-      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(renamed as never, { name: LAB }));
+      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(renamed as never), { name: LAB }));
       const bad = (await log.waitFor((e) => e.type === "invalidSpec", "the re-created LoadBalancer refused", from)).e;
       expect(bad.type === "invalidSpec" ? bad.problems.map((p) => p.path) : []).toEqual(["clusterName", "vrrp.routerId"]);
       expect(bad.type === "invalidSpec" ? bad.problems[0]!.rule : "").toMatch(/^cannot change on a running pair: .*; it runs lab$/);
@@ -841,7 +842,7 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
       // counter-case: the LoadBalancer created again with the running clusterName is taken
       await must("DELETE", lbPath);
-      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(devSpecRaw() as never, { name: LAB }));
+      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }));
       await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "the LoadBalancer with the running clusterName", from);
       await side.stop();
     });

@@ -18,7 +18,7 @@ import { KubeClient } from "../agent/kube/client";
 import { StatusReporter } from "../agent/kube/status";
 import { AgentRun } from "../agent/run";
 import { bootcClient, type SwitchHost, type SwitchOutcome } from "../agent/switch";
-import { resolveBackends } from "../cli/inputs";
+import { resolveBackends } from "../spec/backend-list";
 import type { ImageSwitchStatus, LoadBalancerEntryStatus } from "../k8s";
 import { renderAll } from "../render";
 import { parseAgentSettings } from "../spec/agent-settings";

@@ -35,7 +35,6 @@ import {
   type SwitchDeps,
   type SwitchOutcome,
   type SwitchTimeouts,
-  type VrrpState,
 } from "../agent/switch";
 import {
   agentNames,
@@ -59,6 +58,8 @@ import { createBootcStandin, standinImage, STANDIN_IMAGES, type BootcStandin, ty
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw } from "./fixtures/variants";
+import type { StatusVrrpState } from "../render/vrrp-state";
+import { checkSpec } from "../spec/checked";
 
 jest.setTimeout(120_000);
 
@@ -175,7 +176,7 @@ describe("nextStep (pure): every rule with its counter-case", () => {
 
     test("a turn passed to this LB (Pending) is claimed once the peer runs the target and is Ready", () => {
       const handed = sw({ phase: "Pending", turn: "lb-1", completed: ["lb-2"] });
-      const me = { name: "lb-1", vrrpState: "Master" as VrrpState };
+      const me = { name: "lb-1", vrrpState: "Master" as StatusVrrpState };
       expect(kinds(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW } }))).toEqual(["claim-turn", "Switching", "lb-1"]);
       expect(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: OLD } }).kind).toBe("wait");
       expect(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW, ready: false } }).kind).toBe("wait");
@@ -199,7 +200,7 @@ describe("nextStep (pure): every rule with its counter-case", () => {
 
     test("the reboot waits until the peer is Ready and MASTER; then Verifying is written and the LB reboots", () => {
       const staged = bootcAt(OLD, { staged: slot(NEW) });
-      const resigned = { name: "lb-1", keepalivedActive: false, vrrpState: "Stop" as VrrpState, bootc: staged };
+      const resigned = { name: "lb-1", keepalivedActive: false, vrrpState: "Stop" as StatusVrrpState, bootc: staged };
       const notYet = plan({ s: sw({ turn: "lb-1" }), self: resigned, peer: { name: "lb-2", vrrpState: "Backup" } });
       expect(notYet.reason).toContain("to be Ready and MASTER before the reboot");
       const go = plan({ s: sw({ turn: "lb-1" }), self: resigned, peer: { name: "lb-2", vrrpState: "Master" } });
@@ -232,7 +233,7 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     });
 
     test("keepalived waits for the peer's adverts AND a Ready peer (await-peer); then it starts", () => {
-      const down = { ...onTarget, keepalivedActive: false, vrrpState: "Stop" as VrrpState };
+      const down = { ...onTarget, keepalivedActive: false, vrrpState: "Stop" as StatusVrrpState };
       expect(plan({ s: verifying, self: down })).toMatchObject({ kind: "await-peer", startKeepalived: true });
       expect(plan({ s: verifying, self: { ...down, peerAdvertsSeen: false } })).toMatchObject({ kind: "await-peer", startKeepalived: false });
       expect(plan({ s: verifying, self: down, peer: { ready: false } })).toMatchObject({ kind: "await-peer", startKeepalived: false });
@@ -299,7 +300,7 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     });
 
     test("back on the previous image: keepalived waits for the peer (alone only after rejoinAloneMs), then Failed", () => {
-      const back = { bootc: bootcAt(OLD, { rollback: slot(NEW) }), keepalivedActive: false, vrrpState: "Stop" as VrrpState, peerAdvertsSeen: false };
+      const back = { bootc: bootcAt(OLD, { rollback: slot(NEW) }), keepalivedActive: false, vrrpState: "Stop" as StatusVrrpState, peerAdvertsSeen: false };
       expect(plan({ s: rolling, self: back })).toMatchObject({ kind: "await-peer", startKeepalived: false });
       expect(plan({ s: rolling, self: back, afterMs: 300_000 + 60_001 })).toMatchObject({ kind: "await-peer", startKeepalived: true });
       const s = plan({ s: rolling, self: { bootc: bootcAt(OLD, { rollback: slot(NEW) }) } });
@@ -438,7 +439,7 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       RoleBinding: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`,
     };
     for (const m of agentRbacManifests(agentRbac({ name: LAB, createNamespace: true }))) await must("POST", `${collections[m.kind] as string}?fieldValidation=Strict`, m);
-    await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(devSpecRaw() as Parameters<typeof loadBalancerResource>[0], { name: LAB }) as Manifest);
+    await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }) as Manifest);
     let t: string | undefined;
     while (!t) {
       const s = (await must("GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as { data?: { token?: string } };
@@ -485,7 +486,7 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
     /** Moments when nobody held the VIPs although a keepalived ran. */
     vipGaps = 0;
     constructor(readonly vms: Vm[]) {}
-    state(vm: Vm): VrrpState {
+    state(vm: Vm): StatusVrrpState {
       return !vm.keepalived ? "Stop" : vm.name === this.master ? "Master" : "Backup";
     }
     peer(vm: Vm): Vm {

@@ -13,6 +13,7 @@ import type { HostFacts } from "../spec/types";
 import { checkCloudConfig, loadAsCloudInit } from "./checkers/cloud-init";
 import { must } from "./checkers/run";
 import { devSpecRaw, hosts, variants, variantsByHost } from "./fixtures/variants";
+import { checkSpec } from "../spec/checked";
 
 const DIGEST = "a".repeat(64);
 const IMAGE = `quay.io/edgepair/lb@sha256:${DIGEST}`;
@@ -53,7 +54,7 @@ function agentFor(raw: LoadBalancerSpecInput): AgentSettingsInput {
 }
 
 function inputFor(raw: LoadBalancerSpecInput, host: HostFacts, secrets?: BootstrapSecrets): UserDataInput {
-  return { spec: raw, host, agent: agentFor(raw), sshAuthorizedKeys: [SSH_KEY], hostname: host.hostname, ...(secrets ? { secrets } : {}) };
+  return { spec: checkSpec(raw), host, agent: agentFor(raw), sshAuthorizedKeys: [SSH_KEY], hostname: host.hostname, ...(secrets ? { secrets } : {}) };
 }
 
 const devInput = (over: Partial<UserDataInput> = {}): UserDataInput => ({ ...inputFor(devSpecRaw() as LoadBalancerSpecInput, hosts[0]!, SECRETS), ...over });
@@ -269,15 +270,12 @@ describe("user-data", () => {
           : v;
     const a = renderUserData(devInput()).textWithSecrets;
     expect(renderUserData(devInput()).textWithSecrets).toBe(a);
-    expect(renderUserData(devInput({ spec: reorder(devSpecRaw()) as LoadBalancerSpecInput })).textWithSecrets).toBe(a);
+    expect(renderUserData(devInput({ spec: checkSpec(reorder(devSpecRaw()) as LoadBalancerSpecInput) })).textWithSecrets).toBe(a);
   });
 
-  test("bad spec, host and settings: every problem as `field: rule`, nothing produced", () => {
-    const raw = devSpecRaw();
-    raw.clusterName = "Bad_Name";
+  test("bad host and settings: every problem as `field: rule`, nothing produced (the spec was checked before)", () => {
     const lines = problemsOf(() =>
       renderUserData(devInput({
-        spec: raw as LoadBalancerSpecInput,
         host: { ...hosts[0]!, publicInterface: { name: "eth0", mac: "52:54:00:ZZ:00:01" } },
         agent: { imageRef: "quay.io/edgepair/lb:latest" },
         sshAuthorizedKeys: ["not a key"],
@@ -286,7 +284,6 @@ describe("user-data", () => {
       })),
     );
     expect(lines).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^spec\.clusterName: must be a DNS label/),
       "host.publicInterface.mac: must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form",
       "agent.imageRef: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>",
       "sshAuthorizedKeys[0]: must be one OpenSSH public key line: TYPE BASE64 [COMMENT]",
@@ -330,7 +327,7 @@ describe("user-data", () => {
     raw.virtualAddresses = { api: [{ address: "10.0.255.100", type: "private" }] };
     delete raw.ingressBackend;
     raw.apiBackend = { addresses: Array.from({ length: 3000 }, (_, i) => `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`) };
-    const input = devInput({ spec: raw as LoadBalancerSpecInput, agent: { imageRef: IMAGE }, secrets: {} });
+    const input = devInput({ spec: checkSpec(raw as LoadBalancerSpecInput), agent: { imageRef: IMAGE }, secrets: {} });
     expect(problemsOf(() => renderUserData(input))).toEqual([
       expect.stringMatching(/^user-data: must be at most 49149 bytes \(OpenStack accepts 65535 base64 characters\), is \d+ bytes; largest parts: \/etc\/edgepair\/spec\.yaml \d+ bytes/),
     ]);

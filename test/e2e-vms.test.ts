@@ -31,7 +31,7 @@ import { guestAccel } from "../lab/standin-image/boot";
 import { buildStandinImage } from "../lab/standin-image/builder";
 import { deliveryCommand, secretsStdin } from "../components/secret-delivery";
 import { agentNames, loadBalancerResource } from "../k8s";
-import { resolveBackends } from "../cli/inputs";
+import { resolveBackends } from "../spec/backend-list";
 import { resolveSpec } from "../spec/resolve";
 import type { AgentSettingsInput } from "../spec/agent-settings";
 import type { HostFacts, ResolvedSpec, Role } from "../spec/types";
@@ -46,6 +46,7 @@ import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserve
 import { Libvirtd, startLibvirtd } from "./fixtures/libvirtd";
 import { stackProgramFiles } from "./fixtures/stack-program";
 import { devSpecRaw } from "./fixtures/variants";
+import { checkSpec } from "../spec/checked";
 
 const MINUTE = 60_000;
 const E2E = process.env.EDGEPAIR_E2E === "1" && process.getuid?.() === 0;
@@ -466,7 +467,7 @@ e2e(title, () => {
       }
     })();
     const patched = Date.now();
-    await cluster.must("PATCH", cluster.lbPath, { spec: loadBalancerResource(changedSpec as never, { name: spec.clusterName }).spec }, MERGE);
+    await cluster.must("PATCH", cluster.lbPath, { spec: loadBalancerResource(checkSpec(changedSpec as never), { name: spec.clusterName }).spec }, MERGE);
     let served: NodeReply | undefined;
     try {
       served = await waitUntil(`a request served by ${ADDED_BACKEND}`, 2 * MINUTE, 200, async () => {

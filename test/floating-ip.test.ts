@@ -1,10 +1,11 @@
-import { floatingIpHandler, isAnnouncement, type Command, type VrrpState } from "../render/floating-ip";
+import { floatingIpHandler, isAnnouncement, type Command } from "../render/floating-ip";
+import { KEEPALIVED_STATES, type KeepalivedState } from "../render/vrrp-state";
 import type { ResolvedSpec, VirtualAddress } from "../spec/types";
 import { withNetns } from "./checkers/netns";
 import { run } from "./checkers/run";
 import { devResolved, primaryHost, secondaryHost } from "./fixtures/resolved";
 
-const STATES: VrrpState[] = ["MASTER", "BACKUP", "FAULT", "STOP"];
+const STATES: readonly KeepalivedState[] = KEEPALIVED_STATES;
 const v4 = (address: string): VirtualAddress => ({ address, family: 4, type: "public" });
 const v6 = (address: string): VirtualAddress => ({ address, family: 6, type: "public" });
 

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { parse } from "yaml";
-import { resolveBackends } from "../cli/inputs";
+import { resolveBackends } from "../spec/backend-list";
 import { renderAll } from "../render/index";
 import type { RenderedFile } from "../render/types";
 import { validateHostFacts } from "../spec/resolve";

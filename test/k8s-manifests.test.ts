@@ -34,6 +34,7 @@ import { SpecError } from "../spec/errors";
 import { SERVICE_ACCOUNT_ISSUER, startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw, variants } from "./fixtures/variants";
+import { checkSpec } from "../spec/checked";
 
 jest.setTimeout(120_000);
 
@@ -161,9 +162,10 @@ describe("k8s manifests, pure", () => {
   test("bad names and bad specs are errors naming the field", () => {
     expect(() => agentNames({ name: "Lab_1" })).toThrow(/^metadata\.name: must be a DNS label/);
     expect(() => agentRbac({ name: LAB, namespace: "x".repeat(64) })).toThrow(/^metadata\.namespace: must be a DNS label/);
-    const bad = { ...devSpecRaw(), distribution: "rke2" } as unknown as Parameters<typeof loadBalancerResource>[0];
-    expect(() => loadBalancerResource(bad, { name: LAB })).toThrow(SpecError);
-    expect(() => loadBalancerResource(bad, { name: LAB })).toThrow(/^distribution: must be one of openshift, talos, generic$/);
+    // a spec is checked once, before it reaches the resource (spec/checked.ts)
+    const bad = { ...devSpecRaw(), distribution: "rke2" } as never;
+    expect(() => checkSpec(bad)).toThrow(SpecError);
+    expect(() => checkSpec(bad)).toThrow(/^distribution: must be one of openshift, talos, generic$/);
     const badEntry = { ...entry("lab-lb-1", "primary", "Master"), vrrpState: "MASTER" } as unknown as LoadBalancerEntryStatus;
     expect(() => loadBalancerEntryApply({ name: LAB }, badEntry)).toThrow(/^status\.loadBalancers\[0\]\.vrrpState: must be one of Init, Backup, Master, Fault, Stop$/);
   });
@@ -209,8 +211,8 @@ describe("k8s manifests against a real kube-apiserver", () => {
       await sleep(100);
     }
     for (const m of [...agentRbacManifests(agentRbac({ name: LAB, createNamespace: true })), ...agentRbacManifests(agentRbac({ name: OTHER }))]) await create(m);
-    await create(loadBalancerResource(devSpecRaw() as Parameters<typeof loadBalancerResource>[0], { name: LAB }));
-    await create(loadBalancerResource(devSpecRaw() as Parameters<typeof loadBalancerResource>[0], { name: OTHER }));
+    await create(loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }));
+    await create(loadBalancerResource(checkSpec(devSpecRaw() as never), { name: OTHER }));
     await create({ apiVersion: "v1", kind: "Node", metadata: { name: "cp-0", labels: { "node-role.kubernetes.io/control-plane": "" } } } as Manifest);
 
     // the controller manager fills the Secret with a token for the ServiceAccount
@@ -250,7 +252,7 @@ describe("k8s manifests against a real kube-apiserver", () => {
     });
 
     test.each(variants.map((v) => [v.name, v.raw] as const))("variant %s is accepted with strict field validation and stored exactly as written", async (name, raw) => {
-      const cr = loadBalancerResource(raw as Parameters<typeof loadBalancerResource>[0], { name: `variant-${name}` });
+      const cr = loadBalancerResource(checkSpec(raw as never), { name: `variant-${name}` });
       const r = await create(cr);
       expect(r.warnings).toEqual([]);
       expect((await getLb(`variant-${name}`)).spec).toEqual(raw);

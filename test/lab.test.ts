@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readSpec } from "../cli/inputs";
+import { readSpec } from "../spec/files";
 import { summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { exec, isAlive, processStartTime, sleep, waitFor } from "../lab/exec";
@@ -152,18 +152,11 @@ async function sessionsAcrossPlannedMove(lab: Lab, opts: { flushHandoff?: boolea
 
 suite("lab: the dev pair in network namespaces, real daemons", () => {
   let lab: Lab;
-  const progress: string[] = [];
   let vethsBefore: string[] = [];
 
   beforeAll(async () => {
     vethsBefore = await rootVeths();
-    lab = Lab.create(readSpec(DEFAULT_SPEC), (l) => progress.push(l));
-    try {
-      await lab.up();
-    } catch (e) {
-      await lab.down();
-      throw new Error(`lab up failed: ${e instanceof Error ? e.message : String(e)}\n${progress.join("\n")}`);
-    }
+    lab = await Lab.started(readSpec(DEFAULT_SPEC));
   }, 240_000);
 
   afterAll(async () => {

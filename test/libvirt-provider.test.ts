@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
 import {
   checkCloudInitDisk,
   checkDomain,
@@ -54,28 +55,30 @@ interface Made<O> {
   outs: O;
 }
 
-async function create<O>(provider: typeof networkProvider, inputs: unknown): Promise<Made<O>> {
+type Provider<I, O> = pulumi.dynamic.ResourceProvider<I, O>;
+
+async function create<I, O>(provider: Provider<I, O>, inputs: NoInfer<I>): Promise<Made<O>> {
   const r = await provider.create(inputs);
   return { id: r.id, outs: r.outs as O };
 }
 
-async function read<O>(provider: typeof networkProvider, made: Made<O>): Promise<O | undefined> {
+async function read<I, O>(provider: Provider<I, O>, made: NoInfer<Made<O>>): Promise<O | undefined> {
   const r = await provider.read!(made.id, made.outs);
   return r.id === undefined ? undefined : (r.props as O);
 }
 
-async function update<O>(provider: typeof networkProvider, made: Made<O>, news: unknown): Promise<Made<O>> {
+async function update<I, O>(provider: Provider<I, O>, made: NoInfer<Made<O>>, news: NoInfer<I>): Promise<Made<O>> {
   const r = await provider.update!(made.id, made.outs, news);
   return { id: made.id, outs: r.outs as O };
 }
 
 /** Replaces as the engine would: old first when deleteBeforeReplace, else new first. */
-async function replace<O>(provider: typeof networkProvider, made: Made<O>, news: unknown, deleteBeforeReplace: boolean): Promise<Made<O>> {
+async function replace<I, O>(provider: Provider<I, O>, made: NoInfer<Made<O>>, news: NoInfer<I>, deleteBeforeReplace: boolean): Promise<Made<O>> {
   if (deleteBeforeReplace) {
     await provider.delete!(made.id, made.outs);
-    return create<O>(provider, news);
+    return create(provider, news);
   }
-  const fresh = await create<O>(provider, news);
+  const fresh = await create(provider, news);
   await provider.delete!(made.id, made.outs);
   return fresh;
 }
@@ -114,7 +117,7 @@ describe("Network", () => {
       dhcp: { start: "10.93.1.100", end: "10.93.1.150", router: "10.93.1.1", hosts: [{ mac: "52:54:00:93:01:02", ip: "10.93.1.2", hostname: "lb1" }] },
       routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.1.10" }],
     });
-    made = await timed("network create", () => create<NetworkOutputs>(networkProvider, inputs));
+    made = await timed("network create", () => create(networkProvider, inputs));
     expect(made.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(made.outs).toEqual({ ...inputs, uri: lv.uri, uuid: made.id, bridge, active: true });
     expect(await read(networkProvider, made)).toEqual(made.outs);
@@ -200,7 +203,7 @@ describe("Network", () => {
   });
 
   test("an isolated network gives a reserved MAC its address and the gateway VIP as router (real DHCP client)", async () => {
-    const iso = await create<NetworkOutputs>(
+    const iso = await create(
       networkProvider,
       net({ name: "epp-iso", mode: "isolated", cidr: "10.93.3.0/24", bridge: "epp-iso", dhcp: { router: "10.93.3.1", hosts: [{ mac: "52:54:00:93:03:0a", ip: "10.93.3.10", hostname: "node1" }] } }),
     );
@@ -234,7 +237,7 @@ describe("Volume", () => {
 
   test("create: an overlay on the base image, and an empty sized volume", async () => {
     const inputs = vol({ name: "epp-overlay.qcow2", base });
-    overlay = await timed("volume create", () => create<VolumeOutputs>(volumeProvider, inputs));
+    overlay = await timed("volume create", () => create(volumeProvider, inputs));
     const basePath = path.join(lv.poolDir, base);
     expect(overlay.outs).toMatchObject({ kind: "libvirt:Volume", key: path.join(lv.poolDir, "epp-overlay.qcow2"), capacity: 64 * 2 ** 20, backingPath: basePath, format: "qcow2" });
     expect(overlay.id).toBe(overlay.outs.key);
@@ -242,7 +245,7 @@ describe("Volume", () => {
     const info = JSON.parse(must("qemu-img", ["info", "--output=json", "-U", overlay.outs.path]).stdout) as Record<string, unknown>;
     expect(info).toMatchObject({ format: "qcow2", "virtual-size": 64 * 2 ** 20, "backing-filename": basePath });
 
-    const empty = await create<VolumeOutputs>(volumeProvider, vol({ name: "epp-empty.raw", format: "raw", size: 8 * 2 ** 20 }));
+    const empty = await create(volumeProvider, vol({ name: "epp-empty.raw", format: "raw", size: 8 * 2 ** 20 }));
     expect(empty.outs).toMatchObject({ capacity: 8 * 2 ** 20, format: "raw" });
     expect(empty.outs.backingPath).toBeUndefined();
     await volumeProvider.delete!(empty.id, empty.outs);
@@ -292,7 +295,7 @@ describe("CloudInitDisk", () => {
 
   test("create: a NoCloud ISO (volume id cidata) uploaded as a volume; outputs hold hashes, not the documents", async () => {
     const userData = "#cloud-config\nhostname: lb1\nchpasswd: {expire: false}\npassword: not-in-outputs\n";
-    made = await timed("cloud-init disk create", () => create<CloudInitDiskOutputs>(cloudInitDiskProvider, seed({ name: "epp-seed.iso", userData })));
+    made = await timed("cloud-init disk create", () => create(cloudInitDiskProvider, seed({ name: "epp-seed.iso", userData })));
     const got = download(made.id);
     expect(got).toEqual({ sha: made.outs.isoSha256, userData, volumeId: "cidata" });
     expect(JSON.stringify(made.outs)).not.toContain("not-in-outputs");
@@ -332,13 +335,9 @@ describe("Domain", () => {
   });
 
   afterAll(async () => {
-    for (const [p, list] of [
-      [cloudInitDiskProvider, seeds],
-      [volumeProvider, vols],
-      [networkProvider, nets],
-    ] as const) {
-      for (const m of list) await p.delete!(m.id, m.outs);
-    }
+    for (const m of seeds) await cloudInitDiskProvider.delete!(m.id, m.outs);
+    for (const m of vols) await volumeProvider.delete!(m.id, m.outs);
+    for (const m of nets) await networkProvider.delete!(m.id, m.outs);
   });
 
   const domiflist = () =>
@@ -360,7 +359,7 @@ describe("Domain", () => {
         { network: "epp-dpriv", mac: "52:54:00:93:11:01" },
       ],
     });
-    made = await timed("domain create (define + start)", () => create<DomainOutputs>(domainProvider, inputs));
+    made = await timed("domain create (define + start)", () => create(domainProvider, inputs));
     expect(made.outs).toEqual({ ...inputs, uri: lv.uri, uuid: made.id, virtType: expectedType(), state: "running", running: true, restartRequired: false });
     expect(await read(domainProvider, made)).toEqual(made.outs);
     expect(domiflist()).toEqual([
@@ -458,7 +457,7 @@ describe("Domain", () => {
   });
 
   test("power-off of a guest that is off already is done, not an error (it powered off between our look and destroy)", async () => {
-    const off = await create<DomainOutputs>(domainProvider, dom({ ...inputs, running: false }));
+    const off = await create(domainProvider, dom({ ...inputs, running: false }));
     try {
       // what virsh itself says, so the case is real: libvirt refuses to destroy a domain that is not running
       expect(lv.tryVirsh(["destroy", "epp-vm"]).stderr).toMatch(/domain is not running/);
@@ -472,7 +471,7 @@ describe("Domain", () => {
   });
 
   test("a domain undefined behind our back reads as gone (refresh drops it)", async () => {
-    const again = await create<DomainOutputs>(domainProvider, dom({ ...inputs, running: false }));
+    const again = await create(domainProvider, dom({ ...inputs, running: false }));
     lv.virsh(["undefine", "epp-vm"]);
     expect(await read(domainProvider, again)).toBeUndefined();
   });

@@ -8,7 +8,8 @@
  * (keepalived -t and the conntrackd run use network namespaces).
  */
 import fc from "fast-check";
-import { readHost, resolveBackends } from "../cli/inputs";
+import { readHost } from "../spec/files";
+import { resolveBackends } from "../spec/backend-list";
 import { renderAll } from "../render";
 import { formatProblem } from "../spec/errors";
 import { validateSpec } from "../spec/resolve";

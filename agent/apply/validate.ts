@@ -5,6 +5,7 @@
  */
 import { cp, mkdir, mkdtemp, readFile, stat } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
+import { SERVICE_NAMES, SERVICES } from "../../render/services";
 import type { CommandRunner } from "./reload";
 
 export interface StagedCandidate {
@@ -85,11 +86,11 @@ async function nmcliCommand(c: StagedCandidate): Promise<{ argv: string[]; input
  * firewall-offline-cmd checks a whole configuration directory: the live ROOT/etc/firewalld (firewalld.conf, zones
  * we do not render) with the candidates laid over it, copied into the scratch directory.
  */
-function firewalldValidator(opts: ValidatorOptions): Validator {
+function firewalldValidator(checker: string, appliesTo: (path: string) => boolean, opts: ValidatorOptions): Validator {
   const etc = "/etc/firewalld";
   return {
-    checker: "firewall-offline-cmd --check-config",
-    appliesTo: (p) => p.startsWith(`${etc}/`),
+    checker,
+    appliesTo,
     check: async (candidates, ctx) => {
       const dir = join(await mkdtemp(join(ctx.scratchDir, "firewalld-")), "firewalld");
       const live = join(ctx.root, etc);
@@ -150,11 +151,11 @@ export async function checkSysctlText(content: string, procSys: string): Promise
   return problems;
 }
 
-function sysctlValidator(opts: ValidatorOptions): Validator {
+function sysctlValidator(checker: string, appliesTo: (path: string) => boolean, opts: ValidatorOptions): Validator {
   const procSys = opts.procSys ?? "/proc/sys";
   return {
-    checker: "sysctl keys",
-    appliesTo: (p) => p.startsWith("/etc/sysctl.d/"),
+    checker,
+    appliesTo,
     check: async (candidates) =>
       Promise.all(
         candidates.map(async (c) => {
@@ -165,32 +166,32 @@ function sysctlValidator(opts: ValidatorOptions): Validator {
   };
 }
 
-/**
- * conntrackd has no config-test flag: the only check is running the daemon, which on the VM would collide with
- * the running one (lock file) or, when it is stopped, start syncing with the peer. Its file goes live unchecked,
- * and says so in the verdict.
- */
-function conntrackdNotChecked(): Validator {
+/** A service whose files have no safe check on a running LB (render/services.ts says why): live unchecked, and said. */
+function notChecked(checker: string, appliesTo: (path: string) => boolean): Validator {
   return {
-    checker: "none (conntrackd has no config test)",
-    appliesTo: (p) => p.startsWith("/etc/conntrackd/"),
+    checker,
+    appliesTo,
     check: async (candidates) => candidates.map((c) => ({ path: c.path, ok: true, output: "not checked" })),
   };
 }
 
-/** The VM's checkers, in the order they are matched (first match wins). */
+/** The VM's checkers: one per service, for the files it owns and with its check (render/services.ts). */
 export function defaultValidators(opts: ValidatorOptions): Validator[] {
-  return [
-    perFile("haproxy -c", (p) => p.startsWith("/etc/haproxy/") && p.endsWith(".cfg"), async (c) => ({ argv: ["haproxy", "-c", "-f", c.staged] }), opts),
-    // -l: the verdict goes to the console (the report), not to syslog.
-    perFile("keepalived -t", (p) => p.startsWith("/etc/keepalived/") && p.endsWith(".conf"), async (c) => ({ argv: ["keepalived", "-t", "-l", "-f", c.staged] }), opts),
-    perFile("nft -c", (p) => p.endsWith(".nft"), async (c) => ({ argv: ["nft", "-c", "-f", c.staged] }), opts),
-    perFile("nmcli --offline", (p) => p.endsWith(".nmconnection"), nmcliCommand, opts),
-    perFile("sh -n", (p) => p.endsWith(".sh"), async (c) => ({ argv: ["sh", "-n", c.staged] }), opts),
-    firewalldValidator(opts),
-    sysctlValidator(opts),
-    conntrackdNotChecked(),
-  ];
+  return SERVICE_NAMES.map((name) => {
+    const { owns, check } = SERVICES[name];
+    switch (check.kind) {
+      case "argv":
+        return perFile(check.checker, owns, async (c) => ({ argv: check.argv(c.staged) }), opts);
+      case "nmcli":
+        return perFile(check.checker, owns, nmcliCommand, opts);
+      case "firewalld":
+        return firewalldValidator(check.checker, owns, opts);
+      case "sysctl":
+        return sysctlValidator(check.checker, owns, opts);
+      case "none":
+        return notChecked(check.checker, owns);
+    }
+  });
 }
 
 export interface CheckedCandidate extends Verdict {

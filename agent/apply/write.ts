@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import type { RenderedFile } from "../../render/types";
 
 export interface Ids {
   uid: number;
@@ -150,4 +151,15 @@ async function lookupId(root: string, db: "passwd" | "group", name: string): Pro
     }
   }
   throw new Error(`${db === "passwd" ? "user" : "group"} "${name}" not found in ${searched.join(" or ")}`);
+}
+
+/** Every rendered file under `root` as it lands on the VM, each written atomically (`edgepair render`, the lab). */
+export async function writeTree(root: string, files: readonly RenderedFile[]): Promise<string[]> {
+  const written: string[] = [];
+  for (const f of files) {
+    const target = join(root, f.path);
+    await writeAtomic(target, f.content, f.mode);
+    written.push(target);
+  }
+  return written;
 }

@@ -8,7 +8,7 @@ import {
   desiredServersFromConfig,
   planServerChanges,
   readServers,
-  type ApplyOptions,
+  type ServerChangeOptions,
   type ApplyResult,
   type ServerAction,
   type ServerState,
@@ -25,7 +25,7 @@ export {
   readServers,
   type AdminState,
   type AppliedAction,
-  type ApplyOptions,
+  type ServerChangeOptions,
   type ApplyResult,
   type DesiredServer,
   type DesiredServers,
@@ -44,7 +44,7 @@ export interface SyncServersResult {
  * Reads what runs, plans against the servers `haproxyCfg` declares (every backend of the file is managed, also an
  * emptied one) and applies the plan. An empty plan sends nothing but `show servers state`.
  */
-export async function syncServers(socket: RuntimeSocket | string, haproxyCfg: string, opts: ApplyOptions = {}): Promise<SyncServersResult> {
+export async function syncServers(socket: RuntimeSocket | string, haproxyCfg: string, opts: ServerChangeOptions = {}): Promise<SyncServersResult> {
   const api = typeof socket === "string" ? new RuntimeSocket(socket) : socket;
   const desired = desiredServersFromConfig(haproxyCfg);
   const before = await readServers(api);

@@ -226,7 +226,7 @@ function addSteps(d: DesiredServer): ServerAction[] {
 
 // ------------------------------------------------------------------------------------------------ apply
 
-export interface ApplyOptions {
+export interface ServerChangeOptions {
   /**
    * How long a leaving server keeps its sessions before they are shut down. Kubernetes API watches never end on
    * their own (timeout tunnel is 24h), so the wait is bounded; a cut watch is re-established by its client.
@@ -256,7 +256,7 @@ const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 const DEFAULT_POLL_MS = 25; // a leaving server is deleted within a poll of its last session ending
 const DELETE_WAIT_MS = 2000; // shut-down sessions close asynchronously; `del server` refuses until they have
 
-export async function applyServerChanges(socket: RuntimeSocket, actions: readonly ServerAction[], opts: ApplyOptions = {}): Promise<ApplyResult> {
+export async function applyServerChanges(socket: RuntimeSocket, actions: readonly ServerAction[], opts: ServerChangeOptions = {}): Promise<ApplyResult> {
   const applied: AppliedAction[] = [];
   // the drain timeout counts from each server's drain, so N leaving servers wait at most one timeout, not N
   const drainedAt = new Map<string, number>();
@@ -273,7 +273,7 @@ export async function applyServerChanges(socket: RuntimeSocket, actions: readonl
   return { applied };
 }
 
-async function applyOne(socket: RuntimeSocket, a: ServerAction, opts: ApplyOptions, drainStart: number): Promise<{ command: string; note?: string }> {
+async function applyOne(socket: RuntimeSocket, a: ServerAction, opts: ServerChangeOptions, drainStart: number): Promise<{ command: string; note?: string }> {
   const srv = `${a.backend}/${a.name}`;
   const run = async (command: string, expect?: RegExp): Promise<{ command: string }> => {
     await socket.run(command, expect);

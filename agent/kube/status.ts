@@ -37,18 +37,17 @@ import {
   MAX_STATUS_LEFT_OUT,
   MAX_STATUS_SERVERS,
   type PoolViewStatus,
-  type VRRP_STATES,
 } from "../../k8s";
 import type { KubeClient } from "./client";
 import type { PoolView } from "./backends";
 import type { LoadBalancerObject } from "./watch";
+import type { StatusVrrpState } from "../../render/vrrp-state";
 
-export type VrrpState = (typeof VRRP_STATES)[number];
 type ConditionStatus = "True" | "False" | "Unknown";
 
 /** What the rest of the agent knows about this LB; every field optional until known. */
 export interface LbFacts {
-  vrrpState?: VrrpState;
+  vrrpState?: StatusVrrpState;
   /** Rendered file path -> hash of the content in place. */
   configHashes?: Record<string, string>;
   rendererVersion?: string;
@@ -159,7 +158,7 @@ export function lbConditionInputs(f: LbFacts): ConditionInput[] {
 }
 
 /** What the MASTER knows of one peer entry. */
-export interface PeerView {
+export interface PeerHeartbeat {
   name: string;
   ready: boolean;
   /** Time since its heartbeat was last seen to change (this LB's clock). */
@@ -167,13 +166,13 @@ export interface PeerView {
 }
 
 /** The pair-level Redundant condition. */
-export function redundantInput(self: { name: string; ready: boolean }, peers: readonly PeerView[], staleAfterMs: number): ConditionInput {
+export function redundantInput(self: { name: string; ready: boolean }, peers: readonly PeerHeartbeat[], staleAfterMs: number): ConditionInput {
   const base = { type: "Redundant" } as const;
   if (!self.ready) return { ...base, status: "False", reason: "NotReady", message: `${self.name} is not Ready` };
   if (peers.length === 0) return { ...base, status: "False", reason: "PeerMissing", message: `only ${self.name} reports; the second LB has no status entry` };
   const fresh = peers.filter((p) => p.heartbeatAgeMs <= staleAfterMs);
   if (fresh.length === 0) {
-    const p = peers[0] as PeerView;
+    const p = peers[0] as PeerHeartbeat;
     return { ...base, status: "False", reason: "HeartbeatStale", message: `${p.name} last reported ${Math.round(p.heartbeatAgeMs / 1000)} s ago (bound ${Math.round(staleAfterMs / 1000)} s)` };
   }
   if (!fresh.some((p) => p.ready)) return { ...base, status: "False", reason: "PeerNotReady", message: `${fresh.map((p) => p.name).join(", ")} is not Ready` };

@@ -18,12 +18,13 @@ import { HeartbeatClock } from "../kube/heartbeat";
 import type { ImageSwitchStatus } from "../../k8s/custom-resource";
 import type { Role } from "../../spec/types";
 import type { BootcClient } from "./bootc";
-import { DEFAULT_SWITCH_TIMEOUTS, nextStep, type GateResult, type PeerFacts, type SelfFacts, type SelfReport, type Step, type SwitchTimeouts, type VrrpState } from "./plan";
+import { DEFAULT_SWITCH_TIMEOUTS, nextStep, type GateResult, type PeerFacts, type SelfFacts, type SelfReport, type Step, type SwitchTimeouts } from "./plan";
+import type { StatusVrrpState } from "../../render/vrrp-state";
 
 /** One LB's entry in status.loadBalancers, as far as the switch reads it. */
 export interface StatusEntryView {
   name: string;
-  vrrpState?: VrrpState;
+  vrrpState?: StatusVrrpState;
   bootedImage?: string;
   heartbeat?: string;
   /** Its Ready condition is True. */
@@ -45,7 +46,7 @@ export interface ImageSwitchStore {
 export interface KeepalivedControl {
   active(): Promise<boolean>;
   /** The VRRP instance's state while keepalived runs. */
-  state(): Promise<VrrpState>;
+  state(): Promise<StatusVrrpState>;
   /** A clean stop: keepalived sends priority-0 adverts, so the peer takes the VIPs at once. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -170,7 +171,7 @@ export async function runSwitch(deps: SwitchDeps): Promise<SwitchOutcome> {
       host.servicesUp(),
       host.peerAdvertsSeen(),
     ]);
-    const vrrpState: VrrpState = keepalivedActive ? await host.keepalived.state() : "Stop";
+    const vrrpState: StatusVrrpState = keepalivedActive ? await host.keepalived.state() : "Stop";
     return { name: deps.self.name, role: deps.self.role, bootc, keepalivedActive, vrrpState, servicesUp, peerAdvertsSeen, ...(gate ? { gate } : {}) };
   }
 

@@ -15,7 +15,8 @@ import { activeState, BOOTSTRAP_UNITS } from "../services";
 import { bootcClient, systemctlReboot, type BootcOptions } from "./bootc";
 import type { KeepalivedControl, SwitchHost } from "./driver";
 import { probePeerAdverts } from "./peer-adverts";
-import type { GateResult, VrrpState } from "./plan";
+import type { StatusVrrpState } from "../../render/vrrp-state";
+import type { GateResult } from "./plan";
 
 export const KEEPALIVED_HOLD_FILE = "keepalived.hold";
 
@@ -24,7 +25,7 @@ export interface LbSwitchHostOptions {
   /** /var/lib/edgepair on the VM: the hold file lives here. */
   stateDir: string;
   /** keepalived's state while it runs (the agent's view from the notify FIFO). */
-  vrrpState: () => Promise<VrrpState>;
+  vrrpState: () => Promise<StatusVrrpState>;
   /** The peer's private address: the source of the adverts the probe counts. */
   peerAddress: string;
   /** The VRRP advert interval; the probe counts for a few of them. */

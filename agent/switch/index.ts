@@ -4,7 +4,8 @@
  * inside `agent run`). This file also holds the LoadBalancer status store over the agent's KubeClient.
  */
 import { z } from "zod";
-import { GROUP, loadBalancerStatusSchema, PLURAL, VERSION, VRRP_STATES, type ImageSwitchStatus } from "../../k8s";
+import { GROUP, loadBalancerStatusSchema, PLURAL, VERSION, type ImageSwitchStatus } from "../../k8s";
+import { STATUS_VRRP_STATES } from "../../render/vrrp-state";
 import { KubeApiError, type KubeClient } from "../kube/client";
 import type { ImageSwitchSnapshot, ImageSwitchStore, StatusEntryView } from "./driver";
 
@@ -28,7 +29,7 @@ const imageSwitchOnly = loadBalancerStatusSchema.pick({ imageSwitch: true });
 // must not read as "no peer".
 const looseEntry = z.object({
   name: z.string().min(1),
-  vrrpState: z.enum(VRRP_STATES).optional().catch(undefined),
+  vrrpState: z.enum(STATUS_VRRP_STATES).optional().catch(undefined),
   bootedImage: z.string().optional().catch(undefined),
   heartbeat: z.string().optional().catch(undefined),
   conditions: z.array(z.object({ type: z.string(), status: z.string() }).loose()).optional().catch(undefined),

@@ -24,12 +24,12 @@
  * Deadlines count from imageSwitch.lastTransitionTime (status, not memory), so they survive a reboot too.
  */
 import type { ImageSwitchStatus } from "../../k8s/custom-resource";
-import { IMAGE_SWITCH_PHASES, VRRP_STATES } from "../../k8s/custom-resource";
+import { IMAGE_SWITCH_PHASES } from "../../k8s/custom-resource";
+import type { StatusVrrpState } from "../../render/vrrp-state";
 import type { Role } from "../../spec/types";
 import { digestOf, pinnedRef, type BootcHostStatus, type BootcImage } from "./bootc";
 
 export type SwitchPhase = (typeof IMAGE_SWITCH_PHASES)[number];
-export type VrrpState = (typeof VRRP_STATES)[number];
 
 /** The host's part of the health gate (services up, HAProxy backends healthy); each failure is a sentence. */
 export interface GateResult {
@@ -44,7 +44,7 @@ export interface SelfFacts {
   bootc: BootcHostStatus;
   keepalivedActive: boolean;
   /** keepalived's state; Stop while it does not run. */
-  vrrpState: VrrpState;
+  vrrpState: StatusVrrpState;
   /** The load-balancing services run (a precondition for taking a turn). */
   servicesUp: boolean;
   /** VRRP adverts from the peer arrive on the private link. */
@@ -58,7 +58,7 @@ export interface PeerFacts {
   name: string;
   /** Ready=True in its entry AND a heartbeat that still moves (a rebooting peer keeps its last Ready=True). */
   ready: boolean;
-  vrrpState?: VrrpState;
+  vrrpState?: StatusVrrpState;
   bootedImage?: string;
 }
 

@@ -8,25 +8,24 @@ import { execFileSync } from "node:child_process";
 import { closeSync, constants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { Socket } from "node:net";
 import { dirname } from "node:path";
-import type { VrrpState } from "../../render/floating-ip";
+import { isKeepalivedState, type KeepalivedState } from "../../render/vrrp-state";
 
 export interface Transition {
-  state: VrrpState;
+  state: KeepalivedState;
   priority: number;
   /** epoch ms the agent read it */
   at: number;
 }
 
-const STATES: readonly VrrpState[] = ["MASTER", "BACKUP", "FAULT", "STOP"];
 /** A line longer than this is not the notify script's: drop it rather than buffer without bound. */
 const MAX_LINE = 256;
 
 export function parseTransition(line: string, at: number): Transition | undefined {
   const [state, priority, ...rest] = line.trim().split(/\s+/);
-  if (rest.length > 0 || !STATES.includes(state as VrrpState)) return undefined;
+  if (rest.length > 0 || state === undefined || !isKeepalivedState(state)) return undefined;
   const p = Number(priority);
   if (!Number.isInteger(p) || p < 0 || p > 255) return undefined;
-  return { state: state as VrrpState, priority: p, at };
+  return { state, priority: p, at };
 }
 
 export interface FifoListener {

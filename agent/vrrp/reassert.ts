@@ -4,7 +4,8 @@
  * periodically, so drift (an address removed by hand, a lost GARP, a cloud API call that failed) is repaired.
  * Failures back off exponentially (bounded) and are reported, never thrown.
  */
-import { floatingIpHandler, type VrrpState } from "../../render/floating-ip";
+import { floatingIpHandler } from "../../render/floating-ip";
+import type { KeepalivedState } from "../../render/vrrp-state";
 import type { HostFacts, ResolvedSpec } from "../../spec/types";
 import type { CommandRunner } from "../apply/reload";
 
@@ -21,7 +22,7 @@ export interface ReassertOptions {
 }
 
 export interface ReassertResult {
-  state: VrrpState;
+  state: KeepalivedState;
   ok: boolean;
   /** the failing command and its output, when one failed */
   error?: string;
@@ -30,13 +31,13 @@ export interface ReassertResult {
 
 export interface Reasserter {
   /** A transition: re-apply now for the new state. */
-  transition(state: VrrpState): Promise<ReassertResult>;
+  transition(state: KeepalivedState): Promise<ReassertResult>;
   stop(): void;
 }
 
 const COMMAND_TIMEOUT_MS = 10_000;
 
-export function startReassert(initial: VrrpState, opts: ReassertOptions): Reasserter {
+export function startReassert(initial: KeepalivedState, opts: ReassertOptions): Reasserter {
   const interval = opts.intervalMs ?? 30_000;
   const maxBackoff = opts.maxBackoffMs ?? 300_000;
   let state = initial;
@@ -74,7 +75,7 @@ export function startReassert(initial: VrrpState, opts: ReassertOptions): Reasse
 
   schedule(0);
   return {
-    transition(next: VrrpState) {
+    transition(next: KeepalivedState) {
       state = next;
       return run();
     },

@@ -11,7 +11,7 @@
  * instance-id), `uri`. Replaced: name, pool (a new name never collides, so the new seed exists before the old goes).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { checker, CheckFailure, checkResult, diffResult, compact, isUnknown, NAME_RE, NAME_RULE, withTempDir } from "./common";
+import { checker, CheckFailure, libvirtProvider, compact, isUnknown, NAME_RE, NAME_RULE, withTempDir } from "./common";
 import { fieldError, resolveUri, virsh, virshIfExists } from "./virsh";
 import { findVolume, requirePool, volumeByKey } from "./volume";
 
@@ -226,31 +226,21 @@ async function updateCloudInitDisk(id: string, olds: CloudInitDiskOutputs, news:
   return { outs };
 }
 
-export const cloudInitDiskProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
-    return checkResult(news, checkCloudInitDisk(news));
-  },
-  async diff(_id: string, olds: any, news: any) {
-    return diffResult(diffCloudInitDisk(olds as CloudInitDiskOutputs, news as CloudInitDiskInputs));
-  },
-  async create(inputs: any) {
-    return createCloudInitDisk(inputs as CloudInitDiskInputs);
-  },
-  async read(id: string, props: any) {
-    const p = props as CloudInitDiskOutputs;
-    const outs = await observeCloudInitDisk(p?.uri ?? resolveUri(undefined), id, { contentSha256: p?.contentSha256 ?? "", pool: p?.pool ?? "" });
-    if (!outs) return {};
+export const cloudInitDiskProvider = libvirtProvider<CloudInitDiskInputs, CloudInitDiskOutputs>({
+  check: checkCloudInitDisk,
+  diff: diffCloudInitDisk,
+  create: createCloudInitDisk,
+  observe: async (uri, id, recorded) => {
+    const outs = await observeCloudInitDisk(uri, id, { contentSha256: recorded?.contentSha256 ?? "", pool: recorded?.pool ?? "" });
     // An image changed behind our back no longer holds the documents we recorded.
-    if (p && outs.isoSha256 !== p.isoSha256) outs.contentSha256 = "";
-    return { id, props: outs };
+    if (outs && recorded && outs.isoSha256 !== recorded.isoSha256) outs.contentSha256 = "";
+    return outs;
   },
-  async update(id: string, olds: any, news: any) {
-    return updateCloudInitDisk(id, olds as CloudInitDiskOutputs, news as CloudInitDiskInputs);
+  update: updateCloudInitDisk,
+  remove: async (id, props) => {
+    await virshIfExists(props.uri ?? resolveUri(undefined), ["vol-delete", id]);
   },
-  async delete(id: string, props: any) {
-    await virshIfExists((props as CloudInitDiskOutputs).uri ?? resolveUri(undefined), ["vol-delete", id]);
-  },
-};
+});
 
 export interface CloudInitDiskArgs {
   uri?: pulumi.Input<string>;

@@ -3,7 +3,8 @@
  * while one is left), value rules (names, MACs, IPv4 addresses), and comparison helpers for diff.
  */
 import { canonical, parseIp } from "../../spec/address";
-import { UNKNOWN, hasUnknown, uriProblem } from "./virsh";
+import type * as pulumi from "@pulumi/pulumi";
+import { UNKNOWN, hasUnknown, resolveUri, uriProblem } from "./virsh";
 
 export interface CheckFailure {
   property: string;
@@ -19,8 +20,35 @@ export function engineFailures(failures: CheckFailure[]): CheckFailure[] {
 }
 
 /** The engine's answer to check: the normalised inputs when valid, else the raw inputs and `field: rule` failures. */
-export function checkResult<T>(news: unknown, r: { inputs: T; failures: CheckFailure[] }): { inputs: T | unknown; failures: CheckFailure[] } {
+export function checkResult<T>(news: T, r: { inputs: T; failures: CheckFailure[] }): { inputs: T; failures: CheckFailure[] } {
   return r.failures.length > 0 ? { inputs: news, failures: engineFailures(r.failures) } : r;
+}
+
+/** One libvirt kind: its pure check and diff, and its virsh-backed create, observe, update and remove. */
+export interface LibvirtKind<I, O extends { uri?: string }> {
+  check(news: Record<string, unknown>): { inputs: I; failures: CheckFailure[] };
+  diff(olds: O, news: I): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean };
+  create(inputs: I): Promise<{ id: string; outs: O }>;
+  /** What the object is now in libvirt (undefined: gone); `recorded`: the outputs the engine last stored, if any. */
+  observe(uri: string, id: string, recorded: O | undefined): Promise<O | undefined>;
+  update(id: string, olds: O, news: I): Promise<{ outs: O }>;
+  remove(id: string, props: O): Promise<void>;
+}
+
+/** The dynamic provider every libvirt resource is: the engine's calls, typed at the boundary, onto one kind. */
+export function libvirtProvider<I, O extends { uri?: string }>(kind: LibvirtKind<I, O>): pulumi.dynamic.ResourceProvider<I, O> {
+  return {
+    // the engine hands over whatever the program sent: the check is what turns it into I
+    check: async (_olds, news) => checkResult(news, kind.check(news as unknown as Record<string, unknown>)),
+    diff: async (_id, olds, news) => diffResult(kind.diff(olds, news)),
+    create: (inputs) => kind.create(inputs),
+    read: async (id, props) => {
+      const outs = await kind.observe(props?.uri ?? resolveUri(undefined), id, props);
+      return outs ? { id, props: outs } : {};
+    },
+    update: (id, olds, news) => kind.update(id, olds, news),
+    delete: (id, props) => kind.remove(id, props),
+  };
 }
 
 /** The engine's answer to diff: only the fields it reads. */

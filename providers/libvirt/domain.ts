@@ -11,7 +11,7 @@
  * domain is deleted first when old and new would share a name, a MAC or a disk.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { canonicalMac, checker, CheckFailure, checkResult, diffResult, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
+import { canonicalMac, checker, CheckFailure, libvirtProvider, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
 import { findVolume } from "./volume";
 import { detectVirtType, fieldError, resolveUri, UNKNOWN, virsh, virshIfExists, virshXml, type VirshError } from "./virsh";
 import { child, childrenOf, el, parseXml, path as xpath, renderXml, textEl, XElement } from "./xml";
@@ -476,28 +476,14 @@ async function removeDomain(id: string, props: DomainOutputs): Promise<void> {
   await virshIfExists(uri, ["undefine", "--managed-save", "--snapshots-metadata", id]);
 }
 
-export const domainProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
-    return checkResult(news, checkDomain(news));
-  },
-  async diff(_id: string, olds: any, news: any) {
-    return diffResult(diffDomain(olds as DomainOutputs, news as DomainInputs));
-  },
-  async create(inputs: any) {
-    return createDomain(inputs as DomainInputs);
-  },
-  async read(id: string, props: any) {
-    const p = (props ?? {}) as DomainOutputs;
-    const outs = await observeDomain(p.uri ?? resolveUri(undefined), id, p);
-    return outs ? { id, props: outs } : {};
-  },
-  async update(id: string, olds: any, news: any) {
-    return updateDomain(id, olds as DomainOutputs, news as DomainInputs);
-  },
-  async delete(id: string, props: any) {
-    await removeDomain(id, props as DomainOutputs);
-  },
-};
+export const domainProvider = libvirtProvider<DomainInputs, DomainOutputs>({
+  check: checkDomain,
+  diff: diffDomain,
+  create: createDomain,
+  observe: (uri, id, recorded) => observeDomain(uri, id, recorded ?? {}),
+  update: updateDomain,
+  remove: removeDomain,
+});
 
 export interface DomainArgs {
   uri?: pulumi.Input<string>;

@@ -21,8 +21,7 @@ import {
   checker,
   CheckFailure,
   compact,
-  checkResult,
-  diffResult,
+  libvirtProvider,
   isObject,
   isUnknown,
   listOf,
@@ -507,27 +506,14 @@ async function removeNetwork(id: string, props: NetworkOutputs): Promise<void> {
   await virshIfExists(uri, ["net-undefine", id]);
 }
 
-export const networkProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
-    return checkResult(news, checkNetwork(news));
-  },
-  async diff(_id: string, olds: any, news: any) {
-    return diffResult(diffNetwork(olds as NetworkOutputs, news as NetworkInputs));
-  },
-  async create(inputs: any) {
-    return createNetwork(inputs as NetworkInputs);
-  },
-  async read(id: string, props: any) {
-    const outs = await observeNetwork((props as NetworkOutputs | undefined)?.uri ?? resolveUri(undefined), id);
-    return outs ? { id, props: outs } : {};
-  },
-  async update(id: string, olds: any, news: any) {
-    return updateNetwork(id, olds as NetworkOutputs, news as NetworkInputs);
-  },
-  async delete(id: string, props: any) {
-    await removeNetwork(id, props as NetworkOutputs);
-  },
-};
+export const networkProvider = libvirtProvider<NetworkInputs, NetworkOutputs>({
+  check: checkNetwork,
+  diff: diffNetwork,
+  create: createNetwork,
+  observe: (uri, id) => observeNetwork(uri, id),
+  update: updateNetwork,
+  remove: removeNetwork,
+});
 
 export interface DhcpHostArgs {
   mac: pulumi.Input<string>;

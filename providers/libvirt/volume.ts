@@ -8,7 +8,7 @@
  * deleting the old one first when the name and pool stay the same.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { checker, CheckFailure, checkResult, diffResult, compact, isUnknown, NAME_RE, NAME_RULE, same } from "./common";
+import { checker, CheckFailure, libvirtProvider, compact, isUnknown, NAME_RE, NAME_RULE, same } from "./common";
 import { fieldError, resolveUri, virsh, virshIfExists, virshXml } from "./virsh";
 import { child, childrenOf, el, parseXml, renderXml, textEl } from "./xml";
 
@@ -231,29 +231,19 @@ async function updateVolume(id: string, olds: VolumeOutputs, news: VolumeInputs)
   return { outs: toOutputs(uri, news, o) };
 }
 
-export const volumeProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: any, news: any) {
-    return checkResult(news, checkVolume(news));
-  },
-  async diff(_id: string, olds: any, news: any) {
-    return diffResult(diffVolume(olds as VolumeOutputs, news as VolumeInputs));
-  },
-  async create(inputs: any) {
-    return createVolume(inputs as VolumeInputs);
-  },
-  async read(id: string, props: any) {
-    const p = props as VolumeOutputs;
-    const uri = p?.uri ?? resolveUri(undefined);
+export const volumeProvider = libvirtProvider<VolumeInputs, VolumeOutputs>({
+  check: checkVolume,
+  diff: diffVolume,
+  create: createVolume,
+  observe: async (uri, id, recorded) => {
     const o = await volumeByKey(uri, id);
-    return o ? { id, props: toOutputs(uri, p, o) } : {};
+    return o ? toOutputs(uri, recorded ?? ({} as VolumeInputs), o) : undefined;
   },
-  async update(id: string, olds: any, news: any) {
-    return updateVolume(id, olds as VolumeOutputs, news as VolumeInputs);
+  update: updateVolume,
+  remove: async (id, props) => {
+    await virshIfExists(props.uri ?? resolveUri(undefined), ["vol-delete", id]);
   },
-  async delete(id: string, props: any) {
-    await virshIfExists((props as VolumeOutputs).uri ?? resolveUri(undefined), ["vol-delete", id]);
-  },
-};
+});
 
 export interface VolumeArgs {
   uri?: pulumi.Input<string>;

@@ -3,7 +3,7 @@
  * two-space indentation, byte-identical output for the same input) and a reader that turns what virsh prints
  * (dumpxml) into plain objects through @xmldom/xmldom.
  */
-import { DOMParser } from "@xmldom/xmldom";
+import { DOMParser, type Element, type Node } from "@xmldom/xmldom";
 
 /** An element: tag, attributes (undefined ones are left out), children (undefined/false ones are left out). */
 export interface XElement {
@@ -87,7 +87,7 @@ export function parseXml(text: string): XNode {
   const root = doc.documentElement;
   if (errors.length > 0 || !root) throw new Error(`malformed XML: ${errors[0] ?? "no root element"}`);
   // Node types: 1 element, 3 text, 4 CDATA.
-  const convert = (node: any): XNode => {
+  const convert = (node: Element): XNode => {
     const attrs: Record<string, string> = {};
     for (let i = 0; i < node.attributes.length; i++) {
       const a = node.attributes.item(i);
@@ -95,8 +95,8 @@ export function parseXml(text: string): XNode {
     }
     const children: XNode[] = [];
     let txt = "";
-    for (let c = node.firstChild; c; c = c.nextSibling) {
-      if (c.nodeType === 1) children.push(convert(c));
+    for (let c: Node | null = node.firstChild; c; c = c.nextSibling) {
+      if (c.nodeType === 1) children.push(convert(c as Element));
       else if (c.nodeType === 3 || c.nodeType === 4) txt += c.nodeValue ?? "";
     }
     return { tag: node.tagName, attrs, children, text: txt.trim() };

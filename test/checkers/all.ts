@@ -3,7 +3,8 @@
  * checker fails, so a new rendered file cannot slip through unchecked.
  */
 import { NO_RELOAD } from "../../render/common";
-import type { RenderedFile } from "../../render/types";
+import { serviceOfPath } from "../../render/services";
+import type { RenderedFile, ServiceName } from "../../render/types";
 import { checkConntrackd } from "./conntrackd";
 import { checkFirewalld } from "./firewalld";
 import { checkHaproxy } from "./haproxy";
@@ -26,7 +27,7 @@ export interface FileCheck {
   output: string;
 }
 
-type Single = { checker: string; test: (path: string) => boolean; check: (f: TreeFile) => { ok: boolean; output: string } };
+type Single = { checker: string; check: (f: TreeFile) => { ok: boolean; output: string } };
 
 /** Interfaces named in per-interface keys (net.ipv4.conf.<if>.x), which must exist for sysctl -p to apply them. */
 function sysctlInterfaces(content: string): string[] {
@@ -36,27 +37,29 @@ function sysctlInterfaces(content: string): string[] {
   return [...new Set(names)].filter((n) => n !== "all" && n !== "default" && n !== "");
 }
 
-const SINGLE: Single[] = [
-  { checker: "haproxy -c", test: (p) => p === "/etc/haproxy/haproxy.cfg", check: (f) => checkHaproxy(f.content) },
-  { checker: "keepalived -t", test: (p) => p.startsWith("/etc/keepalived/"), check: (f) => checkKeepalived(f.content) },
-  { checker: "conntrackd run", test: (p) => p.startsWith("/etc/conntrackd/"), check: (f) => checkConntrackd(f.content) },
-  { checker: "shellcheck", test: (p) => p.endsWith(".sh"), check: (f) => checkShellScript(f.content) },
-  { checker: "nft -c", test: (p) => p.endsWith(".nft"), check: (f) => checkNft(f.content) },
-  { checker: "nmcli --offline", test: (p) => p.endsWith(".nmconnection"), check: (f) => checkNmKeyfile(f.content) },
-  { checker: "sysctl -p", test: (p) => p.startsWith("/etc/sysctl.d/"), check: (f) => checkSysctl(f.content, sysctlInterfaces(f.content)) },
-];
+/** The test-side checker of each service's files (the VM's own live in render/services.ts). */
+const SINGLE: Record<Exclude<ServiceName, "firewalld" | "agent">, Single> = {
+  haproxy: { checker: "haproxy -c", check: (f) => checkHaproxy(f.content) },
+  keepalived: { checker: "keepalived -t", check: (f) => checkKeepalived(f.content) },
+  conntrackd: { checker: "conntrackd run", check: (f) => checkConntrackd(f.content) },
+  none: { checker: "shellcheck", check: (f) => checkShellScript(f.content) },
+  nftables: { checker: "nft -c", check: (f) => checkNft(f.content) },
+  networkmanager: { checker: "nmcli --offline", check: (f) => checkNmKeyfile(f.content) },
+  sysctl: { checker: "sysctl -p", check: (f) => checkSysctl(f.content, sysctlInterfaces(f.content)) },
+};
 
 export function checkRenderedTree(tree: readonly TreeFile[]): FileCheck[] {
-  const firewalld = tree.filter((f) => f.path.startsWith("/etc/firewalld/"));
+  const firewalld = tree.filter((f) => serviceOfPath(f.path) === "firewalld");
   // firewalld cross-checks zones, policies and services together, so they are checked as one directory.
   const firewalldResult = firewalld.length > 0
     ? checkFirewalld(firewalld.map((f): RenderedFile => ({ ...f, owner: "root:root", reload: NO_RELOAD })))
     : undefined;
   return tree.map((f) => {
-    if (f.path.startsWith("/etc/firewalld/") && firewalldResult) {
+    const service = serviceOfPath(f.path);
+    if (service === "firewalld" && firewalldResult) {
       return { path: f.path, checker: "firewall-offline-cmd --check-config", ...firewalldResult };
     }
-    const single = SINGLE.find((s) => s.test(f.path));
+    const single = service === undefined || service === "firewalld" || service === "agent" ? undefined : SINGLE[service];
     if (!single) return { path: f.path, checker: "none", ok: false, output: "no checker knows this path" };
     return { path: f.path, checker: single.checker, ...single.check(f) };
   });
