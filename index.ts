@@ -34,7 +34,9 @@ function imageArgs(): BootcImageArgs {
   const build = config.getObject<Omit<BootcImageBuild, "registryAuth">>("imageBuild");
   if (!build) return { prebuilt: prebuilt ?? "(edgepair:image is not set)" };
   const user = config.get("imagePushUser");
-  const registryAuth = user ? config.requireSecret("imagePushPassword").apply((password): RegistryAuth => ({ username: user, password })) : undefined;
+  const registryAuth = user
+    ? config.requireSecret("imagePushPassword").apply((password): RegistryAuth => ({ username: user, password }))
+    : undefined;
   return { ...(prebuilt ? { prebuilt } : {}), build: { ...build, ...(registryAuth ? { registryAuth } : {}) } };
 }
 

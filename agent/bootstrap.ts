@@ -17,7 +17,14 @@ import type { RenderedFile } from "../render/types";
 import { AGENT_SECRET_DEFAULTS } from "../spec/agent-settings";
 import { resolveBackends } from "../spec/backend-list";
 import { formatProblem, SpecError } from "../spec/errors";
-import { applyFiles, defaultValidators, spawnRunner, type ApplyReport, type CommandRunner, type Validator } from "./apply";
+import {
+  applyFiles,
+  defaultValidators,
+  spawnRunner,
+  type ApplyReport,
+  type CommandRunner,
+  type Validator,
+} from "./apply";
 import { isUpToDate, readLive, resolveOwner } from "./apply/write";
 import { readAgentConfig, type AgentConfig, type ConfigReading } from "./config";
 import { BOOTSTRAP_UNITS, deferReloadsOfStopped, ensureRunning, plannedStart } from "./services";
@@ -88,7 +95,9 @@ class ProgressTable {
     }
     const rounded = ms === null ? null : Math.round(ms);
     this.rows.push({ step, result, ms: rounded, ok });
-    this.out(`${step.padEnd(STEP_WIDTH - 1)} ${result.padEnd(RESULT_WIDTH - 1)} ${String(rounded ?? "-").padStart(6)}\n`);
+    this.out(
+      `${step.padEnd(STEP_WIDTH - 1)} ${result.padEnd(RESULT_WIDTH - 1)} ${String(rounded ?? "-").padStart(6)}\n`,
+    );
   }
 
   /** Runs `body` and prints its row; `body` says the result text and whether it went well. */
@@ -101,7 +110,10 @@ class ProgressTable {
 }
 
 function clip(output: string): string[] {
-  const lines = output.trim().split("\n").filter((l) => l.trim() !== "");
+  const lines = output
+    .trim()
+    .split("\n")
+    .filter((l) => l.trim() !== "");
   const shown = lines.slice(0, OUTPUT_LINES).map((l) => `    ${l}`);
   if (lines.length > OUTPUT_LINES) shown.push(`    ... ${lines.length - OUTPUT_LINES} more lines`);
   return shown;
@@ -191,7 +203,11 @@ function secretPaths(config: AgentConfig): string[] {
 }
 
 /** Secret files cloud-init delivered are root-only (0600 or narrower); a wider one is narrowed. Absent is fine: some arrive later. */
-async function checkSecretFiles(root: string, paths: readonly string[], dryRun: boolean): Promise<{ result: string; ok: boolean }> {
+async function checkSecretFiles(
+  root: string,
+  paths: readonly string[],
+  dryRun: boolean,
+): Promise<{ result: string; ok: boolean }> {
   let present = 0;
   const notes: string[] = [];
   let ok = true;
@@ -220,14 +236,18 @@ function rejectionProblems(report: ApplyReport): string[] {
     lines.push(`${report.rejected.length} file(s) rejected (the live file, if any, stays); no service started:`);
     for (const r of report.rejected) lines.push(`  ${r.path}: ${r.checker}`, ...clip(r.output));
   }
-  if (report.heldBack.length > 0) lines.push(`held back with a rejected file of the same service: ${report.heldBack.join(", ")}`);
+  if (report.heldBack.length > 0)
+    lines.push(`held back with a rejected file of the same service: ${report.heldBack.join(", ")}`);
   for (const r of report.reloads.filter((x) => !x.ok)) {
     lines.push(`reload of ${r.service} failed (retried by the next run); no service started:`, ...clip(r.output));
   }
   return lines;
 }
 
-async function plannedFiles(files: readonly RenderedFile[], root: string): Promise<{ write: string[]; unchanged: number; unknownOwner: string[] }> {
+async function plannedFiles(
+  files: readonly RenderedFile[],
+  root: string,
+): Promise<{ write: string[]; unchanged: number; unknownOwner: string[] }> {
   const write: string[] = [];
   const unknownOwner: string[] = [];
   let unchanged = 0;
@@ -264,7 +284,10 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
     files = await table.step("render", async () => {
       const backends = resolveBackends(config.spec, {});
       const rendered = renderAll({ spec: config.spec, host: config.host, backends });
-      return { value: rendered, result: `${rendered.length} files, ${backends.api.length} API + ${backends.ingress.length} ingress backends (renderer ${RENDERER_VERSION})` };
+      return {
+        value: rendered,
+        result: `${rendered.length} files, ${backends.api.length} API + ${backends.ingress.length} ingress backends (renderer ${RENDERER_VERSION})`,
+      };
     });
   } catch (err) {
     table.row("render", "failed", null, false);
@@ -278,14 +301,18 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   try {
     await table.step("directories", async () => {
       const changes = [];
-      for (const d of dirs) changes.push({ path: d.path, mode: d.mode, change: await ensureDirectory(d.target, d.mode) });
+      for (const d of dirs)
+        changes.push({ path: d.path, mode: d.mode, change: await ensureDirectory(d.target, d.mode) });
       return { value: undefined, result: describeChanges(changes, false) };
     });
     await table.step("vrrp fifo", async () => ({
       value: undefined,
       result: describeChanges([{ path: VRRP_FIFO_PATH, mode: FIFO_MODE, change: await ensureFifo(fifo) }], false),
     }));
-    await table.step("secret files", async () => ({ value: undefined, ...(await checkSecretFiles(root, secretPaths(config), false)) }));
+    await table.step("secret files", async () => ({
+      value: undefined,
+      ...(await checkSecretFiles(root, secretPaths(config), false)),
+    }));
   } catch (err) {
     table.row("prepare", "failed", null, false);
     return failed(table, [message(err)]);
@@ -312,7 +339,11 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   }
   const deferred = deferring.deferred();
   for (const r of report.reloads) {
-    const result = !r.ok ? "failed" : deferred.includes(r.service) ? "deferred: not running, its start reads the new files" : "done";
+    const result = !r.ok
+      ? "failed"
+      : deferred.includes(r.service)
+        ? "deferred: not running, its start reads the new files"
+        : "done";
     table.row(`reload ${r.service}`, result, null, r.ok);
   }
   const problems = rejectionProblems(report);
@@ -324,7 +355,11 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
       return { value: r, result: r.result, ok: r.ok };
     });
     // Later units depend on earlier ones (keepalived must not advertise without HAProxy): stop at the first failure.
-    if (!started.ok) return failed(table, [`${unit}: systemctl enable --now failed; later services not started:`, ...clip(started.output)]);
+    if (!started.ok)
+      return failed(table, [
+        `${unit}: systemctl enable --now failed; later services not started:`,
+        ...clip(started.output),
+      ]);
   }
   return { outcome: "ok", steps: table.rows };
 }
@@ -340,25 +375,36 @@ async function dryRunPlan(
   try {
     await table.step("directories", async () => {
       const changes = [];
-      for (const d of dirs) changes.push({ path: d.path, mode: d.mode, change: await directoryChange(d.target, d.mode) });
+      for (const d of dirs)
+        changes.push({ path: d.path, mode: d.mode, change: await directoryChange(d.target, d.mode) });
       return { value: undefined, result: describeChanges(changes, true) };
     });
     await table.step("vrrp fifo", async () => ({
       value: undefined,
       result: describeChanges([{ path: VRRP_FIFO_PATH, mode: FIFO_MODE, change: await fifoChange(fifo) }], true),
     }));
-    await table.step("secret files", async () => ({ value: undefined, ...(await checkSecretFiles(opts.root, secretPaths(config), true)) }));
+    await table.step("secret files", async () => ({
+      value: undefined,
+      ...(await checkSecretFiles(opts.root, secretPaths(config), true)),
+    }));
   } catch (err) {
     table.row("prepare", "failed", null, false);
     return failed(table, [message(err)]);
   }
   const plan = await table.step("files (not checked)", async () => {
     const p = await plannedFiles(files, opts.root);
-    return { value: p, result: `would write ${p.write.length}, ${p.unchanged} unchanged`, ok: p.unknownOwner.length === 0 };
+    return {
+      value: p,
+      result: `would write ${p.write.length}, ${p.unchanged} unchanged`,
+      ok: p.unknownOwner.length === 0,
+    };
   });
   for (const path of plan.write) table.row("would write", path, null);
   for (const unit of BOOTSTRAP_UNITS.map((u) => u.unit)) {
-    await table.step(`start ${unit}`, async () => ({ value: undefined, result: await plannedStart(opts.runner, unit) }));
+    await table.step(`start ${unit}`, async () => ({
+      value: undefined,
+      result: await plannedStart(opts.runner, unit),
+    }));
   }
   if (plan.unknownOwner.length > 0) return failed(table, plan.unknownOwner);
   return { outcome: "ok", steps: table.rows };

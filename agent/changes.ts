@@ -64,13 +64,18 @@ export function desiredStateHash(spec: unknown, backends: unknown): string {
 
 export function renderHash(files: readonly RenderedFile[]): string {
   const h = createHash("sha256");
-  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) h.update(`${f.path}\0${f.mode}\0${f.content}\0`);
+  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path)))
+    h.update(`${f.path}\0${f.mode}\0${f.content}\0`);
   return h.digest("hex");
 }
 
 /** `live` maps path -> {content, mode} of what is applied now (absent: never written). */
 /** `desiredHash`: the rollout key when the caller has one (agent run: desiredStateHash); else the render's own hash. */
-export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap<string, { content: string; mode: number }>, desiredHash?: string): ChangeSet {
+export function classifyChanges(
+  next: readonly RenderedFile[],
+  live: ReadonlyMap<string, { content: string; mode: number }>,
+  desiredHash?: string,
+): ChangeSet {
   const changed: string[] = [];
   const risky: string[] = [];
   let serversOnly = true;
@@ -78,10 +83,18 @@ export function classifyChanges(next: readonly RenderedFile[], live: ReadonlyMap
     const now = live.get(f.path);
     if (now && now.content === f.content && now.mode === f.mode) continue;
     changed.push(f.path);
-    if (f.path === HAPROXY_CONFIG_PATH && now && now.mode === f.mode && withoutServerLines(now.content) === withoutServerLines(f.content) && !serverShapesChanged(now.content, f.content)) continue;
+    if (
+      f.path === HAPROXY_CONFIG_PATH &&
+      now &&
+      now.mode === f.mode &&
+      withoutServerLines(now.content) === withoutServerLines(f.content) &&
+      !serverShapesChanged(now.content, f.content)
+    )
+      continue;
     serversOnly = false;
     if (SERVICES[f.reload.service].risky) risky.push(f.path);
   }
-  const kind: RolloutKind = changed.length === 0 ? "none" : serversOnly ? "servers-only" : risky.length > 0 ? "risky" : "safe";
+  const kind: RolloutKind =
+    changed.length === 0 ? "none" : serversOnly ? "servers-only" : risky.length > 0 ? "risky" : "safe";
   return { kind, changed, risky, desiredHash: desiredHash ?? renderHash(next) };
 }

@@ -28,23 +28,35 @@ export function problemLine(file: string, p: SpecProblem): string {
 }
 
 /** The YAML document at ROOT/vmPath, or the lines saying why there is none. */
-async function readDocument(root: string, vmPath: string): Promise<{ ok: true; value: unknown } | { ok: false; problems: string[] }> {
+async function readDocument(
+  root: string,
+  vmPath: string,
+): Promise<{ ok: true; value: unknown } | { ok: false; problems: string[] }> {
   const file = basename(vmPath);
   let text: string;
   try {
     text = await readFile(join(root, vmPath), "utf8");
   } catch (err) {
-    return { ok: false, problems: [`${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}): ${vmPath}`] };
+    return {
+      ok: false,
+      problems: [`${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}): ${vmPath}`],
+    };
   }
   const loaded = loadYaml(text, "");
   if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => problemLine(file, p)) };
   return { ok: true, value: loaded.value };
 }
 
-function validated<T>(vmPath: string, doc: Awaited<ReturnType<typeof readDocument>>, validate: (raw: unknown) => Validation<T>): { value?: T; problems: string[] } {
+function validated<T>(
+  vmPath: string,
+  doc: Awaited<ReturnType<typeof readDocument>>,
+  validate: (raw: unknown) => Validation<T>,
+): { value?: T; problems: string[] } {
   if (!doc.ok) return { problems: doc.problems };
   const r = validate(doc.value);
-  return r.ok ? { value: r.value, problems: [] } : { problems: r.problems.map((p) => problemLine(basename(vmPath), p)) };
+  return r.ok
+    ? { value: r.value, problems: [] }
+    : { problems: r.problems.map((p) => problemLine(basename(vmPath), p)) };
 }
 
 export async function readAgentConfig(root: string): Promise<ConfigReading> {
@@ -59,7 +71,11 @@ export async function readAgentConfig(root: string): Promise<ConfigReading> {
   const settings = validated(BOOTSTRAP_PATHS.agent, agentDoc, validateAgentSettings);
   const problems = [...spec.problems, ...host.problems, ...settings.problems];
   if (spec.value && settings.value) {
-    problems.push(...agentSettingsSpecProblems(settings.value, spec.value).map((p) => problemLine(basename(BOOTSTRAP_PATHS.agent), p)));
+    problems.push(
+      ...agentSettingsSpecProblems(settings.value, spec.value).map((p) =>
+        problemLine(basename(BOOTSTRAP_PATHS.agent), p),
+      ),
+    );
   }
   if (problems.length > 0 || !spec.value || !host.value || !settings.value) return { ok: false, problems };
   return { ok: true, config: { spec: spec.value, host: host.value, settings: settings.value } };

@@ -26,7 +26,9 @@ async function onBootcHost(o: RunCommandOptions, log: (line: string) => void): P
     await readBootcStatus(spawnRunner, { statusTimeoutMs: 30_000 });
     return true;
   } catch (e) {
-    log(`image switch off: this host is not booted by bootc (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+    log(
+      `image switch off: this host is not booted by bootc (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`,
+    );
     return false;
   }
 }
@@ -45,7 +47,8 @@ export async function runAgentCommand(o: RunCommandOptions): Promise<RunOutcome>
   if (!settings.cluster) {
     return {
       outcome: "no-cluster",
-      message: "agent.yaml has no cluster access yet: serving the spec's static backends until it arrives (a new agent.yaml starts the agent again)",
+      message:
+        "agent.yaml has no cluster access yet: serving the spec's static backends until it arrives (a new agent.yaml starts the agent again)",
     };
   }
   const log = (line: string) => o.out(`${new Date().toISOString()} ${line}\n`);

@@ -6,7 +6,6 @@
 import type { AgentVrrpState } from "../render/vrrp-state";
 import type { ChangeSet } from "./changes";
 
-
 export interface PeerView {
   name: string;
   /** the render hash the peer reports as applied (status configHashes.all) */
@@ -16,9 +15,7 @@ export interface PeerView {
 }
 
 export type RolloutDecision =
-  | { action: "nothing" }
-  | { action: "apply"; gate: boolean; reason: string }
-  | { action: "wait"; reason: string };
+  { action: "nothing" } | { action: "apply"; gate: boolean; reason: string } | { action: "wait"; reason: string };
 
 /** A peer silent for longer than this is gone for the rollout: the MASTER does not wait for it forever. */
 export const PEER_STALE_MS = 60_000;
@@ -36,10 +33,18 @@ export function rolloutDecision(me: AgentVrrpState, change: ChangeSet, peer: Pee
   }
   if (me !== "MASTER") return { action: "apply", gate: true, reason: `${me}: goes first, health-gated` };
   if (!peer || peer.heartbeatAgeMs > PEER_STALE_MS) {
-    return { action: "apply", gate: true, reason: `no live peer to go first${peer ? ` (${peer.name} silent for ${Math.round(peer.heartbeatAgeMs / 1000)} s)` : ""}: applying alone, health-gated` };
+    return {
+      action: "apply",
+      gate: true,
+      reason: `no live peer to go first${peer ? ` (${peer.name} silent for ${Math.round(peer.heartbeatAgeMs / 1000)} s)` : ""}: applying alone, health-gated`,
+    };
   }
-  if (peer.appliedHash === change.desiredHash && peer.ready) return { action: "apply", gate: true, reason: `${peer.name} applied it and is Ready` };
-  return { action: "wait", reason: `waiting for ${peer.name} to apply ${change.desiredHash.slice(0, 12)} and be Ready (${changedSummary(change)})` };
+  if (peer.appliedHash === change.desiredHash && peer.ready)
+    return { action: "apply", gate: true, reason: `${peer.name} applied it and is Ready` };
+  return {
+    action: "wait",
+    reason: `waiting for ${peer.name} to apply ${change.desiredHash.slice(0, 12)} and be Ready (${changedSummary(change)})`,
+  };
 }
 
 function changedSummary(change: ChangeSet): string {

@@ -20,9 +20,24 @@ import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 import { applyFiles, readApplyState, type ApplyReport, type CommandRunner, type Validator } from "./apply";
 import { classifyChanges, desiredStateHash } from "./changes";
 import { backendsHealthy, haproxyWorkerPid, syncServers } from "./haproxy";
-import { APPLIED_HASH_KEY, Backoff, ClusterSide, type BackoffOptions, type ClusterSideEvent, type ClusterSideOptions, type DesiredState } from "./kube";
+import {
+  APPLIED_HASH_KEY,
+  Backoff,
+  ClusterSide,
+  type BackoffOptions,
+  type ClusterSideEvent,
+  type ClusterSideOptions,
+  type DesiredState,
+} from "./kube";
 import { PEER_STALE_MS, rolloutDecision } from "./rollout";
-import { ImageSwitchLoop, keepalivedHeld, kubeImageSwitchStore, type SwitchHost, type SwitchOutcome, type SwitchTimeouts } from "./switch";
+import {
+  ImageSwitchLoop,
+  keepalivedHeld,
+  kubeImageSwitchStore,
+  type SwitchHost,
+  type SwitchOutcome,
+  type SwitchTimeouts,
+} from "./switch";
 import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
 
@@ -70,7 +85,6 @@ export interface AgentRunOptions {
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
 
-
 export class AgentRun {
   private cluster: ClusterSide | undefined;
   private fifo: FifoListener | undefined;
@@ -104,7 +118,11 @@ export class AgentRun {
       this.vrrp = initial;
       this.startReassert(initial);
     }
-    this.fifo = listenVrrpFifo(o.fifoPath, (t) => void this.onTransition(t.state), (line) => o.log(`vrrp fifo: ignored "${line}"`));
+    this.fifo = listenVrrpFifo(
+      o.fifoPath,
+      (t) => void this.onTransition(t.state),
+      (line) => o.log(`vrrp fifo: ignored "${line}"`),
+    );
     this.vrrpTimer = setInterval(() => void this.recheckVrrp(), o.vrrpRecheckMs ?? 10_000);
     this.vrrpTimer.unref?.();
     this.cluster = new ClusterSide({
@@ -114,7 +132,10 @@ export class AgentRun {
       onEvent: (e) => this.onCluster(e),
       ...o.cluster,
     });
-    this.cluster.status.update({ rendererVersion: RENDERER_VERSION, ...(initial ? { vrrpState: statusVrrpState(initial) } : {}) });
+    this.cluster.status.update({
+      rendererVersion: RENDERER_VERSION,
+      ...(initial ? { vrrpState: statusVrrpState(initial) } : {}),
+    });
     if (o.imageSwitch) this.switchLoop = this.imageSwitchLoop(this.cluster, o.imageSwitch);
     // Nothing is applied until the cluster answers: bootstrap applied the boot spec already, and the cluster
     // side sends its first desired state only once the Nodes are listed (before that, "no Node matches" would
@@ -170,9 +191,16 @@ export class AgentRun {
     if (this.stopped || this.vrrp === "INIT") return;
     const o = this.o;
     const active = await o.runner(["systemctl", "is-active", "--quiet", "keepalived.service"], { timeoutMs: 5000 });
-    const seen: KeepalivedState | undefined = active.exitCode !== 0 ? "STOP" : this.vrrp === "FAULT" ? undefined : await detectVrrpState(this.runningSpec(), o.host, o.runner);
+    const seen: KeepalivedState | undefined =
+      active.exitCode !== 0
+        ? "STOP"
+        : this.vrrp === "FAULT"
+          ? undefined
+          : await detectVrrpState(this.runningSpec(), o.host, o.runner);
     if (!seen || seen === this.vrrp || this.stopped) return;
-    o.log(`vrrp: keepalived ${seen === "STOP" ? "is not running" : `holds the VIPs as ${seen}`}, not ${this.vrrp} as last notified: taken as ${seen}`);
+    o.log(
+      `vrrp: keepalived ${seen === "STOP" ? "is not running" : `holds the VIPs as ${seen}`}, not ${this.vrrp} as last notified: taken as ${seen}`,
+    );
     await this.onTransition(seen);
   }
 
@@ -198,7 +226,10 @@ export class AgentRun {
         report: (r) =>
           cluster.status.update({
             bootedImage: r.bootedImage,
-            imageSwitch: { ...(r.progressing ? { progressing: r.progressing } : {}), ...(r.degraded ? { degraded: r.degraded } : {}) },
+            imageSwitch: {
+              ...(r.progressing ? { progressing: r.progressing } : {}),
+              ...(r.degraded ? { degraded: r.degraded } : {}),
+            },
           }),
         signal,
         onStep: (step) => {
@@ -239,7 +270,9 @@ export class AgentRun {
         this.enqueue(e.state);
         return;
       case "invalidSpec":
-        this.o.log(`LoadBalancer spec invalid, keeping the last good one: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`);
+        this.o.log(
+          `LoadBalancer spec invalid, keeping the last good one: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`,
+        );
         this.cluster?.status.update({ specProblems: e.problems });
         return;
       case "apiError":
@@ -321,19 +354,34 @@ export class AgentRun {
         o.log(`haproxy runtime API: ${sync.plan.length} action(s) in ${Date.now() - t0} ms`);
         // the servers run already: the file is written for restarts, without a reload
         const reloads = new Set(cfg.reload.commands.map((c) => c.join(" ")));
-        runner = (argv, opts) => (reloads.has(argv.join(" ")) ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : o.runner(argv, opts));
+        runner = (argv, opts) =>
+          reloads.has(argv.join(" "))
+            ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" })
+            : o.runner(argv, opts);
       }
     }
     const quiet = this.keepalivedQuietFor(files, change);
     if (quiet) {
-      o.log(`stopping keepalived while firewalld reloads (${quiet}): firewalld drops every new packet, VRRP adverts included, while it rebuilds its rules`);
+      o.log(
+        `stopping keepalived while firewalld reloads (${quiet}): firewalld drops every new packet, VRRP adverts included, while it rebuilds its rules`,
+      );
       await this.systemctlKeepalived("stop");
       // keepalived, stopped, needs no reload: its start reads the files as they are then
       const inner = runner;
-      runner = (argv, opts) => (argv.join(" ") === KEEPALIVED_RELOAD ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" }) : inner(argv, opts));
+      runner = (argv, opts) =>
+        argv.join(" ") === KEEPALIVED_RELOAD
+          ? Promise.resolve({ exitCode: 0, timedOut: false, output: "" })
+          : inner(argv, opts);
     }
     try {
-      await this.applyGated(state, files, change.desiredHash, decision.gate, change.changed.includes(HAPROXY_CONFIG_PATH), runner);
+      await this.applyGated(
+        state,
+        files,
+        change.desiredHash,
+        decision.gate,
+        change.changed.includes(HAPROXY_CONFIG_PATH),
+        runner,
+      );
     } finally {
       if (quiet) await this.systemctlKeepalived("start");
     }
@@ -346,26 +394,44 @@ export class AgentRun {
    * in a planned failover (only when the peer already runs this change and is Ready), and a BACKUP simply stops
    * advertising for the moment; both come back as BACKUP (nopreempt).
    */
-  private keepalivedQuietFor(files: readonly RenderedFile[], change: { changed: string[]; desiredHash: string }): string | undefined {
-    if (!files.some((f) => SERVICES[f.reload.service].reloadStallsTraffic && change.changed.includes(f.path))) return undefined;
+  private keepalivedQuietFor(
+    files: readonly RenderedFile[],
+    change: { changed: string[]; desiredHash: string },
+  ): string | undefined {
+    if (!files.some((f) => SERVICES[f.reload.service].reloadStallsTraffic && change.changed.includes(f.path)))
+      return undefined;
     if (this.vrrp === "BACKUP") return "BACKUP: stops advertising for the moment";
     if (this.vrrp !== "MASTER") return undefined;
     const peer = this.cluster?.status.peerView();
-    if (!peer || !peer.ready || peer.appliedHash !== change.desiredHash || peer.heartbeatAgeMs > PEER_STALE_MS) return undefined;
+    if (!peer || !peer.ready || peer.appliedHash !== change.desiredHash || peer.heartbeatAgeMs > PEER_STALE_MS)
+      return undefined;
     return `MASTER: hands the VIPs to ${peer.name}, which runs this change already`;
   }
 
   private async systemctlKeepalived(verb: "stop" | "start"): Promise<void> {
     const r = await this.o.runner(["systemctl", verb, "keepalived.service"], { timeoutMs: 90_000 });
-    if (r.exitCode !== 0) this.o.log(`systemctl ${verb} keepalived.service: exit ${r.exitCode ?? "none"}: ${r.output.trim().slice(-300)}`);
+    if (r.exitCode !== 0)
+      this.o.log(`systemctl ${verb} keepalived.service: exit ${r.exitCode ?? "none"}: ${r.output.trim().slice(-300)}`);
   }
 
   /** Applies, then (risky changes) the health gate, reverting to the last good files when it fails. */
-  private async applyGated(state: DesiredState, files: RenderedFile[], desiredHash: string, gate: boolean, haproxyChanged: boolean, runner: CommandRunner): Promise<void> {
+  private async applyGated(
+    state: DesiredState,
+    files: RenderedFile[],
+    desiredHash: string,
+    gate: boolean,
+    haproxyChanged: boolean,
+    runner: CommandRunner,
+  ): Promise<void> {
     const o = this.o;
     // a reloaded HAProxy is judged by its new worker, never by the one it replaces
     const workerBefore = gate && haproxyChanged ? await haproxyWorkerPid(o.haproxySocket) : undefined;
-    const report = await applyFiles(files, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) });
+    const report = await applyFiles(files, {
+      root: o.root,
+      stateDir: o.stateDir,
+      runner,
+      ...(o.validators ? { validators: o.validators } : {}),
+    });
     const problem = applyProblem(report);
     if (problem) {
       this.report(state, { hashes: report.hashes, lastError: problem });
@@ -374,10 +440,20 @@ export class AgentRun {
     if (gate && !(await this.healthGate(workerBefore))) {
       const reason = "health gate failed after a risky change: reverted to the last good configuration";
       o.log(reason);
-      const reverted = this.lastGood ? await applyFiles(this.lastGood, { root: o.root, stateDir: o.stateDir, runner, ...(o.validators ? { validators: o.validators } : {}) }) : undefined;
+      const reverted = this.lastGood
+        ? await applyFiles(this.lastGood, {
+            root: o.root,
+            stateDir: o.stateDir,
+            runner,
+            ...(o.validators ? { validators: o.validators } : {}),
+          })
+        : undefined;
       const revertProblem = reverted && applyProblem(reverted);
       // the hashes of what is live again, not of the render that failed
-      this.report(state, { hashes: reverted?.hashes ?? report.hashes, lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason });
+      this.report(state, {
+        hashes: reverted?.hashes ?? report.hashes,
+        lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason,
+      });
       return;
     }
     this.lastGood = files;
@@ -386,14 +462,19 @@ export class AgentRun {
   }
 
   /** What `state`'s reconcile left live; its backend pools only when it passed (a failure leaves the last view). */
-  private report(state: DesiredState, r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string }): void {
+  private report(
+    state: DesiredState,
+    r: { hashes: Record<string, string>; desiredHash?: string; lastError?: string },
+  ): void {
     const status = this.cluster?.status;
     if (!status) return;
     status.update({
       applying: false,
       lastError: r.lastError,
       servicesUp: r.lastError === undefined,
-      ...(Object.keys(r.hashes).length > 0 || r.desiredHash ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } } : {}),
+      ...(Object.keys(r.hashes).length > 0 || r.desiredHash
+        ? { configHashes: { ...r.hashes, ...(r.desiredHash ? { [APPLIED_HASH_KEY]: r.desiredHash } : {}) } }
+        : {}),
       ...(state.generation !== undefined ? { observedGeneration: state.generation } : {}),
       ...(r.lastError === undefined ? { backends: state.selection.pools } : {}),
     });
@@ -424,7 +505,11 @@ export class AgentRun {
     const deadline = Date.now() + (this.o.gateTimeoutMs ?? 20_000);
     while (Date.now() < deadline && !this.stopped) {
       // HAProxy reloading answers "no socket" for a moment: ask again
-      if (this.vrrp !== "FAULT" && (await backendsHealthy(this.o.haproxySocket, notWorker !== undefined ? { notWorker } : {})).ok) return true;
+      if (
+        this.vrrp !== "FAULT" &&
+        (await backendsHealthy(this.o.haproxySocket, notWorker !== undefined ? { notWorker } : {})).ok
+      )
+        return true;
       await new Promise((r) => setTimeout(r, 250));
     }
     return false;
@@ -432,8 +517,10 @@ export class AgentRun {
 }
 
 function applyProblem(report: ApplyReport): string | undefined {
-  if (report.rejected.length > 0) return `rejected: ${report.rejected.map((r) => `${r.path} (${r.checker}): ${r.output.split("\n")[0]}`).join("; ")}`;
+  if (report.rejected.length > 0)
+    return `rejected: ${report.rejected.map((r) => `${r.path} (${r.checker}): ${r.output.split("\n")[0]}`).join("; ")}`;
   const failed = report.reloads.filter((r) => !r.ok);
-  if (failed.length > 0) return `reload failed: ${failed.map((r) => `${r.service}: ${r.output.split("\n")[0]}`).join("; ")}`;
+  if (failed.length > 0)
+    return `reload failed: ${failed.map((r) => `${r.service}: ${r.output.split("\n")[0]}`).join("; ")}`;
   return undefined;
 }

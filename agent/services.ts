@@ -61,7 +61,8 @@ export interface StartResult {
 /** Enables and starts `unit` unless it is both already; never restarts a running unit. */
 export async function ensureRunning(runner: CommandRunner, unit: string): Promise<StartResult> {
   const before = await queryUnit(runner, unit);
-  if (before.activeState === "active" && before.enabled) return { unit, ok: true, result: "already running", output: "" };
+  if (before.activeState === "active" && before.enabled)
+    return { unit, ok: true, result: "already running", output: "" };
   const r = await runner(["systemctl", "enable", "--now", unit], { timeoutMs: START_TIMEOUT_MS });
   if (r.exitCode !== 0) return { unit, ok: false, result: "failed", output: r.output };
   return { unit, ok: true, result: before.activeState === "active" ? "enabled" : "started", output: r.output };
@@ -87,7 +88,11 @@ export interface DeferringRunner {
  * state, to be run again by every later apply. Commands are recognised by the reload actions of `files`
  * (never by guessing from argv), and each unit is asked once, when its first command comes.
  */
-export function deferReloadsOfStopped(runner: CommandRunner, files: readonly RenderedFile[], units: readonly ManagedUnit[] = BOOTSTRAP_UNITS): DeferringRunner {
+export function deferReloadsOfStopped(
+  runner: CommandRunner,
+  files: readonly RenderedFile[],
+  units: readonly ManagedUnit[] = BOOTSTRAP_UNITS,
+): DeferringRunner {
   const serviceOf = new Map<string, ServiceName>();
   for (const f of files) for (const argv of f.reload.commands) serviceOf.set(JSON.stringify(argv), f.reload.service);
   const stopped = new Map<ServiceName, boolean>();
@@ -103,7 +108,11 @@ export function deferReloadsOfStopped(runner: CommandRunner, files: readonly Ren
     }
     if (!isStoppedNow) return runner(argv, opts);
     if (!deferred.includes(service)) deferred.push(service);
-    return { exitCode: 0, timedOut: false, output: `${managed.unit} is not running: not reloaded, its start reads the new files` };
+    return {
+      exitCode: 0,
+      timedOut: false,
+      output: `${managed.unit} is not running: not reloaded, its start reads the new files`,
+    };
   };
   return { runner: wrapped, deferred: () => [...deferred] };
 }

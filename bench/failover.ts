@@ -57,7 +57,12 @@ interface Variant {
 }
 
 const VARIANTS: Variant[] = [
-  { name: "edgepair", label: "edgepair (rendered files as they are)", short: "edgepair: the rendered files as they are", preempt: false },
+  {
+    name: "edgepair",
+    label: "edgepair (rendered files as they are)",
+    short: "edgepair: the rendered files as they are",
+    preempt: false,
+  },
   {
     name: "poc",
     label: `PoC-equivalent (lab/poc-config.ts: VRRPv${POC.vrrpVersion}, advert_int ${POC.advertIntSeconds}, no HAProxy tracking, no conntrackd hook, priorities ${POC.priority.primary}/${POC.priority.secondary} with preemption, tcp_loose 1)`,
@@ -172,7 +177,10 @@ function percentile(sorted: number[], q: number): number {
 }
 
 export function clientFigures(records: readonly RequestRecord[], eventMs: number): ClientFigures {
-  const ok = records.filter((r) => r.ok).map((r) => r.end - r.start).sort((a, b) => a - b);
+  const ok = records
+    .filter((r) => r.ok)
+    .map((r) => r.end - r.start)
+    .sort((a, b) => a - b);
   const errors: Record<string, number> = {};
   for (const r of records.filter((x) => !x.ok)) {
     const k = r.err ?? `HTTP ${r.status ?? "?"}`;
@@ -189,7 +197,11 @@ export function clientFigures(records: readonly RequestRecord[], eventMs: number
     failures: records
       .filter((r) => !r.ok)
       .slice(0, 50)
-      .map((r) => ({ startMs: round(r.start - eventMs), ms: round(r.end - r.start), err: r.err ?? `HTTP ${r.status ?? "?"}` })),
+      .map((r) => ({
+        startMs: round(r.start - eventMs),
+        ms: round(r.end - r.start),
+        err: r.err ?? `HTTP ${r.status ?? "?"}`,
+      })),
   };
 }
 
@@ -204,7 +216,10 @@ interface FlowReport {
   gaps: [number, number][];
 }
 
-export function egressFigures(doc: { flows: FlowReport[] } | undefined, expected: { tcp: number; udp: number }): EgressFigures {
+export function egressFigures(
+  doc: { flows: FlowReport[] } | undefined,
+  expected: { tcp: number; udp: number },
+): EgressFigures {
   const flows = doc?.flows ?? [];
   const failures: { flow: string; why: string }[] = [];
   let maxGap = 0;
@@ -219,7 +234,9 @@ export function egressFigures(doc: { flows: FlowReport[] } | undefined, expected
       f.echoed === 0 ? "no echo" : "",
       f.mismatched > 0 ? `${f.mismatched} wrong echoes` : "",
       gap > FLOWS.stallMs ? `stalled ${Math.round(gap)} ms` : "",
-    ].filter(Boolean).join(", ");
+    ]
+      .filter(Boolean)
+      .join(", ");
     if (why) failures.push({ flow: `${f.proto}${f.id}`, why });
     else survivedBy[f.proto]++;
   }
@@ -237,8 +254,19 @@ export function egressFigures(doc: { flows: FlowReport[] } | undefined, expected
 
 function stat(values: (number | null | undefined)[]): Stat {
   const v = values.filter((x): x is number => typeof x === "number" && Number.isFinite(x)).sort((a, b) => a - b);
-  const mid = v.length === 0 ? null : v.length % 2 === 1 ? (v[(v.length - 1) / 2] as number) : ((v[v.length / 2 - 1] as number) + (v[v.length / 2] as number)) / 2;
-  return { n: v.length, min: v[0] ?? null, median: mid === null ? null : Math.round(mid * 10) / 10, max: v[v.length - 1] ?? null, missing: values.length - v.length };
+  const mid =
+    v.length === 0
+      ? null
+      : v.length % 2 === 1
+        ? (v[(v.length - 1) / 2] as number)
+        : ((v[v.length / 2 - 1] as number) + (v[v.length / 2] as number)) / 2;
+  return {
+    n: v.length,
+    min: v[0] ?? null,
+    median: mid === null ? null : Math.round(mid * 10) / 10,
+    max: v[v.length - 1] ?? null,
+    missing: values.length - v.length,
+  };
 }
 
 const pct = (e: EgressFigures) => (e.total === 0 ? 0 : (100 * e.survived) / e.total);
@@ -269,7 +297,10 @@ function summaryOf(runs: VariantRun[]): Record<string, Stat> {
 
 class Scenario {
   private readonly procs: ProcessRecord[] = [];
-  constructor(private readonly lab: Lab, readonly tag: string) {}
+  constructor(
+    private readonly lab: Lab,
+    readonly tag: string,
+  ) {}
 
   clientOut(): string {
     return join(this.lab.dir, "logs", `${this.tag}-client.jsonl`);
@@ -287,14 +318,29 @@ class Scenario {
   async startFlows(): Promise<void> {
     const t = this.lab.plan.targets;
     const p = this.lab.startHelper(`bench/${this.tag}-flows`, "node", [
-      "flows", "--target", `${t.internet}:${PORTS.echo}`, "--out", this.flowsOut(),
-      "--tcp", String(FLOWS.tcp), "--udp", String(FLOWS.udp), "--interval-ms", String(FLOWS.intervalMs), "--max-ms", "120000",
+      "flows",
+      "--target",
+      `${t.internet}:${PORTS.echo}`,
+      "--out",
+      this.flowsOut(),
+      "--tcp",
+      String(FLOWS.tcp),
+      "--udp",
+      String(FLOWS.udp),
+      "--interval-ms",
+      String(FLOWS.intervalMs),
+      "--max-ms",
+      "120000",
     ]);
     this.procs.push(p);
-    await waitFor(`egress flows of ${this.tag} to see their first echoes`, async () => (readFileSync(p.log, "utf8").includes("ready") ? true : undefined), {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-    });
+    await waitFor(
+      `egress flows of ${this.tag} to see their first echoes`,
+      async () => (readFileSync(p.log, "utf8").includes("ready") ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      },
+    );
     await sleep(FLOW_SYNC_MS);
   }
 
@@ -322,26 +368,46 @@ const since = (t0: number, at: number | undefined): number | null => (at === und
 
 /** One LB holds keepalived's VIPs and the next hop, nothing is cut, both keepalived run. Not used while measuring. */
 export async function waitSteady(lab: Lab, timeoutMs = 30_000): Promise<LbKey> {
-  return waitFor("one LB holding the VIPs and the next hop", async () => {
-    const h = await lab.holders();
-    if (lab.state.cut.length > 0) throw new Error(`links cut: ${lab.state.cut.join(", ")}`);
-    return h.vip.length === 1 && h.nextHop.length === 1 && h.vip[0] === h.nextHop[0] ? h.vip[0] : undefined;
-  }, { timeoutMs, intervalMs: 250 });
+  return waitFor(
+    "one LB holding the VIPs and the next hop",
+    async () => {
+      const h = await lab.holders();
+      if (lab.state.cut.length > 0) throw new Error(`links cut: ${lab.state.cut.join(", ")}`);
+      return h.vip.length === 1 && h.nextHop.length === 1 && h.vip[0] === h.nextHop[0] ? h.vip[0] : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
 }
 
 /** The latest transition the notify script reported for `key` after `after` is `state` (its FIFO line). */
-async function waitTransition(lab: Lab, key: LbKey, state: string, after: number, timeoutMs: number): Promise<number | undefined> {
+async function waitTransition(
+  lab: Lab,
+  key: LbKey,
+  state: string,
+  after: number,
+  timeoutMs: number,
+): Promise<number | undefined> {
   try {
-    return await waitFor(`${key} to report ${state}`, async () => {
-      const last = lab.transitions(key).filter((t) => t.at >= after).pop();
-      return last?.state === state ? last.at : undefined;
-    }, { timeoutMs, intervalMs: 50 });
+    return await waitFor(
+      `${key} to report ${state}`,
+      async () => {
+        const last = lab
+          .transitions(key)
+          .filter((t) => t.at >= after)
+          .pop();
+        return last?.state === state ? last.at : undefined;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
   } catch {
     return undefined;
   }
 }
 
-export async function unclean(lab: Lab, tag: string): Promise<{ run: UncleanRun; records: RequestRecord[]; fault: number }> {
+export async function unclean(
+  lab: Lab,
+  tag: string,
+): Promise<{ run: UncleanRun; records: RequestRecord[]; fault: number }> {
   const from = await lab.active();
   const to = lab.other(from);
   const sc = new Scenario(lab, tag);
@@ -353,7 +419,10 @@ export async function unclean(lab: Lab, tag: string): Promise<{ run: UncleanRun;
     await monitor.ready();
     const fault = await lab.cut(from);
     const vip = lab.state.spec.derived.privateVips[0]?.address ?? "";
-    const [vipAt, hopAt] = await Promise.all([monitor.waitFor(vip, MOVE_TIMEOUT_MS), monitor.waitFor(lab.plan.targets.nextHop, MOVE_TIMEOUT_MS)]);
+    const [vipAt, hopAt] = await Promise.all([
+      monitor.waitFor(vip, MOVE_TIMEOUT_MS),
+      monitor.waitFor(lab.plan.targets.nextHop, MOVE_TIMEOUT_MS),
+    ]);
     await sleep(DRAIN_MS);
     await sc.stop();
     const records = sc.requests();
@@ -439,7 +508,10 @@ export async function planned(lab: Lab, tag: string, preempt: boolean): Promise<
     await Promise.all([toMonitor.ready(), fromMonitor.ready()]);
     const stopAt = Date.now();
     await lab.stopKeepalived(from);
-    const [vipAt, hopAt] = await Promise.all([toMonitor.waitFor(vip, MOVE_TIMEOUT_MS), toMonitor.waitFor(lab.plan.targets.nextHop, MOVE_TIMEOUT_MS)]);
+    const [vipAt, hopAt] = await Promise.all([
+      toMonitor.waitFor(vip, MOVE_TIMEOUT_MS),
+      toMonitor.waitFor(lab.plan.targets.nextHop, MOVE_TIMEOUT_MS),
+    ]);
     await sleep(DRAIN_MS);
     const rejoinAt = Date.now();
     await lab.startKeepalived(from);
@@ -459,8 +531,18 @@ export async function planned(lab: Lab, tag: string, preempt: boolean): Promise<
       to,
       vipMovedMs: since(stopAt, vipAt),
       nextHopMovedMs: since(stopAt, hopAt),
-      client: clientFigures(records.filter((r) => r.start < rejoinAt), stopAt),
-      rejoin: { took, client: clientFigures(records.filter((r) => r.start >= rejoinAt), rejoinAt), settledMs: since(rejoinAt, settled) },
+      client: clientFigures(
+        records.filter((r) => r.start < rejoinAt),
+        stopAt,
+      ),
+      rejoin: {
+        took,
+        client: clientFigures(
+          records.filter((r) => r.start >= rejoinAt),
+          rejoinAt,
+        ),
+        settledMs: since(rejoinAt, settled),
+      },
     };
   } finally {
     toMonitor.stop();
@@ -497,7 +579,9 @@ export async function applyPoc(lab: Lab, log: Log): Promise<void> {
     writeFileSync(notify, pocNotifyScript(readFileSync(notify, "utf8"))); // keeps the file's mode (0700)
     await lab.run(lab.lb(k).ns, ["sysctl", "-qw", ...Object.entries(POC_SYSCTLS).map(([key, v]) => `${key}=${v}`)]);
   }
-  log(`  keepalived.conf and notify script of both LBs rewritten by lab/poc-config.ts, ${Object.keys(POC_SYSCTLS).join(", ")} set as the PoC had it; restarting keepalived`);
+  log(
+    `  keepalived.conf and notify script of both LBs rewritten by lab/poc-config.ts, ${Object.keys(POC_SYSCTLS).join(", ")} set as the PoC had it; restarting keepalived`,
+  );
   await lab.startKeepalived("lb1");
   await lab.waitVrrp("lb1", "MASTER", 30_000);
   await lab.startKeepalived("lb2");
@@ -528,7 +612,8 @@ export interface FailoverBenchResult {
 
 export async function benchFailover(opts: FailoverBenchOptions): Promise<FailoverBenchResult> {
   const runs = opts.runs ?? 5;
-  if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`failover bench: runs must be an integer 1..50, got ${runs}`);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50)
+    throw new Error(`failover bench: runs must be an integer 1..50, got ${runs}`);
   const budgetMs = opts.budgetMs ?? 20 * 60_000;
   const log = opts.log ?? ((l: string) => console.log(l));
   const spec = readSpec(opts.specPath ?? DEFAULT_SPEC);
@@ -540,7 +625,16 @@ export async function benchFailover(opts: FailoverBenchOptions): Promise<Failove
 
   for (const variant of VARIANTS) {
     const lab = Lab.create(spec, (l) => log(`${stamp()} ${variant.name}: ${l}`));
-    const result: VariantResult = { name: variant.name, label: variant.label, short: variant.short, labPrefix: lab.prefix, upMs: 0, runs: [], summary: {}, picture: { run: 0, bins: [], svg: "" } };
+    const result: VariantResult = {
+      name: variant.name,
+      label: variant.label,
+      short: variant.short,
+      labPrefix: lab.prefix,
+      upMs: 0,
+      runs: [],
+      summary: {},
+      picture: { run: 0, bins: [], svg: "" },
+    };
     results.push(result);
     unclean0[variant.name] = [];
     log(`${stamp()} ${variant.name}: lab ${lab.prefix} up (${variant.label})`);
@@ -553,22 +647,30 @@ export async function benchFailover(opts: FailoverBenchOptions): Promise<Failove
         for (let i = 1; i <= runs; i++) {
           if (Date.now() - t0 > budgetMs) {
             truncated = true;
-            log(`${stamp()} ${variant.name}: time budget of ${budgetMs / 60_000} min spent, skipping runs ${i}..${runs}`);
+            log(
+              `${stamp()} ${variant.name}: time budget of ${budgetMs / 60_000} min spent, skipping runs ${i}..${runs}`,
+            );
             break;
           }
           const r0 = Date.now();
           const p = (what: string) => log(`${stamp()} ${variant.name} run ${i}/${runs}: ${what}`);
           await waitSteady(lab);
           const u = await unclean(lab, `${variant.name}-${i}-unclean`);
-          p(`unclean failover ${u.run.from} -> ${u.run.to}: outage ${u.run.outageMs ?? "-"} ms (prompt ${u.run.promptMs ?? "-"} ms), ` +
-            `VIP +${u.run.vipMovedMs ?? "-"} ms, next hop +${u.run.nextHopMovedMs ?? "-"} ms, ${u.run.client.failed}/${u.run.client.requests} failed, ` +
-            `max latency ${u.run.client.maxLatencyMs} ms; egress ${u.run.egress.survived}/${u.run.egress.total} survived`);
+          p(
+            `unclean failover ${u.run.from} -> ${u.run.to}: outage ${u.run.outageMs ?? "-"} ms (prompt ${u.run.promptMs ?? "-"} ms), ` +
+              `VIP +${u.run.vipMovedMs ?? "-"} ms, next hop +${u.run.nextHopMovedMs ?? "-"} ms, ${u.run.client.failed}/${u.run.client.requests} failed, ` +
+              `max latency ${u.run.client.maxLatencyMs} ms; egress ${u.run.egress.survived}/${u.run.egress.total} survived`,
+          );
           unclean0[variant.name]?.push({ records: u.records, fault: u.fault, run: u.run });
           const fb = await failback(lab, `${variant.name}-${i}-failback`, u.run.from, variant.preempt);
-          p(`fail-back to ${fb.returning} (${fb.how}): ${fb.client.failed}/${fb.client.requests} failed; egress ${fb.egress.survived}/${fb.egress.total} survived`);
+          p(
+            `fail-back to ${fb.returning} (${fb.how}): ${fb.client.failed}/${fb.client.requests} failed; egress ${fb.egress.survived}/${fb.egress.total} survived`,
+          );
           await waitSteady(lab);
           const pl = await planned(lab, `${variant.name}-${i}-planned`, variant.preempt);
-          p(`planned failover ${pl.from} -> ${pl.to}: ${pl.client.failed}/${pl.client.requests} failed; rejoin of ${pl.from} as ${pl.rejoin.took}: ${pl.rejoin.client.failed}/${pl.rejoin.client.requests} failed`);
+          p(
+            `planned failover ${pl.from} -> ${pl.to}: ${pl.client.failed}/${pl.client.requests} failed; rejoin of ${pl.from} as ${pl.rejoin.took}: ${pl.rejoin.client.failed}/${pl.rejoin.client.requests} failed`,
+          );
           await waitSteady(lab);
           const rl = await reload(lab, `${variant.name}-${i}-reload`);
           p(`HAProxy reload on ${rl.lb}: ${rl.client.failed}/${rl.client.requests} failed`);
@@ -589,10 +691,13 @@ export async function benchFailover(opts: FailoverBenchOptions): Promise<Failove
   const totalMs = Date.now() - t0;
   printTable(table);
   log("");
-  for (const k of ["client", "unclean.outageMs", "unclean.promptMs", "failed", "egress"]) log(`${k}: ${DEFINITIONS[k]}`);
+  for (const k of ["client", "unclean.outageMs", "unclean.promptMs", "failed", "egress"])
+    log(`${k}: ${DEFINITIONS[k]}`);
   for (const r of results) if (r.error) log(`${r.name}: FAILED: ${r.error}`);
   for (const p of svgs) log(`picture: ${p}`);
-  log(`\nfailover bench: ${runs} runs per scenario and configuration${truncated ? " (TRUNCATED by the time budget)" : ""}; total ${(totalMs / 60_000).toFixed(1)} min`);
+  log(
+    `\nfailover bench: ${runs} runs per scenario and configuration${truncated ? " (TRUNCATED by the time budget)" : ""}; total ${(totalMs / 60_000).toFixed(1)} min`,
+  );
   return {
     runsPerScenario: runs,
     totalMs,
@@ -606,19 +711,28 @@ export async function benchFailover(opts: FailoverBenchOptions): Promise<Failove
 
 export const DEFINITIONS: Record<string, string> = {
   client: "DESIGN.md: a new TLS connection to the public API VIP every 10 ms, requests concurrent, 3 s timeout each",
-  "unclean.outageMs": "DESIGN.md outage window: fault to the start of the first request started after it that succeeded through the peer",
-  "unclean.promptMs": "fault to the start of the first request started after it that succeeded through the peer in <= 1 s (a request whose first SYN was lost succeeds ~1 s later by retransmission and counts for the DESIGN window)",
-  failed: "requests that ended in an error or the 3 s timeout; includes connections open on the failed LB's HAProxy at the cut (not synced, they cannot survive)",
+  "unclean.outageMs":
+    "DESIGN.md outage window: fault to the start of the first request started after it that succeeded through the peer",
+  "unclean.promptMs":
+    "fault to the start of the first request started after it that succeeded through the peer in <= 1 s (a request whose first SYN was lost succeeds ~1 s later by retransmission and counts for the DESIGN window)",
+  failed:
+    "requests that ended in an error or the 3 s timeout; includes connections open on the failed LB's HAProxy at the cut (not synced, they cannot survive)",
   maxLatencyMs: "slowest succeeded request (failed ones are counted in `failed`)",
-  vipMovedMs: "fault (or restore/stop) to keepalived's first private VIP appearing on the taking-over LB (ip monitor address there)",
+  vipMovedMs:
+    "fault (or restore/stop) to keepalived's first private VIP appearing on the taking-over LB (ip monitor address there)",
   nextHopMovedMs: "same, for the public next hop the notify script moves (routed floating IPs follow it)",
   egress: `${FLOWS.tcp} TCP + ${FLOWS.udp} UDP flows node -> internet echo servers, one message per ${FLOWS.intervalMs} ms each, every echo checked; survives = no reset/close, no wrong echo, no gap between echoes over ${FLOWS.stallMs} ms`,
-  "planned.rejoinFailed": "requests started after keepalived was started again on the LB stopped for the planned failover",
+  "planned.rejoinFailed":
+    "requests started after keepalived was started again on the LB stopped for the planned failover",
 };
 
 // ------------------------------------------------------------------------------------------------ output
 
-function writePictures(results: VariantResult[], unclean: Record<string, { records: RequestRecord[]; fault: number; run: UncleanRun }[]>, dir: string): string[] {
+function writePictures(
+  results: VariantResult[],
+  unclean: Record<string, { records: RequestRecord[]; fault: number; run: UncleanRun }[]>,
+  dir: string,
+): string[] {
   const binMs = 100;
   const fromMs = -1000;
   // one x axis for every picture: to the latest next-hop move plus the drain, at most 20 s
@@ -631,7 +745,11 @@ function writePictures(results: VariantResult[], unclean: Record<string, { recor
     const byOutage = [...candidates].sort((a, b) => (a.run.outageMs ?? Infinity) - (b.run.outageMs ?? Infinity));
     const chosen = byOutage[Math.floor((byOutage.length - 1) / 2)] as (typeof candidates)[number];
     const bins = binRequests(chosen.records, chosen.fault, fromMs, toMs, binMs);
-    const svg = uncleanPicture(r, chosen.run, candidates.indexOf(chosen) + 1, candidates.length, bins, { fromMs, toMs, binMs });
+    const svg = uncleanPicture(r, chosen.run, candidates.indexOf(chosen) + 1, candidates.length, bins, {
+      fromMs,
+      toMs,
+      binMs,
+    });
     const path = join(dir, `failover-${r.name}.svg`);
     writeFileSync(path, svg);
     r.picture = { run: candidates.indexOf(chosen) + 1, bins, svg: path };
@@ -660,13 +778,21 @@ export function uncleanPicture(
     yMax: 2 * Math.ceil(Math.max(12, ...bins.map((b) => 1.1 * (b.ok + b.late + b.failed))) / 2),
     marks: [
       { atMs: 0, label: `fault: every link of ${u.from} cut`, color: "#111111" },
-      ...(u.vipMovedMs !== null ? [{ atMs: u.vipMovedMs, label: `VIPs on ${u.to} (+${u.vipMovedMs} ms)`, color: "#1f5fbf" }] : []),
-      ...(u.nextHopMovedMs !== null ? [{ atMs: u.nextHopMovedMs, label: `public next hop on ${u.to} (+${u.nextHopMovedMs} ms)`, color: "#8a2be2" }] : []),
+      ...(u.vipMovedMs !== null
+        ? [{ atMs: u.vipMovedMs, label: `VIPs on ${u.to} (+${u.vipMovedMs} ms)`, color: "#1f5fbf" }]
+        : []),
+      ...(u.nextHopMovedMs !== null
+        ? [{ atMs: u.nextHopMovedMs, label: `public next hop on ${u.to} (+${u.nextHopMovedMs} ms)`, color: "#8a2be2" }]
+        : []),
     ],
     notes: [
       "client: a new TLS connection to the public API VIP every 10 ms, each with a 3 s timeout",
       `outage window (DESIGN.md) ${ms(u.outageMs)}; first success through ${u.to} without a SYN retransmission ${ms(u.promptMs)}`,
-      `${u.client.failed} of ${u.client.requests} requests failed (${Object.entries(u.client.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"}); ` +
+      `${u.client.failed} of ${u.client.requests} requests failed (${
+        Object.entries(u.client.errors)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ") || "none"
+      }); ` +
         `${u.client.late} succeeded after > 1 s; max latency ${u.client.maxLatencyMs} ms, p99 ${u.client.p99LatencyMs} ms`,
       `egress flows (${FLOWS.tcp} TCP + ${FLOWS.udp} UDP, echo-checked every ${FLOWS.intervalMs} ms) survived: ${u.egress.survived}/${u.egress.total}; longest echo gap ${u.egress.maxGapMs} ms`,
     ],

@@ -58,7 +58,8 @@ export async function benchLibvirt(opts: { runs: number }): Promise<LibvirtBench
       const refreshMs = await time(() => ws!.refresh({ expectNoChanges: true }));
       const destroyMs = await time(() => ws!.destroy());
       const left = lv.inventory();
-      if (left.domains.length + left.networks.length > 0 || left.volumes.length !== 1) throw new Error(`lab destroy left ${JSON.stringify(left)}`);
+      if (left.domains.length + left.networks.length > 0 || left.volumes.length !== 1)
+        throw new Error(`lab destroy left ${JSON.stringify(left)}`);
       runs.push({ run, previewMs, upMs, refreshMs, destroyMs });
       console.log(`run ${run}: up ${(upMs / 1000).toFixed(1)} s, destroy ${(destroyMs / 1000).toFixed(1)} s`);
     }
@@ -69,9 +70,19 @@ export async function benchLibvirt(opts: { runs: number }): Promise<LibvirtBench
     const report = await lv.stop();
     if (report.leftovers.length > 0) throw new Error(`left in libvirtd: ${report.leftovers.join(", ")}`);
     const pick = (k: keyof LibvirtBenchRun) => runs.map((r) => r[k]);
-    const summary = Object.fromEntries(STEPS.map((s) => [s, summarize(pick(`${s}Ms` as keyof LibvirtBenchRun))])) as LibvirtBenchResult["summary"];
+    const summary = Object.fromEntries(
+      STEPS.map((s) => [s, summarize(pick(`${s}Ms` as keyof LibvirtBenchRun))]),
+    ) as LibvirtBenchResult["summary"];
     summary.upPlusDestroy = summarize(runs.map((r) => r.upMs + r.destroyMs));
-    return { lab: "2 networks (isolated + NAT with a floating-IP route), 2 domains (disk overlay + cloud-init seed each)", virtType, daemonStartMs, workspaceMs, daemonStopMs: Date.now() - t2, runs, summary };
+    return {
+      lab: "2 networks (isolated + NAT with a floating-IP route), 2 domains (disk overlay + cloud-init seed each)",
+      virtType,
+      daemonStartMs,
+      workspaceMs,
+      daemonStopMs: Date.now() - t2,
+      runs,
+      summary,
+    };
   } finally {
     if (ws) await ws.dispose().catch(() => undefined);
     await lv.stop().catch(() => undefined);

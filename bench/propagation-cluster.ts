@@ -44,19 +44,36 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
-export async function benchClusterPropagation(opts: { changes: number; progress?: (line: string) => void }): Promise<ClusterPropagationResult> {
+export async function benchClusterPropagation(opts: {
+  changes: number;
+  progress?: (line: string) => void;
+}): Promise<ClusterPropagationResult> {
   const say = opts.progress ?? ((l: string) => console.log(l));
   const spec = devSpecRaw();
   const backend = { name: "cp-0", address: (spec.apiBackend as { addresses: string[] }).addresses[0]! };
-  const crSpec = { ...spec, apiBackend: { ...(spec.apiBackend as object), addresses: (spec.apiBackend as { addresses: string[] }).addresses.slice(1) } };
+  const crSpec = {
+    ...spec,
+    apiBackend: {
+      ...(spec.apiBackend as object),
+      addresses: (spec.apiBackend as { addresses: string[] }).addresses.slice(1),
+    },
+  };
   const h = await startAgentOnLab({ crSpec });
   try {
     const lab = h.lab;
     // the lab's host at that address answers with the name it has in the LBs' first render
     const label = lab.plan.hosts.find((x) => x.address === backend.address)!.serverName!;
     const out = join(lab.dir, "logs", "propagation-client.jsonl");
-    const client = lab.startClient("propagation-client", `https://${lab.plan.targets.apiVipPublic}:${lab.state.spec.apiBackend.port}/who`, out, { maxMs: 600_000 });
-    const inRuntime = async () => (await readServers(new RuntimeSocket(h.haproxySocket()))).some((s) => s.backend === "be_api" && s.name === backend.name);
+    const client = lab.startClient(
+      "propagation-client",
+      `https://${lab.plan.targets.apiVipPublic}:${lab.state.spec.apiBackend.port}/who`,
+      out,
+      { maxMs: 600_000 },
+    );
+    const inRuntime = async () =>
+      (await readServers(new RuntimeSocket(h.haproxySocket()))).some(
+        (s) => s.backend === "be_api" && s.name === backend.name,
+      );
     const addedMs: number[] = [];
     const deletedMs: number[] = [];
     const events: { at: number; what: string }[] = [];
@@ -78,7 +95,9 @@ export async function benchClusterPropagation(opts: { changes: number; progress?
           readRequests(out).find((r) => r.ok && r.start >= t0 && r.server === label),
         );
         addedMs.push(first.end - t0);
-        say(`  change ${i + 1}/${opts.changes}: Node added -> first request served by it ${addedMs.at(-1)} ms; deleted -> server gone ${deletedMs.at(-1)} ms`);
+        say(
+          `  change ${i + 1}/${opts.changes}: Node added -> first request served by it ${addedMs.at(-1)} ms; deleted -> server gone ${deletedMs.at(-1)} ms`,
+        );
         await sleep(300);
       }
     } finally {
@@ -92,13 +111,24 @@ export async function benchClusterPropagation(opts: { changes: number; progress?
       requests: requests.length,
       failedRequests: requests.filter((r) => !r.ok).length,
       failures: Object.entries(
-        requests.filter((r) => !r.ok).reduce<Record<string, number>>((m, r) => ((m[r.err ?? `status ${r.status}`] = (m[r.err ?? `status ${r.status}`] ?? 0) + 1), m), {}),
+        requests
+          .filter((r) => !r.ok)
+          .reduce<Record<string, number>>(
+            (m, r) => ((m[r.err ?? `status ${r.status}`] = (m[r.err ?? `status ${r.status}`] ?? 0) + 1), m),
+            {},
+          ),
       ).map(([err, count]) => ({ err, count })),
       reloads: h.reloads.length,
-      failureOffsets: requests.filter((r) => !r.ok).slice(0, 40).map((r) => {
-        const near = events.reduce((a, e) => (Math.abs(e.at - r.start) < Math.abs(a.at - r.start) ? e : a), events[0] ?? { at: 0, what: "none" });
-        return `${near.what}${r.start - near.at >= 0 ? "+" : ""}${Math.round(r.start - near.at)}`;
-      }),
+      failureOffsets: requests
+        .filter((r) => !r.ok)
+        .slice(0, 40)
+        .map((r) => {
+          const near = events.reduce(
+            (a, e) => (Math.abs(e.at - r.start) < Math.abs(a.at - r.start) ? e : a),
+            events[0] ?? { at: 0, what: "none" },
+          );
+          return `${near.what}${r.start - near.at >= 0 ? "+" : ""}${Math.round(r.start - near.at)}`;
+        }),
       samples: { addedMs, deletedMs },
     };
   } finally {

@@ -81,7 +81,12 @@ export class RequestLog {
  * The first response from `server` that ended at or after `since`; polled every 2 ms, at most `timeoutMs`.
  * Undefined when none came (the caller decides whether that is a failure or the expected outcome).
  */
-export async function firstServedBy(log: RequestLog, server: string, since: number, timeoutMs: number): Promise<RequestRecord | undefined> {
+export async function firstServedBy(
+  log: RequestLog,
+  server: string,
+  since: number,
+  timeoutMs: number,
+): Promise<RequestRecord | undefined> {
   const deadline = nowMs() + timeoutMs;
   let seen = 0;
   for (let i = 0; i < 100_000; i++) {
@@ -120,18 +125,29 @@ export class LiveHaproxy {
       // ~500 new connections a second from one source address to one VIP: reuse TIME_WAIT ports, or a long run
       // would run out of them (the default reuse applies to 127.0.0.0/8 only)
       await live.inNs(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000"]);
-      const vips = [...spec.derived.frontends.api, ...spec.derived.frontends.ingress, ...spec.derived.frontends.machineConfig].map((v) => v.address);
+      const vips = [
+        ...spec.derived.frontends.api,
+        ...spec.derived.frontends.ingress,
+        ...spec.derived.frontends.machineConfig,
+      ].map((v) => v.address);
       for (const a of new Set([...vips, spec.network.lbAddresses[0]])) {
         await live.inNs(["ip", "addr", "add", `${a}/${a.includes(":") ? 128 : 32}`, "dev", "lo"]);
       }
       compileHelper(join(dir, "helper.js"));
       const cfg = join(dir, "haproxy.cfg");
       writeFileSync(cfg, live.config(initial));
-      live.haproxy = live.track(startDetached("haproxy", ns, live.nsArgv(["haproxy", "-W", "-db", "-f", cfg]), join(dir, "haproxy.log")));
-      await waitFor("haproxy's admin socket", async () => {
-        if (live.haproxy && !isAlive(live.haproxy)) throw new Error(`haproxy exited: ${readLog(join(dir, "haproxy.log"))}`);
-        return /^Pid: \d+$/m.test(await live.socket.send("show info")) ? true : undefined;
-      }, { timeoutMs: 10_000, intervalMs: 50 });
+      live.haproxy = live.track(
+        startDetached("haproxy", ns, live.nsArgv(["haproxy", "-W", "-db", "-f", cfg]), join(dir, "haproxy.log")),
+      );
+      await waitFor(
+        "haproxy's admin socket",
+        async () => {
+          if (live.haproxy && !isAlive(live.haproxy))
+            throw new Error(`haproxy exited: ${readLog(join(dir, "haproxy.log"))}`);
+          return /^Pid: \d+$/m.test(await live.socket.send("show info")) ? true : undefined;
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
       return live;
     } catch (e) {
       await live.stop();
@@ -162,18 +178,36 @@ export class LiveHaproxy {
   async startBackend(label: string, address: string, ports: readonly number[]): Promise<ProcessRecord> {
     const log = join(this.dir, `backend-${label}.log`);
     const http = ports.flatMap((p) => ["--http", `${address}:${p}`]);
-    const p = this.track(startDetached(`backend ${label}`, this.ns, this.nsArgv(this.helper("serve", "--name", label, ...http)), log));
-    await waitFor(`backend ${label} listening`, async () => {
-      if (!isAlive(p)) throw new Error(`backend ${label} exited: ${readLog(log)}`);
-      return readLog(log).includes("ready\n") ? true : undefined;
-    }, { timeoutMs: 10_000, intervalMs: 20 });
+    const p = this.track(
+      startDetached(`backend ${label}`, this.ns, this.nsArgv(this.helper("serve", "--name", label, ...http)), log),
+    );
+    await waitFor(
+      `backend ${label} listening`,
+      async () => {
+        if (!isAlive(p)) throw new Error(`backend ${label} exited: ${readLog(log)}`);
+        return readLog(log).includes("ready\n") ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
     return p;
   }
 
   /** A new connection to `url` every 2 ms, each request logged; stopped by stop() or stopProcess. */
   startClient(url: string, name = "client"): { process: ProcessRecord; log: RequestLog } {
     const out = join(this.dir, `${name}-${++counter}.jsonl`);
-    const argv = this.helper("client", "--url", url, "--out", out, "--interval-ms", String(CLIENT_INTERVAL_MS), "--timeout-ms", "2000", "--max-ms", String(CLIENT_MAX_MS));
+    const argv = this.helper(
+      "client",
+      "--url",
+      url,
+      "--out",
+      out,
+      "--interval-ms",
+      String(CLIENT_INTERVAL_MS),
+      "--timeout-ms",
+      "2000",
+      "--max-ms",
+      String(CLIENT_MAX_MS),
+    );
     const proc = this.track(startDetached(name, this.ns, this.nsArgv(argv), join(this.dir, `${name}.log`)));
     return { process: proc, log: new RequestLog(out) };
   }
@@ -181,15 +215,32 @@ export class LiveHaproxy {
   /** One keep-alive connection making `count` requests `gapMs` apart (lab/helper.ts session). */
   startSession(url: string, count: number, gapMs: number): { process: ProcessRecord; out: string } {
     const out = join(this.dir, `session-${++counter}.jsonl`);
-    const argv = this.helper("session", "--url", url, "--out", out, "--count", String(count), "--gap-ms", String(gapMs), "--timeout-ms", "3000");
-    return { process: this.track(startDetached("session", this.ns, this.nsArgv(argv), join(this.dir, "session.log"))), out };
+    const argv = this.helper(
+      "session",
+      "--url",
+      url,
+      "--out",
+      out,
+      "--count",
+      String(count),
+      "--gap-ms",
+      String(gapMs),
+      "--timeout-ms",
+      "3000",
+    );
+    return {
+      process: this.track(startDetached("session", this.ns, this.nsArgv(argv), join(this.dir, "session.log"))),
+      out,
+    };
   }
 
   /** Every process started, by PID (haproxy's master takes its worker down); then the namespace and the temp dir. */
   async stop(): Promise<void> {
     for (const p of [...this.processes].reverse()) await stopProcess(p, 3000);
     // anything still in the namespace was started there by this harness (the haproxy worker at worst)
-    const left = (await exec(["ip", "netns", "pids", this.ns], { allowFail: true })).stdout.split(/\s+/).filter(Boolean);
+    const left = (await exec(["ip", "netns", "pids", this.ns], { allowFail: true })).stdout
+      .split(/\s+/)
+      .filter(Boolean);
     for (const pid of left) await exec(["kill", "-9", pid], { allowFail: true });
     await exec(["ip", "netns", "del", this.ns], { allowFail: true });
     rmSync(this.dir, { recursive: true, force: true });
@@ -217,7 +268,8 @@ export class LiveHaproxy {
 export function adaptForTest(rendered: string, socketPath: string): string {
   const socketLine = /^(\s*stats socket )\/run\/haproxy\/admin\.sock( .*)$/m;
   const maxconnLine = /^(\s*maxconn )\d+$/m;
-  if (!socketLine.test(rendered) || !maxconnLine.test(rendered)) throw new Error("rendered haproxy.cfg lacks the stats socket or maxconn line");
+  if (!socketLine.test(rendered) || !maxconnLine.test(rendered))
+    throw new Error("rendered haproxy.cfg lacks the stats socket or maxconn line");
   return rendered.replace(socketLine, `$1${socketPath}$2`).replace(maxconnLine, "$11000");
 }
 
@@ -282,7 +334,8 @@ export async function propagationBench(opts: { runs: number }): Promise<Propagat
     const vip = spec.derived.frontends.api[0]?.address ?? "";
     const client = live.startClient(`http://${vip}:${API_PORT_IN_NS}/`);
     for (const b of base) {
-      if (!(await firstServedBy(client.log, b.name, 0, 5000))) throw new Error(`warm-up: no answer from ${b.name}\n${live.haproxyLog()}`);
+      if (!(await firstServedBy(client.log, b.name, 0, 5000)))
+        throw new Error(`warm-up: no answer from ${b.name}\n${live.haproxyLog()}`);
     }
     const pidsBefore = await live.pids();
     const addMs: number[] = [];
@@ -293,7 +346,10 @@ export async function propagationBench(opts: { runs: number }): Promise<Propagat
     for (let run = 0; run < runs; run++) {
       const added = await timedSync(live, only([...base, extra]));
       const first = await firstServedBy(client.log, extra.name, added.t0, 3000);
-      if (!first) throw new Error(`run ${run}: ${extra.name} served nothing within 3 s of its add (${JSON.stringify(added.sync.result)})`);
+      if (!first)
+        throw new Error(
+          `run ${run}: ${extra.name} served nothing within 3 s of its add (${JSON.stringify(added.sync.result)})`,
+        );
       addMs.push(first.end - added.t0);
       addSyncMs.push(added.t1 - added.t0);
       await sleep(100);
@@ -301,11 +357,16 @@ export async function propagationBench(opts: { runs: number }): Promise<Propagat
       const removed = await timedSync(live, only(base), { drainTimeoutMs: 3000 });
       const drainedAt = removed.sync.result.applied.find((a) => a.action.kind === "drain")?.finishedAt;
       const deletedAt = removed.sync.result.applied.find((a) => a.action.kind === "delete")?.finishedAt;
-      if (drainedAt === undefined || deletedAt === undefined) throw new Error(`run ${run}: removal incomplete: ${JSON.stringify(removed.sync.result)}`);
+      if (drainedAt === undefined || deletedAt === undefined)
+        throw new Error(`run ${run}: removal incomplete: ${JSON.stringify(removed.sync.result)}`);
       drainMs.push(drainedAt - removed.t0);
       deleteMs.push(deletedAt - removed.t0);
       await sleep(100);
-      requestsAfterDrain += client.log.refresh().filter((r) => r.server === extra.name && r.start > drainedAt + CLOCK_SLACK_MS && r.start < deletedAt + 1000).length;
+      requestsAfterDrain += client.log
+        .refresh()
+        .filter(
+          (r) => r.server === extra.name && r.start > drainedAt + CLOCK_SLACK_MS && r.start < deletedAt + 1000,
+        ).length;
     }
     const pidsAfter = await live.pids();
     await stopProcess(client.process);
@@ -321,18 +382,30 @@ export async function propagationBench(opts: { runs: number }): Promise<Propagat
       failedRequests: all.filter((r) => !r.ok).length,
       requestsAfterDrain,
       reloads: pidsAfter.master === pidsBefore.master && pidsAfter.worker === pidsBefore.worker ? 0 : 1,
-      samples: { addMs: addMs.map(round), addSyncMs: addSyncMs.map(round), drainMs: drainMs.map(round), deleteMs: deleteMs.map(round) },
+      samples: {
+        addMs: addMs.map(round),
+        addSyncMs: addSyncMs.map(round),
+        drainMs: drainMs.map(round),
+        deleteMs: deleteMs.map(round),
+      },
     };
     printTable(
       (["add", "addSync", "drain", "delete"] as const).map((k) => ({
-        change: { add: "add -> first response", addSync: "add -> runtime API done", drain: "remove -> drained", delete: "remove -> deleted" }[k],
+        change: {
+          add: "add -> first response",
+          addSync: "add -> runtime API done",
+          drain: "remove -> drained",
+          delete: "remove -> deleted",
+        }[k],
         "min ms": result[k].minMs,
         "median ms": result[k].medianMs,
         "max ms": result[k].maxMs,
         n: result[k].n,
       })),
     );
-    console.log(`${result.requests} requests, ${result.failedRequests} failed, ${result.requestsAfterDrain} after a drain; master/worker PIDs ${result.reloads === 0 ? "unchanged" : "CHANGED"}`);
+    console.log(
+      `${result.requests} requests, ${result.failedRequests} failed, ${result.requestsAfterDrain} after a drain; master/worker PIDs ${result.reloads === 0 ? "unchanged" : "CHANGED"}`,
+    );
     return result;
   } finally {
     await live.stop();
@@ -340,11 +413,16 @@ export async function propagationBench(opts: { runs: number }): Promise<Propagat
 }
 
 /** What the agent does on a Node change: render haproxy.cfg for the new backends, then sync the running servers. */
-export async function timedSync(live: LiveHaproxy, backends: BackendSets, opts: { drainTimeoutMs?: number } = {}): Promise<{ t0: number; t1: number; sync: SyncServersResult }> {
+export async function timedSync(
+  live: LiveHaproxy,
+  backends: BackendSets,
+  opts: { drainTimeoutMs?: number } = {},
+): Promise<{ t0: number; t1: number; sync: SyncServersResult }> {
   const t0 = nowMs();
   const sync = await syncServers(live.socket, live.config(backends), opts);
   const t1 = nowMs();
-  if (sync.result.failed) throw new Error(`sync failed at ${sync.result.failed.action.kind}: ${sync.result.failed.error}`);
+  if (sync.result.failed)
+    throw new Error(`sync failed at ${sync.result.failed.action.kind}: ${sync.result.failed.error}`);
   return { t0, t1, sync };
 }
 

@@ -21,7 +21,10 @@ const host: HostFacts = {
 function backends(prefix: string, count: number, offset: number): Backend[] {
   return Array.from({ length: count }, (_, i) => {
     const n = offset + i;
-    return { name: `${prefix}-${i}`, address: `10.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}` };
+    return {
+      name: `${prefix}-${i}`,
+      address: `10.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`,
+    };
   });
 }
 
@@ -45,7 +48,8 @@ export interface RenderBenchResult {
 }
 
 export function benchRender(repo: string): RenderBenchResult[] {
-  const raw = (parse(readFileSync(join(repo, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> }).config["edgepair:spec"];
+  const raw = (parse(readFileSync(join(repo, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> })
+    .config["edgepair:spec"];
   const devBackends = { api: backends("cp", 3, 10), ingress: backends("worker", 2, 20) };
   const bigBackends = { api: backends("cp", 1000, 1000), ingress: backends("worker", 1000, 3000) };
   const cases = [

@@ -29,7 +29,9 @@ const BENCHES: Record<string, () => unknown> = {
         runs: result.summary[step].n,
       })),
     );
-    console.log(`virt type ${result.virtType}; libvirtd start ${(result.daemonStartMs / 1000).toFixed(1)} s, stop ${(result.daemonStopMs / 1000).toFixed(1)} s`);
+    console.log(
+      `virt type ${result.virtType}; libvirtd start ${(result.daemonStartMs / 1000).toFixed(1)} s, stop ${(result.daemonStopMs / 1000).toFixed(1)} s`,
+    );
     return result;
   },
   // needs root and the engines: the lab + a real API server; a Node created in the cluster -> first request served by it
@@ -37,14 +39,19 @@ const BENCHES: Record<string, () => unknown> = {
     const r = await benchClusterPropagation({ changes: Number(process.env.EDGEPAIR_BENCH_PROPAGATION_RUNS ?? "20") });
     printTable(
       (["nodeAddedToFirstRequest", "nodeDeletedToServerGone"] as const).map((k) => ({
-        change: k === "nodeAddedToFirstRequest" ? "Node created -> first request served by it" : "Node deleted -> server gone from HAProxy",
+        change:
+          k === "nodeAddedToFirstRequest"
+            ? "Node created -> first request served by it"
+            : "Node deleted -> server gone from HAProxy",
         "min ms": r[k].minMs.toFixed(0),
         "median ms": r[k].medianMs.toFixed(0),
         "max ms": r[k].maxMs.toFixed(0),
         n: r[k].n,
       })),
     );
-    console.log(`${r.changes} changes, ${r.requests} requests (${r.failedRequests} failed: ${r.failures.map((f) => `${f.err} ${f.count}`).join(", ") || "none"}), ${r.reloads} reloads`);
+    console.log(
+      `${r.changes} changes, ${r.requests} requests (${r.failedRequests} failed: ${r.failures.map((f) => `${f.err} ${f.count}`).join(", ") || "none"}), ${r.reloads} reloads`,
+    );
     return r;
   },
   // needs root: a real haproxy (master-worker) in a throwaway namespace; render + runtime API -> first request it serves
@@ -52,14 +59,21 @@ const BENCHES: Record<string, () => unknown> = {
     const r = await propagationBench({ runs: Number(process.env.EDGEPAIR_BENCH_PROPAGATION_RUNS ?? "20") });
     printTable(
       (["add", "addSync", "drain", "delete"] as const).map((k) => ({
-        change: { add: "Node added -> first response from it", addSync: "Node added -> runtime API done", drain: "Node removed -> drained", delete: "Node removed -> deleted" }[k],
+        change: {
+          add: "Node added -> first response from it",
+          addSync: "Node added -> runtime API done",
+          drain: "Node removed -> drained",
+          delete: "Node removed -> deleted",
+        }[k],
         "min ms": r[k].minMs.toFixed(1),
         "median ms": r[k].medianMs.toFixed(1),
         "max ms": r[k].maxMs.toFixed(1),
         n: r[k].n,
       })),
     );
-    console.log(`${r.changes} changes, ${r.requests} requests, ${r.failedRequests} failed, ${r.requestsAfterDrain} after a drain, ${r.reloads} reloads`);
+    console.log(
+      `${r.changes} changes, ${r.requests} requests, ${r.failedRequests} failed, ${r.requestsAfterDrain} after a drain, ${r.reloads} reloads`,
+    );
     return r;
   },
   render: () => {

@@ -52,9 +52,16 @@ function program(out: (s: string) => void, extra: readonly Register[]): Command 
     });
 
   const agent = p.command("agent").description("the agent on each LB VM");
-  agent.command("bootstrap")
-    .description("first boot: render from /etc/edgepair/{spec,host,agent}.yaml and the spec's static backends, apply, start the services")
-    .option("--root <dir>", "filesystem root everything is read from and written under (reloads and systemctl still act on this machine)", "/")
+  agent
+    .command("bootstrap")
+    .description(
+      "first boot: render from /etc/edgepair/{spec,host,agent}.yaml and the spec's static backends, apply, start the services",
+    )
+    .option(
+      "--root <dir>",
+      "filesystem root everything is read from and written under (reloads and systemctl still act on this machine)",
+      "/",
+    )
     .option("--state-dir <dir>", "the agent's state directory (default: ROOT/var/lib/edgepair)")
     .option("--dry-run", "validate and show what would change; write nothing, start nothing")
     .action(async (o: { root: string; stateDir?: string; dryRun?: boolean }) => {
@@ -63,7 +70,8 @@ function program(out: (s: string) => void, extra: readonly Register[]): Command 
       if (r.outcome === "failed") throw new Error(`agent bootstrap: ${r.problems.join("\n")}`);
     });
 
-  agent.command("run")
+  agent
+    .command("run")
     .description("day 2: watch the LoadBalancer and the Nodes, apply changes safely, report status, until SIGTERM")
     .option("--root <dir>", "filesystem root everything is read from and written under", "/")
     .option("--state-dir <dir>", "the agent's state directory (default: ROOT/var/lib/edgepair)")
@@ -78,7 +86,11 @@ function program(out: (s: string) => void, extra: readonly Register[]): Command 
 }
 
 /** Runs one command line; resolves with the exit code. */
-export async function runProgram(argv: string[], extra: readonly Register[] = [], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function runProgram(
+  argv: string[],
+  extra: readonly Register[] = [],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+): Promise<number> {
   try {
     await program(out, extra).parseAsync(argv, { from: "user" });
     return EXIT_OK;
@@ -103,4 +115,3 @@ function exitCodeOf(e: unknown): number {
   process.stderr.write(`edgepair: ${e instanceof Error ? e.message : String(e)}\n`);
   return EXIT_FAILURE;
 }
-

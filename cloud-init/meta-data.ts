@@ -18,8 +18,12 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 export function instanceId(stack: string, vm: string): string {
   const problems: SpecProblem[] = [];
-  for (const [path, value] of [["stack", stack], ["vm", vm]] as const) {
-    if (!NAME.test(value)) problems.push({ path, rule: "must be 1-63 of letters, digits, '_', '.', '-', starting with a letter or digit" });
+  for (const [path, value] of [
+    ["stack", stack],
+    ["vm", vm],
+  ] as const) {
+    if (!NAME.test(value))
+      problems.push({ path, rule: "must be 1-63 of letters, digits, '_', '.', '-', starting with a letter or digit" });
   }
   if (problems.length > 0) throw new SpecError(problems);
   return `edgepair-${stack}-${vm}`;
@@ -28,7 +32,12 @@ export function instanceId(stack: string, vm: string): string {
 export function renderMetaData(input: MetaDataInput): string {
   const id = instanceId(input.stack, input.vm);
   if (!DNS_LABEL.test(input.hostname) || input.hostname.length > 63) {
-    throw new SpecError([{ path: "hostname", rule: "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit" }]);
+    throw new SpecError([
+      {
+        path: "hostname",
+        rule: "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit",
+      },
+    ]);
   }
   return stringify({ "instance-id": id, "local-hostname": input.hostname }, { version: "1.1", lineWidth: 0 });
 }

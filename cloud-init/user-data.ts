@@ -6,7 +6,10 @@
  */
 import { stringify } from "yaml";
 import {
-  agentSettingsSpecProblems, validateAgentSettings, type AgentSettings, type AgentSettingsInput,
+  agentSettingsSpecProblems,
+  validateAgentSettings,
+  type AgentSettings,
+  type AgentSettingsInput,
 } from "../spec/agent-settings";
 import { SpecError, type SpecProblem } from "../spec/errors";
 import type { CheckedSpec } from "../spec/checked";
@@ -114,12 +117,16 @@ function validate(input: UserDataInput): Validated {
   if (!agent.ok) prefixed("agent", agent.problems);
   if (agent.ok) prefixed("agent", agentSettingsSpecProblems(agent.value, spec));
 
-  if (host.ok && input.hostname !== host.value.hostname) problems.push({ path: "hostname", rule: "must equal host.hostname" });
+  if (host.ok && input.hostname !== host.value.hostname)
+    problems.push({ path: "hostname", rule: "must equal host.hostname" });
   if (!Array.isArray(input.sshAuthorizedKeys)) problems.push({ path: "sshAuthorizedKeys", rule: "must be a list" });
   else {
     input.sshAuthorizedKeys.forEach((k, i) => {
       if (typeof k !== "string" || !SSH_KEY.test(k)) {
-        problems.push({ path: `sshAuthorizedKeys[${i}]`, rule: "must be one OpenSSH public key line: TYPE BASE64 [COMMENT]" });
+        problems.push({
+          path: `sshAuthorizedKeys[${i}]`,
+          rule: "must be one OpenSSH public key line: TYPE BASE64 [COMMENT]",
+        });
       }
     });
   }
@@ -141,14 +148,23 @@ function secretProblems(s: BootstrapSecrets, agent: AgentSettings | undefined): 
     if (typeof s.clusterToken !== "string" || !/^[\x21-\x7e]+$/.test(s.clusterToken)) {
       out.push({ path: "secrets.clusterToken", rule: "must be a non-empty token without spaces or line breaks" });
     } else if (agent && !agent.cluster) {
-      out.push({ path: "secrets.clusterToken", rule: "needs agent.cluster (the token is only used to reach the cluster)" });
+      out.push({
+        path: "secrets.clusterToken",
+        rule: "needs agent.cluster (the token is only used to reach the cluster)",
+      });
     }
   }
-  if (s.metricsPassword !== undefined && (typeof s.metricsPassword !== "string" || !/^[^\x00-\x1f\x7f]+$/.test(s.metricsPassword))) {
+  if (
+    s.metricsPassword !== undefined &&
+    (typeof s.metricsPassword !== "string" || !/^[^\x00-\x1f\x7f]+$/.test(s.metricsPassword))
+  ) {
     out.push({ path: "secrets.metricsPassword", rule: "must be a non-empty single line without control characters" });
   }
   if (s.registryAuth !== undefined && !isContainersAuth(s.registryAuth)) {
-    out.push({ path: "secrets.registryAuth", rule: 'must be containers-auth.json text: a JSON object with an "auths" mapping' });
+    out.push({
+      path: "secrets.registryAuth",
+      rule: 'must be containers-auth.json text: a JSON object with an "auths" mapping',
+    });
   }
   return out;
 }
@@ -191,15 +207,30 @@ function writeFile(path: string, mode: number, content: string): WriteFile {
 
 function bootstrapFiles(input: UserDataInput, v: Validated): WriteFile[] {
   return [
-    writeFile(BOOTSTRAP_PATHS.spec, PUBLIC_MODE, dataFile("edgepair: the LoadBalancer spec as written when this VM was created; day-2 changes arrive through the LoadBalancer resource", input.spec.written)),
+    writeFile(
+      BOOTSTRAP_PATHS.spec,
+      PUBLIC_MODE,
+      dataFile(
+        "edgepair: the LoadBalancer spec as written when this VM was created; day-2 changes arrive through the LoadBalancer resource",
+        input.spec.written,
+      ),
+    ),
     writeFile(BOOTSTRAP_PATHS.host, PUBLIC_MODE, dataFile("edgepair: facts about this VM (role, NICs)", v.host)),
-    writeFile(BOOTSTRAP_PATHS.agent, PUBLIC_MODE, dataFile("edgepair: agent bootstrap settings (secrets are referenced by path)", v.agent)),
+    writeFile(
+      BOOTSTRAP_PATHS.agent,
+      PUBLIC_MODE,
+      dataFile("edgepair: agent bootstrap settings (secrets are referenced by path)", v.agent),
+    ),
   ];
 }
 
 function compose(input: UserDataInput, v: Validated, secrets: "reveal" | "redact"): string {
   const secretWrites = secretFiles(v).map((f) =>
-    writeFile(f.path, f.mode, secrets === "reveal" ? (v.secrets[f.secret] as string) : `<secret ${f.secret}: value not shown>\n`),
+    writeFile(
+      f.path,
+      f.mode,
+      secrets === "reveal" ? (v.secrets[f.secret] as string) : `<secret ${f.secret}: value not shown>\n`,
+    ),
   );
   const doc = {
     hostname: v.host.hostname,
@@ -221,9 +252,15 @@ function enforceSizeLimit(text: string, input: UserDataInput, v: Validated): voi
   const parts = [
     ...bootstrapFiles(input, v).map((f) => ({ what: f.path, bytes: Buffer.byteLength(f.content, "utf8") })),
     ...secretFiles(v).map((f) => ({ what: f.path, bytes: Buffer.byteLength(v.secrets[f.secret] as string, "utf8") })),
-    { what: "ssh_authorized_keys", bytes: input.sshAuthorizedKeys.reduce((n, k) => n + Buffer.byteLength(k, "utf8"), 0) },
+    {
+      what: "ssh_authorized_keys",
+      bytes: input.sshAuthorizedKeys.reduce((n, k) => n + Buffer.byteLength(k, "utf8"), 0),
+    },
   ].sort((a, b) => b.bytes - a.bytes || a.what.localeCompare(b.what));
-  const largest = parts.slice(0, 3).map((p) => `${p.what} ${p.bytes} bytes`).join(", ");
+  const largest = parts
+    .slice(0, 3)
+    .map((p) => `${p.what} ${p.bytes} bytes`)
+    .join(", ");
   throw new SpecError([
     {
       path: "user-data",

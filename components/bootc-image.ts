@@ -35,13 +35,16 @@ const CONTEXT_NAME = /^[a-z0-9][a-z0-9_.-]*$/;
 
 /** A tag can move under a running pair; only a digest names one image for both LBs. */
 function checkPinned(ref: string): string {
-  if (!isDigestPinned(ref)) throw new pulumi.RunError(`image.prebuilt: must be pinned by digest (ref@sha256:<64 hex>), got "${ref}"`);
+  if (!isDigestPinned(ref))
+    throw new pulumi.RunError(`image.prebuilt: must be pinned by digest (ref@sha256:<64 hex>), got "${ref}"`);
   return ref;
 }
 
 function checkRepository(repo: string): string {
   if (!REPOSITORY.test(repo)) {
-    throw new pulumi.RunError(`image.build.repository: must be registry[:port]/path without tag or digest (e.g. quay.io/example/edgepair), got "${repo}"`);
+    throw new pulumi.RunError(
+      `image.build.repository: must be registry[:port]/path without tag or digest (e.g. quay.io/example/edgepair), got "${repo}"`,
+    );
   }
   return repo;
 }
@@ -56,7 +59,12 @@ function checkBuildArgs(args: Record<string, string>): Record<string, string> {
 
 function checkAuthShape(auth: RegistryAuth): RegistryAuth {
   // the message names the field, never a value
-  if (typeof auth?.username !== "string" || auth.username === "" || typeof auth.password !== "string" || auth.password === "") {
+  if (
+    typeof auth?.username !== "string" ||
+    auth.username === "" ||
+    typeof auth.password !== "string" ||
+    auth.password === ""
+  ) {
     throw new pulumi.RunError("image.build.registryAuth: username and password must be non-empty strings");
   }
   return auth;
@@ -72,18 +80,25 @@ function asRunError<T>(fn: () => T): T {
 }
 
 function existingDir(path: string, field: string): string {
-  if (!existsSync(path) || !statSync(path).isDirectory()) throw new pulumi.RunError(`${field}: ${path} is not a directory`);
+  if (!existsSync(path) || !statSync(path).isDirectory())
+    throw new pulumi.RunError(`${field}: ${path} is not a directory`);
   return path;
 }
 
 function checkDiskImage(d: BootcDiskImage, config: string | undefined): void {
-  if (d.type !== "qcow2") throw new pulumi.RunError(`image.build.diskImage.type: must be "qcow2", got "${String(d.type)}"`);
+  if (d.type !== "qcow2")
+    throw new pulumi.RunError(`image.build.diskImage.type: must be "qcow2", got "${String(d.type)}"`);
   if (d.rootfs !== "ext4" && d.rootfs !== "xfs") {
-    throw new pulumi.RunError(`image.build.diskImage.rootfs: must be "ext4" or "xfs" (Fedora has no default), got "${String(d.rootfs)}"`);
+    throw new pulumi.RunError(
+      `image.build.diskImage.rootfs: must be "ext4" or "xfs" (Fedora has no default), got "${String(d.rootfs)}"`,
+    );
   }
-  if (typeof d.outputDir !== "string" || d.outputDir === "") throw new pulumi.RunError("image.build.diskImage.outputDir: required");
+  if (typeof d.outputDir !== "string" || d.outputDir === "")
+    throw new pulumi.RunError("image.build.diskImage.outputDir: required");
   if (config !== undefined && !/\.(toml|json)$/.test(config)) {
-    throw new pulumi.RunError(`image.build.diskImage.config: must be a .toml or .json file (bib reads /config.toml or /config.json), got ${config}`);
+    throw new pulumi.RunError(
+      `image.build.diskImage.config: must be a .toml or .json file (bib reads /config.toml or /config.json), got ${config}`,
+    );
   }
   if (config !== undefined && (!existsSync(config) || !statSync(config).isFile())) {
     throw new pulumi.RunError(`image.build.diskImage.config: ${config} is not a file`);
@@ -138,7 +153,9 @@ export class BootcImage extends pulumi.ComponentResource {
     const hasPrebuilt = args.prebuilt !== undefined && args.prebuilt !== null;
     const hasBuild = args.build !== undefined && args.build !== null;
     if (hasPrebuilt === hasBuild) {
-      throw new pulumi.RunError(`image: give exactly one of image.prebuilt and image.build (got ${hasPrebuilt ? "both" : "neither"})`);
+      throw new pulumi.RunError(
+        `image: give exactly one of image.prebuilt and image.build (got ${hasPrebuilt ? "both" : "neither"})`,
+      );
     }
     if (args.build) {
       const built = this.build(name, args.build);
@@ -153,7 +170,10 @@ export class BootcImage extends pulumi.ComponentResource {
     this.registerOutputs({ ref: this.ref, qcow2Path: this.qcow2Path });
   }
 
-  private build(name: string, b: BootcImageBuild): { ref: pulumi.Output<string>; qcow2Path: pulumi.Output<string | undefined> } {
+  private build(
+    name: string,
+    b: BootcImageBuild,
+  ): { ref: pulumi.Output<string>; qcow2Path: pulumi.Output<string | undefined> } {
     const context = existingDir(resolve(b.context ?? "images"), "image.build.context");
     const containerfile = b.containerfile ?? "Containerfile";
     const containerfilePath = isAbsolute(containerfile) ? containerfile : resolve(context, containerfile);
@@ -162,46 +182,61 @@ export class BootcImage extends pulumi.ComponentResource {
     }
     const buildContexts: Record<string, string> = {};
     for (const [k, dir] of Object.entries(b.buildContexts ?? {})) {
-      if (!CONTEXT_NAME.test(k)) throw new pulumi.RunError(`image.build.buildContexts: "${k}" is not a valid context name`);
+      if (!CONTEXT_NAME.test(k))
+        throw new pulumi.RunError(`image.build.buildContexts: "${k}" is not a valid context name`);
       buildContexts[k] = existingDir(resolve(dir), `image.build.buildContexts.${k}`);
     }
     if (typeof b.repository === "string") checkRepository(b.repository);
-    const inside = !relative(context, containerfilePath).startsWith("..") && !isAbsolute(relative(context, containerfilePath));
-    const hash = asRunError(() => contextHash({ context, buildContexts, ...(inside ? {} : { containerfileOutside: containerfilePath }) }));
+    const inside =
+      !relative(context, containerfilePath).startsWith("..") && !isAbsolute(relative(context, containerfilePath));
+    const hash = asRunError(() =>
+      contextHash({ context, buildContexts, ...(inside ? {} : { containerfileOutside: containerfilePath }) }),
+    );
     const buildArgs = pulumi.output(b.buildArgs ?? {}).apply((a) => checkBuildArgs(a as Record<string, string>));
-    const registryAuth = b.registryAuth === undefined ? undefined : pulumi.secret(pulumi.output(b.registryAuth).apply(checkAuthShape));
+    const registryAuth =
+      b.registryAuth === undefined ? undefined : pulumi.secret(pulumi.output(b.registryAuth).apply(checkAuthShape));
     const tlsVerify = b.tlsVerify ?? true;
     // every argument is checked before the first resource is registered
     const d = b.diskImage;
     const config = d?.config === undefined ? undefined : resolve(d.config);
     if (d) checkDiskImage(d, config);
     if (d && !relative(context, resolve(d.outputDir)).startsWith("..")) {
-      throw new pulumi.RunError("image.build.diskImage.outputDir: must be outside image.build.context (a disk written there would change the image's content hash)");
+      throw new pulumi.RunError(
+        "image.build.diskImage.outputDir: must be outside image.build.context (a disk written there would change the image's content hash)",
+      );
     }
 
-    const image = new ImageBuild(`${name}-build`, {
-      context,
-      containerfile,
-      buildContexts,
-      contextHash: hash,
-      tag: buildArgs.apply((a) => buildTag(hash, containerfile, a)),
-      repository: pulumi.output(b.repository).apply(checkRepository),
-      buildArgs,
-      ...(registryAuth ? { registryAuth } : {}),
-      tlsVerify,
-    }, { parent: this });
+    const image = new ImageBuild(
+      `${name}-build`,
+      {
+        context,
+        containerfile,
+        buildContexts,
+        contextHash: hash,
+        tag: buildArgs.apply((a) => buildTag(hash, containerfile, a)),
+        repository: pulumi.output(b.repository).apply(checkRepository),
+        buildArgs,
+        ...(registryAuth ? { registryAuth } : {}),
+        tlsVerify,
+      },
+      { parent: this },
+    );
 
     if (!d) return { ref: image.ref, qcow2Path: pulumi.output(undefined) };
-    const disk = new DiskImage(`${name}-disk`, {
-      ref: image.ref,
-      type: d.type,
-      rootfs: d.rootfs,
-      outputDir: resolve(d.outputDir),
-      ...(config ? { config, configHash: fileHash(config) } : {}),
-      ...(d.builderImage ? { builderImage: d.builderImage } : {}),
-      ...(registryAuth ? { registryAuth } : {}),
-      tlsVerify,
-    }, { parent: this });
+    const disk = new DiskImage(
+      `${name}-disk`,
+      {
+        ref: image.ref,
+        type: d.type,
+        rootfs: d.rootfs,
+        outputDir: resolve(d.outputDir),
+        ...(config ? { config, configHash: fileHash(config) } : {}),
+        ...(d.builderImage ? { builderImage: d.builderImage } : {}),
+        ...(registryAuth ? { registryAuth } : {}),
+        tlsVerify,
+      },
+      { parent: this },
+    );
     return { ref: image.ref, qcow2Path: disk.path };
   }
 }

@@ -31,7 +31,12 @@ export interface ClusterAccessArgs {
 export function typedSchemaKeys(value: JsonValue): JsonValue {
   if (Array.isArray(value)) return value.map(typedSchemaKeys);
   if (value === null || typeof value !== "object") return value;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k.startsWith("x-kubernetes-") ? k.replace(/-/g, "_") : k, typedSchemaKeys(v)]));
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      k.startsWith("x-kubernetes-") ? k.replace(/-/g, "_") : k,
+      typedSchemaKeys(v),
+    ]),
+  );
 }
 
 export class ClusterAccess extends pulumi.ComponentResource {
@@ -48,32 +53,69 @@ export class ClusterAccess extends pulumi.ComponentResource {
     this.namespace = n.namespace;
     this.loadBalancerName = n.loadBalancer;
     const provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: pulumi.secret(args.kubeconfig) }, { parent: this });
-    const child = (dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions => ({ parent: this, provider, dependsOn });
+    const child = (dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions => ({
+      parent: this,
+      provider,
+      dependsOn,
+    });
 
     const crd = loadBalancerCrd();
-    const crdRes = new k8s.apiextensions.v1.CustomResourceDefinition(`${name}-crd`, {
-      metadata: crd.metadata,
-      spec: typedSchemaKeys(crd.spec as unknown as JsonValue) as unknown as k8s.types.input.apiextensions.v1.CustomResourceDefinitionSpec,
-    }, child());
+    const crdRes = new k8s.apiextensions.v1.CustomResourceDefinition(
+      `${name}-crd`,
+      {
+        metadata: crd.metadata,
+        spec: typedSchemaKeys(
+          crd.spec as unknown as JsonValue,
+        ) as unknown as k8s.types.input.apiextensions.v1.CustomResourceDefinitionSpec,
+      },
+      child(),
+    );
     const rbac = agentRbac({ ...ref, createNamespace: args.createNamespace ?? true });
-    const ns = rbac.namespace ? new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: rbac.namespace.metadata }, child()) : undefined;
+    const ns = rbac.namespace
+      ? new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: rbac.namespace.metadata }, child())
+      : undefined;
     const inNs = ns ? [ns] : [];
     const sa = new k8s.core.v1.ServiceAccount(`${name}-sa`, { metadata: rbac.serviceAccount.metadata }, child(inNs));
-    const clusterRole = new k8s.rbac.v1.ClusterRole(`${name}-nodes-reader`, { metadata: rbac.clusterRole.metadata, rules: rbac.clusterRole.rules }, child());
-    new k8s.rbac.v1.ClusterRoleBinding(`${name}-nodes-reader`, {
-      metadata: rbac.clusterRoleBinding.metadata,
-      roleRef: rbac.clusterRoleBinding.roleRef,
-      subjects: rbac.clusterRoleBinding.subjects,
-    }, child([clusterRole, sa]));
-    const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: rbac.role.metadata, rules: rbac.role.rules }, child(inNs));
-    new k8s.rbac.v1.RoleBinding(`${name}-role`, { metadata: rbac.roleBinding.metadata, roleRef: rbac.roleBinding.roleRef, subjects: rbac.roleBinding.subjects }, child([role, sa]));
+    const clusterRole = new k8s.rbac.v1.ClusterRole(
+      `${name}-nodes-reader`,
+      { metadata: rbac.clusterRole.metadata, rules: rbac.clusterRole.rules },
+      child(),
+    );
+    new k8s.rbac.v1.ClusterRoleBinding(
+      `${name}-nodes-reader`,
+      {
+        metadata: rbac.clusterRoleBinding.metadata,
+        roleRef: rbac.clusterRoleBinding.roleRef,
+        subjects: rbac.clusterRoleBinding.subjects,
+      },
+      child([clusterRole, sa]),
+    );
+    const role = new k8s.rbac.v1.Role(
+      `${name}-role`,
+      { metadata: rbac.role.metadata, rules: rbac.role.rules },
+      child(inNs),
+    );
+    new k8s.rbac.v1.RoleBinding(
+      `${name}-role`,
+      { metadata: rbac.roleBinding.metadata, roleRef: rbac.roleBinding.roleRef, subjects: rbac.roleBinding.subjects },
+      child([role, sa]),
+    );
     const cr = loadBalancerResource(checked, ref);
-    const spec = args.image === undefined ? cr.spec : pulumi.output(args.image).apply((image) => ({ ...cr.spec, image }));
-    new k8s.apiextensions.CustomResource(`${name}-loadbalancer`, { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec }, child([crdRes, ...inNs]));
-    const tokenSecret = new k8s.core.v1.Secret(`${name}-token`, {
-      metadata: rbac.tokenSecret.metadata,
-      type: rbac.tokenSecret.type,
-    }, { ...child([sa]), additionalSecretOutputs: ["data", "stringData"] });
+    const spec =
+      args.image === undefined ? cr.spec : pulumi.output(args.image).apply((image) => ({ ...cr.spec, image }));
+    new k8s.apiextensions.CustomResource(
+      `${name}-loadbalancer`,
+      { apiVersion: cr.apiVersion, kind: cr.kind, metadata: cr.metadata, spec },
+      child([crdRes, ...inNs]),
+    );
+    const tokenSecret = new k8s.core.v1.Secret(
+      `${name}-token`,
+      {
+        metadata: rbac.tokenSecret.metadata,
+        type: rbac.tokenSecret.type,
+      },
+      { ...child([sa]), additionalSecretOutputs: ["data", "stringData"] },
+    );
     this.token = pulumi.secret(tokenSecret.data.apply((d) => Buffer.from(d?.token ?? "", "base64").toString("utf8")));
     this.registerOutputs({ namespace: this.namespace, loadBalancerName: this.loadBalancerName, token: this.token });
   }

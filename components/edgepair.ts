@@ -27,8 +27,7 @@ export type { OpenStackPlatformArgs } from "./platforms/openstack";
 
 /** Exactly one platform; it must be the one the spec's platform.type names. */
 export type EdgePairPlatformArgs =
-  | { libvirt: LibvirtPlatformArgs; openstack?: never }
-  | { openstack: OpenStackPlatformArgs; libvirt?: never };
+  { libvirt: LibvirtPlatformArgs; openstack?: never } | { openstack: OpenStackPlatformArgs; libvirt?: never };
 
 export interface ClusterAccessSettings {
   /** Secret kubeconfig for this stack (CRD, RBAC, CR). */
@@ -109,16 +108,21 @@ export class EdgePair extends pulumi.ComponentResource {
     const image = new BootcImage(`${name}-image`, args.image, { parent: this });
     this.imageRef = image.ref;
     this.metricsPassword = pulumi.secret(
-      args.metricsPassword ?? new random.RandomPassword(`${name}-metrics-password`, { length: 32, special: false }, { parent: this }).result,
+      args.metricsPassword ??
+        new random.RandomPassword(`${name}-metrics-password`, { length: 32, special: false }, { parent: this }).result,
     );
 
     const access = args.clusterAccess
-      ? new ClusterAccess(`${name}-cluster`, {
-          spec: checked,
-          image: image.ref,
-          kubeconfig: args.clusterAccess.kubeconfig,
-          ...(args.clusterAccess.namespace ? { namespace: args.clusterAccess.namespace } : {}),
-        }, { parent: this })
+      ? new ClusterAccess(
+          `${name}-cluster`,
+          {
+            spec: checked,
+            image: image.ref,
+            kubeconfig: args.clusterAccess.kubeconfig,
+            ...(args.clusterAccess.namespace ? { namespace: args.clusterAccess.namespace } : {}),
+          },
+          { parent: this },
+        )
       : undefined;
     const agent = (ref: string): AgentSettingsInput => ({
       imageRef: ref,
@@ -139,23 +143,36 @@ export class EdgePair extends pulumi.ComponentResource {
       name,
       stack: pulumi.getStack(),
       spec,
-      lbs: ROLES.map((role, i): LbPlan => ({ role, vm: `${name}-lb${i + 1}`, hostname: `${spec.clusterName}-lb-${i + 1}` })),
+      lbs: ROLES.map((role, i): LbPlan => ({
+        role,
+        vm: `${name}-lb${i + 1}`,
+        hostname: `${spec.clusterName}-lb-${i + 1}`,
+      })),
       interfaceNames: { public: "enp1s0", private: "enp2s0", sync: "enp3s0", ...args.interfaceNames },
       readiness: { enabled: args.readiness?.enabled ?? true, timeoutSeconds: args.readiness?.timeoutSeconds ?? 600 },
       parent: this,
       userData: (host) =>
-        pulumi.secret(pulumi.all([host, image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(([h, ref, metrics, registryAuth, token]) =>
-          renderUserData({
-            spec: checked,
-            host: h,
-            agent: agent(ref),
-            sshAuthorizedKeys: args.sshAuthorizedKeys ?? [],
-            hostname: h.hostname,
-            secrets: { metricsPassword: metrics, ...(registryAuth ? { registryAuth } : {}), ...(token ? { clusterToken: token } : {}) },
-          }).textWithSecrets,
-        )),
+        pulumi.secret(
+          pulumi.all([host, image.ref, this.metricsPassword, args.registryAuth, access?.token]).apply(
+            ([h, ref, metrics, registryAuth, token]) =>
+              renderUserData({
+                spec: checked,
+                host: h,
+                agent: agent(ref),
+                sshAuthorizedKeys: args.sshAuthorizedKeys ?? [],
+                hostname: h.hostname,
+                secrets: {
+                  metricsPassword: metrics,
+                  ...(registryAuth ? { registryAuth } : {}),
+                  ...(token ? { clusterToken: token } : {}),
+                },
+              }).textWithSecrets,
+          ),
+        ),
     };
-    const pair: PlatformPair = args.platform.libvirt ? deployLibvirt(ctx, args.platform.libvirt) : deployOpenStack(ctx, args.platform.openstack);
+    const pair: PlatformPair = args.platform.libvirt
+      ? deployLibvirt(ctx, args.platform.libvirt)
+      : deployOpenStack(ctx, args.platform.openstack);
 
     this.lbs = ctx.lbs.map((lb, i) => ({
       role: lb.role,
@@ -168,11 +185,18 @@ export class EdgePair extends pulumi.ComponentResource {
 
     // What the agent will write, for reviewers: static backends until the agent sees the cluster's Nodes.
     const backends = resolveBackends(spec, {});
-    const views = ctx.lbs.map((lb, i) => new RenderedView(`${lb.vm}-rendered`, {
-      lb: lb.hostname,
-      rendererVersion: RENDERER_VERSION,
-      files: mapKnown(pair.hosts[i]!, (host) => viewFiles(spec, host, backends)),
-    }, { parent: this }));
+    const views = ctx.lbs.map(
+      (lb, i) =>
+        new RenderedView(
+          `${lb.vm}-rendered`,
+          {
+            lb: lb.hostname,
+            rendererVersion: RENDERER_VERSION,
+            files: mapKnown(pair.hosts[i]!, (host) => viewFiles(spec, host, backends)),
+          },
+          { parent: this },
+        ),
+    );
     this.renderedDigests = views.map((v) => v.digest);
     this.floatingIps = pair.floatingIps.addresses;
 
@@ -181,17 +205,29 @@ export class EdgePair extends pulumi.ComponentResource {
       let after: pulumi.Resource[] = pair.vms;
       ctx.lbs.forEach((lb, i) => {
         // one LB at a time: the second restarts what reads a changed secret only after the first one's delivery ended
-        const delivery: SecretDelivery = new SecretDelivery(`${lb.vm}-secrets`, {
-          host: pair.sshAddresses[i]!,
-          user: d.user,
-          privateKey: d.privateKey,
-          agent: image.ref.apply((ref) => agent(ref)),
-          secrets: pulumi.secret(pulumi.all([this.metricsPassword, args.registryAuth, access?.token]).apply(([metricsPassword, registryAuth, clusterToken]) => ({
-            metricsPassword,
-            ...(registryAuth ? { registryAuth } : {}),
-            ...(clusterToken ? { clusterToken } : {}),
-          }))),
-        }, { parent: this, dependsOn: after, aliases: [{ type: "edgepair:index:TokenDelivery", name: `${lb.vm}-token` }] });
+        const delivery: SecretDelivery = new SecretDelivery(
+          `${lb.vm}-secrets`,
+          {
+            host: pair.sshAddresses[i]!,
+            user: d.user,
+            privateKey: d.privateKey,
+            agent: image.ref.apply((ref) => agent(ref)),
+            secrets: pulumi.secret(
+              pulumi
+                .all([this.metricsPassword, args.registryAuth, access?.token])
+                .apply(([metricsPassword, registryAuth, clusterToken]) => ({
+                  metricsPassword,
+                  ...(registryAuth ? { registryAuth } : {}),
+                  ...(clusterToken ? { clusterToken } : {}),
+                })),
+            ),
+          },
+          {
+            parent: this,
+            dependsOn: after,
+            aliases: [{ type: "edgepair:index:TokenDelivery", name: `${lb.vm}-token` }],
+          },
+        );
         after = [delivery];
       });
     }
@@ -210,14 +246,27 @@ export class EdgePair extends pulumi.ComponentResource {
 function checkPlatform(platform: EdgePairPlatformArgs, specType: PlatformType): void {
   const given = (["libvirt", "openstack"] as const).filter((p) => platform[p] !== undefined);
   if (given.length !== 1) {
-    throw new pulumi.RunError(`platform: must name exactly one of libvirt, openstack, got ${given.length === 0 ? "none" : given.join(" and ")}`);
+    throw new pulumi.RunError(
+      `platform: must name exactly one of libvirt, openstack, got ${given.length === 0 ? "none" : given.join(" and ")}`,
+    );
   }
   if (given[0] !== specType) {
-    throw new pulumi.RunError(`platform: the arguments are for ${given[0]} but the spec's platform.type is ${specType}; they must name the same platform`);
+    throw new pulumi.RunError(
+      `platform: the arguments are for ${given[0]} but the spec's platform.type is ${specType}; they must name the same platform`,
+    );
   }
 }
 
 /** Every file the agent will write on this LB, by path: mode and content. Secrets are referenced by path only. */
-export function viewFiles(spec: ResolvedSpec, host: HostFacts, backends: ReturnType<typeof resolveBackends>): Record<string, ViewFile> {
-  return Object.fromEntries(renderAll({ spec, host, backends }).map((f) => [f.path, { mode: f.mode.toString(8).padStart(4, "0"), content: f.content }]));
+export function viewFiles(
+  spec: ResolvedSpec,
+  host: HostFacts,
+  backends: ReturnType<typeof resolveBackends>,
+): Record<string, ViewFile> {
+  return Object.fromEntries(
+    renderAll({ spec, host, backends }).map((f) => [
+      f.path,
+      { mode: f.mode.toString(8).padStart(4, "0"), content: f.content },
+    ]),
+  );
 }

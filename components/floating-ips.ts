@@ -29,7 +29,10 @@ export type FloatingIpsArgs =
 /** Each public IPv4 VIP with the next hop it is routed to. Pure. */
 export function routedFloatingIps(spec: ResolvedSpec): RoutedFloatingIp[] {
   const nextHop = spec.platform.publicNetwork.nextHop;
-  if (!nextHop) throw new Error(`platform.publicNetwork.nextHop: required for routed floating IPs (platform ${spec.platform.type} has none)`);
+  if (!nextHop)
+    throw new Error(
+      `platform.publicNetwork.nextHop: required for routed floating IPs (platform ${spec.platform.type} has none)`,
+    );
   return spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ address: v.address, routedTo: nextHop }));
 }
 

@@ -63,7 +63,10 @@ export function secretPaths(agent: AgentSettingsInput): Record<SecretName, strin
 export function deliveryScript(agent: AgentSettingsInput): string {
   const paths = secretPaths(agent);
   const kept = (name: SecretName) => (name === "clusterToken" ? bootstrapTokenPath(paths[name]) : "");
-  const cases = SECRET_ORDER.map((name) => `    ${name}) file=${shellQuote(paths[name])}; kept=${shellQuote(kept(name))}; users=${shellQuote(SECRET_USERS[name].join(" "))} ;;`);
+  const cases = SECRET_ORDER.map(
+    (name) =>
+      `    ${name}) file=${shellQuote(paths[name])}; kept=${shellQuote(kept(name))}; users=${shellQuote(SECRET_USERS[name].join(" "))} ;;`,
+  );
   const settings = stringify(agent, { sortMapEntries: true });
   return [
     "set -eu",
@@ -115,14 +118,18 @@ export class SecretDelivery extends pulumi.ComponentResource {
   constructor(name: string, args: SecretDeliveryArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:SecretDelivery", name, {}, opts);
     const stdin = pulumi.secret(pulumi.output(args.secrets).apply(secretsStdin));
-    this.command = new command.remote.Command(`${name}-write`, {
-      connection: { host: args.host, user: args.user, privateKey: pulumi.secret(args.privateKey) },
-      create: pulumi.output(args.agent).apply(deliveryCommand),
-      stdin,
-      // a rotated secret or changed settings run the command again (it leaves unchanged files alone)
-      triggers: [stdin, pulumi.output(args.agent).apply((a) => stringify(a, { sortMapEntries: true }))],
-      logging: "none",
-    }, { parent: this, additionalSecretOutputs: ["stdout", "stderr"] });
+    this.command = new command.remote.Command(
+      `${name}-write`,
+      {
+        connection: { host: args.host, user: args.user, privateKey: pulumi.secret(args.privateKey) },
+        create: pulumi.output(args.agent).apply(deliveryCommand),
+        stdin,
+        // a rotated secret or changed settings run the command again (it leaves unchanged files alone)
+        triggers: [stdin, pulumi.output(args.agent).apply((a) => stringify(a, { sortMapEntries: true }))],
+        logging: "none",
+      },
+      { parent: this, additionalSecretOutputs: ["stdout", "stderr"] },
+    );
     this.registerOutputs({});
   }
 }

@@ -69,7 +69,14 @@ export interface CustomResourceDefinition extends Manifest {
   spec: {
     group: string;
     scope: "Namespaced" | "Cluster";
-    names: { plural: string; singular: string; kind: string; listKind: string; shortNames: string[]; categories: string[] };
+    names: {
+      plural: string;
+      singular: string;
+      kind: string;
+      listKind: string;
+      shortNames: string[];
+      categories: string[];
+    };
     versions: {
       name: string;
       served: boolean;
@@ -85,7 +92,17 @@ type JsonObject = { [key: string]: JsonValue };
 
 const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
-const NUMBER_KEYWORDS = ["minimum", "maximum", "multipleOf", "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"] as const;
+const NUMBER_KEYWORDS = [
+  "minimum",
+  "maximum",
+  "multipleOf",
+  "minLength",
+  "maxLength",
+  "minItems",
+  "maxItems",
+  "minProperties",
+  "maxProperties",
+] as const;
 const STRING_KEYWORDS = ["description", "format", "pattern"] as const;
 const BOOLEAN_KEYWORDS = ["nullable", "exclusiveMinimum", "exclusiveMaximum"] as const;
 const TYPES = ["object", "array", "string", "integer", "number", "boolean"] as const;
@@ -102,7 +119,9 @@ function oneOf<T extends string>(allowed: readonly T[], v: JsonValue, path: stri
 }
 
 function stringList(v: JsonValue, path: string): string[] {
-  return Array.isArray(v) && v.every((s): s is string => typeof s === "string") ? v : fail(path, "must be a list of strings");
+  return Array.isArray(v) && v.every((s): s is string => typeof s === "string")
+    ? v
+    : fail(path, "must be a list of strings");
 }
 
 /** The structural schema of a zod model; `path` names it in errors (e.g. "spec"). */
@@ -122,7 +141,8 @@ function convert(node: JsonObject, path: string): StructuralSchema {
     } else if ((STRING_KEYWORDS as readonly string[]).includes(key)) {
       out[key as (typeof STRING_KEYWORDS)[number]] = typeof value === "string" ? value : fail(at, "must be a string");
     } else if ((BOOLEAN_KEYWORDS as readonly string[]).includes(key)) {
-      out[key as (typeof BOOLEAN_KEYWORDS)[number]] = typeof value === "boolean" ? value : fail(at, "must be true or false");
+      out[key as (typeof BOOLEAN_KEYWORDS)[number]] =
+        typeof value === "boolean" ? value : fail(at, "must be true or false");
     } else {
       convertStructure(out, key, value, node, path);
     }
@@ -148,11 +168,16 @@ function convertStructure(out: StructuralSchema, key: string, value: JsonValue, 
     case "properties":
       if (!isObject(value)) return fail(at, "must be a mapping");
       out.properties = Object.fromEntries(
-        Object.entries(value).map(([name, sub]) => [name, isObject(sub) ? convert(sub, `${path}.${name}`) : fail(`${path}.${name}`, "must be a schema")]),
+        Object.entries(value).map(([name, sub]) => [
+          name,
+          isObject(sub) ? convert(sub, `${path}.${name}`) : fail(`${path}.${name}`, "must be a schema"),
+        ]),
       );
       return;
     case "items":
-      out.items = isObject(value) ? convert(value, `${path}[]`) : fail(at, "must be one schema (tuples of different items cannot be expressed)");
+      out.items = isObject(value)
+        ? convert(value, `${path}[]`)
+        : fail(at, "must be one schema (tuples of different items cannot be expressed)");
       return;
     case "additionalProperties":
       if (value === false) return; // see the module comment: pruning and strict field validation take its place
@@ -177,15 +202,20 @@ function convertStructure(out: StructuralSchema, key: string, value: JsonValue, 
 function convertUnion(node: JsonObject, path: string): StructuralSchema {
   const { anyOf, ...rest } = node;
   if (!Array.isArray(anyOf) || anyOf.length === 0) return fail(`${path}.anyOf`, "must be a non-empty list");
-  const branches = anyOf.map((b, i) => (isObject(b) ? convert(b, `${path}.anyOf[${i}]`) : fail(`${path}.anyOf[${i}]`, "must be a schema")));
+  const branches = anyOf.map((b, i) =>
+    isObject(b) ? convert(b, `${path}.anyOf[${i}]`) : fail(`${path}.anyOf[${i}]`, "must be a schema"),
+  );
   const first = JSON.stringify(branches[0]);
   let merged: StructuralSchema | undefined;
   if (branches.every((b) => JSON.stringify(b) === first)) {
     merged = branches[0];
-  } else if (branches.every((b) => b.enum !== undefined && b.type === branches[0]!.type && Object.keys(b).length === 2)) {
+  } else if (
+    branches.every((b) => b.enum !== undefined && b.type === branches[0]!.type && Object.keys(b).length === 2)
+  ) {
     merged = { type: branches[0]!.type, enum: branches.flatMap((b) => b.enum ?? []) };
   }
-  if (merged === undefined) return fail(path, "is a union of different shapes, which a structural CRD schema cannot express");
+  if (merged === undefined)
+    return fail(path, "is a union of different shapes, which a structural CRD schema cannot express");
   return { ...merged, ...convert(rest, path) };
 }
 
@@ -200,7 +230,8 @@ function withRule(root: StructuralSchema, at: string, rule: ValidationRule, root
   return copy;
 }
 
-const IMMUTABLE = "is immutable: the two LBs would apply a change at different moments and split the pair; it cannot be set, changed or removed after creation (create a new LoadBalancer instead)";
+const IMMUTABLE =
+  "is immutable: the two LBs would apply a change at different moments and split the pair; it cannot be set, changed or removed after creation (create a new LoadBalancer instead)";
 
 /**
  * DESIGN.md: clusterName (router ID), network.cidr and lbAddresses may not change; nor may syncNetwork. The optional ones are checked on
@@ -211,23 +242,53 @@ const IMMUTABLE = "is immutable: the two LBs would apply a change at different m
 export const IMMUTABLE_SPEC_RULES: readonly { at: string; rule: ValidationRule }[] = [
   { at: "clusterName", rule: { rule: "self == oldSelf", message: IMMUTABLE } },
   { at: "network.cidr", rule: { rule: "self == oldSelf", message: IMMUTABLE } },
-  { at: "network", rule: { rule: "has(self.lbAddresses) == has(oldSelf.lbAddresses) && (!has(self.lbAddresses) || self.lbAddresses == oldSelf.lbAddresses)", message: IMMUTABLE, fieldPath: ".lbAddresses" } },
-  { at: "", rule: { rule: "self.?vrrp.?routerId == oldSelf.?vrrp.?routerId", message: IMMUTABLE, fieldPath: ".vrrp.routerId" } },
+  {
+    at: "network",
+    rule: {
+      rule: "has(self.lbAddresses) == has(oldSelf.lbAddresses) && (!has(self.lbAddresses) || self.lbAddresses == oldSelf.lbAddresses)",
+      message: IMMUTABLE,
+      fieldPath: ".lbAddresses",
+    },
+  },
+  {
+    at: "",
+    rule: { rule: "self.?vrrp.?routerId == oldSelf.?vrrp.?routerId", message: IMMUTABLE, fieldPath: ".vrrp.routerId" },
+  },
   // the link VRRP and the sync run on: adding, removing or moving it splits the pair like a router ID change
-  { at: "", rule: { rule: "has(self.syncNetwork) == has(oldSelf.syncNetwork) && (!has(self.syncNetwork) || self.syncNetwork == oldSelf.syncNetwork)", message: IMMUTABLE, fieldPath: ".syncNetwork" } },
+  {
+    at: "",
+    rule: {
+      rule: "has(self.syncNetwork) == has(oldSelf.syncNetwork) && (!has(self.syncNetwork) || self.syncNetwork == oldSelf.syncNetwork)",
+      message: IMMUTABLE,
+      fieldPath: ".syncNetwork",
+    },
+  },
 ];
 
 export const PRINTER_COLUMNS: readonly PrinterColumn[] = [
   { name: "Cluster", type: "string", jsonPath: ".spec.clusterName" },
-  { name: "API VIP", type: "string", jsonPath: ".spec.virtualAddresses.api[0].address", description: "The first API virtual address" },
-  { name: "Active", type: "string", jsonPath: '.status.loadBalancers[?(@.vrrpState=="Master")].name', description: "The LB holding the VIPs" },
+  {
+    name: "API VIP",
+    type: "string",
+    jsonPath: ".spec.virtualAddresses.api[0].address",
+    description: "The first API virtual address",
+  },
+  {
+    name: "Active",
+    type: "string",
+    jsonPath: '.status.loadBalancers[?(@.vrrpState=="Master")].name',
+    description: "The LB holding the VIPs",
+  },
   { name: "Redundant", type: "string", jsonPath: '.status.conditions[?(@.type=="Redundant")].status' },
   { name: "Image Switch", type: "string", jsonPath: ".status.imageSwitch.phase", priority: 1 },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];
 
 export function loadBalancerCrd(): CustomResourceDefinition {
-  const spec = IMMUTABLE_SPEC_RULES.reduce((s, r) => withRule(s, r.at, r.rule, "spec"), structuralSchemaOf(loadBalancerSpecSchema, "spec"));
+  const spec = IMMUTABLE_SPEC_RULES.reduce(
+    (s, r) => withRule(s, r.at, r.rule, "spec"),
+    structuralSchemaOf(loadBalancerSpecSchema, "spec"),
+  );
   const status = structuralSchemaOf(loadBalancerStatusSchema, "status");
   return {
     apiVersion: "apiextensions.k8s.io/v1",
@@ -236,7 +297,14 @@ export function loadBalancerCrd(): CustomResourceDefinition {
     spec: {
       group: GROUP,
       scope: "Namespaced",
-      names: { plural: PLURAL, singular: SINGULAR, kind: KIND, listKind: LIST_KIND, shortNames: [...SHORT_NAMES], categories: ["edgepair"] },
+      names: {
+        plural: PLURAL,
+        singular: SINGULAR,
+        kind: KIND,
+        listKind: LIST_KIND,
+        shortNames: [...SHORT_NAMES],
+        categories: ["edgepair"],
+      },
       versions: [
         {
           name: VERSION,
@@ -254,7 +322,10 @@ export function loadBalancerCrd(): CustomResourceDefinition {
                 kind: { type: "string" },
                 metadata: { type: "object" },
                 spec: { ...spec, description: "The LoadBalancer spec as written (edgepair DESIGN.md)." },
-                status: { ...status, description: "Written by the agents on the two LBs; each LB owns its own loadBalancers entry." },
+                status: {
+                  ...status,
+                  description: "Written by the agents on the two LBs; each LB owns its own loadBalancers entry.",
+                },
               },
             },
           },

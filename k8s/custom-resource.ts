@@ -32,11 +32,17 @@ const condition = z.strictObject({
   type: z
     .string()
     .max(316)
-    .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/),
+    .regex(
+      /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/,
+    ),
   status: z.enum(["True", "False", "Unknown"]),
   observedGeneration: z.number().int().min(0).optional(),
   lastTransitionTime: dateTime,
-  reason: z.string().min(1).max(1024).regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  reason: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
   message: z.string().max(32768),
 });
 
@@ -64,7 +70,9 @@ const poolView = z.strictObject({
     )
     .max(MAX_STATUS_SERVERS),
   serverCount: z.number().int().min(0),
-  leftOut: z.array(z.strictObject({ node: z.string().min(1).max(253), reason: z.string().max(256) })).max(MAX_STATUS_LEFT_OUT),
+  leftOut: z
+    .array(z.strictObject({ node: z.string().min(1).max(253), reason: z.string().max(256) }))
+    .max(MAX_STATUS_LEFT_OUT),
   leftOutCount: z.number().int().min(0),
 });
 
@@ -88,7 +96,10 @@ const loadBalancerEntry = z.strictObject({
 });
 
 const imageSwitch = z.strictObject({
-  targetImage: z.string().max(512).regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/),
+  targetImage: z
+    .string()
+    .max(512)
+    .regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/),
   phase: z.enum(IMAGE_SWITCH_PHASES),
   /** The one LB allowed to switch now; absent when none may. */
   turn: lbName.optional(),
@@ -130,7 +141,11 @@ export function loadBalancerResource(spec: CheckedSpec, ref: LoadBalancerRef): L
   return {
     apiVersion: API_VERSION,
     kind: KIND,
-    metadata: { name: names.loadBalancer, namespace: names.namespace, labels: pairLabels(names.loadBalancer, "loadbalancer") },
+    metadata: {
+      name: names.loadBalancer,
+      namespace: names.namespace,
+      labels: pairLabels(names.loadBalancer, "loadbalancer"),
+    },
     // a JSON copy: the spec is JSON data, and structuredClone makes arrays of another realm under jest, which
     // Pulumi's serializer (instanceof Array) would send as objects
     spec: JSON.parse(JSON.stringify(spec.written)) as LoadBalancerSpecInput,
@@ -141,7 +156,10 @@ export function loadBalancerResource(spec: CheckedSpec, ref: LoadBalancerRef): L
  * The server-side-apply body with which one LB reports itself: only its own entry, so the apply (with
  * statusFieldManager(entry.name), to the status subresource) owns nothing of the peer's.
  */
-export function loadBalancerEntryApply(ref: LoadBalancerRef, entry: LoadBalancerEntryStatus): Manifest & { status: LoadBalancerStatus } {
+export function loadBalancerEntryApply(
+  ref: LoadBalancerRef,
+  entry: LoadBalancerEntryStatus,
+): Manifest & { status: LoadBalancerStatus } {
   const names = agentNames(ref);
   const parsed = loadBalancerEntry.safeParse(entry, { reportInput: true });
   if (!parsed.success) throw new SpecError(fromZodIssues(parsed.error.issues, "status.loadBalancers[0]"));

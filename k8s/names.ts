@@ -58,7 +58,8 @@ export interface AgentNames {
 export function agentNames(ref: LoadBalancerRef): AgentNames {
   const namespace = ref.namespace ?? DEFAULT_NAMESPACE;
   const problems: SpecProblem[] = [];
-  const rule = "must be a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+  const rule =
+    "must be a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
   if (!isDnsLabel(ref.name)) problems.push({ path: "metadata.name", rule });
   if (!isDnsLabel(namespace)) problems.push({ path: "metadata.namespace", rule });
   if (problems.length > 0) throw new SpecError(problems);
@@ -83,7 +84,11 @@ function isDnsLabel(s: string): boolean {
 
 /** Labels every object of one pair carries, so `kubectl get -l app.kubernetes.io/instance=<name>` finds them all. */
 export function pairLabels(name: string, component: string): Record<string, string> {
-  return { "app.kubernetes.io/name": "edgepair", "app.kubernetes.io/instance": name, "app.kubernetes.io/component": component };
+  return {
+    "app.kubernetes.io/name": "edgepair",
+    "app.kubernetes.io/instance": name,
+    "app.kubernetes.io/component": component,
+  };
 }
 
 /**

@@ -69,7 +69,15 @@ export function agentRbac(options: AgentRbacOptions): AgentRbac {
   const inNamespace = (name: string): ObjectMeta => ({ name, namespace: n.namespace, labels });
   const subjects: Subject[] = [{ kind: "ServiceAccount", name: n.serviceAccount, namespace: n.namespace }];
   return {
-    ...(options.createNamespace ? { namespace: { apiVersion: "v1", kind: "Namespace", metadata: { name: n.namespace, labels: pairLabels(n.loadBalancer, "namespace") } } } : {}),
+    ...(options.createNamespace
+      ? {
+          namespace: {
+            apiVersion: "v1",
+            kind: "Namespace",
+            metadata: { name: n.namespace, labels: pairLabels(n.loadBalancer, "namespace") },
+          },
+        }
+      : {}),
     serviceAccount: { apiVersion: "v1", kind: "ServiceAccount", metadata: inNamespace(n.serviceAccount) },
     clusterRole: {
       apiVersion: `${RBAC_GROUP}/v1`,
@@ -91,7 +99,12 @@ export function agentRbac(options: AgentRbacOptions): AgentRbac {
       rules: [
         { apiGroups: [GROUP], resources: [PLURAL], resourceNames: [n.loadBalancer], verbs: ["get", "list", "watch"] },
         // update as well as patch: the image-switch turn is taken with a resourceVersion-guarded update
-        { apiGroups: [GROUP], resources: [`${PLURAL}/status`], resourceNames: [n.loadBalancer], verbs: ["get", "patch", "update"] },
+        {
+          apiGroups: [GROUP],
+          resources: [`${PLURAL}/status`],
+          resourceNames: [n.loadBalancer],
+          verbs: ["get", "patch", "update"],
+        },
         { apiGroups: [""], resources: ["serviceaccounts/token"], resourceNames: [n.serviceAccount], verbs: ["create"] },
         { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] },
       ],
@@ -106,7 +119,10 @@ export function agentRbac(options: AgentRbacOptions): AgentRbac {
     tokenSecret: {
       apiVersion: "v1",
       kind: "Secret",
-      metadata: { ...inNamespace(n.tokenSecret), annotations: { "kubernetes.io/service-account.name": n.serviceAccount } },
+      metadata: {
+        ...inNamespace(n.tokenSecret),
+        annotations: { "kubernetes.io/service-account.name": n.serviceAccount },
+      },
       type: "kubernetes.io/service-account-token",
     },
   };

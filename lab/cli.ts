@@ -27,7 +27,9 @@ export async function guarded<T>(lab: Lab, log: Log, body: () => Promise<T>, { d
     return await body();
   } catch (e) {
     if (downOnError && !tearing && process.env.EDGEPAIR_LAB_KEEP_ON_ERROR === "1") {
-      log(`error: ${e instanceof Error ? e.message : String(e)}\nEDGEPAIR_LAB_KEEP_ON_ERROR=1: the lab stays for inspection; \`edgepair lab down\` removes it`);
+      log(
+        `error: ${e instanceof Error ? e.message : String(e)}\nEDGEPAIR_LAB_KEEP_ON_ERROR=1: the lab stays for inspection; \`edgepair lab down\` removes it`,
+      );
     } else if (downOnError && !tearing) {
       log(`error: ${e instanceof Error ? e.message : String(e)}\ntearing the lab down`);
       await lab.down();
@@ -44,14 +46,25 @@ export function formatSmoke(results: SmokeResult[]): string {
 }
 
 export function failoverOk(r: FailoverReport): boolean {
-  return r.vipMovedMs !== undefined && r.nextHopMovedMs !== undefined && (!r.restored || (r.restored.returningState === "BACKUP" && r.restored.holders.length === 1 && r.restored.holders[0] === r.to && r.restored.failedAfterReturn === 0));
+  return (
+    r.vipMovedMs !== undefined &&
+    r.nextHopMovedMs !== undefined &&
+    (!r.restored ||
+      (r.restored.returningState === "BACKUP" &&
+        r.restored.holders.length === 1 &&
+        r.restored.holders[0] === r.to &&
+        r.restored.failedAfterReturn === 0))
+  );
 }
 
 export function registerLab(program: Command, out: (s: string) => void): void {
   const log: Log = (l) => out(`${l}\n`);
-  const lab = program.command("lab").description("network-namespace lab: the pair with real daemons, backends, router, clients (root)");
+  const lab = program
+    .command("lab")
+    .description("network-namespace lab: the pair with real daemons, backends, router, clients (root)");
 
-  lab.command("up")
+  lab
+    .command("up")
     .description("bring the lab up (prints progress) and wait until one LB is MASTER and every backend is UP")
     .option("--spec <file>", "spec YAML", DEFAULT_SPEC)
     .action(async (o: { spec: string }) => {
@@ -61,7 +74,8 @@ export function registerLab(program: Command, out: (s: string) => void): void {
       out(`\nlab ${l.prefix} is up; \`edgepair lab status|smoke|failover|down\` act on it\n`);
     });
 
-  lab.command("status")
+  lab
+    .command("status")
     .description("per LB: VRRP state, VIPs and next hop held, daemons; HAProxy's view of every backend")
     .option("--prefix <prefix>", "lab to act on (default: the newest)")
     .option("--json", "machine-readable")
@@ -71,7 +85,8 @@ export function registerLab(program: Command, out: (s: string) => void): void {
       out(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `lab ${l.prefix}\n${l.formatStatus(rows)}`);
     });
 
-  lab.command("smoke")
+  lab
+    .command("smoke")
     .description("client -> API and ingress VIPs; cluster node -> private API VIP and the internet (egress source)")
     .option("--prefix <prefix>", "lab to act on (default: the newest)")
     .action(async (o: { prefix?: string }) => {
@@ -81,7 +96,8 @@ export function registerLab(program: Command, out: (s: string) => void): void {
       if (r.some((x) => !x.ok)) throw new Error("smoke check failed");
     });
 
-  lab.command("failover")
+  lab
+    .command("failover")
     .description("unclean failover: cut every link of the active LB, wait for the peer, then restore the links")
     .option("--prefix <prefix>", "lab to act on (default: the newest)")
     .option("--no-restore", "leave the links of the failed LB cut")
@@ -92,7 +108,8 @@ export function registerLab(program: Command, out: (s: string) => void): void {
       if (!failoverOk(r)) throw new Error("failover did not complete as expected");
     });
 
-  lab.command("down")
+  lab
+    .command("down")
     .description("tear down a lab (default: every lab and leftover found by prefix)")
     .option("--prefix <prefix>", "only this lab")
     .action(async (o: { prefix?: string }) => {
@@ -113,7 +130,10 @@ export function registerLab(program: Command, out: (s: string) => void): void {
 }
 
 /** `npm run lab`: up, smoke, one unclean failover, the status table, down (always). Exit code 0 when all passed. */
-export async function runLabSequence(specPath: string = DEFAULT_SPEC, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function runLabSequence(
+  specPath: string = DEFAULT_SPEC,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+): Promise<number> {
   const log: Log = (l) => out(`${l}\n`);
   const l = Lab.create(readSpec(specPath), log);
   let ok = true;
@@ -137,7 +157,9 @@ export async function runLabSequence(specPath: string = DEFAULT_SPEC, out: (s: s
     out("\n== down\n");
     const td = Date.now();
     await l.down();
-    out(`down in ${((Date.now() - td) / 1000).toFixed(1)} s; whole sequence ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    out(
+      `down in ${((Date.now() - td) / 1000).toFixed(1)} s; whole sequence ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
   }
   out(ok ? "\nlab: all checks passed\n" : "\nlab: some checks FAILED\n");
   return ok ? 0 : 1;

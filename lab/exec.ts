@@ -36,11 +36,17 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
     child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(e.code === "ENOENT" ? new Error(`${cmd} is not installed: run tools/setup (see tools/debian-packages.txt)`) : e);
+      reject(
+        e.code === "ENOENT" ? new Error(`${cmd} is not installed: run tools/setup (see tools/debian-packages.txt)`) : e,
+      );
     });
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolve({ code: timedOut ? null : code, stdout, stderr: timedOut ? `${stderr}(killed after ${timeoutMs} ms)` : stderr });
+      resolve({
+        code: timedOut ? null : code,
+        stdout,
+        stderr: timedOut ? `${stderr}(killed after ${timeoutMs} ms)` : stderr,
+      });
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
@@ -156,7 +162,11 @@ export class GaveUp extends Error {}
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined>,
-  { timeoutMs = 30_000, intervalMs = 100, maxTries = 10_000 }: { timeoutMs?: number; intervalMs?: number; maxTries?: number } = {},
+  {
+    timeoutMs = 30_000,
+    intervalMs = 100,
+    maxTries = 10_000,
+  }: { timeoutMs?: number; intervalMs?: number; maxTries?: number } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError = "";
@@ -170,5 +180,7 @@ export async function waitFor<T>(
     }
     await sleep(intervalMs);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`,
+  );
 }

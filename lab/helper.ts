@@ -61,7 +61,13 @@ function hostPort(s: string): { host: string; port: number } {
   return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
 }
 
-function listen(server: { listen: (port: number, host: string, cb: () => void) => unknown; once: (e: "error", cb: (err: Error) => void) => unknown }, at: string): Promise<void> {
+function listen(
+  server: {
+    listen: (port: number, host: string, cb: () => void) => unknown;
+    once: (e: "error", cb: (err: Error) => void) => unknown;
+  },
+  at: string,
+): Promise<void> {
   const { host, port } = hostPort(at);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -76,7 +82,11 @@ async function serve(m: Map<string, string[]>): Promise<void> {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok");
       return;
     }
-    const body = JSON.stringify({ server: name, peer: req.socket.remoteAddress, local: `${req.socket.localAddress}:${req.socket.localPort}` });
+    const body = JSON.stringify({
+      server: name,
+      peer: req.socket.remoteAddress,
+      local: `${req.socket.localAddress}:${req.socket.localPort}`,
+    });
     // the connection stays open only when the client asks for it (the session mode; the DESIGN client sends close)
     res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);
   };
@@ -88,20 +98,32 @@ async function serve(m: Map<string, string[]>): Promise<void> {
     for (const at of httpsAt) waits.push(listen(https.createServer(tls, handler), at));
   }
   for (const at of m.get("echo") ?? []) {
-    waits.push(listen(createTcpServer((s) => s.on("error", () => s.destroy()).pipe(s)), at));
+    waits.push(
+      listen(
+        createTcpServer((s) => s.on("error", () => s.destroy()).pipe(s)),
+        at,
+      ),
+    );
     const { host, port } = hostPort(at);
     const udp = createSocket(host.includes(":") ? "udp6" : "udp4");
     udp.on("message", (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
-    waits.push(new Promise((resolve, reject) => {
-      udp.once("error", reject);
-      udp.bind(port, host, () => resolve());
-    }));
+    waits.push(
+      new Promise((resolve, reject) => {
+        udp.once("error", reject);
+        udp.bind(port, host, () => resolve());
+      }),
+    );
   }
   for (const at of m.get("banner") ?? []) {
-    waits.push(listen(createTcpServer((s) => {
-      s.on("error", () => s.destroy());
-      s.end("SSH-2.0-edgepair-lab\r\n");
-    }), at));
+    waits.push(
+      listen(
+        createTcpServer((s) => {
+          s.on("error", () => s.destroy());
+          s.end("SSH-2.0-edgepair-lab\r\n");
+        }),
+        at,
+      ),
+    );
   }
   await Promise.all(waits);
   process.stdout.write("ready\n");
@@ -151,22 +173,31 @@ async function client(m: Map<string, string[]>): Promise<void> {
       inFlight--;
       appendFileSync(out, `${JSON.stringify({ i, start, end: nowMs(), ...r })}\n`);
     };
-    const req = mod.request(url, { method: "GET", agent: false, rejectUnauthorized: false, timeout: timeoutMs, headers: { connection: "close" } }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.on("end", () => {
-        let who: { server?: string; peer?: string } = {};
-        try {
-          who = JSON.parse(body) as typeof who;
-        } catch {
-          // a non-JSON answer (e.g. "ok" of /readyz) carries no server name
-        }
-        const ok = res.statusCode === 200;
-        finish({ ok, status: res.statusCode ?? 0, ...(who.server ? { server: who.server } : {}), ...(who.peer ? { peer: who.peer.replace(/^::ffff:/, "") } : {}) });
-      });
-      res.on("error", (e) => finish({ ok: false, err: e.message }));
-    });
+    const req = mod.request(
+      url,
+      { method: "GET", agent: false, rejectUnauthorized: false, timeout: timeoutMs, headers: { connection: "close" } },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => (body += d));
+        res.on("end", () => {
+          let who: { server?: string; peer?: string } = {};
+          try {
+            who = JSON.parse(body) as typeof who;
+          } catch {
+            // a non-JSON answer (e.g. "ok" of /readyz) carries no server name
+          }
+          const ok = res.statusCode === 200;
+          finish({
+            ok,
+            status: res.statusCode ?? 0,
+            ...(who.server ? { server: who.server } : {}),
+            ...(who.peer ? { peer: who.peer.replace(/^::ffff:/, "") } : {}),
+          });
+        });
+        res.on("error", (e) => finish({ ok: false, err: e.message }));
+      },
+    );
     // the whole request, connect included, is bounded by one timer
     const timer = setTimeout(() => {
       req.destroy(new Error("timeout"));

@@ -62,7 +62,10 @@ export function profileIntent(text: string): ProfileIntent {
   const ifname = conn.get("interface-name");
   const mac = k.sections.get("ethernet")?.get("mac-address");
   const match = ifname ? { interfaceName: ifname } : mac ? { mac: mac.toLowerCase() } : undefined;
-  if (!match) throw new Error(`keyfile ${id}: neither interface-name nor ethernet.mac-address: NetworkManager would not know its device`);
+  if (!match)
+    throw new Error(
+      `keyfile ${id}: neither interface-name nor ethernet.mac-address: NetworkManager would not know its device`,
+    );
   const v4 = k.sections.get("ipv4");
   const v6 = k.sections.get("ipv6");
   const zone = conn.get("zone");
@@ -90,9 +93,10 @@ export interface LinkInfo {
 
 /** The device a profile applies to among the namespace's links, as NetworkManager matches it. */
 export function deviceFor(p: ProfileIntent, links: readonly LinkInfo[]): string {
-  const found = "interfaceName" in p.match
-    ? links.find((l) => l.name === (p.match as { interfaceName: string }).interfaceName)
-    : links.find((l) => l.mac.toLowerCase() === (p.match as { mac: string }).mac);
+  const found =
+    "interfaceName" in p.match
+      ? links.find((l) => l.name === (p.match as { interfaceName: string }).interfaceName)
+      : links.find((l) => l.mac.toLowerCase() === (p.match as { mac: string }).mac);
   if (!found) throw new Error(`keyfile ${p.id}: no link matches ${JSON.stringify(p.match)}`);
   return found.name;
 }
@@ -104,10 +108,13 @@ export function deviceFor(p: ProfileIntent, links: readonly LinkInfo[]): string 
 export function ipCommands(p: ProfileIntent, dev: string): string[][] {
   const cmds: string[][] = [["link", "set", dev, "up"]];
   if (p.ipv4.method === "manual") for (const a of p.ipv4.addresses) cmds.push(["addr", "replace", a, "dev", dev]);
-  else if (p.ipv4.method !== "disabled") throw new Error(`keyfile ${p.id}: ipv4.method ${p.ipv4.method} is not supported by the lab`);
+  else if (p.ipv4.method !== "disabled")
+    throw new Error(`keyfile ${p.id}: ipv4.method ${p.ipv4.method} is not supported by the lab`);
   // ipv6.method=disabled: disable_ipv6 on the device (sysctlsFor), which removes every IPv6 address
-  if (p.ipv6.method === "manual") for (const a of p.ipv6.addresses) cmds.push(["addr", "replace", a, "dev", dev, "nodad"]);
-  if (p.ipv4.gateway && !p.ipv4.neverDefault) cmds.push(["route", "replace", "default", "via", p.ipv4.gateway, "dev", dev]);
+  if (p.ipv6.method === "manual")
+    for (const a of p.ipv6.addresses) cmds.push(["addr", "replace", a, "dev", dev, "nodad"]);
+  if (p.ipv4.gateway && !p.ipv4.neverDefault)
+    cmds.push(["route", "replace", "default", "via", p.ipv4.gateway, "dev", dev]);
   if (p.ipv6.gateway) cmds.push(["route", "replace", "default", "via", p.ipv6.gateway, "dev", dev]);
   return cmds;
 }

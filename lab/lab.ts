@@ -21,8 +21,32 @@ import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
 import { SERVICE_NAMES, SERVICES } from "../render/services";
 import { selectBackends, type BackendSelection } from "../agent/kube/backends";
 import { profileIntent, deviceFor, ipCommands, sysctlsFor, type LinkInfo, type ProfileIntent } from "./keyfile";
-import { catches, exec, GaveUp, isAlive, signal, sleep, startDetached, stopProcess, waitFor, type ExecResult, type ProcessRecord } from "./exec";
-import { allNamespaces, BRIDGES, lbLinks, NETNS_PATTERN, newPrefix, planLab, PORTS, STATE_ROOT, type HostPlan, type LabPlan, type LabLb } from "./topology";
+import {
+  catches,
+  exec,
+  GaveUp,
+  isAlive,
+  signal,
+  sleep,
+  startDetached,
+  stopProcess,
+  waitFor,
+  type ExecResult,
+  type ProcessRecord,
+} from "./exec";
+import {
+  allNamespaces,
+  BRIDGES,
+  lbLinks,
+  NETNS_PATTERN,
+  newPrefix,
+  planLab,
+  PORTS,
+  STATE_ROOT,
+  type HostPlan,
+  type LabPlan,
+  type LabLb,
+} from "./topology";
 import { formatTable, ms, readRequests, summarize, type OutageSummary } from "./analysis";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
@@ -115,7 +139,10 @@ export class Lab {
   private closing?: Promise<void>;
   private nsDirMounted?: Promise<void>;
 
-  private constructor(readonly state: LabState, private readonly log: Log) {}
+  private constructor(
+    readonly state: LabState,
+    private readonly log: Log,
+  ) {}
 
   get plan(): LabPlan {
     return this.state.plan;
@@ -134,7 +161,19 @@ export class Lab {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const plan = planLab(spec, prefix);
     const lab = new Lab(
-      { version: 1, prefix, dir, createdAt: new Date().toISOString(), spec, plan, namespaces: [], mounts: [], processes: [], hostFacts: {}, cut: [] },
+      {
+        version: 1,
+        prefix,
+        dir,
+        createdAt: new Date().toISOString(),
+        spec,
+        plan,
+        namespaces: [],
+        mounts: [],
+        processes: [],
+        hostFacts: {},
+        cut: [],
+      },
       log,
     );
     lab.save();
@@ -163,7 +202,12 @@ export class Lab {
       .map((d) => JSON.parse(readFileSync(stateFile(d), "utf8")) as LabState)
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
     const s = states[0];
-    if (!s) throw new Error(prefix ? `no lab ${prefix} under ${STATE_ROOT}` : `no lab is up (nothing under ${STATE_ROOT}); run \`edgepair lab up\``);
+    if (!s)
+      throw new Error(
+        prefix
+          ? `no lab ${prefix} under ${STATE_ROOT}`
+          : `no lab is up (nothing under ${STATE_ROOT}); run \`edgepair lab up\``,
+      );
     return new Lab(s, log);
   }
 
@@ -193,11 +237,19 @@ export class Lab {
     return ["nsenter", `--net=${netnsPath(this.lb(key).ns)}`, `--mount=${this.mountNsFile(key)}`, "--", ...argv];
   }
 
-  async run(ns: string, argv: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number; input?: string } = {}): Promise<ExecResult> {
+  async run(
+    ns: string,
+    argv: readonly string[],
+    opts: { allowFail?: boolean; timeoutMs?: number; input?: string } = {},
+  ): Promise<ExecResult> {
     return exec(inNetns(ns, argv), opts);
   }
 
-  async runLb(key: LbKey, argv: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async runLb(
+    key: LbKey,
+    argv: readonly string[],
+    opts: { allowFail?: boolean; timeoutMs?: number } = {},
+  ): Promise<ExecResult> {
     return exec(this.inLb(key, argv), opts);
   }
 
@@ -242,7 +294,9 @@ export class Lab {
     await this.makePki();
     this.compileHelper();
     await this.startServers();
-    step(`backends: API ${this.plan.backends.api.map((b) => b.address).join(", ")} (TLS :${this.state.spec.apiBackend.port} /readyz), ingress ${this.plan.backends.ingress.map((b) => b.address).join(", ")} (:30080/:30443), internet host ${this.plan.targets.internet}`);
+    step(
+      `backends: API ${this.plan.backends.api.map((b) => b.address).join(", ")} (TLS :${this.state.spec.apiBackend.port} /readyz), ingress ${this.plan.backends.ingress.map((b) => b.address).join(", ")} (:30080/:30443), internet host ${this.plan.targets.internet}`,
+    );
     await Promise.all(this.plan.lbs.map((l) => this.mountNamespace(l.key)));
     step("LB mount namespaces: tmpfs /run /tmp /var/log, rendered etc/* bind-mounted read-only");
     await Promise.all(this.plan.lbs.map((l) => this.startFirewall(l.key)));
@@ -283,19 +337,24 @@ export class Lab {
   private async wire(): Promise<void> {
     const sw = this.plan.switchNs;
     const swLines: string[][] = [];
-    for (const br of Object.values(BRIDGES)) swLines.push(["link", "add", br, "type", "bridge"], ["link", "set", br, "up"]);
+    for (const br of Object.values(BRIDGES))
+      swLines.push(["link", "add", br, "type", "bridge"], ["link", "set", br, "up"]);
     const hosts: HostPlan[] = [this.plan.router, ...this.plan.hosts];
     const port = (p: string, seg: keyof typeof BRIDGES, peerNs: string, peerName: string) => [
       ["link", "add", p, "type", "veth", "peer", "name", peerName, "netns", peerNs],
       ["link", "set", p, "master", BRIDGES[seg], "up"],
     ];
     for (const h of hosts) for (const l of h.links) swLines.push(...port(l.switchPort, l.segment, h.ns, l.name));
-    for (const l of this.plan.lbs) for (const link of lbLinks(l)) swLines.push(...port(link.switchPort, link.segment, l.ns, link.name));
+    for (const l of this.plan.lbs)
+      for (const link of lbLinks(l)) swLines.push(...port(link.switchPort, link.segment, l.ns, link.name));
     await this.batch(sw, swLines);
     await Promise.all(hosts.map((h) => this.configureHost(h)));
     const rt = this.plan.router;
     await this.run(rt.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    await this.batch(rt.ns, rt.routes.map((r) => ["route", "replace", r.to, "via", r.via]));
+    await this.batch(
+      rt.ns,
+      rt.routes.map((r) => ["route", "replace", r.to, "via", r.via]),
+    );
   }
 
   private async configureHost(h: HostPlan): Promise<void> {
@@ -310,7 +369,10 @@ export class Lab {
 
   private async linksOf(ns: string): Promise<LinkInfo[]> {
     const r = await exec(["ip", "-n", ns, "-j", "link", "show"]);
-    return (JSON.parse(r.stdout) as { ifname: string; address?: string }[]).map((l) => ({ name: l.ifname, mac: (l.address ?? "").toLowerCase() }));
+    return (JSON.parse(r.stdout) as { ifname: string; address?: string }[]).map((l) => ({
+      name: l.ifname,
+      mac: (l.address ?? "").toLowerCase(),
+    }));
   }
 
   /**
@@ -379,11 +441,30 @@ export class Lab {
 
   private async makePki(): Promise<void> {
     const dir = join(this.dir, "pki");
-    const san = ["DNS:localhost", ...this.plan.backends.api.map((b) => `IP:${b.address}`), ...this.plan.backends.ingress.map((b) => `IP:${b.address}`)];
+    const san = [
+      "DNS:localhost",
+      ...this.plan.backends.api.map((b) => `IP:${b.address}`),
+      ...this.plan.backends.ingress.map((b) => `IP:${b.address}`),
+    ];
     await exec([
-      "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-      "-subj", `/CN=${this.state.spec.clusterName}-lab`, "-addext", `subjectAltName=${san.join(",")}`,
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${this.state.spec.clusterName}-lab`,
+      "-addext",
+      `subjectAltName=${san.join(",")}`,
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
     ]);
   }
 
@@ -415,7 +496,13 @@ export class Lab {
     }
     // An SSH stand-in on every address of each LB: the firewall decides where it is reachable.
     for (const l of this.plan.lbs) {
-      started.push(this.start(`${l.key}/ssh`, l.ns, inNetns(l.ns, this.helperArgv("serve", "--name", `${l.key}-ssh`, "--banner", `0.0.0.0:${PORTS.ssh}`))));
+      started.push(
+        this.start(
+          `${l.key}/ssh`,
+          l.ns,
+          inNetns(l.ns, this.helperArgv("serve", "--name", `${l.key}-ssh`, "--banner", `0.0.0.0:${PORTS.ssh}`)),
+        ),
+      );
     }
     await Promise.all(started.map((p) => this.waitListening(p)));
   }
@@ -435,18 +522,26 @@ export class Lab {
     }
     if (h.role === "ingress" && ib) {
       args = ["--http", `${h.address}:${ib.httpPort}`, "--https", `${h.address}:${ib.httpsPort}`, ...tls];
-      if (ib.healthPort !== ib.httpPort && ib.healthPort !== ib.httpsPort) args.push("--http", `${h.address}:${ib.healthPort}`);
+      if (ib.healthPort !== ib.httpPort && ib.healthPort !== ib.httpsPort)
+        args.push("--http", `${h.address}:${ib.healthPort}`);
     }
-    if (h.role === "internet") args = ["--http", `${h.address}:${PORTS.whoami}`, "--echo", `${h.address}:${PORTS.echo}`];
+    if (h.role === "internet")
+      args = ["--http", `${h.address}:${PORTS.whoami}`, "--echo", `${h.address}:${PORTS.echo}`];
     if (h.role === "node") args = ["--echo", `${h.address}:${PORTS.echo}`];
-    return args ? this.start(`${h.key}/serve`, h.ns, inNetns(h.ns, this.helperArgv("serve", "--name", name, ...args))) : undefined;
+    return args
+      ? this.start(`${h.key}/serve`, h.ns, inNetns(h.ns, this.helperArgv("serve", "--name", name, ...args)))
+      : undefined;
   }
 
   async waitListening(p: ProcessRecord): Promise<void> {
-    await waitFor(`${p.name} to listen`, async () => {
-      if (!isAlive(p)) throw new GaveUp(`${p.name} exited: ${tail(p.log)}`);
-      return readFileSync(p.log, "utf8").includes("ready") ? true : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 50 });
+    await waitFor(
+      `${p.name} to listen`,
+      async () => {
+        if (!isAlive(p)) throw new GaveUp(`${p.name} exited: ${tail(p.log)}`);
+        return readFileSync(p.log, "utf8").includes("ready") ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
   }
 
   /** Starts a backend host's stand-in server again (after stopServer), once it listens. */
@@ -498,7 +593,9 @@ export class Lab {
     const work = join(this.dir, key, "etc-work");
     mkdirSync(upper, { recursive: true });
     mkdirSync(work, { recursive: true });
-    const binds = readdirSync(join(root, "etc")).filter((d) => statSync(join(root, "etc", d)).isDirectory()).sort();
+    const binds = readdirSync(join(root, "etc"))
+      .filter((d) => statSync(join(root, "etc", d)).isDirectory())
+      .sort();
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const script = [
       "set -eu",
@@ -519,22 +616,46 @@ export class Lab {
       "mount -t tmpfs -o mode=1777 tmpfs /tmp",
       "mount -t tmpfs -o mode=0755 tmpfs /var/log",
     ].join("\n");
-    await exec(["nsenter", `--net=${netnsPath(lb.ns)}`, "--", "unshare", `--mount=${file}`, "--propagation", "private", "--", "sh", "-c", script]);
+    await exec([
+      "nsenter",
+      `--net=${netnsPath(lb.ns)}`,
+      "--",
+      "unshare",
+      `--mount=${file}`,
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      script,
+    ]);
   }
 
   private async startFirewall(key: LbKey): Promise<void> {
     const lb = this.lb(key);
-    const dbus = this.start(`${key}/dbus`, lb.ns, this.inLb(key, ["dbus-daemon", "--system", "--nofork", "--nopidfile"]));
-    await waitFor(`${key} D-Bus socket`, async () => {
-      if (!isAlive(dbus)) throw new GaveUp(`dbus-daemon exited: ${tail(dbus.log)}`);
-      return existsSync(`/proc/${dbus.pid}/root/run/dbus/system_bus_socket`) ? true : undefined;
-    }, { timeoutMs: 15_000, intervalMs: 50 });
+    const dbus = this.start(
+      `${key}/dbus`,
+      lb.ns,
+      this.inLb(key, ["dbus-daemon", "--system", "--nofork", "--nopidfile"]),
+    );
+    await waitFor(
+      `${key} D-Bus socket`,
+      async () => {
+        if (!isAlive(dbus)) throw new GaveUp(`dbus-daemon exited: ${tail(dbus.log)}`);
+        return existsSync(`/proc/${dbus.pid}/root/run/dbus/system_bus_socket`) ? true : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
     const fw = this.start(`${key}/firewalld`, lb.ns, this.inLb(key, ["firewalld", "--nofork", "--nopid"]));
-    await waitFor(`${key} firewalld running`, async () => {
-      if (!isAlive(fw)) throw new GaveUp(`firewalld exited: ${tail(fw.log)}`);
-      const r = await this.runLb(key, ["firewall-cmd", "--state"], { allowFail: true, timeoutMs: 10_000 });
-      return r.stdout.trim() === "running" ? true : undefined;
-    }, { timeoutMs: 90_000, intervalMs: 250 });
+    await waitFor(
+      `${key} firewalld running`,
+      async () => {
+        if (!isAlive(fw)) throw new GaveUp(`firewalld exited: ${tail(fw.log)}`);
+        const r = await this.runLb(key, ["firewall-cmd", "--state"], { allowFail: true, timeoutMs: 10_000 });
+        return r.stdout.trim() === "running" ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 250 },
+    );
     // NetworkManager hands each profile's zone to firewalld; the rendered zones name the same interfaces.
     const links = await this.linksOf(lb.ns);
     for (const p of this.profiles(key)) {
@@ -542,26 +663,55 @@ export class Lab {
       const dev = deviceFor(p, links);
       const r = await this.runLb(key, ["firewall-cmd", `--get-zone-of-interface=${dev}`], { allowFail: true });
       if (r.stdout.trim() !== p.zone) {
-        this.log(`  ${key}: ${dev} was in zone "${r.stdout.trim() || "none"}", the keyfile ${p.file} says ${p.zone}: binding it as NetworkManager would`);
+        this.log(
+          `  ${key}: ${dev} was in zone "${r.stdout.trim() || "none"}", the keyfile ${p.file} says ${p.zone}: binding it as NetworkManager would`,
+        );
         await this.runLb(key, ["firewall-cmd", `--zone=${p.zone}`, `--change-interface=${dev}`]);
       }
     }
     const nat = await this.run(lb.ns, ["nft", "list", "tables"]);
-    if (!/table ip edgepair_nat/.test(nat.stdout)) throw new Error(`${key}: the edgepair_nat table did not survive firewalld's start`);
+    if (!/table ip edgepair_nat/.test(nat.stdout))
+      throw new Error(`${key}: the edgepair_nat table did not survive firewalld's start`);
   }
 
   private async startHaproxyConntrackd(key: LbKey): Promise<void> {
     const lb = this.lb(key);
-    const hap = this.start(`${key}/haproxy`, lb.ns, this.inLb(key, ["haproxy", "-db", ...this.haproxyLimitArgs(key), "-f", "/etc/haproxy/haproxy.cfg", "-p", "/run/haproxy.pid"]));
-    const ct = this.start(`${key}/conntrackd`, lb.ns, this.inLb(key, ["conntrackd", "-C", "/etc/conntrackd/conntrackd.conf"]));
-    await waitFor(`${key} haproxy stats socket`, async () => {
-      if (!isAlive(hap)) throw new GaveUp(`haproxy exited: ${tail(hap.log)}`);
-      return (await this.haproxyCommand(key, "show info").catch(() => "")).includes("Name: HAProxy") ? true : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 100 });
-    await waitFor(`${key} conntrackd socket`, async () => {
-      if (!isAlive(ct)) throw new GaveUp(`conntrackd exited: ${tail(ct.log)}`);
-      return existsSync(`/proc/${ct.pid}/root/run/conntrackd.ctl`) ? true : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 100 });
+    const hap = this.start(
+      `${key}/haproxy`,
+      lb.ns,
+      this.inLb(key, [
+        "haproxy",
+        "-db",
+        ...this.haproxyLimitArgs(key),
+        "-f",
+        "/etc/haproxy/haproxy.cfg",
+        "-p",
+        "/run/haproxy.pid",
+      ]),
+    );
+    const ct = this.start(
+      `${key}/conntrackd`,
+      lb.ns,
+      this.inLb(key, ["conntrackd", "-C", "/etc/conntrackd/conntrackd.conf"]),
+    );
+    await waitFor(
+      `${key} haproxy stats socket`,
+      async () => {
+        if (!isAlive(hap)) throw new GaveUp(`haproxy exited: ${tail(hap.log)}`);
+        return (await this.haproxyCommand(key, "show info").catch(() => "")).includes("Name: HAProxy")
+          ? true
+          : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    await waitFor(
+      `${key} conntrackd socket`,
+      async () => {
+        if (!isAlive(ct)) throw new GaveUp(`conntrackd exited: ${tail(ct.log)}`);
+        return existsSync(`/proc/${ct.pid}/root/run/conntrackd.ctl`) ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
   }
 
   /**
@@ -580,7 +730,9 @@ export class Lab {
     const reserve = 200; // listeners, checks, sockets, logs
     if (maxconn === 0 || 2 * maxconn + reserve <= limit) return [];
     const fit = Math.floor((limit - reserve) / 2);
-    this.log(`  ${key}: hard NOFILE limit here is ${limit} (systemd gives HAProxy ${SYSTEMD_NOFILE}): maxconn ${maxconn} does not fit, HAProxy runs with -n ${fit}`);
+    this.log(
+      `  ${key}: hard NOFILE limit here is ${limit} (systemd gives HAProxy ${SYSTEMD_NOFILE}): maxconn ${maxconn} does not fit, HAProxy runs with -n ${fit}`,
+    );
     return ["-n", String(fit)];
   }
 
@@ -588,16 +740,32 @@ export class Lab {
   async startKeepalived(key: LbKey): Promise<void> {
     const lb = this.lb(key);
     const running = this.proc(`${key}/vrrp-agent`);
-    const agent = running && isAlive(running) ? running : this.start(`${key}/vrrp-agent`, lb.ns, this.inLb(key, [
-      "sh", "-c",
-      'f=/run/edgepair/vrrp.fifo; [ -p "$f" ] || mkfifo -m 600 "$f"; exec 3<>"$f"; ' +
-        'while IFS= read -r line <&3; do printf "%s %s\\n" "$(date +%s%3N)" "$line"; done',
-    ]));
-    await waitFor(`${key} VRRP FIFO`, async () => {
-      if (!isAlive(agent)) throw new GaveUp(`FIFO reader exited: ${tail(agent.log)}`);
-      return existsSync(`/proc/${agent.pid}/root/run/edgepair/vrrp.fifo`) ? true : undefined;
-    }, { timeoutMs: 10_000, intervalMs: 50 });
-    this.start(`${key}/keepalived`, lb.ns, this.inLb(key, ["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/keepalived.conf"]));
+    const agent =
+      running && isAlive(running)
+        ? running
+        : this.start(
+            `${key}/vrrp-agent`,
+            lb.ns,
+            this.inLb(key, [
+              "sh",
+              "-c",
+              'f=/run/edgepair/vrrp.fifo; [ -p "$f" ] || mkfifo -m 600 "$f"; exec 3<>"$f"; ' +
+                'while IFS= read -r line <&3; do printf "%s %s\\n" "$(date +%s%3N)" "$line"; done',
+            ]),
+          );
+    await waitFor(
+      `${key} VRRP FIFO`,
+      async () => {
+        if (!isAlive(agent)) throw new GaveUp(`FIFO reader exited: ${tail(agent.log)}`);
+        return existsSync(`/proc/${agent.pid}/root/run/edgepair/vrrp.fifo`) ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
+    this.start(
+      `${key}/keepalived`,
+      lb.ns,
+      this.inLb(key, ["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/keepalived.conf"]),
+    );
   }
 
   /** A clean stop (SIGTERM: keepalived sends priority 0, the peer takes over at once). */
@@ -610,10 +778,13 @@ export class Lab {
   transitions(key: LbKey): { at: number; state: string; priority: number }[] {
     const file = this.logPath(`${key}/vrrp-agent`);
     if (!existsSync(file)) return [];
-    return readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => {
-      const [at, state, priority] = l.split(" ");
-      return { at: Number(at), state: state ?? "", priority: Number(priority) };
-    });
+    return readFileSync(file, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => {
+        const [at, state, priority] = l.split(" ");
+        return { at: Number(at), state: state ?? "", priority: Number(priority) };
+      });
   }
 
   /** A reload as systemd does it for `haproxy -Ws`: SIGUSR2 to the master, which re-execs and keeps the listeners. */
@@ -678,11 +849,15 @@ export class Lab {
     rmSync(file, { force: true });
     signal(p, "SIGUSR1");
     try {
-      const text = await waitFor(`${key} keepalived data`, async () => {
-        if (!existsSync(file)) return undefined;
-        const t = readFileSync(file, "utf8");
-        return /VRRP Instance = [^\n]*\n(?:[^\n]*\n)*?\s*State = \w+/.exec(t)?.[0];
-      }, { timeoutMs: 3000, intervalMs: 20 });
+      const text = await waitFor(
+        `${key} keepalived data`,
+        async () => {
+          if (!existsSync(file)) return undefined;
+          const t = readFileSync(file, "utf8");
+          return /VRRP Instance = [^\n]*\n(?:[^\n]*\n)*?\s*State = \w+/.exec(t)?.[0];
+        },
+        { timeoutMs: 3000, intervalMs: 20 },
+      );
       return /State = (\w+)$/.exec(text)?.[1] ?? "UNKNOWN";
     } catch {
       return "UNKNOWN";
@@ -690,14 +865,20 @@ export class Lab {
   }
 
   async waitVrrp(key: LbKey, wanted: string, timeoutMs: number): Promise<void> {
-    await waitFor(`${key} VRRP ${wanted}`, async () => ((await this.vrrpState(key)) === wanted ? true : undefined), { timeoutMs, intervalMs: 200 });
+    await waitFor(`${key} VRRP ${wanted}`, async () => ((await this.vrrpState(key)) === wanted ? true : undefined), {
+      timeoutMs,
+      intervalMs: 200,
+    });
   }
 
   async addresses(ns: string): Promise<Map<string, string[]>> {
     const r = await exec(["ip", "-n", ns, "-j", "addr", "show"]);
     const m = new Map<string, string[]>();
     for (const l of JSON.parse(r.stdout) as { ifname: string; addr_info?: { local: string }[] }[]) {
-      m.set(l.ifname, (l.addr_info ?? []).map((a) => a.local));
+      m.set(
+        l.ifname,
+        (l.addr_info ?? []).map((a) => a.local),
+      );
     }
     return m;
   }
@@ -719,16 +900,21 @@ export class Lab {
   /** The single LB holding the VIPs, or an error naming what was found. */
   async active(): Promise<LbKey> {
     const h = await this.holders();
-    if (h.vip.length !== 1) throw new Error(`expected one LB holding the VIPs, found ${h.vip.length ? h.vip.join(", ") : "none"}`);
+    if (h.vip.length !== 1)
+      throw new Error(`expected one LB holding the VIPs, found ${h.vip.length ? h.vip.join(", ") : "none"}`);
     return h.vip[0] as LbKey;
   }
 
   async waitBackendsUp(timeoutMs: number): Promise<void> {
     for (const l of this.plan.lbs) {
-      await waitFor(`${l.key} backends UP`, async () => {
-        const h = await this.backendHealth(l.key);
-        return h.length > 0 && h.every((b) => b.status === "UP") ? true : undefined;
-      }, { timeoutMs, intervalMs: 250 });
+      await waitFor(
+        `${l.key} backends UP`,
+        async () => {
+          const h = await this.backendHealth(l.key);
+          return h.length > 0 && h.every((b) => b.status === "UP") ? true : undefined;
+        },
+        { timeoutMs, intervalMs: 250 },
+      );
     }
   }
 
@@ -759,7 +945,16 @@ export class Lab {
 
   formatStatus(rows: LbStatus[]): string {
     const lbTable = formatTable(
-      ["LB", "netns", "links", "VRRP", "keepalived VIPs (private NIC)", "public next hop", "floating IPs (edgepair-fip)", "daemons down"],
+      [
+        "LB",
+        "netns",
+        "links",
+        "VRRP",
+        "keepalived VIPs (private NIC)",
+        "public next hop",
+        "floating IPs (edgepair-fip)",
+        "daemons down",
+      ],
       rows.map((r) => [
         r.key,
         r.ns,
@@ -768,14 +963,21 @@ export class Lab {
         r.privateVips.join(", ") || "-",
         r.nextHop ? this.plan.targets.nextHop : "-",
         r.floatingIps.join(", ") || "-",
-        Object.entries(r.daemons).filter(([, up]) => !up).map(([d]) => d).join(", ") || "none",
+        Object.entries(r.daemons)
+          .filter(([, up]) => !up)
+          .map(([d]) => d)
+          .join(", ") || "none",
       ]),
     );
     const servers = [...new Set(rows.flatMap((r) => r.backends.map((b) => `${b.backend}/${b.server}`)))];
     const source = serverSources(selectBackends(this.state.spec, this.plan.nodes ?? []).pools);
     const beTable = formatTable(
       ["HAProxy backend/server", "source", ...rows.map((r) => r.key)],
-      servers.map((s) => [s, source(s), ...rows.map((r) => r.backends.find((b) => `${b.backend}/${b.server}` === s)?.status ?? "-")]),
+      servers.map((s) => [
+        s,
+        source(s),
+        ...rows.map((r) => r.backends.find((b) => `${b.backend}/${b.server}` === s)?.status ?? "-"),
+      ]),
     );
     return `${lbTable}\n${beTable}`;
   }
@@ -783,7 +985,10 @@ export class Lab {
   // ------------------------------------------------------------------------------------------- checks
 
   async curl(ns: string, url: string, timeoutS = 3): Promise<{ ok: boolean; body: string; error: string }> {
-    const r = await this.run(ns, ["curl", "-sS", "-k", "--max-time", String(timeoutS), "--fail", url], { allowFail: true, timeoutMs: (timeoutS + 5) * 1000 });
+    const r = await this.run(ns, ["curl", "-sS", "-k", "--max-time", String(timeoutS), "--fail", url], {
+      allowFail: true,
+      timeoutMs: (timeoutS + 5) * 1000,
+    });
     return { ok: r.code === 0, body: r.stdout.trim(), error: r.stderr.trim() };
   }
 
@@ -806,24 +1011,47 @@ export class Lab {
         return {};
       }
     };
-    await check(`client -> API VIP ${t.apiVipPublic}:${port} /readyz (TLS)`, cli, `https://${t.apiVipPublic}:${port}/readyz`, (b) => (b === "ok" ? undefined : `answered "${b}"`));
-    await check(`client -> API VIP ${t.apiVipPublic}:${port} reaches an API server`, cli, `https://${t.apiVipPublic}:${port}/who`, (b) =>
-      this.plan.backends.api.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`);
+    await check(
+      `client -> API VIP ${t.apiVipPublic}:${port} /readyz (TLS)`,
+      cli,
+      `https://${t.apiVipPublic}:${port}/readyz`,
+      (b) => (b === "ok" ? undefined : `answered "${b}"`),
+    );
+    await check(
+      `client -> API VIP ${t.apiVipPublic}:${port} reaches an API server`,
+      cli,
+      `https://${t.apiVipPublic}:${port}/who`,
+      (b) => (this.plan.backends.api.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`),
+    );
     if (t.ingressVip) {
       await check(`client -> ingress VIP ${t.ingressVip}:80`, cli, `http://${t.ingressVip}/`, (b) =>
-        this.plan.backends.ingress.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`);
-      await check(`client -> ingress VIP ${t.ingressVip}:443 (TLS passthrough)`, cli, `https://${t.ingressVip}/`, (b) =>
-        this.plan.backends.ingress.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`);
+        this.plan.backends.ingress.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`,
+      );
+      await check(
+        `client -> ingress VIP ${t.ingressVip}:443 (TLS passthrough)`,
+        cli,
+        `https://${t.ingressVip}/`,
+        (b) => (this.plan.backends.ingress.some((s) => s.name === json(b).server) ? undefined : `answered "${b}"`),
+      );
     }
     if (t.apiVipPrivate) {
-      await check(`cluster node -> private API VIP ${t.apiVipPrivate}:${port} /readyz`, node, `https://${t.apiVipPrivate}:${port}/readyz`, (b) =>
-        b === "ok" ? undefined : `answered "${b}"`);
+      await check(
+        `cluster node -> private API VIP ${t.apiVipPrivate}:${port} /readyz`,
+        node,
+        `https://${t.apiVipPrivate}:${port}/readyz`,
+        (b) => (b === "ok" ? undefined : `answered "${b}"`),
+      );
     }
     if (t.natAddress) {
-      await check(`cluster node -> internet host ${t.internet}, seen from ${t.natAddress}`, node, `http://${t.internet}:${PORTS.whoami}/who`, (b) => {
-        const peer = (json(b).peer ?? "").replace(/^::ffff:/, "");
-        return peer === t.natAddress ? undefined : `seen from ${peer || "?"}`;
-      });
+      await check(
+        `cluster node -> internet host ${t.internet}, seen from ${t.natAddress}`,
+        node,
+        `http://${t.internet}:${PORTS.whoami}/who`,
+        (b) => {
+          const peer = (json(b).peer ?? "").replace(/^::ffff:/, "");
+          return peer === t.natAddress ? undefined : `seen from ${peer || "?"}`;
+        },
+      );
     }
     return results;
   }
@@ -855,7 +1083,10 @@ export class Lab {
     this.save();
     const ports = lbLinks(l).map((x) => x.switchPort);
     const t = Date.now();
-    await this.batch(this.plan.switchNs, ports.map((p) => (mode === "carrier" ? ["link", "set", p, "down"] : ["link", "set", p, "nomaster"])));
+    await this.batch(
+      this.plan.switchNs,
+      ports.map((p) => (mode === "carrier" ? ["link", "set", p, "down"] : ["link", "set", p, "nomaster"])),
+    );
     return t;
   }
 
@@ -863,19 +1094,43 @@ export class Lab {
   async restore(key: LbKey): Promise<number> {
     const l = this.lb(key);
     const t = Date.now();
-    await this.batch(this.plan.switchNs, lbLinks(l).map((x) => ["link", "set", x.switchPort, "master", BRIDGES[x.segment], "up"]));
+    await this.batch(
+      this.plan.switchNs,
+      lbLinks(l).map((x) => ["link", "set", x.switchPort, "master", BRIDGES[x.segment], "up"]),
+    );
     this.state.cut = this.state.cut.filter((k) => k !== key);
     this.save();
     return t;
   }
 
   /** A client in the client namespace (DESIGN.md: a new connection every 10 ms, 3 s timeout), logging to `out`. */
-  startClient(name: string, url: string, out: string, opts: { intervalMs?: number; timeoutMs?: number; maxMs?: number; ns?: string } = {}): ProcessRecord {
+  startClient(
+    name: string,
+    url: string,
+    out: string,
+    opts: { intervalMs?: number; timeoutMs?: number; maxMs?: number; ns?: string } = {},
+  ): ProcessRecord {
     const ns = opts.ns ?? this.ns("cli");
-    return this.start(name, ns, inNetns(ns, this.helperArgv(
-      "client", "--url", url, "--out", out,
-      "--interval-ms", String(opts.intervalMs ?? 10), "--timeout-ms", String(opts.timeoutMs ?? 3000), "--max-ms", String(opts.maxMs ?? 120_000),
-    )));
+    return this.start(
+      name,
+      ns,
+      inNetns(
+        ns,
+        this.helperArgv(
+          "client",
+          "--url",
+          url,
+          "--out",
+          out,
+          "--interval-ms",
+          String(opts.intervalMs ?? 10),
+          "--timeout-ms",
+          String(opts.timeoutMs ?? 3000),
+          "--max-ms",
+          String(opts.maxMs ?? 120_000),
+        ),
+      ),
+    );
   }
 
   /** Any mode of lab/helper.ts in one of the lab's namespaces (a host key: "node", "cli", ...), recorded like every process. */
@@ -901,7 +1156,11 @@ export class Lab {
     const to = this.other(from);
     const t = this.plan.targets;
     const out = join(this.dir, "logs", `failover-${Date.now()}.jsonl`);
-    const client = this.startClient("failover-client", `https://${t.apiVipPublic}:${this.state.spec.apiBackend.port}/who`, out);
+    const client = this.startClient(
+      "failover-client",
+      `https://${t.apiVipPublic}:${this.state.spec.apiBackend.port}/who`,
+      out,
+    );
     const monitor = new AddressMonitor(this.lb(to).ns);
     try {
       await sleep(1000); // a baseline through the active LB
@@ -926,7 +1185,13 @@ export class Lab {
         this.log(`  links of ${from} restored; it must come back as BACKUP`);
         await sleep(opts.settleMs ?? 4000);
         const h = await this.holders();
-        report.restored = { returningState: await this.vrrpState(from), holders: h.vip, nextHopHolders: h.nextHop, failedAfterReturn: 0, requestsAfterReturn: 0 };
+        report.restored = {
+          returningState: await this.vrrpState(from),
+          holders: h.vip,
+          nextHopHolders: h.nextHop,
+          failedAfterReturn: 0,
+          requestsAfterReturn: 0,
+        };
       }
       await this.stopClient(client);
       const records = readRequests(out);
@@ -949,7 +1214,13 @@ export class Lab {
       `unclean failover ${r.from} -> ${r.to}:`,
       `  VIPs on ${r.to} after ${ms(r.vipMovedMs)}, public next hop after ${ms(r.nextHopMovedMs)}`,
       `  client (new TLS connection every 10 ms to the public API VIP): outage window ${ms(r.client.outageMs)}, ` +
-        `${r.client.failed} of ${r.client.total} requests failed${Object.keys(r.client.errors).length ? ` (${Object.entries(r.client.errors).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}, ` +
+        `${r.client.failed} of ${r.client.total} requests failed${
+          Object.keys(r.client.errors).length
+            ? ` (${Object.entries(r.client.errors)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(", ")})`
+            : ""
+        }, ` +
         `${r.client.slow} slower than 1 s, max latency ${ms(r.client.maxLatencyMs)}`,
       `  while ${r.from} was cut off: VIPs on ${r.duringCut.vip.join(", ") || "none"}, next hop on ${r.duringCut.nextHop.join(", ") || "none"}`,
     ];
@@ -1017,9 +1288,14 @@ export class Lab {
     writeFileSync(join(dir, "keepalived.conf"), conf);
     // its own mount namespace too, so nothing it writes under /run or /tmp lands on this machine
     // (the config is copied out of the state directory, which lies under the /run it covers)
-    const script = `mount -t tmpfs tmpfs /tmp && cp '${join(dir, "keepalived.conf")}' /tmp/keepalived.conf && mount -t tmpfs tmpfs /run && ` +
+    const script =
+      `mount -t tmpfs tmpfs /tmp && cp '${join(dir, "keepalived.conf")}' /tmp/keepalived.conf && mount -t tmpfs tmpfs /run && ` +
       "exec keepalived -n -l -D -f /tmp/keepalived.conf";
-    return this.start("rogue/keepalived", r.ns, inNetns(r.ns, ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script]));
+    return this.start(
+      "rogue/keepalived",
+      r.ns,
+      inNetns(r.ns, ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script]),
+    );
   }
 
   /**
@@ -1037,13 +1313,17 @@ export class Lab {
       input: `table ip ${table} {\n\tchain pre {\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\t${iif}ip saddr ${source} meta nftrace set 1\n\t}\n}\n`,
     });
     try {
-      const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], { allowFail: true, timeoutMs: ms + 5000 });
+      const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], {
+        allowFail: true,
+        timeoutMs: ms + 5000,
+      });
       const byId = new Map<string, string>();
       for (const line of r.stdout.split("\n")) {
         // firewalld's verdict, or our guard table's drop of a forged sync-link address (render/guard.ts); the guard's
         // own accept policy (its output chain sees the LB's answers) decides nothing
         const m = /^trace id (\S+) inet (firewalld|edgepair_guard) \S+ (rule .*|policy .*)$/.exec(line);
-        if (m && (m[2] === "firewalld" || /\(verdict drop\)$/.test(m[3] as string))) byId.set(m[1] as string, m[3] as string);
+        if (m && (m[2] === "firewalld" || /\(verdict drop\)$/.test(m[3] as string)))
+          byId.set(m[1] as string, m[3] as string);
       }
       // a packet whose trace the window cut off ends on a jump or goto into a zone's chain: not decided yet
       return [...byId.values()].filter((v) => !/\(verdict (?:(?:jump|goto) \S+|continue|return)\)$/.test(v));
@@ -1072,7 +1352,12 @@ export class Lab {
  * (a static address a Node now stands at) or "Node X"; 22623 follows the API pool, 80/443 the ingress pool.
  */
 export function serverSources(pools: BackendSelection["pools"]): (backendSlashServer: string) => string {
-  const poolOf = (backend: string) => (backend === "be_api" || backend === "be_machine_config" ? pools.api : backend.startsWith("be_ingress") ? pools.ingress : undefined);
+  const poolOf = (backend: string) =>
+    backend === "be_api" || backend === "be_machine_config"
+      ? pools.api
+      : backend.startsWith("be_ingress")
+        ? pools.ingress
+        : undefined;
   return (key) => {
     const [backend = "", server = ""] = key.split("/");
     const s = poolOf(backend)?.servers.find((x) => serverName(x.name, x.address) === server);
@@ -1139,7 +1424,10 @@ export function recordedPrefixes(): string[] {
 
 export async function listNetns(): Promise<string[]> {
   const r = await exec(["ip", "netns", "list"], { allowFail: true });
-  return r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0] ?? "").filter((n) => n !== "");
+  return r.stdout
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
+    .filter((n) => n !== "");
 }
 
 function mountsUnder(dir: string): string[] {
@@ -1155,7 +1443,10 @@ function mountsUnder(dir: string): string[] {
  * its mounts, its namespaces (the veths go with them) and its state directory. Idempotent; works from a state
  * file, or from the prefix alone for a run that crashed before writing one.
  */
-export async function teardown(s: Pick<LabState, "prefix" | "processes" | "namespaces" | "mounts"> & { dir?: string }, log: Log = () => undefined): Promise<void> {
+export async function teardown(
+  s: Pick<LabState, "prefix" | "processes" | "namespaces" | "mounts"> & { dir?: string },
+  log: Log = () => undefined,
+): Promise<void> {
   const dir = s.dir ?? join(STATE_ROOT, s.prefix);
   await Promise.all([...s.processes].reverse().map((p) => stopProcess(p, 3000)));
   const found = (await listNetns()).filter((n) => NETNS_PATTERN.exec(n)?.[1] === s.prefix);
@@ -1182,7 +1473,8 @@ export async function teardown(s: Pick<LabState, "prefix" | "processes" | "names
     await exec(["umount", m], { allowFail: true });
     if (mountsUnder(m).includes(m)) await exec(["umount", "-l", m], { allowFail: true });
   }
-  for (const ns of namespaces) if (existsSync(netnsPath(ns))) await exec(["ip", "netns", "del", ns], { allowFail: true });
+  for (const ns of namespaces)
+    if (existsSync(netnsPath(ns))) await exec(["ip", "netns", "del", ns], { allowFail: true });
   if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
   log(`lab ${s.prefix}: down (${namespaces.length} namespaces removed)`);
 }

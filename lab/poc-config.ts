@@ -41,21 +41,39 @@ export const POC = {
 export const POC_SYSCTLS: Record<string, string> = { "net.netfilter.nf_conntrack_tcp_loose": "1" };
 
 function replaceOnce(text: string, pattern: RegExp, replacement: string, what: string): string {
-  const hits = text.match(new RegExp(pattern.source, pattern.flags.includes("g") ? pattern.flags : `${pattern.flags}g`));
-  if (!hits || hits.length !== 1) throw new Error(`poc-config: expected exactly one ${what} in the rendered file, found ${hits?.length ?? 0}`);
+  const hits = text.match(
+    new RegExp(pattern.source, pattern.flags.includes("g") ? pattern.flags : `${pattern.flags}g`),
+  );
+  if (!hits || hits.length !== 1)
+    throw new Error(`poc-config: expected exactly one ${what} in the rendered file, found ${hits?.length ?? 0}`);
   return text.replace(pattern, replacement);
 }
 
 /** Removes a `name { ... }` block (one level of nesting at most), asserting that it was there once. */
 function removeBlock(text: string, header: RegExp, what: string): string {
-  return replaceOnce(text, new RegExp(`^[ \\t]*${header.source}[ \\t]*\\{[^{}]*\\}[ \\t]*\\n(?:[ \\t]*\\n)?`, "m"), "", what);
+  return replaceOnce(
+    text,
+    new RegExp(`^[ \\t]*${header.source}[ \\t]*\\{[^{}]*\\}[ \\t]*\\n(?:[ \\t]*\\n)?`, "m"),
+    "",
+    what,
+  );
 }
 
 export function pocKeepalivedConf(rendered: string, role: LbRole): string {
   let c = `# LAB ONLY (lab/poc-config.ts): the proof of concept's VRRP settings, made from edgepair's rendered file.\n${rendered}`;
   c = replaceOnce(c, /^(\s*)vrrp_version 3$/m, `$1vrrp_version ${POC.vrrpVersion}`, "vrrp_version 3");
-  c = replaceOnce(c, /^(\s*)vrrp_garp_master_delay \d+$/m, `$1vrrp_garp_master_delay ${POC.garpMasterDelay}`, "vrrp_garp_master_delay");
-  c = replaceOnce(c, /^(\s*)vrrp_garp_master_refresh \d+$/m, `$1vrrp_garp_master_refresh ${POC.garpMasterRefresh}`, "vrrp_garp_master_refresh");
+  c = replaceOnce(
+    c,
+    /^(\s*)vrrp_garp_master_delay \d+$/m,
+    `$1vrrp_garp_master_delay ${POC.garpMasterDelay}`,
+    "vrrp_garp_master_delay",
+  );
+  c = replaceOnce(
+    c,
+    /^(\s*)vrrp_garp_master_refresh \d+$/m,
+    `$1vrrp_garp_master_refresh ${POC.garpMasterRefresh}`,
+    "vrrp_garp_master_refresh",
+  );
   c = replaceOnce(c, /^\s*vrrp_priority -?\d+\n/m, "", "vrrp_priority");
   c = replaceOnce(c, /^\s*max_auto_priority -?\d+\n/m, "", "max_auto_priority");
   c = removeBlock(c, /vrrp_script \S+/, "vrrp_script block");
@@ -77,9 +95,15 @@ export function pocKeepalivedConf(rendered: string, role: LbRole): string {
 export function pocNotifyScript(rendered: string): string {
   const lines = rendered.split("\n");
   const calls = lines.filter((l) => /^\s*step timeout \d+ conntrackd /.test(l));
-  if (calls.length === 0) throw new Error("poc-config: the rendered notify script calls no conntrackd: nothing to remove");
-  if (!lines.some((l) => /^\s*step ip .*addr (replace|add) /.test(l))) throw new Error("poc-config: the rendered notify script moves no address");
+  if (calls.length === 0)
+    throw new Error("poc-config: the rendered notify script calls no conntrackd: nothing to remove");
+  if (!lines.some((l) => /^\s*step ip .*addr (replace|add) /.test(l)))
+    throw new Error("poc-config: the rendered notify script moves no address");
   const kept = lines.filter((l) => !calls.includes(l));
   const shebang = kept.shift();
-  return [shebang, "# LAB ONLY (lab/poc-config.ts): the PoC's behaviour, every conntrackd call removed; only addresses move.", ...kept].join("\n");
+  return [
+    shebang,
+    "# LAB ONLY (lab/poc-config.ts): the PoC's behaviour, every conntrackd call removed; only addresses move.",
+    ...kept,
+  ].join("\n");
 }

@@ -21,7 +21,13 @@ export const STATE_ROOT = "/run/edgepair-lab";
 export const PREFIX_PATTERN = /^epl[0-9a-z]{4}$/;
 export const NETNS_PATTERN = /^(epl[0-9a-z]{4})-[a-z0-9]+$/;
 
-export const OUTSIDE = { cidr: "203.0.113.0/24", prefixLength: 24, gateway: "203.0.113.1", internet: "203.0.113.10", client: "203.0.113.50" };
+export const OUTSIDE = {
+  cidr: "203.0.113.0/24",
+  prefixLength: 24,
+  gateway: "203.0.113.1",
+  internet: "203.0.113.10",
+  client: "203.0.113.50",
+};
 /** Ports of the lab's stand-in servers. */
 export const PORTS = { whoami: 8080, echo: 7, ssh: 22 };
 
@@ -106,7 +112,9 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
   if (!PREFIX_PATTERN.test(prefix)) throw new Error(`lab: prefix ${prefix} does not match ${PREFIX_PATTERN}`);
   const pub = spec.platform.publicNetwork;
   if (spec.platform.type !== "libvirt" || pub.nextHop === undefined) {
-    throw new Error("lab: needs platform.type libvirt with a public next hop (routed floating IPs), as in Pulumi.dev.yaml");
+    throw new Error(
+      "lab: needs platform.type libvirt with a public next hop (routed floating IPs), as in Pulumi.dev.yaml",
+    );
   }
   if (spec.network.cidr.includes(":")) throw new Error("lab: the cluster network must be IPv4");
   const ns = (key: string) => `${prefix}-${key}`;
@@ -120,7 +128,9 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     hostname: `${spec.clusterName}-lb-${i + 1}`,
     publicLink: { name: "eth0", segment: "pub", switchPort: `${key}-pub`, addresses: [] },
     privateLink: { name: "eth1", segment: "priv", switchPort: `${key}-priv`, addresses: [] },
-    ...(spec.syncNetwork ? { syncLink: { name: "eth2", segment: "sync" as const, switchPort: `${key}-sync`, addresses: [] } } : {}),
+    ...(spec.syncNetwork
+      ? { syncLink: { name: "eth2", segment: "sync" as const, switchPort: `${key}-sync`, addresses: [] } }
+      : {}),
     publicAddress: pub.lbAddresses[i],
     privateAddress: spec.network.lbAddresses[i],
   });
@@ -164,15 +174,28 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     role: "router" as const,
     address: pub.gateway,
     links: [
-      { name: "eth0", segment: "pub" as const, switchPort: "rt-pub", addresses: [`${pub.gateway}/${pub.prefixLength}`] },
-      { name: "eth1", segment: "out" as const, switchPort: "rt-out", addresses: [`${OUTSIDE.gateway}/${OUTSIDE.prefixLength}`] },
+      {
+        name: "eth0",
+        segment: "pub" as const,
+        switchPort: "rt-pub",
+        addresses: [`${pub.gateway}/${pub.prefixLength}`],
+      },
+      {
+        name: "eth1",
+        segment: "out" as const,
+        switchPort: "rt-out",
+        addresses: [`${OUTSIDE.gateway}/${OUTSIDE.prefixLength}`],
+      },
     ],
     defaultRoute: "",
     // The cloud's part: every public VIP is routed to the next hop only the active LB holds.
-    routes: spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ to: `${v.address}/32`, via: pub.nextHop as string })),
+    routes: spec.derived.publicVips
+      .filter((v) => v.family === 4)
+      .map((v) => ({ to: `${v.address}/32`, via: pub.nextHop as string })),
   };
 
-  const publicOf = (xs: { address: string; type: string }[]) => xs.find((v) => v.type === "public" && !v.address.includes(":"))?.address;
+  const publicOf = (xs: { address: string; type: string }[]) =>
+    xs.find((v) => v.type === "public" && !v.address.includes(":"))?.address;
   const apiVipPublic = publicOf(spec.virtualAddresses.api);
   if (!apiVipPublic) throw new Error("lab: needs a public IPv4 api address");
   const apiVipPrivate = spec.virtualAddresses.api.find((v) => v.type === "private")?.address;
@@ -187,7 +210,11 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
   });
   const nodes = [
     ...apiHosts.map((h, i) => asNode(`cp-${i}`, h, spec.apiBackend.nodeSelector)),
-    ...(spec.ingressBackend ? ingressHosts.map((h, i) => asNode(`worker-${i}`, h, (spec.ingressBackend as NonNullable<ResolvedSpec["ingressBackend"]>).nodeSelector)) : []),
+    ...(spec.ingressBackend
+      ? ingressHosts.map((h, i) =>
+          asNode(`worker-${i}`, h, (spec.ingressBackend as NonNullable<ResolvedSpec["ingressBackend"]>).nodeSelector),
+        )
+      : []),
   ];
   const backends = selectBackends(spec, nodes).backends;
   // each host answers with the name HAProxy knows it by, so a response tells which server took the request
@@ -232,5 +259,11 @@ export function lbLinks(lb: LabLb): LinkPlan[] {
 }
 
 export function allNamespaces(plan: LabPlan, withRogue = false): string[] {
-  return [plan.switchNs, plan.router.ns, ...plan.lbs.map((l) => l.ns), ...plan.hosts.map((h) => h.ns), ...(withRogue ? [plan.rogue.ns] : [])];
+  return [
+    plan.switchNs,
+    plan.router.ns,
+    ...plan.lbs.map((l) => l.ns),
+    ...plan.hosts.map((h) => h.ns),
+    ...(withRogue ? [plan.rogue.ns] : []),
+  ];
 }

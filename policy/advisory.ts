@@ -7,9 +7,14 @@ import { TYPES } from "./lib/types";
 import { known, num, strings, withDefaults } from "./lib/values";
 
 /** Resource-level policies see the URN, whose type part lists every ancestor's type. */
-const under = (urn: string, componentType: string) => (urn.split("::")[2] ?? "").split("$").slice(0, -1).includes(componentType);
+const under = (urn: string, componentType: string) =>
+  (urn.split("::")[2] ?? "").split("$").slice(0, -1).includes(componentType);
 const EDGEPAIR_TYPE_PREFIX = "edgepair:index:";
-const underEdgePair = (urn: string) => (urn.split("::")[2] ?? "").split("$").slice(0, -1).some((t) => t.startsWith(EDGEPAIR_TYPE_PREFIX));
+const underEdgePair = (urn: string) =>
+  (urn.split("::")[2] ?? "")
+    .split("$")
+    .slice(0, -1)
+    .some((t) => t.startsWith(EDGEPAIR_TYPE_PREFIX));
 
 export const hardAntiAffinity: ResourceValidationPolicy = {
   name: "server-group-hard-anti-affinity",
@@ -20,7 +25,8 @@ export const hardAntiAffinity: ResourceValidationPolicy = {
   validateResource: (args, report) => {
     if (args.type !== TYPES.serverGroup || !underEdgePair(args.urn)) return;
     const policies = strings(args.props, "policies");
-    if (policies.includes("soft-anti-affinity")) report(`server group policies are [${policies.join(", ")}]: prefer anti-affinity (antiAffinity: "hard")`);
+    if (policies.includes("soft-anti-affinity"))
+      report(`server group policies are [${policies.join(", ")}]: prefer anti-affinity (antiAffinity: "hard")`);
   },
 };
 
@@ -32,7 +38,8 @@ export const readyGateEnabled: ResourceValidationPolicy = {
   severity: "medium",
   validateResource: (args, report) => {
     if (args.type !== TYPES.readyGate) return;
-    if (known(() => args.props.enabled) === false) report(`the gate is disabled: the next LB will not wait for this one to serve again`);
+    if (known(() => args.props.enabled) === false)
+      report(`the gate is disabled: the next LB will not wait for this one to serve again`);
   },
 };
 
@@ -75,6 +82,7 @@ export const firstBootInputsCreateOnly: ResourceValidationPolicy = {
     const seed = args.type === TYPES.libvirtCloudInitDisk && under(args.urn, TYPES.libvirtLbVm);
     const server = args.type === TYPES.instance && under(args.urn, TYPES.openstackLbServer);
     if (!seed && !server) return;
-    if (!args.opts.ignoreChanges.includes("userData")) report(`userData is not in ignoreChanges: a spec change would replace this LB`);
+    if (!args.opts.ignoreChanges.includes("userData"))
+      report(`userData is not in ignoreChanges: a spec change would replace this LB`);
   },
 };

@@ -16,7 +16,8 @@ const RBAC_TYPES: string[] = [TYPES.role, TYPES.clusterRole, TYPES.roleBinding, 
 function agentOf(props: unknown): { name: string; namespace?: string } | undefined {
   const metadata = record(props, "metadata");
   const labels = record(metadata, "labels");
-  if (str(labels, "app.kubernetes.io/name") !== "edgepair" || str(labels, "app.kubernetes.io/component") !== "agent") return undefined;
+  if (str(labels, "app.kubernetes.io/name") !== "edgepair" || str(labels, "app.kubernetes.io/component") !== "agent")
+    return undefined;
   const name = str(labels, "app.kubernetes.io/instance");
   if (name === undefined) return undefined;
   const namespace = str(metadata, "namespace");
@@ -32,16 +33,26 @@ function ruleProblems(rule: unknown, i: number, clusterScoped: boolean, ownToken
   }
   const groups = strings(rule, "apiGroups");
   const resources = strings(rule, "resources");
-  const touchesSecrets = (groups.includes("") || groups.includes("*")) && resources.some((r) => r === "secrets" || r.startsWith("secrets/") || r === "*");
+  const touchesSecrets =
+    (groups.includes("") || groups.includes("*")) &&
+    resources.some((r) => r === "secrets" || r.startsWith("secrets/") || r === "*");
   if (!touchesSecrets) return problems;
   if (clusterScoped) {
-    problems.push(`${where} grants access to Secrets cluster-wide; the agent may only read its own token Secret, in its namespace`);
+    problems.push(
+      `${where} grants access to Secrets cluster-wide; the agent may only read its own token Secret, in its namespace`,
+    );
     return problems;
   }
   const names = strings(rule, "resourceNames");
   const others = names.filter((n) => n !== ownTokenSecret);
-  if (names.length === 0) problems.push(`${where} grants access to every Secret of the namespace; pin it with resourceNames: [${ownTokenSecret}]`);
-  else if (others.length > 0) problems.push(`${where} grants access to Secrets ${others.join(", ")}, which are not the agent's own (${ownTokenSecret})`);
+  if (names.length === 0)
+    problems.push(
+      `${where} grants access to every Secret of the namespace; pin it with resourceNames: [${ownTokenSecret}]`,
+    );
+  else if (others.length > 0)
+    problems.push(
+      `${where} grants access to Secrets ${others.join(", ")}, which are not the agent's own (${ownTokenSecret})`,
+    );
   return problems;
 }
 
@@ -59,7 +70,9 @@ export const agentRbacLeastPrivilege: ResourceValidationPolicy = {
     try {
       names = agentNames({ name: agent.name, ...(agent.namespace ? { namespace: agent.namespace } : {}) });
     } catch (e) {
-      report(`labelled as the agent of "${agent.name}" in "${agent.namespace ?? "(default namespace)"}", which are not valid names: ${e instanceof Error ? e.message : String(e)}`);
+      report(
+        `labelled as the agent of "${agent.name}" in "${agent.namespace ?? "(default namespace)"}", which are not valid names: ${e instanceof Error ? e.message : String(e)}`,
+      );
       return;
     }
     if (args.type === TYPES.role || args.type === TYPES.clusterRole) {

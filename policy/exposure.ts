@@ -13,7 +13,15 @@ import { internalRanges, isInside } from "./lib/addresses";
 import { dependenciesOf, label } from "./lib/stack";
 import { MACHINE_CONFIG_PORT, SSH_PORT, TYPES, VIEW_FILES } from "./lib/types";
 import { num, str, withDefaults } from "./lib/values";
-import { type FwPort, type FwZone, nmConnections, readKeepalived, readZone, viewFiles, zoneFiles } from "./lib/view-files";
+import {
+  type FwPort,
+  type FwZone,
+  nmConnections,
+  readKeepalived,
+  readZone,
+  viewFiles,
+  zoneFiles,
+} from "./lib/view-files";
 
 export interface ExposureConfig {
   /** Prefixes that count as inside besides the private ranges (e.g. a routed corporate network). */
@@ -34,7 +42,12 @@ const GUARDED = [
 ];
 
 /** Neutron: no protocol (or "any") means every protocol; no range means every port. */
-function ruleCovers(protocol: string | undefined, min: number | undefined, max: number | undefined, port: number): boolean {
+function ruleCovers(
+  protocol: string | undefined,
+  min: number | undefined,
+  max: number | undefined,
+  port: number,
+): boolean {
   const anyProtocol = protocol === undefined || protocol === "" || protocol === "any";
   if (!anyProtocol && protocol !== "tcp" && protocol !== "6") return false;
   const lo = min === undefined || min === 0 ? 1 : min;
@@ -92,13 +105,15 @@ export const securityGroupsKeepSshInside: ResourceValidationPolicy = {
     // a rule limited to members of another group admits no outside address
     if (rule.remote === undefined && rule.remoteGroup !== undefined) return;
     if (rule.remote !== undefined && isInside(rule.remote, ranges)) return;
-    for (const g of guardedOpenedBy(rule)) report(`rule opens ${g.what} to ${sourceText(rule)}, which is outside the internal ranges`);
+    for (const g of guardedOpenedBy(rule))
+      report(`rule opens ${g.what} to ${sourceText(rule)}, which is outside the internal ranges`);
   },
 };
 
 /** The ports a floating IP reaches: the port of a FloatingIpAssociate, or of a FloatingIp bound directly. */
 function portsReachedBy(r: PolicyResource): PolicyResource[] {
-  if (r.type === TYPES.floatingIpAssociate || r.type === TYPES.floatingIp) return dependenciesOf(r, "portId", TYPES.port);
+  if (r.type === TYPES.floatingIpAssociate || r.type === TYPES.floatingIp)
+    return dependenciesOf(r, "portId", TYPES.port);
   return [];
 }
 
@@ -118,7 +133,10 @@ export const floatingIpsReachNoSsh: StackValidationPolicy = {
           if (!inGroup) continue;
           const spec = sgRuleOf(rule.props);
           for (const g of guardedOpenedBy(spec)) {
-            report(`${label(fip)} reaches port ${port.name}, whose security group rule ${rule.name} opens ${g.what} from ${sourceText(spec)}`, fip.urn);
+            report(
+              `${label(fip)} reaches port ${port.name}, whose security group rule ${rule.name} opens ${g.what} from ${sourceText(spec)}`,
+              fip.urn,
+            );
           }
         }
       }
@@ -156,7 +174,8 @@ function zoneProblems(zone: FwZone, vips: Set<string>, ranges: ReturnType<typeof
   const where = `${zone.path} (zone ${zone.name}, faces the outside)`;
   if (zone.target === "ACCEPT") problems.push(`${where}: target ACCEPT admits every port, SSH and 22623 included`);
   for (const g of GUARDED) {
-    if (admits(zone.services, zone.ports, g.port)) problems.push(`${where}: opens ${g.what} to every address of the zone, its public VIPs included`);
+    if (admits(zone.services, zone.ports, g.port))
+      problems.push(`${where}: opens ${g.what} to every address of the zone, its public VIPs included`);
   }
   for (const rule of zone.rules) {
     if (rule.action !== "accept") continue;
@@ -165,10 +184,14 @@ function zoneProblems(zone: FwZone, vips: Set<string>, ranges: ReturnType<typeof
     const from = rule.source ? `${rule.sourceInverted ? "not " : ""}${rule.source}` : "anywhere";
     if (admits(rule.services, rule.ports, SSH_PORT)) {
       const to = rule.destination?.split("/")[0]?.toLowerCase();
-      if (to === undefined || rule.destinationInverted) problems.push(`${where}: a rule accepts SSH from ${from} to every address of the zone, its public VIPs included`);
+      if (to === undefined || rule.destinationInverted)
+        problems.push(
+          `${where}: a rule accepts SSH from ${from} to every address of the zone, its public VIPs included`,
+        );
       else if (vips.has(to)) problems.push(`${where}: a rule accepts SSH from ${from} on ${to}, a VIP`);
     }
-    if (admits(rule.services, rule.ports, MACHINE_CONFIG_PORT)) problems.push(`${where}: a rule accepts 22623/tcp from ${from}`);
+    if (admits(rule.services, rule.ports, MACHINE_CONFIG_PORT))
+      problems.push(`${where}: a rule accepts 22623/tcp from ${from}`);
   }
   return problems;
 }

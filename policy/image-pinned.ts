@@ -10,7 +10,6 @@ import { label } from "./lib/stack";
 import { TYPES } from "./lib/types";
 import { record, str } from "./lib/values";
 
-
 /** Where each type carries the reference: [object path, property]. */
 const WHERE: Record<string, [string[], string]> = {
   [TYPES.bootcImage]: [[], "ref"],
@@ -34,7 +33,10 @@ export const imagePinnedByDigest: StackValidationPolicy = {
       // unknown in a preview when the reference comes from another resource (an image build): judged by `up`
       const ref = str(obj, key);
       if (ref !== undefined && !isDigestPinned(ref)) {
-        report(`${label(r)} ${[...path, key].join(".")} is "${ref}": pin it by digest (registry/repo@sha256:<64 hex>)`, r.urn);
+        report(
+          `${label(r)} ${[...path, key].join(".")} is "${ref}": pin it by digest (registry/repo@sha256:<64 hex>)`,
+          r.urn,
+        );
       }
     }
   },

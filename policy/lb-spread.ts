@@ -12,12 +12,22 @@ import { isRecord, known, list, record, str, strings } from "./lib/values";
 const ANTI_AFFINITY = ["anti-affinity", "soft-anti-affinity"];
 
 /** `what` of each VM, reporting every value that more than one VM (or one VM twice) uses. */
-function reportShared(vms: LbVm[], what: string, valuesOf: (r: PolicyResource) => string[], report: ReportViolation): void {
+function reportShared(
+  vms: LbVm[],
+  what: string,
+  valuesOf: (r: PolicyResource) => string[],
+  report: ReportViolation,
+): void {
   const users = new Map<string, string[]>();
-  for (const vm of vms) for (const v of valuesOf(vm.resource)) users.set(v, [...(users.get(v) ?? []), vm.resource.name]);
+  for (const vm of vms)
+    for (const v of valuesOf(vm.resource)) users.set(v, [...(users.get(v) ?? []), vm.resource.name]);
   for (const [v, names] of users) {
     // sorted: the engine hands resources over in no fixed order, and a reviewer's message must not flap
-    if (names.length > 1) report(`${what} ${v} is used ${names.length} times, by ${[...names].sort().join(" and ")}: each LB VM needs its own`, vms[0]?.resource.urn);
+    if (names.length > 1)
+      report(
+        `${what} ${v} is used ${names.length} times, by ${[...names].sort().join(" and ")}: each LB VM needs its own`,
+        vms[0]?.resource.urn,
+      );
   }
 }
 
@@ -29,9 +39,24 @@ const volumeRef = (v: unknown): string | undefined => {
 
 function checkLibvirt(vms: LbVm[], report: ReportViolation): void {
   reportShared(vms, "libvirt domain name", (r) => [str(r.props, "name")].flatMap((n) => (n ? [n] : [])), report);
-  reportShared(vms, "NIC MAC", (r) => list(r.props, "nics").flatMap((n) => [str(n, "mac")?.toLowerCase()].flatMap((m) => (m ? [m] : []))), report);
-  reportShared(vms, "disk volume", (r) => list(r.props, "disks").flatMap((d) => [volumeRef(d)].flatMap((v) => (v ? [v] : []))), report);
-  reportShared(vms, "cloud-init seed volume", (r) => [volumeRef(record(r.props, "cloudInit"))].flatMap((v) => (v ? [v] : [])), report);
+  reportShared(
+    vms,
+    "NIC MAC",
+    (r) => list(r.props, "nics").flatMap((n) => [str(n, "mac")?.toLowerCase()].flatMap((m) => (m ? [m] : []))),
+    report,
+  );
+  reportShared(
+    vms,
+    "disk volume",
+    (r) => list(r.props, "disks").flatMap((d) => [volumeRef(d)].flatMap((v) => (v ? [v] : []))),
+    report,
+  );
+  reportShared(
+    vms,
+    "cloud-init seed volume",
+    (r) => [volumeRef(record(r.props, "cloudInit"))].flatMap((v) => (v ? [v] : [])),
+    report,
+  );
 }
 
 /**
@@ -58,18 +83,28 @@ function checkOpenStack(vms: LbVm[], report: ReportViolation): void {
   for (const vm of vms) {
     const group = groupOf(vm.resource);
     if (!group) {
-      report(`${label(vm.resource)} has no scheduler hint to a server group: Nova may place both LBs on one compute host`, vm.resource.urn);
+      report(
+        `${label(vm.resource)} has no scheduler hint to a server group: Nova may place both LBs on one compute host`,
+        vm.resource.urn,
+      );
       continue;
     }
     if (group.resource) {
       const policies = strings(group.resource.props, "policies");
       if (!policies.some((p) => ANTI_AFFINITY.includes(p))) {
-        report(`${label(vm.resource)} is in server group ${group.resource.name} whose policies are [${policies.join(", ")}], not anti-affinity: both LBs may land on one compute host`, vm.resource.urn);
+        report(
+          `${label(vm.resource)} is in server group ${group.resource.name} whose policies are [${policies.join(", ")}], not anti-affinity: both LBs may land on one compute host`,
+          vm.resource.urn,
+        );
       }
     }
     keys.add(group.resource?.urn ?? group.id ?? "?");
   }
-  if (keys.size > 1) report(`the LB instances of ${pairName(vms[0]!.pair)} are in ${keys.size} different server groups: anti-affinity only holds within one group`, vms[0]?.resource.urn);
+  if (keys.size > 1)
+    report(
+      `the LB instances of ${pairName(vms[0]!.pair)} are in ${keys.size} different server groups: anti-affinity only holds within one group`,
+      vms[0]?.resource.urn,
+    );
 }
 
 export const lbVmsSpread: StackValidationPolicy = {
@@ -81,7 +116,10 @@ export const lbVmsSpread: StackValidationPolicy = {
   validateStack: (args, report) => {
     for (const [pair, vms] of groupBy(lbVms(args.resources), (v) => v.pair)) {
       if (vms.length < 2) {
-        report(`${pairName(pair)} has ${vms.length} LB VM (${vms.map((v) => v.resource.name).join(", ")}): a pair needs two`, vms[0]?.resource.urn);
+        report(
+          `${pairName(pair)} has ${vms.length} LB VM (${vms.map((v) => v.resource.name).join(", ")}): a pair needs two`,
+          vms[0]?.resource.urn,
+        );
         continue;
       }
       const byPlatform = groupBy(vms, (v) => v.platform);

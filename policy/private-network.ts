@@ -66,7 +66,10 @@ function sameNetworks(vms: LbVm[], attachments: Attachments[], report: ReportVio
   const onlyA = [...a.keys()].filter((n) => !b.has(n));
   const onlyB = [...b.keys()].filter((n) => !a.has(n));
   if (a.size === 0 || b.size === 0) {
-    report(`${pairName(va.pair)}: ${a.size === 0 ? label(va.resource) : label(vb.resource)} is attached to no network the policy can see`, va.resource.urn);
+    report(
+      `${pairName(va.pair)}: ${a.size === 0 ? label(va.resource) : label(vb.resource)} is attached to no network the policy can see`,
+      va.resource.urn,
+    );
   } else if (onlyA.length > 0 || onlyB.length > 0) {
     report(
       `${pairName(va.pair)}: the LBs are not on the same networks (${va.resource.name} only on [${onlyA.join(", ")}], ${vb.resource.name} only on [${onlyB.join(", ")}]); VRRP and the VIPs need both on each`,
@@ -75,7 +78,11 @@ function sameNetworks(vms: LbVm[], attachments: Attachments[], report: ReportVio
   }
   for (const [network, addrs] of a) {
     const shared = addrs.filter((x) => (b.get(network) ?? []).includes(x));
-    if (shared.length > 0) report(`${pairName(va.pair)}: both LBs hold ${shared.join(", ")} on ${network}; each needs its own address`, va.resource.urn);
+    if (shared.length > 0)
+      report(
+        `${pairName(va.pair)}: both LBs hold ${shared.join(", ")} on ${network}; each needs its own address`,
+        va.resource.urn,
+      );
   }
 }
 
@@ -85,11 +92,16 @@ function distinctViewAddresses(pair: string, views: Map<string, Map<string, stri
   for (const [conn, addrs] of first[1]) {
     const other = second[1].get(conn);
     if (other === undefined) {
-      report(`${pairName(pair)}: ${second[0]}'s rendered view has no connection ${conn}, which ${first[0]} has: the LBs are not on the same networks`);
+      report(
+        `${pairName(pair)}: ${second[0]}'s rendered view has no connection ${conn}, which ${first[0]} has: the LBs are not on the same networks`,
+      );
       continue;
     }
     const shared = addrs.filter((x) => other.includes(x));
-    if (shared.length > 0) report(`${pairName(pair)}: ${first[0]} and ${second[0]} both configure ${shared.join(", ")} on ${conn}; each LB needs its own address`);
+    if (shared.length > 0)
+      report(
+        `${pairName(pair)}: ${first[0]} and ${second[0]} both configure ${shared.join(", ")} on ${conn}; each LB needs its own address`,
+      );
   }
 }
 
@@ -102,9 +114,12 @@ export const lbsShareOnePrivateNetwork: StackValidationPolicy = {
   validateStack: (args, report) => {
     for (const [pair, vms] of groupBy(lbVms(args.resources), (v) => v.pair)) {
       if (vms.length !== 2) continue; // lb-vms-spread reports a pair that is not two VMs
-      const attachments = vms.map((vm) => (vm.platform === "libvirt" ? libvirtAttachments(vm.resource) : openstackAttachments(vm.resource)));
+      const attachments = vms.map((vm) =>
+        vm.platform === "libvirt" ? libvirtAttachments(vm.resource) : openstackAttachments(vm.resource),
+      );
       sameNetworks(vms, attachments, report);
-      if (vms.every((vm) => vm.platform === "libvirt")) distinctViewAddresses(pair, viewAddresses(args.resources, pair), report);
+      if (vms.every((vm) => vm.platform === "libvirt"))
+        distinctViewAddresses(pair, viewAddresses(args.resources, pair), report);
     }
   },
 };

@@ -25,7 +25,12 @@ export const vrrpV3FastAdvert: ResourceValidationPolicy = {
   severity: "high",
   configSchema: {
     properties: {
-      maxAdvertIntervalSeconds: { type: "number", minimum: 0.01, maximum: 40.95, default: VRRP_DEFAULTS.maxAdvertIntervalSeconds },
+      maxAdvertIntervalSeconds: {
+        type: "number",
+        minimum: 0.01,
+        maximum: 40.95,
+        default: VRRP_DEFAULTS.maxAdvertIntervalSeconds,
+      },
     },
   },
   validateResource: (args, report) => {
@@ -37,15 +42,20 @@ export const vrrpV3FastAdvert: ResourceValidationPolicy = {
       // unknown in the first preview on OpenStack (the files wait for the ports' MACs): judged by `up`
       if (text === undefined) return;
       const k = readKeepalived(text);
-      if (k.vrrpVersion !== 3) report(`${VIEW_FILES.keepalived}: global_defs must set vrrp_version 3, found ${k.vrrpVersion ?? "none (keepalived's default is 2)"}`);
+      if (k.vrrpVersion !== 3)
+        report(
+          `${VIEW_FILES.keepalived}: global_defs must set vrrp_version 3, found ${k.vrrpVersion ?? "none (keepalived's default is 2)"}`,
+        );
       if (k.instances.length === 0) report(`${VIEW_FILES.keepalived}: no vrrp_instance`);
       for (const i of k.instances) {
         const advert = i.advertInt ?? KEEPALIVED_DEFAULT_ADVERT;
-        if (!(advert <= max)) report(`${VIEW_FILES.keepalived}: vrrp_instance ${i.name} advert_int ${advert} s is above ${max} s`);
+        if (!(advert <= max))
+          report(`${VIEW_FILES.keepalived}: vrrp_instance ${i.name} advert_int ${advert} s is above ${max} s`);
       }
     } else if (args.type === TYPES.loadBalancerCr) {
       const interval = num(record(record(args.props, "spec"), "vrrp"), "advertInterval");
-      if (interval !== undefined && !(interval <= max)) report(`spec.vrrp.advertInterval ${interval} s is above ${max} s`);
+      if (interval !== undefined && !(interval <= max))
+        report(`spec.vrrp.advertInterval ${interval} s is above ${max} s`);
     }
   },
 };

@@ -22,7 +22,11 @@ export const CONNTRACKD_SOCKET = "/var/run/conntrackd.ctl";
 export const renderConntrackd: Renderer = ({ spec, host }) => [
   // A restart (not a reload: conntrackd has none) rebuilds the internal cache from the kernel table and, with
   // StartupResync, asks the peer for its flows, so a restart on either LB loses nothing that is still open.
-  file(CONNTRACKD_CONFIG_PATH, conntrackdConf(spec, host), reload("conntrackd", ["systemctl", "restart", "conntrackd.service"])),
+  file(
+    CONNTRACKD_CONFIG_PATH,
+    conntrackdConf(spec, host),
+    reload("conntrackd", ["systemctl", "restart", "conntrackd.service"]),
+  ),
 ];
 
 /** Every address that belongs to the pair itself, sorted: flows from or to them are local, never synced. */

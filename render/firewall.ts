@@ -4,4 +4,8 @@ import { renderGuard } from "./guard";
 import { renderNatNftables } from "./nat-nftables";
 import type { Renderer } from "./types";
 
-export const renderFirewall: Renderer = (input) => [...renderFirewalld(input), ...renderNatNftables(input), ...renderGuard(input)];
+export const renderFirewall: Renderer = (input) => [
+  ...renderFirewalld(input),
+  ...renderNatNftables(input),
+  ...renderGuard(input),
+];

@@ -7,7 +7,13 @@
  * The files replace firewalld's built-in external/internal zones (same name under /etc wins), which drops the
  * built-in masquerade of the external zone: egress is translated by our own nftables table (nat-nftables.ts).
  */
-import { FLOATING_IP_INTERFACE, type HostFacts, type IpFamily, type ResolvedSpec, type VirtualAddress } from "../spec/types";
+import {
+  FLOATING_IP_INTERFACE,
+  type HostFacts,
+  type IpFamily,
+  type ResolvedSpec,
+  type VirtualAddress,
+} from "../spec/types";
 import { file, header, lines, reload } from "./common";
 import { API_PORT, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, MACHINE_CONFIG_PORT } from "./haproxy";
 import { ZONE_EXTERNAL, ZONE_INTERNAL, ZONE_SYNC } from "./networkmanager";
@@ -37,7 +43,10 @@ function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
   const shared = spec.derived.publicVips.map((v) => ({ address: v.address, family: v.family }));
   if (net.nextHop) shared.push({ address: net.nextHop, family: familyOf(net.nextHop) });
   const { api, ingress } = spec.derived.frontends;
-  const ports = [...(hasPublic(api) ? [API_PORT] : []), ...(hasPublic(ingress) ? [INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT] : [])];
+  const ports = [
+    ...(hasPublic(api) ? [API_PORT] : []),
+    ...(hasPublic(ingress) ? [INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT] : []),
+  ];
   return [
     `<zone target="default">`,
     `  <short>edgepair external</short>`,
@@ -47,7 +56,11 @@ function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
     `  <!-- SSH only to this LB's own public address, never to a VIP, the next hop or a private address. -->`,
     ...richRule(familyOf(own), [`<destination address="${esc(own)}"/>`, `<service name="ssh"/>`, `<accept/>`]),
     ...shared.flatMap((s) =>
-      richRule(s.family, [`<destination address="${esc(s.address)}"/>`, `<service name="ssh"/>`, `<reject/>`], BEFORE_SERVICES),
+      richRule(
+        s.family,
+        [`<destination address="${esc(s.address)}"/>`, `<service name="ssh"/>`, `<reject/>`],
+        BEFORE_SERVICES,
+      ),
     ),
     `</zone>`,
   ];
@@ -68,7 +81,11 @@ function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
     `  <!-- SSH only to this LB's own private address, never to a VIP. -->`,
     ...richRule(familyOf(own), [`<destination address="${esc(own)}"/>`, `<service name="ssh"/>`, `<accept/>`]),
     ...tcpPorts([API_PORT, ...(machineConfig ? [MACHINE_CONFIG_PORT] : []), ...ingressPorts(spec)]),
-    ...richRule(4, [`<source address="${esc(spec.network.cidr)}"/>`, `<port port="${spec.metrics.port}" protocol="tcp"/>`, `<accept/>`]),
+    ...richRule(4, [
+      `<source address="${esc(spec.network.cidr)}"/>`,
+      `<port port="${spec.metrics.port}" protocol="tcp"/>`,
+      `<accept/>`,
+    ]),
     // with a sync link, neither is accepted here at all: a cluster host forging the peer's address gets nowhere
     ...(link.dedicated ? [] : peerRules(spec, link.peer)),
     `  <forward/>`,
@@ -93,7 +110,11 @@ function peerRules(spec: ResolvedSpec, peer: string): string[] {
   return [
     `  <!-- VRRP adverts and conntrackd state only from the peer: anyone else could take the VIPs or inject state. -->`,
     ...richRule(4, [`<source address="${esc(peer)}"/>`, `<protocol value="vrrp"/>`, `<accept/>`]),
-    ...richRule(4, [`<source address="${esc(peer)}"/>`, `<port port="${spec.conntrack.port}" protocol="udp"/>`, `<accept/>`]),
+    ...richRule(4, [
+      `<source address="${esc(peer)}"/>`,
+      `<port port="${spec.conntrack.port}" protocol="udp"/>`,
+      `<accept/>`,
+    ]),
   ];
 }
 

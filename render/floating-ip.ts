@@ -41,7 +41,8 @@ export function floatingIpHandler(spec: ResolvedSpec, host: HostFacts): Floating
   const dev = host.publicInterface.name;
   const platform = spec.platform.type;
   const moving = movingAddresses(spec);
-  const onTransition = (state: KeepalivedState): Command[] => (state === "MASTER" ? holdCommands(moving, dev) : releaseCommands(moving, dev));
+  const onTransition = (state: KeepalivedState): Command[] =>
+    state === "MASTER" ? holdCommands(moving, dev) : releaseCommands(moving, dev);
   // Both platforms re-assert by re-applying the transition: every command is idempotent, and a repeated GARP
   // refreshes caches that may have aged out. A cloud whose API must re-point addresses would differ here.
   return { platform, onTransition, reassert: onTransition };
@@ -57,11 +58,16 @@ function movingAddresses(spec: ResolvedSpec): MovingAddress[] {
   const pub = spec.platform.publicNetwork;
   switch (spec.platform.type) {
     case "libvirt": {
-      if (pub.nextHop === undefined) throw new Error("platform.publicNetwork.nextHop: required on platform libvirt (routed floating IPs)");
+      if (pub.nextHop === undefined)
+        throw new Error("platform.publicNetwork.nextHop: required on platform libvirt (routed floating IPs)");
       return [{ address: pub.nextHop, prefixLength: pub.prefixLength, family: familyOfText(pub.nextHop) }];
     }
     case "openstack":
-      return spec.derived.publicVips.map((v) => ({ address: v.address, prefixLength: v.family === 4 ? 32 : 128, family: v.family }));
+      return spec.derived.publicVips.map((v) => ({
+        address: v.address,
+        prefixLength: v.family === 4 ? 32 : 128,
+        family: v.family,
+      }));
   }
 }
 
@@ -91,5 +97,14 @@ function holdCommands(moving: MovingAddress[], dev: string): Command[] {
 }
 
 function releaseCommands(moving: MovingAddress[], dev: string): Command[] {
-  return moving.map((m) => ["ip", `-${m.family}`, "addr", "flush", "dev", dev, "to", `${m.address}/${m.family === 4 ? 32 : 128}`]);
+  return moving.map((m) => [
+    "ip",
+    `-${m.family}`,
+    "addr",
+    "flush",
+    "dev",
+    dev,
+    "to",
+    `${m.address}/${m.family === 4 ? 32 : 128}`,
+  ]);
 }

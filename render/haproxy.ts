@@ -21,9 +21,14 @@ export const HAPROXY_STATS_URI = "/stats";
  * (on a new metrics.port too) and goes FAULT after two failures. So the reload ends only once a worker answers that
  * URI on this LB's stats address and port: bounded, 10 s.
  */
-const WAIT_SERVING = 'i=0; until curl -fsS -o /dev/null --max-time 1 "$1"; do i=$((i+1)); [ "$i" -lt 100 ] || exit 1; sleep 0.1; done';
+const WAIT_SERVING =
+  'i=0; until curl -fsS -o /dev/null --max-time 1 "$1"; do i=$((i+1)); [ "$i" -lt 100 ] || exit 1; sleep 0.1; done';
 function haproxyReload(monitorUrl: string): ReloadAction {
-  return reload("haproxy", ["systemctl", "reload", "haproxy.service"], ["sh", "-c", WAIT_SERVING, "edgepair-haproxy-ready", monitorUrl]);
+  return reload(
+    "haproxy",
+    ["systemctl", "reload", "haproxy.service"],
+    ["sh", "-c", WAIT_SERVING, "edgepair-haproxy-ready", monitorUrl],
+  );
 }
 
 export const API_PORT = 6443;
@@ -45,7 +50,14 @@ export const renderHaproxy: Renderer = ({ spec, host, backends }) => {
     ingressSections(spec, backends.ingress),
     statsSection(statsAddress, spec.metrics.port, spec.network.cidr),
   );
-  return [file(HAPROXY_CONFIG_PATH, content, haproxyReload(`http://${hostPort(statsAddress, spec.metrics.port)}${HAPROXY_MONITOR_URI}`), 0o644)];
+  return [
+    file(
+      HAPROXY_CONFIG_PATH,
+      content,
+      haproxyReload(`http://${hostPort(statsAddress, spec.metrics.port)}${HAPROXY_MONITOR_URI}`),
+      0o644,
+    ),
+  ];
 };
 
 function globalSection(): string[] {
@@ -122,9 +134,10 @@ function ingressSections(spec: ResolvedSpec, ingress: Backend[]): string[] {
   if (!ib || binds.length === 0) return [];
   const ingressServers = servers(ingress.length > 0 ? ingress : staticBackends(ib.addresses));
   // The router's health endpoint (OpenShift: 1936 /healthz/ready) is plain HTTP: no check-ssl.
-  const check = ib.healthPath !== ""
-    ? ["    option httpchk GET " + ib.healthPath, "    http-check expect status 200"]
-    : ["    option tcp-check"];
+  const check =
+    ib.healthPath !== ""
+      ? ["    option httpchk GET " + ib.healthPath, "    http-check expect status 200"]
+      : ["    option tcp-check"];
   // Checks go to the health port and never carry the PROXY header, which that port does not expect.
   const serverOptions = `check port ${ib.healthPort}${ib.proxyProtocol ? " send-proxy-v2" : ""}`;
   const backend = (name: string, port: number): string[] => [

@@ -23,7 +23,11 @@ const CURL = "/usr/bin/curl";
 const HAPROXY_CHECK = "haproxy";
 
 export const renderKeepalived: Renderer = ({ spec, host }) => [
-  file(KEEPALIVED_CONFIG_PATH, keepalivedConf(spec, host), reload("keepalived", ["systemctl", "reload", "keepalived.service"])),
+  file(
+    KEEPALIVED_CONFIG_PATH,
+    keepalivedConf(spec, host),
+    reload("keepalived", ["systemctl", "reload", "keepalived.service"]),
+  ),
 ];
 
 /** The VRRP instance name: the cluster name, restricted to characters keepalived takes in a bare word. */
@@ -41,7 +45,9 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
   if (spec.derived.privateVips.length === 0) {
     // keepalived refuses an instance without VIPs ("No VIP specified; at least one is required"); the spec rules
     // should reject this first, so reaching here is a bug, never a silently broken file.
-    throw new Error("virtualAddresses: needs a private address or nat (keepalived's VRRP instance needs at least one VIP)");
+    throw new Error(
+      "virtualAddresses: needs a private address or nat (keepalived's VRRP instance needs at least one VIP)",
+    );
   }
   const advertFamily = familyOf(link.own);
   const advertised = spec.derived.privateVips.filter((v) => v.family === advertFamily);

@@ -21,7 +21,9 @@ export const renderNatNftables: Renderer = ({ spec, host }) => {
     "# not exist yet (nftables 1.0.6 has no `destroy`), and the new table replaces the old one atomically.",
     `table ip ${NAT_TABLE}`,
     `delete table ip ${NAT_TABLE}`,
-    spec.virtualAddresses.nat ? snatTable(spec, host.publicInterface.name) : "# No virtualAddresses.nat in the spec: no egress NAT, the table stays removed.",
+    spec.virtualAddresses.nat
+      ? snatTable(spec, host.publicInterface.name)
+      : "# No virtualAddresses.nat in the spec: no egress NAT, the table stays removed.",
   );
   return [file(NAT_NFT_PATH, content, reload("nftables", ["nft", "-f", NAT_NFT_PATH]))];
 };
@@ -30,7 +32,8 @@ function snatTable(spec: ResolvedSpec, publicInterface: string): string[] {
   const nat = spec.virtualAddresses.nat;
   // The spec admits only an IPv4 NAT address (the cluster network is IPv4); refuse anything else rather than
   // render a table that translates nothing.
-  if (!nat || nat.family !== 4) throw new Error("virtualAddresses.nat.address: must be IPv4: the cluster network is IPv4");
+  if (!nat || nat.family !== 4)
+    throw new Error("virtualAddresses.nat.address: must be IPv4: the cluster network is IPv4");
   return [
     `table ip ${NAT_TABLE} {`,
     "\tchain postrouting {",

@@ -42,7 +42,7 @@ const AUTOCONNECT_PRIORITY = 100;
  */
 export const NM_APPLY_SCRIPT = [
   "set -eu",
-  'iface=$1 uuid=$2',
+  "iface=$1 uuid=$2",
   'on=$(nmcli -g GENERAL.DEVICES connection show uuid "$uuid")',
   'case "$on" in',
   '  "") exec nmcli connection up uuid "$uuid" ;;',
@@ -107,13 +107,22 @@ function syncProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile[] {
   if (!sync) return [];
   const link = peerLink(spec, host);
   const nic = host.syncInterface!; // peerLink refused facts without it
-  return [profile(spec, SYNC_CONNECTION, link.interface, [
-    ["connection", [...connectionKeys(spec, SYNC_CONNECTION, "ethernet"), ["zone", ZONE_SYNC]]],
-    ["ethernet", [["mac-address", nic.mac.toLowerCase()]]],
-    ["ipv4", [["method", "manual"], ["address1", `${link.own}/${sync.prefixLength}`], ["never-default", true]]],
-    ["ipv6", [["method", "disabled"]]],
-    userSection(),
-  ])];
+  return [
+    profile(spec, SYNC_CONNECTION, link.interface, [
+      ["connection", [...connectionKeys(spec, SYNC_CONNECTION, "ethernet"), ["zone", ZONE_SYNC]]],
+      ["ethernet", [["mac-address", nic.mac.toLowerCase()]]],
+      [
+        "ipv4",
+        [
+          ["method", "manual"],
+          ["address1", `${link.own}/${sync.prefixLength}`],
+          ["never-default", true],
+        ],
+      ],
+      ["ipv6", [["method", "disabled"]]],
+      userSection(),
+    ]),
+  ];
 }
 
 function floatingIpProfile(spec: ResolvedSpec): RenderedFile {
@@ -125,7 +134,11 @@ function floatingIpProfile(spec: ResolvedSpec): RenderedFile {
   return profile(spec, FIP_CONNECTION, FLOATING_IP_INTERFACE, [
     [
       "connection",
-      [...connectionKeys(spec, FIP_CONNECTION, "dummy"), ["interface-name", FLOATING_IP_INTERFACE], ["zone", ZONE_EXTERNAL]],
+      [
+        ...connectionKeys(spec, FIP_CONNECTION, "dummy"),
+        ["interface-name", FLOATING_IP_INTERFACE],
+        ["zone", ZONE_EXTERNAL],
+      ],
     ],
     ["ipv4", vips(4)],
     ["ipv6", vips(6)],
@@ -140,7 +153,11 @@ function profile(spec: ResolvedSpec, id: string, iface: string, sections: Keyfil
 }
 
 export function nmReload(path: string, iface: string, uuid: string): ReloadAction {
-  return reload("networkmanager", ["nmcli", "connection", "load", path], ["sh", "-c", NM_APPLY_SCRIPT, "edgepair-nm-apply", iface, uuid]);
+  return reload(
+    "networkmanager",
+    ["nmcli", "connection", "load", path],
+    ["sh", "-c", NM_APPLY_SCRIPT, "edgepair-nm-apply", iface, uuid],
+  );
 }
 
 function connectionKeys(spec: ResolvedSpec, id: string, type: string): KeyfileSection[1] {

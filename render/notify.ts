@@ -48,7 +48,8 @@ function notifyScript({ spec, host }: RenderInput): string {
   const handler = floatingIpHandler(spec, host);
   const addresses = (state: KeepalivedState) => handler.onTransition(state).map(shellLine);
   const handoff = (on: boolean) => handoffCommands(host, on).map(shellLine);
-  const conntrackd = (flag: string, why: string) => `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
+  const conntrackd = (flag: string, why: string) =>
+    `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
   const release = "purge stale forwarded flows after PurgeTimeout";
   // logged once the addresses are in place: a log line before the move would delay it
   const entered = '\tlog "entered $state (priority $priority)"';
@@ -127,7 +128,7 @@ function notifyScript({ spec, host }: RenderInput): string {
     conntrackd("-t", release),
     "\t;;",
     "*)",
-    '\tlog "unknown state \'$state\' (arguments: $*)"',
+    "\tlog \"unknown state '$state' (arguments: $*)\"",
     "\texit 2",
     "\t;;",
     "esac",

@@ -16,7 +16,9 @@ export interface PeerLink {
 export function peerLink(spec: ResolvedSpec, host: HostFacts): PeerLink {
   const sync = spec.syncNetwork;
   if (sync && !host.syncInterface) {
-    throw new Error("syncInterface: is required in the host facts when the spec has a syncNetwork (the NIC on that link)");
+    throw new Error(
+      "syncInterface: is required in the host facts when the spec has a syncNetwork (the NIC on that link)",
+    );
   }
   const [a, b] = sync ? sync.lbAddresses : spec.network.lbAddresses;
   const [own, peer] = host.role === "primary" ? [a, b] : [b, a];

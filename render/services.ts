@@ -40,7 +40,10 @@ export interface ServiceSpec {
   labProcesses: readonly string[];
 }
 
-const under = (dir: string, suffix = "") => (p: string) => p.startsWith(`${dir}/`) && p.endsWith(suffix);
+const under =
+  (dir: string, suffix = "") =>
+  (p: string) =>
+    p.startsWith(`${dir}/`) && p.endsWith(suffix);
 const NOT_RENDERED = () => false;
 
 /** In the order of an LB's layers: kernel and links, firewall, the daemons that bind on them. */
@@ -135,10 +138,9 @@ export function serviceOfPath(path: string): ServiceName | undefined {
 }
 
 /** Units bootstrap starts, in their order. */
-export const BOOTSTRAP_UNITS: readonly { service: ServiceName; unit: string }[] = SERVICE_NAMES
-  .flatMap((service) => {
-    const s = SERVICES[service];
-    return s.bootstrapOrder !== undefined && s.unit ? [{ service, unit: s.unit, order: s.bootstrapOrder }] : [];
-  })
+export const BOOTSTRAP_UNITS: readonly { service: ServiceName; unit: string }[] = SERVICE_NAMES.flatMap((service) => {
+  const s = SERVICES[service];
+  return s.bootstrapOrder !== undefined && s.unit ? [{ service, unit: s.unit, order: s.bootstrapOrder }] : [];
+})
   .sort((a, b) => a.order - b.order)
   .map(({ service, unit }) => ({ service, unit }));

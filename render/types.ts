@@ -2,15 +2,7 @@ import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 
 /** One per entry of render/services.ts, where everything about each lives. */
 export type ServiceName =
-  | "haproxy"
-  | "keepalived"
-  | "conntrackd"
-  | "networkmanager"
-  | "sysctl"
-  | "firewalld"
-  | "nftables"
-  | "agent"
-  | "none";
+  "haproxy" | "keepalived" | "conntrackd" | "networkmanager" | "sysctl" | "firewalld" | "nftables" | "agent" | "none";
 
 /**
  * What the agent runs after writing a changed file. Commands of one service are run once per apply,

@@ -12,7 +12,13 @@ export type AgentVrrpState = KeepalivedState | "INIT";
 export const STATUS_VRRP_STATES = ["Init", "Backup", "Master", "Fault", "Stop"] as const;
 export type StatusVrrpState = (typeof STATUS_VRRP_STATES)[number];
 
-const TO_STATUS: Readonly<Record<AgentVrrpState, StatusVrrpState>> = { INIT: "Init", MASTER: "Master", BACKUP: "Backup", FAULT: "Fault", STOP: "Stop" };
+const TO_STATUS: Readonly<Record<AgentVrrpState, StatusVrrpState>> = {
+  INIT: "Init",
+  MASTER: "Master",
+  BACKUP: "Backup",
+  FAULT: "Fault",
+  STOP: "Stop",
+};
 
 export function statusVrrpState(s: AgentVrrpState): StatusVrrpState {
   return TO_STATUS[s];

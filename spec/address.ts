@@ -31,12 +31,14 @@ export function maxPrefix(ip: Ip): number {
 export type HostAddressParse = { ok: true; ip: Ip } | { ok: false; rule: string };
 
 export function parseHostAddress(text: string): HostAddressParse {
-  if (text.includes("%")) return { ok: false, rule: "must not carry an interface zone (%...): HAProxy and NetworkManager take none" };
+  if (text.includes("%"))
+    return { ok: false, rule: "must not carry an interface zone (%...): HAProxy and NetworkManager take none" };
   const [addr, prefix, ...rest] = text.split("/");
   const ip = parseIp(addr ?? "");
   if (!ip || rest.length > 0) return { ok: false, rule: "must be an IPv4 or IPv6 address" };
   if (prefix === undefined) return { ok: true, ip };
-  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > maxPrefix(ip)) return { ok: false, rule: "has an invalid prefix length" };
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > maxPrefix(ip))
+    return { ok: false, rule: "has an invalid prefix length" };
   if (Number(prefix) !== maxPrefix(ip)) {
     return { ok: false, rule: `must be a single address (/${maxPrefix(ip)}), not the range /${prefix}` };
   }

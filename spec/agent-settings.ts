@@ -30,7 +30,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** `https://HOST[:PORT]` with HOST a dotted-quad IPv4, a bracketed IPv6 or a DNS name; nothing after it. */
 const API_URL = /^https:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/;
-const API_URL_RULE = "must be an https URL of a control-plane address: https://HOST[:PORT], HOST an IP address or DNS name, no path";
+const API_URL_RULE =
+  "must be an https URL of a control-plane address: https://HOST[:PORT], HOST an IP address or DNS name, no path";
 
 /** Host part of an API server URL (brackets removed) when the URL is well formed; undefined otherwise. */
 export function apiServerHost(url: string): string | undefined {
@@ -148,7 +149,10 @@ export function agentSettingsSpecProblems(settings: AgentSettings, spec: Resolve
     const host = apiServerHost(url);
     const ip = host ? parseIp(host) : undefined;
     if (ip && held.has(canonical(ip))) {
-      out.push({ path: `cluster.apiServers[${i}]`, rule: "must be a control-plane address, not an address the load balancers hold" });
+      out.push({
+        path: `cluster.apiServers[${i}]`,
+        rule: "must be a control-plane address, not an address the load balancers hold",
+      });
     }
   });
   return out;

@@ -8,7 +8,13 @@ import type { Backend, BackendSets, ResolvedSpec } from "./types";
 
 /** `IP,IP,...` from a flag; absent means "use the spec's static addresses". */
 export function parseBackendList(flag: string, text: string | undefined, fallback: string[]): Backend[] {
-  const items = text === undefined ? fallback : text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const items =
+    text === undefined
+      ? fallback
+      : text
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0);
   const problems: SpecProblem[] = [];
   const addresses = new Set<string>();
   items.forEach((item, i) => {
@@ -21,7 +27,10 @@ export function parseBackendList(flag: string, text: string | undefined, fallbac
 }
 
 /** Backends from the flags, or the spec's static addresses when a flag is absent (bootstrap before the API answers). */
-export function resolveBackends(spec: ResolvedSpec, flags: { apiBackends?: string; ingressBackends?: string } = {}): BackendSets {
+export function resolveBackends(
+  spec: ResolvedSpec,
+  flags: { apiBackends?: string; ingressBackends?: string } = {},
+): BackendSets {
   return {
     api: parseBackendList("--api-backends", flags.apiBackends, spec.apiBackend.addresses),
     ingress: parseBackendList("--ingress-backends", flags.ingressBackends, spec.ingressBackend?.addresses ?? []),

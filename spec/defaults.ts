@@ -13,7 +13,10 @@ export const DEFAULTS = {
 } as const;
 
 /** Where ingress traffic goes on the nodes and how its health is checked, per distribution. */
-export const INGRESS_DEFAULTS: Record<Distribution, { httpPort: number; httpsPort: number; healthPort: number; healthPath: string }> = {
+export const INGRESS_DEFAULTS: Record<
+  Distribution,
+  { httpPort: number; httpsPort: number; healthPort: number; healthPath: string }
+> = {
   // The OpenShift router answers /healthz/ready in plain HTTP on 1936.
   openshift: { httpPort: 80, httpsPort: 443, healthPort: 1936, healthPath: "/healthz/ready" },
   // Talos has no host-network ingress by default: an ingress controller exposed on NodePorts.

@@ -84,7 +84,8 @@ function formatRule(path: readonly PropertyKey[]): string {
   }
   if (field === "mac") return "must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form";
   if (field === "name") return "must be an interface name: 1-15 of letters, digits, '_', '.', '-'";
-  if (field === "healthPath") return "must be an absolute URL path starting with /, without spaces, quotes, #, $ or backslash (HAProxy would read them)";
+  if (field === "healthPath")
+    return "must be an absolute URL path starting with /, without spaces, quotes, #, $ or backslash (HAProxy would read them)";
   if (field === "image") return DIGEST_PINNED_RULE;
   return "has an invalid format";
 }

@@ -12,7 +12,9 @@ function readText(path: string, flag: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (e) {
-    throw new SpecError([{ path: flag, rule: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+    throw new SpecError([
+      { path: flag, rule: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` },
+    ]);
   }
 }
 

@@ -7,7 +7,8 @@
 import type { SpecProblem } from "./errors";
 import type { ResolvedSpec } from "./types";
 
-const RULE = "cannot change on a running pair: the two LBs would apply it at different moments and split the pair (create a new pair instead)";
+const RULE =
+  "cannot change on a running pair: the two LBs would apply it at different moments and split the pair (create a new pair instead)";
 
 export function immutableChanges(running: ResolvedSpec, next: ResolvedSpec): SpecProblem[] {
   const fields: [string, unknown, unknown][] = [
@@ -22,5 +23,7 @@ export function immutableChanges(running: ResolvedSpec, next: ResolvedSpec): Spe
 
 /** The link VRRP and the sync run on: moving them, or adding or removing it, splits the pair like a router ID change. */
 function syncText(s: ResolvedSpec): string {
-  return s.syncNetwork ? `${s.syncNetwork.cidr} (${s.syncNetwork.lbAddresses.join(", ")})` : "none (the cluster network)";
+  return s.syncNetwork
+    ? `${s.syncNetwork.cidr} (${s.syncNetwork.lbAddresses.join(", ")})`
+    : "none (the cluster network)";
 }

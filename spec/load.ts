@@ -20,18 +20,23 @@ const MAX_DEPTH = 64;
 export function loadYaml(text: string, what: string): Loaded {
   const bad = (rule: string): Loaded => ({ ok: false, problems: [{ path: what, rule }] });
   const bytes = Buffer.byteLength(text, "utf8");
-  if (bytes > MAX_SPEC_BYTES) return bad(`is ${bytes} bytes: a spec document must be at most ${MAX_SPEC_BYTES} bytes (1 MiB)`);
+  if (bytes > MAX_SPEC_BYTES)
+    return bad(`is ${bytes} bytes: a spec document must be at most ${MAX_SPEC_BYTES} bytes (1 MiB)`);
   // flow collections ([[[...) and block indentation: a cheap upper bound before the parser recurses into them
   if (nestingBound(text) > MAX_DEPTH) return bad(`nests deeper than ${MAX_DEPTH} levels`);
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
-    return { ok: false, problems: doc.errors.map((e) => ({ path: what, rule: `is not valid YAML: ${yamlError(text, e)}` })) };
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({ path: what, rule: `is not valid YAML: ${yamlError(text, e)}` })),
+    };
   }
   try {
     return { ok: true, value: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown };
   } catch (e) {
     // yaml throws a ReferenceError when aliases expand past maxAliasCount (a "billion laughs" document)
-    if (e instanceof ReferenceError) return bad(`expands its aliases too far (more than ${MAX_ALIAS_COUNT} per alias): not a spec`);
+    if (e instanceof ReferenceError)
+      return bad(`expands its aliases too far (more than ${MAX_ALIAS_COUNT} per alias): not a spec`);
     if (e instanceof RangeError) return bad(`nests too deep to be a spec`);
     throw e;
   }

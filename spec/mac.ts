@@ -16,7 +16,9 @@ export function deriveMac(stack: string, vm: string, nic: string): string {
   const empty = Object.entries({ stack, vm, nic }).filter(([, v]) => v.length === 0);
   if (empty.length > 0) throw new SpecError(empty.map(([k]) => ({ path: k, rule: "must not be empty" })));
   // JSON keeps the three names apart: ("a-b", "c") and ("a", "b-c") must not hash alike.
-  const digest = createHash("sha256").update(JSON.stringify([stack, vm, nic]), "utf8").digest();
+  const digest = createHash("sha256")
+    .update(JSON.stringify([stack, vm, nic]), "utf8")
+    .digest();
   const tail = [...digest.subarray(0, 3)].map((b) => b.toString(16).padStart(2, "0"));
   return [MAC_PREFIX, ...tail].join(":");
 }

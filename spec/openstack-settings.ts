@@ -22,7 +22,10 @@ export const openstackSettingsSchema = z
     availabilityZone: id.optional(),
     antiAffinity: z.enum(["hard", "soft"]).optional(),
   })
-  .refine((s) => (s.imageName === undefined) !== (s.imageId === undefined), { message: "exactly one of imageName, imageId is required", path: ["imageName"] });
+  .refine((s) => (s.imageName === undefined) !== (s.imageId === undefined), {
+    message: "exactly one of imageName, imageId is required",
+    path: ["imageName"],
+  });
 
 export type OpenStackSettings = z.output<typeof openstackSettingsSchema>;
 

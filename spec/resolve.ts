@@ -42,11 +42,17 @@ export function validateHostFacts(raw: unknown): Validation<HostFacts> {
   if (!parsed.success) return { ok: false, problems: fromZodIssues(parsed.error.issues) };
   const h = parsed.data;
   if (h.publicInterface.name === h.privateInterface.name || h.publicInterface.mac === h.privateInterface.mac) {
-    return { ok: false, problems: [{ path: "privateInterface", rule: "must be a different NIC from publicInterface" }] };
+    return {
+      ok: false,
+      problems: [{ path: "privateInterface", rule: "must be a different NIC from publicInterface" }],
+    };
   }
   const sync = h.syncInterface;
   if (sync && [h.publicInterface, h.privateInterface].some((n) => n.name === sync.name || n.mac === sync.mac)) {
-    return { ok: false, problems: [{ path: "syncInterface", rule: "must be a different NIC from publicInterface and privateInterface" }] };
+    return {
+      ok: false,
+      problems: [{ path: "syncInterface", rule: "must be a different NIC from publicInterface and privateInterface" }],
+    };
   }
   return { ok: true, value: h };
 }
@@ -71,7 +77,10 @@ function resolveNetwork(n: { cidr: string; gateway?: string; lbAddresses?: [stri
   const r = parseCidr(n.cidr);
   if (!r.ok) throw new Error(`unreachable: validated cidr ${n.cidr}`);
   const { cidr } = r;
-  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [canonical(nthAddress(cidr, 2)), canonical(nthAddress(cidr, 3))];
+  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [
+    canonical(nthAddress(cidr, 2)),
+    canonical(nthAddress(cidr, 3)),
+  ];
   return {
     cidr: `${canonical(cidr.network)}/${cidr.prefixLength}`,
     prefixLength: cidr.prefixLength,
@@ -83,8 +92,15 @@ function resolveNetwork(n: { cidr: string; gateway?: string; lbAddresses?: [stri
 function resolveSyncNetwork(n: { cidr: string; lbAddresses?: [string, string] }): ResolvedSyncNetwork {
   const r = parseCidr(n.cidr);
   if (!r.ok) throw new Error(`unreachable: validated cidr ${n.cidr}`);
-  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [canonical(nthAddress(r.cidr, 1)), canonical(nthAddress(r.cidr, 2))];
-  return { cidr: `${canonical(r.cidr.network)}/${r.cidr.prefixLength}`, prefixLength: r.cidr.prefixLength, lbAddresses: [lb[0]!, lb[1]!] };
+  const lb = n.lbAddresses?.map((a) => canonical(host(a))) ?? [
+    canonical(nthAddress(r.cidr, 1)),
+    canonical(nthAddress(r.cidr, 2)),
+  ];
+  return {
+    cidr: `${canonical(r.cidr.network)}/${r.cidr.prefixLength}`,
+    prefixLength: r.cidr.prefixLength,
+    lbAddresses: [lb[0]!, lb[1]!],
+  };
 }
 
 function vip(v: { address: string; type: "private" | "public" }): VirtualAddress {

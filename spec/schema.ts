@@ -7,23 +7,31 @@ import { z } from "zod";
 import { canonical, notUnicast, parseCidr, parseHostAddress } from "./address";
 import { DIGEST_PINNED_REF, DIGEST_PINNED_RULE } from "./image-ref";
 
-const hostAddress = z.string().max(64).superRefine((v, ctx) => {
-  const r = parseHostAddress(v);
-  if (!r.ok) ctx.addIssue({ code: "custom", message: r.rule });
-  else if (notUnicast(r.ip)) ctx.addIssue({ code: "custom", message: `must be a unicast address: ${canonical(r.ip)} is ${notUnicast(r.ip)}` });
-});
+const hostAddress = z
+  .string()
+  .max(64)
+  .superRefine((v, ctx) => {
+    const r = parseHostAddress(v);
+    if (!r.ok) ctx.addIssue({ code: "custom", message: r.rule });
+    else if (notUnicast(r.ip))
+      ctx.addIssue({ code: "custom", message: `must be a unicast address: ${canonical(r.ip)} is ${notUnicast(r.ip)}` });
+  });
 
 /** The widest network a cluster or public network may be: a /8 (IPv4) or a /48 (IPv6) already holds millions. */
 const WIDEST = { ipv4: 8, ipv6: 48 } as const;
 
-const cidr = z.string().max(64).superRefine((v, ctx) => {
-  const r = parseCidr(v);
-  if (!r.ok) return ctx.addIssue({ code: "custom", message: r.rule });
-  const kind = r.cidr.network.kind() as keyof typeof WIDEST;
-  const special = notUnicast(r.cidr.network);
-  if (r.cidr.prefixLength < WIDEST[kind]) ctx.addIssue({ code: "custom", message: `must be /${WIDEST[kind]} or narrower, not /${r.cidr.prefixLength}` });
-  else if (special) ctx.addIssue({ code: "custom", message: `must be a unicast network: ${v} is ${special}` });
-});
+const cidr = z
+  .string()
+  .max(64)
+  .superRefine((v, ctx) => {
+    const r = parseCidr(v);
+    if (!r.ok) return ctx.addIssue({ code: "custom", message: r.rule });
+    const kind = r.cidr.network.kind() as keyof typeof WIDEST;
+    const special = notUnicast(r.cidr.network);
+    if (r.cidr.prefixLength < WIDEST[kind])
+      ctx.addIssue({ code: "custom", message: `must be /${WIDEST[kind]} or narrower, not /${r.cidr.prefixLength}` });
+    else if (special) ctx.addIssue({ code: "custom", message: `must be a unicast network: ${v} is ${special}` });
+  });
 
 const port = z.number().int().min(1).max(65535);
 
@@ -76,7 +84,11 @@ export const loadBalancerSpecSchema = z.strictObject({
       healthPort: port.optional(),
       // HAProxy's config reads `"` and `'` as quotes, `#` as a comment, `$` and `${...}` as environment variables and
       // `\` as an escape: a path with one of them is not the path sent. Refused rather than escaped (no router needs them).
-      healthPath: z.string().max(256).regex(/^(\/[\x21\x25\x26\x28-\x5b\x5d-\x7e]*)?$/).optional(),
+      healthPath: z
+        .string()
+        .max(256)
+        .regex(/^(\/[\x21\x25\x26\x28-\x5b\x5d-\x7e]*)?$/)
+        .optional(),
       proxyProtocol: z.boolean().optional(),
     })
     .optional(),

@@ -46,7 +46,8 @@ export function selectorProblems(selector: LabelSelector, path: string): SpecPro
   });
   if (out.length > 0) return out;
   const key = contradictedKey(selector);
-  if (key !== undefined) out.push({ path, rule: `can match no Node: its terms on label "${key}" contradict each other` });
+  if (key !== undefined)
+    out.push({ path, rule: `can match no Node: its terms on label "${key}" contradict each other` });
   return out;
 }
 
@@ -80,10 +81,13 @@ function contradictedKey(selector: LabelSelector): string | undefined {
   for (const e of selector.matchExpressions ?? []) {
     const t = terms(e.key);
     const ok =
-      e.operator === "In" ? (restrict(t, e.values ?? []), require(t, true))
-      : e.operator === "Exists" ? require(t, true)
-      : e.operator === "DoesNotExist" ? require(t, false)
-      : ((e.values ?? []).forEach((v) => t.excluded.add(v)), true);
+      e.operator === "In"
+        ? (restrict(t, e.values ?? []), require(t, true))
+        : e.operator === "Exists"
+          ? require(t, true)
+          : e.operator === "DoesNotExist"
+            ? require(t, false)
+            : ((e.values ?? []).forEach((v) => t.excluded.add(v)), true);
     if (!ok) return e.key;
   }
   for (const [k, t] of byKey) {

@@ -3,7 +3,15 @@
  * is skipped here because the schema already reported it — so a user sees every problem in one run.
  */
 import {
-  broadcastAddress, canonical, Cidr, contains, Ip, nthAddress, overlaps, parseCidr, parseHostAddress,
+  broadcastAddress,
+  canonical,
+  Cidr,
+  contains,
+  Ip,
+  nthAddress,
+  overlaps,
+  parseCidr,
+  parseHostAddress,
 } from "./address";
 import { DEFAULTS, INGRESS_DEFAULTS } from "./defaults";
 import type { SpecProblem } from "./errors";
@@ -37,7 +45,12 @@ interface NetworkPlan {
 }
 
 /** Checks one network block (cluster or public): sizes, membership, reserved addresses, distinct roles. */
-function checkNetwork(path: string, raw: Obj, problems: SpecProblem[], opts: { ipv4Only: boolean }): NetworkPlan | undefined {
+function checkNetwork(
+  path: string,
+  raw: Obj,
+  problems: SpecProblem[],
+  opts: { ipv4Only: boolean },
+): NetworkPlan | undefined {
   const cidr = net(raw.cidr);
   if (!cidr) return undefined;
   if (opts.ipv4Only && cidr.network.kind() !== "ipv4") {
@@ -51,9 +64,15 @@ function checkNetwork(path: string, raw: Obj, problems: SpecProblem[], opts: { i
   }
   const usable = (field: string, a: Ip | undefined) => {
     if (!a) return;
-    if (!contains(cidr, a)) problems.push({ path: field, rule: `must be inside ${path}.cidr ${canonical(cidr.network)}/${cidr.prefixLength}` });
-    else if (canonical(a) === canonical(cidr.network)) problems.push({ path: field, rule: "must not be the network address" });
-    else if (cidr.network.kind() === "ipv4" && canonical(a) === canonical(broadcastAddress(cidr))) problems.push({ path: field, rule: "must not be the broadcast address" });
+    if (!contains(cidr, a))
+      problems.push({
+        path: field,
+        rule: `must be inside ${path}.cidr ${canonical(cidr.network)}/${cidr.prefixLength}`,
+      });
+    else if (canonical(a) === canonical(cidr.network))
+      problems.push({ path: field, rule: "must not be the network address" });
+    else if (cidr.network.kind() === "ipv4" && canonical(a) === canonical(broadcastAddress(cidr)))
+      problems.push({ path: field, rule: "must not be the broadcast address" });
   };
   const gateway = raw.gateway === undefined ? nthAddress(cidr, 1) : ip(raw.gateway);
   usable(`${path}.gateway`, gateway);
@@ -66,7 +85,8 @@ function checkNetwork(path: string, raw: Obj, problems: SpecProblem[], opts: { i
     }
   });
   const [a0, a1] = lbAddresses;
-  if (a0 && a1 && canonical(a0) === canonical(a1)) problems.push({ path: `${path}.lbAddresses[1]`, rule: "must differ from lbAddresses[0]" });
+  if (a0 && a1 && canonical(a0) === canonical(a1))
+    problems.push({ path: `${path}.lbAddresses[1]`, rule: "must differ from lbAddresses[0]" });
   return { cidr, gateway, lbAddresses };
 }
 
@@ -77,7 +97,9 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   const platform = obj(spec.platform);
   const publicRaw = obj(platform.publicNetwork);
   const publicNet = checkNetwork("platform.publicNetwork", publicRaw, problems, { ipv4Only: false });
-  const reservedInCluster = network ? [network.gateway, ...network.lbAddresses].filter((x): x is Ip => !!x).map(canonical) : [];
+  const reservedInCluster = network
+    ? [network.gateway, ...network.lbAddresses].filter((x): x is Ip => !!x).map(canonical)
+    : [];
 
   if (network && publicNet && overlaps(network.cidr, publicNet.cidr)) {
     problems.push({ path: "platform.publicNetwork.cidr", rule: "must not overlap network.cidr" });
@@ -91,16 +113,23 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
     if (!a) return;
     const text = canonical(a);
     if (list) {
-      if (list.has(text)) problems.push({ path: `${path}.address`, rule: `duplicates ${text} earlier in the same list` });
+      if (list.has(text))
+        problems.push({ path: `${path}.address`, rule: `duplicates ${text} earlier in the same list` });
       list.add(text);
     }
     const prior = seenType.get(text);
     if (prior && prior.type !== e.type && (e.type === "private" || e.type === "public")) {
-      problems.push({ path: `${path}.type`, rule: `must match ${prior.path}: ${text} cannot be both private and public` });
+      problems.push({
+        path: `${path}.type`,
+        rule: `must match ${prior.path}: ${text} cannot be both private and public`,
+      });
     } else if (!prior) seenType.set(text, { type: e.type, path: `${path}.type` });
     if (e.type === "private" && network) {
       if (!contains(network.cidr, a)) {
-        problems.push({ path: `${path}.address`, rule: `is private, so it must be inside network.cidr ${canonical(network.cidr.network)}/${network.cidr.prefixLength}` });
+        problems.push({
+          path: `${path}.address`,
+          rule: `is private, so it must be inside network.cidr ${canonical(network.cidr.network)}/${network.cidr.prefixLength}`,
+        });
       } else if (reservedInCluster.includes(text)) {
         problems.push({ path: `${path}.address`, rule: `must not be the gateway or an LB address (${text})` });
       } else if (text === canonical(network.cidr.network) || text === canonical(broadcastAddress(network.cidr))) {
@@ -108,22 +137,42 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
       }
     }
     if (e.type === "public") {
-      if (network && contains(network.cidr, a)) problems.push({ path: `${path}.address`, rule: "is public, so it must be outside network.cidr" });
+      if (network && contains(network.cidr, a))
+        problems.push({ path: `${path}.address`, rule: "is public, so it must be outside network.cidr" });
       if (publicNet && platform.type === "openstack" && !contains(publicNet.cidr, a)) {
-        problems.push({ path: `${path}.address`, rule: "must be inside platform.publicNetwork.cidr: on openstack a public address is a fixed IP of a VIP port" });
+        problems.push({
+          path: `${path}.address`,
+          rule: "must be inside platform.publicNetwork.cidr: on openstack a public address is a fixed IP of a VIP port",
+        });
       } else if (publicNet && platform.type === "openstack") {
         const taken = [publicNet.gateway, ...publicNet.lbAddresses].filter((x): x is Ip => !!x).map(canonical);
-        if (taken.includes(text)) problems.push({ path: `${path}.address`, rule: `must not be the public gateway or an LB's public address (${text})` });
-        else if (text === canonical(publicNet.cidr.network) || (a.kind() === "ipv4" && text === canonical(broadcastAddress(publicNet.cidr)))) {
-          problems.push({ path: `${path}.address`, rule: "must not be the public network's network or broadcast address" });
+        if (taken.includes(text))
+          problems.push({
+            path: `${path}.address`,
+            rule: `must not be the public gateway or an LB's public address (${text})`,
+          });
+        else if (
+          text === canonical(publicNet.cidr.network) ||
+          (a.kind() === "ipv4" && text === canonical(broadcastAddress(publicNet.cidr)))
+        ) {
+          problems.push({
+            path: `${path}.address`,
+            rule: "must not be the public network's network or broadcast address",
+          });
         }
       }
       // an IPv4 route needs an IPv4 next hop (IPv6 VIPs beside an IPv4 public network are the platform's to route)
       if (publicNet && platform.type === "libvirt" && a.kind() === "ipv4" && publicNet.cidr.network.kind() === "ipv6") {
-        problems.push({ path: `${path}.address`, rule: "cannot be IPv4 with an IPv6 platform.publicNetwork: it is routed to the public next hop" });
+        problems.push({
+          path: `${path}.address`,
+          rule: "cannot be IPv4 with an IPv6 platform.publicNetwork: it is routed to the public next hop",
+        });
       }
       if (publicNet && platform.type === "libvirt" && contains(publicNet.cidr, a)) {
-        problems.push({ path: `${path}.address`, rule: "must be outside platform.publicNetwork.cidr: on libvirt public addresses are routed to platform.publicNetwork.nextHop" });
+        problems.push({
+          path: `${path}.address`,
+          rule: "must be outside platform.publicNetwork.cidr: on libvirt public addresses are routed to platform.publicNetwork.nextHop",
+        });
       }
     }
   };
@@ -134,17 +183,28 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   if (va.nat !== undefined) {
     checkVip("virtualAddresses.nat", va.nat, undefined);
     const nat = obj(va.nat);
-    if (nat.type === "private") problems.push({ path: "virtualAddresses.nat.type", rule: "must be public: egress is translated to an address outside the cluster network" });
+    if (nat.type === "private")
+      problems.push({
+        path: "virtualAddresses.nat.type",
+        rule: "must be public: egress is translated to an address outside the cluster network",
+      });
     const a = ip(nat.address);
-    if (a && a.kind() !== "ipv4") problems.push({ path: "virtualAddresses.nat.address", rule: "must be IPv4: the cluster network is IPv4" });
+    if (a && a.kind() !== "ipv4")
+      problems.push({ path: "virtualAddresses.nat.address", rule: "must be IPv4: the cluster network is IPv4" });
     if (a && a.kind() === "ipv4" && publicNet && publicNet.cidr.network.kind() !== "ipv4") {
-      problems.push({ path: "virtualAddresses.nat.address", rule: "needs an IPv4 platform.publicNetwork: egress leaves through the public NIC" });
+      problems.push({
+        path: "virtualAddresses.nat.address",
+        rule: "needs an IPv4 platform.publicNetwork: egress leaves through the public NIC",
+      });
     }
   }
 
   const allVips = [...list(va.api), ...list(va.ingress)].map(obj);
   if (va.nat === undefined && allVips.length > 0 && allVips.every((e) => e.type === "public")) {
-    problems.push({ path: "virtualAddresses", rule: "needs a private address or nat: VRRP must hold at least one address on the private network" });
+    problems.push({
+      path: "virtualAddresses",
+      rule: "needs a private address or nat: VRRP must hold at least one address on the private network",
+    });
   }
 
   const ingressBackend = spec.ingressBackend;
@@ -175,12 +235,20 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   return problems;
 }
 
-function checkBackend(path: string, raw: Obj, problems: SpecProblem[], ctx: { own: Map<string, string>; family: string | undefined }) {
+function checkBackend(
+  path: string,
+  raw: Obj,
+  problems: SpecProblem[],
+  ctx: { own: Map<string, string>; family: string | undefined },
+) {
   if (raw.nodeSelector === undefined && (raw.addresses === undefined || list(raw.addresses).length === 0)) {
     problems.push({ path, rule: "needs a nodeSelector or at least one address" });
   } else if (path === "apiBackend" && list(raw.addresses).length === 0) {
     // Nodes register through the API VIP: a pool filled only by Nodes would have no server until they exist
-    problems.push({ path: "apiBackend.addresses", rule: "needs at least one address: the API VIP must have a server before any Node registers through it" });
+    problems.push({
+      path: "apiBackend.addresses",
+      rule: "needs at least one address: the API VIP must have a server before any Node registers through it",
+    });
   }
   const seen = new Set<string>();
   list(raw.addresses).forEach((v, i) => {
@@ -189,8 +257,16 @@ function checkBackend(path: string, raw: Obj, problems: SpecProblem[], ctx: { ow
     if (seen.has(canonical(a))) problems.push({ path: `${path}.addresses[${i}]`, rule: `duplicates ${canonical(a)}` });
     seen.add(canonical(a));
     const mine = ctx.own.get(canonical(a));
-    if (mine) problems.push({ path: `${path}.addresses[${i}]`, rule: `must not be one of the pair's own addresses: ${canonical(a)} is ${mine} (HAProxy would forward to itself)` });
-    else if (ctx.family && a.kind() !== ctx.family) problems.push({ path: `${path}.addresses[${i}]`, rule: `must be ${ctx.family === "ipv4" ? "IPv4" : "IPv6"} like network.cidr: backends are reached through the private NIC` });
+    if (mine)
+      problems.push({
+        path: `${path}.addresses[${i}]`,
+        rule: `must not be one of the pair's own addresses: ${canonical(a)} is ${mine} (HAProxy would forward to itself)`,
+      });
+    else if (ctx.family && a.kind() !== ctx.family)
+      problems.push({
+        path: `${path}.addresses[${i}]`,
+        rule: `must be ${ctx.family === "ipv4" ? "IPv4" : "IPv6"} like network.cidr: backends are reached through the private NIC`,
+      });
   });
 }
 
@@ -209,7 +285,10 @@ function checkSyncNetwork(
   if (!cidr) return;
   const text = `${canonical(cidr.network)}/${cidr.prefixLength}`;
   if (cidr.network.kind() !== "ipv4") {
-    problems.push({ path: "syncNetwork.cidr", rule: "must be an IPv4 network: VRRPv3 adverts carry the IPv4 VIPs only over IPv4" });
+    problems.push({
+      path: "syncNetwork.cidr",
+      rule: "must be an IPv4 network: VRRPv3 adverts carry the IPv4 VIPs only over IPv4",
+    });
     return;
   }
   if (32 - cidr.prefixLength < 2) {
@@ -217,11 +296,18 @@ function checkSyncNetwork(
     return;
   }
   if (obj(ctx.spec.platform).type === "libvirt" && 32 - cidr.prefixLength < 3) {
-    problems.push({ path: "syncNetwork.cidr", rule: "must be /29 or wider on libvirt: the host's bridge takes an address beside the two LBs'" });
+    problems.push({
+      path: "syncNetwork.cidr",
+      rule: "must be /29 or wider on libvirt: the host's bridge takes an address beside the two LBs'",
+    });
     return;
   }
-  for (const [path, other] of [["network.cidr", ctx.network], ["platform.publicNetwork.cidr", ctx.publicNet]] as const) {
-    if (other && overlaps(cidr, other.cidr)) problems.push({ path: "syncNetwork.cidr", rule: `must not overlap ${path}: the link is the LBs' own` });
+  for (const [path, other] of [
+    ["network.cidr", ctx.network],
+    ["platform.publicNetwork.cidr", ctx.publicNet],
+  ] as const) {
+    if (other && overlaps(cidr, other.cidr))
+      problems.push({ path: "syncNetwork.cidr", rule: `must not overlap ${path}: the link is the LBs' own` });
   }
   const lbRaw = raw.lbAddresses === undefined ? undefined : list(raw.lbAddresses);
   const lbAddresses = lbRaw ? lbRaw.map(ip) : [nthAddress(cidr, 1), nthAddress(cidr, 2)];
@@ -234,26 +320,39 @@ function checkSyncNetwork(
     }
   });
   const [a0, a1] = lbAddresses;
-  if (a0 && a1 && canonical(a0) === canonical(a1)) problems.push({ path: "syncNetwork.lbAddresses[1]", rule: "must differ from syncNetwork.lbAddresses[0]" });
+  if (a0 && a1 && canonical(a0) === canonical(a1))
+    problems.push({ path: "syncNetwork.lbAddresses[1]", rule: "must differ from syncNetwork.lbAddresses[0]" });
   // an address the pair serves or forwards to inside the link would be routed over it, away from its network
   const served: [string, unknown][] = [
     ...list(ctx.va.api).map((e, i): [string, unknown] => [`virtualAddresses.api[${i}].address`, obj(e).address]),
-    ...list(ctx.va.ingress).map((e, i): [string, unknown] => [`virtualAddresses.ingress[${i}].address`, obj(e).address]),
-    ...(ctx.va.nat !== undefined ? [["virtualAddresses.nat.address", obj(ctx.va.nat).address] as [string, unknown]] : []),
+    ...list(ctx.va.ingress).map((e, i): [string, unknown] => [
+      `virtualAddresses.ingress[${i}].address`,
+      obj(e).address,
+    ]),
+    ...(ctx.va.nat !== undefined
+      ? [["virtualAddresses.nat.address", obj(ctx.va.nat).address] as [string, unknown]]
+      : []),
     ...(["apiBackend", "ingressBackend"] as const).flatMap((b) =>
       list(obj(ctx.spec[b]).addresses).map((a, i): [string, unknown] => [`${b}.addresses[${i}]`, a]),
     ),
   ];
   for (const [path, v] of served) {
     const a = ip(v);
-    if (a && contains(cidr, a)) problems.push({ path, rule: `must be outside syncNetwork.cidr ${text}: that link carries only VRRP and the conntrack sync` });
+    if (a && contains(cidr, a))
+      problems.push({
+        path,
+        rule: `must be outside syncNetwork.cidr ${text}: that link carries only VRRP and the conntrack sync`,
+      });
   }
 }
 
 function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, problems: SpecProblem[]) {
   const pub = obj(platform.publicNetwork);
   if (platform.type === "openstack" && pub.nextHop !== undefined) {
-    problems.push({ path: "platform.publicNetwork.nextHop", rule: "is only for platform libvirt (routed floating IPs); on openstack the public VIPs move" });
+    problems.push({
+      path: "platform.publicNetwork.nextHop",
+      rule: "is only for platform libvirt (routed floating IPs); on openstack the public VIPs move",
+    });
   }
   if (platform.type !== "libvirt" || !publicNet) return;
   const hop = pub.nextHop === undefined ? nthAddress(publicNet.cidr, 4) : ip(pub.nextHop);
@@ -261,7 +360,8 @@ function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, proble
   const path = "platform.publicNetwork.nextHop";
   if (!contains(publicNet.cidr, hop)) problems.push({ path, rule: "must be inside platform.publicNetwork.cidr" });
   const taken = [publicNet.gateway, ...publicNet.lbAddresses].filter((x): x is Ip => !!x).map(canonical);
-  if (taken.includes(canonical(hop))) problems.push({ path, rule: `must differ from the public gateway and LB addresses (${canonical(hop)})` });
+  if (taken.includes(canonical(hop)))
+    problems.push({ path, rule: `must differ from the public gateway and LB addresses (${canonical(hop)})` });
 }
 
 function checkPorts(spec: Obj, problems: SpecProblem[]) {
@@ -274,8 +374,13 @@ function checkPorts(spec: Obj, problems: SpecProblem[]) {
     problems.push({ path: "metrics.port", rule: "must not be 22: sshd listens there on every LB address" });
   } else if ((metrics ?? DEFAULTS.metricsPort) === conntrack) {
     // either one written, the other defaulted: name the written one
-    if (metrics !== undefined) problems.push({ path: "metrics.port", rule: `must differ from the conntrack sync port ${String(conntrack)}` });
-    else problems.push({ path: "conntrack.port", rule: `must differ from the metrics port ${DEFAULTS.metricsPort} (its default)` });
+    if (metrics !== undefined)
+      problems.push({ path: "metrics.port", rule: `must differ from the conntrack sync port ${String(conntrack)}` });
+    else
+      problems.push({
+        path: "conntrack.port",
+        rule: `must differ from the metrics port ${DEFAULTS.metricsPort} (its default)`,
+      });
   }
   // after the distribution's defaults: a default can collide with a port written explicitly
   const ib = obj(spec.ingressBackend);
@@ -284,15 +389,27 @@ function checkPorts(spec: Obj, problems: SpecProblem[]) {
     const http = typeof ib.httpPort === "number" ? ib.httpPort : dist.httpPort;
     const https = typeof ib.httpsPort === "number" ? ib.httpsPort : dist.httpsPort;
     if (http === https) {
-      const defaulted = ib.httpsPort === undefined ? " (its default for this distribution)" : ib.httpPort === undefined ? " (httpPort's default for this distribution)" : "";
-      problems.push({ path: "ingressBackend.httpsPort", rule: `must differ from ingressBackend.httpPort: both are ${http}${defaulted}` });
+      const defaulted =
+        ib.httpsPort === undefined
+          ? " (its default for this distribution)"
+          : ib.httpPort === undefined
+            ? " (httpPort's default for this distribution)"
+            : "";
+      problems.push({
+        path: "ingressBackend.httpsPort",
+        rule: `must differ from ingressBackend.httpPort: both are ${http}${defaulted}`,
+      });
     }
   }
 }
 
 function checkVrrp(vrrp: Obj, problems: SpecProblem[]) {
   const interval = vrrp.advertInterval;
-  if (typeof interval === "number" && interval >= 0.01 && Math.abs(Math.round(interval * 100) - interval * 100) > 1e-6) {
+  if (
+    typeof interval === "number" &&
+    interval >= 0.01 &&
+    Math.abs(Math.round(interval * 100) - interval * 100) > 1e-6
+  ) {
     problems.push({ path: "vrrp.advertInterval", rule: "must be a multiple of 0.01 s (VRRPv3 centiseconds)" });
   }
   const prio = obj(vrrp.priority);

@@ -5,12 +5,34 @@
  * not run: they would act on this machine's daemons.
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { constants } from "node:fs";
 import fsp = require("node:fs/promises");
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { applyFiles, defaultValidators, readApplyState, sha256, spawnRunner, APPLY_STATE_FILE, type ApplyReport, type CommandRunner, type Validator } from "../agent/apply";
+import {
+  applyFiles,
+  defaultValidators,
+  readApplyState,
+  sha256,
+  spawnRunner,
+  APPLY_STATE_FILE,
+  type ApplyReport,
+  type CommandRunner,
+  type Validator,
+} from "../agent/apply";
 import { isStagedName } from "../agent/apply/write";
 import { renderAll } from "../render";
 import type { RenderedFile } from "../render/types";
@@ -31,7 +53,10 @@ const NOTIFY = "/etc/edgepair/keepalived-notify.sh";
 
 const devTree = (): RenderedFile[] => renderAll({ spec: devResolved, host: primaryHost, backends: devBackends });
 /** HAProxy's reload as rendered: systemctl's, then the bounded wait until the monitor URI answers again. */
-const haproxyReload = (): string[][] => devTree().find((f) => f.path === HAPROXY)!.reload.commands.map((c) => [...c]);
+const haproxyReload = (): string[][] =>
+  devTree()
+    .find((f) => f.path === HAPROXY)!
+    .reload.commands.map((c) => [...c]);
 
 function replaced(files: readonly RenderedFile[], path: string, edit: (content: string) => string): RenderedFile[] {
   return files.map((f) => {
@@ -70,7 +95,8 @@ beforeEach(() => {
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
   writeFileSync(join(root, "etc/group"), "root:x:0:\n");
   // The image's firewalld.conf stays (we render none); without one the offline tool falls back to defaults.
-  if (existsSync("/etc/firewalld/firewalld.conf")) copyFileSync("/etc/firewalld/firewalld.conf", join(root, "etc/firewalld/firewalld.conf"));
+  if (existsSync("/etc/firewalld/firewalld.conf"))
+    copyFileSync("/etc/firewalld/firewalld.conf", join(root, "etc/firewalld/firewalld.conf"));
 });
 
 afterEach(() => rmSync(root, { recursive: true, force: true }));
@@ -164,12 +190,21 @@ describe("applyFiles on the dev tree", () => {
       .filter(([path]) => isStagedName(String(path).split("/").pop() ?? ""))
       .map(([path, flags, mode]) => ({ path: String(path), flags: Number(flags), mode: Number(mode) }));
     const finalMode = (staged: string): number | undefined =>
-      staged.startsWith(`${stateDir}/`) ? 0o600 : tree.find((x) => staged.startsWith(join(root, x.path.replace(/[^/]+$/, `.${x.path.split("/").pop() ?? ""}.`))))?.mode;
+      staged.startsWith(`${stateDir}/`)
+        ? 0o600
+        : tree.find((x) =>
+            staged.startsWith(join(root, x.path.replace(/[^/]+$/, `.${x.path.split("/").pop() ?? ""}.`))),
+          )?.mode;
     // every rendered file once, the state file twice (what is owed before the switch, the result after)
     expect(creations).toHaveLength(tree.length + 2);
     for (const c of creations) {
       const mode = finalMode(c.path);
-      expect({ path: c.path, known: mode !== undefined, exclusive: (c.flags & constants.O_EXCL) !== 0, widerThanFinal: c.mode & ~(mode ?? 0) }).toEqual({
+      expect({
+        path: c.path,
+        known: mode !== undefined,
+        exclusive: (c.flags & constants.O_EXCL) !== 0,
+        widerThanFinal: c.mode & ~(mode ?? 0),
+      }).toEqual({
         path: c.path,
         known: true,
         exclusive: true,
@@ -182,14 +217,24 @@ describe("applyFiles on the dev tree", () => {
     expect(first.changed).toEqual(tree.map((f) => f.path));
     for (const f of tree) {
       const st = statSync(join(root, f.path));
-      expect({ path: f.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }).toEqual({ path: f.path, mode: f.mode, uid: 0, gid: 0 });
+      expect({ path: f.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }).toEqual({
+        path: f.path,
+        mode: f.mode,
+        uid: 0,
+        gid: 0,
+      });
       expect(onDisk(f.path).toString("utf8")).toBe(f.content);
     }
     // Every file was checked as the staged candidate: complete, with its final mode, next to its target.
     expect(seen.map((s) => s.path).sort()).toEqual(tree.map((f) => f.path).sort());
     for (const s of seen) {
       const f = tree.find((x) => x.path === s.path);
-      expect({ path: s.path, mode: s.mode, content: s.content, dir: s.staged.slice(0, s.staged.lastIndexOf("/")) }).toEqual({
+      expect({
+        path: s.path,
+        mode: s.mode,
+        content: s.content,
+        dir: s.staged.slice(0, s.staged.lastIndexOf("/")),
+      }).toEqual({
         path: s.path,
         mode: f?.mode,
         content: f?.content,
@@ -200,7 +245,15 @@ describe("applyFiles on the dev tree", () => {
     expect(private0600).toHaveLength(3);
     for (const s of private0600) expect(s.mode & 0o077).toBe(0);
 
-    expect(services(first)).toEqual(["sysctl", "networkmanager", "firewalld", "nftables", "haproxy", "conntrackd", "keepalived"]);
+    expect(services(first)).toEqual([
+      "sysctl",
+      "networkmanager",
+      "firewalld",
+      "nftables",
+      "haproxy",
+      "conntrackd",
+      "keepalived",
+    ]);
     expect(first.reloads.every((r) => r.ok)).toBe(true);
     // Each command once: three keyfiles, two commands each; firewalld's shared `--reload` once for three files.
     expect(rec.calls.filter((c) => c[0] === "firewall-cmd")).toEqual([["firewall-cmd", "--reload"]]);
@@ -217,7 +270,11 @@ describe("applyFiles on the dev tree", () => {
 
     const again = recorder();
     const second = await apply(devTree(), again);
-    expect({ changed: second.changed, reloads: second.reloads, rejected: second.rejected }).toEqual({ changed: [], reloads: [], rejected: [] });
+    expect({ changed: second.changed, reloads: second.reloads, rejected: second.rejected }).toEqual({
+      changed: [],
+      reloads: [],
+      rejected: [],
+    });
     expect(second.unchanged).toEqual(tree.map((f) => f.path));
     expect(again.calls).toEqual([]);
     expect(second.hashes).toEqual(first.hashes);
@@ -250,7 +307,9 @@ describe("applyFiles on the dev tree", () => {
     const seen: Seen[] = [];
     const r = await apply(broken, rec, seen);
 
-    expect(r.rejected).toEqual([{ path: HAPROXY, checker: "haproxy -c", output: expect.stringContaining("bogus-keyword") }]);
+    expect(r.rejected).toEqual([
+      { path: HAPROXY, checker: "haproxy -c", output: expect.stringContaining("bogus-keyword") },
+    ]);
     expect(onDisk(HAPROXY).equals(liveBefore)).toBe(true);
     expect(r.hashes[HAPROXY]).toBe(sha256(liveBefore));
     // haproxy -c read the broken candidate while the good file was live.
@@ -274,34 +333,72 @@ describe("applyFiles on the dev tree", () => {
     service: string;
   }
 
-  const comment = (prefix: string) => (c: string): string => `${c}${prefix} harmless change\n`;
+  const comment =
+    (prefix: string) =>
+    (c: string): string =>
+      `${c}${prefix} harmless change\n`;
 
   const counterCases: CounterCase[] = [
-    { checker: "keepalived -t", path: KEEPALIVED, edit: (c) => c.replace("    vrrp_version 3\n", "    vrrp_version 3\n    no_such_keyword 1\n"), says: /Unknown keyword 'no_such_keyword'/, service: "keepalived" },
-    { checker: "nft -c", path: NAT, edit: (c) => c.replace("snat to", "snat too"), says: /syntax error/i, sibling: { path: HANDOFF, edit: comment("#") }, service: "nftables" },
-    { checker: "nmcli --offline", path: NM_PRIVATE, edit: (c) => c.replace("method=manual", "method=bogus"), says: /ipv4\.method/, sibling: { path: NM_PUBLIC, edit: comment("#") }, service: "networkmanager" },
-    { checker: "firewall-offline-cmd --check-config", path: EXTERNAL_ZONE, edit: (c) => c.replace("</zone>", '  <service name="no-such-service"/>\n</zone>'), says: /no-such-service/, service: "firewalld" },
-    { checker: "sysctl keys", path: SYSCTL, edit: comment("net.ipv4.no_such_setting = 1\n#"), says: /net\.ipv4\.no_such_setting: no such kernel setting/, service: "sysctl" },
+    {
+      checker: "keepalived -t",
+      path: KEEPALIVED,
+      edit: (c) => c.replace("    vrrp_version 3\n", "    vrrp_version 3\n    no_such_keyword 1\n"),
+      says: /Unknown keyword 'no_such_keyword'/,
+      service: "keepalived",
+    },
+    {
+      checker: "nft -c",
+      path: NAT,
+      edit: (c) => c.replace("snat to", "snat too"),
+      says: /syntax error/i,
+      sibling: { path: HANDOFF, edit: comment("#") },
+      service: "nftables",
+    },
+    {
+      checker: "nmcli --offline",
+      path: NM_PRIVATE,
+      edit: (c) => c.replace("method=manual", "method=bogus"),
+      says: /ipv4\.method/,
+      sibling: { path: NM_PUBLIC, edit: comment("#") },
+      service: "networkmanager",
+    },
+    {
+      checker: "firewall-offline-cmd --check-config",
+      path: EXTERNAL_ZONE,
+      edit: (c) => c.replace("</zone>", '  <service name="no-such-service"/>\n</zone>'),
+      says: /no-such-service/,
+      service: "firewalld",
+    },
+    {
+      checker: "sysctl keys",
+      path: SYSCTL,
+      edit: comment("net.ipv4.no_such_setting = 1\n#"),
+      says: /net\.ipv4\.no_such_setting: no such kernel setting/,
+      service: "sysctl",
+    },
     { checker: "sh -n", path: NOTIFY, edit: (c) => `${c}if then\n`, says: /syntax error/i, service: "none" },
   ];
 
-  test.each(counterCases)("$checker rejects a broken $path: nothing of that service is switched or reloaded", async (cc) => {
-    const good = devTree();
-    await apply(good, recorder());
-    const before = new Map(good.map((f) => [f.path, onDisk(f.path)]));
-    let bad = replaced(good, cc.path, cc.edit);
-    if (cc.sibling) bad = replaced(bad, cc.sibling.path, cc.sibling.edit);
-    const rec = recorder();
-    const r = await apply(bad, rec);
+  test.each(counterCases)(
+    "$checker rejects a broken $path: nothing of that service is switched or reloaded",
+    async (cc) => {
+      const good = devTree();
+      await apply(good, recorder());
+      const before = new Map(good.map((f) => [f.path, onDisk(f.path)]));
+      let bad = replaced(good, cc.path, cc.edit);
+      if (cc.sibling) bad = replaced(bad, cc.sibling.path, cc.sibling.edit);
+      const rec = recorder();
+      const r = await apply(bad, rec);
 
-    expect(r.rejected).toEqual([{ path: cc.path, checker: cc.checker, output: expect.stringMatching(cc.says) }]);
-    expect(r.heldBack).toEqual(cc.sibling ? [cc.sibling.path] : []);
-    expect(r.changed).toEqual([]);
-    for (const f of good) expect(onDisk(f.path).equals(before.get(f.path) ?? Buffer.alloc(0))).toBe(true);
-    expect(rec.calls).toEqual([]);
-    expect(services(r)).not.toContain(cc.service);
-    expectNoLeftovers();
-  });
+      expect(r.rejected).toEqual([{ path: cc.path, checker: cc.checker, output: expect.stringMatching(cc.says) }]);
+      expect(r.heldBack).toEqual(cc.sibling ? [cc.sibling.path] : []);
+      expect(r.changed).toEqual([]);
+      for (const f of good) expect(onDisk(f.path).equals(before.get(f.path) ?? Buffer.alloc(0))).toBe(true);
+      expect(rec.calls).toEqual([]);
+      expect(services(r)).not.toContain(cc.service);
+      expectNoLeftovers();
+    },
+  );
 
   test("a failing reload is reported, not thrown, and retried by the next apply until it succeeds", async () => {
     await apply(devTree(), recorder());
@@ -312,7 +409,14 @@ describe("applyFiles on the dev tree", () => {
     failing.failing.add("systemctl reload haproxy.service");
     const r = await apply(grown, failing);
     expect(r.changed).toEqual([HAPROXY]);
-    expect(r.reloads).toEqual([{ service: "haproxy", commands: haproxyReload(), ok: false, output: expect.stringContaining("Job for haproxy.service failed") }]);
+    expect(r.reloads).toEqual([
+      {
+        service: "haproxy",
+        commands: haproxyReload(),
+        ok: false,
+        output: expect.stringContaining("Job for haproxy.service failed"),
+      },
+    ]);
     expect((await readApplyState(stateDir)).pendingReloads.map((p) => p.service)).toEqual(["haproxy"]);
 
     // Same input: no file changes, but the reload still owed runs again.
@@ -346,7 +450,15 @@ describe("applyFiles on the dev tree", () => {
     const first = devTree();
     await apply(first, recorder());
     // every keyfile changes (the NICs' MACs), and the group's last one cannot be switched (a directory stands there)
-    const moved = renderAll({ spec: devResolved, host: { ...primaryHost, publicInterface: { ...primaryHost.publicInterface, mac: "52:54:00:aa:00:01" }, privateInterface: { ...primaryHost.privateInterface, mac: "52:54:00:aa:00:02" } }, backends: devBackends });
+    const moved = renderAll({
+      spec: devResolved,
+      host: {
+        ...primaryHost,
+        publicInterface: { ...primaryHost.publicInterface, mac: "52:54:00:aa:00:01" },
+        privateInterface: { ...primaryHost.privateInterface, mac: "52:54:00:aa:00:02" },
+      },
+      backends: devBackends,
+    });
     const group = moved.filter((f) => f.reload.service === moved.find((x) => x.path === NM_PUBLIC)!.reload.service);
     const changedInGroup = group.filter((f) => first.find((x) => x.path === f.path)!.content !== f.content);
     expect(changedInGroup.length).toBeGreaterThanOrEqual(2);
@@ -366,7 +478,8 @@ describe("applyFiles on the dev tree", () => {
     expect(r.rejected).toEqual([{ path: blocked, checker: "write", output: expect.stringMatching(/EBUSY/) }]);
     expect(r.heldBack).toEqual(expect.arrayContaining(changedInGroup.slice(0, -1).map((f) => f.path)));
     // the earlier files of the group are as they were, so the group is never partly live
-    for (const f of changedInGroup.slice(0, -1)) expect([f.path, readFileSync(join(root, f.path), "utf8")]).toEqual([f.path, before[f.path]]);
+    for (const f of changedInGroup.slice(0, -1))
+      expect([f.path, readFileSync(join(root, f.path), "utf8")]).toEqual([f.path, before[f.path]]);
     expect(r.changed.filter((p) => group.some((f) => f.path === p))).toEqual([]);
     expect(services(r)).not.toContain(group[0]!.reload.service);
     expectNoLeftovers();
@@ -380,13 +493,24 @@ describe("applyFiles on the dev tree", () => {
     const tree = devTree().map((f) => (f.path === HAPROXY ? { ...f, owner: "haproxy:haproxy" } : f));
     const rec = recorder();
     const r = await apply(tree, rec);
-    expect(r.rejected).toEqual([{ path: HAPROXY, checker: "owner", output: expect.stringMatching(/\/etc\/haproxy\/haproxy\.cfg: owner haproxy:haproxy: user "haproxy" not found in .*etc\/passwd/) }]);
+    expect(r.rejected).toEqual([
+      {
+        path: HAPROXY,
+        checker: "owner",
+        output: expect.stringMatching(
+          /\/etc\/haproxy\/haproxy\.cfg: owner haproxy:haproxy: user "haproxy" not found in .*etc\/passwd/,
+        ),
+      },
+    ]);
     expect(existsSync(join(root, HAPROXY))).toBe(false);
     expect(services(r)).not.toContain("haproxy");
     expect(r.hashes[HAPROXY]).toBeUndefined();
     expectNoLeftovers();
 
-    writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nhaproxy:x:188:189::/var/lib/haproxy:/sbin/nologin\n");
+    writeFileSync(
+      join(root, "etc/passwd"),
+      "root:x:0:0:root:/root:/bin/sh\nhaproxy:x:188:189::/var/lib/haproxy:/sbin/nologin\n",
+    );
     // Fedora bootc keeps system groups in /usr/lib/group (nss-altfiles).
     mkdirSync(join(root, "usr/lib"), { recursive: true });
     writeFileSync(join(root, "usr/lib/group"), "haproxy:x:189:\n");

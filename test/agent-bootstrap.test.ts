@@ -8,7 +8,18 @@
  * --offline, firewall-offline-cmd, sh -n), run inside one throwaway network namespace that has the host's interface
  * names. The bundle is built with tools/bundle-agent and run with this machine's plain `node`.
  */
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, stringify } from "yaml";
@@ -35,23 +46,35 @@ const SECRET_VALUES = [SECRETS.clusterToken as string, SECRETS.metricsPassword a
 const HOST: HostFacts = hosts[0] as HostFacts;
 const UNITS_IN_ORDER = ["firewalld.service", "haproxy.service", "conntrackd.service", "keepalived.service"];
 
-function userDataFiles(spec: Record<string, unknown>, host: HostFacts = HOST): { path: string; permissions: string; content: string }[] {
+function userDataFiles(
+  spec: Record<string, unknown>,
+  host: HostFacts = HOST,
+): { path: string; permissions: string; content: string }[] {
   const doc = renderUserData({
     spec: checkSpec(spec as unknown as LoadBalancerSpecInput),
     host,
     agent: {
-      cluster: { apiServers: ["https://192.168.100.10:6443"], tlsServerName: "api.lab.example.com", namespace: "edgepair", loadBalancerName: "lab" },
+      cluster: {
+        apiServers: ["https://192.168.100.10:6443"],
+        tlsServerName: "api.lab.example.com",
+        namespace: "edgepair",
+        loadBalancerName: "lab",
+      },
       imageRef: `quay.io/edgepair/lb@sha256:${"a".repeat(64)}`,
     },
     sshAuthorizedKeys: [],
     hostname: host.hostname,
     secrets: SECRETS,
   });
-  return (parse(doc.textWithSecrets) as { write_files: { path: string; permissions: string; content: string }[] }).write_files;
+  return (parse(doc.textWithSecrets) as { write_files: { path: string; permissions: string; content: string }[] })
+    .write_files;
 }
 
 /** What cloud-init's write_files does: parents with its default mode 0755, each file with its permissions. */
-function writeLikeCloudInit(root: string, files: readonly { path: string; permissions: string; content: string }[]): void {
+function writeLikeCloudInit(
+  root: string,
+  files: readonly { path: string; permissions: string; content: string }[],
+): void {
   for (const f of files) {
     const target = join(root, f.path);
     mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
@@ -75,7 +98,12 @@ const validators: Validator[] = defaultValidators({ runner: inNetns });
 beforeAll(() => {
   const tree = expectedTree();
   const content = (p: string): string => tree.find((f) => f.path === p)?.content ?? "";
-  const names = [...new Set([...keepalivedInterfaces(content("/etc/keepalived/keepalived.conf")), ...nftDevices(content("/etc/edgepair/handoff.nft"))])];
+  const names = [
+    ...new Set([
+      ...keepalivedInterfaces(content("/etc/keepalived/keepalived.conf")),
+      ...nftDevices(content("/etc/edgepair/handoff.nft")),
+    ]),
+  ];
   expect(names.sort()).toEqual([HOST.publicInterface.name, HOST.privateInterface.name].sort());
   must("ip", ["netns", "add", ns]);
   must("ip", ["-n", ns, "link", "set", "lo", "up"]);
@@ -86,7 +114,10 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  run("ip", ["netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).forEach((pid) => run("kill", ["-9", pid]));
+  run("ip", ["netns", "pids", ns])
+    .stdout.split(/\s+/)
+    .filter(Boolean)
+    .forEach((pid) => run("kill", ["-9", pid]));
   run("ip", ["netns", "del", ns]);
 });
 
@@ -101,7 +132,8 @@ function firstBootRoot(spec: Record<string, unknown> = devSpecRaw(), host: HostF
   mkdirSync(join(root, "etc/firewalld"), { recursive: true });
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
   writeFileSync(join(root, "etc/group"), "root:x:0:\n");
-  if (existsSync("/etc/firewalld/firewalld.conf")) copyFileSync("/etc/firewalld/firewalld.conf", join(root, "etc/firewalld/firewalld.conf"));
+  if (existsSync("/etc/firewalld/firewalld.conf"))
+    copyFileSync("/etc/firewalld/firewalld.conf", join(root, "etc/firewalld/firewalld.conf"));
   writeLikeCloudInit(root, userDataFiles(spec, host));
   return root;
 }
@@ -126,7 +158,12 @@ function snapshot(root: string): Map<string, Entry> {
       const st = lstatSync(p);
       const kind = st.isDirectory() ? "dir" : st.isFile() ? "file" : st.isFIFO() ? "fifo" : "other";
       // A directory's mtime moves whenever the apply makes and removes its scratch directory: only its mode counts.
-      out.set(p.slice(root.length), { kind, mode: st.mode & 0o7777, ino: st.ino, mtimeMs: kind === "dir" ? 0 : st.mtimeMs });
+      out.set(p.slice(root.length), {
+        kind,
+        mode: st.mode & 0o7777,
+        ino: st.ino,
+        mtimeMs: kind === "dir" ? 0 : st.mtimeMs,
+      });
       if (kind === "dir") walk(p);
     }
   };
@@ -162,27 +199,33 @@ function fakeSystemd(initial: Record<string, UnitState> = {}): FakeSystemd {
     const name = argv[argv.length - 1] ?? "";
     const u = unit(name);
     if (cmd === "systemctl" && verb === "is-active") return u.active ? answer(0, "active\n") : answer(3, "inactive\n");
-    if (cmd === "systemctl" && verb === "is-enabled") return u.enabled ? answer(0, "enabled\n") : answer(1, "disabled\n");
+    if (cmd === "systemctl" && verb === "is-enabled")
+      return u.enabled ? answer(0, "enabled\n") : answer(1, "disabled\n");
     if (cmd === "systemctl" && verb === "enable" && argv[2] === "--now") {
-      if (failStart.has(name)) return answer(1, `Job for ${name} failed because the control process exited with error code.`);
+      if (failStart.has(name))
+        return answer(1, `Job for ${name} failed because the control process exited with error code.`);
       units.set(name, { active: true, enabled: true });
       return answer(0);
     }
-    if (cmd === "systemctl" && verb === "reload") return u.active ? answer(0) : answer(1, `Failed to reload ${name}: Unit ${name} is not active.`);
+    if (cmd === "systemctl" && verb === "reload")
+      return u.active ? answer(0) : answer(1, `Failed to reload ${name}: Unit ${name} is not active.`);
     if (cmd === "systemctl" && verb === "restart") {
       units.set(name, { ...u, active: true });
       return answer(0);
     }
-    if (cmd === "firewall-cmd") return unit("firewalld.service").active ? answer(0, "success") : answer(252, "FirewallD is not running");
+    if (cmd === "firewall-cmd")
+      return unit("firewalld.service").active ? answer(0, "success") : answer(252, "FirewallD is not running");
     // sysctl -p, nmcli, the NetworkManager reapply script, nft -f: recorded, not run (they would change this machine)
     return answer(0);
   };
   return { runner, calls, units, failStart };
 }
 
-const isQuery = (c: readonly string[]): boolean => c[0] === "systemctl" && (c[1] === "is-active" || c[1] === "is-enabled");
+const isQuery = (c: readonly string[]): boolean =>
+  c[0] === "systemctl" && (c[1] === "is-active" || c[1] === "is-enabled");
 const changing = (f: FakeSystemd): string[][] => f.calls.filter((c) => !isQuery(c));
-const enabled = (f: FakeSystemd): string[] => f.calls.filter((c) => c[0] === "systemctl" && c[1] === "enable").map((c) => c[3] ?? "");
+const enabled = (f: FakeSystemd): string[] =>
+  f.calls.filter((c) => c[0] === "systemctl" && c[1] === "enable").map((c) => c[3] ?? "");
 
 interface Run {
   result: BootstrapResult;
@@ -219,7 +262,11 @@ describe("agent bootstrap of the dev stack", () => {
     const tree = expectedTree();
     for (const f of tree) {
       const target = join(root, f.path);
-      expect({ path: f.path, mode: modeOf(target), same: readFileSync(target, "utf8") === f.content }).toEqual({ path: f.path, mode: f.mode, same: true });
+      expect({ path: f.path, mode: modeOf(target), same: readFileSync(target, "utf8") === f.content }).toEqual({
+        path: f.path,
+        mode: f.mode,
+        same: true,
+      });
     }
     expect(tree.filter((f) => f.mode === 0o600).length).toBeGreaterThan(0);
     expect(modeOf(join(root, "etc/edgepair"))).toBe(0o755);
@@ -242,8 +289,12 @@ describe("agent bootstrap of the dev stack", () => {
     const calls = changing(systemd).map((c) => c.join(" "));
     expect(calls.filter((c) => /^(systemctl (reload|restart)|firewall-cmd)/.test(c))).toEqual([]);
     expect(calls[0]).toBe("sysctl -p /etc/sysctl.d/50-edgepair.conf");
-    expect(calls.filter((c) => c.startsWith("nmcli connection load"))).toHaveLength(tree.filter((f) => f.path.endsWith(".nmconnection")).length);
-    expect(calls.filter((c) => c.startsWith("nft -f"))).toHaveLength(tree.filter((f) => f.path.endsWith(".nft")).length);
+    expect(calls.filter((c) => c.startsWith("nmcli connection load"))).toHaveLength(
+      tree.filter((f) => f.path.endsWith(".nmconnection")).length,
+    );
+    expect(calls.filter((c) => c.startsWith("nft -f"))).toHaveLength(
+      tree.filter((f) => f.path.endsWith(".nft")).length,
+    );
     const firstStart = calls.findIndex((c) => c.startsWith("systemctl enable"));
     expect(calls.slice(firstStart)).toEqual(UNITS_IN_ORDER.map((u) => `systemctl enable --now ${u}`));
 
@@ -264,7 +315,8 @@ describe("agent bootstrap of the dev stack", () => {
     expect(second.printed).toMatch(/\napply\s+0 written, \d+ unchanged/);
     expect(second.printed).toMatch(/\ndirectories\s+in place/);
     expect(second.printed).toMatch(/\nvrrp fifo\s+in place/);
-    for (const u of UNITS_IN_ORDER) expect(second.printed).toMatch(new RegExp(`\\nstart ${u.replace(".", "\\.")}\\s+already running`));
+    for (const u of UNITS_IN_ORDER)
+      expect(second.printed).toMatch(new RegExp(`\\nstart ${u.replace(".", "\\.")}\\s+already running`));
     expect(second.printed).not.toMatch(/\nreload /);
     expectNoSecret(second.printed);
   });
@@ -287,7 +339,9 @@ describe("agent bootstrap of the dev stack", () => {
     systemd.failStart.add("haproxy.service");
     const r = await boot(root, systemd);
     expect(r.result.outcome).toBe("failed");
-    expect(r.result.outcome === "failed" && r.result.problems.join("\n")).toMatch(/^haproxy\.service: systemctl enable --now failed/);
+    expect(r.result.outcome === "failed" && r.result.problems.join("\n")).toMatch(
+      /^haproxy\.service: systemctl enable --now failed/,
+    );
     expect(enabled(systemd)).toEqual(["firewalld.service", "haproxy.service"]);
     expect(systemd.units.get("keepalived.service")).toBeUndefined();
 
@@ -296,7 +350,9 @@ describe("agent bootstrap of the dev stack", () => {
     const again = await boot(root, systemd);
     expect(again.result.outcome).toBe("ok");
     // files unchanged: nothing reloaded; only the units not running yet are started
-    expect(changing(systemd).map((c) => c.join(" "))).toEqual(UNITS_IN_ORDER.slice(1).map((u) => `systemctl enable --now ${u}`));
+    expect(changing(systemd).map((c) => c.join(" "))).toEqual(
+      UNITS_IN_ORDER.slice(1).map((u) => `systemctl enable --now ${u}`),
+    );
   });
 
   test("a file a real checker rejects: failed with the file, its checker and its words; no service started, the rejected file not written", async () => {
@@ -324,7 +380,9 @@ describe("agent bootstrap of the dev stack", () => {
     expect(r.result.outcome).toBe("ok");
     expect(modeOf(token)).toBe(0o600);
     expect(readFileSync(token, "utf8")).toBe(SECRETS.clusterToken);
-    expect(r.printed).toMatch(/\nsecret files\s+2 of 3 present; narrowed \/etc\/edgepair\/secrets\/cluster-token to 0600/);
+    expect(r.printed).toMatch(
+      /\nsecret files\s+2 of 3 present; narrowed \/etc\/edgepair\/secrets\/cluster-token to 0600/,
+    );
     expectNoSecret(r.printed);
   });
 
@@ -336,9 +394,13 @@ describe("agent bootstrap of the dev stack", () => {
     expect(r.result.outcome).toBe("ok");
     expect(snapshot(root)).toEqual(before);
     expect(changing(systemd)).toEqual([]);
-    expect(r.printed).toMatch(new RegExp(`\\nfiles \\(not checked\\)\\s+would write ${expectedTree().length}, 0 unchanged`));
+    expect(r.printed).toMatch(
+      new RegExp(`\\nfiles \\(not checked\\)\\s+would write ${expectedTree().length}, 0 unchanged`),
+    );
     expect(r.printed).toMatch(/\nwould write\s+\/etc\/haproxy\/haproxy\.cfg\s/);
-    expect(r.printed).toMatch(/\ndirectories\s+would chmod 0700 \/etc\/edgepair\/secrets; create \/run\/edgepair 0755\s/);
+    expect(r.printed).toMatch(
+      /\ndirectories\s+would chmod 0700 \/etc\/edgepair\/secrets; create \/run\/edgepair 0755\s/,
+    );
     expect(r.printed).toMatch(/\nvrrp fifo\s+would create \/run\/edgepair\/vrrp\.fifo 0600\s/);
     expect(r.printed).toMatch(/\nstart keepalived\.service\s+would enable and start/);
   });
@@ -363,7 +425,9 @@ describe("bad input", () => {
     const host = parse(readFileSync(join(root, "etc/edgepair/host.yaml"), "utf8")) as Record<string, unknown>;
     host.role = "tertiary";
     writeFileSync(join(root, "etc/edgepair/host.yaml"), stringify(host));
-    const agent = parse(readFileSync(join(root, "etc/edgepair/agent.yaml"), "utf8")) as { cluster: { apiServers: string[] } };
+    const agent = parse(readFileSync(join(root, "etc/edgepair/agent.yaml"), "utf8")) as {
+      cluster: { apiServers: string[] };
+    };
     // the API through the pair's own VIP: the agent would lock itself out with a broken HAProxy
     agent.cluster.apiServers = ["https://192.168.100.100:6443"];
     writeFileSync(join(root, "etc/edgepair/agent.yaml"), stringify(agent));
@@ -385,7 +449,9 @@ describe("bad input", () => {
     writeFileSync(join(root, "etc/edgepair/spec.yaml"), stringify(spec));
     const cross = await stderrOf(() => mainAsync(["agent", "bootstrap", "--root", root], () => undefined));
     expect(cross.code).toBe(2);
-    expect(cross.stderr.trim()).toBe("agent.yaml: cluster.apiServers[0]: must be a control-plane address, not an address the load balancers hold");
+    expect(cross.stderr.trim()).toBe(
+      "agent.yaml: cluster.apiServers[0]: must be a control-plane address, not an address the load balancers hold",
+    );
     expect(existsSync(join(root, "var/lib/edgepair"))).toBe(false);
     expect(existsSync(join(root, "run"))).toBe(false);
   });
@@ -420,9 +486,15 @@ describe("the bundle (tools/bundle-agent, esbuild)", () => {
 
     // the appliance's command line carries no lab (cli/appliance.ts): none of its code, no swc
     const bundled = readFileSync(out, "utf8");
-    for (const labOnly of ["planLab", "compileHelper", "startRogue", "registerLab", "@swc/core"]) expect([labOnly, bundled.includes(labOnly)]).toEqual([labOnly, false]);
+    for (const labOnly of ["planLab", "compileHelper", "startRogue", "registerLab", "@swc/core"])
+      expect([labOnly, bundled.includes(labOnly)]).toEqual([labOnly, false]);
     const v = node([out, "--version"]);
-    expect({ status: v.status, stdout: v.stdout }).toEqual({ status: 0, stdout: expect.stringMatching(new RegExp(`^${version.replace(/\./g, "\\.")} \\(renderer \\d+\\.\\d+\\.\\d+\\)\\n$`)) });
+    expect({ status: v.status, stdout: v.stdout }).toEqual({
+      status: 0,
+      stdout: expect.stringMatching(
+        new RegExp(`^${version.replace(/\./g, "\\.")} \\(renderer \\d+\\.\\d+\\.\\d+\\)\\n$`),
+      ),
+    });
     const help = node([out, "agent", "bootstrap", "--help"]);
     expect(help.status).toBe(0);
     for (const flag of ["--root <dir>", "--state-dir <dir>", "--dry-run"]) expect(help.stdout).toContain(flag);
@@ -447,7 +519,9 @@ describe("the bundle (tools/bundle-agent, esbuild)", () => {
     };
     const bare = median(["-e", "0"]);
     const cli = median([out, "--version"]);
-    process.stdout.write(`bundle: ${(lstatSync(out).size / 1024).toFixed(0)} KiB; node ${process.versions.node}: --version ${cli.toFixed(0)} ms, node -e 0 ${bare.toFixed(0)} ms (medians of 5)\n`);
+    process.stdout.write(
+      `bundle: ${(lstatSync(out).size / 1024).toFixed(0)} KiB; node ${process.versions.node}: --version ${cli.toFixed(0)} ms, node -e 0 ${bare.toFixed(0)} ms (medians of 5)\n`,
+    );
   });
 
   test("@kubernetes/client-node (ESM-only) bundles to CommonJS that runs without require(esm)", () => {
@@ -471,7 +545,11 @@ describe("the bundle (tools/bundle-agent, esbuild)", () => {
     expect(r.stderr).toBe("");
     expect(JSON.parse(r.stdout)).toEqual({ server: "https://192.0.2.1:6443", listNode: "function" });
     // counter-case: the package itself, unbundled, is refused under the same flag
-    const raw = run(process.execPath, ["--no-experimental-require-module", "-e", 'require("@kubernetes/client-node")'], { cwd: REPO });
+    const raw = run(
+      process.execPath,
+      ["--no-experimental-require-module", "-e", 'require("@kubernetes/client-node")'],
+      { cwd: REPO },
+    );
     expect(raw.status).not.toBe(0);
     expect(raw.stderr).toContain("ERR_REQUIRE_ESM");
   });

@@ -40,10 +40,22 @@ const SHOW_SERVERS_STATE = `1
 3 be_api 4 cp-3 2001:db8:0:0::10 2 8 1 1 1 1 0 0 2 0 0 0 - 6443 - 0 0 - - 0
 `;
 
-const state = (backend: string, name: string, address: string, port: number, adminState: ServerState["adminState"] = "ready"): ServerState =>
-  ({ backend, name, address, port, adminState, operState: "running" });
-const want = (backend: string, name: string, address: string, port: number): DesiredServer => ({ backend, name, address, port, options: ["check"] });
-const kinds = (plan: { kind: string; backend: string; name: string }[]): string[] => plan.map((a) => `${a.kind} ${a.backend}/${a.name}`);
+const state = (
+  backend: string,
+  name: string,
+  address: string,
+  port: number,
+  adminState: ServerState["adminState"] = "ready",
+): ServerState => ({ backend, name, address, port, adminState, operState: "running" });
+const want = (backend: string, name: string, address: string, port: number): DesiredServer => ({
+  backend,
+  name,
+  address,
+  port,
+  options: ["check"],
+});
+const kinds = (plan: { kind: string; backend: string; name: string }[]): string[] =>
+  plan.map((a) => `${a.kind} ${a.backend}/${a.name}`);
 
 describe("show servers state", () => {
   test("columns by header; admin mask to ready/drain/maint; IPv6 canonical", () => {
@@ -51,14 +63,25 @@ describe("show servers state", () => {
       { backend: "be_api", name: "cp-0", address: "127.0.0.11", port: 6443, adminState: "ready", operState: "running" },
       { backend: "be_api", name: "cp-1", address: "127.0.0.12", port: 6443, adminState: "ready", operState: "stopped" },
       { backend: "be_api", name: "cp-2", address: "127.0.0.13", port: 6443, adminState: "maint", operState: "stopped" },
-      { backend: "be_api", name: "cp-3", address: "2001:db8::10", port: 6443, adminState: "drain", operState: "running" },
+      {
+        backend: "be_api",
+        name: "cp-3",
+        address: "2001:db8::10",
+        port: 6443,
+        adminState: "drain",
+        operState: "running",
+      },
     ]);
   });
 
   test("counter-cases: another format version, a header without the needed columns, an unreadable line", () => {
     expect(() => parseServersState(SHOW_SERVERS_STATE.replace(/^1\n/, "2\n"))).toThrow(/format version 1, got "2"/);
-    expect(() => parseServersState(SHOW_SERVERS_STATE.replace("srv_admin_state", "srv_admin"))).toThrow(/lacks srv_admin_state/);
-    expect(() => parseServersState(SHOW_SERVERS_STATE.replace("cp-0 127.0.0.11 2 0", "cp-0 127.0.0.11 9 0"))).toThrow(/unreadable line/);
+    expect(() => parseServersState(SHOW_SERVERS_STATE.replace("srv_admin_state", "srv_admin"))).toThrow(
+      /lacks srv_admin_state/,
+    );
+    expect(() => parseServersState(SHOW_SERVERS_STATE.replace("cp-0 127.0.0.11 2 0", "cp-0 127.0.0.11 9 0"))).toThrow(
+      /unreadable line/,
+    );
   });
 });
 
@@ -75,7 +98,11 @@ describe("desired servers come from the rendered haproxy.cfg", () => {
   });
 
   test("names follow the renderer's servers() (collisions, IPv6), ingress ports and check options follow the spec", () => {
-    const api: Backend[] = [{ name: "cp", address: "192.168.100.10" }, { name: "cp", address: "2001:db8::a" }, { name: "node/x", address: "192.168.100.12" }];
+    const api: Backend[] = [
+      { name: "cp", address: "192.168.100.10" },
+      { name: "cp", address: "2001:db8::a" },
+      { name: "node/x", address: "192.168.100.12" },
+    ];
     const ingress: Backend[] = [{ name: "w-0", address: "192.168.100.20" }];
     const d = desiredServers({ spec: devResolved, host: primaryHost, backends: { api, ingress } });
     const apiServers = d.servers.filter((s) => s.backend === "be_api");
@@ -83,38 +110,89 @@ describe("desired servers come from the rendered haproxy.cfg", () => {
     expect(apiServers.map((s) => s.name)).toEqual(["cp_192.168.100.10", "node_x", "cp_2001:db8::a"]);
     const ib = devResolved.ingressBackend;
     expect(d.servers.filter((s) => s.backend !== "be_api")).toEqual([
-      { backend: "be_ingress_http", name: "w-0", address: "192.168.100.20", port: ib?.httpPort, options: ["inter", "2000ms", "rise", "2", "fall", "3", "check", "port", String(ib?.healthPort)] },
-      { backend: "be_ingress_https", name: "w-0", address: "192.168.100.20", port: ib?.httpsPort, options: ["inter", "2000ms", "rise", "2", "fall", "3", "check", "port", String(ib?.healthPort)] },
+      {
+        backend: "be_ingress_http",
+        name: "w-0",
+        address: "192.168.100.20",
+        port: ib?.httpPort,
+        options: ["inter", "2000ms", "rise", "2", "fall", "3", "check", "port", String(ib?.healthPort)],
+      },
+      {
+        backend: "be_ingress_https",
+        name: "w-0",
+        address: "192.168.100.20",
+        port: ib?.httpsPort,
+        options: ["inter", "2000ms", "rise", "2", "fall", "3", "check", "port", String(ib?.healthPort)],
+      },
     ]);
   });
 
   test("counter-case: a server line without ADDRESS:PORT names its line", () => {
-    expect(() => desiredServersFromConfig("backend be_api\n    server a 10.0.0.1 check\n")).toThrow(/line 2: expected "server NAME ADDRESS:PORT/);
+    expect(() => desiredServersFromConfig("backend be_api\n    server a 10.0.0.1 check\n")).toThrow(
+      /line 2: expected "server NAME ADDRESS:PORT/,
+    );
   });
 });
 
 describe("planServerChanges", () => {
-  const current = [state("be_api", "a", "10.0.0.1", 6443), state("be_api", "b", "10.0.0.2", 6443), state("be_x", "keep", "10.0.0.9", 1)];
+  const current = [
+    state("be_api", "a", "10.0.0.1", 6443),
+    state("be_api", "b", "10.0.0.2", 6443),
+    state("be_x", "keep", "10.0.0.9", 1),
+  ];
 
   test("new servers are added, enabled and readied before anything leaves; leaving ones drain together, then go", () => {
-    const plan = planServerChanges([...current, state("be_api", "c", "10.0.0.3", 6443)], [want("be_api", "a", "10.0.0.1", 6443), want("be_api", "d", "10.0.0.4", 6443)]);
+    const plan = planServerChanges(
+      [...current, state("be_api", "c", "10.0.0.3", 6443)],
+      [want("be_api", "a", "10.0.0.1", 6443), want("be_api", "d", "10.0.0.4", 6443)],
+    );
     expect(kinds(plan)).toEqual([
-      "add be_api/d", "enable-health be_api/d", "ready be_api/d",
-      "drain be_api/b", "drain be_api/c",
-      "wait-drained be_api/b", "maint be_api/b", "shutdown-sessions be_api/b", "delete be_api/b",
-      "wait-drained be_api/c", "maint be_api/c", "shutdown-sessions be_api/c", "delete be_api/c",
+      "add be_api/d",
+      "enable-health be_api/d",
+      "ready be_api/d",
+      "drain be_api/b",
+      "drain be_api/c",
+      "wait-drained be_api/b",
+      "maint be_api/b",
+      "shutdown-sessions be_api/b",
+      "delete be_api/b",
+      "wait-drained be_api/c",
+      "maint be_api/c",
+      "shutdown-sessions be_api/c",
+      "delete be_api/c",
     ]);
-    expect(plan[0]).toEqual({ kind: "add", backend: "be_api", name: "d", address: "10.0.0.4", port: 6443, options: ["check"] });
+    expect(plan[0]).toEqual({
+      kind: "add",
+      backend: "be_api",
+      name: "d",
+      address: "10.0.0.4",
+      port: 6443,
+      options: ["check"],
+    });
   });
 
   test("an address or port change is a removal then an add under the same name; the unmanaged backend is untouched", () => {
-    const plan = planServerChanges(current, [want("be_api", "a", "10.0.0.1", 6444), want("be_api", "b", "10.0.0.22", 6443)]);
+    const plan = planServerChanges(current, [
+      want("be_api", "a", "10.0.0.1", 6444),
+      want("be_api", "b", "10.0.0.22", 6443),
+    ]);
     expect(kinds(plan)).toEqual([
-      "drain be_api/a", "drain be_api/b",
-      "wait-drained be_api/a", "maint be_api/a", "shutdown-sessions be_api/a", "delete be_api/a",
-      "wait-drained be_api/b", "maint be_api/b", "shutdown-sessions be_api/b", "delete be_api/b",
-      "add be_api/a", "enable-health be_api/a", "ready be_api/a",
-      "add be_api/b", "enable-health be_api/b", "ready be_api/b",
+      "drain be_api/a",
+      "drain be_api/b",
+      "wait-drained be_api/a",
+      "maint be_api/a",
+      "shutdown-sessions be_api/a",
+      "delete be_api/a",
+      "wait-drained be_api/b",
+      "maint be_api/b",
+      "shutdown-sessions be_api/b",
+      "delete be_api/b",
+      "add be_api/a",
+      "enable-health be_api/a",
+      "ready be_api/a",
+      "add be_api/b",
+      "enable-health be_api/b",
+      "ready be_api/b",
     ]);
   });
 
@@ -123,19 +201,34 @@ describe("planServerChanges", () => {
       [state("be_api", "a", "10.0.0.1", 6443, "drain"), state("be_api", "b", "10.0.0.2", 6443, "maint")],
       [want("be_api", "a", "10.0.0.1", 6443)],
     );
-    expect(kinds(plan)).toEqual(["ready be_api/a", "wait-drained be_api/b", "maint be_api/b", "shutdown-sessions be_api/b", "delete be_api/b"]);
+    expect(kinds(plan)).toEqual([
+      "ready be_api/a",
+      "wait-drained be_api/b",
+      "maint be_api/b",
+      "shutdown-sessions be_api/b",
+      "delete be_api/b",
+    ]);
   });
 
   test("idempotent: nothing to do when what runs is what is wanted (IPv6 written differently included)", () => {
     const running = [...current, state("be_api", "v6", "2001:db8::10", 6443)];
-    const desired = [want("be_api", "a", "10.0.0.1", 6443), want("be_api", "b", "10.0.0.2", 6443), want("be_api", "v6", "2001:db8:0::10", 6443)];
+    const desired = [
+      want("be_api", "a", "10.0.0.1", 6443),
+      want("be_api", "b", "10.0.0.2", 6443),
+      want("be_api", "v6", "2001:db8:0::10", 6443),
+    ];
     expect(planServerChanges(running, desired)).toEqual([]);
   });
 
   test("an emptied backend is managed when named; counter-cases: a duplicate or an unmanaged desired server", () => {
-    expect(kinds(planServerChanges(current, [], ["be_api"])).filter((k) => k.startsWith("delete"))).toEqual(["delete be_api/a", "delete be_api/b"]);
+    expect(kinds(planServerChanges(current, [], ["be_api"])).filter((k) => k.startsWith("delete"))).toEqual([
+      "delete be_api/a",
+      "delete be_api/b",
+    ]);
     expect(planServerChanges(current, [])).toEqual([]); // no backend named: nothing managed
-    expect(() => planServerChanges(current, [want("be_api", "a", "10.0.0.1", 1), want("be_api", "a", "10.0.0.2", 1)])).toThrow(/be_api\/a is listed twice/);
+    expect(() =>
+      planServerChanges(current, [want("be_api", "a", "10.0.0.1", 1), want("be_api", "a", "10.0.0.2", 1)]),
+    ).toThrow(/be_api\/a is listed twice/);
     expect(() => planServerChanges(current, [want("be_api", "a", "10.0.0.1", 1)], ["be_x"])).toThrow(/not managed/);
   });
 });
@@ -143,12 +236,16 @@ describe("planServerChanges", () => {
 describe("RuntimeSocket counter-cases", () => {
   test("a missing socket: the error names the command and the path", async () => {
     const s = new RuntimeSocket("/nonexistent/edgepair/admin.sock", 500);
-    await expect(s.run("show servers state")).rejects.toThrow(/"show servers state" could not be sent to \/nonexistent\/edgepair\/admin\.sock \(ENOENT\)/);
+    await expect(s.run("show servers state")).rejects.toThrow(
+      /"show servers state" could not be sent to \/nonexistent\/edgepair\/admin\.sock \(ENOENT\)/,
+    );
   });
 
   test("a second command smuggled in by ';' or a newline is refused before anything is sent", async () => {
     const s = new RuntimeSocket("/nonexistent/edgepair/admin.sock", 500);
-    await expect(s.send("set server be_api/a state ready; shutdown sessions server be_api/a")).rejects.toThrow(/one command per call/);
+    await expect(s.send("set server be_api/a state ready; shutdown sessions server be_api/a")).rejects.toThrow(
+      /one command per call/,
+    );
     await expect(s.send("show info\nshow stat")).rejects.toThrow(/one command per call/);
   });
 });
@@ -186,7 +283,10 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
   beforeAll(async () => {
     lb = await LiveHaproxy.start(spec, sets([cp0, cp1]));
     for (const b of [cp0, cp1, cp2, cp1Moved]) await lb.startBackend(label(b), b.address, [port]);
-    await lb.startBackend(label(worker), worker.address, [spec.ingressBackend?.httpPort ?? 0, spec.ingressBackend?.httpsPort ?? 0]);
+    await lb.startBackend(label(worker), worker.address, [
+      spec.ingressBackend?.httpPort ?? 0,
+      spec.ingressBackend?.httpsPort ?? 0,
+    ]);
     current = sets([cp0, cp1]);
     log = lb.startClient(`http://${spec.derived.frontends.api[0]?.address}:6443/`).log;
     for (const b of [cp0, cp1]) expect(await firstServedBy(log, label(b), 0, 5000)).toBeDefined();
@@ -200,34 +300,55 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
   test("adding a server: no reload, the new backend answers within 1 s of the change", async () => {
     const { t0, sync: r } = await sync(sets([cp0, cp1, cp2]));
     expect(kinds(r.plan)).toEqual(["add be_api/cp-2", "enable-health be_api/cp-2", "ready be_api/cp-2"]);
-    expect(r.result.applied[0]?.command).toBe(`add server be_api/cp-2 127.0.0.12:${port} inter 2000ms rise 2 fall 3 check`);
+    expect(r.result.applied[0]?.command).toBe(
+      `add server be_api/cp-2 127.0.0.12:${port} inter 2000ms rise 2 fall 3 check`,
+    );
     const first = await firstServedBy(log, label(cp2), t0, 1000);
     expect(first).toBeDefined();
     const ms = (first?.end ?? Infinity) - t0;
     console.log(`add -> first response from the new backend: ${ms.toFixed(1)} ms`);
     expect(ms).toBeLessThanOrEqual(1000);
     expect(await lb.pids()).toEqual(pids);
-    expect((await readServers(lb.socket)).find((s) => s.name === "cp-2")).toMatchObject({ address: "127.0.0.12", port, adminState: "ready" });
+    expect((await readServers(lb.socket)).find((s) => s.name === "cp-2")).toMatchObject({
+      address: "127.0.0.12",
+      port,
+      adminState: "ready",
+    });
   });
 
   test("counter-case for the measurement: a server added but left in maintenance gets no request", async () => {
     const stray = node("cp-9", "127.0.0.19");
     await lb.startBackend(label(stray), stray.address, [port]);
     const t0 = nowMs();
-    const r = await applyServerChanges(lb.socket, [{ kind: "add", backend: "be_api", name: "cp-9", address: stray.address, port, options: ["check"] }]);
+    const r = await applyServerChanges(lb.socket, [
+      { kind: "add", backend: "be_api", name: "cp-9", address: stray.address, port, options: ["check"] },
+    ]);
     expect(r.failed).toBeUndefined();
     expect(await firstServedBy(log, label(stray), t0, 500)).toBeUndefined();
     // the next sync removes it: already in maintenance, so no drain step
     const { sync: cleanup } = await sync(current);
-    expect(kinds(cleanup.plan)).toEqual(["wait-drained be_api/cp-9", "maint be_api/cp-9", "shutdown-sessions be_api/cp-9", "delete be_api/cp-9"]);
+    expect(kinds(cleanup.plan)).toEqual([
+      "wait-drained be_api/cp-9",
+      "maint be_api/cp-9",
+      "shutdown-sessions be_api/cp-9",
+      "delete be_api/cp-9",
+    ]);
   });
 
   /** Puts a keep-alive session on `target` (the others drained while it connects) and returns its log file. */
-  async function sessionOn(target: string, others: string[], count: number): Promise<{ out: string; done: () => boolean }> {
+  async function sessionOn(
+    target: string,
+    others: string[],
+    count: number,
+  ): Promise<{ out: string; done: () => boolean }> {
     for (const o of others) await lb.socket.run(`set server be_api/${o} state drain`);
     const session = lb.startSession(`http://${spec.derived.frontends.api[0]?.address}:6443/`, count, 100);
     try {
-      await waitFor("the session's first answer", async () => (readRequests(session.out).length > 0 ? true : undefined), { timeoutMs: 5000, intervalMs: 10 });
+      await waitFor(
+        "the session's first answer",
+        async () => (readRequests(session.out).length > 0 ? true : undefined),
+        { timeoutMs: 5000, intervalMs: 10 },
+      );
     } finally {
       for (const o of others) await lb.socket.run(`set server be_api/${o} state ready`);
     }
@@ -239,12 +360,21 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
   test("removing a server: drained first, no request fails, an in-flight keep-alive session completes", async () => {
     const session = await sessionOn("cp-2", ["cp-0", "cp-1"], 15); // ~1.5 s of requests on one connection
     const { sync: r } = await sync(sets([cp0, cp1]));
-    expect(kinds(r.plan)).toEqual(["drain be_api/cp-2", "wait-drained be_api/cp-2", "maint be_api/cp-2", "shutdown-sessions be_api/cp-2", "delete be_api/cp-2"]);
+    expect(kinds(r.plan)).toEqual([
+      "drain be_api/cp-2",
+      "wait-drained be_api/cp-2",
+      "maint be_api/cp-2",
+      "shutdown-sessions be_api/cp-2",
+      "delete be_api/cp-2",
+    ]);
     const drained = r.result.applied.find((a) => a.action.kind === "drain");
     const waited = r.result.applied.find((a) => a.action.kind === "wait-drained");
     expect(waited?.note).toBeUndefined(); // drained by itself, not cut at the timeout
     expect((waited?.finishedAt ?? 0) - (waited?.startedAt ?? 0)).toBeGreaterThan(500); // it did wait for the session
-    await waitFor("the session to end", async () => (session.done() ? true : undefined), { timeoutMs: 5000, intervalMs: 20 });
+    await waitFor("the session to end", async () => (session.done() ? true : undefined), {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
     const s = readRequests(session.out);
     expect(s).toHaveLength(15);
     expect(s.every((x) => x.ok)).toBe(true);
@@ -254,7 +384,10 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
     expect(after.length).toBeGreaterThan(50);
     expect(after.filter((x) => x.server === label(cp2))).toEqual([]);
     expect(served().filter((x) => !x.ok)).toEqual([]);
-    expect((await readServers(lb.socket)).map((x) => x.name).filter((n) => n.startsWith("cp-"))).toEqual(["cp-0", "cp-1"]);
+    expect((await readServers(lb.socket)).map((x) => x.name).filter((n) => n.startsWith("cp-"))).toEqual([
+      "cp-0",
+      "cp-1",
+    ]);
     expect(await lb.pids()).toEqual(pids);
   });
 
@@ -262,8 +395,13 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
     await sync(sets([cp0, cp1, cp2]));
     const session = await sessionOn("cp-2", ["cp-0", "cp-1"], 15);
     const { sync: r } = await sync(sets([cp0, cp1]), 200);
-    expect(r.result.applied.find((a) => a.action.kind === "wait-drained")?.note).toMatch(/drain timed out after 200 ms with [1-9]\d* sessions/);
-    await waitFor("the session to end", async () => (session.done() ? true : undefined), { timeoutMs: 8000, intervalMs: 20 });
+    expect(r.result.applied.find((a) => a.action.kind === "wait-drained")?.note).toMatch(
+      /drain timed out after 200 ms with [1-9]\d* sessions/,
+    );
+    await waitFor("the session to end", async () => (session.done() ? true : undefined), {
+      timeoutMs: 8000,
+      intervalMs: 20,
+    });
     // cut: a request failed, or the client had to open a second connection (the helper's session stops there)
     const s = readRequests(session.out) as (RequestRecord & { sockets?: number })[];
     expect(s.some((x) => !x.ok || (x.sockets ?? 0) > 1)).toBe(true);
@@ -273,15 +411,25 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
   test("an address change: the old address drains and goes, the same name comes back on the new one", async () => {
     const { t0, sync: r } = await sync(sets([cp0, cp1Moved]));
     expect(kinds(r.plan)).toEqual([
-      "drain be_api/cp-1", "wait-drained be_api/cp-1", "maint be_api/cp-1", "shutdown-sessions be_api/cp-1", "delete be_api/cp-1",
-      "add be_api/cp-1", "enable-health be_api/cp-1", "ready be_api/cp-1",
+      "drain be_api/cp-1",
+      "wait-drained be_api/cp-1",
+      "maint be_api/cp-1",
+      "shutdown-sessions be_api/cp-1",
+      "delete be_api/cp-1",
+      "add be_api/cp-1",
+      "enable-health be_api/cp-1",
+      "ready be_api/cp-1",
     ]);
     const first = await firstServedBy(log, label(cp1Moved), t0, 1000);
     expect(first).toBeDefined();
     const drainedAt = r.result.applied.find((a) => a.action.kind === "drain")?.finishedAt ?? Infinity;
     await sleep(200);
     expect(served().filter((x) => x.start > drainedAt + 5 && x.server === label(cp1))).toEqual([]);
-    expect((await readServers(lb.socket)).find((s) => s.name === "cp-1")).toMatchObject({ address: "127.0.0.21", port, adminState: "ready" });
+    expect((await readServers(lb.socket)).find((s) => s.name === "cp-1")).toMatchObject({
+      address: "127.0.0.21",
+      port,
+      adminState: "ready",
+    });
   });
 
   test("ingress workers land in both ingress backends with the renderer's check options, accepted by haproxy 2.6", async () => {
@@ -311,14 +459,18 @@ live("live haproxy (master-worker, rendered dev config) in a network namespace",
     await expect(lb.socket.run("set server be_nope/cp-0 state drain")).rejects.toThrow(
       new RuntimeApiError("set server be_nope/cp-0 state drain", "No such backend.", "failed"),
     );
-    await expect(lb.socket.run("set server be_nope/cp-0 state drain")).rejects.toThrow(/"set server be_nope\/cp-0 state drain" failed: No such backend\./);
+    await expect(lb.socket.run("set server be_nope/cp-0 state drain")).rejects.toThrow(
+      /"set server be_nope\/cp-0 state drain" failed: No such backend\./,
+    );
     const r = await applyServerChanges(lb.socket, [
       { kind: "add", backend: "be_nope", name: "x", address: "127.0.0.40", port, options: [] },
       { kind: "ready", backend: "be_nope", name: "x" },
     ]);
     expect(r.applied).toEqual([]);
     expect(r.failed?.action.kind).toBe("add");
-    expect(r.failed?.error).toBe('haproxy runtime API: "add server be_nope/x 127.0.0.40:6443" failed: No such backend.');
+    expect(r.failed?.error).toBe(
+      'haproxy runtime API: "add server be_nope/x 127.0.0.40:6443" failed: No such backend.',
+    );
   });
 
   test("through all of it: no request failed, and HAProxy never reloaded (same master and worker)", async () => {

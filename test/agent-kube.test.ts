@@ -30,7 +30,15 @@ import {
   type NodeView,
   type ResponseRecord,
 } from "../agent/kube";
-import { agentNames, DEFAULT_NAMESPACE, GROUP, loadBalancerResource, PLURAL, statusFieldManager, VERSION } from "../k8s";
+import {
+  agentNames,
+  DEFAULT_NAMESPACE,
+  GROUP,
+  loadBalancerResource,
+  PLURAL,
+  statusFieldManager,
+  VERSION,
+} from "../k8s";
 import { bootstrapTokenPath, parseAgentSettings, type AgentSettings } from "../spec/agent-settings";
 import { resolveSpec, validateSpec } from "../spec/resolve";
 import { selectorMatches } from "../spec/selector";
@@ -55,7 +63,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------------------------
 // pure parts
 
-const node = (name: string, labels: Record<string, string>, ip: string | string[], more: Partial<NodeView> = {}): NodeView => ({
+const node = (
+  name: string,
+  labels: Record<string, string>,
+  ip: string | string[],
+  more: Partial<NodeView> = {},
+): NodeView => ({
   name,
   labels,
   ready: true,
@@ -74,13 +87,17 @@ describe("agent/kube, pure", () => {
     expect(selectorMatches({}, labels)).toBe(true);
     expect(selectorMatches({ matchLabels: { a: "1" } }, labels)).toBe(true);
     expect(selectorMatches({ matchLabels: { a: "1", b: "3" } }, labels)).toBe(false);
-    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "In", values: ["0", "1"] }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "In", values: ["0", "1"] }] }, labels)).toBe(
+      true,
+    );
     expect(selectorMatches({ matchExpressions: [{ key: "c", operator: "In", values: ["1"] }] }, labels)).toBe(false);
     expect(selectorMatches({ matchExpressions: [{ key: "a", operator: "NotIn", values: ["1"] }] }, labels)).toBe(false);
     expect(selectorMatches({ matchExpressions: [{ key: "c", operator: "NotIn", values: ["1"] }] }, labels)).toBe(true);
     expect(selectorMatches({ matchExpressions: [{ key: "b", operator: "Exists" }] }, labels)).toBe(true);
     expect(selectorMatches({ matchExpressions: [{ key: "b", operator: "DoesNotExist" }] }, labels)).toBe(false);
-    expect(selectorMatches({ matchLabels: { a: "1" }, matchExpressions: [{ key: "z", operator: "Exists" }] }, labels)).toBe(false);
+    expect(
+      selectorMatches({ matchLabels: { a: "1" }, matchExpressions: [{ key: "z", operator: "Exists" }] }, labels),
+    ).toBe(false);
   });
 
   test("nodeView keeps name, labels, Ready, cordon and InternalIPs; a malformed object is dropped, not thrown", () => {
@@ -89,13 +106,33 @@ describe("agent/kube, pure", () => {
         metadata: { name: "n1", labels: CP, uid: "x" },
         spec: { unschedulable: true },
         status: {
-          conditions: [{ type: "MemoryPressure", status: "False" }, { type: "Ready", status: "True" }],
-          addresses: [{ type: "Hostname", address: "n1" }, { type: "InternalIP", address: "2001:db8::0:1" }, { type: "InternalIP", address: "192.168.100.31" }, { type: "InternalIP", address: "bogus" }],
+          conditions: [
+            { type: "MemoryPressure", status: "False" },
+            { type: "Ready", status: "True" },
+          ],
+          addresses: [
+            { type: "Hostname", address: "n1" },
+            { type: "InternalIP", address: "2001:db8::0:1" },
+            { type: "InternalIP", address: "192.168.100.31" },
+            { type: "InternalIP", address: "bogus" },
+          ],
           images: [{ names: ["x"] }],
         },
       }),
-    ).toEqual({ name: "n1", labels: CP, ready: true, unschedulable: true, internalIPs: ["2001:db8::1", "192.168.100.31"] });
-    expect(nodeView({ metadata: { name: "n2" } })).toEqual({ name: "n2", labels: {}, ready: false, unschedulable: false, internalIPs: [] });
+    ).toEqual({
+      name: "n1",
+      labels: CP,
+      ready: true,
+      unschedulable: true,
+      internalIPs: ["2001:db8::1", "192.168.100.31"],
+    });
+    expect(nodeView({ metadata: { name: "n2" } })).toEqual({
+      name: "n2",
+      labels: {},
+      ready: false,
+      unschedulable: false,
+      internalIPs: [],
+    });
     expect(nodeView({ metadata: {} })).toBeUndefined();
     expect(nodeView("nonsense")).toBeUndefined();
   });
@@ -113,7 +150,13 @@ describe("agent/kube, pure", () => {
       node("w-4", WORKER, []),
     ];
     const r = selectBackends(spec, nodes);
-    expect(view(r, "api")).toEqual(["192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec", "cp-a:node", "cp-b:node"]);
+    expect(view(r, "api")).toEqual([
+      "192.168.100.10:spec",
+      "192.168.100.11:spec",
+      "192.168.100.12:spec",
+      "cp-a:node",
+      "cp-b:node",
+    ]);
     expect(r.backends.api.at(-1)).toEqual({ name: "cp-b", address: "192.168.100.14" });
     expect(r.backends.ingress).toEqual([{ name: "w-1", address: "192.168.100.21" }]);
     expect(r.pools.ingress!.leftOut).toEqual([
@@ -124,25 +167,61 @@ describe("agent/kube, pure", () => {
   });
 
   test("selectBackends: the OpenShift install (issue 17's measured cases) never loses the bootstrap node or a static master", () => {
-    const openshift = resolveSpec({ ...devSpecRaw(), distribution: "openshift", apiBackend: { nodeSelector: { matchLabels: CP }, addresses: ["192.168.100.9", "192.168.100.10", "192.168.100.11", "192.168.100.12"] } });
+    const openshift = resolveSpec({
+      ...devSpecRaw(),
+      distribution: "openshift",
+      apiBackend: {
+        nodeSelector: { matchLabels: CP },
+        addresses: ["192.168.100.9", "192.168.100.10", "192.168.100.11", "192.168.100.12"],
+      },
+    });
     const statics = ["192.168.100.9:spec", "192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec"];
     // before: one NotReady master Node -> that master alone; three masters with one Ready -> one backend
     const oneNotReady = [node("master-0", CP, "192.168.100.10", { ready: false })];
-    expect(view(selectBackends(openshift, oneNotReady), "api")).toEqual(["192.168.100.9:spec", "192.168.100.10:spec(master-0)", "192.168.100.11:spec", "192.168.100.12:spec"]);
-    const oneReady = [node("master-0", CP, "192.168.100.10"), node("master-1", CP, "192.168.100.11", { ready: false }), node("master-2", CP, "192.168.100.12", { ready: false })];
+    expect(view(selectBackends(openshift, oneNotReady), "api")).toEqual([
+      "192.168.100.9:spec",
+      "192.168.100.10:spec(master-0)",
+      "192.168.100.11:spec",
+      "192.168.100.12:spec",
+    ]);
+    const oneReady = [
+      node("master-0", CP, "192.168.100.10"),
+      node("master-1", CP, "192.168.100.11", { ready: false }),
+      node("master-2", CP, "192.168.100.12", { ready: false }),
+    ];
     const r = selectBackends(openshift, oneReady);
-    expect(r.backends.api.map((b) => b.address)).toEqual(["192.168.100.9", "192.168.100.10", "192.168.100.11", "192.168.100.12"]);
+    expect(r.backends.api.map((b) => b.address)).toEqual([
+      "192.168.100.9",
+      "192.168.100.10",
+      "192.168.100.11",
+      "192.168.100.12",
+    ]);
     expect(r.pools.api.servers.map((x) => x.node)).toEqual([undefined, "master-0", "master-1", "master-2"]);
     // the user removes the bootstrap address after bootstrap-complete: the one server that leaves
-    const done = resolveSpec({ ...devSpecRaw(), distribution: "openshift", apiBackend: { nodeSelector: { matchLabels: CP }, addresses: ["192.168.100.10", "192.168.100.11", "192.168.100.12"] } });
+    const done = resolveSpec({
+      ...devSpecRaw(),
+      distribution: "openshift",
+      apiBackend: {
+        nodeSelector: { matchLabels: CP },
+        addresses: ["192.168.100.10", "192.168.100.11", "192.168.100.12"],
+      },
+    });
     expect(view(selectBackends(done, oneReady), "api")).toEqual(statics.slice(1).map((x, i) => `${x}(master-${i})`));
     // kubeadm/Talos: Nodes without static addresses, NotReady until the CNI runs -> every one a backend all the same
-    const kubeadm = [node("cp-1", CP, "192.168.100.31", { ready: false }), node("cp-2", CP, "192.168.100.32", { ready: false })];
+    const kubeadm = [
+      node("cp-1", CP, "192.168.100.31", { ready: false }),
+      node("cp-2", CP, "192.168.100.32", { ready: false }),
+    ];
     expect(view(selectBackends(spec, kubeadm), "api").slice(3)).toEqual(["cp-1:node", "cp-2:node"]);
   });
 
   test("selectBackends: cordon, the exclude label and NotReady never remove API servers; ingress: NotReady leaves while another is Ready, all stay when none is", () => {
-    const cordoned = [node("cp-a", { ...CP, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.13", { unschedulable: true, ready: false })];
+    const cordoned = [
+      node("cp-a", { ...CP, "node.kubernetes.io/exclude-from-external-load-balancers": "" }, "192.168.100.13", {
+        unschedulable: true,
+        ready: false,
+      }),
+    ];
     expect(view(selectBackends(spec, cordoned), "api").at(-1)).toBe("cp-a:node");
     const oneReady = [node("w-1", WORKER, "192.168.100.21"), node("w-2", WORKER, "192.168.100.22", { ready: false })];
     expect(selectBackends(spec, oneReady).pools.ingress).toEqual({
@@ -152,10 +231,16 @@ describe("agent/kube, pure", () => {
     const noneReady = oneReady.map((n) => ({ ...n, ready: false }));
     expect(view(selectBackends(spec, noneReady), "ingress")).toEqual(["w-1:node", "w-2:node"]);
     // a Ready Node that cannot serve (no usable address) does not count as "another Ready one" either
-    const readyWithoutAddress = [node("w-0", WORKER, "10.0.0.5"), node("w-2", WORKER, "192.168.100.22", { ready: false })];
+    const readyWithoutAddress = [
+      node("w-0", WORKER, "10.0.0.5"),
+      node("w-2", WORKER, "192.168.100.22", { ready: false }),
+    ];
     expect(view(selectBackends(spec, readyWithoutAddress), "ingress")).toEqual(["w-2:node"]);
     // a cordoned Ready Node does not count as "another Ready one"
-    const cordonedReady = [node("w-1", WORKER, "192.168.100.21", { unschedulable: true }), node("w-2", WORKER, "192.168.100.22", { ready: false })];
+    const cordonedReady = [
+      node("w-1", WORKER, "192.168.100.21", { unschedulable: true }),
+      node("w-2", WORKER, "192.168.100.22", { ready: false }),
+    ];
     expect(view(selectBackends(spec, cordonedReady), "ingress")).toEqual(["w-2:node"]);
   });
 
@@ -168,7 +253,7 @@ describe("agent/kube, pure", () => {
       node("twin-b", CP, "192.168.100.40"),
       node("twin-a", CP, "192.168.100.40"),
       node("many", CP, ["10.1.1.1", "192.168.100.41", "192.168.100.42", "fd00::1"]),
-      node("odd name/with spaces \"quotes\" #$", CP, "192.168.100.43"),
+      node('odd name/with spaces "quotes" #$', CP, "192.168.100.43"),
     ];
     const r = selectBackends(spec, nodes);
     expect(r.pools.api.leftOut).toEqual([
@@ -181,7 +266,7 @@ describe("agent/kube, pure", () => {
     expect(r.backends.api.slice(3)).toEqual([
       { name: "twin-a", address: "192.168.100.40" },
       { name: "many", address: "192.168.100.41" },
-      { name: "odd name/with spaces \"quotes\" #$", address: "192.168.100.43" },
+      { name: 'odd name/with spaces "quotes" #$', address: "192.168.100.43" },
     ]);
     // the odd Node changes nothing else: the same selection without it, minus its server
     const without = selectBackends(spec, nodes.slice(0, -1));
@@ -205,11 +290,36 @@ describe("agent/kube, pure", () => {
   test("validateSpec (the agent's check of the LoadBalancer): field errors, never an exception — semantic, structural and selector rules (counter-cases)", () => {
     expect(validateSpec(devSpecRaw()).ok).toBe(true);
     const raw = devSpecRaw();
-    const outside = { ...raw, virtualAddresses: { ...(raw.virtualAddresses as object), api: [{ address: "10.9.9.100", type: "private" }] } };
-    expect(validateSpec(outside)).toEqual({ ok: false, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
-    expect(validateSpec({ ...devSpecRaw(), clusterName: 42 })).toEqual({ ok: false, problems: [{ path: "clusterName", rule: "must be a string" }] });
+    const outside = {
+      ...raw,
+      virtualAddresses: { ...(raw.virtualAddresses as object), api: [{ address: "10.9.9.100", type: "private" }] },
+    };
+    expect(validateSpec(outside)).toEqual({
+      ok: false,
+      problems: [
+        {
+          path: "virtualAddresses.api[0].address",
+          rule: "is private, so it must be inside network.cidr 192.168.100.0/24",
+        },
+      ],
+    });
+    expect(validateSpec({ ...devSpecRaw(), clusterName: 42 })).toEqual({
+      ok: false,
+      problems: [{ path: "clusterName", rule: "must be a string" }],
+    });
     expect(validateSpec(null).ok).toBe(false);
-    const badSelector = { ...devSpecRaw(), apiBackend: { addresses: ["192.168.100.10"], nodeSelector: { matchExpressions: [{ key: "a", operator: "In" }, { key: "b", operator: "Exists", values: ["x"] }] } } };
+    const badSelector = {
+      ...devSpecRaw(),
+      apiBackend: {
+        addresses: ["192.168.100.10"],
+        nodeSelector: {
+          matchExpressions: [
+            { key: "a", operator: "In" },
+            { key: "b", operator: "Exists", values: ["x"] },
+          ],
+        },
+      },
+    };
     expect(validateSpec(badSelector)).toEqual({
       ok: false,
       problems: [
@@ -235,18 +345,50 @@ describe("agent/kube, pure", () => {
   });
 
   test("conditions: Ready/Degraded/Progressing with reasons; transition time kept while the status stays", () => {
-    const byType = (f: Parameters<typeof lbConditionInputs>[0]) => Object.fromEntries(lbConditionInputs(f).map((c) => [c.type, `${c.status}/${c.reason}`]));
-    expect(byType({})).toEqual({ Ready: "Unknown/Starting", Degraded: "False/AsExpected", Progressing: "False/Reconciled" });
-    expect(byType({ servicesUp: true })).toEqual({ Ready: "True/Serving", Degraded: "False/AsExpected", Progressing: "False/Reconciled" });
-    expect(byType({ servicesUp: true, vrrpState: "Fault" })).toMatchObject({ Ready: "False/VrrpFault", Degraded: "True/VrrpFault" });
-    expect(byType({ servicesUp: false, lastError: "haproxy -c failed", applying: true })).toEqual({ Ready: "False/ServicesDown", Degraded: "True/ApplyFailed", Progressing: "True/Applying" });
-    expect(byType({ servicesUp: true, specProblems: [{ path: "x", rule: "y" }] })).toMatchObject({ Ready: "True/Serving", Degraded: "True/InvalidSpec" });
+    const byType = (f: Parameters<typeof lbConditionInputs>[0]) =>
+      Object.fromEntries(lbConditionInputs(f).map((c) => [c.type, `${c.status}/${c.reason}`]));
+    expect(byType({})).toEqual({
+      Ready: "Unknown/Starting",
+      Degraded: "False/AsExpected",
+      Progressing: "False/Reconciled",
+    });
+    expect(byType({ servicesUp: true })).toEqual({
+      Ready: "True/Serving",
+      Degraded: "False/AsExpected",
+      Progressing: "False/Reconciled",
+    });
+    expect(byType({ servicesUp: true, vrrpState: "Fault" })).toMatchObject({
+      Ready: "False/VrrpFault",
+      Degraded: "True/VrrpFault",
+    });
+    expect(byType({ servicesUp: false, lastError: "haproxy -c failed", applying: true })).toEqual({
+      Ready: "False/ServicesDown",
+      Degraded: "True/ApplyFailed",
+      Progressing: "True/Applying",
+    });
+    expect(byType({ servicesUp: true, specProblems: [{ path: "x", rule: "y" }] })).toMatchObject({
+      Ready: "True/Serving",
+      Degraded: "True/InvalidSpec",
+    });
     const t1 = new Date("2025-01-02T03:04:05.678Z");
     const t2 = new Date("2025-01-02T03:09:00Z");
     const c1 = withTransition({ type: "Ready", status: "True", reason: "Serving", message: "" }, undefined, t1, 3);
-    expect(c1).toEqual({ type: "Ready", status: "True", observedGeneration: 3, lastTransitionTime: "2025-01-02T03:04:05Z", reason: "Serving", message: "" });
-    expect(withTransition({ type: "Ready", status: "True", reason: "Serving", message: "again" }, [c1], t2).lastTransitionTime).toBe("2025-01-02T03:04:05Z");
-    expect(withTransition({ type: "Ready", status: "False", reason: "ServicesDown", message: "" }, [c1], t2).lastTransitionTime).toBe("2025-01-02T03:09:00Z");
+    expect(c1).toEqual({
+      type: "Ready",
+      status: "True",
+      observedGeneration: 3,
+      lastTransitionTime: "2025-01-02T03:04:05Z",
+      reason: "Serving",
+      message: "",
+    });
+    expect(
+      withTransition({ type: "Ready", status: "True", reason: "Serving", message: "again" }, [c1], t2)
+        .lastTransitionTime,
+    ).toBe("2025-01-02T03:04:05Z");
+    expect(
+      withTransition({ type: "Ready", status: "False", reason: "ServicesDown", message: "" }, [c1], t2)
+        .lastTransitionTime,
+    ).toBe("2025-01-02T03:09:00Z");
   });
 
   test("Redundant: False when the peer is missing, stale or not Ready, or this LB is not Ready; True when both are", () => {
@@ -264,15 +406,42 @@ describe("agent/kube, pure", () => {
 
   test("the MASTER's view of the peer: skew-proof heartbeat age on its own clock; unknown fields of a newer peer tolerated", () => {
     let nowMs = Date.parse("2025-01-02T03:00:00Z");
-    const cluster = parseAgentSettings({ cluster: { apiServers: ["https://127.0.0.1:1"], tlsServerName: TLS_NAME, namespace: NS, loadBalancerName: LAB }, imageRef: IMAGE }).cluster!;
-    const reporter = new StatusReporter(new KubeClient(cluster), { namespace: NS, loadBalancerName: LAB, lbName: "lb1", role: "primary", heartbeatMs: 1000, staleAfterMs: 5000, now: () => new Date(nowMs) });
+    const cluster = parseAgentSettings({
+      cluster: { apiServers: ["https://127.0.0.1:1"], tlsServerName: TLS_NAME, namespace: NS, loadBalancerName: LAB },
+      imageRef: IMAGE,
+    }).cluster!;
+    const reporter = new StatusReporter(new KubeClient(cluster), {
+      namespace: NS,
+      loadBalancerName: LAB,
+      lbName: "lb1",
+      role: "primary",
+      heartbeatMs: 1000,
+      staleAfterMs: 5000,
+      now: () => new Date(nowMs),
+    });
     reporter.update({ servicesUp: true, vrrpState: "Master" });
     const lbWith = (heartbeat: string, extra: Record<string, unknown> = {}) => ({
       metadata: { name: LAB, namespace: NS },
       spec: {},
       status: {
         loadBalancers: [
-          { name: "lb2", role: "secondary", heartbeat, futureField: { x: 1 }, conditions: [{ type: "Ready", status: "True", reason: "Serving", message: "", lastTransitionTime: "2025-01-02T02:00:00Z" }, { type: "Odd" }], ...extra },
+          {
+            name: "lb2",
+            role: "secondary",
+            heartbeat,
+            futureField: { x: 1 },
+            conditions: [
+              {
+                type: "Ready",
+                status: "True",
+                reason: "Serving",
+                message: "",
+                lastTransitionTime: "2025-01-02T02:00:00Z",
+              },
+              { type: "Odd" },
+            ],
+            ...extra,
+          },
         ],
       },
     });
@@ -288,7 +457,19 @@ describe("agent/kube, pure", () => {
     // a peer an hour behind that keeps writing is alive
     reporter.observe(lbWith("2025-01-02T02:00:09Z"));
     expect(reporter.redundantNow().reason).toBe("BothReady");
-    reporter.observe(lbWith("2025-01-02T02:00:10Z", { conditions: [{ type: "Ready", status: "False", reason: "ServicesDown", message: "", lastTransitionTime: "2025-01-02T02:00:10Z" }] }));
+    reporter.observe(
+      lbWith("2025-01-02T02:00:10Z", {
+        conditions: [
+          {
+            type: "Ready",
+            status: "False",
+            reason: "ServicesDown",
+            message: "",
+            lastTransitionTime: "2025-01-02T02:00:10Z",
+          },
+        ],
+      }),
+    );
     expect(reporter.redundantNow().reason).toBe("PeerNotReady");
     reporter.observe({ metadata: { name: LAB, namespace: NS }, spec: {}, status: { loadBalancers: "garbage" } });
     expect(reporter.redundantNow().reason).toBe("PeerMissing");
@@ -307,7 +488,9 @@ describe("agent/kube, pure", () => {
       expect(statSync(path).ino).not.toBe(before);
       expect(readdirSync(dir)).toEqual(["token"]);
       // counter-case: a directory that does not exist names the file, and nothing is left behind
-      await expect(writeSecretFileAtomic(join(dir, "missing", "token"), "x")).rejects.toThrow(`cannot write ${join(dir, "missing", "token")}: ENOENT`);
+      await expect(writeSecretFileAtomic(join(dir, "missing", "token"), "x")).rejects.toThrow(
+        `cannot write ${join(dir, "missing", "token")}: ENOENT`,
+      );
     } finally {
       process.umask(old);
       rmSync(dir, { recursive: true, force: true });
@@ -316,7 +499,10 @@ describe("agent/kube, pure", () => {
 
   test("jwtTimes reads iat/exp of a JWT only", () => {
     const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-    expect(jwtTimes(`${b64({ alg: "RS256" })}.${b64({ iat: 10, exp: 20, sub: "x" })}.sig`)).toEqual({ iat: 10, exp: 20 });
+    expect(jwtTimes(`${b64({ alg: "RS256" })}.${b64({ iat: 10, exp: 20, sub: "x" })}.sig`)).toEqual({
+      iat: 10,
+      exp: 20,
+    });
     expect(jwtTimes(`${b64({})}.${b64({ sub: "x" })}.sig`)).toEqual({});
     expect(jwtTimes("opaque-token")).toBeUndefined();
     expect(jwtTimes("a.%%%.c")).toBeUndefined();
@@ -326,11 +512,14 @@ describe("agent/kube, pure", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // against the real API server
 
-
 /** Events of one agent, with the time each arrived; waits are bounded. */
 class EventLog {
   readonly events: { at: number; e: ClusterSideEvent }[] = [];
-  private waiters: { pred: (e: ClusterSideEvent) => boolean; from: number; resolve: (v: { at: number; e: ClusterSideEvent }) => void }[] = [];
+  private waiters: {
+    pred: (e: ClusterSideEvent) => boolean;
+    from: number;
+    resolve: (v: { at: number; e: ClusterSideEvent }) => void;
+  }[] = [];
 
   push = (e: ClusterSideEvent): void => {
     const item = { at: performance.now(), e };
@@ -349,14 +538,27 @@ class EventLog {
     return this.events.length;
   }
 
-  async waitFor(pred: (e: ClusterSideEvent) => boolean, what: string, from = 0, timeoutMs = 15_000): Promise<{ at: number; e: ClusterSideEvent }> {
+  async waitFor(
+    pred: (e: ClusterSideEvent) => boolean,
+    what: string,
+    from = 0,
+    timeoutMs = 15_000,
+  ): Promise<{ at: number; e: ClusterSideEvent }> {
     const found = this.events.slice(from).find((x) => pred(x.e));
     if (found) return found;
     let timer: NodeJS.Timeout | undefined;
     try {
       return await new Promise((resolve, reject) => {
         this.waiters.push({ pred, from, resolve });
-        timer = setTimeout(() => reject(new Error(`no event "${what}" within ${timeoutMs} ms; last: ${JSON.stringify(this.events.slice(-5).map((x) => x.e))}`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no event "${what}" within ${timeoutMs} ms; last: ${JSON.stringify(this.events.slice(-5).map((x) => x.e))}`,
+              ),
+            ),
+          timeoutMs,
+        );
       });
     } finally {
       clearTimeout(timer);
@@ -366,8 +568,15 @@ class EventLog {
 
 const desired = (e: ClusterSideEvent) => (e.type === "desired" ? e.state : undefined);
 /** the API servers that Nodes added (the spec's static ones stay whatever the Nodes do) */
-const apiNames = (e: ClusterSideEvent) => desired(e)?.selection.pools.api.servers.filter((b) => b.from === "node").map((b) => b.name).join(",");
-const ingressNames = (e: ClusterSideEvent) => desired(e)?.selection.backends.ingress.map((b) => b.name).join(",");
+const apiNames = (e: ClusterSideEvent) =>
+  desired(e)
+    ?.selection.pools.api.servers.filter((b) => b.from === "node")
+    .map((b) => b.name)
+    .join(",");
+const ingressNames = (e: ClusterSideEvent) =>
+  desired(e)
+    ?.selection.backends.ingress.map((b) => b.name)
+    .join(",");
 
 /** A TCP relay to the API server that can be taken away and brought back (the API "away", not stopped: fast). */
 class Relay {
@@ -409,7 +618,9 @@ class Relay {
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+  return s.length % 2
+    ? (s[(s.length - 1) / 2] as number)
+    : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
 };
 const figures: Record<string, number[]> = {};
 const measure = (what: string, ms: number) => (figures[what] ??= []).push(Math.round(ms));
@@ -424,23 +635,45 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
   const relays: Relay[] = [];
 
   let cluster: AgentCluster;
-  const must = (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => cluster.must(method, path, body, contentType);
-  const putNode = (name: string, labels: Record<string, string>, ip: string, ready = true) => cluster.putNode(name, labels, ip, ready);
+  const must = (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> =>
+    cluster.must(method, path, body, contentType);
+  const putNode = (name: string, labels: Record<string, string>, ip: string, ready = true) =>
+    cluster.putNode(name, labels, ip, ready);
   const setReady = (name: string, ready: boolean, ip?: string) => cluster.setReady(name, ready, ip);
 
   /** Agent settings with the real CA and TLS name; a token file of its own, 0600. */
-  const settingsFor = (agent: string, apiServers: string[], token = secretToken, extra: Record<string, unknown> = {}): AgentSettings => {
+  const settingsFor = (
+    agent: string,
+    apiServers: string[],
+    token = secretToken,
+    extra: Record<string, unknown> = {},
+  ): AgentSettings => {
     const tokenFile = join(dir, agent, "token");
     mkdirSync(join(dir, agent), { recursive: true, mode: 0o700 });
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     return parseAgentSettings({
-      cluster: { apiServers, tlsServerName: TLS_NAME, caCertificate: kube!.caPem, namespace: NS, loadBalancerName: LAB, tokenFile, ...extra },
+      cluster: {
+        apiServers,
+        tlsServerName: TLS_NAME,
+        caCertificate: kube!.caPem,
+        namespace: NS,
+        loadBalancerName: LAB,
+        tokenFile,
+        ...extra,
+      },
       imageRef: IMAGE,
     });
   };
   const record = (agent: string) => (r: ResponseRecord) => responses.push({ ...r, agent });
 
-  const startSide = async (agent: string, hostname: string, role: "primary" | "secondary", log: EventLog, settings: AgentSettings, opts: Partial<ConstructorParameters<typeof ClusterSide>[0]> = {}) => {
+  const startSide = async (
+    agent: string,
+    hostname: string,
+    role: "primary" | "secondary",
+    log: EventLog,
+    settings: AgentSettings,
+    opts: Partial<ConstructorParameters<typeof ClusterSide>[0]> = {},
+  ) => {
     const side = new ClusterSide({
       settings,
       host: { hostname, role },
@@ -470,18 +703,25 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
     await kube?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
     for (const [what, xs] of Object.entries(figures)) {
-      process.stderr.write(`[agent-kube] ${what}: n=${xs.length} min ${Math.min(...xs)} ms, median ${median(xs)} ms, max ${Math.max(...xs)} ms\n`);
+      process.stderr.write(
+        `[agent-kube] ${what}: n=${xs.length} min ${Math.min(...xs)} ms, median ${median(xs)} ms, max ${Math.max(...xs)} ms\n`,
+      );
     }
   }, 60_000);
 
   describe("client", () => {
     test("reaches the API by address with the API's TLS name and CA; a wrong name or CA fails (counter-cases)", async () => {
       const ok = new KubeClient(settingsFor("client-ok", [kube!.server]).cluster!, { onResponse: record("client-ok") });
-      const review = (await ok.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })) as { status: { userInfo: { username: string } } };
+      const review = (await ok.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+      })) as { status: { userInfo: { username: string } } };
       expect(review.status.userInfo.username).toBe(names.user);
 
       // 127.0.0.1 is in the serving certificate too: only a checked tls-server-name makes a wrong name fail
-      const wrongName = new KubeClient({ ...settingsFor("client-name", [kube!.server]).cluster!, tlsServerName: "api.elsewhere.example" });
+      const wrongName = new KubeClient({
+        ...settingsFor("client-name", [kube!.server]).cluster!,
+        tlsServerName: "api.elsewhere.example",
+      });
       await expect(wrongName.request("GET", "/api/v1/nodes")).rejects.toThrow(/ERR_TLS_CERT_ALTNAME_INVALID/);
       const otherPkiDir = join(dir, "other-pki");
       mkdirSync(otherPkiDir);
@@ -492,21 +732,32 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
 
     test("tries the next API server when one fails, and keeps the one that answered first", async () => {
       const [closed] = await freeLoopbackPorts(1);
-      const c = new KubeClient(settingsFor("client-failover", [`https://127.0.0.1:${closed}`, kube!.server]).cluster!, { onResponse: record("client-failover") });
+      const c = new KubeClient(settingsFor("client-failover", [`https://127.0.0.1:${closed}`, kube!.server]).cluster!, {
+        onResponse: record("client-failover"),
+      });
       expect(c.currentServer).toBe(`https://127.0.0.1:${closed}`);
       await c.request("GET", "/api/v1/nodes");
       expect(c.currentServer).toBe(kube!.server);
       const before = responses.filter((r) => r.agent === "client-failover").length;
       await c.request("GET", "/api/v1/nodes");
-      expect(responses.filter((r) => r.agent === "client-failover").slice(before).map((r) => r.server)).toEqual([kube!.server]);
-      expect(responses.find((r) => r.agent === "client-failover" && r.status === "error")?.server).toBe(`https://127.0.0.1:${closed}`);
+      expect(
+        responses
+          .filter((r) => r.agent === "client-failover")
+          .slice(before)
+          .map((r) => r.server),
+      ).toEqual([kube!.server]);
+      expect(responses.find((r) => r.agent === "client-failover" && r.status === "error")?.server).toBe(
+        `https://127.0.0.1:${closed}`,
+      );
     });
 
     test("a missing or empty token file names the field; the token is in no error; an aborted request says so", async () => {
       const s = settingsFor("client-token", [kube!.server]).cluster!;
       const c = new KubeClient(s);
       rmSync(s.tokenFile);
-      await expect(c.request("GET", "/api/v1/nodes")).rejects.toThrow(`cluster.tokenFile: cannot read ${s.tokenFile}: ENOENT`);
+      await expect(c.request("GET", "/api/v1/nodes")).rejects.toThrow(
+        `cluster.tokenFile: cannot read ${s.tokenFile}: ENOENT`,
+      );
       writeFileSync(s.tokenFile, "\n", { mode: 0o600 });
       await expect(c.request("GET", "/api/v1/nodes")).rejects.toThrow(`cluster.tokenFile: ${s.tokenFile} is empty`);
       writeFileSync(s.tokenFile, "not-a-valid-token\n", { mode: 0o600 });
@@ -532,7 +783,11 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       expect(state.spec.clusterName).toBe("lab");
       expect(state.selection.pools.api.servers.map((b) => b.from)).toEqual(["spec", "spec", "spec"]);
       expect(state.selection.pools.ingress).toEqual({ servers: [], leftOut: [] });
-      expect(state.selection.backends.api.map((b) => b.address)).toEqual(["192.168.100.10", "192.168.100.11", "192.168.100.12"]);
+      expect(state.selection.backends.api.map((b) => b.address)).toEqual([
+        "192.168.100.10",
+        "192.168.100.11",
+        "192.168.100.12",
+      ]);
     });
 
     test("Node added / labelled / NotReady / cordoned / deleted -> a desired-state event within a bound", async () => {
@@ -547,30 +802,107 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         return got.e;
       };
       // the spec's static API addresses are .10-.12; these Nodes sit beside them
-      const e1 = await step("cp-0 added", () => putNode("cp-0", CP, "192.168.100.13"), (e) => apiNames(e) === "cp-0");
-      expect(desired(e1)!.selection.pools.api.servers.map((b) => `${b.name}:${b.from}`)).toEqual(["192.168.100.10:spec", "192.168.100.11:spec", "192.168.100.12:spec", "cp-0:node"]);
-      await step("cp-1 added", () => putNode("cp-1", CP, "192.168.100.14"), (e) => apiNames(e) === "cp-0,cp-1");
-      await step("cp-2 added NotReady: a backend all the same (HAProxy's check judges)", () => putNode("cp-2", CP, "192.168.100.15", false), (e) => apiNames(e) === "cp-0,cp-1,cp-2");
-      await step("cp-2 loses its label", () => must("PATCH", "/api/v1/nodes/cp-2", { metadata: { labels: { "node-role.kubernetes.io/control-plane": null } } }, MERGE), (e) => apiNames(e) === "cp-0,cp-1");
-      await step("w-0 added", () => putNode("w-0", WORKER, "192.168.100.20"), (e) => ingressNames(e) === "w-0" && desired(e)!.selection.pools.ingress!.servers[0]!.from === "node");
-      await step("w-1 added", () => putNode("w-1", WORKER, "192.168.100.21"), (e) => ingressNames(e) === "w-0,w-1");
-      await step("w-1 cordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: true } }, MERGE), (e) => ingressNames(e) === "w-0");
-      await step("w-1 uncordoned", () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: null } }, MERGE), (e) => ingressNames(e) === "w-0,w-1");
-      await step("w-1 NotReady beside a Ready w-0", () => setReady("w-1", false), (e) => ingressNames(e) === "w-0");
-      await step("w-1 Ready again", () => setReady("w-1", true), (e) => ingressNames(e) === "w-0,w-1");
-      await step("cp-1 deleted", () => must("DELETE", "/api/v1/nodes/cp-1"), (e) => apiNames(e) === "cp-0");
-      await step("cp-1 back", () => putNode("cp-1", CP, "192.168.100.14"), (e) => apiNames(e) === "cp-0,cp-1");
-      const e2 = await step("a Node at a static address is that server", () => putNode("cp-s", CP, "192.168.100.10"), (e) => desired(e)?.selection.pools.api.servers[0]?.node === "cp-s");
+      const e1 = await step(
+        "cp-0 added",
+        () => putNode("cp-0", CP, "192.168.100.13"),
+        (e) => apiNames(e) === "cp-0",
+      );
+      expect(desired(e1)!.selection.pools.api.servers.map((b) => `${b.name}:${b.from}`)).toEqual([
+        "192.168.100.10:spec",
+        "192.168.100.11:spec",
+        "192.168.100.12:spec",
+        "cp-0:node",
+      ]);
+      await step(
+        "cp-1 added",
+        () => putNode("cp-1", CP, "192.168.100.14"),
+        (e) => apiNames(e) === "cp-0,cp-1",
+      );
+      await step(
+        "cp-2 added NotReady: a backend all the same (HAProxy's check judges)",
+        () => putNode("cp-2", CP, "192.168.100.15", false),
+        (e) => apiNames(e) === "cp-0,cp-1,cp-2",
+      );
+      await step(
+        "cp-2 loses its label",
+        () =>
+          must(
+            "PATCH",
+            "/api/v1/nodes/cp-2",
+            { metadata: { labels: { "node-role.kubernetes.io/control-plane": null } } },
+            MERGE,
+          ),
+        (e) => apiNames(e) === "cp-0,cp-1",
+      );
+      await step(
+        "w-0 added",
+        () => putNode("w-0", WORKER, "192.168.100.20"),
+        (e) => ingressNames(e) === "w-0" && desired(e)!.selection.pools.ingress!.servers[0]!.from === "node",
+      );
+      await step(
+        "w-1 added",
+        () => putNode("w-1", WORKER, "192.168.100.21"),
+        (e) => ingressNames(e) === "w-0,w-1",
+      );
+      await step(
+        "w-1 cordoned",
+        () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: true } }, MERGE),
+        (e) => ingressNames(e) === "w-0",
+      );
+      await step(
+        "w-1 uncordoned",
+        () => must("PATCH", "/api/v1/nodes/w-1", { spec: { unschedulable: null } }, MERGE),
+        (e) => ingressNames(e) === "w-0,w-1",
+      );
+      await step(
+        "w-1 NotReady beside a Ready w-0",
+        () => setReady("w-1", false),
+        (e) => ingressNames(e) === "w-0",
+      );
+      await step(
+        "w-1 Ready again",
+        () => setReady("w-1", true),
+        (e) => ingressNames(e) === "w-0,w-1",
+      );
+      await step(
+        "cp-1 deleted",
+        () => must("DELETE", "/api/v1/nodes/cp-1"),
+        (e) => apiNames(e) === "cp-0",
+      );
+      await step(
+        "cp-1 back",
+        () => putNode("cp-1", CP, "192.168.100.14"),
+        (e) => apiNames(e) === "cp-0,cp-1",
+      );
+      const e2 = await step(
+        "a Node at a static address is that server",
+        () => putNode("cp-s", CP, "192.168.100.10"),
+        (e) => desired(e)?.selection.pools.api.servers[0]?.node === "cp-s",
+      );
       expect(apiNames(e2)).toBe("cp-0,cp-1");
-      expect(desired(e2)!.selection.backends.api.map((b) => b.name)).toEqual(["192.168.100.10", "192.168.100.11", "192.168.100.12", "cp-0", "cp-1"]);
-      await step("cp-s NotReady and deleted: the static server stays", () => setReady("cp-s", false).then(() => must("DELETE", "/api/v1/nodes/cp-s")), (e) => desired(e)?.selection.pools.api.servers[0]?.node === undefined);
+      expect(desired(e2)!.selection.backends.api.map((b) => b.name)).toEqual([
+        "192.168.100.10",
+        "192.168.100.11",
+        "192.168.100.12",
+        "cp-0",
+        "cp-1",
+      ]);
+      await step(
+        "cp-s NotReady and deleted: the static server stays",
+        () => setReady("cp-s", false).then(() => must("DELETE", "/api/v1/nodes/cp-s")),
+        (e) => desired(e)?.selection.pools.api.servers[0]?.node === undefined,
+      );
       // each desired event follows a change: a status write (heartbeat) or an unrelated Node field sends none
       const from = log.mark;
       await must("PATCH", "/api/v1/nodes/cp-0", { metadata: { annotations: { "example.com/unrelated": "x" } } }, MERGE);
       await sleep(1000);
       expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
       expect(side.current()!.selection.backends.api.map((b) => `${b.name}=${b.address}`)).toEqual([
-        "192.168.100.10=192.168.100.10", "192.168.100.11=192.168.100.11", "192.168.100.12=192.168.100.12", "cp-0=192.168.100.13", "cp-1=192.168.100.14",
+        "192.168.100.10=192.168.100.10",
+        "192.168.100.11=192.168.100.11",
+        "192.168.100.12=192.168.100.12",
+        "cp-0=192.168.100.13",
+        "cp-1=192.168.100.14",
       ]);
     });
 
@@ -589,9 +921,21 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
 
     test("the Node list comes in pages (limit + continue): every Node, one snapshot", async () => {
       const paged = new EventLog();
-      const other = await startSide("lb-paged", "lab-lb-2", "secondary", paged, settingsFor("lb-paged", [kube!.server]), {
-        watch: { resyncMs: 60_000, watchTimeoutSeconds: 30, backoff: { initialMs: 100, maxMs: 1000 }, listPageSize: 2 },
-      });
+      const other = await startSide(
+        "lb-paged",
+        "lab-lb-2",
+        "secondary",
+        paged,
+        settingsFor("lb-paged", [kube!.server]),
+        {
+          watch: {
+            resyncMs: 60_000,
+            watchTimeoutSeconds: 30,
+            backoff: { initialMs: 100, maxMs: 1000 },
+            listPageSize: 2,
+          },
+        },
+      );
       try {
         const first = desired((await paged.waitFor((e) => e.type === "desired", "first desired state (paged)")).e)!;
         const lists = responses.filter((r) => r.agent === "lb-paged" && r.path.startsWith("/api/v1/nodes?limit=2"));
@@ -605,45 +949,119 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         // its status entry goes with it: the later tests count the entries of the LBs they start
         const lb = (await must("GET", lbPath)).body as { status?: { loadBalancers?: { name: string }[] } };
         const i = (lb.status?.loadBalancers ?? []).findIndex((e) => e.name === "lab-lb-2");
-        if (i >= 0) await must("PATCH", `${lbPath}/status`, [{ op: "test", path: `/status/loadBalancers/${i}/name`, value: "lab-lb-2" }, { op: "remove", path: `/status/loadBalancers/${i}` }], "application/json-patch+json");
+        if (i >= 0)
+          await must(
+            "PATCH",
+            `${lbPath}/status`,
+            [
+              { op: "test", path: `/status/loadBalancers/${i}/name`, value: "lab-lb-2" },
+              { op: "remove", path: `/status/loadBalancers/${i}` },
+            ],
+            "application/json-patch+json",
+          );
       }
     });
 
     test("a spec change -> desired event with the new spec; an invalid spec -> field errors, the last good one kept", async () => {
       let from = log.mark;
-      await must("PATCH", lbPath, { spec: { ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } } }, MERGE);
+      await must(
+        "PATCH",
+        lbPath,
+        { spec: { ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } } },
+        MERGE,
+      );
       const changed = await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "spec change", from);
       expect(desired(changed.e)!.generation).toBe(2);
       expect(desired(changed.e)!.selection.pools.ingress!.servers).toEqual([]);
-      await must("PATCH", "/api/v1/nodes/w-0", { metadata: { labels: { "node-role.kubernetes.io/infra": "" } } }, MERGE);
+      await must(
+        "PATCH",
+        "/api/v1/nodes/w-0",
+        { metadata: { labels: { "node-role.kubernetes.io/infra": "" } } },
+        MERGE,
+      );
       await log.waitFor((e) => ingressNames(e) === "w-0", "infra node", from);
 
       from = log.mark;
       const good = side.current();
       // a private API VIP outside network.cidr: well-formed for the CRD, wrong for spec/semantics.ts
-      const r = await must("PATCH", lbPath, { spec: { virtualAddresses: { api: [{ address: "10.9.9.100", type: "private" }, { address: "198.51.100.100", type: "public" }] } } }, MERGE);
+      const r = await must(
+        "PATCH",
+        lbPath,
+        {
+          spec: {
+            virtualAddresses: {
+              api: [
+                { address: "10.9.9.100", type: "private" },
+                { address: "198.51.100.100", type: "public" },
+              ],
+            },
+          },
+        },
+        MERGE,
+      );
       expect((r.body as { metadata: { generation: number } }).metadata.generation).toBe(3);
       const bad = (await log.waitFor((e) => e.type === "invalidSpec", "invalid spec", from)).e;
-      expect(bad).toEqual({ type: "invalidSpec", generation: 3, problems: [{ path: "virtualAddresses.api[0].address", rule: "is private, so it must be inside network.cidr 192.168.100.0/24" }] });
+      expect(bad).toEqual({
+        type: "invalidSpec",
+        generation: 3,
+        problems: [
+          {
+            path: "virtualAddresses.api[0].address",
+            rule: "is private, so it must be inside network.cidr 192.168.100.0/24",
+          },
+        ],
+      });
       expect(side.current()).toBe(good);
       // Nodes still move the backends of the last good spec
       await putNode("cp-9", CP, "192.168.100.19");
-      const moved = await log.waitFor((e) => apiNames(e) === "cp-0,cp-1,cp-9", "backend change under an invalid spec", from);
+      const moved = await log.waitFor(
+        (e) => apiNames(e) === "cp-0,cp-1,cp-9",
+        "backend change under an invalid spec",
+        from,
+      );
       expect(desired(moved.e)!.generation).toBe(2);
       // status says Degraded with the field error
       const deadline = Date.now() + 5000;
       let degraded: { reason: string; message: string } | undefined;
       while (!degraded && Date.now() < deadline) {
-        const lb = (await must("GET", lbPath)).body as { status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string; reason: string; message: string }[] }[] } };
-        degraded = lb.status?.loadBalancers?.find((e) => e.name === "lab-lb-1")?.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
+        const lb = (await must("GET", lbPath)).body as {
+          status?: {
+            loadBalancers?: {
+              name: string;
+              conditions?: { type: string; status: string; reason: string; message: string }[];
+            }[];
+          };
+        };
+        degraded = lb.status?.loadBalancers
+          ?.find((e) => e.name === "lab-lb-1")
+          ?.conditions?.find((c) => c.type === "Degraded" && c.status === "True");
         if (!degraded) await sleep(100);
       }
       expect(degraded).toMatchObject({ reason: "InvalidSpec" });
-      expect(degraded!.message).toContain("virtualAddresses.api[0].address: is private, so it must be inside network.cidr 192.168.100.0/24");
+      expect(degraded!.message).toContain(
+        "virtualAddresses.api[0].address: is private, so it must be inside network.cidr 192.168.100.0/24",
+      );
 
       from = log.mark;
-      await must("PATCH", lbPath, { spec: { virtualAddresses: { api: [{ address: "192.168.100.100", type: "private" }, { address: "198.51.100.100", type: "public" }] } } }, MERGE);
-      expect(desired((await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "fixed spec", from)).e)!.generation).toBe(4);
+      await must(
+        "PATCH",
+        lbPath,
+        {
+          spec: {
+            virtualAddresses: {
+              api: [
+                { address: "192.168.100.100", type: "private" },
+                { address: "198.51.100.100", type: "public" },
+              ],
+            },
+          },
+        },
+        MERGE,
+      );
+      expect(
+        desired((await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "fixed spec", from)).e)!
+          .generation,
+      ).toBe(4);
       await must("DELETE", "/api/v1/nodes/cp-9");
     });
   });
@@ -657,7 +1075,10 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
     type Cond = { type: string; status: string; reason: string; message: string; lastTransitionTime: string };
     const getStatus = async () =>
       (await must("GET", lbPath)).body as {
-        status?: { conditions?: Cond[]; loadBalancers?: { name: string; role: string; vrrpState?: string; heartbeat: string; conditions?: Cond[] }[] };
+        status?: {
+          conditions?: Cond[];
+          loadBalancers?: { name: string; role: string; vrrpState?: string; heartbeat: string; conditions?: Cond[] }[];
+        };
         metadata: { managedFields: { manager: string; subresource?: string; fieldsV1: unknown }[] };
       };
     const redundant = async () => (await getStatus()).status?.conditions?.find((c) => c.type === "Redundant");
@@ -666,7 +1087,8 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       for (;;) {
         const c = await redundant();
         if (c?.reason === reason) return { c, ms: performance.now() - t0 };
-        if (performance.now() - t0 > timeoutMs) throw new Error(`Redundant never became ${reason}; last ${JSON.stringify(c)}`);
+        if (performance.now() - t0 > timeoutMs)
+          throw new Error(`Redundant never became ${reason}; last ${JSON.stringify(c)}`);
         await sleep(50);
       }
     };
@@ -675,7 +1097,13 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       // the agent of the previous describe is lb1's own (same hostname): stop it so only these two write
       await Promise.all(sides.splice(0).map((s) => s.stop()));
       lb1 = await startSide("lb1", "lab-lb-1", "primary", log1, settingsFor("lb1", [kube!.server]));
-      lb1.status.update({ vrrpState: "Master", servicesUp: true, rendererVersion: "0.1.0", bootedImage: IMAGE, configHashes: { "/etc/haproxy/haproxy.cfg": "sha256:1" } });
+      lb1.status.update({
+        vrrpState: "Master",
+        servicesUp: true,
+        rendererVersion: "0.1.0",
+        bootedImage: IMAGE,
+        configHashes: { "/etc/haproxy/haproxy.cfg": "sha256:1" },
+      });
       const { c } = await untilRedundant("PeerMissing");
       expect(c.status).toBe("False");
     });
@@ -703,7 +1131,10 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       expect([...log1.events, ...log2.events].filter((x) => x.e.type === "statusError")).toEqual([]);
       expect(responses.filter((r) => r.status === 409)).toEqual([]);
       // ownership: each entry manager owns its own entry only; the MASTER's pair manager owns Redundant
-      const owned = (m: string) => JSON.stringify(s.metadata.managedFields.find((f) => f.manager === m && f.subresource === "status")?.fieldsV1 ?? {});
+      const owned = (m: string) =>
+        JSON.stringify(
+          s.metadata.managedFields.find((f) => f.manager === m && f.subresource === "status")?.fieldsV1 ?? {},
+        );
       expect(owned(statusFieldManager("lab-lb-1"))).toContain('k:{\\"name\\":\\"lab-lb-1\\"}');
       expect(owned(statusFieldManager("lab-lb-1"))).not.toContain("lab-lb-2");
       expect(owned(statusFieldManager("lab-lb-1"))).not.toContain("Redundant");
@@ -720,9 +1151,13 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       lb2.status.update({ servicesUp: true, lastError: undefined });
       const { c } = await untilRedundant("BothReady");
       expect(c.lastTransitionTime > before.lastTransitionTime).toBe(true);
-      const lb1Ready = (await getStatus()).status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!.conditions!.find((x) => x.type === "Ready")!;
+      const lb1Ready = (await getStatus())
+        .status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!
+        .conditions!.find((x) => x.type === "Ready")!;
       await sleep(1100);
-      const again = (await getStatus()).status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!.conditions!.find((x) => x.type === "Ready")!;
+      const again = (await getStatus())
+        .status!.loadBalancers!.find((e) => e.name === "lab-lb-1")!
+        .conditions!.find((x) => x.type === "Ready")!;
       expect(again.lastTransitionTime).toBe(lb1Ready.lastTransitionTime);
     });
 
@@ -744,7 +1179,12 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         servers: [
           { name: "192.168.100.9", address: "192.168.100.9", from: "spec" as const },
           { name: "192.168.100.10", address: "192.168.100.10", from: "spec" as const, node: "master-0" },
-          ...Array.from({ length: 300 }, (_, i) => ({ name: `w-${i}`, address: `10.0.${i >> 8}.${i & 255}`, from: "node" as const, node: `w-${i}` })),
+          ...Array.from({ length: 300 }, (_, i) => ({
+            name: `w-${i}`,
+            address: `10.0.${i >> 8}.${i & 255}`,
+            from: "node" as const,
+            node: `w-${i}`,
+          })),
         ],
         leftOut: Array.from({ length: 40 }, (_, i) => ({ node: `x-${i}`, reason: "cordoned" })),
       };
@@ -758,10 +1198,22 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
         await sleep(50);
       }
       const s = (await getStatus()).status!.loadBalancers!;
-      expect(s.map((e) => [e.name, e.role])).toEqual([["lab-lb-1", "primary"], ["lab-lb-2b", "secondary"]]);
-      const api = (s[1] as unknown as { backends: { api: { servers: unknown[]; serverCount: number; leftOut: unknown[]; leftOutCount: number } } }).backends.api;
+      expect(s.map((e) => [e.name, e.role])).toEqual([
+        ["lab-lb-1", "primary"],
+        ["lab-lb-2b", "secondary"],
+      ]);
+      const api = (
+        s[1] as unknown as {
+          backends: { api: { servers: unknown[]; serverCount: number; leftOut: unknown[]; leftOutCount: number } };
+        }
+      ).backends.api;
       expect([api.servers.length, api.serverCount, api.leftOut.length, api.leftOutCount]).toEqual([256, 302, 32, 40]);
-      expect(api.servers[1]).toEqual({ name: "192.168.100.10", address: "192.168.100.10", from: "spec", node: "master-0" });
+      expect(api.servers[1]).toEqual({
+        name: "192.168.100.10",
+        address: "192.168.100.10",
+        from: "spec",
+        node: "master-0",
+      });
       // the MASTER's peer is the new VM, never the dead entry
       expect(lb1.status.peerView()?.name).toBe("lab-lb-2b");
       expect(responses.filter((r) => r.agent === "lb2b" && r.status === 403)).toEqual([]);
@@ -783,7 +1235,9 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       const log = new EventLog();
       const settings = settingsFor("lb-token", [kube!.server]);
       const tokenFile = settings.cluster!.tokenFile;
-      const side = await startSide("lb-token", "lab-lb-1", "primary", log, settings, { token: { expirationSeconds: 3600 } });
+      const side = await startSide("lb-token", "lab-lb-1", "primary", log, settings, {
+        token: { expirationSeconds: 3600 },
+      });
       const renewed = await log.waitFor((e) => e.type === "tokenRenewed", "first renewal");
       const first = readFileSync(tokenFile, "utf8").trim();
       expect(first).not.toBe(secretToken);
@@ -796,9 +1250,14 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       expect(statSync(bootstrapTokenPath(tokenFile)).mode & 0o777).toBe(0o600);
 
       // the client presents exactly the token in the file: the API server reports its ID
-      const jti = (t: string) => (JSON.parse(Buffer.from(t.split(".")[1]!, "base64url").toString()) as { jti: string }).jti;
+      const jti = (t: string) =>
+        (JSON.parse(Buffer.from(t.split(".")[1]!, "base64url").toString()) as { jti: string }).jti;
       const credentialId = async () =>
-        ((await side.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })) as { status: { userInfo: { extra?: Record<string, string[]> } } }).status.userInfo.extra?.["authentication.kubernetes.io/credential-id"];
+        (
+          (await side.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+            body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+          })) as { status: { userInfo: { extra?: Record<string, string[]> } } }
+        ).status.userInfo.extra?.["authentication.kubernetes.io/credential-id"];
       expect(await credentialId()).toEqual([`JTI=${jti(first)}`]);
       await side.token!.renewNow();
       const second = readFileSync(tokenFile, "utf8").trim();
@@ -828,22 +1287,46 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
     test("the agent refuses it itself: invalid spec naming clusterName and the derived router ID; the last good spec stays", async () => {
       const log = new EventLog();
       const booted = resolveSpec(devSpecRaw());
-      const side = await startSide("lb-immutable", "lab-lb-1", "primary", log, settingsFor("lb-immutable", [kube!.server]), { bootstrapSpec: booted });
+      const side = await startSide(
+        "lb-immutable",
+        "lab-lb-1",
+        "primary",
+        log,
+        settingsFor("lb-immutable", [kube!.server]),
+        { bootstrapSpec: booted },
+      );
       await log.waitFor((e) => e.type === "desired", "first desired state");
       const good = side.current();
       const from = log.mark;
       await must("DELETE", lbPath);
       const renamed = { ...devSpecRaw(), clusterName: "other" };
-      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(renamed as never), { name: LAB }));
+      await must(
+        "POST",
+        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`,
+        loadBalancerResource(checkSpec(renamed as never), { name: LAB }),
+      );
       const bad = (await log.waitFor((e) => e.type === "invalidSpec", "the re-created LoadBalancer refused", from)).e;
-      expect(bad.type === "invalidSpec" ? bad.problems.map((p) => p.path) : []).toEqual(["clusterName", "vrrp.routerId"]);
-      expect(bad.type === "invalidSpec" ? bad.problems[0]!.rule : "").toMatch(/^cannot change on a running pair: .*; it runs lab$/);
+      expect(bad.type === "invalidSpec" ? bad.problems.map((p) => p.path) : []).toEqual([
+        "clusterName",
+        "vrrp.routerId",
+      ]);
+      expect(bad.type === "invalidSpec" ? bad.problems[0]!.rule : "").toMatch(
+        /^cannot change on a running pair: .*; it runs lab$/,
+      );
       expect(side.current()).toBe(good);
       expect(log.events.slice(from).filter((x) => x.e.type === "desired")).toEqual([]);
       // counter-case: the LoadBalancer created again with the running clusterName is taken
       await must("DELETE", lbPath);
-      await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }));
-      await log.waitFor((e) => e.type === "desired" && e.cause === "spec", "the LoadBalancer with the running clusterName", from);
+      await must(
+        "POST",
+        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`,
+        loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }),
+      );
+      await log.waitFor(
+        (e) => e.type === "desired" && e.cause === "spec",
+        "the LoadBalancer with the running clusterName",
+        from,
+      );
       await side.stop();
     });
   });
@@ -855,7 +1338,13 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       relays.push(relay);
       await relay.up();
       const log = new EventLog();
-      const side = await startSide("lb-away", "lab-lb-1", "primary", log, settingsFor("lb-away", [`https://127.0.0.1:${closed}`, `https://127.0.0.1:${relayPort}`]));
+      const side = await startSide(
+        "lb-away",
+        "lab-lb-1",
+        "primary",
+        log,
+        settingsFor("lb-away", [`https://127.0.0.1:${closed}`, `https://127.0.0.1:${relayPort}`]),
+      );
       await log.waitFor((e) => e.type === "desired", "desired through the second API server");
       expect(side.client.currentServer).toBe(`https://127.0.0.1:${relayPort}`);
       const kept = side.current();
@@ -878,10 +1367,18 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
 
       const tUp = performance.now();
       await relay.up();
-      const back = await log.waitFor((e) => e.type === "apiRecovered" && e.source === "nodes", "recovery", from, 10_000);
+      const back = await log.waitFor(
+        (e) => e.type === "apiRecovered" && e.source === "nodes",
+        "recovery",
+        from,
+        10_000,
+      );
       await log.waitFor((e) => apiNames(e)?.includes("cp-5") === true, "the change made while away", from, 10_000);
       measure("API back -> watch recovered", back.at - tUp);
-      measure("API outage seen by the agent (apiRecovered.downMs)", back.e.type === "apiRecovered" ? back.e.downMs : NaN);
+      measure(
+        "API outage seen by the agent (apiRecovered.downMs)",
+        back.e.type === "apiRecovered" ? back.e.downMs : NaN,
+      );
       expect(back.at - tUp).toBeLessThan(2500); // bound: the back-off cap (1 s) + list
       expect(performance.now() - tDown).toBeLessThan(20_000);
       await must("DELETE", "/api/v1/nodes/cp-5");
@@ -900,7 +1397,14 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       const before = count();
       const log = new EventLog();
       const [closed] = await freeLoopbackPorts(1);
-      const side = await startSide("lb-stop", "lab-lb-1", "primary", log, settingsFor("lb-stop", [`https://127.0.0.1:${closed}`, kube!.server]), { token: { expirationSeconds: 3600 } });
+      const side = await startSide(
+        "lb-stop",
+        "lab-lb-1",
+        "primary",
+        log,
+        settingsFor("lb-stop", [`https://127.0.0.1:${closed}`, kube!.server]),
+        { token: { expirationSeconds: 3600 } },
+      );
       await log.waitFor((e) => e.type === "desired", "running");
       await log.waitFor((e) => e.type === "tokenRenewed", "token");
       side.status.update({ vrrpState: "Master", servicesUp: true });
@@ -939,6 +1443,13 @@ describe("agent/kube against a real kube-apiserver, least-privilege token only",
       ].sort(),
     );
     // the LoadBalancer was only ever listed and watched by name
-    expect(responses.filter((r) => r.path.startsWith(`/apis/${GROUP}/`) && r.method === "GET" && !r.path.includes(`fieldSelector=metadata.name%3D${LAB}`))).toEqual([]);
+    expect(
+      responses.filter(
+        (r) =>
+          r.path.startsWith(`/apis/${GROUP}/`) &&
+          r.method === "GET" &&
+          !r.path.includes(`fieldSelector=metadata.name%3D${LAB}`),
+      ),
+    ).toEqual([]);
   });
 });

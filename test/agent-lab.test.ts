@@ -26,11 +26,17 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
   const KEY = () => h!.key;
   const haproxyPid = () => lab().proc(`${KEY()}/haproxy`)!.pid;
   // the agent's own client: it reads the whole dump (lab.haproxyCommand half-closes and may get only a part)
-  const runtimeServers = async () => (await readServers(new RuntimeSocket(h!.haproxySocket()))).map((s) => `${s.backend} ${s.name}`);
+  const runtimeServers = async () =>
+    (await readServers(new RuntimeSocket(h!.haproxySocket()))).map((s) => `${s.backend} ${s.name}`);
   const haproxyCfg = () => readFileSync(join(lab().renderedRoot(KEY()), "etc/haproxy/haproxy.cfg"), "utf8");
   const treeHash = () => {
     const hash = createHash("sha256");
-    for (const p of ["etc/haproxy/haproxy.cfg", "etc/keepalived/keepalived.conf", "etc/edgepair/handoff.nft", "etc/NetworkManager/system-connections/edgepair-fip.nmconnection"]) {
+    for (const p of [
+      "etc/haproxy/haproxy.cfg",
+      "etc/keepalived/keepalived.conf",
+      "etc/edgepair/handoff.nft",
+      "etc/NetworkManager/system-connections/edgepair-fip.nmconnection",
+    ]) {
       hash.update(readFileSync(join(lab().renderedRoot(KEY()), p)));
     }
     return hash.digest("hex");
@@ -46,7 +52,9 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
 
   test("the first desired state equals the bootstrap render: nothing written, nothing reloaded; the LB reports itself", async () => {
     for (let i = 0; i < 100; i++) {
-      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; configHashes?: Record<string, string>; vrrpState?: string }[] } };
+      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as {
+        status?: { loadBalancers?: { name: string; configHashes?: Record<string, string>; vrrpState?: string }[] };
+      };
       const me = lb.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname);
       if (me?.configHashes?.all) {
         expect(["Master", "Backup"]).toContain(me.vrrpState);
@@ -68,7 +76,10 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
       if ((await runtimeServers()).some((l) => l === "be_api cp-extra")) addedMs = Date.now() - t0;
       else await sleep(50);
     }
-    expect({ addedMs: addedMs >= 0, log: addedMs >= 0 ? "" : `${h!.log.join("\n")}\n${(await runtimeServers()).join("\n")}` }).toEqual({ addedMs: true, log: "" });
+    expect({
+      addedMs: addedMs >= 0,
+      log: addedMs >= 0 ? "" : `${h!.log.join("\n")}\n${(await runtimeServers()).join("\n")}`,
+    }).toEqual({ addedMs: true, log: "" });
     process.stderr.write(`[agent-lab] Node added -> in HAProxy's runtime list: ${addedMs} ms\n`);
     expect(addedMs).toBeLessThan(5000);
     await h!.agent.idle();
@@ -96,7 +107,12 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     try {
       const from = h!.log.length;
       await h!.cluster.putNode("cp-retry", CP, "192.168.100.15");
-      for (let i = 0; i < 100 && !h!.log.slice(from).some((l) => l.startsWith("reconcile failed") && /retry in \d+ ms/.test(l)); i++) await sleep(50);
+      for (
+        let i = 0;
+        i < 100 && !h!.log.slice(from).some((l) => l.startsWith("reconcile failed") && /retry in \d+ ms/.test(l));
+        i++
+      )
+        await sleep(50);
       expect(h!.log.slice(from).find((l) => l.startsWith("reconcile failed"))).toMatch(/haproxy|ENOENT|socket/i);
       expect(h!.log.slice(from).find((l) => l.startsWith("reconcile failed"))).toMatch(/retry in \d+ ms/);
       await sleep(1500); // a retry or two fail meanwhile
@@ -105,7 +121,9 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
       const t0 = Date.now();
       for (let i = 0; i < 200 && !(await runtimeServers()).includes("be_api cp-retry"); i++) await sleep(100);
       expect(await runtimeServers()).toContain("be_api cp-retry");
-      process.stderr.write(`[agent-lab] runtime API back -> the retried server runs: ${Date.now() - t0} ms; failed attempts: ${h!.log.slice(from).filter((l) => l.startsWith("reconcile failed")).length}\n`);
+      process.stderr.write(
+        `[agent-lab] runtime API back -> the retried server runs: ${Date.now() - t0} ms; failed attempts: ${h!.log.slice(from).filter((l) => l.startsWith("reconcile failed")).length}\n`,
+      );
       await h!.agent.idle();
       expect(haproxyCfg()).toMatch(/server cp-retry /);
     } finally {
@@ -119,10 +137,17 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
 
   test("an invalid LoadBalancer spec changes nothing on disk; the LB reports it and keeps the last good one", async () => {
     const before = treeHash();
-    await h!.cluster.must("PATCH", h!.cluster.lbPath, { spec: { virtualAddresses: { api: [{ address: "10.99.0.1", type: "private" }] } } }, MERGE);
+    await h!.cluster.must(
+      "PATCH",
+      h!.cluster.lbPath,
+      { spec: { virtualAddresses: { api: [{ address: "10.99.0.1", type: "private" }] } } },
+      MERGE,
+    );
     let reported = false;
     for (let i = 0; i < 100 && !reported; i++) {
-      reported = h!.log.some((l) => l.includes("LoadBalancer spec invalid") && l.includes("virtualAddresses.api[0].address"));
+      reported = h!.log.some(
+        (l) => l.includes("LoadBalancer spec invalid") && l.includes("virtualAddresses.api[0].address"),
+      );
       if (!reported) await sleep(50);
     }
     expect(reported).toBe(true);
@@ -131,7 +156,11 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     // the status write follows asynchronously
     let degraded: { status: string; reason: string } | undefined;
     for (let i = 0; i < 100 && degraded?.status !== "True"; i++) {
-      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string; reason: string }[] }[] } };
+      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as {
+        status?: {
+          loadBalancers?: { name: string; conditions?: { type: string; status: string; reason: string }[] }[];
+        };
+      };
       const me = lb.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname);
       degraded = me?.conditions?.find((c) => c.type === "Degraded");
       if (degraded?.status !== "True") await sleep(50);
@@ -143,18 +172,29 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     expect(await runtimeServers()).toContain("be_api cp-while-invalid");
     await h!.agent.idle();
     await sleep(1000); // a status write, if one wrongly cleared the report, has landed by now (heartbeat 500 ms)
-    const after = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string }[] }[] } };
-    const still = after.status?.loadBalancers?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname)?.conditions?.find((c) => c.type === "Degraded");
+    const after = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as {
+      status?: { loadBalancers?: { name: string; conditions?: { type: string; status: string }[] }[] };
+    };
+    const still = after.status?.loadBalancers
+      ?.find((e) => e.name === lab().state.hostFacts[KEY()]!.hostname)
+      ?.conditions?.find((c) => c.type === "Degraded");
     expect(still?.status).toBe("True");
     await h!.cluster.deleteNode("cp-while-invalid");
     // back to the good spec
-    await h!.cluster.must("PATCH", h!.cluster.lbPath, { spec: { virtualAddresses: (devSpecRaw() as { virtualAddresses: unknown }).virtualAddresses } }, MERGE);
+    await h!.cluster.must(
+      "PATCH",
+      h!.cluster.lbPath,
+      { spec: { virtualAddresses: (devSpecRaw() as { virtualAddresses: unknown }).virtualAddresses } },
+      MERGE,
+    );
   });
 
   test("the agent's VRRP view checked besides the FIFO: a wrong word is corrected from the VIPs; keepalived killed (no notify written) is reported Stop", async () => {
     const me = h!.agents[KEY()]!;
     const entry = async () => {
-      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as { status?: { loadBalancers?: { name: string; vrrpState?: string }[] } };
+      const lb = (await h!.cluster.must("GET", h!.cluster.lbPath)).body as {
+        status?: { loadBalancers?: { name: string; vrrpState?: string }[] };
+      };
       return lb.status?.loadBalancers?.find((e) => e.name === me.hostname)?.vrrpState;
     };
     const until = async (want: string) => {
@@ -173,23 +213,39 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     closeSync(fd);
     for (let i = 0; i < 100 && !h!.log.slice(from).includes("vrrp: BACKUP"); i++) await sleep(20);
     // ...and the next look at keepalived and the VIPs puts it right (within vrrpRecheckMs, 1 s here)
-    for (let i = 0; i < 100 && !h!.log.slice(from).some((l) => l.startsWith("vrrp: keepalived holds the VIPs as MASTER")); i++) await sleep(50);
+    for (
+      let i = 0;
+      i < 100 && !h!.log.slice(from).some((l) => l.startsWith("vrrp: keepalived holds the VIPs as MASTER"));
+      i++
+    )
+      await sleep(50);
     expect(await until("Master")).toBe("Master");
-    expect(h!.log.slice(from)).toEqual(expect.arrayContaining(["vrrp: BACKUP", expect.stringMatching(/^vrrp: keepalived holds the VIPs as MASTER, not BACKUP/)]));
+    expect(h!.log.slice(from)).toEqual(
+      expect.arrayContaining([
+        "vrrp: BACKUP",
+        expect.stringMatching(/^vrrp: keepalived holds the VIPs as MASTER, not BACKUP/),
+      ]),
+    );
 
     // keepalived and its VRRP and checker children killed at once (systemd would kill the unit's cgroup): no process
     // is left to run a notify script, so only the agent's own look can tell
     const p = lab().proc(`${KEY()}/keepalived`)!;
     const descendants = (pid: number): number[] => {
       const r = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" });
-      return r.stdout.split("\n").filter(Boolean).map(Number).flatMap((c) => [c, ...descendants(c)]);
+      return r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map(Number)
+        .flatMap((c) => [c, ...descendants(c)]);
     };
     const all = [p.pid, ...descendants(p.pid)];
     expect(all.length).toBeGreaterThanOrEqual(2);
     const killedAt = h!.log.length;
     for (const pid of all) process.kill(pid, "SIGKILL");
     expect(await until("Stop")).toBe("Stop");
-    expect(h!.log.slice(killedAt)).toEqual(expect.arrayContaining([expect.stringMatching(/^vrrp: keepalived is not running, not MASTER/)]));
+    expect(h!.log.slice(killedAt)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^vrrp: keepalived is not running, not MASTER/)]),
+    );
     // (not started again here: this sandbox's init leaves the killed children as zombies, and keepalived refuses to
     // start beside them; the rest of this file does not need this LB's keepalived)
   });

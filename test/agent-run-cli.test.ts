@@ -33,25 +33,44 @@ function writeRoot(agent: unknown): string {
 
 function agentSettings(root: string, apiServer: string): unknown {
   return {
-    cluster: { apiServers: [apiServer], tlsServerName: "api.lab.example", namespace: "edgepair-system", loadBalancerName: "lab", tokenFile: join(root, "etc/edgepair/secrets/cluster-token") },
+    cluster: {
+      apiServers: [apiServer],
+      tlsServerName: "api.lab.example",
+      namespace: "edgepair-system",
+      loadBalancerName: "lab",
+      tokenFile: join(root, "etc/edgepair/secrets/cluster-token"),
+    },
     imageRef: `registry.example/edgepair/appliance@sha256:${"e".repeat(64)}`,
   };
 }
 
 let ns = "";
 beforeAll(() => {
-  ns = createNetns([{ name: primaryHost.publicInterface.name, addresses: ["172.31.250.2/24"] }, { name: primaryHost.privateInterface.name, addresses: ["192.168.100.2/24"] }]);
+  ns = createNetns([
+    { name: primaryHost.publicInterface.name, addresses: ["172.31.250.2/24"] },
+    { name: primaryHost.privateInterface.name, addresses: ["192.168.100.2/24"] },
+  ]);
 });
 afterAll(() => {
   if (ns) deleteNetns(ns);
 });
 
-function runAgent(root: string): { done: Promise<{ code: number | null; output: string }>; output: () => string; kill: (s: NodeJS.Signals) => void } {
-  const child = spawn("ip", ["netns", "exec", ns, process.execPath, join(REPO, "bin/edgepair.js"), "agent", "run", "--root", root], { stdio: ["ignore", "pipe", "pipe"] });
+function runAgent(root: string): {
+  done: Promise<{ code: number | null; output: string }>;
+  output: () => string;
+  kill: (s: NodeJS.Signals) => void;
+} {
+  const child = spawn(
+    "ip",
+    ["netns", "exec", ns, process.execPath, join(REPO, "bin/edgepair.js"), "agent", "run", "--root", root],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-  const done = new Promise<{ code: number | null; output: string }>((resolve) => child.on("exit", (code) => resolve({ code, output })));
+  const done = new Promise<{ code: number | null; output: string }>((resolve) =>
+    child.on("exit", (code) => resolve({ code, output })),
+  );
   const timer = setTimeout(() => child.kill("SIGKILL"), 45_000);
   void done.then(() => clearTimeout(timer));
   return { done, output: () => output, kill: (s) => child.kill(s) };
@@ -60,9 +79,13 @@ function runAgent(root: string): { done: Promise<{ code: number | null; output: 
 test("runs while the API is away, and SIGTERM ends it cleanly with exit 0; the token is never printed", async () => {
   const root = writeRoot({});
   try {
-    writeFileSync(join(root, "etc/edgepair/agent.yaml"), stringify(agentSettings(root, `https://127.0.0.1:${CLOSED_PORT}`)));
+    writeFileSync(
+      join(root, "etc/edgepair/agent.yaml"),
+      stringify(agentSettings(root, `https://127.0.0.1:${CLOSED_PORT}`)),
+    );
     const a = runAgent(root);
-    for (let i = 0; i < 200 && !a.output().includes("running for lab"); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 200 && !a.output().includes("running for lab"); i++)
+      await new Promise((r) => setTimeout(r, 100));
     expect(a.output()).toContain("running for lab as primary");
     await new Promise((r) => setTimeout(r, 1500)); // a few failed API calls and back-offs
     a.kill("SIGTERM");
@@ -91,7 +114,10 @@ test("phase one: an agent.yaml without cluster access ends at once with exit 0 a
 test("counter-case: an agent.yaml naming the pair's own VIP as API server exits 2 with the field", async () => {
   const root = writeRoot({});
   try {
-    writeFileSync(join(root, "etc/edgepair/agent.yaml"), stringify(agentSettings(root, "https://192.168.100.100:6443")));
+    writeFileSync(
+      join(root, "etc/edgepair/agent.yaml"),
+      stringify(agentSettings(root, "https://192.168.100.100:6443")),
+    );
     const { code, output } = await runAgent(root).done;
     expect(code).toBe(2);
     expect(output).toMatch(/agent\.yaml: cluster\.apiServers\[0\]: /);

@@ -25,7 +25,13 @@ import { parseAgentSettings } from "../spec/agent-settings";
 import { resolveSpec } from "../spec/resolve";
 import type { HostFacts } from "../spec/types";
 import { MERGE, setUpAgentCluster, type AgentCluster } from "./fixtures/agent-cluster";
-import { createBootcStandin, standinImage, STANDIN_IMAGES, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
+import {
+  createBootcStandin,
+  standinImage,
+  STANDIN_IMAGES,
+  type BootcStandin,
+  type StandinHost,
+} from "./fixtures/bootc-standin";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { devSpecRaw } from "./fixtures/variants";
 
@@ -80,7 +86,14 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
 
   const settings = () =>
     parseAgentSettings({
-      cluster: { apiServers: [kube!.server], tlsServerName: "kubernetes.default.svc", caCertificate: kube!.caPem, namespace: cluster.namespace, loadBalancerName: LAB, tokenFile: join(dir, "token") },
+      cluster: {
+        apiServers: [kube!.server],
+        tlsServerName: "kubernetes.default.svc",
+        caCertificate: kube!.caPem,
+        namespace: cluster.namespace,
+        loadBalancerName: LAB,
+        tokenFile: join(dir, "token"),
+      },
       imageRef: OLD,
     });
 
@@ -92,7 +105,11 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
   }
 
   /** One boot of the LB: a new agent process on the same disk (root, state dir) and bootc. */
-  const boot = async (vm: Vm, outcomes: Array<{ target: string; outcome: SwitchOutcome }>, timeouts: { switchMs?: number } = {}): Promise<{ agent: AgentRun; log: string[] }> => {
+  const boot = async (
+    vm: Vm,
+    outcomes: Array<{ target: string; outcome: SwitchOutcome }>,
+    timeouts: { switchMs?: number } = {},
+  ): Promise<{ agent: AgentRun; log: string[] }> => {
     const spec = { value: resolveSpec(devSpecRaw()) };
     const root = join(dir, "root");
     for (const f of renderAll({ spec: spec.value, host: SELF, backends: resolveBackends(spec.value, {}) })) {
@@ -136,7 +153,14 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
       haproxySocket: join(dir, "no-haproxy.sock"),
       fifoPath: join(dir, "vrrp.fifo"),
       log: (line) => log.push(line),
-      imageSwitch: { host, timeouts, pollMs: 100, idleRecheckMs: 300, peerStaleAfterMs: 3000, onOutcome: (target, outcome) => outcomes.push({ target, outcome }) },
+      imageSwitch: {
+        host,
+        timeouts,
+        pollMs: 100,
+        idleRecheckMs: 300,
+        peerStaleAfterMs: 3000,
+        onOutcome: (target, outcome) => outcomes.push({ target, outcome }),
+      },
       cluster: {
         watch: { resyncMs: 10_000, watchTimeoutSeconds: 5, backoff: { initialMs: 100, maxMs: 1000 } },
         status: { heartbeatMs: 250, staleAfterMs: 3000 },
@@ -149,29 +173,54 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
   };
 
   const status = async () =>
-    ((await cluster.must("GET", cluster.lbPath)).body as { status?: { imageSwitch?: ImageSwitchStatus; loadBalancers?: LoadBalancerEntryStatus[] } }).status ?? {};
+    (
+      (await cluster.must("GET", cluster.lbPath)).body as {
+        status?: { imageSwitch?: ImageSwitchStatus; loadBalancers?: LoadBalancerEntryStatus[] };
+      }
+    ).status ?? {};
   const ownEntry = async () => (await status()).loadBalancers?.find((e) => e.name === SELF.hostname);
-  const condition = (e: LoadBalancerEntryStatus | undefined, type: string) => e?.conditions?.find((c) => c.type === type);
-  const switchCalls = () => standin.calls().filter((c) => c.host === SELF.hostname && c.argv[0] === "bootc" && c.argv[1] !== "status").map((c) => c.argv.slice(1).join(" "));
+  const condition = (e: LoadBalancerEntryStatus | undefined, type: string) =>
+    e?.conditions?.find((c) => c.type === type);
+  const switchCalls = () =>
+    standin
+      .calls()
+      .filter((c) => c.host === SELF.hostname && c.argv[0] === "bootc" && c.argv[1] !== "status")
+      .map((c) => c.argv.slice(1).join(" "));
 
   test("same image as booted: idle, no bootc switch; a new image in the spec: the BACKUP takes its turn, reboots, and resumes after it", async () => {
     // the peer: MASTER and Ready on the old image, heartbeating
     const peerClient = new KubeClient(settings().cluster!, { requestTimeoutMs: 5000 });
-    peer = new StatusReporter(peerClient, { namespace: cluster.namespace, loadBalancerName: LAB, lbName: PEER, role: "primary", heartbeatMs: 250, staleAfterMs: 3000 });
+    peer = new StatusReporter(peerClient, {
+      namespace: cluster.namespace,
+      loadBalancerName: LAB,
+      lbName: PEER,
+      role: "primary",
+      heartbeatMs: 250,
+      staleAfterMs: 3000,
+    });
     peer.update({ vrrpState: "Master", servicesUp: true, bootedImage: OLD });
     peer.start();
 
-    const vm: Vm = { bootc: standin.host(SELF.hostname, { booted: image(OLD), rollback: image(OLDER) }), keepalived: true, reboots: 0, events: [] };
+    const vm: Vm = {
+      bootc: standin.host(SELF.hostname, { booted: image(OLD), rollback: image(OLDER) }),
+      keepalived: true,
+      reboots: 0,
+      events: [],
+    };
     const outcomes: Array<{ target: string; outcome: SwitchOutcome }> = [];
     const first = await boot(vm, outcomes);
 
     // 1. no image in the spec: the target is the agent settings' imageRef, which runs already
-    await until("an idle driver run", async () => (outcomes.some((o) => o.outcome.result === "idle") ? true : undefined)).catch((e: Error) => {
+    await until("an idle driver run", async () =>
+      outcomes.some((o) => o.outcome.result === "idle") ? true : undefined,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}\nagent log:\n${first.log.join("\n")}\noutcomes: ${JSON.stringify(outcomes)}`);
     });
     expect(outcomes.every((o) => o.target === OLD)).toBe(true);
     expect(switchCalls()).toEqual([]);
-    await until("the own entry with the booted image", async () => ((await ownEntry())?.bootedImage === OLD ? true : undefined));
+    await until("the own entry with the booted image", async () =>
+      (await ownEntry())?.bootedImage === OLD ? true : undefined,
+    );
 
     // 2. the spec names a new image: this LB (BACKUP, peer Ready) claims the turn, stages it and reboots
     await cluster.must("PATCH", cluster.lbPath, { spec: { image: NEW } }, MERGE);
@@ -180,7 +229,10 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
     expect(vm.events).toEqual(["reboot"]); // a BACKUP does not resign: it holds no VIPs
     const during = await status();
     expect(during.imageSwitch).toMatchObject({ phase: "Verifying", turn: SELF.hostname, targetImage: NEW });
-    const progressing = condition(during.loadBalancers?.find((e) => e.name === SELF.hostname), "Progressing");
+    const progressing = condition(
+      during.loadBalancers?.find((e) => e.name === SELF.hostname),
+      "Progressing",
+    );
     expect(progressing?.status).toBe("True");
     expect(first.log.some((l) => l.includes("image switch: rebooting"))).toBe(true);
     expect(outcomes.at(-1)?.outcome.result).toBe("rebooting");
@@ -210,8 +262,17 @@ describe("agent run drives the image switch (real API server, stand-in bootc and
     await Promise.allSettled([...running].map((a) => a.stop()));
     running.clear();
     await cluster.must("PATCH", `${cluster.lbPath}/status`, { status: null }, MERGE);
-    const vm: Vm = { bootc: standin.host(SELF.hostname, { booted: image(NEW), rollback: image(OLD) }), keepalived: true, reboots: 0, events: [] };
-    vm.bootc.update({ failSwitch: "pinging container registry registry.example: connection refused", staged: null, rollbackQueued: false });
+    const vm: Vm = {
+      bootc: standin.host(SELF.hostname, { booted: image(NEW), rollback: image(OLD) }),
+      keepalived: true,
+      reboots: 0,
+      events: [],
+    };
+    vm.bootc.update({
+      failSwitch: "pinging container registry registry.example: connection refused",
+      staged: null,
+      rollbackQueued: false,
+    });
     await cluster.must("PATCH", cluster.lbPath, { spec: { image: NEWER } }, MERGE);
     peer!.update({ bootedImage: NEW });
     await boot(vm, [], { switchMs: 2000 });

@@ -38,7 +38,10 @@ root("the advert probe counts a real keepalived's adverts (two namespaces, real 
     must(["ip", "-n", nsPeer, "link", "add", "epa", "type", "veth", "peer", "name", "epb", "netns", nsSelf]);
     must(["ip", "-n", nsPeer, "addr", "add", "10.77.0.1/24", "dev", "epa"]);
     must(["ip", "-n", nsSelf, "addr", "add", "10.77.0.2/24", "dev", "epb"]);
-    for (const [ns, dev] of [[nsPeer, "epa"], [nsSelf, "epb"]] as const) {
+    for (const [ns, dev] of [
+      [nsPeer, "epa"],
+      [nsSelf, "epb"],
+    ] as const) {
       must(["ip", "-n", ns, "link", "set", "lo", "up"]);
       must(["ip", "-n", ns, "link", "set", dev, "up"]);
     }
@@ -77,7 +80,10 @@ root("the advert probe counts a real keepalived's adverts (two namespaces, real 
       }
     }
     for (const ns of [nsPeer, nsSelf]) {
-      run("ip", ["netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).forEach((pid) => run("kill", ["-9", pid]));
+      run("ip", ["netns", "pids", ns])
+        .stdout.split(/\s+/)
+        .filter(Boolean)
+        .forEach((pid) => run("kill", ["-9", pid]));
       run("ip", ["netns", "del", ns]);
     }
     rmSync(dir, { recursive: true, force: true });
@@ -86,12 +92,27 @@ root("the advert probe counts a real keepalived's adverts (two namespaces, real 
   const startKeepalived = async (): Promise<void> => {
     keepalived = spawn(
       "ip",
-      ["netns", "exec", nsPeer, "keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", join(dir, "keepalived.conf"), "-p", join(dir, "k.pid"), "-r", join(dir, "v.pid")],
+      [
+        "netns",
+        "exec",
+        nsPeer,
+        "keepalived",
+        "--dont-fork",
+        "--log-console",
+        "--vrrp",
+        "-f",
+        join(dir, "keepalived.conf"),
+        "-p",
+        join(dir, "k.pid"),
+        "-r",
+        join(dir, "v.pid"),
+      ],
       { stdio: "ignore" },
     );
     // it becomes MASTER (the only instance) after 3 missed adverts + skew, then advertises every 0.1 s
     for (let i = 0; i < 50; i++) {
-      if (run("ip", ["-n", nsPeer, "-o", "addr", "show", "dev", "epa", "to", "10.77.0.100/32"]).stdout.trim() !== "") return;
+      if (run("ip", ["-n", nsPeer, "-o", "addr", "show", "dev", "epa", "to", "10.77.0.100/32"]).stdout.trim() !== "")
+        return;
       await sleep(100);
     }
     throw new Error("keepalived did not become MASTER within 5 s");
@@ -100,7 +121,9 @@ root("the advert probe counts a real keepalived's adverts (two namespaces, real 
   test("adverts from the peer are seen; the probe table is gone afterwards, and a stale one is replaced", async () => {
     await startKeepalived();
     // a table left behind by a killed agent (with a rule that would never count) does not fool the next probe
-    const stale = run("ip", ["netns", "exec", nsSelf, "nft", "-f", "-"], { input: `table ip ${ADVERT_PROBE_TABLE} {\n chain input {\n  type filter hook input priority raw;\n  ip saddr 10.99.99.99 counter\n }\n}\n` });
+    const stale = run("ip", ["netns", "exec", nsSelf, "nft", "-f", "-"], {
+      input: `table ip ${ADVERT_PROBE_TABLE} {\n chain input {\n  type filter hook input priority raw;\n  ip saddr 10.99.99.99 counter\n }\n}\n`,
+    });
     expect(stale.status).toBe(0);
     const r = await probePeerAdverts({ runner: inSelf, peer: "10.77.0.1", windowMs: 800 });
     expect(r.seen).toBe(true);
@@ -120,15 +143,25 @@ root("the advert probe counts a real keepalived's adverts (two namespaces, real 
   });
 
   test("a bad peer address is refused before nft runs", async () => {
-    await expect(probePeerAdverts({ runner: inSelf, peer: "10.77.0", windowMs: 100 })).rejects.toThrow('advert probe: peer must be an IPv4 address, got "10.77.0"');
+    await expect(probePeerAdverts({ runner: inSelf, peer: "10.77.0", windowMs: 100 })).rejects.toThrow(
+      'advert probe: peer must be an IPv4 address, got "10.77.0"',
+    );
   });
 });
 
 describe("countedAdverts reads nft's JSON", () => {
   test("the counter's packets; a table without a counter is an error", () => {
-    const doc = { nftables: [{ metainfo: {} }, { table: {} }, { rule: { expr: [{ match: {} }, { counter: { packets: 7, bytes: 280 } }] } }] };
+    const doc = {
+      nftables: [
+        { metainfo: {} },
+        { table: {} },
+        { rule: { expr: [{ match: {} }, { counter: { packets: 7, bytes: 280 } }] } },
+      ],
+    };
     expect(countedAdverts(JSON.stringify(doc))).toBe(7);
-    expect(() => countedAdverts(JSON.stringify({ nftables: [{ rule: { expr: [{ match: {} }] } }] }))).toThrow("has no counter");
+    expect(() => countedAdverts(JSON.stringify({ nftables: [{ rule: { expr: [{ match: {} }] } }] }))).toThrow(
+      "has no counter",
+    );
   });
 });
 
@@ -145,7 +178,14 @@ describe("lbSwitchHost: the hold across a switch reboot, services and the gate (
     return { exitCode: 0, timedOut: false, output: "" };
   };
   const host = () =>
-    lbSwitchHost({ runner, stateDir: join(dir, "var/lib/edgepair"), vrrpState: async () => "Backup", peerAddress: "192.168.100.2", advertIntervalSeconds: 0.1, haproxySocket: join(dir, "none.sock") });
+    lbSwitchHost({
+      runner,
+      stateDir: join(dir, "var/lib/edgepair"),
+      vrrpState: async () => "Backup",
+      peerAddress: "192.168.100.2",
+      advertIntervalSeconds: 0.1,
+      haproxySocket: join(dir, "none.sock"),
+    });
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "edgepair-switch-host-"));

@@ -54,7 +54,13 @@ import {
 } from "../k8s";
 import { parseAgentSettings } from "../spec/agent-settings";
 import type { Role } from "../spec/types";
-import { createBootcStandin, standinImage, STANDIN_IMAGES, type BootcStandin, type StandinHost } from "./fixtures/bootc-standin";
+import {
+  createBootcStandin,
+  standinImage,
+  STANDIN_IMAGES,
+  type BootcStandin,
+  type StandinHost,
+} from "./fixtures/bootc-standin";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
 import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw } from "./fixtures/variants";
@@ -92,7 +98,13 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     peerAdvertsSeen: true,
     ...over,
   });
-  const peer = (over: Partial<PeerFacts> = {}): PeerFacts => ({ name: "lb-1", ready: true, vrrpState: "Master", bootedImage: OLD, ...over });
+  const peer = (over: Partial<PeerFacts> = {}): PeerFacts => ({
+    name: "lb-1",
+    ready: true,
+    vrrpState: "Master",
+    bootedImage: OLD,
+    ...over,
+  });
   const sw = (over: Partial<ImageSwitchStatus> = {}): ImageSwitchStatus => ({
     targetImage: NEW,
     phase: "Switching",
@@ -102,7 +114,15 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     lastTransitionTime: T0.toISOString(),
     ...over,
   });
-  const plan = (o: { self?: Partial<SelfFacts>; peer?: Partial<PeerFacts> | null; s?: ImageSwitchStatus; afterMs?: number; target?: string } = {}): Step =>
+  const plan = (
+    o: {
+      self?: Partial<SelfFacts>;
+      peer?: Partial<PeerFacts> | null;
+      s?: ImageSwitchStatus;
+      afterMs?: number;
+      target?: string;
+    } = {},
+  ): Step =>
     nextStep({
       now: new Date(T0.getTime() + (o.afterMs ?? 1000)),
       targetImage: o.target ?? NEW,
@@ -117,15 +137,28 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     test("the BACKUP claims the first turn (Switching, turn = itself, nobody completed, Progressing)", () => {
       const s = plan();
       expect(kinds(s)).toEqual(["claim-turn", "Switching", "lb-2"]);
-      expect(s.status.imageSwitch).toEqual({ targetImage: NEW, phase: "Switching", turn: "lb-2", completed: [], message: "lb-2 switches to " + NEW, lastTransitionTime: "2025-01-02T03:00:01.000Z" });
-      expect(s.status.self).toEqual({ bootedImage: OLD, progressing: { reason: "ImageSwitch", message: `Switching to ${NEW}` } });
+      expect(s.status.imageSwitch).toEqual({
+        targetImage: NEW,
+        phase: "Switching",
+        turn: "lb-2",
+        completed: [],
+        message: "lb-2 switches to " + NEW,
+        lastTransitionTime: "2025-01-02T03:00:01.000Z",
+      });
+      expect(s.status.self).toEqual({
+        bootedImage: OLD,
+        progressing: { reason: "ImageSwitch", message: `Switching to ${NEW}` },
+      });
     });
 
     test("counter-case: the MASTER waits for the BACKUP; once the peer runs the target it takes the second turn", () => {
       const master = plan({ self: { name: "lb-1", vrrpState: "Master" }, peer: { name: "lb-2", vrrpState: "Backup" } });
       expect(kinds(master)).toEqual(["wait", undefined, undefined]);
       expect(master.reason).toContain("the BACKUP (lb-2) switches first");
-      const second = plan({ self: { name: "lb-1", vrrpState: "Master" }, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW } });
+      const second = plan({
+        self: { name: "lb-1", vrrpState: "Master" },
+        peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW },
+      });
       expect(kinds(second)).toEqual(["claim-turn", "Switching", "lb-1"]);
       expect(second.status.imageSwitch?.completed).toEqual(["lb-2"]);
     });
@@ -177,9 +210,15 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     test("a turn passed to this LB (Pending) is claimed once the peer runs the target and is Ready", () => {
       const handed = sw({ phase: "Pending", turn: "lb-1", completed: ["lb-2"] });
       const me = { name: "lb-1", vrrpState: "Master" as StatusVrrpState };
-      expect(kinds(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW } }))).toEqual(["claim-turn", "Switching", "lb-1"]);
-      expect(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: OLD } }).kind).toBe("wait");
-      expect(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW, ready: false } }).kind).toBe("wait");
+      expect(
+        kinds(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW } })),
+      ).toEqual(["claim-turn", "Switching", "lb-1"]);
+      expect(plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: OLD } }).kind).toBe(
+        "wait",
+      );
+      expect(
+        plan({ s: handed, self: me, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW, ready: false } }).kind,
+      ).toBe("wait");
     });
   });
 
@@ -192,10 +231,26 @@ describe("nextStep (pure): every rule with its counter-case", () => {
 
     test("staged and MASTER: resign (stop keepalived) before anything else; counter-case: not to a peer that is not a Ready BACKUP", () => {
       const staged = bootcAt(OLD, { staged: slot(NEW) });
-      const s = plan({ s: sw({ turn: "lb-1" }), self: { name: "lb-1", vrrpState: "Master", bootc: staged }, peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW } });
+      const s = plan({
+        s: sw({ turn: "lb-1" }),
+        self: { name: "lb-1", vrrpState: "Master", bootc: staged },
+        peer: { name: "lb-2", vrrpState: "Backup", bootedImage: NEW },
+      });
       expect(s.kind).toBe("resign");
-      expect(plan({ s: sw({ turn: "lb-1" }), self: { name: "lb-1", vrrpState: "Master", bootc: staged }, peer: { name: "lb-2", vrrpState: "Fault", bootedImage: NEW } }).kind).toBe("wait");
-      expect(plan({ s: sw({ turn: "lb-1" }), self: { name: "lb-1", vrrpState: "Master", bootc: staged }, peer: { name: "lb-2", vrrpState: "Backup", ready: false } }).kind).toBe("wait");
+      expect(
+        plan({
+          s: sw({ turn: "lb-1" }),
+          self: { name: "lb-1", vrrpState: "Master", bootc: staged },
+          peer: { name: "lb-2", vrrpState: "Fault", bootedImage: NEW },
+        }).kind,
+      ).toBe("wait");
+      expect(
+        plan({
+          s: sw({ turn: "lb-1" }),
+          self: { name: "lb-1", vrrpState: "Master", bootc: staged },
+          peer: { name: "lb-2", vrrpState: "Backup", ready: false },
+        }).kind,
+      ).toBe("wait");
     });
 
     test("the reboot waits until the peer is Ready and MASTER; then Verifying is written and the LB reboots", () => {
@@ -205,20 +260,39 @@ describe("nextStep (pure): every rule with its counter-case", () => {
       expect(notYet.reason).toContain("to be Ready and MASTER before the reboot");
       const go = plan({ s: sw({ turn: "lb-1" }), self: resigned, peer: { name: "lb-2", vrrpState: "Master" } });
       expect(go).toMatchObject({ kind: "switch-and-reboot", stage: false, reboot: true });
-      expect(go.status.imageSwitch).toMatchObject({ phase: "Verifying", turn: "lb-1", lastTransitionTime: "2025-01-02T03:00:01.000Z" });
+      expect(go.status.imageSwitch).toMatchObject({
+        phase: "Verifying",
+        turn: "lb-1",
+        lastTransitionTime: "2025-01-02T03:00:01.000Z",
+      });
       // the BACKUP has nothing to resign: staged, peer MASTER -> reboot
-      expect(plan({ s: sw(), self: { bootc: bootcAt(OLD, { staged: slot(NEW) }) } })).toMatchObject({ kind: "switch-and-reboot", reboot: true });
+      expect(plan({ s: sw(), self: { bootc: bootcAt(OLD, { staged: slot(NEW) }) } })).toMatchObject({
+        kind: "switch-and-reboot",
+        reboot: true,
+      });
     });
 
     test("no reboot into the target within switchMs: Failed, Degraded, keepalived started again after a resignation", () => {
       const staged = bootcAt(OLD, { staged: slot(NEW) });
-      const s = plan({ s: sw({ turn: "lb-1" }), self: { name: "lb-1", keepalivedActive: false, vrrpState: "Stop", bootc: staged }, peer: { name: "lb-2", vrrpState: "Backup" }, afterMs: 600_001 });
+      const s = plan({
+        s: sw({ turn: "lb-1" }),
+        self: { name: "lb-1", keepalivedActive: false, vrrpState: "Stop", bootc: staged },
+        peer: { name: "lb-2", vrrpState: "Backup" },
+        afterMs: 600_001,
+      });
       expect(s).toMatchObject({ kind: "fail", startKeepalived: true });
       expect(s.status.imageSwitch).toMatchObject({ phase: "Failed", turn: "lb-1" });
       expect(s.status.imageSwitch?.message).toContain("lb-2 did not take over the VIPs");
       expect(s.status.self.degraded?.reason).toBe("ImageSwitchFailed");
       // counter-case: one ms earlier it still waits
-      expect(plan({ s: sw({ turn: "lb-1" }), self: { name: "lb-1", keepalivedActive: false, vrrpState: "Stop", bootc: staged }, peer: { name: "lb-2", vrrpState: "Backup" }, afterMs: 599_999 }).kind).toBe("wait");
+      expect(
+        plan({
+          s: sw({ turn: "lb-1" }),
+          self: { name: "lb-1", keepalivedActive: false, vrrpState: "Stop", bootc: staged },
+          peer: { name: "lb-2", vrrpState: "Backup" },
+          afterMs: 599_999,
+        }).kind,
+      ).toBe("wait");
     });
   });
 
@@ -235,13 +309,26 @@ describe("nextStep (pure): every rule with its counter-case", () => {
     test("keepalived waits for the peer's adverts AND a Ready peer (await-peer); then it starts", () => {
       const down = { ...onTarget, keepalivedActive: false, vrrpState: "Stop" as StatusVrrpState };
       expect(plan({ s: verifying, self: down })).toMatchObject({ kind: "await-peer", startKeepalived: true });
-      expect(plan({ s: verifying, self: { ...down, peerAdvertsSeen: false } })).toMatchObject({ kind: "await-peer", startKeepalived: false });
-      expect(plan({ s: verifying, self: down, peer: { ready: false } })).toMatchObject({ kind: "await-peer", startKeepalived: false });
-      expect(plan({ s: verifying, self: down, peer: null })).toMatchObject({ kind: "await-peer", startKeepalived: false });
+      expect(plan({ s: verifying, self: { ...down, peerAdvertsSeen: false } })).toMatchObject({
+        kind: "await-peer",
+        startKeepalived: false,
+      });
+      expect(plan({ s: verifying, self: down, peer: { ready: false } })).toMatchObject({
+        kind: "await-peer",
+        startKeepalived: false,
+      });
+      expect(plan({ s: verifying, self: down, peer: null })).toMatchObject({
+        kind: "await-peer",
+        startKeepalived: false,
+      });
     });
 
     test("no peer seen by the verify deadline: rollback and reboot (RollingBack, Degraded)", () => {
-      const s = plan({ s: verifying, self: { ...onTarget, keepalivedActive: false, vrrpState: "Stop", peerAdvertsSeen: false }, afterMs: 300_001 });
+      const s = plan({
+        s: verifying,
+        self: { ...onTarget, keepalivedActive: false, vrrpState: "Stop", peerAdvertsSeen: false },
+        afterMs: 300_001,
+      });
       expect(s).toMatchObject({ kind: "rollback-and-reboot", runRollback: true });
       expect(s.status.imageSwitch?.phase).toBe("RollingBack");
       expect(s.status.imageSwitch?.message).toContain("no VRRP adverts from lb-1");
@@ -256,24 +343,41 @@ describe("nextStep (pure): every rule with its counter-case", () => {
       expect(kinds(pass)).toEqual(["pass-turn", "Pending", "lb-1"]);
       expect(pass.status.imageSwitch?.completed).toEqual(["lb-2"]);
       expect(pass.status.self.progressing).toBeUndefined();
-      const failing = (over: Partial<SelfFacts>, p: Partial<PeerFacts> = {}) => plan({ s: verifying, self: { ...onTarget, gate: ok, ...over }, peer: p });
-      expect(failing({ gate: { ok: false, failures: ["HAProxy backend api/cp-0 is DOWN"] } })).toMatchObject({ kind: "verify", probe: false, failures: ["HAProxy backend api/cp-0 is DOWN"] });
-      expect(failing({ vrrpState: "Master" })).toMatchObject({ kind: "verify", failures: ["VRRP state is Master, not settled as BACKUP"] });
+      const failing = (over: Partial<SelfFacts>, p: Partial<PeerFacts> = {}) =>
+        plan({ s: verifying, self: { ...onTarget, gate: ok, ...over }, peer: p });
+      expect(failing({ gate: { ok: false, failures: ["HAProxy backend api/cp-0 is DOWN"] } })).toMatchObject({
+        kind: "verify",
+        probe: false,
+        failures: ["HAProxy backend api/cp-0 is DOWN"],
+      });
+      expect(failing({ vrrpState: "Master" })).toMatchObject({
+        kind: "verify",
+        failures: ["VRRP state is Master, not settled as BACKUP"],
+      });
       expect(failing({}, { ready: false })).toMatchObject({ kind: "verify", failures: ["lb-1 is not Ready"] });
-      expect(failing({}, { vrrpState: "Backup" })).toMatchObject({ kind: "verify", failures: [expect.stringContaining("lb-1 is not MASTER")] });
+      expect(failing({}, { vrrpState: "Backup" })).toMatchObject({
+        kind: "verify",
+        failures: [expect.stringContaining("lb-1 is not MASTER")],
+      });
     });
 
     test("a gate still failing at the deadline rolls back; without a rollback deployment it can only fail", () => {
       const bad = { ...onTarget, gate: { ok: false, failures: ["HAProxy backend api/cp-0 is DOWN"] } };
       const s = plan({ s: verifying, self: bad, afterMs: 300_001 });
       expect(s).toMatchObject({ kind: "rollback-and-reboot", runRollback: true });
-      expect(s.status.imageSwitch?.message).toContain("failed the health gate within 300 s: HAProxy backend api/cp-0 is DOWN");
+      expect(s.status.imageSwitch?.message).toContain(
+        "failed the health gate within 300 s: HAProxy backend api/cp-0 is DOWN",
+      );
       const none = plan({ s: verifying, self: { ...bad, bootc: bootcAt(NEW, { rollback: null }) }, afterMs: 300_001 });
       expect(kinds(none)).toEqual(["fail", "Failed", "lb-2"]);
     });
 
     test("the second LB passing the gate completes: turn cleared, both completed", () => {
-      const s = plan({ s: sw({ phase: "Verifying", turn: "lb-1", completed: ["lb-2"] }), self: { ...onTarget, name: "lb-1", gate: { ok: true, failures: [] } }, peer: { name: "lb-2", bootedImage: NEW } });
+      const s = plan({
+        s: sw({ phase: "Verifying", turn: "lb-1", completed: ["lb-2"] }),
+        self: { ...onTarget, name: "lb-1", gate: { ok: true, failures: [] } },
+        peer: { name: "lb-2", bootedImage: NEW },
+      });
       expect(kinds(s)).toEqual(["complete", "Completed", undefined]);
       expect(s.status.imageSwitch).not.toHaveProperty("turn");
       expect(s.status.imageSwitch?.completed).toEqual(["lb-1", "lb-2"]);
@@ -281,7 +385,10 @@ describe("nextStep (pure): every rule with its counter-case", () => {
 
     test("the target did not stay booted (the image's boot check rolled it back): rejoin, then Failed", () => {
       const back = { bootc: bootcAt(OLD, { rollback: slot(NEW) }) };
-      expect(plan({ s: verifying, self: { ...back, keepalivedActive: false, vrrpState: "Stop" } })).toMatchObject({ kind: "await-peer", startKeepalived: true });
+      expect(plan({ s: verifying, self: { ...back, keepalivedActive: false, vrrpState: "Stop" } })).toMatchObject({
+        kind: "await-peer",
+        startKeepalived: true,
+      });
       const s = plan({ s: verifying, self: back });
       expect(kinds(s)).toEqual(["fail", "Failed", "lb-2"]);
       expect(s.status.imageSwitch?.message).toContain("did not stay booted");
@@ -291,22 +398,41 @@ describe("nextStep (pure): every rule with its counter-case", () => {
   describe("rolling back", () => {
     const rolling = sw({ phase: "RollingBack", message: "lb-2: gate failed; rolling back" });
     test("bootc rollback runs once: not again while it is queued (bootc rollback toggles)", () => {
-      expect(plan({ s: rolling, self: { bootc: bootcAt(NEW, { rollback: slot(OLD) }) } })).toMatchObject({ kind: "rollback-and-reboot", runRollback: true });
-      expect(plan({ s: rolling, self: { bootc: bootcAt(NEW, { rollback: slot(OLD), rollbackQueued: true }) } })).toMatchObject({ kind: "rollback-and-reboot", runRollback: false });
+      expect(plan({ s: rolling, self: { bootc: bootcAt(NEW, { rollback: slot(OLD) }) } })).toMatchObject({
+        kind: "rollback-and-reboot",
+        runRollback: true,
+      });
+      expect(
+        plan({ s: rolling, self: { bootc: bootcAt(NEW, { rollback: slot(OLD), rollbackQueued: true }) } }),
+      ).toMatchObject({ kind: "rollback-and-reboot", runRollback: false });
       // killed between `bootc rollback` and the RollingBack write: Verifying + queued finishes the rollback
-      const resumed = plan({ s: sw({ phase: "Verifying" }), self: { bootc: bootcAt(NEW, { rollback: slot(OLD), rollbackQueued: true }) } });
+      const resumed = plan({
+        s: sw({ phase: "Verifying" }),
+        self: { bootc: bootcAt(NEW, { rollback: slot(OLD), rollbackQueued: true }) },
+      });
       expect(resumed).toMatchObject({ kind: "rollback-and-reboot", runRollback: false });
       expect(resumed.status.imageSwitch?.phase).toBe("RollingBack");
     });
 
     test("back on the previous image: keepalived waits for the peer (alone only after rejoinAloneMs), then Failed", () => {
-      const back = { bootc: bootcAt(OLD, { rollback: slot(NEW) }), keepalivedActive: false, vrrpState: "Stop" as StatusVrrpState, peerAdvertsSeen: false };
+      const back = {
+        bootc: bootcAt(OLD, { rollback: slot(NEW) }),
+        keepalivedActive: false,
+        vrrpState: "Stop" as StatusVrrpState,
+        peerAdvertsSeen: false,
+      };
       expect(plan({ s: rolling, self: back })).toMatchObject({ kind: "await-peer", startKeepalived: false });
-      expect(plan({ s: rolling, self: back, afterMs: 300_000 + 60_001 })).toMatchObject({ kind: "await-peer", startKeepalived: true });
+      expect(plan({ s: rolling, self: back, afterMs: 300_000 + 60_001 })).toMatchObject({
+        kind: "await-peer",
+        startKeepalived: true,
+      });
       const s = plan({ s: rolling, self: { bootc: bootcAt(OLD, { rollback: slot(NEW) }) } });
       expect(kinds(s)).toEqual(["fail", "Failed", "lb-2"]);
       expect(s.status.imageSwitch?.message).toBe(`lb-2: gate failed; rolling back; lb-2 runs ${OLD} again`);
-      expect(s.status.self).toEqual({ bootedImage: OLD, degraded: { reason: "ImageSwitchFailed", message: s.status.imageSwitch?.message } });
+      expect(s.status.self).toEqual({
+        bootedImage: OLD,
+        degraded: { reason: "ImageSwitchFailed", message: s.status.imageSwitch?.message },
+      });
     });
   });
 });
@@ -326,33 +452,59 @@ describe("bootc.ts with the stand-in bootc first on PATH", () => {
   test("status is parsed from bootc's JSON schema; switch stages; rollback queues, drops staged, and toggles", async () => {
     const host = standin.host("h1", { booted: image(OLD), rollback: image(OLDER) });
     const bootc = bootcClient(host.runner);
-    expect(await bootc.status()).toEqual({ booted: { ref: OLD, transport: "registry", digest: digestOf(OLD) }, staged: null, rollback: { ref: OLDER, transport: "registry", digest: digestOf(OLDER) }, rollbackQueued: false });
+    expect(await bootc.status()).toEqual({
+      booted: { ref: OLD, transport: "registry", digest: digestOf(OLD) },
+      staged: null,
+      rollback: { ref: OLDER, transport: "registry", digest: digestOf(OLDER) },
+      rollbackQueued: false,
+    });
     await bootc.switchTo(NEW);
     expect((await bootc.status()).staged?.digest).toBe(digestOf(NEW));
     await bootc.rollback();
     expect(await bootc.status()).toMatchObject({ staged: null, rollbackQueued: true });
-    await expect(bootc.switchTo(NEWER)).rejects.toThrow(/bootc switch .*: exit 1: error: Invalid state transition: rollback and image change/);
+    await expect(bootc.switchTo(NEWER)).rejects.toThrow(
+      /bootc switch .*: exit 1: error: Invalid state transition: rollback and image change/,
+    );
     await bootc.rollback();
     expect((await bootc.status()).rollbackQueued).toBe(false);
-    expect(standin.calls().filter((c) => c.host === "h1").map((c) => c.argv.slice(1, 2)[0])).toEqual(["status", "switch", "status", "rollback", "status", "switch", "rollback", "status"]);
+    expect(
+      standin
+        .calls()
+        .filter((c) => c.host === "h1")
+        .map((c) => c.argv.slice(1, 2)[0]),
+    ).toEqual(["status", "switch", "status", "rollback", "status", "switch", "rollback", "status"]);
   });
 
   test("counter-cases: a ref without digest is refused before bootc runs; a failing switch and a non-bootc host are BootcErrors", async () => {
     const host = standin.host("h2", { booted: image(OLD) });
     const bootc = bootcClient(host.runner);
     const before = standin.calls().length;
-    await expect(bootc.switchTo(`${REPO}:latest`)).rejects.toThrow("bootc switch: registry.example/edgepair:latest: must be pinned by digest");
+    await expect(bootc.switchTo(`${REPO}:latest`)).rejects.toThrow(
+      "bootc switch: registry.example/edgepair:latest: must be pinned by digest",
+    );
     expect(standin.calls().length).toBe(before);
     host.update({ failSwitch: "registry.example: connection refused" });
     await expect(bootc.switchTo(NEW)).rejects.toThrow(BootcError);
     await expect(bootc.rollback()).rejects.toThrow("error: No rollback available");
     expect(() => parseBootcStatus("not json")).toThrow("bootc status: output is not JSON");
-    expect(() => parseBootcStatus(JSON.stringify({ apiVersion: "v1", kind: "BootcHost", status: {} }))).toThrow(/^bootc status: apiVersion: /);
-    expect(() => parseBootcStatus(JSON.stringify({ apiVersion: "org.containers.bootc/v1", kind: "BootcHost", status: { booted: null, staged: null, rollback: null } }))).toThrow(
-      "bootc status: status.booted: this host did not boot a bootc container image",
+    expect(() => parseBootcStatus(JSON.stringify({ apiVersion: "v1", kind: "BootcHost", status: {} }))).toThrow(
+      /^bootc status: apiVersion: /,
     );
-    expect(pinnedRef({ ref: `${REPO}:v2@${digestOf(NEW)}`, transport: "registry", digest: digestOf(NEW) as string })).toBe(NEW);
-    expect(pinnedRef({ ref: `localhost:5000/lb:v2`, transport: "registry", digest: digestOf(NEW) as string })).toBe(`localhost:5000/lb@${digestOf(NEW)}`);
+    expect(() =>
+      parseBootcStatus(
+        JSON.stringify({
+          apiVersion: "org.containers.bootc/v1",
+          kind: "BootcHost",
+          status: { booted: null, staged: null, rollback: null },
+        }),
+      ),
+    ).toThrow("bootc status: status.booted: this host did not boot a bootc container image");
+    expect(
+      pinnedRef({ ref: `${REPO}:v2@${digestOf(NEW)}`, transport: "registry", digest: digestOf(NEW) as string }),
+    ).toBe(NEW);
+    expect(pinnedRef({ ref: `localhost:5000/lb:v2`, transport: "registry", digest: digestOf(NEW) as string })).toBe(
+      `localhost:5000/lb@${digestOf(NEW)}`,
+    );
   });
 });
 
@@ -366,10 +518,17 @@ const TLS_NAME = "kubernetes.default.svc";
 const lbPath = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}/${LAB}`;
 const DRIVER_TIMEOUTS: SwitchTimeouts = { switchMs: 30_000, verifyMs: 8000, rejoinAloneMs: 3000 };
 
-
 /** Every distinct status.imageSwitch the API server announces on a watch, in order. */
-async function watchImageSwitch(kc: K8s.KubeConfig, fromResourceVersion: string): Promise<{ history: ImageSwitchStatus[]; stop(): void }> {
-  const q = new URLSearchParams({ watch: "true", fieldSelector: `metadata.name=${LAB}`, resourceVersion: fromResourceVersion, timeoutSeconds: "300" });
+async function watchImageSwitch(
+  kc: K8s.KubeConfig,
+  fromResourceVersion: string,
+): Promise<{ history: ImageSwitchStatus[]; stop(): void }> {
+  const q = new URLSearchParams({
+    watch: "true",
+    fieldSelector: `metadata.name=${LAB}`,
+    resourceVersion: fromResourceVersion,
+    timeoutSeconds: "300",
+  });
   const url = new URL(`${kc.getCurrentCluster()!.server}/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?${q}`);
   const opts: RequestOptions = { method: "GET", headers: { Accept: "application/json" } };
   await kc.applyToHTTPSOptions(opts);
@@ -421,10 +580,16 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
     dir = mkdtempSync(join(tmpdir(), "edgepair-agent-switch-"));
     standin = createBootcStandin();
 
-    await must("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions?fieldValidation=Strict", loadBalancerCrd());
+    await must(
+      "POST",
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions?fieldValidation=Strict",
+      loadBalancerCrd(),
+    );
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const crd = (await must("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as { status?: { conditions?: { type: string; status: string }[] } };
+      const crd = (await must("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as {
+        status?: { conditions?: { type: string; status: string }[] };
+      };
       if (crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
       if (Date.now() > deadline) throw new Error(`${CRD_NAME} not Established`);
       await sleep(100);
@@ -438,11 +603,18 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       Role: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`,
       RoleBinding: `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`,
     };
-    for (const m of agentRbacManifests(agentRbac({ name: LAB, createNamespace: true }))) await must("POST", `${collections[m.kind] as string}?fieldValidation=Strict`, m);
-    await must("POST", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`, loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }) as Manifest);
+    for (const m of agentRbacManifests(agentRbac({ name: LAB, createNamespace: true })))
+      await must("POST", `${collections[m.kind] as string}?fieldValidation=Strict`, m);
+    await must(
+      "POST",
+      `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?fieldValidation=Strict`,
+      loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }) as Manifest,
+    );
     let t: string | undefined;
     while (!t) {
-      const s = (await must("GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as { data?: { token?: string } };
+      const s = (await must("GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as {
+        data?: { token?: string };
+      };
       t = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
       if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
       if (!t) await sleep(100);
@@ -493,8 +665,10 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       return this.vms.find((v) => v !== vm) as Vm;
     }
     changed(vm: Vm, what: string): void {
-      if (this.elect && !this.vms.some((v) => v.name === this.master && v.keepalived)) this.master = this.vms.find((v) => v.keepalived)?.name;
-      if (!this.elect && this.master !== undefined && !this.vms.some((v) => v.name === this.master && v.keepalived)) this.master = undefined;
+      if (this.elect && !this.vms.some((v) => v.name === this.master && v.keepalived))
+        this.master = this.vms.find((v) => v.keepalived)?.name;
+      if (!this.elect && this.master !== undefined && !this.vms.some((v) => v.name === this.master && v.keepalived))
+        this.master = undefined;
       if (this.elect && this.master === undefined && this.vms.some((v) => v.keepalived)) this.vipGaps++;
       this.events.push({ vm: vm.name, what, ...(this.master ? { master: this.master } : {}) });
       for (const v of this.vms) v.reporter?.update({ vrrpState: this.state(v) });
@@ -505,7 +679,17 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
     const tokenFile = join(dir, name, "token");
     mkdirSync(join(dir, name), { recursive: true, mode: 0o700 });
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-    const cluster = parseAgentSettings({ cluster: { apiServers: [kube!.server], tlsServerName: TLS_NAME, caCertificate: kube!.caPem, namespace: NS, loadBalancerName: LAB, tokenFile }, imageRef: booted }).cluster!;
+    const cluster = parseAgentSettings({
+      cluster: {
+        apiServers: [kube!.server],
+        tlsServerName: TLS_NAME,
+        caCertificate: kube!.caPem,
+        namespace: NS,
+        loadBalancerName: LAB,
+        tokenFile,
+      },
+      imageRef: booted,
+    }).cluster!;
     return {
       name,
       role,
@@ -518,10 +702,21 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
 
   /** The VM (re)boots: a new agent process, whose StatusReporter knows nothing but what the host says. */
   const boot = (pair: Pair, vm: Vm): void => {
-    const r = new StatusReporter(vm.client, { namespace: NS, loadBalancerName: LAB, lbName: vm.name, role: vm.role, heartbeatMs: 250, staleAfterMs: 2000 });
+    const r = new StatusReporter(vm.client, {
+      namespace: NS,
+      loadBalancerName: LAB,
+      lbName: vm.name,
+      role: vm.role,
+      heartbeatMs: 250,
+      staleAfterMs: 2000,
+    });
     reporters.add(r);
     vm.reporter = r;
-    r.update({ vrrpState: pair.state(vm), servicesUp: vm.servicesUp, bootedImage: pinnedRef({ ...vm.bootc.state().booted, transport: "registry" }) });
+    r.update({
+      vrrpState: pair.state(vm),
+      servicesUp: vm.servicesUp,
+      bootedImage: pinnedRef({ ...vm.bootc.state().booted, transport: "registry" }),
+    });
     r.start();
   };
 
@@ -573,7 +768,11 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
         run.kills.push(`${what} (boot ${run.boots})`);
         ac.abort();
       };
-      const real = kubeImageSwitchStore(vm.client, { namespace: NS, loadBalancerName: LAB, fieldManager: `${statusFieldManager(vm.name)}/switch` });
+      const real = kubeImageSwitchStore(vm.client, {
+        namespace: NS,
+        loadBalancerName: LAB,
+        fieldManager: `${statusFieldManager(vm.name)}/switch`,
+      });
       const recorded: ImageSwitchStore = {
         read: () => real.read(),
         write: async (next, rv) => {
@@ -625,10 +824,16 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
           peerAdvertsSeen: async () => pair.peer(vm).keepalived,
           servicesUp: async () => vm.servicesUp,
           healthGate: async () =>
-            vm.gateFailsOn !== undefined && vm.bootc.state().booted.digest === vm.gateFailsOn ? { ok: false, failures: ["HAProxy backend api/cp-0 is DOWN"] } : { ok: true, failures: [] },
+            vm.gateFailsOn !== undefined && vm.bootc.state().booted.digest === vm.gateFailsOn
+              ? { ok: false, failures: ["HAProxy backend api/cp-0 is DOWN"] }
+              : { ok: true, failures: [] },
         },
         report: (r) => {
-          vm.reporter?.update({ bootedImage: r.bootedImage, applying: r.progressing !== undefined, lastError: r.degraded ? `${r.degraded.reason}: ${r.degraded.message}` : undefined });
+          vm.reporter?.update({
+            bootedImage: r.bootedImage,
+            applying: r.progressing !== undefined,
+            lastError: r.degraded ? `${r.degraded.reason}: ${r.degraded.message}` : undefined,
+          });
         },
         timeouts: DRIVER_TIMEOUTS,
         pollMs: 100,
@@ -645,7 +850,9 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       run.outcomes.push(outcome);
       if (outcome.result === "idle" || o.once) return run;
       if (outcome.result === "rebooting" || outcome.result === "aborted") continue;
-      throw new Error(`${vm.name}: ${outcome.result} after ${outcome.steps} steps; last: ${outcome.step?.reason}; errors: ${outcome.errors.slice(-5).join(" | ")}; steps: ${run.steps.join(", ")}`);
+      throw new Error(
+        `${vm.name}: ${outcome.result} after ${outcome.steps} steps; last: ${outcome.step?.reason}; errors: ${outcome.errors.slice(-5).join(" | ")}; steps: ${run.steps.join(", ")}`,
+      );
     }
     throw new Error(`${vm.name}: more than 12 runs; steps: ${run.steps.join(", ")}`);
   };
@@ -661,7 +868,10 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       ),
     );
     const failures = settled.flatMap((r) => (r.status === "rejected" ? [(r.reason as Error).message] : []));
-    if (failures.length > 0) throw new Error(`${failures.join("\n")}\nVRRP events: ${pair.events.map((e) => `${e.vm} ${e.what}`).join(", ")}\nbootc: ${bootcHistory().join(", ")}`);
+    if (failures.length > 0)
+      throw new Error(
+        `${failures.join("\n")}\nVRRP events: ${pair.events.map((e) => `${e.vm} ${e.what}`).join(", ")}\nbootc: ${bootcHistory().join(", ")}`,
+      );
     return settled.map((r) => (r as PromiseFulfilledResult<VmRun>).value) as [VmRun, VmRun];
   };
 
@@ -682,12 +892,21 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       .slice(calls0)
       .filter((c) => c.argv[0] === "reboot" || c.argv[1] !== "status")
       .map((c) => `${c.host} ${c.argv[0] === "reboot" ? "reboot" : c.argv[1]}`);
-  const phases = (h: ImageSwitchStatus[]) => h.map((s) => [s.phase, s.turn ?? "-", (s.completed ?? []).join(",")].join(" "));
-  const entries = async () => ((await must("GET", lbPath)).body as { status?: { loadBalancers?: LoadBalancerEntryStatus[] } }).status?.loadBalancers ?? [];
-  const condition = (e: LoadBalancerEntryStatus | undefined, type: string) => e?.conditions?.find((c) => c.type === type);
+  const phases = (h: ImageSwitchStatus[]) =>
+    h.map((s) => [s.phase, s.turn ?? "-", (s.completed ?? []).join(",")].join(" "));
+  const entries = async () =>
+    ((await must("GET", lbPath)).body as { status?: { loadBalancers?: LoadBalancerEntryStatus[] } }).status
+      ?.loadBalancers ?? [];
+  const condition = (e: LoadBalancerEntryStatus | undefined, type: string) =>
+    e?.conditions?.find((c) => c.type === type);
 
   /** A fresh pair: lb-1 (primary) MASTER, lb-2 BACKUP, both on OLD, both entries in status; the watch started. */
-  const setUp = async (): Promise<{ pair: Pair; lb1: Vm; lb2: Vm; watch: Awaited<ReturnType<typeof watchImageSwitch>> }> => {
+  const setUp = async (): Promise<{
+    pair: Pair;
+    lb1: Vm;
+    lb2: Vm;
+    watch: Awaited<ReturnType<typeof watchImageSwitch>>;
+  }> => {
     await Promise.allSettled([...reporters].map((r) => r.stop()));
     reporters.clear();
     await must("PATCH", `${lbPath}/status`, { status: null }, "application/merge-patch+json");
@@ -716,7 +935,14 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
     }
   };
 
-  const HAPPY = ["Switching lb-2 ", "Verifying lb-2 ", "Pending lb-1 lb-2", "Switching lb-1 lb-2", "Verifying lb-1 lb-2", "Completed - lb-1,lb-2"];
+  const HAPPY = [
+    "Switching lb-2 ",
+    "Verifying lb-2 ",
+    "Pending lb-1 lb-2",
+    "Switching lb-1 lb-2",
+    "Verifying lb-1 lb-2",
+    "Completed - lb-1,lb-2",
+  ];
 
   test("the BACKUP switches first, the MASTER resigns before its reboot, then switches; status and bootc agree", async () => {
     const { pair, lb1, lb2, watch } = await setUp();
@@ -731,27 +957,66 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       // the MASTER (lb-1) stopped keepalived before its reboot, and lb-2 held the VIPs by then; the BACKUP had
       // nothing to resign; the VIPs were never unheld
       const ev = pair.events.map((e) => `${e.vm} ${e.what}${e.master ? ` [${e.master}]` : ""}`);
-      expect(ev).toEqual(["lb-2 reboot [lb-1]", "lb-2 keepalived start [lb-1]", "lb-1 keepalived stop [lb-2]", "lb-1 reboot [lb-2]", "lb-1 keepalived start [lb-2]"]);
+      expect(ev).toEqual([
+        "lb-2 reboot [lb-1]",
+        "lb-2 keepalived start [lb-1]",
+        "lb-1 keepalived stop [lb-2]",
+        "lb-1 reboot [lb-2]",
+        "lb-1 keepalived start [lb-2]",
+      ]);
       expect(pair.vipGaps).toBe(0);
 
       expect([r1.boots, r2.boots]).toEqual([2, 2]);
       // in order of first occurrence (a write that lost to a heartbeat repeats its step)
       const firsts = (xs: string[]) => [...new Set(xs)];
-      expect(firsts(r2.steps)).toEqual(["claim-turn -> Switching", "switch-and-reboot", "switch-and-reboot -> Verifying", "await-peer", "verify", "pass-turn -> Pending", "wait"]);
-      expect(firsts(r1.steps)).toEqual(["wait", "claim-turn -> Switching", "switch-and-reboot", "resign", "switch-and-reboot -> Verifying", "await-peer", "verify", "complete -> Completed"]);
-      for (const vm of [lb1, lb2]) expect(vm.bootc.state()).toMatchObject({ booted: image(NEW), rollback: image(OLD), staged: null, rollbackQueued: false });
+      expect(firsts(r2.steps)).toEqual([
+        "claim-turn -> Switching",
+        "switch-and-reboot",
+        "switch-and-reboot -> Verifying",
+        "await-peer",
+        "verify",
+        "pass-turn -> Pending",
+        "wait",
+      ]);
+      expect(firsts(r1.steps)).toEqual([
+        "wait",
+        "claim-turn -> Switching",
+        "switch-and-reboot",
+        "resign",
+        "switch-and-reboot -> Verifying",
+        "await-peer",
+        "verify",
+        "complete -> Completed",
+      ]);
+      for (const vm of [lb1, lb2])
+        expect(vm.bootc.state()).toMatchObject({
+          booted: image(NEW),
+          rollback: image(OLD),
+          staged: null,
+          rollbackQueued: false,
+        });
 
       // each LB's entry: the new image, not Degraded, not Progressing (the reporters flush every 250 ms)
       await sleep(600);
       const es = await entries();
       for (const name of ["lb-1", "lb-2"]) {
         const e = es.find((x) => x.name === name);
-        expect([name, e?.bootedImage, condition(e, "Degraded")?.status, condition(e, "Progressing")?.status, condition(e, "Ready")?.status]).toEqual([name, NEW, "False", "False", "True"]);
+        expect([
+          name,
+          e?.bootedImage,
+          condition(e, "Degraded")?.status,
+          condition(e, "Progressing")?.status,
+          condition(e, "Ready")?.status,
+        ]).toEqual([name, NEW, "False", "False", "True"]);
       }
       // the switch's updates own imageSwitch only: the entries stay their LBs' own (server-side apply)
-      const managed = ((await must("GET", lbPath)).body as { metadata: { managedFields: { manager: string; fieldsV1: unknown }[] } }).metadata.managedFields;
+      const managed = (
+        (await must("GET", lbPath)).body as { metadata: { managedFields: { manager: string; fieldsV1: unknown }[] } }
+      ).metadata.managedFields;
       for (const name of ["lb-1", "lb-2"]) {
-        const owned = JSON.stringify(managed.find((m) => m.manager === `${statusFieldManager(name)}/switch`)?.fieldsV1 ?? null);
+        const owned = JSON.stringify(
+          managed.find((m) => m.manager === `${statusFieldManager(name)}/switch`)?.fieldsV1 ?? null,
+        );
         expect(owned).toContain("f:imageSwitch");
         expect(owned).not.toContain("loadBalancers");
       }
@@ -766,41 +1031,54 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
   test.each<[string, KillPoint[]]>([
     ["", []],
     [" (killed after writing RollingBack, before bootc rollback)", [{ vm: "lb-2", after: "status RollingBack" }]],
-    [" (killed after bootc rollback, before the reboot: rollback must not run again, it toggles)", [{ vm: "lb-2", after: "bootc rollback" }]],
-  ])("a failed gate on the first LB: rollback + reboot, RollingBack then Failed, Degraded with the reason; the MASTER never switches%s", async (_what, kills) => {
-    const { pair, lb1, lb2, watch } = await setUp();
-    try {
-      lb2.gateFailsOn = digestOf(NEW);
-      const [r1, r2] = await runPair(pair, { kills });
-      expect(r2.kills).toHaveLength(kills.length);
-      await seen(watch.history, "Failed");
-      expect(phases(watch.history)).toEqual(["Switching lb-2 ", "Verifying lb-2 ", "RollingBack lb-2 ", "Failed lb-2 "]);
-      expect(bootcHistory()).toEqual(["lb-2 switch", "lb-2 reboot", "lb-2 rollback", "lb-2 reboot"]);
-      const failed = watch.history[watch.history.length - 1] as ImageSwitchStatus;
-      expect(failed.message).toContain(`${NEW} failed the health gate within 8 s: HAProxy backend api/cp-0 is DOWN; rolling back to ${OLD}`);
-      expect(lb2.bootc.state()).toMatchObject({ booted: image(OLD), rollback: image(NEW) });
-      expect(lb1.bootc.state()).toMatchObject({ booted: image(OLD), staged: null });
-      expect(r1.steps.every((s) => s === "wait")).toBe(true);
-      expect(r2.steps).toContain("rollback-and-reboot -> RollingBack");
-      expect(pair.master).toBe("lb-1");
+    [
+      " (killed after bootc rollback, before the reboot: rollback must not run again, it toggles)",
+      [{ vm: "lb-2", after: "bootc rollback" }],
+    ],
+  ])(
+    "a failed gate on the first LB: rollback + reboot, RollingBack then Failed, Degraded with the reason; the MASTER never switches%s",
+    async (_what, kills) => {
+      const { pair, lb1, lb2, watch } = await setUp();
+      try {
+        lb2.gateFailsOn = digestOf(NEW);
+        const [r1, r2] = await runPair(pair, { kills });
+        expect(r2.kills).toHaveLength(kills.length);
+        await seen(watch.history, "Failed");
+        expect(phases(watch.history)).toEqual([
+          "Switching lb-2 ",
+          "Verifying lb-2 ",
+          "RollingBack lb-2 ",
+          "Failed lb-2 ",
+        ]);
+        expect(bootcHistory()).toEqual(["lb-2 switch", "lb-2 reboot", "lb-2 rollback", "lb-2 reboot"]);
+        const failed = watch.history[watch.history.length - 1] as ImageSwitchStatus;
+        expect(failed.message).toContain(
+          `${NEW} failed the health gate within 8 s: HAProxy backend api/cp-0 is DOWN; rolling back to ${OLD}`,
+        );
+        expect(lb2.bootc.state()).toMatchObject({ booted: image(OLD), rollback: image(NEW) });
+        expect(lb1.bootc.state()).toMatchObject({ booted: image(OLD), staged: null });
+        expect(r1.steps.every((s) => s === "wait")).toBe(true);
+        expect(r2.steps).toContain("rollback-and-reboot -> RollingBack");
+        expect(pair.master).toBe("lb-1");
 
-      await sleep(600);
-      const e2 = (await entries()).find((e) => e.name === "lb-2");
-      expect(condition(e2, "Degraded")).toMatchObject({ status: "True" });
-      expect(condition(e2, "Degraded")?.message).toContain("ImageSwitchFailed: lb-2: ");
-      expect(condition(e2, "Degraded")?.message).toContain("HAProxy backend api/cp-0 is DOWN");
-      expect(condition(e2, "Progressing")?.status).toBe("False");
-      expect(e2?.bootedImage).toBe(OLD);
+        await sleep(600);
+        const e2 = (await entries()).find((e) => e.name === "lb-2");
+        expect(condition(e2, "Degraded")).toMatchObject({ status: "True" });
+        expect(condition(e2, "Degraded")?.message).toContain("ImageSwitchFailed: lb-2: ");
+        expect(condition(e2, "Degraded")?.message).toContain("HAProxy backend api/cp-0 is DOWN");
+        expect(condition(e2, "Progressing")?.status).toBe("False");
+        expect(e2?.bootedImage).toBe(OLD);
 
-      // the failure stands for a new agent process on lb-2: it finds it in status and still reports Degraded
-      const again = await runVm(pair, lb2);
-      expect(again.steps).toEqual(["wait"]);
-      expect(again.outcomes[0]?.step?.status.self.degraded?.message).toBe(failed.message);
-      expect(bootcHistory()).toEqual(["lb-2 switch", "lb-2 reboot", "lb-2 rollback", "lb-2 reboot"]);
-    } finally {
-      watch.stop();
-    }
-  });
+        // the failure stands for a new agent process on lb-2: it finds it in status and still reports Degraded
+        const again = await runVm(pair, lb2);
+        expect(again.steps).toEqual(["wait"]);
+        expect(again.outcomes[0]?.step?.status.self.degraded?.message).toBe(failed.message);
+        expect(bootcHistory()).toEqual(["lb-2 switch", "lb-2 reboot", "lb-2 rollback", "lb-2 reboot"]);
+      } finally {
+        watch.stop();
+      }
+    },
+  );
 
   test("the image's boot check rolls the target back: Failed with the reason, no agent rollback, the MASTER never switches", async () => {
     const { pair, lb1, lb2, watch } = await setUp();
@@ -809,7 +1087,9 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       await runPair(pair);
       await seen(watch.history, "Failed");
       expect(phases(watch.history)).toEqual(["Switching lb-2 ", "Verifying lb-2 ", "Failed lb-2 "]);
-      expect(watch.history[2]?.message).toContain(`lb-2 booted ${OLD} instead of ${NEW}: the target did not stay booted`);
+      expect(watch.history[2]?.message).toContain(
+        `lb-2 booted ${OLD} instead of ${NEW}: the target did not stay booted`,
+      );
       expect(bootcHistory()).toEqual(["lb-2 switch", "lb-2 reboot"]);
       expect(pair.events.map((e) => `${e.vm} ${e.what}`)).toEqual(["lb-2 reboot", "lb-2 keepalived start"]);
       expect(lb1.bootc.state()).toMatchObject({ booted: image(OLD), staged: null });
@@ -821,7 +1101,10 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
   test.each<[string, KillPoint[]]>([
     ["the BACKUP after bootc switch, before its reboot", [{ vm: "lb-2", after: "bootc switch" }]],
     ["the MASTER after writing Verifying, before its reboot", [{ vm: "lb-1", after: "status Verifying" }]],
-    ["the BACKUP after its reboot, before the gate (keepalived just started)", [{ vm: "lb-2", after: "keepalived start", boot: 2 }]],
+    [
+      "the BACKUP after its reboot, before the gate (keepalived just started)",
+      [{ vm: "lb-2", after: "keepalived start", boot: 2 }],
+    ],
     ["the MASTER right after its resignation, before its reboot", [{ vm: "lb-1", after: "keepalived stop" }]],
   ])("an agent killed mid-switch (%s) resumes from status and bootc alone", async (_what, kills) => {
     const { pair, lb1, lb2, watch } = await setUp();
@@ -849,7 +1132,7 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       await sleep(600);
       // no status writes from here on (heartbeats would move the resourceVersion between the two reads); the
       // entries' last heartbeats are fresh enough for the claim
-      await Promise.all([lb1, lb2].map((v) => v.reporter?.stop()));
+      await Promise.all([lb1, lb2].flatMap((v) => (v.reporter ? [v.reporter.stop()] : [])));
       const writes: { vm: string; ok: boolean; rv: string }[] = [];
       let arrived = 0;
       let release: () => void = () => undefined;
@@ -870,7 +1153,8 @@ describe("two LB drivers against a real kube-apiserver, agent token only, stand-
       });
       // stop each driver once it has seen the outcome: the winner when it stages, the loser when it waits for the turn
       const onStep = (_vm: Vm, step: Step, abort: () => void) => {
-        if (step.kind === "switch-and-reboot" || (step.kind === "wait" && step.reason.includes("holds the turn"))) abort();
+        if (step.kind === "switch-and-reboot" || (step.kind === "wait" && step.reason.includes("holds the turn")))
+          abort();
       };
       const runs = await runPair(pair, { wrapStore, onStep, once: true });
       expect(runs.map((r) => r.outcomes.map((o) => o.result))).toEqual([["aborted"], ["aborted"]]);

@@ -17,7 +17,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test("parseTransition takes the notify script's lines and nothing else", () => {
   expect(parseTransition("MASTER 150", 1)).toEqual({ state: "MASTER", priority: 150, at: 1 });
   expect(parseTransition("BACKUP 100\n", 2)?.state).toBe("BACKUP");
-  for (const bad of ["", "MASTER", "MASTER x", "MASTER 256", "PRIMARY 100", "MASTER 100 extra", "master 100"]) expect(parseTransition(bad, 0)).toBeUndefined();
+  for (const bad of ["", "MASTER", "MASTER x", "MASTER 256", "PRIMARY 100", "MASTER 100 extra", "master 100"])
+    expect(parseTransition(bad, 0)).toBeUndefined();
 });
 
 test("the FIFO: every transition arrives, from separate writers, without end-of-file; noise is reported, not thrown", async () => {
@@ -25,10 +26,15 @@ test("the FIFO: every transition arrives, from separate writers, without end-of-
   const path = join(dir, "edgepair", "vrrp.fifo");
   const got: Transition[] = [];
   const noise: string[] = [];
-  const l = listenVrrpFifo(path, (t) => got.push(t), (n) => noise.push(n));
+  const l = listenVrrpFifo(
+    path,
+    (t) => got.push(t),
+    (n) => noise.push(n),
+  );
   try {
     // exactly the notify script's write: a new writer per transition, O_NONBLOCK, never waiting for a reader
-    const write = (line: string) => execFileSync("sh", ["-c", `printf '%s\\n' "${line}" | dd of=${path} oflag=nonblock status=none`]);
+    const write = (line: string) =>
+      execFileSync("sh", ["-c", `printf '%s\\n' "${line}" | dd of=${path} oflag=nonblock status=none`]);
     write("BACKUP 100");
     write("MASTER 100");
     write("garbage here");
@@ -48,7 +54,9 @@ test("re-assert: each transition runs the handler's commands for the new state; 
   let fail = false;
   const runner: CommandRunner = async (argv) => {
     calls.push(argv.join(" "));
-    return fail ? { exitCode: 2, timedOut: false, output: "RTNETLINK answers: Operation not permitted" } : { exitCode: 0, timedOut: false, output: "" };
+    return fail
+      ? { exitCode: 2, timedOut: false, output: "RTNETLINK answers: Operation not permitted" }
+      : { exitCode: 0, timedOut: false, output: "" };
   };
   const handler = floatingIpHandler(devResolved, primaryHost);
   const r = startReassert("BACKUP", { spec: () => devResolved, host: primaryHost, runner, intervalMs: 60_000 });
@@ -70,29 +78,40 @@ test("re-assert with the real ip in a namespace: MASTER holds the next hop, drif
   const nextHop = devResolved.platform.publicNetwork.nextHop!;
   const dev = primaryHost.publicInterface.name;
   let spec = devResolved;
-  await withNetnsAsync([{ name: dev, addresses: ["172.31.250.2/24"] }, { name: primaryHost.privateInterface.name }], async (ns) => {
-    const inNs: CommandRunner = (argv, opts) => spawnRunner(["ip", "netns", "exec", ns, ...argv], opts);
-    const has = () => execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${nextHop}/`);
-    const r = startReassert("BACKUP", { spec: () => spec, host: primaryHost, runner: inNs, intervalMs: 200 });
-    try {
-      expect((await r.transition("MASTER")).ok).toBe(true);
-      expect(has()).toBe(true);
-      execFileSync("ip", ["-n", ns, "addr", "del", `${nextHop}/24`, "dev", dev]);
-      expect(has()).toBe(false);
-      for (let i = 0; i < 40 && !has(); i++) await sleep(50);
-      expect(has()).toBe(true);
-      expect((await r.transition("BACKUP")).ok).toBe(true);
-      expect(has()).toBe(false);
-      // the running spec changes (a day-2 apply): the loop reads the new one, never the spec it started with
-      expect((await r.transition("MASTER")).ok).toBe(true);
-      const moved = "172.31.250.11";
-      spec = { ...devResolved, platform: { ...devResolved.platform, publicNetwork: { ...devResolved.platform.publicNetwork, nextHop: moved } } };
-      execFileSync("ip", ["-n", ns, "addr", "del", `${nextHop}/24`, "dev", dev]);
-      const hasMoved = () => execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${moved}/`);
-      for (let i = 0; i < 40 && !hasMoved(); i++) await sleep(50);
-      expect([hasMoved(), has()]).toEqual([true, false]);
-    } finally {
-      r.stop();
-    }
-  });
+  await withNetnsAsync(
+    [{ name: dev, addresses: ["172.31.250.2/24"] }, { name: primaryHost.privateInterface.name }],
+    async (ns) => {
+      const inNs: CommandRunner = (argv, opts) => spawnRunner(["ip", "netns", "exec", ns, ...argv], opts);
+      const has = () =>
+        execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${nextHop}/`);
+      const r = startReassert("BACKUP", { spec: () => spec, host: primaryHost, runner: inNs, intervalMs: 200 });
+      try {
+        expect((await r.transition("MASTER")).ok).toBe(true);
+        expect(has()).toBe(true);
+        execFileSync("ip", ["-n", ns, "addr", "del", `${nextHop}/24`, "dev", dev]);
+        expect(has()).toBe(false);
+        for (let i = 0; i < 40 && !has(); i++) await sleep(50);
+        expect(has()).toBe(true);
+        expect((await r.transition("BACKUP")).ok).toBe(true);
+        expect(has()).toBe(false);
+        // the running spec changes (a day-2 apply): the loop reads the new one, never the spec it started with
+        expect((await r.transition("MASTER")).ok).toBe(true);
+        const moved = "172.31.250.11";
+        spec = {
+          ...devResolved,
+          platform: {
+            ...devResolved.platform,
+            publicNetwork: { ...devResolved.platform.publicNetwork, nextHop: moved },
+          },
+        };
+        execFileSync("ip", ["-n", ns, "addr", "del", `${nextHop}/24`, "dev", dev]);
+        const hasMoved = () =>
+          execFileSync("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).toString().includes(`${moved}/`);
+        for (let i = 0; i < 40 && !hasMoved(); i++) await sleep(50);
+        expect([hasMoved(), has()]).toEqual([true, false]);
+      } finally {
+        r.stop();
+      }
+    },
+  );
 });

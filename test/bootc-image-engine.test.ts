@@ -49,7 +49,8 @@ function programFiles(): Record<string, string> {
   copy("tsconfig.json"); // rootDir "." (TypeScript 6 wants it once files sit in subdirectories)
   copy("components/bootc-image.ts");
   copy("spec/image-ref.ts");
-  for (const f of readdirSync(join(REPO_ROOT, "providers/edgepair")).filter((n) => n.startsWith("image-build"))) copy(`providers/edgepair/${f}`);
+  for (const f of readdirSync(join(REPO_ROOT, "providers/edgepair")).filter((n) => n.startsWith("image-build")))
+    copy(`providers/edgepair/${f}`);
   return files;
 }
 
@@ -67,20 +68,27 @@ describeRoot("BootcImage build through the real engine, podman and a loopback re
   /** podman's event log (events_logger=file): one line per build, tag, push. */
   const podmanEvents = () => {
     try {
-      return readFileSync(join(tmp, "podman", "events.log"), "utf8").split("\n").filter((l) => l.trim() !== "").length;
+      return readFileSync(join(tmp, "podman", "events.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.trim() !== "").length;
     } catch {
       return 0;
     }
   };
-  const buildOp = async () => (await ws.previewJson()).steps.find((s) => s.type === "pulumi-nodejs:dynamic/edgepair:ImageBuild");
-  const manifest = (digest: string) => registry.get(`edgepair/test-appliance/manifests/${digest}`, { Accept: MANIFEST_ACCEPT });
+  const buildOp = async () =>
+    (await ws.previewJson()).steps.find((s) => s.type === "pulumi-nodejs:dynamic/edgepair:ImageBuild");
+  const manifest = (digest: string) =>
+    registry.get(`edgepair/test-appliance/manifests/${digest}`, { Accept: MANIFEST_ACCEPT });
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), "edgepair-bootc-image-"));
     const podman = join(tmp, "podman");
     providerTmp = join(tmp, "provider-tmp");
     for (const d of [podman, join(podman, "tmp"), providerTmp]) mkdirSync(d, { recursive: true });
-    writeFileSync(join(podman, "storage.conf"), `[storage]\ndriver = "vfs"\nrunroot = "${podman}/run"\ngraphroot = "${podman}/root"\n`);
+    writeFileSync(
+      join(podman, "storage.conf"),
+      `[storage]\ndriver = "vfs"\nrunroot = "${podman}/run"\ngraphroot = "${podman}/root"\n`,
+    );
     writeFileSync(
       join(podman, "containers.conf"),
       `[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "${podman}/events.log"\n` +
@@ -88,7 +96,10 @@ describeRoot("BootcImage build through the real engine, podman and a loopback re
     );
     context = join(tmp, "context");
     mkdirSync(context);
-    writeFileSync(join(context, "Containerfile"), "FROM scratch\nARG GREETING\nLABEL org.example.greeting=$GREETING\nCOPY hello.txt /hello.txt\n");
+    writeFileSync(
+      join(context, "Containerfile"),
+      "FROM scratch\nARG GREETING\nLABEL org.example.greeting=$GREETING\nCOPY hello.txt /hello.txt\n",
+    );
     writeFileSync(join(context, "hello.txt"), "first\n");
 
     registry = await startRegistry({ username: USER, password: PASSWORD });
@@ -96,9 +107,17 @@ describeRoot("BootcImage build through the real engine, podman and a loopback re
     ws = await PulumiWorkspace.create({
       name: PROJECT,
       files: programFiles(),
-      config: { [`${PROJECT}:context`]: context, [`${PROJECT}:repository`]: repository, [`${PROJECT}:registryUser`]: USER },
+      config: {
+        [`${PROJECT}:context`]: context,
+        [`${PROJECT}:repository`]: repository,
+        [`${PROJECT}:registryUser`]: USER,
+      },
       secrets: { [`${PROJECT}:registryPassword`]: PASSWORD },
-      env: { CONTAINERS_STORAGE_CONF: join(podman, "storage.conf"), CONTAINERS_CONF: join(podman, "containers.conf"), TMPDIR: providerTmp },
+      env: {
+        CONTAINERS_STORAGE_CONF: join(podman, "storage.conf"),
+        CONTAINERS_CONF: join(podman, "containers.conf"),
+        TMPDIR: providerTmp,
+      },
     });
   });
 
@@ -131,7 +150,11 @@ describeRoot("BootcImage build through the real engine, podman and a loopback re
     const body = JSON.parse(await res.text()) as { layers?: unknown[] };
     expect(body.layers).toHaveLength(1);
     // the registry really enforces auth: without the right credentials it refuses
-    const anon = await registry.get(`edgepair/test-appliance/manifests/${digest}`, { Accept: MANIFEST_ACCEPT }, { username: USER, password: WRONG });
+    const anon = await registry.get(
+      `edgepair/test-appliance/manifests/${digest}`,
+      { Accept: MANIFEST_ACCEPT },
+      { username: USER, password: WRONG },
+    );
     expect(anon.status).toBe(401);
   });
 

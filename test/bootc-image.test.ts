@@ -5,7 +5,18 @@
  * bootc-image-builder itself cannot run here (its image cannot be pulled, and it needs loop devices and a bootable
  * base image), so only its command line is asserted; test/bootc-image-engine.test.ts builds and pushes for real.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  readFileSync,
+  existsSync,
+} from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +25,14 @@ import { BootcImage, type BootcImageBuild } from "../components/bootc-image";
 import { bibArgv, DEFAULT_BIB_IMAGE, diskPath, podmanPullArgv } from "../providers/edgepair/image-build-disk";
 import { buildTag, contextHash, treeHash } from "../providers/edgepair/image-build-hash";
 import { imageBuildProvider, podmanBuildArgv, podmanPushArgv } from "../providers/edgepair/image-build";
-import { checkAuth, redact, registryHost, run, secretsOf, withAuthFile } from "../providers/edgepair/image-build-podman";
+import {
+  checkAuth,
+  redact,
+  registryHost,
+  run,
+  secretsOf,
+  withAuthFile,
+} from "../providers/edgepair/image-build-podman";
 import { recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -53,10 +71,13 @@ describe("content hash", () => {
     ["a byte", (d: string) => writeFileSync(join(d, "files/etc/a.conf"), "a=2\n")],
     ["a mode", (d: string) => chmodSync(join(d, "files/etc/a.conf"), 0o600)],
     ["a name", (d: string) => execFileSync("mv", [join(d, "files/etc/a.conf"), join(d, "files/etc/b.conf")])],
-    ["a symlink target", (d: string) => {
-      rmSync(join(d, "files/link"));
-      symlinkSync("etc/other", join(d, "files/link"));
-    }],
+    [
+      "a symlink target",
+      (d: string) => {
+        rmSync(join(d, "files/link"));
+        symlinkSync("etc/other", join(d, "files/link"));
+      },
+    ],
     ["an empty dir", (d: string) => mkdirSync(join(d, "empty/more"))],
     ["a new file", (d: string) => writeFileSync(join(d, "extra"), "")],
   ])("changing %s changes the hash", (_what, change) => {
@@ -107,41 +128,102 @@ describe("command lines", () => {
       buildArgs: { BASE: "quay.io/fedora/fedora-bootc@sha256:" + "1".repeat(64), A: "x" },
     };
     expect(podmanBuildArgv(i)).toEqual([
-      "podman", "build", "--file", "/src/images/Containerfile", "--tag", `registry.example:5000/edgepair/appliance:${"f".repeat(64)}`,
-      "--build-arg", "A=x", "--build-arg", `BASE=quay.io/fedora/fedora-bootc@sha256:${"1".repeat(64)}`,
-      "--build-context", "agent=/src/dist", "/src/images",
+      "podman",
+      "build",
+      "--file",
+      "/src/images/Containerfile",
+      "--tag",
+      `registry.example:5000/edgepair/appliance:${"f".repeat(64)}`,
+      "--build-arg",
+      "A=x",
+      "--build-arg",
+      `BASE=quay.io/fedora/fedora-bootc@sha256:${"1".repeat(64)}`,
+      "--build-context",
+      "agent=/src/dist",
+      "/src/images",
     ]);
     expect(podmanPushArgv({ ...i, tlsVerify: false }, "/tmp/a/auth.json", "/tmp/w/digest")).toEqual([
-      "podman", "push", "--digestfile", "/tmp/w/digest", "--authfile", "/tmp/a/auth.json", "--tls-verify=false",
+      "podman",
+      "push",
+      "--digestfile",
+      "/tmp/w/digest",
+      "--authfile",
+      "/tmp/a/auth.json",
+      "--tls-verify=false",
       `registry.example:5000/edgepair/appliance:${"f".repeat(64)}`,
     ]);
-    expect(podmanPushArgv(i, undefined, "/d")).toEqual(["podman", "push", "--digestfile", "/d", `registry.example:5000/edgepair/appliance:${"f".repeat(64)}`]);
+    expect(podmanPushArgv(i, undefined, "/d")).toEqual([
+      "podman",
+      "push",
+      "--digestfile",
+      "/d",
+      `registry.example:5000/edgepair/appliance:${"f".repeat(64)}`,
+    ]);
   });
 
   test("bootc-image-builder: the exact rootful command line (config mounted read-only, host storage, --rootfs)", () => {
     const ref = `quay.io/example/edgepair@sha256:${"c".repeat(64)}`;
     // bib's current README (reference/anchors.md B.6): no -it (not interactive here), no --local (deprecated:
     // bib always reads the host's container storage, which is mounted), --rootfs because Fedora has no default
-    expect(bibArgv({ ref, type: "qcow2", rootfs: "ext4", outputDir: "/srv/out", config: "/srv/images/bib/config.toml" })).toEqual([
-      "podman", "run", "--rm", "--privileged", "--pull=newer", "--security-opt", "label=type:unconfined_t",
-      "-v", "/srv/images/bib/config.toml:/config.toml:ro",
-      "-v", "/srv/out:/output",
-      "-v", "/var/lib/containers/storage:/var/lib/containers/storage",
+    expect(
+      bibArgv({ ref, type: "qcow2", rootfs: "ext4", outputDir: "/srv/out", config: "/srv/images/bib/config.toml" }),
+    ).toEqual([
+      "podman",
+      "run",
+      "--rm",
+      "--privileged",
+      "--pull=newer",
+      "--security-opt",
+      "label=type:unconfined_t",
+      "-v",
+      "/srv/images/bib/config.toml:/config.toml:ro",
+      "-v",
+      "/srv/out:/output",
+      "-v",
+      "/var/lib/containers/storage:/var/lib/containers/storage",
       "quay.io/centos-bootc/bootc-image-builder:latest",
-      "--type", "qcow2", "--rootfs", "ext4", ref,
+      "--type",
+      "qcow2",
+      "--rootfs",
+      "ext4",
+      ref,
     ]);
     // a JSON config goes where bib looks for JSON
-    expect(bibArgv({ ref, type: "qcow2", rootfs: "xfs", outputDir: "/o", config: "/srv/images/bib/config.json" }).slice(7, 9)).toEqual([
-      "-v", "/srv/images/bib/config.json:/config.json:ro",
-    ]);
+    expect(
+      bibArgv({ ref, type: "qcow2", rootfs: "xfs", outputDir: "/o", config: "/srv/images/bib/config.json" }).slice(
+        7,
+        9,
+      ),
+    ).toEqual(["-v", "/srv/images/bib/config.json:/config.json:ro"]);
     const pinned = `quay.io/centos-bootc/bootc-image-builder@sha256:${"d".repeat(64)}`;
     expect(bibArgv({ ref, type: "qcow2", rootfs: "xfs", outputDir: "/o", builderImage: pinned })).toEqual([
-      "podman", "run", "--rm", "--privileged", "--pull=newer", "--security-opt", "label=type:unconfined_t",
-      "-v", "/o:/output", "-v", "/var/lib/containers/storage:/var/lib/containers/storage",
-      pinned, "--type", "qcow2", "--rootfs", "xfs", ref,
+      "podman",
+      "run",
+      "--rm",
+      "--privileged",
+      "--pull=newer",
+      "--security-opt",
+      "label=type:unconfined_t",
+      "-v",
+      "/o:/output",
+      "-v",
+      "/var/lib/containers/storage:/var/lib/containers/storage",
+      pinned,
+      "--type",
+      "qcow2",
+      "--rootfs",
+      "xfs",
+      ref,
     ]);
     expect(DEFAULT_BIB_IMAGE).toBe("quay.io/centos-bootc/bootc-image-builder:latest");
-    expect(podmanPullArgv(ref, "/t/auth.json", false)).toEqual(["podman", "pull", "--authfile", "/t/auth.json", "--tls-verify=false", ref]);
+    expect(podmanPullArgv(ref, "/t/auth.json", false)).toEqual([
+      "podman",
+      "pull",
+      "--authfile",
+      "/t/auth.json",
+      "--tls-verify=false",
+      ref,
+    ]);
     expect(diskPath("/srv/out", "qcow2")).toBe("/srv/out/qcow2/disk.qcow2");
   });
 });
@@ -161,10 +243,12 @@ describe("credentials", () => {
     });
     expect(existsSync(seen)).toBe(false);
     let seen2 = "";
-    await expect(withAuthFile("r.example", auth, async (file) => {
-      seen2 = file as string;
-      throw new Error("push failed");
-    })).rejects.toThrow("push failed");
+    await expect(
+      withAuthFile("r.example", auth, async (file) => {
+        seen2 = file as string;
+        throw new Error("push failed");
+      }),
+    ).rejects.toThrow("push failed");
     expect(existsSync(join(seen2, ".."))).toBe(false);
     expect(await withAuthFile("r.example", undefined, async (file) => file)).toBeUndefined();
   });
@@ -172,25 +256,48 @@ describe("credentials", () => {
   test("a failing command's message is redacted (password and base64 auth); a timeout kills it", async () => {
     const secrets = secretsOf(auth);
     const b64 = Buffer.from(`pusher:${PASSWORD}`).toString("base64");
-    const err = await run(["sh", "-c", `echo "denied for ${PASSWORD} / ${b64}" >&2; exit 3`], { timeoutMs: 10_000, secrets, what: "image push" }).catch((e: Error) => e);
+    const err = await run(["sh", "-c", `echo "denied for ${PASSWORD} / ${b64}" >&2; exit 3`], {
+      timeoutMs: 10_000,
+      secrets,
+      what: "image push",
+    }).catch((e: Error) => e);
     expect(String(err)).toContain("image push: `sh -c` exited with 3: denied for [secret] / [secret]");
     expect(String(err)).not.toContain(PASSWORD);
     const started = Date.now();
-    await expect(run(["sleep", "30"], { timeoutMs: 300, what: "slow" })).rejects.toThrow("slow: `sleep 30` did not finish within 0 s");
+    await expect(run(["sleep", "30"], { timeoutMs: 300, what: "slow" })).rejects.toThrow(
+      "slow: `sleep 30` did not finish within 0 s",
+    );
     expect(Date.now() - started).toBeLessThan(5000);
     expect(redact("a pw b", ["pw"])).toBe("a [secret] b");
   });
 
   test("bad credential shapes are refused naming the field, never the value", () => {
-    expect(() => checkAuth({ username: "u", password: "" }, "image.build.registryAuth")).toThrow("image.build.registryAuth: username and password must be non-empty strings");
+    expect(() => checkAuth({ username: "u", password: "" }, "image.build.registryAuth")).toThrow(
+      "image.build.registryAuth: username and password must be non-empty strings",
+    );
     expect(() => checkAuth({ username: "a:b", password: PASSWORD }, "f")).toThrow('f.username: must not contain ":"');
     expect(checkAuth(undefined, "f")).toBeUndefined();
   });
 });
 
 describe("provider diff: what rebuilds", () => {
-  const olds = { repository: "r.example/a", contextHash: "h1", containerfile: "Containerfile", buildArgs: { A: "1" }, tag: "t1", digest: "sha256:x", ref: "r.example/a@sha256:x" };
-  const news = { context: "/c", containerfile: "Containerfile", contextHash: "h1", tag: "t1", repository: "r.example/a", buildArgs: { A: "1" } };
+  const olds = {
+    repository: "r.example/a",
+    contextHash: "h1",
+    containerfile: "Containerfile",
+    buildArgs: { A: "1" },
+    tag: "t1",
+    digest: "sha256:x",
+    ref: "r.example/a@sha256:x",
+  };
+  const news = {
+    context: "/c",
+    containerfile: "Containerfile",
+    contextHash: "h1",
+    tag: "t1",
+    repository: "r.example/a",
+    buildArgs: { A: "1" },
+  };
   const diff = (over: Partial<typeof news>) => imageBuildProvider.diff?.("r.example/a", olds, { ...news, ...over });
 
   test("same inputs (credentials and context path aside) are no change; content/args/file are updates; repository replaces", async () => {
@@ -219,14 +326,22 @@ describe("component", () => {
 
   test("exactly one of prebuilt and build, else an error naming both fields", () => {
     const ctx = makeContext();
-    expect(() => new BootcImage("x", {})).toThrow("image: give exactly one of image.prebuilt and image.build (got neither)");
-    expect(() => new BootcImage("y", { prebuilt: `r.example/a@sha256:${"a".repeat(64)}`, build: { context: ctx, repository: "r.example/a" } })).toThrow(
-      "image: give exactly one of image.prebuilt and image.build (got both)",
+    expect(() => new BootcImage("x", {})).toThrow(
+      "image: give exactly one of image.prebuilt and image.build (got neither)",
     );
+    expect(
+      () =>
+        new BootcImage("y", {
+          prebuilt: `r.example/a@sha256:${"a".repeat(64)}`,
+          build: { context: ctx, repository: "r.example/a" },
+        }),
+    ).toThrow("image: give exactly one of image.prebuilt and image.build (got both)");
   });
 
   test("prebuilt: unchanged (digest required), no build resource", async () => {
-    expect(() => new BootcImage("p1", { prebuilt: "r.example/a:latest" })).toThrow('image.prebuilt: must be pinned by digest (ref@sha256:<64 hex>), got "r.example/a:latest"');
+    expect(() => new BootcImage("p1", { prebuilt: "r.example/a:latest" })).toThrow(
+      'image.prebuilt: must be pinned by digest (ref@sha256:<64 hex>), got "r.example/a:latest"',
+    );
     const ref = `r.example/a@sha256:${"a".repeat(64)}`;
     const img = new BootcImage("p2", { prebuilt: ref });
     expect(await value(img.ref)).toBe(ref);
@@ -237,22 +352,44 @@ describe("component", () => {
 
   type Over = (ctx: string) => Partial<BootcImageBuild>;
   test.each<[string, Over, string]>([
-    ["a tagged repository", () => ({ repository: "r.example/a:tag" }), "image.build.repository: must be registry[:port]/path without tag or digest"],
+    [
+      "a tagged repository",
+      () => ({ repository: "r.example/a:tag" }),
+      "image.build.repository: must be registry[:port]/path without tag or digest",
+    ],
     ["a repository without registry", () => ({ repository: "edgepair/appliance" }), "image.build.repository"],
-    ["a missing context", () => ({ context: "/nonexistent-edgepair" }), "image.build.context: /nonexistent-edgepair is not a directory"],
+    [
+      "a missing context",
+      () => ({ context: "/nonexistent-edgepair" }),
+      "image.build.context: /nonexistent-edgepair is not a directory",
+    ],
     ["a missing Containerfile", () => ({ containerfile: "Nope" }), "image.build.containerfile:"],
-    ["rootfs btrfs", () => ({ diskImage: { type: "qcow2", rootfs: "btrfs" as "ext4", outputDir: "/o" } }), 'image.build.diskImage.rootfs: must be "ext4" or "xfs"'],
-    ["a config neither .toml nor .json", (ctx) => ({ diskImage: { type: "qcow2", rootfs: "xfs", outputDir: "/o", config: join(ctx, "Containerfile") } }), "image.build.diskImage.config: must be a .toml or .json file"],
-    ["a disk output inside the context", (ctx) => ({ diskImage: { type: "qcow2", rootfs: "xfs", outputDir: join(ctx, "out") } }), "image.build.diskImage.outputDir: must be outside image.build.context"],
+    [
+      "rootfs btrfs",
+      () => ({ diskImage: { type: "qcow2", rootfs: "btrfs" as "ext4", outputDir: "/o" } }),
+      'image.build.diskImage.rootfs: must be "ext4" or "xfs"',
+    ],
+    [
+      "a config neither .toml nor .json",
+      (ctx) => ({ diskImage: { type: "qcow2", rootfs: "xfs", outputDir: "/o", config: join(ctx, "Containerfile") } }),
+      "image.build.diskImage.config: must be a .toml or .json file",
+    ],
+    [
+      "a disk output inside the context",
+      (ctx) => ({ diskImage: { type: "qcow2", rootfs: "xfs", outputDir: join(ctx, "out") } }),
+      "image.build.diskImage.outputDir: must be outside image.build.context",
+    ],
   ])("build: %s is refused naming the field", (_what, over, message) => {
     const ctx = makeContext();
-    expect(() => new BootcImage(`bad-${n++}`, { build: { context: ctx, repository: "r.example/a", ...over(ctx) } })).toThrow(message);
+    expect(
+      () => new BootcImage(`bad-${n++}`, { build: { context: ctx, repository: "r.example/a", ...over(ctx) } }),
+    ).toThrow(message);
   });
 
   test("build: an ImageBuild with the content hash and tag computed at preview, credentials as a secret; a DiskImage with resolved paths", async () => {
     const ctx = makeContext();
     const config = join(ctx, "config.toml");
-    writeFileSync(config, "[[customizations.user]]\nname = \"core\"\n");
+    writeFileSync(config, '[[customizations.user]]\nname = "core"\n');
     const img = new BootcImage("app", {
       build: {
         context: ctx,
@@ -272,7 +409,9 @@ describe("component", () => {
     const inputs = build?.inputs as Record<string, unknown>;
     const hash = contextHash({ context: ctx });
     expect(inputs.contextHash).toBe(hash);
-    expect(inputs.tag).toBe(buildTag(hash, "Containerfile", { BASE: "quay.io/fedora/fedora-bootc@sha256:" + "1".repeat(64) }));
+    expect(inputs.tag).toBe(
+      buildTag(hash, "Containerfile", { BASE: "quay.io/fedora/fedora-bootc@sha256:" + "1".repeat(64) }),
+    );
     expect(inputs.context).toBe(ctx);
     expect(inputs.tlsVerify).toBe(false);
     // a plain registryAuth is made a secret: the monitor receives it wrapped

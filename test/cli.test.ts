@@ -46,7 +46,12 @@ describe("edgepair validate", () => {
   });
 
   test("a LoadBalancer resource is accepted as the spec file", () => {
-    const cr = { apiVersion: "edgepair.dev/v1alpha1", kind: "LoadBalancer", metadata: { name: "lab" }, spec: devSpecRaw() };
+    const cr = {
+      apiVersion: "edgepair.dev/v1alpha1",
+      kind: "LoadBalancer",
+      metadata: { name: "lab" },
+      spec: devSpecRaw(),
+    };
     expect(edgepair("validate", "--spec", writeSpec("cr.yaml", cr)).status).toBe(0);
   });
 
@@ -63,13 +68,29 @@ describe("edgepair validate", () => {
 
 describe("hostile YAML: exit 2 with a rule, quickly, within bounded memory (issue 18)", () => {
   test("an alias bomb: refused with a rule, not a crash (it exited 1 before)", () => {
-    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`)].join("\n");
+    const bomb = [
+      "a: &a [x, x, x, x, x, x, x, x, x, x]",
+      ...Array.from(
+        { length: 9 },
+        (_, i) =>
+          `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10)
+            .fill(`*${String.fromCharCode(97 + i)}`)
+            .join(", ")}]`,
+      ),
+    ].join("\n");
     const r = edgepair("validate", "--spec", writeSpec("bomb.yaml", `${bomb}\n`));
-    expect([r.status, r.stderr.trim()]).toEqual([2, "spec: expands its aliases too far (more than 100 per alias): not a spec"]);
+    expect([r.status, r.stderr.trim()]).toEqual([
+      2,
+      "spec: expands its aliases too far (more than 100 per alias): not a spec",
+    ]);
   });
 
   test("deep nesting: refused with a rule, not a stack overflow", () => {
-    const r = edgepair("validate", "--spec", writeSpec("deep.yaml", `clusterName: ${"[".repeat(100000)}${"]".repeat(100000)}\n`));
+    const r = edgepair(
+      "validate",
+      "--spec",
+      writeSpec("deep.yaml", `clusterName: ${"[".repeat(100000)}${"]".repeat(100000)}\n`),
+    );
     expect([r.status, r.stderr.trim()]).toEqual([2, "spec: nests deeper than 64 levels"]);
   });
 
@@ -77,7 +98,9 @@ describe("hostile YAML: exit 2 with a rule, quickly, within bounded memory (issu
     const text = `${stringify(devSpecRaw())}distribution: generic\n`;
     const r = edgepair("validate", "--spec", writeSpec("dup.yaml", text));
     expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toBe(`spec: is not valid YAML: the key "distribution" appears twice in one mapping (line ${text.trim().split("\n").length})`);
+    expect(r.stderr.trim()).toBe(
+      `spec: is not valid YAML: the key "distribution" appears twice in one mapping (line ${text.trim().split("\n").length})`,
+    );
   });
 
   test("a spec file over 1 MiB is refused before it is parsed", () => {
@@ -91,10 +114,17 @@ describe("hostile YAML: exit 2 with a rule, quickly, within bounded memory (issu
 
   test("counter-cases: aliases, nesting and size within the bounds still validate", () => {
     const raw = devSpecRaw() as Record<string, any>;
-    const text = stringify(raw).replace("apiBackend:", "x-anchors: &sel {node-role.kubernetes.io/control-plane: \"\"}\napiBackend:");
+    const text = stringify(raw).replace(
+      "apiBackend:",
+      'x-anchors: &sel {node-role.kubernetes.io/control-plane: ""}\napiBackend:',
+    );
     // an alias used as YAML users do: one anchor, referenced; unknown top-level fields are still refused by the spec
-    expect(edgepair("validate", "--spec", writeSpec("alias.yaml", text)).stderr.trim()).toBe("x-anchors: unknown field");
-    expect(edgepair("validate", "--spec", writeSpec("padded.yaml", `${stringify(raw)}# ${"x".repeat(500 * 1024)}\n`)).status).toBe(0);
+    expect(edgepair("validate", "--spec", writeSpec("alias.yaml", text)).stderr.trim()).toBe(
+      "x-anchors: unknown field",
+    );
+    expect(
+      edgepair("validate", "--spec", writeSpec("padded.yaml", `${stringify(raw)}# ${"x".repeat(500 * 1024)}\n`)).status,
+    ).toBe(0);
   });
 });
 
@@ -106,7 +136,10 @@ describe("edgepair render", () => {
     const r = edgepair("render", "--spec", join(REPO, "Pulumi.dev.yaml"), "--host", host, "--out", out);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    const listed = r.stdout.trim().split("\n").map((l) => l.split(/\s+/));
+    const listed = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(/\s+/));
     expect(listed.length).toBeGreaterThanOrEqual(8);
     for (const [mode, , path] of listed) {
       expect(statSync(join(out, path!)).mode & 0o777).toBe(parseInt(mode!, 8));
@@ -117,7 +150,12 @@ describe("edgepair render", () => {
     expect(existsSync(join(out, "etc/haproxy/haproxy.cfg"))).toBe(true);
     expect(existsSync(join(out, "etc/keepalived/keepalived.conf"))).toBe(true);
 
-    const tree = listed.map(([mode, service, path]) => ({ path: path!, mode: parseInt(mode!, 8), service: service!, content: readFileSync(join(out, path!), "utf8") }));
+    const tree = listed.map(([mode, service, path]) => ({
+      path: path!,
+      mode: parseInt(mode!, 8),
+      service: service!,
+      content: readFileSync(join(out, path!), "utf8"),
+    }));
     const results = checkRenderedTree(tree);
     const failed = results.filter((c) => !c.ok);
     if (failed.length > 0) throw new Error(failed.map((f) => `${f.path} (${f.checker}): ${f.output}`).join("\n"));
@@ -127,7 +165,17 @@ describe("edgepair render", () => {
 
   test("--api-backends replaces the static backends", () => {
     const out = join(dir, "backends");
-    const r = edgepair("render", "--spec", join(REPO, "Pulumi.dev.yaml"), "--host", host, "--out", out, "--api-backends", "192.168.100.51, 192.168.100.50");
+    const r = edgepair(
+      "render",
+      "--spec",
+      join(REPO, "Pulumi.dev.yaml"),
+      "--host",
+      host,
+      "--out",
+      out,
+      "--api-backends",
+      "192.168.100.51, 192.168.100.50",
+    );
     expect(r.status).toBe(0);
     const cfg = readFileSync(join(out, "etc/haproxy/haproxy.cfg"), "utf8");
     expect(cfg).toMatch(/192\.168\.100\.50:6443[\s\S]*192\.168\.100\.51:6443/);
@@ -147,7 +195,17 @@ describe("edgepair render", () => {
     expect(readFileSync(join(out, "etc/haproxy/haproxy.cfg"), "utf8")).toBe(before);
 
     const fresh = join(dir, "never");
-    const badBackend = edgepair("render", "--spec", join(REPO, "Pulumi.dev.yaml"), "--host", host, "--out", fresh, "--api-backends", "192.168.100.10,nope");
+    const badBackend = edgepair(
+      "render",
+      "--spec",
+      join(REPO, "Pulumi.dev.yaml"),
+      "--host",
+      host,
+      "--out",
+      fresh,
+      "--api-backends",
+      "192.168.100.10,nope",
+    );
     expect(badBackend.status).toBe(2);
     expect(badBackend.stderr.trim()).toBe("--api-backends[1]: must be an IPv4 or IPv6 address");
     expect(existsSync(fresh)).toBe(false);
@@ -155,7 +213,15 @@ describe("edgepair render", () => {
 
   test("bad host facts name the host field", () => {
     const badHost = join(dir, "host.yaml");
-    writeFileSync(badHost, stringify({ hostname: "lb1", role: "leader", publicInterface: { name: "eth0", mac: "52:54:00:00:00:01" }, privateInterface: { name: "eth1", mac: "52:54:00:00:00:02" } }));
+    writeFileSync(
+      badHost,
+      stringify({
+        hostname: "lb1",
+        role: "leader",
+        publicInterface: { name: "eth0", mac: "52:54:00:00:00:01" },
+        privateInterface: { name: "eth1", mac: "52:54:00:00:00:02" },
+      }),
+    );
     const r = edgepair("render", "--spec", join(REPO, "Pulumi.dev.yaml"), "--host", badHost, "--out", join(dir, "x"));
     expect(r.status).toBe(2);
     expect(r.stderr.trim()).toBe("host.role: must be one of primary, secondary");

@@ -3,10 +3,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import {
-  BOOTSTRAP_COMMAND, BOOTSTRAP_PATHS, instanceId, listSecretFiles, OPENSTACK_USER_DATA_BASE64_LIMIT, renderMetaData,
-  renderUserData, renderUserDataView, USER_DATA_BYTE_LIMIT, type BootstrapSecrets, type UserDataInput,
+  BOOTSTRAP_COMMAND,
+  BOOTSTRAP_PATHS,
+  instanceId,
+  listSecretFiles,
+  OPENSTACK_USER_DATA_BASE64_LIMIT,
+  renderMetaData,
+  renderUserData,
+  renderUserDataView,
+  USER_DATA_BYTE_LIMIT,
+  type BootstrapSecrets,
+  type UserDataInput,
 } from "../cloud-init";
-import { AGENT_SECRET_DEFAULTS, parseAgentSettings, validateAgentSettings, type AgentSettingsInput } from "../spec/agent-settings";
+import {
+  AGENT_SECRET_DEFAULTS,
+  parseAgentSettings,
+  validateAgentSettings,
+  type AgentSettingsInput,
+} from "../spec/agent-settings";
 import { deriveMac, MAC_PREFIX } from "../spec/mac";
 import type { LoadBalancerSpecInput } from "../spec/schema";
 import type { HostFacts } from "../spec/types";
@@ -25,14 +39,34 @@ const SECRETS: Required<BootstrapSecrets> = {
   metricsPassword: "METRICS-SECRET-9c1e",
   registryAuth: JSON.stringify({ auths: { "quay.io": { auth: "UkVHSVNUUlktU0VDUkVULTNmOGE=" } } }),
 };
-const SECRET_VALUES = [SECRETS.clusterToken, SECRETS.metricsPassword, SECRETS.registryAuth, "UkVHSVNUUlktU0VDUkVULTNmOGE="];
+const SECRET_VALUES = [
+  SECRETS.clusterToken,
+  SECRETS.metricsPassword,
+  SECRETS.registryAuth,
+  "UkVHSVNUUlktU0VDUkVULTNmOGE=",
+];
 
 let caPem = "";
 beforeAll(() => {
   const dir = mkdtempSync(join(tmpdir(), "ep-ca-"));
   try {
-    must("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=edgepair-test-ca", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt")]);
+    must("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=edgepair-test-ca",
+      "-keyout",
+      join(dir, "ca.key"),
+      "-out",
+      join(dir, "ca.crt"),
+    ]);
     caPem = readFileSync(join(dir, "ca.crt"), "utf8");
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -54,13 +88,31 @@ function agentFor(raw: LoadBalancerSpecInput): AgentSettingsInput {
 }
 
 function inputFor(raw: LoadBalancerSpecInput, host: HostFacts, secrets?: BootstrapSecrets): UserDataInput {
-  return { spec: checkSpec(raw), host, agent: agentFor(raw), sshAuthorizedKeys: [SSH_KEY], hostname: host.hostname, ...(secrets ? { secrets } : {}) };
+  return {
+    spec: checkSpec(raw),
+    host,
+    agent: agentFor(raw),
+    sshAuthorizedKeys: [SSH_KEY],
+    hostname: host.hostname,
+    ...(secrets ? { secrets } : {}),
+  };
 }
 
-const devInput = (over: Partial<UserDataInput> = {}): UserDataInput => ({ ...inputFor(devSpecRaw() as LoadBalancerSpecInput, hosts[0]!, SECRETS), ...over });
+const devInput = (over: Partial<UserDataInput> = {}): UserDataInput => ({
+  ...inputFor(devSpecRaw() as LoadBalancerSpecInput, hosts[0]!, SECRETS),
+  ...over,
+});
 
-interface LoadedFile { path: string; owner: string; permissions: string; content: string }
-interface Loaded { write_files: LoadedFile[]; [k: string]: unknown }
+interface LoadedFile {
+  path: string;
+  owner: string;
+  permissions: string;
+  content: string;
+}
+interface Loaded {
+  write_files: LoadedFile[];
+  [k: string]: unknown;
+}
 
 function accepted(text: string): Loaded {
   const r = checkCloudConfig(text);
@@ -135,7 +187,15 @@ describe("deriveMac", () => {
 
 describe("agent settings", () => {
   test("defaults fill every secret path", () => {
-    const s = parseAgentSettings({ imageRef: IMAGE, cluster: { apiServers: ["https://10.0.0.1:6443"], tlsServerName: "api.lab.example.com", namespace: "edgepair", loadBalancerName: "lab" } });
+    const s = parseAgentSettings({
+      imageRef: IMAGE,
+      cluster: {
+        apiServers: ["https://10.0.0.1:6443"],
+        tlsServerName: "api.lab.example.com",
+        namespace: "edgepair",
+        loadBalancerName: "lab",
+      },
+    });
     expect(s.metricsPasswordFile).toBe(AGENT_SECRET_DEFAULTS.metricsPasswordFile);
     expect(s.registryAuthFile).toBe("/etc/ostree/auth.json");
     expect(s.cluster?.tokenFile).toBe("/etc/edgepair/secrets/cluster-token");
@@ -154,7 +214,15 @@ describe("agent settings", () => {
     ["https://10.0.0.1:70000", false],
     ["https://[10.0.0.1]:6443", false],
   ])("apiServers %s -> %s", (url, ok) => {
-    const r = validateAgentSettings({ imageRef: IMAGE, cluster: { apiServers: [url], tlsServerName: "api.lab.example.com", namespace: "edgepair", loadBalancerName: "lab" } });
+    const r = validateAgentSettings({
+      imageRef: IMAGE,
+      cluster: {
+        apiServers: [url],
+        tlsServerName: "api.lab.example.com",
+        namespace: "edgepair",
+        loadBalancerName: "lab",
+      },
+    });
     expect(r.ok).toBe(ok);
   });
   test("bad settings name each field and its rule", () => {
@@ -162,26 +230,40 @@ describe("agent settings", () => {
       imageRef: "quay.io/edgepair/lb:latest",
       metricsPasswordFile: "relative/path",
       registryAuthFile: AGENT_SECRET_DEFAULTS.metricsPasswordFile,
-      cluster: { apiServers: [], tlsServerName: "API_BAD", caCertificate: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", namespace: "Edge", loadBalancerName: "lab", extra: 1 },
+      cluster: {
+        apiServers: [],
+        tlsServerName: "API_BAD",
+        caCertificate: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+        namespace: "Edge",
+        loadBalancerName: "lab",
+        extra: 1,
+      },
     });
     expect(r.ok).toBe(false);
     const lines = r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.rule}`);
-    expect(lines).toEqual(expect.arrayContaining([
-      "imageRef: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>",
-      expect.stringMatching(/^metricsPasswordFile: must be an absolute file path/),
-      "cluster.apiServers: must have at least 1 item",
-      "cluster.tlsServerName: must be a DNS name such as api.lab.example.com",
-      expect.stringMatching(/^cluster\.caCertificate: must be one or more PEM certificates/),
-      "cluster.namespace: must be a Kubernetes namespace name (DNS label)",
-      "cluster.extra: unknown field",
-    ]));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        "imageRef: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>",
+        expect.stringMatching(/^metricsPasswordFile: must be an absolute file path/),
+        "cluster.apiServers: must have at least 1 item",
+        "cluster.tlsServerName: must be a DNS name such as api.lab.example.com",
+        expect.stringMatching(/^cluster\.caCertificate: must be one or more PEM certificates/),
+        "cluster.namespace: must be a Kubernetes namespace name (DNS label)",
+        "cluster.extra: unknown field",
+      ]),
+    );
   });
   test("two secrets on one path are an error", () => {
     const r = validateAgentSettings({ imageRef: IMAGE, registryAuthFile: AGENT_SECRET_DEFAULTS.metricsPasswordFile });
-    expect(r.ok ? [] : r.problems).toEqual([{ path: "registryAuthFile", rule: "must differ from metricsPasswordFile" }]);
+    expect(r.ok ? [] : r.problems).toEqual([
+      { path: "registryAuthFile", rule: "must differ from metricsPasswordFile" },
+    ]);
   });
   test("a CA bundle of real certificates is accepted", () => {
-    const r = validateAgentSettings({ imageRef: IMAGE, cluster: { ...agentFor(devSpecRaw() as LoadBalancerSpecInput).cluster!, caCertificate: caPem + caPem } });
+    const r = validateAgentSettings({
+      imageRef: IMAGE,
+      cluster: { ...agentFor(devSpecRaw() as LoadBalancerSpecInput).cluster!, caCertificate: caPem + caPem },
+    });
     expect(r.ok).toBe(true);
   });
 });
@@ -200,9 +282,18 @@ describe.each(variantsByHost)("user-data $label", ({ raw, host }) => {
     expect(doc.disable_root).toBe(true);
     expect(doc.ssh_authorized_keys).toEqual([SSH_KEY]);
     expect(doc.runcmd).toEqual([[...BOOTSTRAP_COMMAND]]);
-    expect(Object.keys(doc).sort()).toEqual(["disable_root", "hostname", "preserve_hostname", "runcmd", "ssh_authorized_keys", "ssh_pwauth", "write_files"]);
+    expect(Object.keys(doc).sort()).toEqual([
+      "disable_root",
+      "hostname",
+      "preserve_hostname",
+      "runcmd",
+      "ssh_authorized_keys",
+      "ssh_pwauth",
+      "write_files",
+    ]);
 
-    for (const p of Object.values(BOOTSTRAP_PATHS)) expect(fileAt(doc, p)).toMatchObject({ owner: "root:root", permissions: "0644" });
+    for (const p of Object.values(BOOTSTRAP_PATHS))
+      expect(fileAt(doc, p)).toMatchObject({ owner: "root:root", permissions: "0644" });
     expect(parse(fileAt(doc, BOOTSTRAP_PATHS.spec).content)).toEqual(raw);
     expect(parse(fileAt(doc, BOOTSTRAP_PATHS.host).content)).toEqual(host);
     expect(parse(fileAt(doc, BOOTSTRAP_PATHS.agent).content)).toEqual(parseAgentSettings(input.agent));
@@ -212,9 +303,16 @@ describe.each(variantsByHost)("user-data $label", ({ raw, host }) => {
       metricsPassword: "/etc/edgepair/secrets/metrics-password",
       registryAuth: "/etc/ostree/auth.json",
     };
-    expect(secretFiles.map((f) => [f.secret, f.path, f.mode])).toEqual(Object.entries(secretPaths).map(([k, p]) => [k, p, 0o600]));
+    expect(secretFiles.map((f) => [f.secret, f.path, f.mode])).toEqual(
+      Object.entries(secretPaths).map(([k, p]) => [k, p, 0o600]),
+    );
     for (const [k, p] of Object.entries(secretPaths)) {
-      expect(fileAt(doc, p)).toEqual({ path: p, owner: "root:root", permissions: "0600", content: SECRETS[k as keyof BootstrapSecrets] });
+      expect(fileAt(doc, p)).toEqual({
+        path: p,
+        owner: "root:root",
+        permissions: "0600",
+        content: SECRETS[k as keyof BootstrapSecrets],
+      });
     }
     expect(doc.write_files).toHaveLength(6);
   });
@@ -245,15 +343,22 @@ describe("user-data", () => {
   });
 
   test("listSecretFiles follows the paths in the agent settings and carries no values", () => {
-    const input = devInput({ secrets: { metricsPassword: SECRETS.metricsPassword }, agent: { imageRef: IMAGE, metricsPasswordFile: "/run/edgepair/mp" } });
-    expect(listSecretFiles(input)).toEqual([{ secret: "metricsPassword", path: "/run/edgepair/mp", mode: 0o600, owner: "root:root" }]);
+    const input = devInput({
+      secrets: { metricsPassword: SECRETS.metricsPassword },
+      agent: { imageRef: IMAGE, metricsPasswordFile: "/run/edgepair/mp" },
+    });
+    expect(listSecretFiles(input)).toEqual([
+      { secret: "metricsPassword", path: "/run/edgepair/mp", mode: 0o600, owner: "root:root" },
+    ]);
     expect(JSON.stringify(listSecretFiles(input))).not.toContain(SECRETS.metricsPassword);
   });
 
   test("values YAML 1.1 would retype reach cloud-init unchanged", () => {
     // Loaded by cloud-init's own loader (the schema itself is covered per variant above).
     for (const pw of ["yes", "on", "0600", "1:20", "~", " leading space", "a: b", "null"]) {
-      const doc = loadAsCloudInit(renderUserData(devInput({ secrets: { metricsPassword: pw } })).textWithSecrets) as Loaded;
+      const doc = loadAsCloudInit(
+        renderUserData(devInput({ secrets: { metricsPassword: pw } })).textWithSecrets,
+      ) as Loaded;
       expect(fileAt(doc, "/etc/edgepair/secrets/metrics-password").content).toBe(pw);
     }
     const yesHost = { ...hosts[0]!, hostname: "yes", publicInterface: { name: "eth0", mac: "52:54:00:12:34:56" } };
@@ -265,36 +370,54 @@ describe("user-data", () => {
 
   test("deterministic: same input byte-identical, whatever the spec's key order", () => {
     const reorder = (v: unknown): unknown =>
-      Array.isArray(v) ? v.map(reorder)
-        : typeof v === "object" && v !== null ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reorder(x)]))
+      Array.isArray(v)
+        ? v.map(reorder)
+        : typeof v === "object" && v !== null
+          ? Object.fromEntries(
+              Object.entries(v)
+                .reverse()
+                .map(([k, x]) => [k, reorder(x)]),
+            )
           : v;
     const a = renderUserData(devInput()).textWithSecrets;
     expect(renderUserData(devInput()).textWithSecrets).toBe(a);
-    expect(renderUserData(devInput({ spec: checkSpec(reorder(devSpecRaw()) as LoadBalancerSpecInput) })).textWithSecrets).toBe(a);
+    expect(
+      renderUserData(devInput({ spec: checkSpec(reorder(devSpecRaw()) as LoadBalancerSpecInput) })).textWithSecrets,
+    ).toBe(a);
   });
 
   test("bad host and settings: every problem as `field: rule`, nothing produced (the spec was checked before)", () => {
     const lines = problemsOf(() =>
-      renderUserData(devInput({
-        host: { ...hosts[0]!, publicInterface: { name: "eth0", mac: "52:54:00:ZZ:00:01" } },
-        agent: { imageRef: "quay.io/edgepair/lb:latest" },
-        sshAuthorizedKeys: ["not a key"],
-        hostname: "other",
-        secrets: { clusterToken: `${SECRETS.clusterToken}\n`, metricsPassword: SECRETS.metricsPassword, registryAuth: "{}" },
-      })),
+      renderUserData(
+        devInput({
+          host: { ...hosts[0]!, publicInterface: { name: "eth0", mac: "52:54:00:ZZ:00:01" } },
+          agent: { imageRef: "quay.io/edgepair/lb:latest" },
+          sshAuthorizedKeys: ["not a key"],
+          hostname: "other",
+          secrets: {
+            clusterToken: `${SECRETS.clusterToken}\n`,
+            metricsPassword: SECRETS.metricsPassword,
+            registryAuth: "{}",
+          },
+        }),
+      ),
     );
-    expect(lines).toEqual(expect.arrayContaining([
-      "host.publicInterface.mac: must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form",
-      "agent.imageRef: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>",
-      "sshAuthorizedKeys[0]: must be one OpenSSH public key line: TYPE BASE64 [COMMENT]",
-      "secrets.clusterToken: must be a non-empty token without spaces or line breaks",
-      'secrets.registryAuth: must be containers-auth.json text: a JSON object with an "auths" mapping',
-    ]));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        "host.publicInterface.mac: must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form",
+        "agent.imageRef: must be an image reference pinned by digest: REPOSITORY@sha256:<64 hex>",
+        "sshAuthorizedKeys[0]: must be one OpenSSH public key line: TYPE BASE64 [COMMENT]",
+        "secrets.clusterToken: must be a non-empty token without spaces or line breaks",
+        'secrets.registryAuth: must be containers-auth.json text: a JSON object with an "auths" mapping',
+      ]),
+    );
     for (const s of SECRET_VALUES) expect(lines.join("\n")).not.toContain(s);
   });
 
   test("cross-field rules: hostname, token without cluster, API server on a VIP, missing settings", () => {
-    expect(problemsOf(() => renderUserData(devInput({ hostname: "lab-lb-2" })))).toEqual(["hostname: must equal host.hostname"]);
+    expect(problemsOf(() => renderUserData(devInput({ hostname: "lab-lb-2" })))).toEqual([
+      "hostname: must equal host.hostname",
+    ]);
     expect(problemsOf(() => renderUserData(devInput({ agent: { imageRef: IMAGE } })))).toEqual([
       "secrets.clusterToken: needs agent.cluster (the token is only used to reach the cluster)",
     ]);
@@ -303,13 +426,20 @@ describe("user-data", () => {
     expect(problemsOf(() => renderUserData(devInput({ agent: viaVip })))).toEqual([
       "agent.cluster.apiServers[1]: must be a control-plane address, not an address the load balancers hold",
     ]);
-    expect(problemsOf(() => renderUserData(devInput({ agent: {} as AgentSettingsInput })))).toContain("agent.imageRef: is required");
+    expect(problemsOf(() => renderUserData(devInput({ agent: {} as AgentSettingsInput })))).toContain(
+      "agent.imageRef: is required",
+    );
   });
 
   test(`the OpenStack limit: ${USER_DATA_BYTE_LIMIT} bytes pass, one more fails naming the largest part`, () => {
     // RSA-sized keys (the comment pads the last one to the exact size wanted).
-    const keys = (pad: number) => Array.from({ length: 60 }, (_, i) => `ssh-rsa AAAAB3NzaC1yc2E${"Q".repeat(700)} k${i}${i === 59 ? "x".repeat(pad) : ""}`);
-    const size = (pad: number) => Buffer.byteLength(renderUserData(devInput({ sshAuthorizedKeys: keys(pad) })).textWithSecrets);
+    const keys = (pad: number) =>
+      Array.from(
+        { length: 60 },
+        (_, i) => `ssh-rsa AAAAB3NzaC1yc2E${"Q".repeat(700)} k${i}${i === 59 ? "x".repeat(pad) : ""}`,
+      );
+    const size = (pad: number) =>
+      Buffer.byteLength(renderUserData(devInput({ sshAuthorizedKeys: keys(pad) })).textWithSecrets);
     const base = size(0);
     expect(base).toBeLessThan(USER_DATA_BYTE_LIMIT);
     const fits = USER_DATA_BYTE_LIMIT - base;
@@ -317,7 +447,11 @@ describe("user-data", () => {
     expect(Buffer.byteLength(atLimit)).toBe(USER_DATA_BYTE_LIMIT);
     expect(Buffer.from(atLimit).toString("base64").length).toBeLessThanOrEqual(OPENSTACK_USER_DATA_BASE64_LIMIT);
     expect(problemsOf(() => renderUserData(devInput({ sshAuthorizedKeys: keys(fits + 1) })))).toEqual([
-      expect.stringMatching(new RegExp(`^user-data: must be at most ${USER_DATA_BYTE_LIMIT} bytes .* is ${USER_DATA_BYTE_LIMIT + 1} bytes; largest parts: ssh_authorized_keys \\d+ bytes`)),
+      expect.stringMatching(
+        new RegExp(
+          `^user-data: must be at most ${USER_DATA_BYTE_LIMIT} bytes .* is ${USER_DATA_BYTE_LIMIT + 1} bytes; largest parts: ssh_authorized_keys \\d+ bytes`,
+        ),
+      ),
     ]);
   });
 
@@ -326,10 +460,14 @@ describe("user-data", () => {
     raw.network = { cidr: "10.0.0.0/16" };
     raw.virtualAddresses = { api: [{ address: "10.0.255.100", type: "private" }] };
     delete raw.ingressBackend;
-    raw.apiBackend = { addresses: Array.from({ length: 3000 }, (_, i) => `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`) };
+    raw.apiBackend = {
+      addresses: Array.from({ length: 3000 }, (_, i) => `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`),
+    };
     const input = devInput({ spec: checkSpec(raw as LoadBalancerSpecInput), agent: { imageRef: IMAGE }, secrets: {} });
     expect(problemsOf(() => renderUserData(input))).toEqual([
-      expect.stringMatching(/^user-data: must be at most 49149 bytes \(OpenStack accepts 65535 base64 characters\), is \d+ bytes; largest parts: \/etc\/edgepair\/spec\.yaml \d+ bytes/),
+      expect.stringMatching(
+        /^user-data: must be at most 49149 bytes \(OpenStack accepts 65535 base64 characters\), is \d+ bytes; largest parts: \/etc\/edgepair\/spec\.yaml \d+ bytes/,
+      ),
     ]);
   });
 });
@@ -339,13 +477,17 @@ describe("meta-data", () => {
     const md = renderMetaData({ stack: "dev", vm: "lab-lb-1", hostname: "lab-lb-1" });
     expect(loadAsCloudInit(md)).toEqual({ "instance-id": "edgepair-dev-lab-lb-1", "local-hostname": "lab-lb-1" });
     // Two different user-data documents for the same VM: the meta-data (and its instance-id) is the same text.
-    expect(renderUserData(devInput()).textWithSecrets).not.toBe(renderUserData(devInput({ secrets: {} })).textWithSecrets);
+    expect(renderUserData(devInput()).textWithSecrets).not.toBe(
+      renderUserData(devInput({ secrets: {} })).textWithSecrets,
+    );
     expect(renderMetaData({ stack: "dev", vm: "lab-lb-1", hostname: "lab-lb-1" })).toBe(md);
     expect(instanceId("dev", "lab-lb-2")).not.toBe(instanceId("dev", "lab-lb-1"));
     expect(instanceId("prod", "lab-lb-1")).not.toBe(instanceId("dev", "lab-lb-1"));
   });
   test("bad names are errors naming the field", () => {
     expect(() => instanceId("dev", "a/b")).toThrow(/^vm: must be 1-63/);
-    expect(() => renderMetaData({ stack: "dev", vm: "lb1", hostname: "Bad_Host" })).toThrow(/^hostname: must be a DNS label/);
+    expect(() => renderMetaData({ stack: "dev", vm: "lb1", hostname: "Bad_Host" })).toThrow(
+      /^hostname: must be a DNS label/,
+    );
   });
 });

@@ -9,7 +9,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { checkCloudConfig } from "./checkers/cloud-init";
-import { type Inputs, neutronFloatingAddressOf, neutronMacOf, optionsRecorder, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
+import {
+  type Inputs,
+  neutronFloatingAddressOf,
+  neutronMacOf,
+  optionsRecorder,
+  recordingMocks,
+  settle,
+  value,
+} from "./fixtures/pulumi-mocks";
 import { devSpecRaw, variants } from "./fixtures/variants";
 import { EdgePair, FloatingIps, type EdgePairArgs, type OpenStackPlatformArgs } from "../components";
 
@@ -58,7 +66,6 @@ beforeEach(() => {
   mocks.reset();
   recorder.reset();
 });
-
 
 const openstackRaw = () => structuredClone(variants.find((v) => v.name === "openstack")!.raw) as EdgePairArgs["spec"];
 
@@ -114,8 +121,12 @@ describe("EdgePair on openstack", () => {
     expect(mocks.recorded.filter((r) => r.type.includes("libvirt") || r.type === "edgepair:index:LbVm")).toEqual([]);
     expect(mocks.recorded.every((r) => r.name === "prod-a" || r.name.startsWith("prod-a-"))).toBe(true);
     for (const [type, name] of [
-      [TYPE.networking, "prod-a-net"], [TYPE.server, "prod-a-lb1"], [TYPE.server, "prod-a-lb2"],
-      [TYPE.floatingIps, "prod-a-floating-ips"], [TYPE.view, "prod-a-lb1-rendered"], ["edgepair:index:BootcImage", "prod-a-image"],
+      [TYPE.networking, "prod-a-net"],
+      [TYPE.server, "prod-a-lb1"],
+      [TYPE.server, "prod-a-lb2"],
+      [TYPE.floatingIps, "prod-a-floating-ips"],
+      [TYPE.view, "prod-a-lb1-rendered"],
+      ["edgepair:index:BootcImage", "prod-a-image"],
     ] as const) {
       expect({ name, parentIsPair: reg(type, name).parent === pair }).toEqual({ name, parentIsPair: true });
     }
@@ -137,9 +148,15 @@ describe("EdgePair on openstack", () => {
         publicInterface: { name: "enp1s0", mac: macOf(`prod-a-net-${role}-public`) },
         privateInterface: { name: "enp2s0", mac: macOf(`prod-a-net-${role}-private`) },
       });
-      expect(doc.write_files.find((f) => f.path === "/etc/edgepair/secrets/metrics-password")).toMatchObject({ permissions: "0600", content: METRICS });
+      expect(doc.write_files.find((f) => f.path === "/etc/edgepair/secrets/metrics-password")).toMatchObject({
+        permissions: "0600",
+        content: METRICS,
+      });
       // public NIC first, private second, as the host facts say
-      expect(inst.inputs.networks).toEqual([{ port: `prod-a-net-${role}-public-id` }, { port: `prod-a-net-${role}-private-id` }]);
+      expect(inst.inputs.networks).toEqual([
+        { port: `prod-a-net-${role}-public-id` },
+        { port: `prod-a-net-${role}-private-id` },
+      ]);
       expect(inst.inputs.keyPair).toBe("ops");
       // the server object's own output is a secret too
       const server = reg(TYPE.instance, `prod-a-lb${i + 1}`).resource as unknown as { userData: pulumi.Output<string> };
@@ -158,8 +175,12 @@ describe("EdgePair on openstack", () => {
     for (const [i, role] of (["primary", "secondary"] as const).entries()) {
       const view = ofType(TYPE.view)[i]!;
       const files = view.inputs.files as Record<string, { mode: string; content: string }>;
-      expect(files["/etc/NetworkManager/system-connections/edgepair-public.nmconnection"]!.content).toContain(`mac-address=${macOf(`prod-a-net-${role}-public`)}`);
-      expect(files["/etc/NetworkManager/system-connections/edgepair-private.nmconnection"]!.content).toContain(`mac-address=${macOf(`prod-a-net-${role}-private`)}`);
+      expect(files["/etc/NetworkManager/system-connections/edgepair-public.nmconnection"]!.content).toContain(
+        `mac-address=${macOf(`prod-a-net-${role}-public`)}`,
+      );
+      expect(files["/etc/NetworkManager/system-connections/edgepair-private.nmconnection"]!.content).toContain(
+        `mac-address=${macOf(`prod-a-net-${role}-private`)}`,
+      );
       expect(JSON.stringify(view.inputs)).not.toContain(METRICS);
     }
   });
@@ -172,9 +193,14 @@ describe("EdgePair on openstack", () => {
     expect(first.opts.dependsOn).toBeUndefined();
     expect(gate.opts.dependsOn).toEqual([first.resource]);
     expect(second.opts.dependsOn).toEqual([gate.resource]);
-    expect(ofType("pulumi-nodejs:dynamic/edgepair:ReadyGate").map((r) => r.inputs.url)).toEqual(["http://192.168.100.2:8404/healthz", "http://192.168.100.3:8404/healthz"]);
+    expect(ofType("pulumi-nodejs:dynamic/edgepair:ReadyGate").map((r) => r.inputs.url)).toEqual([
+      "http://192.168.100.2:8404/healthz",
+      "http://192.168.100.3:8404/healthz",
+    ]);
     // the instances stay create-only for what only first boot reads
-    expect(reg(TYPE.instance, "prod-a-lb2").opts.ignoreChanges).toEqual(expect.arrayContaining(["userData", "imageName"]));
+    expect(reg(TYPE.instance, "prod-a-lb2").opts.ignoreChanges).toEqual(
+      expect.arrayContaining(["userData", "imageName"]),
+    );
   });
 
   test("secret delivery goes to the LBs' private addresses (the public security group opens no SSH), one after the other", async () => {
@@ -184,19 +210,32 @@ describe("EdgePair on openstack", () => {
         apiServers: ["https://192.168.100.10:6443"],
         tlsServerName: "api.prod-a.example",
       },
-      delivery: { user: "core", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----" },
+      delivery: {
+        user: "core",
+        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+      },
     });
     const commands = ofType(TYPE.command);
     // the connection holds the private key, so the whole connection reaches the engine as a secret
-    expect(commands.map((c) => (secretOf(c.inputs.connection) as { host: string }).host)).toEqual(["192.168.100.2", "192.168.100.3"]);
-    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb2-secrets").opts.dependsOn).toEqual([reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").resource]);
+    expect(commands.map((c) => (secretOf(c.inputs.connection) as { host: string }).host)).toEqual([
+      "192.168.100.2",
+      "192.168.100.3",
+    ]);
+    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb2-secrets").opts.dependsOn).toEqual([
+      reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").resource,
+    ]);
     // a stack made with the former TokenDelivery keeps its resources: an alias, not a delete and create
-    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").opts.aliases).toEqual([{ type: "edgepair:index:TokenDelivery", name: "prod-a-lb1-token" }]);
-    for (const inst of ofType(TYPE.instance)) expect(secretValue(inst.inputs.userData)).toContain("/etc/edgepair/secrets/cluster-token");
+    expect(reg("edgepair:index:SecretDelivery", "prod-a-lb1-secrets").opts.aliases).toEqual([
+      { type: "edgepair:index:TokenDelivery", name: "prod-a-lb1-token" },
+    ]);
+    for (const inst of ofType(TYPE.instance))
+      expect(secretValue(inst.inputs.userData)).toContain("/etc/edgepair/secrets/cluster-token");
   });
 
   test("an image by ID reaches the servers as imageId only; soft anti-affinity reaches the server group", async () => {
-    await buildOpenStack({ platform: { openstack: { ...OPENSTACK, imageName: undefined, imageId: "0b7c-image-uuid", antiAffinity: "soft" } } });
+    await buildOpenStack({
+      platform: { openstack: { ...OPENSTACK, imageName: undefined, imageId: "0b7c-image-uuid", antiAffinity: "soft" } },
+    });
     for (const inst of ofType(TYPE.instance)) {
       expect(inst.inputs.imageId).toBe("0b7c-image-uuid");
       expect(inst.inputs.imageName).toBeUndefined();
@@ -209,31 +248,45 @@ describe("the spec's platform.type must match the platform arguments", () => {
   const onlyThePair = () => mocks.recorded.filter((r) => r.type !== TYPE.pair);
 
   test("an openstack spec with libvirt arguments stops before anything is created", async () => {
-    expect(() => new EdgePair("mix", osArgs({ platform: { libvirt: { pool: "default", baseImage: "x.qcow2" } } })))
-      .toThrow("platform: the arguments are for libvirt but the spec's platform.type is openstack");
+    expect(
+      () => new EdgePair("mix", osArgs({ platform: { libvirt: { pool: "default", baseImage: "x.qcow2" } } })),
+    ).toThrow("platform: the arguments are for libvirt but the spec's platform.type is openstack");
     await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
 
   test("syncNetwork on openstack is refused by name (port security already stops forged peer addresses there)", async () => {
     const base = osArgs();
-    const spec = { ...(base.spec as Record<string, unknown>), syncNetwork: { cidr: "172.31.255.248/29" } } as EdgePairArgs["spec"];
-    expect(() => new EdgePair("sync", osArgs({ spec }))).toThrow(/^syncNetwork: not available on platform openstack yet/);
+    const spec = {
+      ...(base.spec as Record<string, unknown>),
+      syncNetwork: { cidr: "172.31.255.248/29" },
+    } as EdgePairArgs["spec"];
+    expect(() => new EdgePair("sync", osArgs({ spec }))).toThrow(
+      /^syncNetwork: not available on platform openstack yet/,
+    );
     await settle(mocks);
     expect(mocks.recorded.filter((r) => r.type.startsWith("openstack:compute"))).toEqual([]);
   });
 
   test("a libvirt spec with openstack arguments stops before anything is created", async () => {
-    expect(() => new EdgePair("mix", osArgs({ spec: devSpecRaw() as EdgePairArgs["spec"] })))
-      .toThrow("platform: the arguments are for openstack but the spec's platform.type is libvirt");
+    expect(() => new EdgePair("mix", osArgs({ spec: devSpecRaw() as EdgePairArgs["spec"] }))).toThrow(
+      "platform: the arguments are for openstack but the spec's platform.type is libvirt",
+    );
     await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
 
   test("both platforms at once, or none, is refused", async () => {
-    const both = { libvirt: { pool: "default", baseImage: "x.qcow2" }, openstack: OPENSTACK } as unknown as EdgePairArgs["platform"];
-    expect(() => new EdgePair("both", osArgs({ platform: both }))).toThrow("platform: must name exactly one of libvirt, openstack, got libvirt and openstack");
-    expect(() => new EdgePair("none", osArgs({ platform: {} as EdgePairArgs["platform"] }))).toThrow("platform: must name exactly one of libvirt, openstack, got none");
+    const both = {
+      libvirt: { pool: "default", baseImage: "x.qcow2" },
+      openstack: OPENSTACK,
+    } as unknown as EdgePairArgs["platform"];
+    expect(() => new EdgePair("both", osArgs({ platform: both }))).toThrow(
+      "platform: must name exactly one of libvirt, openstack, got libvirt and openstack",
+    );
+    expect(() => new EdgePair("none", osArgs({ platform: {} as EdgePairArgs["platform"] }))).toThrow(
+      "platform: must name exactly one of libvirt, openstack, got none",
+    );
     await settle(mocks);
     expect(onlyThePair()).toEqual([]);
   });
@@ -242,24 +295,35 @@ describe("the spec's platform.type must match the platform arguments", () => {
 describe("FloatingIps", () => {
   test("openstack: each public IPv4 VIP with the floating IP associated with its VIP port", async () => {
     const pair = await buildOpenStack();
-    const expected = ["203.0.113.100", "203.0.113.253", "203.0.113.80"].map((vip) => ({ vip, floatingIp: floatingAddressOf(`prod-a-net-fip-${vip.replace(/\./g, "-")}`) }));
+    const expected = ["203.0.113.100", "203.0.113.253", "203.0.113.80"].map((vip) => ({
+      vip,
+      floatingIp: floatingAddressOf(`prod-a-net-fip-${vip.replace(/\./g, "-")}`),
+    }));
     const got = await value(pair.floatingIps);
-    expect([...got].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)))).toEqual(expected.sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y))));
+    expect([...got].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)))).toEqual(
+      expected.sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y))),
+    );
     const component = reg(TYPE.floatingIps, "prod-a-floating-ips").resource as FloatingIps;
     expect(component.kind).toBe("nat");
     expect(await value(component.addresses)).toEqual(got);
   });
 
   test("libvirt: each public IPv4 VIP routed to the public next hop, nothing created under the component", async () => {
-    const pair = new EdgePair("lab", {
-      spec: devSpecRaw() as EdgePairArgs["spec"],
-      image: { prebuilt: DIGEST },
-      platform: { libvirt: { pool: "default", baseImage: "edgepair-appliance.qcow2" } },
-      metricsPassword: METRICS,
-    }, { transformations: [recordOptions] });
+    const pair = new EdgePair(
+      "lab",
+      {
+        spec: devSpecRaw() as EdgePairArgs["spec"],
+        image: { prebuilt: DIGEST },
+        platform: { libvirt: { pool: "default", baseImage: "edgepair-appliance.qcow2" } },
+        metricsPassword: METRICS,
+      },
+      { transformations: [recordOptions] },
+    );
     const got = await value(pair.floatingIps);
     await settle(mocks);
-    expect(got).toEqual(["198.51.100.80", "198.51.100.100", "198.51.100.253"].map((address) => ({ address, routedTo: "172.31.250.10" })));
+    expect(got).toEqual(
+      ["198.51.100.80", "198.51.100.100", "198.51.100.253"].map((address) => ({ address, routedTo: "172.31.250.10" })),
+    );
     const component = reg(TYPE.floatingIps, "lab-floating-ips");
     expect(component.parent).toBe(pair);
     expect(recorder.registered.filter((r) => r.parent === component.resource)).toEqual([]);
@@ -274,6 +338,8 @@ describe("FloatingIps", () => {
     expect(addresses.length).toBeGreaterThan(0);
     expect(addresses.filter((a) => a.includes(":"))).toEqual([]);
     const openstackSpec = variants.find((v) => v.name === "openstack")!.spec;
-    expect(() => new FloatingIps("none", { routed: { spec: openstackSpec } })).toThrow("platform.publicNetwork.nextHop: required for routed floating IPs");
+    expect(() => new FloatingIps("none", { routed: { spec: openstackSpec } })).toThrow(
+      "platform.publicNetwork.nextHop: required for routed floating IPs",
+    );
   });
 });

@@ -6,14 +6,26 @@
  * Pulumi hands down to every child).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { type Recorded, neutronFloatingAddressOf, neutronMacOf, optionsRecorder, recordingMocks, settle, value } from "./fixtures/pulumi-mocks";
 import {
-  allocationPools, FORWARDING_ADDRESS_PAIR, OpenStackLbServer, OpenStackNetworking, VRRP_PROTOCOL, type OpenStackNetworkingArgs,
+  type Recorded,
+  neutronFloatingAddressOf,
+  neutronMacOf,
+  optionsRecorder,
+  recordingMocks,
+  settle,
+  value,
+} from "./fixtures/pulumi-mocks";
+import {
+  allocationPools,
+  FORWARDING_ADDRESS_PAIR,
+  OpenStackLbServer,
+  OpenStackNetworking,
+  VRRP_PROTOCOL,
+  type OpenStackNetworkingArgs,
 } from "../components/openstack";
 import { resolveSpec } from "../spec/resolve";
 import type { ResolvedSpec } from "../spec/types";
 import { variants } from "./fixtures/variants";
-
 
 const TYPE = {
   network: "openstack:networking/network:Network",
@@ -45,7 +57,6 @@ beforeEach(() => {
 
 const recorder = optionsRecorder();
 const recordOptions = recorder.transformation;
-
 
 const openstackVariant = variants.find((v) => v.name === "openstack")!;
 const SPEC: ResolvedSpec = openstackVariant.spec;
@@ -86,7 +97,12 @@ async function build(over: Partial<OpenStackNetworkingArgs> = {}, name = "prod-a
 const ofType = (t: string) => mocks.recorded.filter((r) => r.type === t);
 const byName = (t: string, name: string) => {
   const found = ofType(t).find((r) => r.name === name);
-  if (!found) throw new Error(`no ${t} named ${name}; have ${ofType(t).map((r) => r.name).join(", ")}`);
+  if (!found)
+    throw new Error(
+      `no ${t} named ${name}; have ${ofType(t)
+        .map((r) => r.name)
+        .join(", ")}`,
+    );
   return found;
 };
 
@@ -123,22 +139,37 @@ function admits(rule: Rule, protocol: string, port?: number): boolean {
 
 const ANYWHERE = ["0.0.0.0/0", "::/0", undefined];
 const groupsOfPort = (port: Recorded) => (port.inputs.securityGroupIds as string[]).map((id) => id.replace(/-id$/, ""));
-const pairsOf = (port: Recorded) => (port.inputs.allowedAddressPairs as { ipAddress: string }[]).map((p) => p.ipAddress);
+const pairsOf = (port: Recorded) =>
+  (port.inputs.allowedAddressPairs as { ipAddress: string }[]).map((p) => p.ipAddress);
 const addresses = (vips: { address: string }[]) => vips.map((v) => v.address);
 
 describe("OpenStackNetworking (openstack variant)", () => {
   test("the graph: 4 LB ports, a VIP port per VIP, a floating IP and one association per public VIP, one server group", async () => {
     await build();
     expect(ofType("edgepair:index:OpenStackNetworking").map((r) => r.name)).toEqual(["prod-a-net"]);
-    expect(ofType(TYPE.port).map((r) => r.name).sort()).toEqual([
-      "prod-a-net-primary-private", "prod-a-net-primary-public", "prod-a-net-secondary-private", "prod-a-net-secondary-public",
-      "prod-a-net-vip-192-168-100-1", "prod-a-net-vip-192-168-100-100",
-      "prod-a-net-vip-203-0-113-100", "prod-a-net-vip-203-0-113-253", "prod-a-net-vip-203-0-113-80",
+    expect(
+      ofType(TYPE.port)
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual([
+      "prod-a-net-primary-private",
+      "prod-a-net-primary-public",
+      "prod-a-net-secondary-private",
+      "prod-a-net-secondary-public",
+      "prod-a-net-vip-192-168-100-1",
+      "prod-a-net-vip-192-168-100-100",
+      "prod-a-net-vip-203-0-113-100",
+      "prod-a-net-vip-203-0-113-253",
+      "prod-a-net-vip-203-0-113-80",
     ]);
     expect(ofType(TYPE.fip)).toHaveLength(3);
     expect(ofType(TYPE.fipAssoc)).toHaveLength(3);
     expect(ofType(TYPE.serverGroup)).toHaveLength(1);
-    expect(ofType(TYPE.group).map((r) => r.name).sort()).toEqual(
+    expect(
+      ofType(TYPE.group)
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual(
       ["forward", "handoff", "peer-primary", "peer-secondary", "private", "public"].map((p) => `prod-a-net-sg-${p}`),
     );
     // children are named from the component's name
@@ -153,9 +184,13 @@ describe("OpenStackNetworking (openstack variant)", () => {
     expect(sgComponent.parent).toBe(net);
     for (const child of children) {
       const parent = child.type === TYPE.group || child.type === TYPE.rule ? sgComponent.resource : net;
-      expect({ name: child.name, parentIsComponent: child.parent === parent }).toEqual({ name: child.name, parentIsComponent: true });
+      expect({ name: child.name, parentIsComponent: child.parent === parent }).toEqual({
+        name: child.name,
+        parentIsComponent: true,
+      });
       // the engine sees the same tree: a child's URN is qualified by its parent's type
-      const parentType = parent === net ? "edgepair:index:OpenStackNetworking" : "edgepair:index:OpenStackSecurityGroups";
+      const parentType =
+        parent === net ? "edgepair:index:OpenStackNetworking" : "edgepair:index:OpenStackSecurityGroups";
       expect(await value(child.resource.urn)).toContain(`${parentType}$${child.type}::${child.name}`);
     }
   });
@@ -169,8 +204,15 @@ describe("OpenStackNetworking (openstack variant)", () => {
     for (const port of [22, 22623]) {
       expect(all.filter((r) => ANYWHERE.includes(r.remote) && admits(r, "tcp", port))).toEqual([]);
     }
-    const publicRules = all.filter((r) => r.group === "prod-a-net-sg-public").map((r) => `${r.protocol}/${r.min ?? "-"}/${r.remote}`);
-    expect(publicRules.sort()).toEqual(["icmp/-/0.0.0.0/0", "tcp/443/0.0.0.0/0", "tcp/6443/0.0.0.0/0", "tcp/80/0.0.0.0/0"]);
+    const publicRules = all
+      .filter((r) => r.group === "prod-a-net-sg-public")
+      .map((r) => `${r.protocol}/${r.min ?? "-"}/${r.remote}`);
+    expect(publicRules.sort()).toEqual([
+      "icmp/-/0.0.0.0/0",
+      "tcp/443/0.0.0.0/0",
+      "tcp/6443/0.0.0.0/0",
+      "tcp/80/0.0.0.0/0",
+    ]);
     // the public LB ports and public VIP ports carry only the public group
     for (const port of ofType(TYPE.port).filter((p) => p.name.endsWith("-public") || p.name.includes("-vip-203-"))) {
       expect(groupsOfPort(port)).toEqual(["prod-a-net-sg-public"]);
@@ -206,7 +248,10 @@ describe("OpenStackNetworking (openstack variant)", () => {
     ]);
     // the egress-forwarding group lets the cluster out on every other UDP port, not this one
     const forwardUdp = all.filter((r) => r.group === "prod-a-net-sg-forward" && r.protocol === "udp");
-    expect(forwardUdp.map((r) => [r.min, r.max])).toEqual([[1, SPEC.conntrack.port - 1], [SPEC.conntrack.port + 1, 65535]]);
+    expect(forwardUdp.map((r) => [r.min, r.max])).toEqual([
+      [1, SPEC.conntrack.port - 1],
+      [SPEC.conntrack.port + 1, 65535],
+    ]);
     expect(groupsOfPort(byName(TYPE.port, "prod-a-net-primary-private"))).toContain("prod-a-net-sg-peer-primary");
     expect(groupsOfPort(byName(TYPE.port, "prod-a-net-primary-private"))).not.toContain("prod-a-net-sg-peer-secondary");
     expect(groupsOfPort(byName(TYPE.port, "prod-a-net-secondary-private"))).toContain("prod-a-net-sg-peer-secondary");
@@ -227,9 +272,14 @@ describe("OpenStackNetworking (openstack variant)", () => {
 
       const privatePort = byName(TYPE.port, `prod-a-net-${role}-private`);
       expect(privatePort.inputs.networkId).toBe("prod-a-net-private-id");
-      expect(privatePort.inputs.fixedIps).toEqual([{ subnetId: "prod-a-net-private-id", ipAddress: SPEC.network.lbAddresses[i] }]);
+      expect(privatePort.inputs.fixedIps).toEqual([
+        { subnetId: "prod-a-net-private-id", ipAddress: SPEC.network.lbAddresses[i] },
+      ]);
       const privatePairs = pairsOf(privatePort);
-      expect(privatePairs.filter((p) => p !== FORWARDING_ADDRESS_PAIR).sort()).toEqual(["192.168.100.1", "192.168.100.100"]);
+      expect(privatePairs.filter((p) => p !== FORWARDING_ADDRESS_PAIR).sort()).toEqual([
+        "192.168.100.1",
+        "192.168.100.100",
+      ]);
       expect(privatePairs).toContain(FORWARDING_ADDRESS_PAIR);
       expect(privatePort.inputs.portSecurityEnabled).toBe(true);
     }
@@ -239,8 +289,16 @@ describe("OpenStackNetworking (openstack variant)", () => {
     await build();
     const vipPorts = ofType(TYPE.port).filter((p) => p.name.includes("-vip-"));
     const expected = [
-      ...SPEC.derived.publicVips.map((v) => ({ ip: v.address, networkId: PUBLIC.networkId, subnetId: PUBLIC.subnetId })),
-      ...SPEC.derived.privateVips.map((v) => ({ ip: v.address, networkId: "prod-a-net-private-id", subnetId: "prod-a-net-private-id" })),
+      ...SPEC.derived.publicVips.map((v) => ({
+        ip: v.address,
+        networkId: PUBLIC.networkId,
+        subnetId: PUBLIC.subnetId,
+      })),
+      ...SPEC.derived.privateVips.map((v) => ({
+        ip: v.address,
+        networkId: "prod-a-net-private-id",
+        subnetId: "prod-a-net-private-id",
+      })),
     ];
     expect(vipPorts).toHaveLength(expected.length);
     for (const e of expected) {
@@ -268,7 +326,9 @@ describe("OpenStackNetworking (openstack variant)", () => {
     expect(new Set(assocs.map((a) => a.inputs.floatingIp)).size).toBe(assocs.length);
     const bindings = await value(net.floatingIps);
     expect(bindings.map((b) => b.vip).sort()).toEqual(addresses(SPEC.derived.publicVips).sort());
-    expect(bindings.find((b) => b.vip === "203.0.113.100")!.floatingIp).toBe(floatingAddressOf("prod-a-net-fip-203-0-113-100"));
+    expect(bindings.find((b) => b.vip === "203.0.113.100")!.floatingIp).toBe(
+      floatingAddressOf("prod-a-net-fip-203-0-113-100"),
+    );
   });
 
   test("the created private subnet: gateway = the gateway VIP, DHCP pools exclude the LB addresses and every VIP", async () => {
@@ -317,10 +377,17 @@ describe("OpenStackNetworking: optional parts of the spec", () => {
     await build({ spec });
     const all = rules();
     expect(all.length).toBeGreaterThan(0);
-    const web = all.filter((r) => r.group !== "prod-a-net-sg-forward" && (admits(r, "tcp", 80) || admits(r, "tcp", 443)));
+    const web = all.filter(
+      (r) => r.group !== "prod-a-net-sg-forward" && (admits(r, "tcp", 80) || admits(r, "tcp", 443)),
+    );
     expect(web).toEqual([]);
     // the public side keeps the API and ICMP
-    expect(all.filter((r) => r.group === "prod-a-net-sg-public").map((r) => `${r.protocol}/${r.min ?? "-"}`).sort()).toEqual(["icmp/-", "tcp/6443"]);
+    expect(
+      all
+        .filter((r) => r.group === "prod-a-net-sg-public")
+        .map((r) => `${r.protocol}/${r.min ?? "-"}`)
+        .sort(),
+    ).toEqual(["icmp/-", "tcp/6443"]);
   });
 
   test("no nat: no forwarding group, no gateway VIP port, no port-range rule", async () => {
@@ -338,7 +405,10 @@ describe("OpenStackNetworking: optional parts of the spec", () => {
   test("DHCP pools around reserved addresses at the edges of the range and next to each other", () => {
     const spec = openstackSpec((raw) => {
       raw.network.lbAddresses = ["192.168.100.5", "192.168.100.6"];
-      raw.virtualAddresses.api = [{ address: "192.168.100.254", type: "private" }, { address: "203.0.113.100", type: "public" }];
+      raw.virtualAddresses.api = [
+        { address: "192.168.100.254", type: "private" },
+        { address: "203.0.113.100", type: "public" },
+      ];
     });
     expect(allocationPools(spec)).toEqual([
       { start: "192.168.100.2", end: "192.168.100.4" },
@@ -357,15 +427,20 @@ describe("OpenStackLbServer", () => {
 
   async function buildPair() {
     const net = await build();
-    const servers = (["primary", "secondary"] as const).map((role, i) =>
-      new OpenStackLbServer(`prod-a-lb${i + 1}`, {
-        flavorName: "m1.small",
-        imageName: "edgepair-appliance",
-        userData: USER_DATA,
-        ports: { public: net.lbPorts[role].publicPortId, private: net.lbPorts[role].privatePortId },
-        serverGroupId: net.serverGroupId,
-        keyPair: "ops",
-      }, { transformations: [recordOptions] }),
+    const servers = (["primary", "secondary"] as const).map(
+      (role, i) =>
+        new OpenStackLbServer(
+          `prod-a-lb${i + 1}`,
+          {
+            flavorName: "m1.small",
+            imageName: "edgepair-appliance",
+            userData: USER_DATA,
+            ports: { public: net.lbPorts[role].publicPortId, private: net.lbPorts[role].privatePortId },
+            serverGroupId: net.serverGroupId,
+            keyPair: "ops",
+          },
+          { transformations: [recordOptions] },
+        ),
     );
     await Promise.all(servers.map((s) => value(s.id)));
     await settle(mocks);
@@ -380,7 +455,10 @@ describe("OpenStackLbServer", () => {
       const inst = instances[i]!;
       expect(inst.inputs.configDrive).toBe(true);
       expect(inst.inputs.schedulerHints).toEqual([{ group: "prod-a-net-group-id" }]);
-      expect(inst.inputs.networks).toEqual([{ port: `prod-a-net-${role}-public-id` }, { port: `prod-a-net-${role}-private-id` }]);
+      expect(inst.inputs.networks).toEqual([
+        { port: `prod-a-net-${role}-public-id` },
+        { port: `prod-a-net-${role}-private-id` },
+      ]);
       expect(inst.inputs.imageName).toBe("edgepair-appliance");
       expect(inst.inputs.flavorName).toBe("m1.small");
     }
@@ -398,14 +476,19 @@ describe("OpenStackLbServer", () => {
     for (const s of servers) {
       expect(await pulumi.isSecret(s.instance.userData)).toBe(true);
       expect(await value(s.instance.userData)).toBe(USER_DATA);
-      expect(await value(s.instance.urn)).toContain("edgepair:index:OpenStackLbServer$openstack:compute/instance:Instance::prod-a-lb");
+      expect(await value(s.instance.urn)).toContain(
+        "edgepair:index:OpenStackLbServer$openstack:compute/instance:Instance::prod-a-lb",
+      );
     }
   });
 
   test("an image by ID is passed as imageId only", async () => {
     const server = new OpenStackLbServer("by-id", {
-      flavorName: "m1.small", imageId: "0b7c-image-uuid", userData: USER_DATA,
-      ports: { public: "p1", private: "p2" }, serverGroupId: "g",
+      flavorName: "m1.small",
+      imageId: "0b7c-image-uuid",
+      userData: USER_DATA,
+      ports: { public: "p1", private: "p2" },
+      serverGroupId: "g",
     });
     await value(server.id);
     await settle(mocks);

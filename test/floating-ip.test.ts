@@ -13,7 +13,12 @@ const openstack: ResolvedSpec = {
   ...devResolved,
   platform: {
     type: "openstack",
-    publicNetwork: { cidr: "203.0.113.0/24", prefixLength: 24, gateway: "203.0.113.1", lbAddresses: ["203.0.113.11", "203.0.113.12"] },
+    publicNetwork: {
+      cidr: "203.0.113.0/24",
+      prefixLength: 24,
+      gateway: "203.0.113.1",
+      lbAddresses: ["203.0.113.11", "203.0.113.12"],
+    },
   },
   derived: { ...devResolved.derived, publicVips: [v4("203.0.113.80"), v4("203.0.113.100"), v6("2001:db8:100::100")] },
 };
@@ -36,11 +41,16 @@ describe("floating-IP handler, libvirt (routed floating IPs)", () => {
   });
 
   test("the floating IPs themselves never move (they stay on both LBs)", () => {
-    for (const s of STATES) for (const vip of devResolved.derived.publicVips) expect(text(h.onTransition(s)).join("\n")).not.toContain(vip.address);
+    for (const s of STATES)
+      for (const vip of devResolved.derived.publicVips)
+        expect(text(h.onTransition(s)).join("\n")).not.toContain(vip.address);
   });
 
   test("uses the host's public interface name", () => {
-    const other = floatingIpHandler(devResolved, { ...secondaryHost, publicInterface: { name: "enp1s0", mac: "52:54:00:00:00:01" } });
+    const other = floatingIpHandler(devResolved, {
+      ...secondaryHost,
+      publicInterface: { name: "enp1s0", mac: "52:54:00:00:00:01" },
+    });
     expect(text(other.onTransition("MASTER"))[0]).toBe("ip -4 addr replace 172.31.250.10/24 dev enp1s0");
   });
 
@@ -79,7 +89,12 @@ describe("floating-IP handler, openstack (NAT floating IPs)", () => {
   });
 
   test("only arping is an announcement", () => {
-    expect(h.onTransition("MASTER").filter(isAnnouncement).every((c) => c[0] === "arping")).toBe(true);
+    expect(
+      h
+        .onTransition("MASTER")
+        .filter(isAnnouncement)
+        .every((c) => c[0] === "arping"),
+    ).toBe(true);
     expect(h.onTransition("BACKUP").some(isAnnouncement)).toBe(false);
   });
 });

@@ -8,7 +8,18 @@
  */
 import { spawnRunner } from "../agent/apply";
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { checkSysctlText } from "../agent/apply/validate";
@@ -51,17 +62,27 @@ function listFiles(dir: string, prefix = ""): string[] {
 /** Our unit files (not drop-ins), by name. */
 const ourUnits = () => readdirSync(inImage(UNIT_DIR)).filter((n) => /\.(service|path|timer|socket)$/.test(n));
 /** Package units we extend with a drop-in (X.service.d/*.conf). */
-const extendedUnits = () => readdirSync(inImage(UNIT_DIR)).filter((n) => n.endsWith(".d")).map((n) => n.slice(0, -2));
-const dropIns = (unit: string) => readdirSync(inImage(join(UNIT_DIR, `${unit}.d`))).map((f) => read(inImage(join(UNIT_DIR, `${unit}.d`, f))));
+const extendedUnits = () =>
+  readdirSync(inImage(UNIT_DIR))
+    .filter((n) => n.endsWith(".d"))
+    .map((n) => n.slice(0, -2));
+const dropIns = (unit: string) =>
+  readdirSync(inImage(join(UNIT_DIR, `${unit}.d`))).map((f) => read(inImage(join(UNIT_DIR, `${unit}.d`, f))));
 
 /** usr/share/edgepair/required-executables without comments: what the image build checks exists. */
 function requiredExecutables(): string[] {
-  return read(inImage("/usr/share/edgepair/required-executables")).split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  return read(inImage("/usr/share/edgepair/required-executables"))
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
 }
 
 function presetLines(): { enable: string[]; disable: string[] } {
-  const lines = read(inImage("/usr/lib/systemd/system-preset/50-edgepair.preset")).split("\n").map((l) => l.trim());
-  const of = (verb: string) => lines.filter((l) => l.startsWith(`${verb} `)).map((l) => l.slice(verb.length + 1).trim());
+  const lines = read(inImage("/usr/lib/systemd/system-preset/50-edgepair.preset"))
+    .split("\n")
+    .map((l) => l.trim());
+  const of = (verb: string) =>
+    lines.filter((l) => l.startsWith(`${verb} `)).map((l) => l.slice(verb.length + 1).trim());
   return { enable: of("enable"), disable: of("disable") };
 }
 
@@ -83,7 +104,9 @@ describe("the agent bundle (tools/bundle-agent's default outfile, copied into th
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe(`${version} (renderer ${RENDERER_VERSION})`);
     expect(Number(process.versions.node.split(".")[0])).toBeGreaterThanOrEqual(20);
-    console.log(`bundle: ${Math.round(statSync(BUNDLE).size / 1024)} KiB, --version under node ${process.versions.node} in ${ms} ms`);
+    console.log(
+      `bundle: ${Math.round(statSync(BUNDLE).size / 1024)} KiB, --version under node ${process.versions.node} in ${ms} ms`,
+    );
   });
 });
 
@@ -95,7 +118,9 @@ describe("Containerfile", () => {
     expect(c.masked).toContain("bootc-fetch-apply-updates.timer");
     // COPY rootfs/ / lands every file of images/rootfs where the units and scripts name them
     expect(c.copies.some((x) => x.sources.includes("rootfs/") && x.dest === "/")).toBe(true);
-    expect(c.copies.some((x) => x.sources.includes("agent/edgepair-agent.js") && x.dest === `${LIBEXEC}/edgepair-agent.js`)).toBe(true);
+    expect(
+      c.copies.some((x) => x.sources.includes("agent/edgepair-agent.js") && x.dest === `${LIBEXEC}/edgepair-agent.js`),
+    ).toBe(true);
   });
 
   test("enables what the preset enables, and never a daemon the bootstrap starts", () => {
@@ -103,7 +128,12 @@ describe("Containerfile", () => {
     const preset = presetLines();
     expect([...c.enabled].sort()).toEqual(preset.enable.filter((u) => !isCloudInitUnit(u)).sort());
     // cloud-init's unit names differ between versions: the Containerfile enables those that exist of the same list
-    const loop = /for unit in ([^;]+); do/.exec(containerfile())?.[1]?.trim().split(/\s+/).map((u) => `${u}.service`) ?? [];
+    const loop =
+      /for unit in ([^;]+); do/
+        .exec(containerfile())?.[1]
+        ?.trim()
+        .split(/\s+/)
+        .map((u) => `${u}.service`) ?? [];
     expect(loop.sort()).toEqual(preset.enable.filter(isCloudInitUnit).sort());
     for (const u of NEVER_ENABLED) {
       expect(preset.disable).toContain(u);
@@ -118,15 +148,39 @@ describe("Containerfile", () => {
   });
 
   const mutations: [string, (t: string) => string, RegExp][] = [
-    ["the timer is not masked", (t) => t.replace(/\s*systemctl mask bootc-fetch-apply-updates\.timer/, " true"), /systemctl mask bootc-fetch-apply-updates\.timer/],
+    [
+      "the timer is not masked",
+      (t) => t.replace(/\s*systemctl mask bootc-fetch-apply-updates\.timer/, " true"),
+      /systemctl mask bootc-fetch-apply-updates\.timer/,
+    ],
     ["lint is not the last step", (t) => `${t}RUN true\n`, /last step must be "RUN bootc container lint"/],
-    ["a COPY source is missing", (t) => t.replace("COPY rootfs/ /", "COPY rootfs-missing/ /"), /COPY source rootfs-missing\/ does not exist/],
-    ["the base is a tag", (t) => t.replace(/^FROM \$\{FEDORA_BOOTC\}$/m, "FROM quay.io/fedora/fedora-bootc:44"), /FROM must be \$\{FEDORA_BOOTC\}/],
-    ["the base argument has a default", (t) => t.replace(/^ARG FEDORA_BOOTC$/m, "ARG FEDORA_BOOTC=quay.io/fedora/fedora-bootc:44"), /exactly "ARG FEDORA_BOOTC"/],
+    [
+      "a COPY source is missing",
+      (t) => t.replace("COPY rootfs/ /", "COPY rootfs-missing/ /"),
+      /COPY source rootfs-missing\/ does not exist/,
+    ],
+    [
+      "the base is a tag",
+      (t) => t.replace(/^FROM \$\{FEDORA_BOOTC\}$/m, "FROM quay.io/fedora/fedora-bootc:44"),
+      /FROM must be \$\{FEDORA_BOOTC\}/,
+    ],
+    [
+      "the base argument has a default",
+      (t) => t.replace(/^ARG FEDORA_BOOTC$/m, "ARG FEDORA_BOOTC=quay.io/fedora/fedora-bootc:44"),
+      /exactly "ARG FEDORA_BOOTC"/,
+    ],
     ["the digest is not checked", (t) => t.replace("'@sha256:[0-9a-f]{64}$'", "'@'"), /must check that \$FEDORA_BOOTC/],
-    ["haproxy is enabled", (t) => t.replace("systemctl enable firewalld.service", "systemctl enable haproxy.service firewalld.service"), /haproxy\.service is enabled in the image/],
+    [
+      "haproxy is enabled",
+      (t) => t.replace("systemctl enable firewalld.service", "systemctl enable haproxy.service firewalld.service"),
+      /haproxy\.service is enabled in the image/,
+    ],
     ["ADD is used", (t) => t.replace("COPY rootfs/ /", "ADD rootfs/ /"), /ADD is not allowed/],
-    ["another build argument", (t) => t.replace("COPY rootfs/ /", "ARG REGISTRY_PASSWORD\nCOPY rootfs/ /"), /no build argument but FEDORA_BOOTC/],
+    [
+      "another build argument",
+      (t) => t.replace("COPY rootfs/ /", "ARG REGISTRY_PASSWORD\nCOPY rootfs/ /"),
+      /no build argument but FEDORA_BOOTC/,
+    ],
   ];
   test.each(mutations)("rejects a Containerfile where %s", (_what, mutate, message) => {
     const mutated = mutate(containerfile());
@@ -148,7 +202,10 @@ describe("systemd units (systemd-analyze verify against a root laid out like the
     // Host package units' own programs (Debian's here) get stand-ins too: the drop-ins are verified through them.
     const hostPrograms = extendedUnits().flatMap((u) => execPrograms(hostUnitText(u)));
     return buildImageRoot(
-      [{ source: ROOTFS, dest: "/" }, { source: BUNDLE, dest: `${LIBEXEC}/edgepair-agent.js` }],
+      [
+        { source: ROOTFS, dest: "/" },
+        { source: BUNDLE, dest: `${LIBEXEC}/edgepair-agent.js` },
+      ],
       [...packagePrograms(), ...hostPrograms],
     );
   }
@@ -171,7 +228,9 @@ describe("systemd units (systemd-analyze verify against a root laid out like the
     try {
       const started = performance.now();
       const r = verifyUnits(root.root, [...ourUnits(), ...extendedUnits()]);
-      console.log(`systemd-analyze verify: ${ourUnits().length + extendedUnits().length} units in ${Math.round(performance.now() - started)} ms`);
+      console.log(
+        `systemd-analyze verify: ${ourUnits().length + extendedUnits().length} units in ${Math.round(performance.now() - started)} ms`,
+      );
       expect(r.output).toBe("");
       expect(r.ok).toBe(true);
     } finally {
@@ -181,11 +240,17 @@ describe("systemd units (systemd-analyze verify against a root laid out like the
 
   test("the units carry the decisions: hold, restart policy, bounded boot check", () => {
     const unit = (n: string) => read(inImage(join(UNIT_DIR, n)));
-    expect(dropIns("keepalived.service").join("\n")).toContain(`ConditionPathExists=!/var/lib/edgepair/${KEEPALIVED_HOLD_FILE}`);
+    expect(dropIns("keepalived.service").join("\n")).toContain(
+      `ConditionPathExists=!/var/lib/edgepair/${KEEPALIVED_HOLD_FILE}`,
+    );
     expect(unit("edgepair-agent.service")).toMatch(/^Restart=on-failure$/m);
     expect(unit("edgepair-agent.service")).toMatch(/^RestartPreventExitStatus=2$/m);
-    expect(unit("edgepair-agent.service")).toMatch(/^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent run$/m);
-    expect(unit("edgepair-bootstrap.service")).toMatch(/^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent bootstrap$/m);
+    expect(unit("edgepair-agent.service")).toMatch(
+      /^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent run$/m,
+    );
+    expect(unit("edgepair-bootstrap.service")).toMatch(
+      /^ExecStart=\/usr\/bin\/node \/usr\/libexec\/edgepair\/edgepair-agent\.js agent bootstrap$/m,
+    );
     expect(unit("edgepair-boot-check.service")).toMatch(/^RuntimeMaxSec=/m);
     expect(unit("edgepair-notify-label.service")).toContain(NOTIFY_SCRIPT_PATH);
     expect(unit("edgepair-notify-label.path")).toContain(`PathChanged=${NOTIFY_SCRIPT_PATH}`);
@@ -194,7 +259,12 @@ describe("systemd units (systemd-analyze verify against a root laid out like the
   });
 
   const broken: [string, string, string, string][] = [
-    ["a program that is nowhere", "edgepair-agent.service", "ExecStart=/usr/bin/node", "ExecStart=/usr/bin/no-such-node"],
+    [
+      "a program that is nowhere",
+      "edgepair-agent.service",
+      "ExecStart=/usr/bin/node",
+      "ExecStart=/usr/bin/no-such-node",
+    ],
     ["a misspelt key", "edgepair-boot-check.service", "RuntimeMaxSec=", "RuntimeMaxSecs="],
     ["Restart=always on a oneshot", "edgepair-bootstrap.service", "Restart=on-failure", "Restart=always"],
   ];
@@ -240,7 +310,21 @@ describe("every program the appliance runs is one the image build checks", () =>
       for (const m of keepalived.matchAll(/script "(\S+)/g)) commands.add(m[1] as string);
     }
     // argv[0] of what the agent itself runs (agent/**: services, bootc, validators, peer-adverts, bootstrap's FIFO)
-    for (const c of ["systemctl", "bootc", "nft", "ip", "haproxy", "keepalived", "nmcli", "sh", "sysctl", "mkfifo", "firewall-offline-cmd", "firewall-cmd"]) commands.add(c);
+    for (const c of [
+      "systemctl",
+      "bootc",
+      "nft",
+      "ip",
+      "haproxy",
+      "keepalived",
+      "nmcli",
+      "sh",
+      "sysctl",
+      "mkfifo",
+      "firewall-offline-cmd",
+      "firewall-cmd",
+    ])
+      commands.add(c);
     const missing = [...commands].filter((c) => !required.has(c)).sort();
     expect(missing).toEqual([]);
     expect(commands.size).toBeGreaterThan(10);
@@ -263,7 +347,12 @@ describe("SELinux module (checkmodule -M -m, semodule_package)", () => {
     expect(labelOf(fc, `/etc/edgepair/.keepalived-notify.sh.edgepair-new-1234`)).toBeUndefined();
     expect(read(te)).toContain(`"${basename(NOTIFY_SCRIPT_PATH)}"`);
     // keepalived_t is never the subject of a rule of ours: nothing widens it
-    expect(read(te).split("\n").filter((l) => !l.trim().startsWith("#")).join("\n")).not.toMatch(/keepalived_t\b/);
+    expect(
+      read(te)
+        .split("\n")
+        .filter((l) => !l.trim().startsWith("#"))
+        .join("\n"),
+    ).not.toMatch(/keepalived_t\b/);
   });
 
   function brokenCopy(edit: (dir: string) => void): ReturnType<typeof buildModule> {
@@ -278,7 +367,12 @@ describe("SELinux module (checkmodule -M -m, semodule_package)", () => {
   }
 
   test("rejects a module written with refpolicy macros", () => {
-    const m = brokenCopy((d) => writeFileSync(join(d, "edgepair.te"), `${read(te)}\ndomtrans_pattern(keepalived_t, etc_t, unconfined_service_t)\n`));
+    const m = brokenCopy((d) =>
+      writeFileSync(
+        join(d, "edgepair.te"),
+        `${read(te)}\ndomtrans_pattern(keepalived_t, etc_t, unconfined_service_t)\n`,
+      ),
+    );
     expect(m.ok).toBe(false);
     expect(m.output).toMatch(/checkmodule: .*syntax error/s);
   });
@@ -304,7 +398,12 @@ describe("SELinux module (checkmodule -M -m, semodule_package)", () => {
 });
 
 /** Runs an image script with stand-ins first on PATH; never the host's semanage, systemctl or nft. */
-function runScript(script: string, args: string[], env: Record<string, string>, standInDir: string): { status: number | null; output: string } {
+function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  standInDir: string,
+): { status: number | null; output: string } {
   const r = spawnSync(inImage(`${LIBEXEC}/${script}`), args, {
     env: { ...env, PATH: `${standInDir}:${process.env.PATH ?? "/usr/bin:/bin"}` },
     encoding: "utf8",
@@ -327,11 +426,15 @@ describe("edgepair-selinux-ports (the ports HAProxy and conntrackd use, labelled
     bin = join(dir, "bin");
     mkdirSync(bin);
     // semanage: logs each call (and import's stdin); `-a` of a port in $SEMANAGE_DEFINED fails like semanage does
-    standIn(bin, "semanage", [
-      'if [ "$1" = import ]; then { echo import; cat; } >>"$STANDIN_LOG"; exit 0; fi',
-      'echo "$*" >>"$STANDIN_LOG"',
-      'for p in $SEMANAGE_DEFINED; do if [ "$2" = -a ] && [ "$7" = "$p" ]; then echo "ValueError: Port $6/$p already defined" >&2; exit 1; fi; done',
-    ].join("\n"));
+    standIn(
+      bin,
+      "semanage",
+      [
+        'if [ "$1" = import ]; then { echo import; cat; } >>"$STANDIN_LOG"; exit 0; fi',
+        'echo "$*" >>"$STANDIN_LOG"',
+        'for p in $SEMANAGE_DEFINED; do if [ "$2" = -a ] && [ "$7" = "$p" ]; then echo "ValueError: Port $6/$p already defined" >&2; exit 1; fi; done',
+      ].join("\n"),
+    );
     standIn(bin, "selinuxenabled", 'exit "${SELINUX_OFF:-0}"');
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -343,9 +446,19 @@ describe("edgepair-selinux-ports (the ports HAProxy and conntrackd use, labelled
     SEMANAGE_DEFINED: "",
     ...extra,
   });
-  const calls = () => (existsSync(join(dir, "semanage.log")) ? read(join(dir, "semanage.log")).trim().split("\n").filter((l) => l !== "") : []);
+  const calls = () =>
+    existsSync(join(dir, "semanage.log"))
+      ? read(join(dir, "semanage.log"))
+          .trim()
+          .split("\n")
+          .filter((l) => l !== "")
+      : [];
 
-  function rendered(spec: ResolvedSpec, host: HostFacts = hosts[0] as HostFacts, backends: BackendSets = { api: [], ingress: [] }) {
+  function rendered(
+    spec: ResolvedSpec,
+    host: HostFacts = hosts[0] as HostFacts,
+    backends: BackendSets = { api: [], ingress: [] },
+  ) {
     const files = renderAll({ spec, host, backends });
     const write = (path: string) => {
       const out = join(dir, basename(path));
@@ -376,14 +489,18 @@ describe("edgepair-selinux-ports (the ports HAProxy and conntrackd use, labelled
     const f = rendered(resolveSpec(raw));
     const defined = env({ SEMANAGE_DEFINED: "9101" });
     expect(runScript("edgepair-selinux-ports", ["haproxy", f.haproxy], defined, bin)).toMatchObject({ status: 0 });
-    expect(runScript("edgepair-selinux-ports", ["conntrackd", f.conntrackd], defined, bin)).toMatchObject({ status: 0 });
+    expect(runScript("edgepair-selinux-ports", ["conntrackd", f.conntrackd], defined, bin)).toMatchObject({
+      status: 0,
+    });
     expect(calls()).toEqual([
       "port -a -t http_port_t -p tcp 9101",
       "port -m -t http_port_t -p tcp 9101",
       "port -a -t http_port_t -p tcp 16443",
       "port -a -t conntrackd_port_t -p udp 3781",
     ]);
-    expect(read(join(dir, "state", "selinux-ports"))).toBe("tcp 9101 http_port_t\ntcp 16443 http_port_t\nudp 3781 conntrackd_port_t\n");
+    expect(read(join(dir, "state", "selinux-ports"))).toBe(
+      "tcp 9101 http_port_t\ntcp 16443 http_port_t\nudp 3781 conntrackd_port_t\n",
+    );
     // the next start or reload finds them recorded: no policy rebuild
     runScript("edgepair-selinux-ports", ["haproxy", f.haproxy], defined, bin);
     runScript("edgepair-selinux-ports", ["conntrackd", f.conntrackd], defined, bin);
@@ -429,16 +546,20 @@ describe("edgepair-boot-check (with the bootc stand-in and a stand-in systemctl)
     mkdirSync(join(dir, "state"));
     // systemctl: logs each call; is-active answers "active" for every unit from the $ACTIVE_AFTER-th call on
     // (never when it is "never"), else "inactive" with is-active's exit code 3; reboot only logs.
-    standIn(bin, "systemctl", [
-      'echo "$*" >>"$STANDIN_DIR/systemctl.log"',
-      'case "$1" in',
-      "is-active)",
-      '  shift; n=$(($(cat "$STANDIN_DIR/is-active.count" 2>/dev/null || echo 0) + 1)); echo "$n" >"$STANDIN_DIR/is-active.count"',
-      '  rc=0; for u; do if [ "$ACTIVE_AFTER" != never ] && [ "$n" -ge "$ACTIVE_AFTER" ]; then echo active; else echo inactive; rc=3; fi; done; exit "$rc" ;;',
-      "reboot) exit 0 ;;",
-      "*) exit 1 ;;",
-      "esac",
-    ].join("\n"));
+    standIn(
+      bin,
+      "systemctl",
+      [
+        'echo "$*" >>"$STANDIN_DIR/systemctl.log"',
+        'case "$1" in',
+        "is-active)",
+        '  shift; n=$(($(cat "$STANDIN_DIR/is-active.count" 2>/dev/null || echo 0) + 1)); echo "$n" >"$STANDIN_DIR/is-active.count"',
+        '  rc=0; for u; do if [ "$ACTIVE_AFTER" != never ] && [ "$n" -ge "$ACTIVE_AFTER" ]; then echo active; else echo inactive; rc=3; fi; done; exit "$rc" ;;',
+        "reboot) exit 0 ;;",
+        "*) exit 1 ;;",
+        "esac",
+      ].join("\n"),
+    );
     bootc = createBootcStandin();
   });
   afterEach(() => {
@@ -447,12 +568,27 @@ describe("edgepair-boot-check (with the bootc stand-in and a stand-in systemctl)
   });
 
   const state = (f: string) => join(dir, "state", f);
-  const systemctlCalls = () => (existsSync(join(dir, "systemctl.log")) ? read(join(dir, "systemctl.log")).trim().split("\n") : []);
-  const bootcVerbs = () => bootc.calls().filter((c) => c.argv[0] === "bootc").map((c) => c.argv[1]);
+  const systemctlCalls = () =>
+    existsSync(join(dir, "systemctl.log")) ? read(join(dir, "systemctl.log")).trim().split("\n") : [];
+  const bootcVerbs = () =>
+    bootc
+      .calls()
+      .filter((c) => c.argv[0] === "bootc")
+      .map((c) => c.argv[1]);
 
   /** The script's bound counts whole seconds of `date +%s`, so a bound of N waits between N-1 and N seconds. */
-  async function bootCheck(o: { booted: string; rollback: string | null; knownGood?: string; activeAfter: number | "never"; queued?: boolean; timeoutS?: number }) {
-    const lb = bootc.host("lb", { booted: { ref: `${REF}@${o.booted}`, digest: o.booted }, rollback: o.rollback ? { ref: `${REF}@${o.rollback}`, digest: o.rollback } : null });
+  async function bootCheck(o: {
+    booted: string;
+    rollback: string | null;
+    knownGood?: string;
+    activeAfter: number | "never";
+    queued?: boolean;
+    timeoutS?: number;
+  }) {
+    const lb = bootc.host("lb", {
+      booted: { ref: `${REF}@${o.booted}`, digest: o.booted },
+      rollback: o.rollback ? { ref: `${REF}@${o.rollback}`, digest: o.rollback } : null,
+    });
     if (o.queued) lb.update({ rollbackQueued: true });
     if (o.knownGood) writeFileSync(state("known-good-image"), `${o.knownGood}\n`);
     const started = performance.now();
@@ -477,12 +613,30 @@ describe("edgepair-boot-check (with the bootc stand-in and a stand-in systemctl)
   });
 
   test("a host without bootc (the Debian stand-in VMs) passes with nothing checked; a bootc that fails does not", async () => {
-    const noBootc = await spawnRunner(["env", `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`, `STANDIN_DIR=${dir}`, `EDGEPAIR_STATE_DIR=${join(dir, "state")}`, inImage(`${LIBEXEC}/edgepair-boot-check`)], { timeoutMs: 20_000 });
+    const noBootc = await spawnRunner(
+      [
+        "env",
+        `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`,
+        `STANDIN_DIR=${dir}`,
+        `EDGEPAIR_STATE_DIR=${join(dir, "state")}`,
+        inImage(`${LIBEXEC}/edgepair-boot-check`),
+      ],
+      { timeoutMs: 20_000 },
+    );
     expect(noBootc.exitCode).toBe(0);
     expect(noBootc.output).toContain("no bootc on this host");
     expect(systemctlCalls()).toEqual([]);
     standIn(bin, "bootc", "echo 'error: not booted via ostree' >&2; exit 1");
-    const broken = await spawnRunner(["env", `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`, `STANDIN_DIR=${dir}`, `EDGEPAIR_STATE_DIR=${join(dir, "state")}`, inImage(`${LIBEXEC}/edgepair-boot-check`)], { timeoutMs: 20_000 });
+    const broken = await spawnRunner(
+      [
+        "env",
+        `PATH=${bin}:/usr/sbin:/usr/bin:/sbin:/bin`,
+        `STANDIN_DIR=${dir}`,
+        `EDGEPAIR_STATE_DIR=${join(dir, "state")}`,
+        inImage(`${LIBEXEC}/edgepair-boot-check`),
+      ],
+      { timeoutMs: 20_000 },
+    );
     expect(broken.exitCode).toBe(1);
   });
 
@@ -591,7 +745,10 @@ describe("firewalld service (firewall-offline-cmd)", () => {
   test("rejects a service with an impossible port", () => {
     const dir = mkdtempSync(join(tmpdir(), "ep-fw-bad-"));
     try {
-      writeFileSync(join(dir, "machine-config-server.xml"), read(join(services, "machine-config-server.xml")).replace(`port="${MACHINE_CONFIG_PORT}"`, 'port="226230"'));
+      writeFileSync(
+        join(dir, "machine-config-server.xml"),
+        read(join(services, "machine-config-server.xml")).replace(`port="${MACHINE_CONFIG_PORT}"`, 'port="226230"'),
+      );
       const r = offline(dir, ["--check-config"]);
       expect(r.status).not.toBe(0);
       expect(r.output).toContain("INVALID_PORT");
@@ -626,7 +783,12 @@ describe("NetworkManager conf.d (NetworkManager --print-config)", () => {
   const printConfig = (dir: string) => {
     const empty = join(dir, "..", "NetworkManager.conf");
     writeFileSync(empty, "");
-    return run("NetworkManager", ["--print-config", `--system-config-dir=${dir}`, "--config-dir=/nonexistent", `--config=${empty}`]);
+    return run("NetworkManager", [
+      "--print-config",
+      `--system-config-dir=${dir}`,
+      "--config-dir=/nonexistent",
+      `--config=${empty}`,
+    ]);
   };
 
   test("no DHCP profile of NetworkManager's own for any NIC: the keyfiles are the only ones", () => {
@@ -690,7 +852,9 @@ describe("tmpfiles.d and sysctl.d", () => {
   test("the appliance sysctl keys exist in this kernel (parsed, never applied); an unknown key is rejected", async () => {
     const text = read(inImage("/usr/lib/sysctl.d/60-edgepair-appliance.conf"));
     expect(await checkSysctlText(text, "/proc/sys")).toEqual([]);
-    expect(await checkSysctlText(`${text}kernel.panic_on_opps = 1\n`, "/proc/sys")).toEqual([expect.stringContaining("kernel.panic_on_opps: no such kernel setting")]);
+    expect(await checkSysctlText(`${text}kernel.panic_on_opps = 1\n`, "/proc/sys")).toEqual([
+      expect.stringContaining("kernel.panic_on_opps: no such kernel setting"),
+    ]);
   });
 });
 
@@ -699,15 +863,30 @@ describe("bootc-image-builder config (images/bib/config.json)", () => {
 
   test("uses only keys bib accepts, within its limits", () => {
     expect(checkBibConfig(config)).toEqual({ ok: true, output: "" });
-    expect((JSON.parse(config) as { customizations: { filesystem: { mountpoint: string }[] } }).customizations.filesystem[0]?.mountpoint).toBe("/");
+    expect(
+      (JSON.parse(config) as { customizations: { filesystem: { mountpoint: string }[] } }).customizations.filesystem[0]
+        ?.mountpoint,
+    ).toBe("/");
   });
 
   const bad: [string, unknown, RegExp][] = [
     ["an unknown key", { customizations: { filesystem: [], hostname: "x" } }, /Unrecognized key.*hostname/],
     ["a misspelt size key", { customizations: { filesystem: [{ mountpoint: "/", min_size: "10 GiB" }] } }, /min_size/],
-    ["/var as a mountpoint", { customizations: { filesystem: [{ mountpoint: "/var", minsize: "5 GiB" }] } }, /\/var itself/],
-    ["a symlinked mountpoint", { customizations: { filesystem: [{ mountpoint: "/home/data", minsize: "5 GiB" }] } }, /symlink into \/var/],
-    ["kickstart with a user", { customizations: { user: [{ name: "core" }], installer: { kickstart: { contents: "text" } } } }, /cannot be combined/],
+    [
+      "/var as a mountpoint",
+      { customizations: { filesystem: [{ mountpoint: "/var", minsize: "5 GiB" }] } },
+      /\/var itself/,
+    ],
+    [
+      "a symlinked mountpoint",
+      { customizations: { filesystem: [{ mountpoint: "/home/data", minsize: "5 GiB" }] } },
+      /symlink into \/var/,
+    ],
+    [
+      "kickstart with a user",
+      { customizations: { user: [{ name: "core" }], installer: { kickstart: { contents: "text" } } } },
+      /cannot be combined/,
+    ],
     ["a size that is not one", { customizations: { filesystem: [{ mountpoint: "/", minsize: "ten gigs" }] } }, /size/],
   ];
   test.each(bad)("rejects %s", (_what, doc, message) => {
@@ -719,13 +898,22 @@ describe("bootc-image-builder config (images/bib/config.json)", () => {
 
 describe("the image holds no secret and nothing cluster-specific", () => {
   test("no file of images/ carries an address, a key or a token", () => {
-    const files = [...listFiles(ROOTFS).map((p) => inImage(p)), join(IMAGES, "Containerfile"), join(IMAGES, "bib", "config.json"), ...listFiles(join(IMAGES, "selinux")).map((p) => join(IMAGES, "selinux", p))];
+    const files = [
+      ...listFiles(ROOTFS).map((p) => inImage(p)),
+      join(IMAGES, "Containerfile"),
+      join(IMAGES, "bib", "config.json"),
+      ...listFiles(join(IMAGES, "selinux")).map((p) => join(IMAGES, "selinux", p)),
+    ];
     for (const f of files) {
       const text = read(f);
       expect({ f, ipv4: /\b(?:\d{1,3}\.){3}\d{1,3}\b/.test(text) }).toEqual({ f, ipv4: false });
-      expect({ f, secret: /(BEGIN [A-Z ]*PRIVATE KEY|ssh-(ed25519|rsa) AAAA|password\s*[:=]\s*\S)/i.test(text) }).toEqual({ f, secret: false });
+      expect({
+        f,
+        secret: /(BEGIN [A-Z ]*PRIVATE KEY|ssh-(ed25519|rsa) AAAA|password\s*[:=]\s*\S)/i.test(text),
+      }).toEqual({ f, secret: false });
     }
     // executables are committed executable: COPY keeps the mode
-    for (const s of readdirSync(inImage(LIBEXEC))) expect(statSync(inImage(`${LIBEXEC}/${s}`)).mode & 0o777).toBe(0o755);
+    for (const s of readdirSync(inImage(LIBEXEC)))
+      expect(statSync(inImage(`${LIBEXEC}/${s}`)).mode & 0o777).toBe(0o755);
   });
 });

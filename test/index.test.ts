@@ -18,14 +18,24 @@ function loadProgram(spec: unknown, extra: Record<string, string> = {}): Record<
 const registered: string[] = [];
 const inputsOf = new Map<string, Record<string, unknown>>();
 
-beforeAll(() => {
-  pulumi.runtime.setMocks(
+beforeAll(async () => {
+  await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         registered.push(args.type);
         inputsOf.set(args.type, args.inputs as Record<string, unknown>);
-        const pushed = args.type === "pulumi-nodejs:dynamic/edgepair:ImageBuild" ? { ref: `${String(args.inputs.repository)}@sha256:${"f".repeat(64)}` } : {};
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...pushed, ...(args.type === "openstack:networking/port:Port" ? { macAddress: neutronMacOf(args.name) } : {}) } };
+        const pushed =
+          args.type === "pulumi-nodejs:dynamic/edgepair:ImageBuild"
+            ? { ref: `${String(args.inputs.repository)}@sha256:${"f".repeat(64)}` }
+            : {};
+        return {
+          id: `${args.name}-id`,
+          state: {
+            ...args.inputs,
+            ...pushed,
+            ...(args.type === "openstack:networking/port:Port" ? { macAddress: neutronMacOf(args.name) } : {}),
+          },
+        };
       },
       call: (args) => args.inputs,
     },
@@ -63,33 +73,69 @@ test("an openstack stack with `edgepair:openstack` composes the pair there; a ba
     imageName: "edgepair-appliance",
   };
   registered.length = 0;
-  loadProgram(raw, { "edgepair:openstack": JSON.stringify(os), "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`, "edgepair:metricsPassword": "x" });
+  loadProgram(raw, {
+    "edgepair:openstack": JSON.stringify(os),
+    "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`,
+    "edgepair:metricsPassword": "x",
+  });
   await new Promise((r) => setTimeout(r, 300));
   expect(registered).toContain("edgepair:index:OpenStackNetworking");
   expect(registered.filter((t) => t === "edgepair:index:OpenStackLbServer")).toHaveLength(2);
-  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify({ ...os, flavorName: "" }) })).toThrow(/edgepair:openstack is invalid:\nedgepair:openstack.flavorName: must have at least 1 character/);
+  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify({ ...os, flavorName: "" }) })).toThrow(
+    /edgepair:openstack is invalid:\nedgepair:openstack.flavorName: must have at least 1 character/,
+  );
   const { imageName: _drop, ...noImage } = os;
-  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify(noImage) })).toThrow(/edgepair:openstack.imageName: exactly one of imageName, imageId is required/);
+  expect(() => loadProgram(raw, { "edgepair:openstack": JSON.stringify(noImage) })).toThrow(
+    /edgepair:openstack.imageName: exactly one of imageName, imageId is required/,
+  );
 });
 
 test("`edgepair:imageBuild` builds and pushes the appliance instead of a prebuilt image; the push password must be a secret config", async () => {
   const raw = variants.find((v) => v.name === "openstack")!.raw;
-  const os = { privateNetwork: { create: {} }, publicNetwork: { networkId: "pub-net", subnetId: "pub-subnet" }, externalNetworkName: "ext", flavorName: "m1.small", imageName: "edgepair-appliance" };
-  const build = { repository: "registry.lab.example:5000/edgepair/appliance", buildArgs: { FEDORA_BOOTC: `quay.io/fedora/fedora-bootc@sha256:${"e".repeat(64)}` } };
+  const os = {
+    privateNetwork: { create: {} },
+    publicNetwork: { networkId: "pub-net", subnetId: "pub-subnet" },
+    externalNetworkName: "ext",
+    flavorName: "m1.small",
+    imageName: "edgepair-appliance",
+  };
+  const build = {
+    repository: "registry.lab.example:5000/edgepair/appliance",
+    buildArgs: { FEDORA_BOOTC: `quay.io/fedora/fedora-bootc@sha256:${"e".repeat(64)}` },
+  };
   registered.length = 0;
-  const base = { "edgepair:openstack": JSON.stringify(os), "edgepair:metricsPassword": "x", "edgepair:imageBuild": JSON.stringify(build) };
+  const base = {
+    "edgepair:openstack": JSON.stringify(os),
+    "edgepair:metricsPassword": "x",
+    "edgepair:imageBuild": JSON.stringify(build),
+  };
   loadProgram(raw, { ...base, "edgepair:imagePushUser": "pusher", "edgepair:imagePushPassword": "push-secret" });
   await new Promise((r) => setTimeout(r, 300));
-  expect(inputsOf.get("pulumi-nodejs:dynamic/edgepair:ImageBuild")).toMatchObject({ repository: build.repository, buildArgs: build.buildArgs });
+  expect(inputsOf.get("pulumi-nodejs:dynamic/edgepair:ImageBuild")).toMatchObject({
+    repository: build.repository,
+    buildArgs: build.buildArgs,
+  });
   // a user without the secret password stops the program before anything is built
   expect(() => loadProgram(raw, { ...base, "edgepair:imagePushUser": "pusher" })).toThrow(/edgepair:imagePushPassword/);
   // both a prebuilt image and a build: refused, naming both fields
-  expect(() => loadProgram(raw, { ...base, "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}` })).toThrow(/image\.prebuilt and image\.build/);
+  expect(() =>
+    loadProgram(raw, { ...base, "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}` }),
+  ).toThrow(/image\.prebuilt and image\.build/);
 });
 
 // the accepted values reaching the domains: components.test.ts (dynamic providers do not serialize in this suite's
 // isolated module registry) and stack-libvirt.test.ts through the real engine
 test("`edgepair:libvirtDomainType` other than auto, kvm or qemu stops the program naming the key", () => {
-  const libvirt = { "edgepair:libvirtBaseImage": "edgepair.qcow2", "edgepair:libvirtUri": "qemu:///system", "edgepair:libvirtPool": "default", "edgepair:vmVcpus": "1", "edgepair:vmMemoryMiB": "512", "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`, "edgepair:metricsPassword": "x" };
-  expect(() => loadProgram(devSpecRaw(), { ...libvirt, "edgepair:libvirtDomainType": "xen" })).toThrow(/Configuration 'edgepair:libvirtDomainType' value 'xen' is not a legal enum value \(\["auto","kvm","qemu"\]\)/);
+  const libvirt = {
+    "edgepair:libvirtBaseImage": "edgepair.qcow2",
+    "edgepair:libvirtUri": "qemu:///system",
+    "edgepair:libvirtPool": "default",
+    "edgepair:vmVcpus": "1",
+    "edgepair:vmMemoryMiB": "512",
+    "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`,
+    "edgepair:metricsPassword": "x",
+  };
+  expect(() => loadProgram(devSpecRaw(), { ...libvirt, "edgepair:libvirtDomainType": "xen" })).toThrow(
+    /Configuration 'edgepair:libvirtDomainType' value 'xen' is not a legal enum value \(\["auto","kvm","qemu"\]\)/,
+  );
 });

@@ -86,7 +86,9 @@ class Replay {
     const t = Date.now();
     const r = await run();
     this.steps.push({ step: what, ms: Date.now() - t });
-    process.stderr.write(`[install-replay] +${((Date.now() - this.t0) / 1000).toFixed(1)} s ${what}: ${Date.now() - t} ms\n`);
+    process.stderr.write(
+      `[install-replay] +${((Date.now() - this.t0) / 1000).toFixed(1)} s ${what}: ${Date.now() - t} ms\n`,
+    );
     return r;
   }
 
@@ -101,7 +103,17 @@ class Replay {
   async serveMcs(address: string): Promise<void> {
     const key = this.hostOf(address);
     const pki = join(this.lab.dir, "pki");
-    const p = this.lab.startHelper(`${key}/mcs`, key, ["serve", "--name", address, "--https", `${address}:${MACHINE_CONFIG_PORT}`, "--cert", join(pki, "cert.pem"), "--key", join(pki, "key.pem")]);
+    const p = this.lab.startHelper(`${key}/mcs`, key, [
+      "serve",
+      "--name",
+      address,
+      "--https",
+      `${address}:${MACHINE_CONFIG_PORT}`,
+      "--cert",
+      join(pki, "cert.pem"),
+      "--key",
+      join(pki, "key.pem"),
+    ]);
     await this.lab.waitListening(p);
   }
 
@@ -114,7 +126,12 @@ class Replay {
 
   startClient(name: string, url: string): void {
     const out = join(this.lab.dir, "logs", `${name}.jsonl`);
-    const p = this.lab.startClient(name, url, out, { ns: this.lab.ns("node"), intervalMs: 50, timeoutMs: 3000, maxMs: 300_000 });
+    const p = this.lab.startClient(name, url, out, {
+      ns: this.lab.ns("node"),
+      intervalMs: 50,
+      timeoutMs: 3000,
+      maxMs: 300_000,
+    });
     this.clients.push({ name, out, p });
   }
 
@@ -123,7 +140,12 @@ class Replay {
     return this.clients.map((c) => {
       const r = readRequests(c.out);
       const failed = r.filter((x) => !x.ok);
-      return { name: c.name, requests: r.length, failed: failed.length, firstFailures: failed.slice(0, 5).map((x) => JSON.stringify(x)) };
+      return {
+        name: c.name,
+        requests: r.length,
+        failed: failed.length,
+        firstFailures: failed.slice(0, 5).map((x) => JSON.stringify(x)),
+      };
     });
   }
 
@@ -138,15 +160,17 @@ class Replay {
     this.watching = setInterval(() => {
       if (busy) return;
       busy = true;
-      void Promise.all((["lb1", "lb2"] as const).map(async (k) => {
-        const list = await this.servers(k).catch(() => undefined);
-        if (!list) return;
-        for (const be of backends) {
-          for (const a of statics()) {
-            if (!list.some((s) => s.backend === be && s.address === a)) this.missing.push(`${k} ${be} ${a}`);
+      void Promise.all(
+        (["lb1", "lb2"] as const).map(async (k) => {
+          const list = await this.servers(k).catch(() => undefined);
+          if (!list) return;
+          for (const be of backends) {
+            for (const a of statics()) {
+              if (!list.some((s) => s.backend === be && s.address === a)) this.missing.push(`${k} ${be} ${a}`);
+            }
           }
-        }
-      })).finally(() => (busy = false));
+        }),
+      ).finally(() => (busy = false));
     }, 100);
   }
 
@@ -154,12 +178,16 @@ class Replay {
     const deadline = Date.now() + timeoutMs;
     while (!(await probe())) {
       if (Date.now() > deadline) {
-        const logs = Object.values(this.h.agents).map((a) => `${a!.key}:\n${a!.log.slice(-15).join("\n")}`).join("\n");
+        const logs = Object.values(this.h.agents)
+          .map((a) => `${a!.key}:\n${a!.log.slice(-15).join("\n")}`)
+          .join("\n");
         const clients = this.clients.map((c) => {
           const r = readRequests(c.out);
           return `${c.name}: ${r.length} requests, ${r.filter((x) => !x.ok).length} failed`;
         });
-        throw new Error(`install replay: ${what} within ${timeoutMs} ms\nclients so far: ${clients.join("; ")}\n${logs}`);
+        throw new Error(
+          `install replay: ${what} within ${timeoutMs} ms\nclients so far: ${clients.join("; ")}\n${logs}`,
+        );
       }
       await sleep(100);
     }
@@ -176,14 +204,17 @@ class Replay {
   }
 
   async entries(): Promise<EntryStatus[]> {
-    const lb = (await this.h.cluster.must("GET", this.h.cluster.lbPath)).body as { status?: { loadBalancers?: EntryStatus[] } };
+    const lb = (await this.h.cluster.must("GET", this.h.cluster.lbPath)).body as {
+      status?: { loadBalancers?: EntryStatus[] };
+    };
     return lb.status?.loadBalancers ?? [];
   }
 
   /** Both LBs' status says `pool` holds exactly `view` (name:from(node)). */
   async statusShows(pool: "api" | "ingress", view: string[]): Promise<boolean> {
     const e = await this.entries();
-    const text = (p: PoolStatus | undefined) => (p?.servers ?? []).map((s) => `${s.name}:${s.from}${s.node ? `(${s.node})` : ""}`).join(" ");
+    const text = (p: PoolStatus | undefined) =>
+      (p?.servers ?? []).map((s) => `${s.name}:${s.from}${s.node ? `(${s.node})` : ""}`).join(" ");
     return e.length === 2 && e.every((x) => text(x.backends?.[pool]) === view.join(" "));
   }
 
@@ -213,13 +244,22 @@ suite("the OpenShift install replayed through the pair: bootstrap node, NotReady
     const lab = r.lab;
     const vip = lab.plan.targets.apiVipPrivate!;
 
-    await r.step("bootstrap serves (the real kube-apiserver on 6443, the MCS on 22623); the masters do not yet", async () => {
-      for (const a of [BOOT, ...MASTERS]) await r!.stopAll(a);
-      await r!.serveRealApi(BOOT);
-      await r!.serveMcs(BOOT);
-      await r!.until("bootstrap UP, masters DOWN on both LBs", 30_000, async () =>
-        (await r!.health("be_api", BOOT, true)) && (await r!.health("be_machine_config", BOOT, true)) && (await Promise.all(MASTERS.map((m) => r!.health("be_api", m, false)))).every(Boolean));
-    });
+    await r.step(
+      "bootstrap serves (the real kube-apiserver on 6443, the MCS on 22623); the masters do not yet",
+      async () => {
+        for (const a of [BOOT, ...MASTERS]) await r!.stopAll(a);
+        await r!.serveRealApi(BOOT);
+        await r!.serveMcs(BOOT);
+        await r!.until(
+          "bootstrap UP, masters DOWN on both LBs",
+          30_000,
+          async () =>
+            (await r!.health("be_api", BOOT, true)) &&
+            (await r!.health("be_machine_config", BOOT, true)) &&
+            (await Promise.all(MASTERS.map((m) => r!.health("be_api", m, false)))).every(Boolean),
+        );
+      },
+    );
     r.watchStatics(() => statics, ["be_api", "be_machine_config"]);
     r.startClient("api-vip-6443", `https://${vip}:${API_PORT}/readyz`);
     r.startClient("api-vip-22623", `https://${vip}:${MACHINE_CONFIG_PORT}/config/worker`);
@@ -228,13 +268,18 @@ suite("the OpenShift install replayed through the pair: bootstrap node, NotReady
     await r.step("the masters register as NotReady Nodes: each LB's status names them, HAProxy unchanged", async () => {
       for (const [i, a] of MASTERS.entries()) await h.cluster.putNode(`master-${i}`, CP, a, false);
       await r!.until("status shows the masters' Nodes on both LBs", 20_000, () =>
-        r!.statusShows("api", [`${BOOT}:spec`, ...MASTERS.map((a, i) => `${a}:spec(master-${i})`)]));
+        r!.statusShows("api", [`${BOOT}:spec`, ...MASTERS.map((a, i) => `${a}:spec(master-${i})`)]),
+      );
     });
 
     for (const [i, a] of MASTERS.entries()) {
       await r.step(`master-${i} starts serving 6443 and 22623: HAProxy's check takes it in on both LBs`, async () => {
         await lab.startServer(r!.hostOf(a));
-        await r!.until(`master-${i} UP`, 30_000, async () => (await r!.health("be_api", a, true)) && (await r!.health("be_machine_config", a, true)));
+        await r!.until(
+          `master-${i} UP`,
+          30_000,
+          async () => (await r!.health("be_api", a, true)) && (await r!.health("be_machine_config", a, true)),
+        );
       });
       await r.step(`master-${i} turns Ready`, async () => {
         await h.cluster.setReady(`master-${i}`, true);
@@ -242,28 +287,52 @@ suite("the OpenShift install replayed through the pair: bootstrap node, NotReady
       });
     }
 
-    await r.step("bootstrap-complete: the bootstrap address leaves the spec; both LBs drain and delete its server", async () => {
-      statics = MASTERS;
-      await h.cluster.must("PATCH", h.cluster.lbPath, { spec: { apiBackend: { addresses: MASTERS } } }, MERGE);
-      await r!.until("bootstrap server gone from both LBs", 30_000, async () =>
-        (await Promise.all((["lb1", "lb2"] as const).map(async (k) => !(await r!.servers(k)).some((s) => s.address === BOOT)))).every(Boolean));
-      await r!.stopAll(BOOT); // the bootstrap machine is destroyed
-    });
+    await r.step(
+      "bootstrap-complete: the bootstrap address leaves the spec; both LBs drain and delete its server",
+      async () => {
+        statics = MASTERS;
+        await h.cluster.must("PATCH", h.cluster.lbPath, { spec: { apiBackend: { addresses: MASTERS } } }, MERGE);
+        await r!.until("bootstrap server gone from both LBs", 30_000, async () =>
+          (
+            await Promise.all(
+              (["lb1", "lb2"] as const).map(async (k) => !(await r!.servers(k)).some((s) => s.address === BOOT)),
+            )
+          ).every(Boolean),
+        );
+        await r!.stopAll(BOOT); // the bootstrap machine is destroyed
+      },
+    );
 
     await r.step("the workers register: ingress servers added by their Nodes", async () => {
-      for (const n of lab.plan.nodes.filter((x) => !("node-role.kubernetes.io/control-plane" in x.labels))) await h.cluster.putNode(n.name, n.labels, n.internalIPs[0]!, true);
-      await r!.until("status shows the workers", 20_000, () => r!.statusShows("ingress", lab.plan.backends.ingress.map((b) => `${b.name}:node(${b.name})`)));
+      for (const n of lab.plan.nodes.filter((x) => !("node-role.kubernetes.io/control-plane" in x.labels)))
+        await h.cluster.putNode(n.name, n.labels, n.internalIPs[0]!, true);
+      await r!.until("status shows the workers", 20_000, () =>
+        r!.statusShows(
+          "ingress",
+          lab.plan.backends.ingress.map((b) => `${b.name}:node(${b.name})`),
+        ),
+      );
     });
     await sleep(2000);
 
     const clients = await r.stopClients();
-    process.stderr.write(`[install-replay] openshift: ${clients.map((c) => `${c.name} ${c.requests} requests, ${c.failed} failed`).join("; ")}\n`);
-    expect(clients.map((c) => [c.name, c.failed, c.firstFailures])).toEqual([["api-vip-6443", 0, []], ["api-vip-22623", 0, []]]);
+    process.stderr.write(
+      `[install-replay] openshift: ${clients.map((c) => `${c.name} ${c.requests} requests, ${c.failed} failed`).join("; ")}\n`,
+    );
+    expect(clients.map((c) => [c.name, c.failed, c.firstFailures])).toEqual([
+      ["api-vip-6443", 0, []],
+      ["api-vip-22623", 0, []],
+    ]);
     expect(clients.every((c) => c.requests > 200)).toBe(true);
     expect(r.missing.slice(0, 5)).toEqual([]);
     // not one reload of HAProxy (or of anything else) on either LB: every change went through the runtime API
     expect(Object.values(h.agents).flatMap((a) => a!.reloads)).toEqual([]);
-    expect(await r.statusShows("api", MASTERS.map((a, i) => `${a}:spec(master-${i})`))).toBe(true);
+    expect(
+      await r.statusShows(
+        "api",
+        MASTERS.map((a, i) => `${a}:spec(master-${i})`),
+      ),
+    ).toBe(true);
   });
 });
 
@@ -282,12 +351,20 @@ suite("a kubeadm-style install replayed through the pair: control-plane Nodes No
     const lab = r.lab;
     const [first, ...joining] = MASTERS as [string, ...string[]];
 
-    await r.step("kubeadm init: the first control plane serves (the real kube-apiserver); the others do not yet", async () => {
-      for (const a of MASTERS) await r!.stopAll(a);
-      await r!.serveRealApi(first);
-      await r!.until("the first UP, the others DOWN", 30_000, async () =>
-        (await r!.health("be_api", first, true)) && (await Promise.all(joining.map((m) => r!.health("be_api", m, false)))).every(Boolean));
-    });
+    await r.step(
+      "kubeadm init: the first control plane serves (the real kube-apiserver); the others do not yet",
+      async () => {
+        for (const a of MASTERS) await r!.stopAll(a);
+        await r!.serveRealApi(first);
+        await r!.until(
+          "the first UP, the others DOWN",
+          30_000,
+          async () =>
+            (await r!.health("be_api", first, true)) &&
+            (await Promise.all(joining.map((m) => r!.health("be_api", m, false)))).every(Boolean),
+        );
+      },
+    );
     r.watchStatics(() => MASTERS, ["be_api"]);
     r.startClient("api-vip-6443", `https://${lab.plan.targets.apiVipPrivate!}:${API_PORT}/readyz`);
     await sleep(2000);
@@ -300,14 +377,22 @@ suite("a kubeadm-style install replayed through the pair: control-plane Nodes No
       });
     }
     await r.step("every control plane NotReady, each a server: the status says so", () =>
-      r!.until("status", 20_000, () => r!.statusShows("api", MASTERS.map((a, i) => `${a}:spec(cp-${i})`))));
+      r!.until("status", 20_000, () =>
+        r!.statusShows(
+          "api",
+          MASTERS.map((a, i) => `${a}:spec(cp-${i})`),
+        ),
+      ),
+    );
     await r.step("the CNI appears: every Node Ready", async () => {
       for (let i = 0; i < MASTERS.length; i++) await h.cluster.setReady(`cp-${i}`, true);
       await sleep(2000);
     });
 
     const clients = await r.stopClients();
-    process.stderr.write(`[install-replay] kubeadm: ${clients.map((c) => `${c.name} ${c.requests} requests, ${c.failed} failed`).join("; ")}\n`);
+    process.stderr.write(
+      `[install-replay] kubeadm: ${clients.map((c) => `${c.name} ${c.requests} requests, ${c.failed} failed`).join("; ")}\n`,
+    );
     expect(clients.map((c) => [c.name, c.failed, c.firstFailures])).toEqual([["api-vip-6443", 0, []]]);
     expect(clients[0]!.requests).toBeGreaterThan(100);
     expect(r.missing.slice(0, 5)).toEqual([]);

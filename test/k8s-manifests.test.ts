@@ -57,7 +57,14 @@ const APPLY = "application/apply-patch+yaml";
 const TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1";
 
 /** One request with the kubeconfig's credentials; a watch resolves on its response headers. */
-async function call(kc: K8s.KubeConfig, method: string, path: string, body?: unknown, contentType = "application/json", accept = "application/json"): Promise<Reply> {
+async function call(
+  kc: K8s.KubeConfig,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = "application/json",
+  accept = "application/json",
+): Promise<Reply> {
   const url = new URL(kc.getCurrentCluster()!.server + path);
   const opts: import("node:https").RequestOptions = {
     method,
@@ -123,8 +130,19 @@ function everyString(v: unknown): string[] {
 }
 
 const NOW = "2025-01-02T03:04:05Z";
-const ready = (status: "True" | "False") => ({ type: "Ready", status, reason: status === "True" ? "Serving" : "HaproxyDown", message: "", lastTransitionTime: NOW });
-const entry = (name: string, role: "primary" | "secondary", vrrpState: "Master" | "Backup", heartbeat = NOW): LoadBalancerEntryStatus => ({
+const ready = (status: "True" | "False") => ({
+  type: "Ready",
+  status,
+  reason: status === "True" ? "Serving" : "HaproxyDown",
+  message: "",
+  lastTransitionTime: NOW,
+});
+const entry = (
+  name: string,
+  role: "primary" | "secondary",
+  vrrpState: "Master" | "Backup",
+  heartbeat = NOW,
+): LoadBalancerEntryStatus => ({
   name,
   role,
   vrrpState,
@@ -138,7 +156,9 @@ const entry = (name: string, role: "primary" | "secondary", vrrpState: "Master" 
 describe("k8s manifests, pure", () => {
   test("same input, byte-identical output", () => {
     expect(JSON.stringify(loadBalancerCrd())).toBe(JSON.stringify(loadBalancerCrd()));
-    expect(JSON.stringify(agentRbac({ name: LAB, createNamespace: true }))).toBe(JSON.stringify(agentRbac({ name: LAB, createNamespace: true })));
+    expect(JSON.stringify(agentRbac({ name: LAB, createNamespace: true }))).toBe(
+      JSON.stringify(agentRbac({ name: LAB, createNamespace: true })),
+    );
   });
 
   test("the RBAC holds no wildcard anywhere and no access to Secrets; its rules are exactly these", () => {
@@ -148,34 +168,68 @@ describe("k8s manifests, pure", () => {
     expect(strings.filter((s) => s.includes("*"))).toEqual([]);
     const rules = [...rbac.clusterRole.rules, ...rbac.role.rules];
     expect(rules.filter((r) => r.resources.some((res) => res.startsWith("secrets")))).toEqual([]);
-    expect(rbac.clusterRole.rules).toEqual([{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }]);
+    expect(rbac.clusterRole.rules).toEqual([
+      { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
+    ]);
     expect(rbac.role.rules).toEqual([
       { apiGroups: [GROUP], resources: [PLURAL], resourceNames: [LAB], verbs: ["get", "list", "watch"] },
       { apiGroups: [GROUP], resources: [`${PLURAL}/status`], resourceNames: [LAB], verbs: ["get", "patch", "update"] },
       { apiGroups: [""], resources: ["serviceaccounts/token"], resourceNames: [lab.serviceAccount], verbs: ["create"] },
       { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] },
     ]);
-    expect(rbac.tokenSecret).toMatchObject({ type: "kubernetes.io/service-account-token", metadata: { annotations: { "kubernetes.io/service-account.name": lab.serviceAccount } } });
-    expect(agentRbacManifests(agentRbac({ name: LAB })).map((m) => m.kind)).toEqual(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret"]);
+    expect(rbac.tokenSecret).toMatchObject({
+      type: "kubernetes.io/service-account-token",
+      metadata: { annotations: { "kubernetes.io/service-account.name": lab.serviceAccount } },
+    });
+    expect(agentRbacManifests(agentRbac({ name: LAB })).map((m) => m.kind)).toEqual([
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Role",
+      "RoleBinding",
+      "Secret",
+    ]);
   });
 
   test("bad names and bad specs are errors naming the field", () => {
     expect(() => agentNames({ name: "Lab_1" })).toThrow(/^metadata\.name: must be a DNS label/);
-    expect(() => agentRbac({ name: LAB, namespace: "x".repeat(64) })).toThrow(/^metadata\.namespace: must be a DNS label/);
+    expect(() => agentRbac({ name: LAB, namespace: "x".repeat(64) })).toThrow(
+      /^metadata\.namespace: must be a DNS label/,
+    );
     // a spec is checked once, before it reaches the resource (spec/checked.ts)
     const bad = { ...devSpecRaw(), distribution: "rke2" } as never;
     expect(() => checkSpec(bad)).toThrow(SpecError);
     expect(() => checkSpec(bad)).toThrow(/^distribution: must be one of openshift, talos, generic$/);
-    const badEntry = { ...entry("lab-lb-1", "primary", "Master"), vrrpState: "MASTER" } as unknown as LoadBalancerEntryStatus;
-    expect(() => loadBalancerEntryApply({ name: LAB }, badEntry)).toThrow(/^status\.loadBalancers\[0\]\.vrrpState: must be one of Init, Backup, Master, Fault, Stop$/);
+    const badEntry = {
+      ...entry("lab-lb-1", "primary", "Master"),
+      vrrpState: "MASTER",
+    } as unknown as LoadBalancerEntryStatus;
+    expect(() => loadBalancerEntryApply({ name: LAB }, badEntry)).toThrow(
+      /^status\.loadBalancers\[0\]\.vrrpState: must be one of Init, Backup, Master, Fault, Stop$/,
+    );
   });
 
   test("zod constructs a structural schema cannot express throw `path: rule` instead of being dropped", () => {
-    expect(() => structuralSchemaOf(z.strictObject({ a: z.union([z.string(), z.number()]) }), "x")).toThrow(/^x\.a: is a union of different shapes/);
-    expect(() => structuralSchemaOf(z.strictObject({ t: z.tuple([z.string(), z.number()]) }), "x")).toThrow(/^x\.t\[\]: is a union of different shapes/);
-    expect(() => structuralSchemaOf(z.strictObject({ s: z.string().meta({ examples: ["a"] }) }), "x")).toThrow(/^x\.s\.examples: has no equivalent/);
+    expect(() => structuralSchemaOf(z.strictObject({ a: z.union([z.string(), z.number()]) }), "x")).toThrow(
+      /^x\.a: is a union of different shapes/,
+    );
+    expect(() => structuralSchemaOf(z.strictObject({ t: z.tuple([z.string(), z.number()]) }), "x")).toThrow(
+      /^x\.t\[\]: is a union of different shapes/,
+    );
+    expect(() => structuralSchemaOf(z.strictObject({ s: z.string().meta({ examples: ["a"] }) }), "x")).toThrow(
+      /^x\.s\.examples: has no equivalent/,
+    );
     // what it does express: literal unions -> one enum, equal tuple items -> one items schema, nullable kept
-    expect(structuralSchemaOf(z.strictObject({ u: z.union([z.literal("a"), z.literal("b")]), t: z.tuple([z.string(), z.string()]), n: z.string().nullable() }), "x")).toEqual({
+    expect(
+      structuralSchemaOf(
+        z.strictObject({
+          u: z.union([z.literal("a"), z.literal("b")]),
+          t: z.tuple([z.string(), z.string()]),
+          n: z.string().nullable(),
+        }),
+        "x",
+      ),
+    ).toEqual({
       type: "object",
       properties: {
         u: { type: "string", enum: ["a", "b"] },
@@ -191,14 +245,22 @@ describe("k8s manifests against a real kube-apiserver", () => {
   let kube: KubeApiServer | undefined;
   let admin: K8s.KubeConfig;
   /** The agent's two credentials: the long-lived token from the Secret, and a TokenRequest token it made with it. */
-  const agent: Record<"secret" | "tokenRequest", K8s.KubeConfig> = {} as Record<"secret" | "tokenRequest", K8s.KubeConfig>;
+  const agent: Record<"secret" | "tokenRequest", K8s.KubeConfig> = {} as Record<
+    "secret" | "tokenRequest",
+    K8s.KubeConfig
+  >;
 
   const create = async (m: Manifest) => {
     const r = await call(admin, "POST", `${collectionOf(m)}?fieldValidation=Strict`, m);
     if (r.status !== 201) throw new Error(`create ${m.kind} ${m.metadata.name}: ${r.status} ${message(r)}`);
     return r;
   };
-  const getLb = async (name: string) => (await call(admin, "GET", lbPath(name))).body as { metadata: { generation: number; managedFields: { manager: string; subresource?: string; fieldsV1: unknown }[] }; spec: Record<string, unknown>; status?: Record<string, unknown> };
+  const getLb = async (name: string) =>
+    (await call(admin, "GET", lbPath(name))).body as {
+      metadata: { generation: number; managedFields: { manager: string; subresource?: string; fieldsV1: unknown }[] };
+      spec: Record<string, unknown>;
+      status?: Record<string, unknown>;
+    };
 
   beforeAll(async () => {
     kube = await startKubeApiServer();
@@ -206,31 +268,54 @@ describe("k8s manifests against a real kube-apiserver", () => {
 
     await create(loadBalancerCrd());
     const deadline = Date.now() + 30_000;
-    while (!((await call(admin, "GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) {
+    while (
+      !(
+        (await call(admin, "GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as {
+          status?: { conditions?: { type: string; status: string }[] };
+        }
+      ).status?.conditions?.some((c) => c.type === "Established" && c.status === "True")
+    ) {
       if (Date.now() > deadline) throw new Error(`${CRD_NAME} not Established`);
       await sleep(100);
     }
-    for (const m of [...agentRbacManifests(agentRbac({ name: LAB, createNamespace: true })), ...agentRbacManifests(agentRbac({ name: OTHER }))]) await create(m);
+    for (const m of [
+      ...agentRbacManifests(agentRbac({ name: LAB, createNamespace: true })),
+      ...agentRbacManifests(agentRbac({ name: OTHER })),
+    ])
+      await create(m);
     await create(loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }));
     await create(loadBalancerResource(checkSpec(devSpecRaw() as never), { name: OTHER }));
-    await create({ apiVersion: "v1", kind: "Node", metadata: { name: "cp-0", labels: { "node-role.kubernetes.io/control-plane": "" } } } as Manifest);
+    await create({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "cp-0", labels: { "node-role.kubernetes.io/control-plane": "" } },
+    } as Manifest);
 
     // the controller manager fills the Secret with a token for the ServiceAccount
     let secretToken: string | undefined;
     while (!secretToken) {
-      const s = (await call(admin, "GET", `/api/v1/namespaces/${NS}/secrets/${lab.tokenSecret}`)).body as { data?: { token?: string } };
+      const s = (await call(admin, "GET", `/api/v1/namespaces/${NS}/secrets/${lab.tokenSecret}`)).body as {
+        data?: { token?: string };
+      };
       secretToken = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
       if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
       if (!secretToken) await sleep(100);
     }
     agent.secret = kubeConfig(kube.kubeConfigFor(secretToken, "agent-secret"));
-    const tr = await call(agent.secret, "POST", `/api/v1/namespaces/${NS}/serviceaccounts/${lab.serviceAccount}/token`, {
-      apiVersion: "authentication.k8s.io/v1",
-      kind: "TokenRequest",
-      spec: { audiences: [SERVICE_ACCOUNT_ISSUER], expirationSeconds: 600 },
-    });
+    const tr = await call(
+      agent.secret,
+      "POST",
+      `/api/v1/namespaces/${NS}/serviceaccounts/${lab.serviceAccount}/token`,
+      {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { audiences: [SERVICE_ACCOUNT_ISSUER], expirationSeconds: 600 },
+      },
+    );
     if (tr.status !== 201) throw new Error(`TokenRequest: ${tr.status} ${message(tr)}`);
-    agent.tokenRequest = kubeConfig(kube.kubeConfigFor((tr.body as { status: { token: string } }).status.token, "agent-token-request"));
+    agent.tokenRequest = kubeConfig(
+      kube.kubeConfigFor((tr.body as { status: { token: string } }).status.token, "agent-token-request"),
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -239,36 +324,76 @@ describe("k8s manifests against a real kube-apiserver", () => {
 
   describe("the CRD", () => {
     test("is Established with its names accepted, structural, with the printer columns and immutability rules stored", async () => {
-      const crd = (await call(admin, "GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).body as {
+      const crd = (await call(admin, "GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`))
+        .body as {
         status: { conditions: { type: string; status: string }[] };
-        spec: { versions: { additionalPrinterColumns: { name: string; jsonPath: string }[]; schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] };
+        spec: {
+          versions: {
+            additionalPrinterColumns: { name: string; jsonPath: string }[];
+            schema: { openAPIV3Schema: { properties: { spec: unknown } } };
+          }[];
+        };
       };
       const cond = Object.fromEntries(crd.status.conditions.map((c) => [c.type, c.status]));
       expect(cond).toMatchObject({ Established: "True", NamesAccepted: "True" });
       expect(cond.NonStructuralSchema).toBeUndefined();
       const [v] = crd.spec.versions;
-      expect(v!.additionalPrinterColumns.map((c) => [c.name, c.jsonPath])).toEqual(PRINTER_COLUMNS.map((c) => [c.name, c.jsonPath]));
-      expect(everyString(v!.schema.openAPIV3Schema.properties.spec).filter((s) => s.includes("oldSelf"))).toHaveLength(5);
+      expect(v!.additionalPrinterColumns.map((c) => [c.name, c.jsonPath])).toEqual(
+        PRINTER_COLUMNS.map((c) => [c.name, c.jsonPath]),
+      );
+      expect(everyString(v!.schema.openAPIV3Schema.properties.spec).filter((s) => s.includes("oldSelf"))).toHaveLength(
+        5,
+      );
     });
 
-    test.each(variants.map((v) => [v.name, v.raw] as const))("variant %s is accepted with strict field validation and stored exactly as written", async (name, raw) => {
-      const cr = loadBalancerResource(checkSpec(raw as never), { name: `variant-${name}` });
-      const r = await create(cr);
-      expect(r.warnings).toEqual([]);
-      expect((await getLb(`variant-${name}`)).spec).toEqual(raw);
-    });
+    test.each(variants.map((v) => [v.name, v.raw] as const))(
+      "variant %s is accepted with strict field validation and stored exactly as written",
+      async (name, raw) => {
+        const cr = loadBalancerResource(checkSpec(raw as never), { name: `variant-${name}` });
+        const r = await create(cr);
+        expect(r.warnings).toEqual([]);
+        expect((await getLb(`variant-${name}`)).spec).toEqual(raw);
+      },
+    );
 
     test("a wrong type, an unknown value and (strict) an unknown field are refused by the server (counter-cases)", async () => {
-      const bad = (spec: Record<string, unknown>, name: string) => ({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: NS }, spec });
-      const wrongType = await call(admin, "POST", `${collectionOf(bad({}, "x"))}?fieldValidation=Strict`, bad({ ...devSpecRaw(), clusterName: 42 }, "bad-type"));
+      const bad = (spec: Record<string, unknown>, name: string) => ({
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name, namespace: NS },
+        spec,
+      });
+      const wrongType = await call(
+        admin,
+        "POST",
+        `${collectionOf(bad({}, "x"))}?fieldValidation=Strict`,
+        bad({ ...devSpecRaw(), clusterName: 42 }, "bad-type"),
+      );
       expect(wrongType.status).toBe(422);
-      expect(message(wrongType)).toContain('spec.clusterName: Invalid value: "integer": spec.clusterName in body must be of type string');
-      const enumValue = await call(admin, "POST", collectionOf(bad({}, "x")), bad({ ...devSpecRaw(), distribution: "rke2" }, "bad-enum"));
+      expect(message(wrongType)).toContain(
+        'spec.clusterName: Invalid value: "integer": spec.clusterName in body must be of type string',
+      );
+      const enumValue = await call(
+        admin,
+        "POST",
+        collectionOf(bad({}, "x")),
+        bad({ ...devSpecRaw(), distribution: "rke2" }, "bad-enum"),
+      );
       expect(enumValue.status).toBe(422);
       expect(message(enumValue)).toContain('spec.distribution: Unsupported value: "rke2"');
-      const missing = await call(admin, "POST", collectionOf(bad({}, "x")), bad({ ...devSpecRaw(), network: {} }, "bad-missing"));
+      const missing = await call(
+        admin,
+        "POST",
+        collectionOf(bad({}, "x")),
+        bad({ ...devSpecRaw(), network: {} }, "bad-missing"),
+      );
       expect(message(missing)).toContain("spec.network.cidr: Required value");
-      const unknown = await call(admin, "POST", `${collectionOf(bad({}, "x"))}?fieldValidation=Strict`, bad({ ...devSpecRaw(), clustername: "typo" }, "bad-unknown"));
+      const unknown = await call(
+        admin,
+        "POST",
+        `${collectionOf(bad({}, "x"))}?fieldValidation=Strict`,
+        bad({ ...devSpecRaw(), clustername: "typo" }, "bad-unknown"),
+      );
       expect(unknown.status).toBeGreaterThanOrEqual(400);
       expect(message(unknown)).toContain('unknown field "spec.clustername"');
       expect((await call(admin, "GET", lbPath("bad-type"))).status).toBe(404);
@@ -279,25 +404,39 @@ describe("k8s manifests against a real kube-apiserver", () => {
       const refused = async (name: string, spec: unknown, field: string) => {
         const r = await patch(name, spec);
         expect(r.status).toBe(422);
-        expect(message(r)).toMatch(new RegExp(`${field.replace(/[.[\]]/g, "\\$&")}: Invalid value: (.*?: )?is immutable: the two LBs would apply a change at different moments`));
+        expect(message(r)).toMatch(
+          new RegExp(
+            `${field.replace(/[.[\]]/g, "\\$&")}: Invalid value: (.*?: )?is immutable: the two LBs would apply a change at different moments`,
+          ),
+        );
       };
       await refused(LAB, { clusterName: "lab2" }, "spec.clusterName");
       await refused(LAB, { network: { cidr: "192.168.0.0/16" } }, "spec.network.cidr");
       await refused(LAB, { network: { lbAddresses: ["192.168.100.2", "192.168.100.4"] } }, "spec.network.lbAddresses");
       await refused(LAB, { vrrp: { routerId: 7 } }, "spec.vrrp.routerId");
       // optional ones: setting them where they were absent counts as a change, and so does removing them
-      await refused("variant-talos-minimal", { network: { lbAddresses: ["10.20.30.2", "10.20.30.3"] } }, "spec.network.lbAddresses");
+      await refused(
+        "variant-talos-minimal",
+        { network: { lbAddresses: ["10.20.30.2", "10.20.30.3"] } },
+        "spec.network.lbAddresses",
+      );
       await refused(LAB, { network: { lbAddresses: null } }, "spec.network.lbAddresses");
       await refused(LAB, { syncNetwork: { cidr: "172.31.255.248/29" } }, "spec.syncNetwork");
       await refused("variant-sync-link", { syncNetwork: { cidr: "172.31.255.240/29" } }, "spec.syncNetwork");
       await refused("variant-sync-link", { syncNetwork: null }, "spec.syncNetwork");
 
       const before = await getLb(LAB);
-      const ok = await patch(LAB, { apiBackend: { addresses: ["192.168.100.10", "192.168.100.13"] }, ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } } });
+      const ok = await patch(LAB, {
+        apiBackend: { addresses: ["192.168.100.10", "192.168.100.13"] },
+        ingressBackend: { nodeSelector: { matchLabels: { "node-role.kubernetes.io/infra": "" } } },
+      });
       expect(ok.status).toBe(200);
       const after = await getLb(LAB);
       expect(after.spec.clusterName).toBe("lab");
-      expect((after.spec.apiBackend as { addresses: string[] }).addresses).toEqual(["192.168.100.10", "192.168.100.13"]);
+      expect((after.spec.apiBackend as { addresses: string[] }).addresses).toEqual([
+        "192.168.100.10",
+        "192.168.100.13",
+      ]);
       expect(after.metadata.generation).toBe(before.metadata.generation + 1);
     });
   });
@@ -305,25 +444,51 @@ describe("k8s manifests against a real kube-apiserver", () => {
   describe("status", () => {
     test("spec written through /status is ignored, and status written through the main resource is ignored", async () => {
       const before = await getLb(LAB);
-      const viaStatus = await call(admin, "PATCH", `${lbPath(LAB)}/status`, { spec: { apiBackend: { addresses: ["192.168.100.99"] } }, status: { conditions: [{ ...ready("True"), type: "Redundant", reason: "BothReady" }] } }, MERGE);
+      const viaStatus = await call(
+        admin,
+        "PATCH",
+        `${lbPath(LAB)}/status`,
+        {
+          spec: { apiBackend: { addresses: ["192.168.100.99"] } },
+          status: { conditions: [{ ...ready("True"), type: "Redundant", reason: "BothReady" }] },
+        },
+        MERGE,
+      );
       expect(viaStatus.status).toBe(200);
       const afterStatus = await getLb(LAB);
       expect(afterStatus.spec).toEqual(before.spec);
       expect(afterStatus.metadata.generation).toBe(before.metadata.generation);
       expect(afterStatus.status?.conditions).toEqual([{ ...ready("True"), type: "Redundant", reason: "BothReady" }]);
 
-      const viaMain = await call(admin, "PATCH", lbPath(LAB), { status: { conditions: null, imageSwitch: { phase: "Pending" } } }, MERGE);
+      const viaMain = await call(
+        admin,
+        "PATCH",
+        lbPath(LAB),
+        { status: { conditions: null, imageSwitch: { phase: "Pending" } } },
+        MERGE,
+      );
       expect(viaMain.status).toBe(200);
       expect((await getLb(LAB)).status).toEqual(afterStatus.status);
     });
 
     test("the status schema refuses a wrong VRRP state and a Condition without a reason (counter-cases)", async () => {
-      const apply = (status: unknown) => call(admin, "PATCH", `${lbPath(LAB)}/status?fieldManager=test-bad`, { apiVersion: API_VERSION, kind: KIND, metadata: { name: LAB, namespace: NS }, status }, APPLY);
-      const state = await apply({ loadBalancers: [{ ...entry("lab-lb-1", "primary", "Master"), vrrpState: "MASTER" }] });
+      const apply = (status: unknown) =>
+        call(
+          admin,
+          "PATCH",
+          `${lbPath(LAB)}/status?fieldManager=test-bad`,
+          { apiVersion: API_VERSION, kind: KIND, metadata: { name: LAB, namespace: NS }, status },
+          APPLY,
+        );
+      const state = await apply({
+        loadBalancers: [{ ...entry("lab-lb-1", "primary", "Master"), vrrpState: "MASTER" }],
+      });
       expect(state.status).toBe(422);
       expect(message(state)).toContain('status.loadBalancers[0].vrrpState: Unsupported value: "MASTER"');
       const { reason: _, ...noReason } = ready("True");
-      const cond = await apply({ loadBalancers: [{ ...entry("lab-lb-1", "primary", "Master"), conditions: [noReason] }] });
+      const cond = await apply({
+        loadBalancers: [{ ...entry("lab-lb-1", "primary", "Master"), conditions: [noReason] }],
+      });
       expect(cond.status).toBe(422);
       expect(message(cond)).toContain("status.loadBalancers[0].conditions[0].reason: Required value");
     });
@@ -331,7 +496,13 @@ describe("k8s manifests against a real kube-apiserver", () => {
     test("two field managers (lb1, lb2) each apply their own status.loadBalancers entry without conflict; both survive", async () => {
       const kc = agent.tokenRequest;
       const apply = (lb: string, e: LoadBalancerEntryStatus, force = false) =>
-        call(kc, "PATCH", `${lbPath(LAB)}/status?fieldManager=${encodeURIComponent(statusFieldManager(lb))}${force ? "&force=true" : ""}`, loadBalancerEntryApply({ name: LAB }, e), APPLY);
+        call(
+          kc,
+          "PATCH",
+          `${lbPath(LAB)}/status?fieldManager=${encodeURIComponent(statusFieldManager(lb))}${force ? "&force=true" : ""}`,
+          loadBalancerEntryApply({ name: LAB }, e),
+          APPLY,
+        );
       expect((await apply("lab-lb-1", entry("lab-lb-1", "primary", "Master"))).status).toBe(200);
       expect((await apply("lab-lb-2", entry("lab-lb-2", "secondary", "Backup"))).status).toBe(200);
       const later = "2025-01-02T03:05:00Z";
@@ -344,7 +515,10 @@ describe("k8s manifests against a real kube-apiserver", () => {
         ["lab-lb-2", "Backup", NOW],
       ]);
       // each manager owns exactly its own entry
-      const owned = (m: string) => JSON.stringify(lb.metadata.managedFields.find((f) => f.manager === m && f.subresource === "status")?.fieldsV1 ?? {});
+      const owned = (m: string) =>
+        JSON.stringify(
+          lb.metadata.managedFields.find((f) => f.manager === m && f.subresource === "status")?.fieldsV1 ?? {},
+        );
       expect(owned(statusFieldManager("lab-lb-1"))).toContain('k:{\\"name\\":\\"lab-lb-1\\"}');
       expect(owned(statusFieldManager("lab-lb-1"))).not.toContain("lab-lb-2");
       expect(owned(statusFieldManager("lab-lb-2"))).toContain('k:{\\"name\\":\\"lab-lb-2\\"}');
@@ -358,11 +532,20 @@ describe("k8s manifests against a real kube-apiserver", () => {
     });
 
     test("printer columns show cluster, API VIP, the active LB and Redundant", async () => {
-      const table = (await call(admin, "GET", lbPath(LAB), undefined, undefined, TABLE)).body as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
+      const table = (await call(admin, "GET", lbPath(LAB), undefined, undefined, TABLE)).body as {
+        columnDefinitions: { name: string }[];
+        rows: { cells: unknown[] }[];
+      };
       const cols = table.columnDefinitions.map((c) => c.name);
       expect(cols).toEqual(["Name", ...PRINTER_COLUMNS.map((c) => c.name)]);
       const cell = (name: string) => table.rows[0]!.cells[cols.indexOf(name)];
-      expect([cell("Name"), cell("Cluster"), cell("API VIP"), cell("Active"), cell("Redundant")]).toEqual([LAB, "lab", "192.168.100.100", "lab-lb-1", "True"]);
+      expect([cell("Name"), cell("Cluster"), cell("API VIP"), cell("Active"), cell("Redundant")]).toEqual([
+        LAB,
+        "lab",
+        "192.168.100.100",
+        "lab-lb-1",
+        "True",
+      ]);
     });
   });
 
@@ -375,7 +558,10 @@ describe("k8s manifests against a real kube-apiserver", () => {
     };
 
     test("the server authenticates the token as the agent's ServiceAccount", async () => {
-      const r = await call(as(), "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" });
+      const r = await call(as(), "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "SelfSubjectReview",
+      });
       expect((r.body as { status: { userInfo: { username: string } } }).status.userInfo.username).toBe(lab.user);
     });
 
@@ -393,8 +579,19 @@ describe("k8s manifests against a real kube-apiserver", () => {
       await ok("GET", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?${byName}`);
       await ok("GET", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?${byName}&watch=true&timeoutSeconds=5`);
       await ok("GET", `${lbPath(LAB)}/status`);
-      await ok("PATCH", `${lbPath(LAB)}/status?fieldManager=${encodeURIComponent(statusFieldManager("lab-lb-2"))}`, loadBalancerEntryApply({ name: LAB }, entry("lab-lb-2", "secondary", "Backup")), APPLY);
-      await ok("POST", `/api/v1/namespaces/${NS}/serviceaccounts/${lab.serviceAccount}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } }, undefined, 201);
+      await ok(
+        "PATCH",
+        `${lbPath(LAB)}/status?fieldManager=${encodeURIComponent(statusFieldManager("lab-lb-2"))}`,
+        loadBalancerEntryApply({ name: LAB }, entry("lab-lb-2", "secondary", "Backup")),
+        APPLY,
+      );
+      await ok(
+        "POST",
+        `/api/v1/namespaces/${NS}/serviceaccounts/${lab.serviceAccount}/token`,
+        { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } },
+        undefined,
+        201,
+      );
       await ok(
         "POST",
         `/apis/events.k8s.io/v1/namespaces/${NS}/events`,
@@ -423,15 +620,32 @@ describe("k8s manifests against a real kube-apiserver", () => {
       await expectForbidden("PUT", lbPath(LAB), await getLb(LAB));
       await expectForbidden("DELETE", lbPath(LAB));
       await expectForbidden("GET", lbPath(OTHER));
-      await expectForbidden("PATCH", `${lbPath(OTHER)}/status?fieldManager=x`, loadBalancerEntryApply({ name: OTHER }, entry("other-lb-1", "primary", "Master")), APPLY);
+      await expectForbidden(
+        "PATCH",
+        `${lbPath(OTHER)}/status?fieldManager=x`,
+        loadBalancerEntryApply({ name: OTHER }, entry("other-lb-1", "primary", "Master")),
+        APPLY,
+      );
       // resourceNames cannot restrict a list or watch that does not select the name
       await expectForbidden("GET", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`);
       await expectForbidden("GET", `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}?watch=true`);
-      await expectForbidden("POST", `/api/v1/namespaces/${NS}/serviceaccounts/${other.serviceAccount}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: {} });
+      await expectForbidden("POST", `/api/v1/namespaces/${NS}/serviceaccounts/${other.serviceAccount}/token`, {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: {},
+      });
       await expectForbidden("DELETE", "/api/v1/nodes/cp-0");
       await expectForbidden("PATCH", "/api/v1/nodes/cp-0", { metadata: { labels: { x: "y" } } }, MERGE);
-      await expectForbidden("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name: "edgepair" } });
-      await expectForbidden("POST", "/apis/events.k8s.io/v1/namespaces/default/events", { apiVersion: "events.k8s.io/v1", kind: "Event", metadata: { name: "x" } });
+      await expectForbidden("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", {
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: { name: "edgepair" },
+      });
+      await expectForbidden("POST", "/apis/events.k8s.io/v1/namespaces/default/events", {
+        apiVersion: "events.k8s.io/v1",
+        kind: "Event",
+        metadata: { name: "x" },
+      });
       await expectForbidden("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`);
 
       // nothing of it happened

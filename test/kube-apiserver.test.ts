@@ -72,7 +72,8 @@ async function expectForbidden(request: Promise<unknown>, what: RegExp): Promise
   expect(r.message).toMatch(what);
 }
 
-const jwtClaims = (jwt: string) => JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+const jwtClaims = (jwt: string) =>
+  JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
 
 describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1)", () => {
   let kube: KubeApiServer | undefined;
@@ -104,7 +105,10 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
                   type: "object",
                   properties: {
                     spec: { type: "object", properties: { vip: { type: "string" } } },
-                    status: { type: "object", properties: { phase: { type: "string" }, activeNode: { type: "string" } } },
+                    status: {
+                      type: "object",
+                      properties: { phase: { type: "string" }, activeNode: { type: "string" } },
+                    },
                   },
                 },
               },
@@ -124,11 +128,25 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
     await admin.core.createNamespace({ body: { metadata: { name: NS } } });
     await admin.core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: SA } } });
     for (const name of [LB, OTHER_LB]) {
-      const body = { apiVersion: `${GROUP}/${VERSION}`, kind: "LoadBalancer", metadata: { name }, spec: { vip: "192.0.2.10" } };
-      await admin.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, body });
+      const body = {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: "LoadBalancer",
+        metadata: { name },
+        spec: { vip: "192.0.2.10" },
+      };
+      await admin.custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: NS,
+        plural: PLURAL,
+        body,
+      });
     }
     for (const name of [SECRET, OTHER_SECRET]) {
-      await admin.core.createNamespacedSecret({ namespace: NS, body: { metadata: { name }, stringData: { password: `${name}-password` } } });
+      await admin.core.createNamespacedSecret({
+        namespace: NS,
+        body: { metadata: { name }, stringData: { password: `${name}-password` } },
+      });
     }
     await admin.rbac.createNamespacedRole({
       namespace: NS,
@@ -166,7 +184,9 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
   test("the controller manager made the namespace usable: default ServiceAccount and kube-root-ca.crt with the fixture CA", async () => {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const refused = await refusal(admin.core.readNamespacedServiceAccount({ name: "default", namespace: NS })).catch(() => undefined);
+      const refused = await refusal(admin.core.readNamespacedServiceAccount({ name: "default", namespace: NS })).catch(
+        () => undefined,
+      );
       if (refused === undefined) break; // read succeeded
       expect(refused.code).toBe(404);
       if (Date.now() > deadline) throw new Error(`no default ServiceAccount in ${NS}`);
@@ -186,9 +206,13 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
     expect(claims.sub).toBe(USER);
     expect(claims.aud).toEqual([SERVICE_ACCOUNT_ISSUER]);
 
-    const review = await agent.authn.createSelfSubjectReview({ body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } });
+    const review = await agent.authn.createSelfSubjectReview({
+      body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+    });
     expect(review.status?.userInfo?.username).toBe(USER);
-    expect(review.status?.userInfo?.groups).toEqual(expect.arrayContaining(["system:serviceaccounts", `system:serviceaccounts:${NS}`, "system:authenticated"]));
+    expect(review.status?.userInfo?.groups).toEqual(
+      expect.arrayContaining(["system:serviceaccounts", `system:serviceaccounts:${NS}`, "system:authenticated"]),
+    );
   });
 
   test("a made-up token is unauthenticated (401), not forbidden", async () => {
@@ -197,12 +221,21 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
   });
 
   test("the ServiceAccount can do what its Role grants", async () => {
-    const got = (await agent.custom.getNamespacedCustomObject(lb(LB))) as { metadata: { name: string }; spec: { vip: string } };
+    const got = (await agent.custom.getNamespacedCustomObject(lb(LB))) as {
+      metadata: { name: string };
+      spec: { vip: string };
+    };
     expect(got.metadata.name).toBe(LB);
     expect(got.spec.vip).toBe("192.0.2.10");
 
     // list/watch with resourceNames works for a field selector on that one name
-    const list = (await agent.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, fieldSelector: `metadata.name=${LB}` })) as {
+    const list = (await agent.custom.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: PLURAL,
+      fieldSelector: `metadata.name=${LB}`,
+    })) as {
       items: { metadata: { name: string } }[];
     };
     expect(list.items.map((i) => i.metadata.name)).toEqual([LB]);
@@ -220,17 +253,26 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
   });
 
   test("everything else is refused with 403 Forbidden for system:serviceaccount:<ns>:<sa>", async () => {
-    await expectForbidden(agent.custom.getNamespacedCustomObject(lb(OTHER_LB)), /cannot get resource "loadbalancers" in API group "edgepair.dev"/);
+    await expectForbidden(
+      agent.custom.getNamespacedCustomObject(lb(OTHER_LB)),
+      /cannot get resource "loadbalancers" in API group "edgepair.dev"/,
+    );
     await expectForbidden(
       agent.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL }),
       /cannot list resource "loadbalancers"/,
     );
     await expectForbidden(
-      agent.custom.patchNamespacedCustomObjectStatus({ ...lb(OTHER_LB), body: { status: { phase: "Active" } } }, mergePatch()),
+      agent.custom.patchNamespacedCustomObjectStatus(
+        { ...lb(OTHER_LB), body: { status: { phase: "Active" } } },
+        mergePatch(),
+      ),
       /cannot patch resource "loadbalancers\/status"/,
     );
     await expectForbidden(agent.core.listNamespacedSecret({ namespace: NS }), /cannot list resource "secrets"/);
-    await expectForbidden(agent.core.readNamespacedSecret({ name: OTHER_SECRET, namespace: NS }), /cannot get resource "secrets"/);
+    await expectForbidden(
+      agent.core.readNamespacedSecret({ name: OTHER_SECRET, namespace: NS }),
+      /cannot get resource "secrets"/,
+    );
     await expectForbidden(agent.custom.deleteNamespacedCustomObject(lb(LB)), /cannot delete resource "loadbalancers"/);
     await expectForbidden(
       agent.custom.patchNamespacedCustomObject({ ...lb(LB), body: { spec: { vip: "192.0.2.99" } } }, mergePatch()),
@@ -242,7 +284,12 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
         version: VERSION,
         namespace: NS,
         plural: PLURAL,
-        body: { apiVersion: `${GROUP}/${VERSION}`, kind: "LoadBalancer", metadata: { name: "pair-c" }, spec: { vip: "192.0.2.30" } },
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: "LoadBalancer",
+          metadata: { name: "pair-c" },
+          spec: { vip: "192.0.2.30" },
+        },
       }),
       /cannot create resource "loadbalancers"/,
     );
@@ -251,9 +298,16 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
     // nothing of it happened
     const after = (await admin.custom.getNamespacedCustomObject(lb(LB))) as { spec: { vip: string } };
     expect(after.spec.vip).toBe("192.0.2.10");
-    const names = ((await admin.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: PLURAL })) as {
-      items: { metadata: { name: string } }[];
-    }).items.map((i) => i.metadata.name);
+    const names = (
+      (await admin.custom.listNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: NS,
+        plural: PLURAL,
+      })) as {
+        items: { metadata: { name: string } }[];
+      }
+    ).items.map((i) => i.metadata.name);
     expect(names.sort()).toEqual([LB, OTHER_LB]);
   });
 
@@ -280,7 +334,9 @@ describe("Kubernetes API server fixture (etcd + kube-apiserver + kube-controller
 
 describe("Kubernetes API server fixture failures", () => {
   test("missing binaries: an error that says to run ./tools/build-engines", async () => {
-    await expect(startKubeApiServer({ binDir: "/nonexistent/edgepair-engines/bin" })).rejects.toThrow(/\.\/tools\/build-engines/);
+    await expect(startKubeApiServer({ binDir: "/nonexistent/edgepair-engines/bin" })).rejects.toThrow(
+      /\.\/tools\/build-engines/,
+    );
   });
 
   test("a start that fails halfway stops what it started, removes its temp dir and shows the daemon log", async () => {
@@ -294,13 +350,15 @@ describe("Kubernetes API server fixture failures", () => {
       expect(err?.message).toContain("unknown flag: --no-such-flag");
       expect(readdirSync(tmpRoot)).toEqual([]);
       // no process is left with an argument under tmpRoot (etcd's --data-dir was there)
-      const leftovers = readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
-        try {
-          return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(tmpRoot);
-        } catch {
-          return false;
-        }
-      });
+      const leftovers = readdirSync("/proc")
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(tmpRoot);
+          } catch {
+            return false;
+          }
+        });
       expect(leftovers).toEqual([]);
     } finally {
       rmSync(tmpRoot, { recursive: true, force: true });

@@ -18,8 +18,13 @@ const sync = spec.syncNetwork!;
 describe("lab plan with a sync link", () => {
   test("each LB gets eth2 on a segment of its own; without syncNetwork there is none", () => {
     const plan = planLab(spec, newPrefix());
-    expect(plan.lbs.map((l) => [l.syncLink?.name, l.syncLink?.segment])).toEqual([["eth2", "sync"], ["eth2", "sync"]]);
-    expect([...plan.hosts, plan.router, plan.rogue].flatMap((h) => h.links).filter((l) => l.segment === "sync")).toEqual([]);
+    expect(plan.lbs.map((l) => [l.syncLink?.name, l.syncLink?.segment])).toEqual([
+      ["eth2", "sync"],
+      ["eth2", "sync"],
+    ]);
+    expect(
+      [...plan.hosts, plan.router, plan.rogue].flatMap((h) => h.links).filter((l) => l.segment === "sync"),
+    ).toEqual([]);
     const dev = planLab(variants.find((v) => v.name === "dev")!.spec, newPrefix());
     expect(dev.lbs.map((l) => l.syncLink)).toEqual([undefined, undefined]);
   });
@@ -68,19 +73,27 @@ suite("lab: the pair with VRRP and conntrackd on a sync link", () => {
       try {
         await sleep(1000);
         // from the cluster network only: the peer's genuine sync traffic arrives on the sync link with that source too
-        const verdicts = await lab.firewallVerdicts(active, attempt.forge, 2000, { iifname: lab.lb(active).privateLink.name });
+        const verdicts = await lab.firewallVerdicts(active, attempt.forge, 2000, {
+          iifname: lab.lb(active).privateLink.name,
+        });
         expect(verdicts.length).toBeGreaterThanOrEqual(5);
         // the private address: firewalld's internal zone takes no VRRP at all; the sync address: dropped by the guard
         // before conntrack, which would otherwise take it as the reply to this LB's own adverts (established)
         expect(verdicts.filter((x) => !/(reject|drop) .*\(verdict drop\)$/.test(x))).toEqual([]);
-        expect(verdicts.some((x) => (attempt.forge.startsWith("172.31.255.") ? /^rule iifname != "eth2" ip saddr/ : /^rule reject/).test(x))).toBe(true);
+        expect(
+          verdicts.some((x) =>
+            (attempt.forge.startsWith("172.31.255.") ? /^rule iifname != "eth2" ip saddr/ : /^rule reject/).test(x),
+          ),
+        ).toBe(true);
         await sleep(1000);
         expect(readFileSync(rogue.log, "utf8")).toMatch(/Entering MASTER STATE/); // it did send adverts
         expect(await lab.active()).toBe(active);
         expect([attempt.forge, lab.transitions(active).filter((x) => x.at >= t)]).toEqual([attempt.forge, []]);
       } finally {
         await lab.stopRogue();
-        await lab.run(lab.plan.rogue.ns, ["ip", "addr", "del", `${attempt.forge}/32`, "dev", "eth0"], { allowFail: true });
+        await lab.run(lab.plan.rogue.ns, ["ip", "addr", "del", `${attempt.forge}/32`, "dev", "eth0"], {
+          allowFail: true,
+        });
       }
       expect(isAlive(rogue)).toBe(false);
     }
@@ -90,12 +103,27 @@ suite("lab: the pair with VRRP and conntrackd on a sync link", () => {
     const flowsOut = join(lab.dir, "logs", "sync-flows.json");
     const expected = { tcp: 10, udp: 3 };
     const p = lab.startHelper("sync/flows", "node", [
-      "flows", "--target", `${lab.plan.targets.internet}:${PORTS.echo}`, "--out", flowsOut,
-      "--tcp", String(expected.tcp), "--udp", String(expected.udp), "--interval-ms", "100", "--max-ms", "60000",
+      "flows",
+      "--target",
+      `${lab.plan.targets.internet}:${PORTS.echo}`,
+      "--out",
+      flowsOut,
+      "--tcp",
+      String(expected.tcp),
+      "--udp",
+      String(expected.udp),
+      "--interval-ms",
+      "100",
+      "--max-ms",
+      "60000",
     ]);
     let report: Awaited<ReturnType<Lab["failover"]>>;
     try {
-      await waitFor("egress flows to see their first echoes", async () => (readFileSync(p.log, "utf8").includes("ready") ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 });
+      await waitFor(
+        "egress flows to see their first echoes",
+        async () => (readFileSync(p.log, "utf8").includes("ready") ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
       await sleep(1500); // conntrackd sends the new states to the peer over the sync link
       report = await lab.failover({ restore: true, settleMs: 4000 });
       expect(report.vipMovedMs).toBeDefined();
@@ -105,10 +133,15 @@ suite("lab: the pair with VRRP and conntrackd on a sync link", () => {
     } finally {
       await lab.stopClient(p);
     }
-    const figures = egressFigures(JSON.parse(readFileSync(flowsOut, "utf8")) as Parameters<typeof egressFigures>[0], expected);
+    const figures = egressFigures(
+      JSON.parse(readFileSync(flowsOut, "utf8")) as Parameters<typeof egressFigures>[0],
+      expected,
+    );
     expect(figures.failures).toEqual([]);
     expect(figures.survived).toBe(expected.tcp + expected.udp);
-    process.stdout.write(`sync link, unclean failover: VIPs moved in ${report.vipMovedMs} ms; egress flows ${figures.survived}/${figures.total}, longest echo gap ${figures.maxGapMs} ms\n`);
+    process.stdout.write(
+      `sync link, unclean failover: VIPs moved in ${report.vipMovedMs} ms; egress flows ${figures.survived}/${figures.total}, longest echo gap ${figures.maxGapMs} ms\n`,
+    );
   }, 120_000);
 
   test("teardown leaves nothing", async () => {

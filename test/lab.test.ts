@@ -24,20 +24,37 @@ describe("lab: pure parts", () => {
     const prefix = newPrefix();
     const plan = planLab(spec, prefix);
     for (const ns of allNamespaces(plan, true)) expect(NETNS_PATTERN.exec(ns)?.[1]).toBe(prefix);
-    const links = [...plan.lbs.flatMap((l) => [l.publicLink, l.privateLink]), ...plan.router.links, ...plan.hosts.flatMap((h) => h.links)];
+    const links = [
+      ...plan.lbs.flatMap((l) => [l.publicLink, l.privateLink]),
+      ...plan.router.links,
+      ...plan.hosts.flatMap((h) => h.links),
+    ];
     for (const l of links) {
       expect(l.name.length).toBeLessThanOrEqual(15);
       expect(l.switchPort.length).toBeLessThanOrEqual(15);
     }
     expect(new Set(links.map((l) => l.switchPort)).size).toBe(links.length);
     expect(plan.backends.api.map((b) => b.address)).toEqual(spec.apiBackend.addresses);
-    expect(plan.router.routes.map((r) => r.via)).toEqual(spec.derived.publicVips.filter((v) => v.family === 4).map(() => "172.31.250.10"));
-    expect(plan.targets).toMatchObject({ apiVipPublic: "198.51.100.100", ingressVip: "198.51.100.80", natAddress: "198.51.100.253", gatewayVip: "192.168.100.1" });
+    expect(plan.router.routes.map((r) => r.via)).toEqual(
+      spec.derived.publicVips.filter((v) => v.family === 4).map(() => "172.31.250.10"),
+    );
+    expect(plan.targets).toMatchObject({
+      apiVipPublic: "198.51.100.100",
+      ingressVip: "198.51.100.80",
+      natAddress: "198.51.100.253",
+      gatewayVip: "192.168.100.1",
+    });
   });
 
   test("the plan's Nodes give the agent's selection; the status table names each server's source", () => {
     const plan = planLab(spec, newPrefix());
-    expect(plan.nodes.map((n) => `${n.name}=${n.internalIPs[0]}`)).toEqual(["cp-0=192.168.100.10", "cp-1=192.168.100.11", "cp-2=192.168.100.12", "worker-0=192.168.100.20", "worker-1=192.168.100.21"]);
+    expect(plan.nodes.map((n) => `${n.name}=${n.internalIPs[0]}`)).toEqual([
+      "cp-0=192.168.100.10",
+      "cp-1=192.168.100.11",
+      "cp-2=192.168.100.12",
+      "worker-0=192.168.100.20",
+      "worker-1=192.168.100.21",
+    ]);
     const source = serverSources(selectBackends(spec, plan.nodes).pools);
     expect(source("be_api/192.168.100.10")).toBe("spec, Node cp-0");
     expect(source("be_ingress_https/worker-1")).toBe("Node worker-1");
@@ -45,7 +62,9 @@ describe("lab: pure parts", () => {
     const noNodes = serverSources(selectBackends(spec, []).pools);
     expect(noNodes("be_api/192.168.100.11")).toBe("spec");
     // each host answers with the name HAProxy knows it by
-    expect(plan.hosts.filter((h) => h.role === "api" || h.role === "ingress").map((h) => h.serverName)).toEqual([...plan.backends.api, ...plan.backends.ingress].map((b) => b.name));
+    expect(plan.hosts.filter((h) => h.role === "api" || h.role === "ingress").map((h) => h.serverName)).toEqual(
+      [...plan.backends.api, ...plan.backends.ingress].map((b) => b.name),
+    );
   });
 
   test("keyfiles: the rendered profiles become ip commands on the device NetworkManager would pick", () => {
@@ -64,19 +83,48 @@ describe("lab: pure parts", () => {
     ]);
     const priv = read("edgepair-private.nmconnection");
     expect(priv.zone).toBe("internal");
-    expect(ipCommands(priv, deviceFor(priv, links))).toEqual([["link", "set", "enp2s0", "up"], ["addr", "replace", "192.168.100.2/24", "dev", "enp2s0"]]);
+    expect(ipCommands(priv, deviceFor(priv, links))).toEqual([
+      ["link", "set", "enp2s0", "up"],
+      ["addr", "replace", "192.168.100.2/24", "dev", "enp2s0"],
+    ]);
     const fip = read("edgepair-fip.nmconnection");
     expect(deviceFor(fip, links)).toBe("edgepair-fip");
     // the floating IPs and the private API VIP: every address HAProxy serves is local on both LBs (render/handoff.ts)
-    expect(fip.ipv4.addresses).toEqual(["192.168.100.100/32", "198.51.100.80/32", "198.51.100.100/32", "198.51.100.253/32"]);
+    expect(fip.ipv4.addresses).toEqual([
+      "192.168.100.100/32",
+      "198.51.100.80/32",
+      "198.51.100.100/32",
+      "198.51.100.253/32",
+    ]);
     expect(() => deviceFor(pub, links.slice(1))).toThrow(/no link matches/);
   });
 
   test("outage window as DESIGN.md defines it: fault to the first request started after it that succeeds through the peer", () => {
-    const r = (i: number, start: number, ms: number, ok: boolean, peer?: string): RequestRecord => ({ i, start, end: start + ms, ok, ...(peer ? { peer } : {}) });
-    const records = [r(0, 990, 5, true, "a"), r(1, 1000, 3000, false), r(2, 1010, 1200, true, "b"), r(3, 1020, 5, true, "a"), r(4, 1300, 5, true, "b")];
+    const r = (i: number, start: number, ms: number, ok: boolean, peer?: string): RequestRecord => ({
+      i,
+      start,
+      end: start + ms,
+      ok,
+      ...(peer ? { peer } : {}),
+    });
+    const records = [
+      r(0, 990, 5, true, "a"),
+      r(1, 1000, 3000, false),
+      r(2, 1010, 1200, true, "b"),
+      r(3, 1020, 5, true, "a"),
+      r(4, 1300, 5, true, "b"),
+    ];
     const s = summarize(records, 1000, "b");
-    expect(s).toMatchObject({ total: 5, failed: 1, afterFault: 4, outageMs: 10, maxLatencyMs: 3000, slow: 1, failedFromMs: 0, failedToMs: 0 });
+    expect(s).toMatchObject({
+      total: 5,
+      failed: 1,
+      afterFault: 4,
+      outageMs: 10,
+      maxLatencyMs: 3000,
+      slow: 1,
+      failedFromMs: 0,
+      failedToMs: 0,
+    });
     expect(summarize(records, 1000).outageMs).toBe(10);
     expect(summarize(records, 1000, "c").outageMs).toBeUndefined();
   });
@@ -87,7 +135,11 @@ const suite = isRoot ? describe : describe.skip;
 
 async function rootVeths(): Promise<string[]> {
   const r = await exec(["ip", "-o", "link", "show", "type", "veth"]);
-  return r.stdout.split("\n").filter(Boolean).map((l) => (l.split(":")[1] ?? "").trim().split("@")[0] as string).sort();
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => (l.split(":")[1] ?? "").trim().split("@")[0] as string)
+    .sort();
 }
 
 /** One TCP connection; resolves with what the server sent first, or the error. */
@@ -122,15 +174,36 @@ async function sessionsAcrossPlannedMove(lab: Lab, opts: { flushHandoff?: boolea
   const from = await lab.active();
   const to = lab.other(from);
   const handoff = ["nft", "-f", join(lab.renderedRoot(to), "etc/edgepair/handoff.nft")];
-  if (opts.flushHandoff) await lab.run(lab.lb(to).ns, ["nft", "flush", "chain", "ip", "edgepair_handoff", "prerouting"]);
+  if (opts.flushHandoff)
+    await lab.run(lab.lb(to).ns, ["nft", "flush", "chain", "ip", "edgepair_handoff", "prerouting"]);
   try {
     const t = lab.plan.targets;
     const port = String(lab.state.spec.apiBackend.port);
     const out = (k: string) => join(lab.dir, "logs", `session-${k}-${Date.now()}.jsonl`);
     const outs = { public: out("public"), private: out("private") };
     const procs = [
-      lab.startHelper(`session-public-${Date.now()}`, "cli", ["session", "--url", `https://${t.apiVipPublic}:${port}/who`, "--out", outs.public, "--count", "30", "--gap-ms", "200"]),
-      lab.startHelper(`session-private-${Date.now()}`, "node", ["session", "--url", `https://${t.apiVipPrivate}:${port}/who`, "--out", outs.private, "--count", "30", "--gap-ms", "200"]),
+      lab.startHelper(`session-public-${Date.now()}`, "cli", [
+        "session",
+        "--url",
+        `https://${t.apiVipPublic}:${port}/who`,
+        "--out",
+        outs.public,
+        "--count",
+        "30",
+        "--gap-ms",
+        "200",
+      ]),
+      lab.startHelper(`session-private-${Date.now()}`, "node", [
+        "session",
+        "--url",
+        `https://${t.apiVipPrivate}:${port}/who`,
+        "--out",
+        outs.private,
+        "--count",
+        "30",
+        "--gap-ms",
+        "200",
+      ]),
     ];
     await sleep(1500); // both sessions established through the active LB
     await lab.stopKeepalived(from);
@@ -141,7 +214,11 @@ async function sessionsAcrossPlannedMove(lab: Lab, opts: { flushHandoff?: boolea
       else await sleep(50);
     }
     for (let i = 0; i < 200 && procs.some((p) => isAlive(p)); i++) await sleep(50);
-    const read = (f: string): SessionLine[] => readFileSync(f, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as SessionLine);
+    const read = (f: string): SessionLine[] =>
+      readFileSync(f, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as SessionLine);
     return { from, to, movedAt, sessions: { public: read(outs.public), private: read(outs.private) } };
   } finally {
     if (opts.flushHandoff) await lab.run(lab.lb(to).ns, handoff);
@@ -177,7 +254,11 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
       expect(r.backends.length).toBe(lab.plan.backends.api.length + 2 * lab.plan.backends.ingress.length);
       expect(r.backends.every((b) => b.status === "UP")).toBe(true);
       // the floating IPs and frontend VIPs sit on both LBs, exactly as the rendered edgepair-fip keyfile lists them
-      expect(r.floatingIps.sort()).toEqual(sharedLocalAddresses(lab.state.spec).map((v) => v.address).sort());
+      expect(r.floatingIps.sort()).toEqual(
+        sharedLocalAddresses(lab.state.spec)
+          .map((v) => v.address)
+          .sort(),
+      );
     }
   });
 
@@ -203,7 +284,13 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     const rt = lab.plan.router.ns;
     await lab.run(inet, ["ip", "addr", "add", `${md}/32`, "dev", "lo"]);
     await lab.run(rt, ["ip", "route", "add", `${md}/32`, "via", lab.plan.targets.internet]);
-    const p = lab.startHelper("inet/metadata", "inet", ["serve", "--name", "metadata", "--http", `${md}:${PORTS.whoami}`]);
+    const p = lab.startHelper("inet/metadata", "inet", [
+      "serve",
+      "--name",
+      "metadata",
+      "--http",
+      `${md}:${PORTS.whoami}`,
+    ]);
     try {
       await lab.waitListening(p);
       // the router does reach it (so only the LB's policy can stop the cluster's request)
@@ -216,14 +303,18 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
       for (const l of lab.plan.lbs) {
         const asRoot = await lab.run(l.ns, curl, { allowFail: true });
         expect([l.key, asRoot.code, asRoot.stdout]).toEqual([l.key, 0, expect.stringContaining("metadata")]);
-        const asNobody = await lab.run(l.ns, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], { allowFail: true });
+        const asNobody = await lab.run(l.ns, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], {
+          allowFail: true,
+        });
         expect([l.key, asNobody.code, asNobody.stdout]).toEqual([l.key, 7, ""]); // curl 7: could not connect
       }
       // counter-case: without the guard table the same user gets through
       const lb1 = lab.plan.lbs[0].ns;
       await lab.run(lb1, ["nft", "delete", "table", "inet", "edgepair_guard"]);
       try {
-        const unguarded = await lab.run(lb1, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], { allowFail: true });
+        const unguarded = await lab.run(lb1, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...curl], {
+          allowFail: true,
+        });
         expect([unguarded.code, unguarded.stdout]).toEqual([0, expect.stringContaining("metadata")]);
       } finally {
         await lab.run(lb1, ["nft", "-f", join(lab.renderedRoot("lb1"), "etc/edgepair/guard.nft")]);
@@ -238,15 +329,24 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
   test("SSH is refused on every VIP and the next hop, from outside and from the cluster; answered on each LB's own addresses", async () => {
     const cli = lab.ns("cli");
     const shared = [...lab.state.spec.derived.publicVips.map((v) => v.address), lab.plan.targets.nextHop];
-    for (const a of shared) expect(await tcpBanner(lab, cli, a, PORTS.ssh)).toMatch(/^error: .*(refused|No route|timed out)/i);
-    for (const l of lab.plan.lbs) expect(await tcpBanner(lab, cli, l.publicAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+    for (const a of shared)
+      expect(await tcpBanner(lab, cli, a, PORTS.ssh)).toMatch(/^error: .*(refused|No route|timed out)/i);
+    for (const l of lab.plan.lbs)
+      expect(await tcpBanner(lab, cli, l.publicAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
     // from the cluster network too: SSH answers on each LB's own private address only, never on a VIP (every VIP is
     // a local address of both LBs)
     const node = lab.ns("node");
-    for (const a of [...lab.state.spec.derived.publicVips.map((v) => v.address), ...lab.state.spec.derived.privateVips.map((v) => v.address)]) {
-      expect([a, await tcpBanner(lab, node, a, PORTS.ssh)]).toEqual([a, expect.stringMatching(/^error: .*(refused|No route|timed out)/i)]);
+    for (const a of [
+      ...lab.state.spec.derived.publicVips.map((v) => v.address),
+      ...lab.state.spec.derived.privateVips.map((v) => v.address),
+    ]) {
+      expect([a, await tcpBanner(lab, node, a, PORTS.ssh)]).toEqual([
+        a,
+        expect.stringMatching(/^error: .*(refused|No route|timed out)/i),
+      ]);
     }
-    for (const l of lab.plan.lbs) expect(await tcpBanner(lab, node, l.privateAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+    for (const l of lab.plan.lbs)
+      expect(await tcpBanner(lab, node, l.privateAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
     // The listener does answer on the VIP itself (from inside the LB): only the firewall keeps it off the public side.
     const active = await lab.active();
     expect(await tcpBanner(lab, lab.ns(active), lab.plan.targets.apiVipPublic, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
@@ -262,7 +362,9 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     try {
       await sleep(1000);
       // nftables' own trace: every advert from the rogue ends in firewalld's input filter at its final reject
-      const verdicts = await Promise.all(lab.plan.lbs.map((l) => lab.firewallVerdicts(l.key, lab.plan.rogue.address, 2000)));
+      const verdicts = await Promise.all(
+        lab.plan.lbs.map((l) => lab.firewallVerdicts(l.key, lab.plan.rogue.address, 2000)),
+      );
       for (const v of verdicts) {
         expect(v.length).toBeGreaterThanOrEqual(5); // 20 adverts in 2 s
         expect(v.filter((x) => !/^rule reject with icmpx admin-prohibited \(verdict drop\)$/.test(x))).toEqual([]);
@@ -301,7 +403,15 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     }
     expect(isAlive(rogue)).toBe(false);
     // the pair settles by itself once the forger is gone: one LB holds the VIPs
-    await waitFor("one LB holding the VIPs", async () => (await lab.active().then(() => true, () => undefined)), { timeoutMs: 15_000, intervalMs: 250 });
+    await waitFor(
+      "one LB holding the VIPs",
+      async () =>
+        await lab.active().then(
+          () => true,
+          () => undefined,
+        ),
+      { timeoutMs: 15_000, intervalMs: 250 },
+    );
   }, 60_000);
 
   test("unclean failover: the peer takes over at once; the returning LB stays BACKUP (no second outage, no duplicate VIP)", async () => {

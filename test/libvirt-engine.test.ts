@@ -16,7 +16,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PreviewResult, PulumiWorkspace, UpdateResult } from "./engine/pulumi-program";
 import { must, run } from "./checkers/run";
-import { firewallSnapshot, FirewallSnapshot, Libvirtd, libvirtRules, libvirtWorkspaceFiles, makeBaseImage, startLibvirtd, withoutLibvirtSkeleton } from "./fixtures/libvirtd";
+import {
+  firewallSnapshot,
+  FirewallSnapshot,
+  Libvirtd,
+  libvirtRules,
+  libvirtWorkspaceFiles,
+  makeBaseImage,
+  startLibvirtd,
+  withoutLibvirtSkeleton,
+} from "./fixtures/libvirtd";
 import { stepTimings } from "./fixtures/step-timings";
 
 const ENGINE_TIMEOUT = 300_000;
@@ -30,7 +39,11 @@ const workspaces: PulumiWorkspace[] = [];
 
 const { timed, report: reportTimings } = stepTimings("libvirt engine");
 
-async function workspace(program: "libvirt-resources" | "libvirt-lab", config: Record<string, string | number | boolean>, env?: Record<string, string>): Promise<PulumiWorkspace> {
+async function workspace(
+  program: "libvirt-resources" | "libvirt-lab",
+  config: Record<string, string | number | boolean>,
+  env?: Record<string, string>,
+): Promise<PulumiWorkspace> {
   const ws = await PulumiWorkspace.create({ name: program, files: libvirtWorkspaceFiles(program), config, env });
   workspaces.push(ws);
   return ws;
@@ -81,7 +94,13 @@ describe("one of each resource through the engine", () => {
 
   test("preview plans a create of each and touches nothing", async () => {
     const p = await timed("preview (create)", () => ws.previewJson());
-    expect(ops(p)).toEqual({ "libvirt-resources-test": "create", net: "create", disk: "create", seed: "create", vm: "create" });
+    expect(ops(p)).toEqual({
+      "libvirt-resources-test": "create",
+      net: "create",
+      disk: "create",
+      seed: "create",
+      vm: "create",
+    });
     expect(p.byName.vm?.type).toBe("pulumi-nodejs:dynamic/libvirt:Domain");
     expect(lv.inventory()).toEqual({ domains: [], networks: [], pools: [lv.pool], volumes: [base] });
   });
@@ -122,15 +141,28 @@ describe("one of each resource through the engine", () => {
     await ws.setConfig("memoryMiB", 192);
     await ws.setConfig("autostart", false);
     const p = await timed("preview (update 4)", () => ws.previewJson());
-    expect(ops(p)).toEqual({ "libvirt-resources-test": "same", net: "update", disk: "update", seed: "update", vm: "update" });
+    expect(ops(p)).toEqual({
+      "libvirt-resources-test": "same",
+      net: "update",
+      disk: "update",
+      seed: "update",
+      vm: "update",
+    });
     expect(p.steps.flatMap((s) => s.replaces)).toEqual([]);
     const up = await timed("up (update 4 in place)", () => ws.up());
     expect(changes(up)).toEqual({ update: 4, same: 1 });
     const after = await ws.outputs();
     for (const k of ["networkUuid", "diskKey", "seedKey", "vmUuid"]) expect(after[k]).toBe(outs[k]);
-    expect(after).toMatchObject({ diskCapacity: 96 * 2 ** 20, vmMemoryMiB: 192, vmRestartRequired: true, vmState: "running" });
+    expect(after).toMatchObject({
+      diskCapacity: 96 * 2 ** 20,
+      vmMemoryMiB: 192,
+      vmRestartRequired: true,
+      vmState: "running",
+    });
     expect(after.seedIsoSha256).not.toBe(outs.seedIsoSha256);
-    expect(fs.readFileSync(path.join(lv.dir, "lib", "dnsmasq", "epe-net.hostsfile"), "utf8")).toContain("52:54:00:5e:01:99,10.94.1.99,extra");
+    expect(fs.readFileSync(path.join(lv.dir, "lib", "dnsmasq", "epe-net.hostsfile"), "utf8")).toContain(
+      "52:54:00:5e:01:99,10.94.1.99,extra",
+    );
     expect(lv.virsh(["net-info", "epe-net"]).stdout).toMatch(/Autostart:\s+no/);
     outs = after;
   });
@@ -222,7 +254,9 @@ describe("errors through the engine", () => {
 
   test("a bad MAC stops the preview with `field: rule` and creates nothing", async () => {
     await ws.setConfig("mac2", "52:54:00:5e:01");
-    await expect(ws.preview()).rejects.toThrow(/has a problem: nics\[1\]\.mac: must be a unicast MAC address such as 52:54:00:12:34:56, not "52:54:00:5e:01"/);
+    await expect(ws.preview()).rejects.toThrow(
+      /has a problem: nics\[1\]\.mac: must be a unicast MAC address such as 52:54:00:12:34:56, not "52:54:00:5e:01"/,
+    );
     await ws.setConfig("mac2", "52:54:00:5e:01:02");
   });
 
@@ -231,7 +265,9 @@ describe("errors through the engine", () => {
     fs.writeFileSync(file, "<network><name>epx-net</name><bridge name='epx-taken'/></network>");
     lv.virsh(["net-define", file]);
     try {
-      await expect(ws.up()).rejects.toThrow(/name: a network named "epx-net" already exists on qemu:\/\/\/system\?socket=\S+; choose another name/);
+      await expect(ws.up()).rejects.toThrow(
+        /name: a network named "epx-net" already exists on qemu:\/\/\/system\?socket=\S+; choose another name/,
+      );
       expect(lv.inventory().domains).toEqual([]);
     } finally {
       lv.virsh(["net-undefine", "epx-net"]);
@@ -240,13 +276,17 @@ describe("errors through the engine", () => {
 
   test("a missing base image fails the volume's create", async () => {
     await ws.setConfig("base", "nope.qcow2");
-    await expect(ws.up()).rejects.toThrow(/base: base image volume "nope.qcow2" not found in pool "edgepair-test-[0-9a-f]+"/);
+    await expect(ws.up()).rejects.toThrow(
+      /base: base image volume "nope.qcow2" not found in pool "edgepair-test-[0-9a-f]+"/,
+    );
     await ws.setConfig("base", base);
   });
 
   test("an unreachable URI fails with the URI and libvirt's reason", async () => {
     await ws.setConfig("uri", "qemu:///system?socket=/nonexistent/libvirt-sock");
-    await expect(ws.up()).rejects.toThrow(/libvirt: cannot connect to qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock: Failed to connect socket/);
+    await expect(ws.up()).rejects.toThrow(
+      /libvirt: cannot connect to qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock: Failed to connect socket/,
+    );
     await ws.setConfig("uri", lv.uri);
   });
 });
@@ -273,7 +313,11 @@ describe("the two-network, two-domain lab", () => {
     const up = await timed("lab up", () => ws.up());
     expect(changes(up)).toEqual({ create: 9 });
     const outs = await ws.outputs();
-    expect(outs).toMatchObject({ privateBridge: bridges[0], publicBridge: bridges[1], domainStates: ["running", "running"] });
+    expect(outs).toMatchObject({
+      privateBridge: bridges[0],
+      publicBridge: bridges[1],
+      domainStates: ["running", "running"],
+    });
     expect(lv.inventory().networks.sort()).toEqual([`${prefix}-private`, `${prefix}-public`]);
     for (const n of [1, 2]) {
       const ifs = lv.virsh(["domiflist", `${prefix}-lb${n}`]).stdout;
@@ -284,7 +328,12 @@ describe("the two-network, two-domain lab", () => {
     expect(must("ip", ["-4", "-o", "addr", "show", "dev", bridges[0]!]).stdout).toContain("inet 10.94.100.254/24");
     const privConf = fs.readFileSync(path.join(lv.dir, "lib", "dnsmasq", `${prefix}-private.conf`), "utf8");
     expect(privConf).toContain("dhcp-option=option:router,10.94.100.1");
-    expect(fs.readFileSync(path.join(lv.dir, "lib", "dnsmasq", `${prefix}-private.hostsfile`), "utf8").trim().split("\n")).toEqual([
+    expect(
+      fs
+        .readFileSync(path.join(lv.dir, "lib", "dnsmasq", `${prefix}-private.hostsfile`), "utf8")
+        .trim()
+        .split("\n"),
+    ).toEqual([
       "52:54:00:ec:02:01,10.94.100.2,lb1",
       "52:54:00:ec:02:02,10.94.100.3,lb2",
       "52:54:00:ec:0a:0a,10.94.100.10,node1",
@@ -306,7 +355,9 @@ describe("the two-network, two-domain lab", () => {
     for (const b of bridges) expect(fs.existsSync(`/sys/class/net/${b}`)).toBe(false);
     expect(must("ip", ["route", "show"]).stdout).toBe(routesBefore);
     expect(run("pgrep", ["-f", `${prefix}-(lb|private|public)`]).stdout).toBe("");
-    expect(fs.readdirSync(path.join(lv.dir, "run", "qemu")).filter((f) => f.endsWith(".pid") && f !== "driver.pid")).toEqual([]);
+    expect(
+      fs.readdirSync(path.join(lv.dir, "run", "qemu")).filter((f) => f.endsWith(".pid") && f !== "driver.pid"),
+    ).toEqual([]);
     const now = firewallSnapshot();
     expect(libvirtRules(now, [...bridges, ...cidrs])).toEqual([]);
     expect(withoutLibvirtSkeleton(now)).toEqual(withoutLibvirtSkeleton(fwBefore));

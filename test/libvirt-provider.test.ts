@@ -26,7 +26,14 @@ import {
   powerOff,
   volumeProvider,
 } from "../providers/libvirt";
-import type { CloudInitDiskOutputs, DomainInputs, DomainOutputs, NetworkInputs, NetworkOutputs, VolumeOutputs } from "../providers/libvirt";
+import type {
+  CloudInitDiskOutputs,
+  DomainInputs,
+  DomainOutputs,
+  NetworkInputs,
+  NetworkOutputs,
+  VolumeOutputs,
+} from "../providers/libvirt";
 import type { CheckFailure } from "../providers/libvirt";
 import { must, run } from "./checkers/run";
 import { firewallSnapshot, Libvirtd, libvirtRules, makeBaseImage, startLibvirtd } from "./fixtures/libvirtd";
@@ -73,7 +80,12 @@ async function update<I, O>(provider: Provider<I, O>, made: NoInfer<Made<O>>, ne
 }
 
 /** Replaces as the engine would: old first when deleteBeforeReplace, else new first. */
-async function replace<I, O>(provider: Provider<I, O>, made: NoInfer<Made<O>>, news: NoInfer<I>, deleteBeforeReplace: boolean): Promise<Made<O>> {
+async function replace<I, O>(
+  provider: Provider<I, O>,
+  made: NoInfer<Made<O>>,
+  news: NoInfer<I>,
+  deleteBeforeReplace: boolean,
+): Promise<Made<O>> {
   if (deleteBeforeReplace) {
     await provider.delete!(made.id, made.outs);
     return create(provider, news);
@@ -114,7 +126,12 @@ describe("Network", () => {
       mode: "nat",
       cidr: "10.93.1.0/24",
       bridge,
-      dhcp: { start: "10.93.1.100", end: "10.93.1.150", router: "10.93.1.1", hosts: [{ mac: "52:54:00:93:01:02", ip: "10.93.1.2", hostname: "lb1" }] },
+      dhcp: {
+        start: "10.93.1.100",
+        end: "10.93.1.150",
+        router: "10.93.1.1",
+        hosts: [{ mac: "52:54:00:93:01:02", ip: "10.93.1.2", hostname: "lb1" }],
+      },
       routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.1.10" }],
     });
     made = await timed("network create", () => create(networkProvider, inputs));
@@ -128,7 +145,9 @@ describe("Network", () => {
     expect(must("ip", ["route", "show", "198.18.93.0/24"]).stdout).toMatch(/via 10\.93\.1\.10 dev epp-pub/);
     expect(fs.readFileSync(dnsmasqFile(name, "conf"), "utf8")).toContain("dhcp-option=option:router,10.93.1.1");
     expect(fs.readFileSync(dnsmasqFile(name, "hostsfile"), "utf8")).toContain("52:54:00:93:01:02,10.93.1.2,lb1");
-    expect(libvirtRules(firewallSnapshot(), ["10.93.1.0/24"]).join("\n")).toMatch(/-s 10\.93\.1\.0\/24 ! -d 10\.93\.1\.0\/24 -j MASQUERADE/);
+    expect(libvirtRules(firewallSnapshot(), ["10.93.1.0/24"]).join("\n")).toMatch(
+      /-s 10\.93\.1\.0\/24 ! -d 10\.93\.1\.0\/24 -j MASQUERADE/,
+    );
   });
 
   test("update in place: reservations added/changed/removed, range moved, autostart off; same UUID, dnsmasq sees it live", async () => {
@@ -146,7 +165,12 @@ describe("Network", () => {
       },
     });
     const d = diffNetwork(made.outs, news);
-    expect(d).toEqual({ changes: true, replaces: [], updates: ["dhcp.start", "dhcp.end", "dhcp.hosts", "autostart"], deleteBeforeReplace: false });
+    expect(d).toEqual({
+      changes: true,
+      replaces: [],
+      updates: ["dhcp.start", "dhcp.end", "dhcp.hosts", "autostart"],
+      deleteBeforeReplace: false,
+    });
     made = await timed("network update", () => update(networkProvider, made, news));
     expect(made.outs.uuid).toBe(made.id);
     expect(made.outs).toMatchObject({ autostart: false, active: true, dhcp: news.dhcp });
@@ -160,8 +184,19 @@ describe("Network", () => {
   });
 
   test("routes in place (a floating IP added on day 2): same UUID, the host's routes follow at once, the definition too", async () => {
-    const news = net({ ...inputs, routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.1.10" }, { cidr: "198.18.94.7/32", gateway: "10.93.1.10" }] });
-    expect(diffNetwork(made.outs, news)).toEqual({ changes: true, replaces: [], updates: ["routes"], deleteBeforeReplace: false });
+    const news = net({
+      ...inputs,
+      routes: [
+        { cidr: "198.18.93.0/24", gateway: "10.93.1.10" },
+        { cidr: "198.18.94.7/32", gateway: "10.93.1.10" },
+      ],
+    });
+    expect(diffNetwork(made.outs, news)).toEqual({
+      changes: true,
+      replaces: [],
+      updates: ["routes"],
+      deleteBeforeReplace: false,
+    });
     made = await timed("network routes update", () => update(networkProvider, made, news));
     expect(made.outs.uuid).toBe(made.id);
     expect(must("ip", ["route", "show", "198.18.94.7/32"]).stdout).toMatch(/via 10\.93\.1\.10 dev epp-pub/);
@@ -177,7 +212,13 @@ describe("Network", () => {
   });
 
   test("replace: another CIDR (same name and bridge, so the old one is deleted first); the old route is gone", async () => {
-    const news = net({ ...inputs, hostAddress: undefined, cidr: "10.93.2.0/24", dhcp: { router: "10.93.2.1", hosts: [] }, routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.2.10" }] });
+    const news = net({
+      ...inputs,
+      hostAddress: undefined,
+      cidr: "10.93.2.0/24",
+      dhcp: { router: "10.93.2.1", hosts: [] },
+      routes: [{ cidr: "198.18.93.0/24", gateway: "10.93.2.10" }],
+    });
     const d = diffNetwork(made.outs, news);
     expect(d).toMatchObject({ replaces: ["cidr", "hostAddress", "dhcp.router"], deleteBeforeReplace: true });
     expect(d.updates).toContain("routes");
@@ -205,22 +246,50 @@ describe("Network", () => {
   test("an isolated network gives a reserved MAC its address and the gateway VIP as router (real DHCP client)", async () => {
     const iso = await create(
       networkProvider,
-      net({ name: "epp-iso", mode: "isolated", cidr: "10.93.3.0/24", bridge: "epp-iso", dhcp: { router: "10.93.3.1", hosts: [{ mac: "52:54:00:93:03:0a", ip: "10.93.3.10", hostname: "node1" }] } }),
+      net({
+        name: "epp-iso",
+        mode: "isolated",
+        cidr: "10.93.3.0/24",
+        bridge: "epp-iso",
+        dhcp: { router: "10.93.3.1", hosts: [{ mac: "52:54:00:93:03:0a", ip: "10.93.3.10", hostname: "node1" }] },
+      }),
     );
     const ns = `epp-dh-${process.pid}`;
     const [inner, outer] = [`eppd${process.pid % 1000}a`, `eppd${process.pid % 1000}b`];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "edgepair-dhcp-"));
     const script = path.join(dir, "script.sh");
-    fs.writeFileSync(script, `#!/bin/sh\necho "$reason ip=$new_ip_address routers=$new_routers" >> ${dir}/events\n`, { mode: 0o755 });
+    fs.writeFileSync(script, `#!/bin/sh\necho "$reason ip=$new_ip_address routers=$new_routers" >> ${dir}/events\n`, {
+      mode: 0o755,
+    });
     try {
       must("ip", ["netns", "add", ns]);
       must("ip", ["link", "add", inner, "type", "veth", "peer", "name", outer]);
       must("ip", ["link", "set", outer, "master", "epp-iso", "up"]);
       must("ip", ["link", "set", inner, "netns", ns]);
       must("ip", ["-n", ns, "link", "set", inner, "address", "52:54:00:93:03:0a", "up"]);
-      const r = run("ip", ["netns", "exec", ns, "dhclient", "-1", "-sf", script, "-lf", path.join(dir, "lease"), "-pf", path.join(dir, "pid"), inner], { timeoutMs: 40_000 });
+      const r = run(
+        "ip",
+        [
+          "netns",
+          "exec",
+          ns,
+          "dhclient",
+          "-1",
+          "-sf",
+          script,
+          "-lf",
+          path.join(dir, "lease"),
+          "-pf",
+          path.join(dir, "pid"),
+          inner,
+        ],
+        { timeoutMs: 40_000 },
+      );
       const events = fs.existsSync(path.join(dir, "events")) ? fs.readFileSync(path.join(dir, "events"), "utf8") : "";
-      expect({ status: r.status, bound: events.split("\n").find((l) => l.startsWith("BOUND")) }).toEqual({ status: 0, bound: "BOUND ip=10.93.3.10 routers=10.93.3.1" });
+      expect({ status: r.status, bound: events.split("\n").find((l) => l.startsWith("BOUND")) }).toEqual({
+        status: 0,
+        bound: "BOUND ip=10.93.3.10 routers=10.93.3.1",
+      });
     } finally {
       const pid = Number(fs.existsSync(path.join(dir, "pid")) ? fs.readFileSync(path.join(dir, "pid"), "utf8") : "0");
       if (pid > 0) run("kill", [String(pid)]);
@@ -239,10 +308,19 @@ describe("Volume", () => {
     const inputs = vol({ name: "epp-overlay.qcow2", base });
     overlay = await timed("volume create", () => create(volumeProvider, inputs));
     const basePath = path.join(lv.poolDir, base);
-    expect(overlay.outs).toMatchObject({ kind: "libvirt:Volume", key: path.join(lv.poolDir, "epp-overlay.qcow2"), capacity: 64 * 2 ** 20, backingPath: basePath, format: "qcow2" });
+    expect(overlay.outs).toMatchObject({
+      kind: "libvirt:Volume",
+      key: path.join(lv.poolDir, "epp-overlay.qcow2"),
+      capacity: 64 * 2 ** 20,
+      backingPath: basePath,
+      format: "qcow2",
+    });
     expect(overlay.id).toBe(overlay.outs.key);
     expect(await read(volumeProvider, overlay)).toEqual(overlay.outs);
-    const info = JSON.parse(must("qemu-img", ["info", "--output=json", "-U", overlay.outs.path]).stdout) as Record<string, unknown>;
+    const info = JSON.parse(must("qemu-img", ["info", "--output=json", "-U", overlay.outs.path]).stdout) as Record<
+      string,
+      unknown
+    >;
     expect(info).toMatchObject({ format: "qcow2", "virtual-size": 64 * 2 ** 20, "backing-filename": basePath });
 
     const empty = await create(volumeProvider, vol({ name: "epp-empty.raw", format: "raw", size: 8 * 2 ** 20 }));
@@ -256,7 +334,9 @@ describe("Volume", () => {
     expect(diffVolume(overlay.outs, news)).toMatchObject({ replaces: [], updates: ["size"] });
     overlay = await timed("volume update", () => update(volumeProvider, overlay, news));
     expect(overlay.outs.capacity).toBe(96 * 2 ** 20);
-    expect(JSON.parse(must("qemu-img", ["info", "--output=json", "-U", overlay.outs.path]).stdout)["virtual-size"]).toBe(96 * 2 ** 20);
+    expect(
+      JSON.parse(must("qemu-img", ["info", "--output=json", "-U", overlay.outs.path]).stdout)["virtual-size"],
+    ).toBe(96 * 2 ** 20);
   });
 
   test("replace: a smaller size (same name: old one first)", async () => {
@@ -276,7 +356,9 @@ describe("Volume", () => {
     await expect(volumeProvider.create(vol({ name: "epp-x.qcow2", base: "nope.qcow2" }))).rejects.toThrow(
       /^base: base image volume "nope.qcow2" not found in pool "edgepair-test-[0-9a-f]+" on qemu:\/\/\/system\?socket=/,
     );
-    await expect(volumeProvider.create(vol({ name: "epp-x.qcow2", base, pool: "no-such-pool" }))).rejects.toThrow(/^pool: storage pool "no-such-pool" not found/);
+    await expect(volumeProvider.create(vol({ name: "epp-x.qcow2", base, pool: "no-such-pool" }))).rejects.toThrow(
+      /^pool: storage pool "no-such-pool" not found/,
+    );
     expect(lv.inventory().volumes).toEqual([base]);
   });
 });
@@ -295,7 +377,9 @@ describe("CloudInitDisk", () => {
 
   test("create: a NoCloud ISO (volume id cidata) uploaded as a volume; outputs hold hashes, not the documents", async () => {
     const userData = "#cloud-config\nhostname: lb1\nchpasswd: {expire: false}\npassword: not-in-outputs\n";
-    made = await timed("cloud-init disk create", () => create(cloudInitDiskProvider, seed({ name: "epp-seed.iso", userData })));
+    made = await timed("cloud-init disk create", () =>
+      create(cloudInitDiskProvider, seed({ name: "epp-seed.iso", userData })),
+    );
     const got = download(made.id);
     expect(got).toEqual({ sha: made.outs.isoSha256, userData, volumeId: "cidata" });
     expect(JSON.stringify(made.outs)).not.toContain("not-in-outputs");
@@ -304,7 +388,10 @@ describe("CloudInitDisk", () => {
 
   test("update in place: new user-data, same volume key, new image", async () => {
     const news = seed({ name: "epp-seed.iso", userData: "#cloud-config\nhostname: lb1-renamed\n" });
-    expect(diffCloudInitDisk(made.outs, news)).toMatchObject({ replaces: [], updates: ["userData/metaData/networkConfig"] });
+    expect(diffCloudInitDisk(made.outs, news)).toMatchObject({
+      replaces: [],
+      updates: ["userData/metaData/networkConfig"],
+    });
     const before = made.outs.isoSha256;
     made = await timed("cloud-init disk update", () => update(cloudInitDiskProvider, made, news));
     expect(made.outs.key).toBe(made.id);
@@ -328,10 +415,23 @@ describe("Domain", () => {
   const expectedType = () => (lv.kvm ? "kvm" : "qemu");
 
   beforeAll(async () => {
-    nets.push(await create(networkProvider, net({ name: "epp-dpub", mode: "nat", cidr: "10.93.10.0/24", bridge: "epp-dpub" })));
-    nets.push(await create(networkProvider, net({ name: "epp-dpriv", mode: "isolated", cidr: "10.93.11.0/24", bridge: "epp-dpriv" })));
+    nets.push(
+      await create(networkProvider, net({ name: "epp-dpub", mode: "nat", cidr: "10.93.10.0/24", bridge: "epp-dpub" })),
+    );
+    nets.push(
+      await create(
+        networkProvider,
+        net({ name: "epp-dpriv", mode: "isolated", cidr: "10.93.11.0/24", bridge: "epp-dpriv" }),
+      ),
+    );
     vols.push(await create(volumeProvider, vol({ name: "epp-vm.qcow2", base })));
-    for (const n of [1, 2]) seeds.push(await create(cloudInitDiskProvider, seed({ name: `epp-vm-seed${n}.iso`, userData: `#cloud-config\nhostname: vm-${n}\n` })));
+    for (const n of [1, 2])
+      seeds.push(
+        await create(
+          cloudInitDiskProvider,
+          seed({ name: `epp-vm-seed${n}.iso`, userData: `#cloud-config\nhostname: vm-${n}\n` }),
+        ),
+      );
   });
 
   afterAll(async () => {
@@ -360,24 +460,52 @@ describe("Domain", () => {
       ],
     });
     made = await timed("domain create (define + start)", () => create(domainProvider, inputs));
-    expect(made.outs).toEqual({ ...inputs, uri: lv.uri, uuid: made.id, virtType: expectedType(), state: "running", running: true, restartRequired: false });
+    expect(made.outs).toEqual({
+      ...inputs,
+      uri: lv.uri,
+      uuid: made.id,
+      virtType: expectedType(),
+      state: "running",
+      running: true,
+      restartRequired: false,
+    });
     expect(await read(domainProvider, made)).toEqual(made.outs);
     expect(domiflist()).toEqual([
       ["network", "epp-dpub", "virtio", "52:54:00:93:10:01"],
       ["network", "epp-dpriv", "virtio", "52:54:00:93:11:01"],
     ]);
-    expect(lv.virsh(["domblklist", "epp-vm"]).stdout).toMatch(/vda\s+\S*epp-vm\.qcow2[\s\S]*sda\s+\S*epp-vm-seed1\.iso/);
+    expect(lv.virsh(["domblklist", "epp-vm"]).stdout).toMatch(
+      /vda\s+\S*epp-vm\.qcow2[\s\S]*sda\s+\S*epp-vm-seed1\.iso/,
+    );
     expect(lv.virsh(["ttyconsole", "epp-vm"]).stdout.trim()).toMatch(/^\/dev\/pts\/\d+$/);
     expect(lv.virsh(["dominfo", "epp-vm"]).stdout).toMatch(/Autostart:\s+enable/);
     const pid = Number(fs.readFileSync(path.join(lv.dir, "run", "qemu", "epp-vm.pid"), "utf8"));
-    expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")).toMatch(lv.kvm ? /-accel kvm/ : /-accel tcg/);
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")).toMatch(
+      lv.kvm ? /-accel kvm/ : /-accel tcg/,
+    );
   });
 
   test("update in place: memory/vcpu (restart required), seed swapped live, autostart off, stop and start; same UUID", async () => {
-    let news = dom({ ...inputs, vcpu: 2, memoryMiB: 192, cloudInit: { pool: lv.pool, volume: "epp-vm-seed2.iso" }, autostart: false });
-    expect(diffDomain(made.outs, news)).toMatchObject({ replaces: [], updates: ["cloudInit", "vcpu", "memoryMiB", "autostart"] });
+    let news = dom({
+      ...inputs,
+      vcpu: 2,
+      memoryMiB: 192,
+      cloudInit: { pool: lv.pool, volume: "epp-vm-seed2.iso" },
+      autostart: false,
+    });
+    expect(diffDomain(made.outs, news)).toMatchObject({
+      replaces: [],
+      updates: ["cloudInit", "vcpu", "memoryMiB", "autostart"],
+    });
     made = await timed("domain update (memory, vcpu, seed, autostart)", () => update(domainProvider, made, news));
-    expect(made.outs).toMatchObject({ uuid: made.id, vcpu: 2, memoryMiB: 192, autostart: false, state: "running", restartRequired: true });
+    expect(made.outs).toMatchObject({
+      uuid: made.id,
+      vcpu: 2,
+      memoryMiB: 192,
+      autostart: false,
+      state: "running",
+      restartRequired: true,
+    });
     expect(lv.virsh(["domblklist", "epp-vm"]).stdout).toMatch(/sda\s+\S*epp-vm-seed2\.iso/); // live
     expect(lv.virsh(["dumpxml", "--inactive", "epp-vm"]).stdout).toContain("<memory unit='KiB'>196608</memory>");
 
@@ -386,7 +514,14 @@ describe("Domain", () => {
     expect(made.outs).toMatchObject({ state: "shut off", running: false, restartRequired: false });
     news = dom({ ...news, running: true });
     made = await timed("domain update (start)", () => update(domainProvider, made, news));
-    expect(made.outs).toMatchObject({ uuid: made.id, state: "running", running: true, restartRequired: false, vcpu: 2, memoryMiB: 192 });
+    expect(made.outs).toMatchObject({
+      uuid: made.id,
+      state: "running",
+      running: true,
+      restartRequired: false,
+      vcpu: 2,
+      memoryMiB: 192,
+    });
     expect(await read(domainProvider, made)).toEqual(made.outs);
     inputs = news;
   });
@@ -395,7 +530,9 @@ describe("Domain", () => {
     const news = dom({ ...inputs, nics: [inputs.nics[0], { ...inputs.nics[1], mac: "52:54:00:93:11:02" }] });
     const d = diffDomain(made.outs, news);
     expect(d).toMatchObject({ replaces: ["nics"], deleteBeforeReplace: true });
-    await expect(domainProvider.create(news)).rejects.toThrow(/^name: a domain named "epp-vm" already exists on qemu:\/\/\/system\?socket=/);
+    await expect(domainProvider.create(news)).rejects.toThrow(
+      /^name: a domain named "epp-vm" already exists on qemu:\/\/\/system\?socket=/,
+    );
     const old = made.id;
     made = await timed("domain replace", () => replace(domainProvider, made, news, d.deleteBeforeReplace));
     expect(made.id).not.toBe(old);
@@ -417,7 +554,9 @@ describe("Domain", () => {
     lv.virsh(["net-autostart", "--disable", "epp-dpriv"]);
     const nd = (await read(networkProvider, n))!;
     expect(nd.autostart).toBe(false);
-    expect(diffNetwork(nd, net({ name: "epp-dpriv", mode: "isolated", cidr: "10.93.11.0/24", bridge: "epp-dpriv" }))).toMatchObject({ updates: ["autostart"] });
+    expect(
+      diffNetwork(nd, net({ name: "epp-dpriv", mode: "isolated", cidr: "10.93.11.0/24", bridge: "epp-dpriv" })),
+    ).toMatchObject({ updates: ["autostart"] });
 
     const s = seeds[0]!;
     const junk = path.join(lv.dir, "junk.bin");
@@ -437,12 +576,26 @@ describe("Domain", () => {
 
   test("errors: bad MAC (check), missing network, missing disk volume", async () => {
     const bad = checkDomain({ ...inputs, nics: [{ network: "epp-dpub", mac: "52:54:00:93:10" }] });
-    expect(bad.failures).toEqual([{ property: "nics[0].mac", reason: 'must be a unicast MAC address such as 52:54:00:12:34:56, not "52:54:00:93:10"' }]);
-    await expect(domainProvider.create(dom({ ...inputs, name: "epp-vm2", nics: [{ network: "epp-none", mac: "52:54:00:93:12:01" }] }))).rejects.toThrow(
-      /^nics\[0\]\.network: network "epp-none" not found on qemu:\/\/\/system\?socket=/,
-    );
+    expect(bad.failures).toEqual([
+      {
+        property: "nics[0].mac",
+        reason: 'must be a unicast MAC address such as 52:54:00:12:34:56, not "52:54:00:93:10"',
+      },
+    ]);
     await expect(
-      domainProvider.create(dom({ ...inputs, name: "epp-vm2", disks: [{ pool: lv.pool, volume: "missing.qcow2" }], nics: [{ network: "epp-dpub", mac: "52:54:00:93:12:01" }] })),
+      domainProvider.create(
+        dom({ ...inputs, name: "epp-vm2", nics: [{ network: "epp-none", mac: "52:54:00:93:12:01" }] }),
+      ),
+    ).rejects.toThrow(/^nics\[0\]\.network: network "epp-none" not found on qemu:\/\/\/system\?socket=/);
+    await expect(
+      domainProvider.create(
+        dom({
+          ...inputs,
+          name: "epp-vm2",
+          disks: [{ pool: lv.pool, volume: "missing.qcow2" }],
+          nics: [{ network: "epp-dpub", mac: "52:54:00:93:12:01" }],
+        }),
+      ),
     ).rejects.toThrow(/^disks\[0\]: volume "missing.qcow2" not found in pool/);
     expect(lv.inventory().domains).toEqual(["epp-vm"]);
   });
@@ -451,7 +604,9 @@ describe("Domain", () => {
     const pid = Number(fs.readFileSync(path.join(lv.dir, "run", "qemu", "epp-vm.pid"), "utf8"));
     await timed("domain delete", () => domainProvider.delete!(made.id, made.outs));
     expect(lv.inventory().domains).toEqual([]);
-    expect(fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("qemu")).toBe(false);
+    expect(
+      fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("qemu"),
+    ).toBe(false);
     expect(await read(domainProvider, made)).toBeUndefined();
     await domainProvider.delete!(made.id, made.outs);
   });
@@ -464,7 +619,9 @@ describe("Domain", () => {
       await expect(powerOff(lv.uri, off.id)).resolves.toBeUndefined();
       await expect(powerOff(lv.uri, "epp-no-such-vm")).resolves.toBeUndefined();
       // counter-case: any other failure still fails
-      await expect(powerOff("qemu:///system?socket=/nonexistent/libvirt-sock", off.id)).rejects.toThrow(/cannot connect/);
+      await expect(powerOff("qemu:///system?socket=/nonexistent/libvirt-sock", off.id)).rejects.toThrow(
+        /cannot connect/,
+      );
     } finally {
       await domainProvider.delete!(off.id, off.outs);
     }
@@ -480,12 +637,25 @@ describe("Domain", () => {
 describe("connection errors", () => {
   test("an unreachable URI fails fast and says which URI", async () => {
     const t0 = Date.now();
-    await expect(networkProvider.create(ok(checkNetwork({ uri: "qemu:///system?socket=/nonexistent/libvirt-sock", name: "x", mode: "nat", cidr: "10.93.99.0/24" })))).rejects.toThrow(
+    await expect(
+      networkProvider.create(
+        ok(
+          checkNetwork({
+            uri: "qemu:///system?socket=/nonexistent/libvirt-sock",
+            name: "x",
+            mode: "nat",
+            cidr: "10.93.99.0/24",
+          }),
+        ),
+      ),
+    ).rejects.toThrow(
       /^libvirt: cannot connect to qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock: Failed to connect socket to '\/nonexistent\/libvirt-sock': No such file or directory/,
     );
-    await expect(volumeProvider.create(ok(checkVolume({ uri: "qemu+tcp://127.0.0.1:1/system", name: "x", pool: "p", size: 2 ** 20 })))).rejects.toThrow(
-      /^libvirt: cannot connect to qemu\+tcp:\/\/127\.0\.0\.1:1\/system: .*Connection refused/,
-    );
+    await expect(
+      volumeProvider.create(
+        ok(checkVolume({ uri: "qemu+tcp://127.0.0.1:1/system", name: "x", pool: "p", size: 2 ** 20 })),
+      ),
+    ).rejects.toThrow(/^libvirt: cannot connect to qemu\+tcp:\/\/127\.0\.0\.1:1\/system: .*Connection refused/);
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
 

@@ -14,13 +14,25 @@ const CONF = "etc/keepalived/keepalived.conf";
 const NOTIFY = "etc/edgepair/keepalived-notify.sh";
 
 describe("PoC-equivalent keepalived.conf", () => {
-  test.each([["dev-lb1", "primary"], ["dev-lb2", "secondary"]] as const)("%s: VRRPv2, advert 3 s, preemption, no tracking, PoC priority", (lb, role) => {
+  test.each([
+    ["dev-lb1", "primary"],
+    ["dev-lb2", "secondary"],
+  ] as const)("%s: VRRPv2, advert 3 s, preemption, no tracking, PoC priority", (lb, role) => {
     const c = pocKeepalivedConf(golden(lb, CONF), role);
     expect(c).toMatch(/^\s*vrrp_version 2$/m);
     expect(c).toMatch(/^\s*advert_int 3$/m);
     expect(c).toMatch(new RegExp(`^\\s*priority ${POC.priority[role]}$`, "m"));
     expect(c).toMatch(/auth_type PASS/);
-    for (const gone of ["nopreempt", "vrrp_script", "track_script", "track_interface", "check_unicast_src", "vrrp_priority", "max_auto_priority", "vrrp_version 3"]) {
+    for (const gone of [
+      "nopreempt",
+      "vrrp_script",
+      "track_script",
+      "track_interface",
+      "check_unicast_src",
+      "vrrp_priority",
+      "max_auto_priority",
+      "vrrp_version 3",
+    ]) {
       expect(c).not.toContain(gone);
     }
     // what stays: VIPs, unicast peer, the notify hook
@@ -36,7 +48,9 @@ describe("PoC-equivalent keepalived.conf", () => {
 
   test("a rendered file it does not understand is refused, not half-transformed", () => {
     expect(() => pocKeepalivedConf(golden("dev-lb1", CONF).replace("nopreempt\n", ""), "primary")).toThrow(/nopreempt/);
-    expect(() => pocKeepalivedConf(golden("dev-lb1", CONF).replace("vrrp_version 3", "vrrp_version 2"), "primary")).toThrow(/vrrp_version/);
+    expect(() =>
+      pocKeepalivedConf(golden("dev-lb1", CONF).replace("vrrp_version 3", "vrrp_version 2"), "primary"),
+    ).toThrow(/vrrp_version/);
   });
 });
 

@@ -27,9 +27,13 @@ const DIGEST_REF = `registry.example/edgepair/appliance@sha256:${"b".repeat(64)}
 let ws: PulumiWorkspace;
 
 async function previewWithPack(extra: string[] = []): Promise<RunResult> {
-  const r = await ws.run(["preview", "--color", "never", "--policy-pack", POLICY_DIR, ...extra], { allowFailure: true });
+  const r = await ws.run(["preview", "--color", "never", "--policy-pack", POLICY_DIR, ...extra], {
+    allowFailure: true,
+  });
   if (/RunPlugin not implemented/.test(r.stdout + r.stderr)) {
-    throw new Error("the engines' pulumi-language-nodejs cannot run policy packs (no RunPlugin): run ./tools/build-engines");
+    throw new Error(
+      "the engines' pulumi-language-nodejs cannot run policy packs (no RunPlugin): run ./tools/build-engines",
+    );
   }
   return r;
 }
@@ -63,7 +67,8 @@ test("the dev stack with the lab pair composed: every mandatory policy passes, t
     "edgepair:libvirtPool": "default",
     "edgepair:libvirtBaseImage": "edgepair.qcow2",
     "edgepair:image": DIGEST_REF,
-  })) await ws.setConfig(key, value);
+  }))
+    await ws.setConfig(key, value);
   await ws.setConfig("edgepair:vmVcpus", 1);
   await ws.setConfig("edgepair:vmMemoryMiB", 256);
   await ws.setConfig("edgepair:waitForReady", false);
@@ -93,7 +98,10 @@ test("broken: spec.vrrp.advertInterval 2 s fails the preview with the policy's m
 
 test("the same break with the policy set to advisory in --policy-pack-config: shown, not fatal", async () => {
   const config = path.join(ws.root, "policy-config.json");
-  fs.writeFileSync(config, JSON.stringify({ "vrrp-v3-fast-advert": { enforcementLevel: "advisory", maxAdvertIntervalSeconds: 1 } }));
+  fs.writeFileSync(
+    config,
+    JSON.stringify({ "vrrp-v3-fast-advert": { enforcementLevel: "advisory", maxAdvertIntervalSeconds: 1 } }),
+  );
   const r = await previewWithPack(["--policy-pack-config", config]);
   expect(r.code).toBe(0);
   expect(policiesBlock(r)).toMatch(/\[advisory\](?: \[severity: \w+\])?\s+vrrp-v3-fast-advert/);
@@ -101,12 +109,16 @@ test("the same break with the policy set to advisory in --policy-pack-config: sh
 });
 
 test("broken: a stack composing two LB VMs with the same MACs fails lb-vms-spread (a stack policy, through the engine's links)", async () => {
-  const program = fs.readFileSync(path.join(REPO, "test", "fixtures", "policy-team-program.ts"), "utf8").replaceAll('from "../../', 'from "./');
+  const program = fs
+    .readFileSync(path.join(REPO, "test", "fixtures", "policy-team-program.ts"), "utf8")
+    .replaceAll('from "../../', 'from "./');
   fs.writeFileSync(path.join(ws.projectDir, "index.ts"), program);
   const r = await previewWithPack();
   expect(r.code).not.toBe(0);
   const block = policiesBlock(r);
   expect(block).toMatch(/\[mandatory\](?: \[severity: \w+\])?\s+lb-vms-spread/);
-  expect(block).toContain("NIC MAC 52:54:00:0e:00:01 is used 2 times, by team-lb1 and team-lb2: each LB VM needs its own");
+  expect(block).toContain(
+    "NIC MAC 52:54:00:0e:00:01 is used 2 times, by team-lb1 and team-lb2: each LB VM needs its own",
+  );
   expect(block).toContain("NIC MAC 52:54:00:0e:00:02 is used 2 times");
 });

@@ -32,12 +32,22 @@ function find(rs: CapturedResource[], type: string, name: string): CapturedResou
 }
 
 /** A copy of the stack with one resource edited; `props` edits inputs and state alike (a preview of a create). */
-function edit(rs: CapturedResource[], type: string, name: string, f: (r: CapturedResource) => void): CapturedResource[] {
+function edit(
+  rs: CapturedResource[],
+  type: string,
+  name: string,
+  f: (r: CapturedResource) => void,
+): CapturedResource[] {
   const copy = structuredClone(rs);
   f(find(copy, type, name));
   return copy;
 }
-function editProps(rs: CapturedResource[], type: string, name: string, f: (props: Record<string, any>) => void): CapturedResource[] {
+function editProps(
+  rs: CapturedResource[],
+  type: string,
+  name: string,
+  f: (props: Record<string, any>) => void,
+): CapturedResource[] {
   return edit(rs, type, name, (r) => {
     f(r.inputs);
     f(r.outputs);
@@ -48,7 +58,12 @@ type ViewFiles = Record<string, { mode: string; content: string }>;
 const KEEPALIVED = "/etc/keepalived/keepalived.conf";
 const EXTERNAL_ZONE = "/etc/firewalld/zones/external.xml";
 const PRIVATE_KEYFILE = "/etc/NetworkManager/system-connections/edgepair-private.nmconnection";
-function editFile(rs: CapturedResource[], view: string, path: string, f: (content: string) => string): CapturedResource[] {
+function editFile(
+  rs: CapturedResource[],
+  view: string,
+  path: string,
+  f: (content: string) => string,
+): CapturedResource[] {
   return editProps(rs, TYPES.renderedView, view, (p) => {
     const files = p.files as ViewFiles;
     if (!files[path]) throw new Error(`${view} has no ${path}`);
@@ -56,7 +71,9 @@ function editFile(rs: CapturedResource[], view: string, path: string, f: (conten
   });
 }
 
-const levels = (vs: Violation[], policy: string) => [...new Set(vs.filter((v) => v.policy === policy).map((v) => v.level))];
+const levels = (vs: Violation[], policy: string) => [
+  ...new Set(vs.filter((v) => v.policy === policy).map((v) => v.level)),
+];
 
 describe("the pack", () => {
   test("12 policies, unique names, each with a description a reviewer can act on and a default enforcement level", () => {
@@ -64,7 +81,10 @@ describe("the pack", () => {
     expect(new Set(names).size).toBe(names.length);
     expect(names).toHaveLength(12);
     for (const p of edgepairPolicies) {
-      expect({ name: p.name, ok: /^[a-z0-9-]+$/.test(p.name) && p.description.length >= 80 }).toEqual({ name: p.name, ok: true });
+      expect({ name: p.name, ok: /^[a-z0-9-]+$/.test(p.name) && p.description.length >= 80 }).toEqual({
+        name: p.name,
+        ok: true,
+      });
       expect(["mandatory", "advisory"]).toContain(p.enforcementLevel);
     }
     expect(edgepairPolicies.filter((p) => p.enforcementLevel === "mandatory").map((p) => p.name)).toEqual([
@@ -83,8 +103,17 @@ describe("the pack", () => {
     expect(await judge(libvirt)).toEqual([]);
     expect(await judge(openstack)).toEqual([]);
     const count = (rs: CapturedResource[], t: string) => rs.filter((r) => r.type === t).length;
-    expect([count(libvirt, TYPES.libvirtDomain), count(libvirt, TYPES.renderedView), count(libvirt, TYPES.role), count(libvirt, TYPES.loadBalancerCr)]).toEqual([2, 2, 1, 1]);
-    expect([count(openstack, TYPES.instance), count(openstack, TYPES.serverGroup), count(openstack, TYPES.floatingIpAssociate)]).toEqual([2, 1, 3]);
+    expect([
+      count(libvirt, TYPES.libvirtDomain),
+      count(libvirt, TYPES.renderedView),
+      count(libvirt, TYPES.role),
+      count(libvirt, TYPES.loadBalancerCr),
+    ]).toEqual([2, 2, 1, 1]);
+    expect([
+      count(openstack, TYPES.instance),
+      count(openstack, TYPES.serverGroup),
+      count(openstack, TYPES.floatingIpAssociate),
+    ]).toEqual([2, 1, 3]);
     expect(count(openstack, TYPES.secGroupRule)).toBeGreaterThanOrEqual(15);
     // the links the stack policies follow are there, as the engine records them
     const lb1 = find(openstack, TYPES.instance, "prod-a-lb1");
@@ -97,9 +126,17 @@ describe("lb-vms-spread", () => {
   const P = "lb-vms-spread";
 
   test("libvirt: a stack composing two LbVm with the same MAC fails; with distinct MACs it passes", async () => {
-    const bad = await composedLibvirtVms(capture, { lb1: ["52:54:00:00:00:01", "52:54:00:00:00:02"], lb2: ["52:54:00:00:00:01", "52:54:00:00:00:04"] });
-    expect(messagesOf(await judge(bad), P)).toEqual(["NIC MAC 52:54:00:00:00:01 is used 2 times, by team-lb1 and team-lb2: each LB VM needs its own"]);
-    const good = await composedLibvirtVms(capture, { lb1: ["52:54:00:00:00:01", "52:54:00:00:00:02"], lb2: ["52:54:00:00:00:03", "52:54:00:00:00:04"] });
+    const bad = await composedLibvirtVms(capture, {
+      lb1: ["52:54:00:00:00:01", "52:54:00:00:00:02"],
+      lb2: ["52:54:00:00:00:01", "52:54:00:00:00:04"],
+    });
+    expect(messagesOf(await judge(bad), P)).toEqual([
+      "NIC MAC 52:54:00:00:00:01 is used 2 times, by team-lb1 and team-lb2: each LB VM needs its own",
+    ]);
+    const good = await composedLibvirtVms(capture, {
+      lb1: ["52:54:00:00:00:01", "52:54:00:00:00:02"],
+      lb2: ["52:54:00:00:00:03", "52:54:00:00:00:04"],
+    });
     expect(await judge(good)).toEqual([]);
   });
 
@@ -107,7 +144,9 @@ describe("lb-vms-spread", () => {
     const shared = editProps(libvirt, TYPES.libvirtDomain, "lab-lb2", (p) => {
       p.disks[0].volume = "lab-lb1-disk";
     });
-    expect(messagesOf(await judge(shared), P)).toEqual(["disk volume default/lab-lb1-disk is used 2 times, by lab-lb1 and lab-lb2: each LB VM needs its own"]);
+    expect(messagesOf(await judge(shared), P)).toEqual([
+      "disk volume default/lab-lb1-disk is used 2 times, by lab-lb1 and lab-lb2: each LB VM needs its own",
+    ]);
     const single = libvirt.filter((r) => !(r.type === TYPES.libvirtDomain && r.name === "lab-lb2"));
     expect(messagesOf(await judge(single), P)).toEqual(["lab has 1 LB VM (lab-lb1): a pair needs two"]);
   });
@@ -117,7 +156,10 @@ describe("lb-vms-spread", () => {
       p.policies = ["affinity"];
     });
     expect(messagesOf(await judge(affinity), P)).toEqual(
-      ["prod-a-lb1", "prod-a-lb2"].map((n) => `${n} (openstack:compute/instance:Instance) is in server group prod-a-net-group whose policies are [affinity], not anti-affinity: both LBs may land on one compute host`),
+      ["prod-a-lb1", "prod-a-lb2"].map(
+        (n) =>
+          `${n} (openstack:compute/instance:Instance) is in server group prod-a-net-group whose policies are [affinity], not anti-affinity: both LBs may land on one compute host`,
+      ),
     );
     const unhinted = edit(openstack, TYPES.instance, "prod-a-lb2", (r) => {
       delete r.inputs.schedulerHints;
@@ -131,7 +173,9 @@ describe("lb-vms-spread", () => {
       r.inputs.schedulerHints = r.outputs.schedulerHints = [{ group: "another-group-uuid" }];
       delete r.propertyDependencies.schedulerHints;
     });
-    expect(messagesOf(await judge(twoGroups), P)).toEqual(["the LB instances of prod-a are in 2 different server groups: anti-affinity only holds within one group"]);
+    expect(messagesOf(await judge(twoGroups), P)).toEqual([
+      "the LB instances of prod-a are in 2 different server groups: anti-affinity only holds within one group",
+    ]);
   });
 
   test("openstack preview: the group's ID is not known yet, the property dependency still names the group", async () => {
@@ -165,11 +209,14 @@ describe("image-pinned-by-digest", () => {
 
   test("a digest with a tag before it passes; a short digest fails; an unknown ref (an image still to build) is left to `up`", async () => {
     const withTag = `registry.example/edgepair/appliance:1.4@sha256:${"c".repeat(64)}`;
-    const set = (ref: string) => edit(libvirt, TYPES.bootcImage, "lab-image", (r) => {
-      r.outputs.ref = ref;
-    });
+    const set = (ref: string) =>
+      edit(libvirt, TYPES.bootcImage, "lab-image", (r) => {
+        r.outputs.ref = ref;
+      });
     expect(messagesOf(await judge(set(withTag)), P)).toEqual([]);
-    expect(messagesOf(await judge(set(`registry.example/edgepair/appliance@sha256:${"c".repeat(63)}`)), P)).toHaveLength(1);
+    expect(
+      messagesOf(await judge(set(`registry.example/edgepair/appliance@sha256:${"c".repeat(63)}`)), P),
+    ).toHaveLength(1);
     expect(await judge(set(UNKNOWN))).toEqual([]);
   });
 });
@@ -178,14 +225,22 @@ describe("vrrp-v3-fast-advert", () => {
   const P = "vrrp-v3-fast-advert";
 
   test("spec.vrrp.advertInterval 2 s fails in both rendered keepalived.conf and in the LoadBalancer CR", async () => {
-    const slow = await libvirtPair(capture, { spec: (raw) => { raw.vrrp = { advertInterval: 2 }; } });
+    const slow = await libvirtPair(capture, {
+      spec: (raw) => {
+        raw.vrrp = { advertInterval: 2 };
+      },
+    });
     const vs = await judge(slow);
     expect(messagesOf(vs, P)).toEqual([
       "/etc/keepalived/keepalived.conf: vrrp_instance lab advert_int 2 s is above 1 s",
       "/etc/keepalived/keepalived.conf: vrrp_instance lab advert_int 2 s is above 1 s",
       "spec.vrrp.advertInterval 2 s is above 1 s",
     ]);
-    expect(vs.filter((v) => v.policy === P).map((v) => v.urn?.split("::").pop())).toEqual(["lab-lb1-rendered", "lab-lb2-rendered", "lab-cluster-loadbalancer"]);
+    expect(vs.filter((v) => v.policy === P).map((v) => v.urn?.split("::").pop())).toEqual([
+      "lab-lb1-rendered",
+      "lab-lb2-rendered",
+      "lab-cluster-loadbalancer",
+    ]);
     expect(levels(vs, P)).toEqual(["mandatory"]);
     // configurable: a higher ceiling passes it, an enforcement level override makes it advisory or switches it off
     expect(messagesOf(await judge(slow, { [P]: { maxAdvertIntervalSeconds: 2 } }), P)).toEqual([]);
@@ -208,9 +263,16 @@ describe("security-groups-no-outside-ssh-or-mcs", () => {
   const rule = (name: string, f: (p: Record<string, any>) => void) => editProps(openstack, TYPES.secGroupRule, name, f);
 
   test("SSH from 0.0.0.0/0, everything from anywhere, or no remote prefix at all fails", async () => {
-    expect(messagesOf(await judge(rule("prod-a-net-sg-private-tcp-22", (p) => { p.remoteIpPrefix = "0.0.0.0/0"; })), P)).toEqual([
-      "rule opens SSH (22/tcp) to 0.0.0.0/0, which is outside the internal ranges",
-    ]);
+    expect(
+      messagesOf(
+        await judge(
+          rule("prod-a-net-sg-private-tcp-22", (p) => {
+            p.remoteIpPrefix = "0.0.0.0/0";
+          }),
+        ),
+        P,
+      ),
+    ).toEqual(["rule opens SSH (22/tcp) to 0.0.0.0/0, which is outside the internal ranges"]);
     const wide = rule("prod-a-net-sg-public-tcp-443", (p) => {
       p.portRangeMin = 1;
       p.portRangeMax = 65535;
@@ -219,16 +281,42 @@ describe("security-groups-no-outside-ssh-or-mcs", () => {
       "rule opens SSH (22/tcp) to 0.0.0.0/0, which is outside the internal ranges",
       "rule opens the machine config server (22623/tcp) to 0.0.0.0/0, which is outside the internal ranges",
     ]);
-    const anywhere = rule("prod-a-net-sg-private-tcp-22623", (p) => { delete p.remoteIpPrefix; });
-    expect(messagesOf(await judge(anywhere), P)).toEqual(["rule opens the machine config server (22623/tcp) to anywhere (no remote prefix), which is outside the internal ranges"]);
+    const anywhere = rule("prod-a-net-sg-private-tcp-22623", (p) => {
+      delete p.remoteIpPrefix;
+    });
+    expect(messagesOf(await judge(anywhere), P)).toEqual([
+      "rule opens the machine config server (22623/tcp) to anywhere (no remote prefix), which is outside the internal ranges",
+    ]);
   });
 
   test("internal sources, other protocols and source groups pass; internalCidrs extends what counts as inside", async () => {
-    const corp = rule("prod-a-net-sg-private-tcp-22", (p) => { p.remoteIpPrefix = "198.18.0.0/15"; });
+    const corp = rule("prod-a-net-sg-private-tcp-22", (p) => {
+      p.remoteIpPrefix = "198.18.0.0/15";
+    });
     expect(messagesOf(await judge(corp), P)).toHaveLength(1);
     expect(messagesOf(await judge(corp, { [P]: { internalCidrs: ["198.18.0.0/15"] } }), P)).toEqual([]);
-    expect(messagesOf(await judge(rule("prod-a-net-sg-private-tcp-22", (p) => { p.protocol = "udp"; p.remoteIpPrefix = "0.0.0.0/0"; })), P)).toEqual([]);
-    expect(messagesOf(await judge(rule("prod-a-net-sg-private-tcp-22", (p) => { delete p.remoteIpPrefix; p.remoteGroupId = "bastion-sg"; })), P)).toEqual([]);
+    expect(
+      messagesOf(
+        await judge(
+          rule("prod-a-net-sg-private-tcp-22", (p) => {
+            p.protocol = "udp";
+            p.remoteIpPrefix = "0.0.0.0/0";
+          }),
+        ),
+        P,
+      ),
+    ).toEqual([]);
+    expect(
+      messagesOf(
+        await judge(
+          rule("prod-a-net-sg-private-tcp-22", (p) => {
+            delete p.remoteIpPrefix;
+            p.remoteGroupId = "bastion-sg";
+          }),
+        ),
+        P,
+      ),
+    ).toEqual([]);
   });
 });
 
@@ -243,7 +331,9 @@ describe("floating-ips-no-ssh-or-mcs", () => {
     expect(msgs).toContain(
       "prod-a-net-fip-203-0-113-100-association (openstack:networking/floatingIpAssociate:FloatingIpAssociate) reaches port prod-a-net-primary-private, whose security group rule prod-a-net-sg-private-tcp-22 opens SSH (22/tcp) from 192.168.100.0/24",
     );
-    expect(msgs.some((m) => m.includes("prod-a-net-sg-private-tcp-22623 opens the machine config server (22623/tcp)"))).toBe(true);
+    expect(
+      msgs.some((m) => m.includes("prod-a-net-sg-private-tcp-22623 opens the machine config server (22623/tcp)")),
+    ).toBe(true);
     expect(msgs.some((m) => m.includes("prod-a-net-sg-forward-tcp-1-65535"))).toBe(true);
   });
 
@@ -263,18 +353,32 @@ describe("firewall-no-ssh-on-vips-or-outside-mcs", () => {
   const where = `${EXTERNAL_ZONE} (zone external, faces the outside)`;
 
   test("SSH zone-wide, SSH accepted on a public VIP, 22623 from anywhere in the outside zone fail", async () => {
-    const zoneWide = editFile(libvirt, "lab-lb1-rendered", EXTERNAL_ZONE, (c) => c.replace('<interface name="edgepair-fip"/>', '<interface name="edgepair-fip"/>\n  <service name="ssh"/>'));
-    expect(messagesOf(await judge(zoneWide), P)).toEqual([`${where}: opens SSH (22/tcp) to every address of the zone, its public VIPs included`]);
-    const onVip = editFile(libvirt, "lab-lb2-rendered", EXTERNAL_ZONE, (c) => c.replace('<destination address="172.31.250.3"/>', '<destination address="198.51.100.80"/>'));
-    expect(messagesOf(await judge(onVip), P)).toEqual([`${where}: a rule accepts SSH from anywhere on 198.51.100.80, a VIP`]);
+    const zoneWide = editFile(libvirt, "lab-lb1-rendered", EXTERNAL_ZONE, (c) =>
+      c.replace('<interface name="edgepair-fip"/>', '<interface name="edgepair-fip"/>\n  <service name="ssh"/>'),
+    );
+    expect(messagesOf(await judge(zoneWide), P)).toEqual([
+      `${where}: opens SSH (22/tcp) to every address of the zone, its public VIPs included`,
+    ]);
+    const onVip = editFile(libvirt, "lab-lb2-rendered", EXTERNAL_ZONE, (c) =>
+      c.replace('<destination address="172.31.250.3"/>', '<destination address="198.51.100.80"/>'),
+    );
+    expect(messagesOf(await judge(onVip), P)).toEqual([
+      `${where}: a rule accepts SSH from anywhere on 198.51.100.80, a VIP`,
+    ]);
     const mcs = '<rule family="ipv4">\n    <port port="22623" protocol="tcp"/>\n    <accept/>\n  </rule>\n</zone>';
     const mcsOpen = editFile(openstack, "prod-a-lb1-rendered", EXTERNAL_ZONE, (c) => c.replace("</zone>", mcs));
     expect(messagesOf(await judge(mcsOpen), P)).toEqual([`${where}: a rule accepts 22623/tcp from anywhere`]);
   });
 
   test("22623 from the cluster network passes; a zone file that is not XML is reported by path", async () => {
-    const fromCluster = '<rule family="ipv4">\n    <source address="192.168.100.0/24"/>\n    <port port="22623" protocol="tcp"/>\n    <accept/>\n  </rule>\n</zone>';
-    expect(messagesOf(await judge(editFile(libvirt, "lab-lb1-rendered", EXTERNAL_ZONE, (c) => c.replace("</zone>", fromCluster))), P)).toEqual([]);
+    const fromCluster =
+      '<rule family="ipv4">\n    <source address="192.168.100.0/24"/>\n    <port port="22623" protocol="tcp"/>\n    <accept/>\n  </rule>\n</zone>';
+    expect(
+      messagesOf(
+        await judge(editFile(libvirt, "lab-lb1-rendered", EXTERNAL_ZONE, (c) => c.replace("</zone>", fromCluster))),
+        P,
+      ),
+    ).toEqual([]);
     const broken = editFile(libvirt, "lab-lb1-rendered", EXTERNAL_ZONE, (c) => c.replace("</zone>", ""));
     const msgs = messagesOf(await judge(broken), P);
     expect(msgs).toHaveLength(1);
@@ -292,8 +396,12 @@ describe("lbs-same-networks-distinct-addresses", () => {
     expect(messagesOf(await judge(apart), P)).toEqual([
       "lab: the LBs are not on the same networks (lab-lb1 only on [libvirt network lab-net-private], lab-lb2 only on [libvirt network lab-net-other]); VRRP and the VIPs need both on each",
     ]);
-    const sameAddress = editFile(libvirt, "lab-lb2-rendered", PRIVATE_KEYFILE, (c) => c.replace("address1=192.168.100.3/24", "address1=192.168.100.2/24"));
-    expect(messagesOf(await judge(sameAddress), P)).toEqual(["lab: lab-lb-1 and lab-lb-2 both configure 192.168.100.2 on edgepair-private; each LB needs its own address"]);
+    const sameAddress = editFile(libvirt, "lab-lb2-rendered", PRIVATE_KEYFILE, (c) =>
+      c.replace("address1=192.168.100.3/24", "address1=192.168.100.2/24"),
+    );
+    expect(messagesOf(await judge(sameAddress), P)).toEqual([
+      "lab: lab-lb-1 and lab-lb-2 both configure 192.168.100.2 on edgepair-private; each LB needs its own address",
+    ]);
   });
 
   test("openstack: the second LB's private port on another network, or on the first LB's fixed IP, fails", async () => {
@@ -307,31 +415,57 @@ describe("lbs-same-networks-distinct-addresses", () => {
     const clash = editProps(openstack, TYPES.port, "prod-a-net-secondary-private", (p) => {
       p.fixedIps[0].ipAddress = "192.168.100.2";
     });
-    expect(messagesOf(await judge(clash), P)).toEqual(["prod-a: both LBs hold 192.168.100.2 on network prod-a-net-private; each needs its own address"]);
+    expect(messagesOf(await judge(clash), P)).toEqual([
+      "prod-a: both LBs hold 192.168.100.2 on network prod-a-net-private; each needs its own address",
+    ]);
   });
 });
 
 describe("agent-rbac-least-privilege", () => {
   const P = "agent-rbac-least-privilege";
   const role = (f: (p: Record<string, any>) => void) => editProps(libvirt, TYPES.role, "lab-cluster-role", f);
-  const secrets = (extra: Record<string, unknown> = {}) => ({ apiGroups: [""], resources: ["secrets"], verbs: ["get"], ...extra });
+  const secrets = (extra: Record<string, unknown> = {}) => ({
+    apiGroups: [""],
+    resources: ["secrets"],
+    verbs: ["get"],
+    ...extra,
+  });
 
   test("Secrets of the namespace, another Secret, Secrets cluster-wide, a wildcard verb or a binding to cluster-admin fail", async () => {
-    expect(messagesOf(await judge(role((p) => p.rules.push(secrets()))), P)).toEqual(["rules[4] grants access to every Secret of the namespace; pin it with resourceNames: [lab-agent-token]"]);
-    expect(messagesOf(await judge(role((p) => p.rules.push(secrets({ resourceNames: ["registry-pull"] })))), P)).toEqual([
-      "rules[4] grants access to Secrets registry-pull, which are not the agent's own (lab-agent-token)",
+    expect(messagesOf(await judge(role((p) => p.rules.push(secrets()))), P)).toEqual([
+      "rules[4] grants access to every Secret of the namespace; pin it with resourceNames: [lab-agent-token]",
     ]);
-    const clusterWide = editProps(libvirt, TYPES.clusterRole, "lab-cluster-nodes-reader", (p) => p.rules.push(secrets({ resourceNames: ["lab-agent-token"] })));
-    expect(messagesOf(await judge(clusterWide), P)).toEqual(["rules[1] grants access to Secrets cluster-wide; the agent may only read its own token Secret, in its namespace"]);
-    expect(messagesOf(await judge(role((p) => { p.rules[0].verbs = ["*"]; })), P)).toEqual(["rules[0].verbs has the wildcard *"]);
+    expect(
+      messagesOf(await judge(role((p) => p.rules.push(secrets({ resourceNames: ["registry-pull"] })))), P),
+    ).toEqual(["rules[4] grants access to Secrets registry-pull, which are not the agent's own (lab-agent-token)"]);
+    const clusterWide = editProps(libvirt, TYPES.clusterRole, "lab-cluster-nodes-reader", (p) =>
+      p.rules.push(secrets({ resourceNames: ["lab-agent-token"] })),
+    );
+    expect(messagesOf(await judge(clusterWide), P)).toEqual([
+      "rules[1] grants access to Secrets cluster-wide; the agent may only read its own token Secret, in its namespace",
+    ]);
+    expect(
+      messagesOf(
+        await judge(
+          role((p) => {
+            p.rules[0].verbs = ["*"];
+          }),
+        ),
+        P,
+      ),
+    ).toEqual(["rules[0].verbs has the wildcard *"]);
     const admin = editProps(libvirt, TYPES.roleBinding, "lab-cluster-role", (p) => {
       p.roleRef = { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" };
     });
-    expect(messagesOf(await judge(admin), P)).toEqual(["roleRef is ClusterRole cluster-admin; the agent is bound only to its own ClusterRole edgepair:edgepair-system:lab:agent"]);
+    expect(messagesOf(await judge(admin), P)).toEqual([
+      "roleRef is ClusterRole cluster-admin; the agent is bound only to its own ClusterRole edgepair:edgepair-system:lab:agent",
+    ]);
   });
 
   test("its own token Secret by name passes; roles that are not the agent's are not judged", async () => {
-    expect(messagesOf(await judge(role((p) => p.rules.push(secrets({ resourceNames: ["lab-agent-token"] })))), P)).toEqual([]);
+    expect(
+      messagesOf(await judge(role((p) => p.rules.push(secrets({ resourceNames: ["lab-agent-token"] })))), P),
+    ).toEqual([]);
     const notAgent = role((p) => {
       p.metadata.labels["app.kubernetes.io/component"] = "operator";
       p.rules[0].verbs = ["*"];
@@ -344,27 +478,44 @@ describe("advisory policies", () => {
   test("soft anti-affinity (a component argument) is advisory", async () => {
     const soft = await judge(await openstackPair(capture, { antiAffinity: "soft" }));
     expect(soft.map((v) => [v.policy, v.level])).toEqual([["server-group-hard-anti-affinity", "advisory"]]);
-    expect(messagesOf(soft, "server-group-hard-anti-affinity")).toEqual(['server group policies are [soft-anti-affinity]: prefer anti-affinity (antiAffinity: "hard")']);
+    expect(messagesOf(soft, "server-group-hard-anti-affinity")).toEqual([
+      'server group policies are [soft-anti-affinity]: prefer anti-affinity (antiAffinity: "hard")',
+    ]);
   });
 
   test("the lab's settings (no ready gate, 1 vCPU, 256 MiB) are advisory; the thresholds and the level are configurable", async () => {
     const lab = await libvirtPair(capture, { vcpu: 1, memoryMiB: 256, args: { readiness: { enabled: false } } });
     const vs = await judge(lab);
     expect(vs.every((v) => v.level === "advisory")).toBe(true);
-    expect(messagesOf(vs, "second-lb-waits-for-first")).toEqual(Array(2).fill("the gate is disabled: the next LB will not wait for this one to serve again"));
-    expect(messagesOf(vs, "lb-vm-sizing")).toEqual(["vcpu 1 is below 2", "memoryMiB 256 is below 2048", "vcpu 1 is below 2", "memoryMiB 256 is below 2048"]);
-    expect(messagesOf(await judge(lab, { "lb-vm-sizing": { minVcpus: 1, minMemoryMiB: 256 } }), "lb-vm-sizing")).toEqual([]);
-    expect(levels(await judge(lab, { "lb-vm-sizing": { enforcementLevel: "mandatory" } }), "lb-vm-sizing")).toEqual(["mandatory"]);
+    expect(messagesOf(vs, "second-lb-waits-for-first")).toEqual(
+      Array(2).fill("the gate is disabled: the next LB will not wait for this one to serve again"),
+    );
+    expect(messagesOf(vs, "lb-vm-sizing")).toEqual([
+      "vcpu 1 is below 2",
+      "memoryMiB 256 is below 2048",
+      "vcpu 1 is below 2",
+      "memoryMiB 256 is below 2048",
+    ]);
+    expect(
+      messagesOf(await judge(lab, { "lb-vm-sizing": { minVcpus: 1, minMemoryMiB: 256 } }), "lb-vm-sizing"),
+    ).toEqual([]);
+    expect(levels(await judge(lab, { "lb-vm-sizing": { enforcementLevel: "mandatory" } }), "lb-vm-sizing")).toEqual([
+      "mandatory",
+    ]);
   });
 
   test("a seed or instance whose user-data is not create-only is advisory", async () => {
     const seed = edit(libvirt, "pulumi-nodejs:dynamic/libvirt:CloudInitDisk", "lab-lb1-seed", (r) => {
       r.ignoreChanges = [];
     });
-    expect(messagesOf(await judge(seed), "first-boot-inputs-create-only")).toEqual(["userData is not in ignoreChanges: a spec change would replace this LB"]);
+    expect(messagesOf(await judge(seed), "first-boot-inputs-create-only")).toEqual([
+      "userData is not in ignoreChanges: a spec change would replace this LB",
+    ]);
     const server = edit(openstack, TYPES.instance, "prod-a-lb2", (r) => {
       r.ignoreChanges = ["imageName"];
     });
-    expect((await judge(server)).map((v) => [v.policy, v.level, v.urn?.split("::").pop()])).toEqual([["first-boot-inputs-create-only", "advisory", "prod-a-lb2"]]);
+    expect((await judge(server)).map((v) => [v.policy, v.level, v.urn?.split("::").pop()])).toEqual([
+      ["first-boot-inputs-create-only", "advisory", "prod-a-lb2"],
+    ]);
   });
 });

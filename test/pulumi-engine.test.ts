@@ -94,121 +94,160 @@ describe("real Pulumi engine: dynamic resources on a file backend", () => {
       if (ws) await timed("dispose", () => workspace().dispose());
     } finally {
       timings.push(["whole suite", Date.now() - suiteStart]);
-      console.log(`pulumi engine timings:\n${timings.map(([l, ms]) => `  ${l}: ${(ms / 1000).toFixed(1)} s`).join("\n")}`);
+      console.log(
+        `pulumi engine timings:\n${timings.map(([l, ms]) => `  ${l}: ${(ms / 1000).toFixed(1)} s`).join("\n")}`,
+      );
     }
   }, ENGINE_TIMEOUT);
 
-  test("preview plans a create of every resource and touches nothing", async () => {
-    const preview = await timed("preview (create)", () => workspace().previewJson());
-    expect(ops(preview)).toEqual({ [stackName]: "create", item: "create", password: "create" });
-    expect(preview.changeSummary).toEqual({ create: 3 });
-    expect(storeFiles()).toEqual([]);
-  }, ENGINE_TIMEOUT);
+  test(
+    "preview plans a create of every resource and touches nothing",
+    async () => {
+      const preview = await timed("preview (create)", () => workspace().previewJson());
+      expect(ops(preview)).toEqual({ [stackName]: "create", item: "create", password: "create" });
+      expect(preview.changeSummary).toEqual({ create: 3 });
+      expect(storeFiles()).toEqual([]);
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("up creates them; outputs carry the values and the password only as a secret", async () => {
-    const up = await timed("up (create)", () => workspace().up());
-    expect(changes(up)).toEqual({ create: 3 });
+  test(
+    "up creates them; outputs carry the values and the password only as a secret",
+    async () => {
+      const up = await timed("up (create)", () => workspace().up());
+      expect(changes(up)).toEqual({ create: 3 });
 
-    const outputs = await workspace().outputs({ showSecrets: true });
-    expect(outputs).toMatchObject({
-      itemLabel: "alpha",
-      itemZone: "zone-a",
-      marker,
-      itemTokenSha256: createHash("sha256").update(apiToken).digest("hex"),
-      passwordLength: 24,
-    });
-    password = String(outputs.passwordValue);
-    expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
-    itemId = String(outputs.itemId);
-    expect(storeFiles()).toEqual([`${itemId}.json`]);
-    expect(readItemFile(itemId)).toMatchObject({ id: itemId, label: "alpha", zone: "zone-a", note: marker });
+      const outputs = await workspace().outputs({ showSecrets: true });
+      expect(outputs).toMatchObject({
+        itemLabel: "alpha",
+        itemZone: "zone-a",
+        marker,
+        itemTokenSha256: createHash("sha256").update(apiToken).digest("hex"),
+        passwordLength: 24,
+      });
+      password = String(outputs.passwordValue);
+      expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
+      itemId = String(outputs.itemId);
+      expect(storeFiles()).toEqual([`${itemId}.json`]);
+      expect(readItemFile(itemId)).toMatchObject({ id: itemId, label: "alpha", zone: "zone-a", note: marker });
 
-    expect((await workspace().outputs()).passwordValue).toBe("[secret]");
-  }, ENGINE_TIMEOUT);
+      expect((await workspace().outputs()).passwordValue).toBe("[secret]");
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("an in-place input change previews as update of that resource only, and up keeps its id", async () => {
-    await workspace().setConfig("label", "beta");
-    const preview = await timed("preview --json (update)", () => workspace().previewJson());
-    expect(ops(preview)).toEqual({ [stackName]: "same", item: "update", password: "same" });
-    expect(preview.byName.item).toMatchObject({ diffs: ["label"], replaces: [] });
+  test(
+    "an in-place input change previews as update of that resource only, and up keeps its id",
+    async () => {
+      await workspace().setConfig("label", "beta");
+      const preview = await timed("preview --json (update)", () => workspace().previewJson());
+      expect(ops(preview)).toEqual({ [stackName]: "same", item: "update", password: "same" });
+      expect(preview.byName.item).toMatchObject({ diffs: ["label"], replaces: [] });
 
-    const diff = await timed("preview --diff (update)", () => workspace().preview({ diff: true }));
-    expect(diff.stdout).toMatch(/~ pulumi-nodejs:dynamic\/edgepair:Item: \(update\)/);
-    expect(diff.stdout).toMatch(/~ label\s*: "alpha" => "beta"/);
-    expect(diff.stdout).not.toMatch(/replace/);
+      const diff = await timed("preview --diff (update)", () => workspace().preview({ diff: true }));
+      expect(diff.stdout).toMatch(/~ pulumi-nodejs:dynamic\/edgepair:Item: \(update\)/);
+      expect(diff.stdout).toMatch(/~ label\s*: "alpha" => "beta"/);
+      expect(diff.stdout).not.toMatch(/replace/);
 
-    const up = await timed("up (update)", () => workspace().up());
-    expect(changes(up)).toEqual({ update: 1, same: 2 });
-    expect((await workspace().outputs()).itemId).toBe(itemId);
-    expect(readItemFile(itemId)).toMatchObject({ label: "beta", zone: "zone-a" });
-  }, ENGINE_TIMEOUT);
+      const up = await timed("up (update)", () => workspace().up());
+      expect(changes(up)).toEqual({ update: 1, same: 2 });
+      expect((await workspace().outputs()).itemId).toBe(itemId);
+      expect(readItemFile(itemId)).toMatchObject({ label: "beta", zone: "zone-a" });
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("a replace-forcing input change previews as replace, and up replaces the item", async () => {
-    await workspace().setConfig("zone", "zone-b");
-    const preview = await timed("preview --json (replace)", () => workspace().previewJson());
-    expect(ops(preview)).toEqual({ [stackName]: "same", item: "replace", password: "same" });
-    expect(preview.byName.item.replaces).toEqual(["zone"]);
+  test(
+    "a replace-forcing input change previews as replace, and up replaces the item",
+    async () => {
+      await workspace().setConfig("zone", "zone-b");
+      const preview = await timed("preview --json (replace)", () => workspace().previewJson());
+      expect(ops(preview)).toEqual({ [stackName]: "same", item: "replace", password: "same" });
+      expect(preview.byName.item.replaces).toEqual(["zone"]);
 
-    const up = await timed("up (replace)", () => workspace().up());
-    expect(changes(up)).toEqual({ replace: 1, same: 2 });
-    const outputs = await workspace().outputs({ showSecrets: true });
-    expect(outputs.itemId).not.toBe(itemId);
-    expect(outputs.passwordValue).toBe(password);
-    itemId = String(outputs.itemId);
-    expect(storeFiles()).toEqual([`${itemId}.json`]); // the old one was deleted
-    expect(readItemFile(itemId)).toMatchObject({ label: "beta", zone: "zone-b" });
-  }, ENGINE_TIMEOUT);
+      const up = await timed("up (replace)", () => workspace().up());
+      expect(changes(up)).toEqual({ replace: 1, same: 2 });
+      const outputs = await workspace().outputs({ showSecrets: true });
+      expect(outputs.itemId).not.toBe(itemId);
+      expect(outputs.passwordValue).toBe(password);
+      itemId = String(outputs.itemId);
+      expect(storeFiles()).toEqual([`${itemId}.json`]); // the old one was deleted
+      expect(readItemFile(itemId)).toMatchObject({ label: "beta", zone: "zone-b" });
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("refresh finds no drift", async () => {
-    const refresh = await timed("refresh (no drift)", () => workspace().refresh({ expectNoChanges: true }));
-    expect(refresh.summary.kind).toBe("refresh");
-    expect(Object.keys(changes(refresh))).toEqual(["same"]);
-  }, ENGINE_TIMEOUT);
+  test(
+    "refresh finds no drift",
+    async () => {
+      const refresh = await timed("refresh (no drift)", () => workspace().refresh({ expectNoChanges: true }));
+      expect(refresh.summary.kind).toBe("refresh");
+      expect(Object.keys(changes(refresh))).toEqual(["same"]);
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("no secret is in the state or the workspace in plaintext; a non-secret value is", async () => {
-    const ciphertext = (await workspace().exportState()).text;
-    const plaintext = (await workspace().exportState({ showSecrets: true })).text;
-    // The values are in the state (decrypted by --show-secrets), the search finds them there...
-    expect(plaintext).toContain(password);
-    expect(plaintext).toContain(apiToken);
-    // ...and not in the export as stored.
-    expect(ciphertext).not.toContain(password);
-    expect(ciphertext).not.toContain(apiToken);
-    expect(ciphertext).toContain(marker);
+  test(
+    "no secret is in the state or the workspace in plaintext; a non-secret value is",
+    async () => {
+      const ciphertext = (await workspace().exportState()).text;
+      const plaintext = (await workspace().exportState({ showSecrets: true })).text;
+      // The values are in the state (decrypted by --show-secrets), the search finds them there...
+      expect(plaintext).toContain(password);
+      expect(plaintext).toContain(apiToken);
+      // ...and not in the export as stored.
+      expect(ciphertext).not.toContain(password);
+      expect(ciphertext).not.toContain(apiToken);
+      expect(ciphertext).toContain(marker);
 
-    const root = workspace().root;
-    expect(workspace().files().length).toBeGreaterThan(3);
-    for (const dir of [workspace().backendDir, root]) {
-      expect(filesContaining(dir, password)).toEqual([]);
-      expect(filesContaining(dir, apiToken)).toEqual([]);
-    }
-    expect(filesContaining(workspace().backendDir, marker)).toContain(path.join("state", ".pulumi", "stacks", "first", "test.json"));
-  }, ENGINE_TIMEOUT);
+      const root = workspace().root;
+      expect(workspace().files().length).toBeGreaterThan(3);
+      for (const dir of [workspace().backendDir, root]) {
+        expect(filesContaining(dir, password)).toEqual([]);
+        expect(filesContaining(dir, apiToken)).toEqual([]);
+      }
+      expect(filesContaining(workspace().backendDir, marker)).toContain(
+        path.join("state", ".pulumi", "stacks", "first", "test.json"),
+      );
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("refresh does report drift made outside Pulumi", async () => {
-    const file = path.join(storeDir, `${itemId}.json`);
-    fs.writeFileSync(file, JSON.stringify({ ...readItemFile(itemId), label: "changed-behind-pulumi" }));
-    await expect(workspace().refresh({ expectNoChanges: true })).rejects.toThrow(/no changes were expected/i);
-    // refresh rewrites the resource's state (stack outputs change only on the next up)
-    const item = (await workspace().resources()).find((r) => r.id === itemId);
-    expect(item?.outputs?.label).toBe("changed-behind-pulumi");
-  }, ENGINE_TIMEOUT);
+  test(
+    "refresh does report drift made outside Pulumi",
+    async () => {
+      const file = path.join(storeDir, `${itemId}.json`);
+      fs.writeFileSync(file, JSON.stringify({ ...readItemFile(itemId), label: "changed-behind-pulumi" }));
+      await expect(workspace().refresh({ expectNoChanges: true })).rejects.toThrow(/no changes were expected/i);
+      // refresh rewrites the resource's state (stack outputs change only on the next up)
+      const item = (await workspace().resources()).find((r) => r.id === itemId);
+      expect(item?.outputs?.label).toBe("changed-behind-pulumi");
+    },
+    ENGINE_TIMEOUT,
+  );
 
-  test("destroy leaves no resources and still no plaintext secret in the backend", async () => {
-    const destroy = await timed("destroy", () => workspace().destroy());
-    expect(destroy.summary.kind).toBe("destroy");
-    expect(changes(destroy)).toEqual({ delete: 3 });
-    expect(await workspace().resources()).toEqual([]);
-    expect(storeFiles()).toEqual([]);
-    expect(filesContaining(workspace().backendDir, password)).toEqual([]);
-    expect(filesContaining(workspace().backendDir, apiToken)).toEqual([]);
-  }, ENGINE_TIMEOUT);
+  test(
+    "destroy leaves no resources and still no plaintext secret in the backend",
+    async () => {
+      const destroy = await timed("destroy", () => workspace().destroy());
+      expect(destroy.summary.kind).toBe("destroy");
+      expect(changes(destroy)).toEqual({ delete: 3 });
+      expect(await workspace().resources()).toEqual([]);
+      expect(storeFiles()).toEqual([]);
+      expect(filesContaining(workspace().backendDir, password)).toEqual([]);
+      expect(filesContaining(workspace().backendDir, apiToken)).toEqual([]);
+    },
+    ENGINE_TIMEOUT,
+  );
 });
 
 describe("providers whose plugins cannot be built here", () => {
-  test.each(["command", "random", "kubernetes", "openstack"])("@pulumi/%s: the package is there for the mocks, its plugin is not (see the header)", (name) => {
-    expect(() => require.resolve(`@pulumi/${name}`)).not.toThrow();
-    const binDir = path.join(enginesDir(), "bin");
-    expect(fs.existsSync(path.join(binDir, `pulumi-resource-${name}`))).toBe(false);
-  });
+  test.each(["command", "random", "kubernetes", "openstack"])(
+    "@pulumi/%s: the package is there for the mocks, its plugin is not (see the header)",
+    (name) => {
+      expect(() => require.resolve(`@pulumi/${name}`)).not.toThrow();
+      const binDir = path.join(enginesDir(), "bin");
+      expect(fs.existsSync(path.join(binDir, `pulumi-resource-${name}`))).toBe(false);
+    },
+  );
 });

@@ -28,7 +28,9 @@ test("waits through 503s until the LB answers 200", async () => {
 
 test("counter-case: never 200 within the timeout fails naming the URL and the last answer; nothing answering fails too", async () => {
   answers = Array(100).fill(503);
-  await expect(waitReady(url, 300, 50)).rejects.toThrow(new RegExp(`ready gate: ${url.replace(/[.?]/g, "\\$&")} did not answer 200 within 0 s \\(last: HTTP 503\\)`));
+  await expect(waitReady(url, 300, 50)).rejects.toThrow(
+    new RegExp(`ready gate: ${url.replace(/[.?]/g, "\\$&")} did not answer 200 within 0 s \\(last: HTTP 503\\)`),
+  );
   answers = [];
   // a port nothing listens on (fetch refuses "bad ports" such as 1 by itself)
   const closed = createServer();
@@ -43,7 +45,9 @@ test("the provider: a replaced VM (new `after`) runs the gate again as an in-pla
   expect(created.id).toBe("gate-vm-1");
   const d = await readyGateProvider.diff!("gate-vm-1", created.outs, { url, after: "vm-2", timeoutSeconds: 5 });
   expect(d).toMatchObject({ changes: true, replaces: [] });
-  expect(await readyGateProvider.diff!("gate-vm-1", created.outs, { url, after: "vm-1", timeoutSeconds: 5 })).toMatchObject({ changes: false });
+  expect(
+    await readyGateProvider.diff!("gate-vm-1", created.outs, { url, after: "vm-1", timeoutSeconds: 5 }),
+  ).toMatchObject({ changes: false });
   answers = [503, 503];
   const updated = await readyGateProvider.update!("gate-vm-1", created.outs, { url, after: "vm-2", timeoutSeconds: 5 });
   expect(updated.outs?.waitedMs).toBeGreaterThan(0);

@@ -21,7 +21,8 @@ function cfg(spec: ResolvedSpec, backends: BackendSets = devBackends, host: Host
 
 function expectValid(content: string): void {
   const r = checkHaproxy(content);
-  if (!r.ok || r.output.includes("[WARNING]")) throw new Error(`haproxy -c rejected or warned:\n${r.output}\n---\n${content}`);
+  if (!r.ok || r.output.includes("[WARNING]"))
+    throw new Error(`haproxy -c rejected or warned:\n${r.output}\n---\n${content}`);
 }
 
 /** The lines of one section (from its header to the next blank line). */
@@ -39,8 +40,17 @@ const bindsOn = (content: string, port: number): string[] =>
 const openshift: ResolvedSpec = {
   ...devResolved,
   distribution: "openshift",
-  virtualAddresses: { ...devResolved.virtualAddresses, api: [...devResolved.virtualAddresses.api, v6("2001:db8:100::100", "public")] },
-  ingressBackend: { ...(devResolved.ingressBackend ?? fail()), httpPort: 80, httpsPort: 443, healthPort: 1936, healthPath: "/healthz/ready" },
+  virtualAddresses: {
+    ...devResolved.virtualAddresses,
+    api: [...devResolved.virtualAddresses.api, v6("2001:db8:100::100", "public")],
+  },
+  ingressBackend: {
+    ...(devResolved.ingressBackend ?? fail()),
+    httpPort: 80,
+    httpsPort: 443,
+    healthPort: 1936,
+    healthPath: "/healthz/ready",
+  },
   derived: {
     ...devResolved.derived,
     publicVips: [...devResolved.derived.publicVips, v6("2001:db8:100::100", "public")],
@@ -84,7 +94,16 @@ describe("renderHaproxy on the dev stack", () => {
     const statsAddress = host.role === "primary" ? "192.168.100.2" : "192.168.100.3";
     expect(files[0]?.reload).toEqual({
       service: "haproxy",
-      commands: [["systemctl", "reload", "haproxy.service"], ["sh", "-c", expect.stringContaining("curl -fsS"), "edgepair-haproxy-ready", `http://${statsAddress}:8404/healthz`]],
+      commands: [
+        ["systemctl", "reload", "haproxy.service"],
+        [
+          "sh",
+          "-c",
+          expect.stringContaining("curl -fsS"),
+          "edgepair-haproxy-ready",
+          `http://${statsAddress}:8404/healthz`,
+        ],
+      ],
     });
     expect(files[0]?.content.startsWith("# Managed by edgepair")).toBe(true);
     expect(checkHaproxyFiles(files).ok).toBe(true);
@@ -93,18 +112,26 @@ describe("renderHaproxy on the dev stack", () => {
 
   test("global and defaults carry the reload and long-watch settings", () => {
     const c = cfg(devResolved);
-    expect(section(c, "global")).toEqual(expect.arrayContaining([
-      "    master-worker",
-      "    log /dev/log local0",
-      "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
-      "    hard-stop-after 15m",
-    ]));
+    expect(section(c, "global")).toEqual(
+      expect.arrayContaining([
+        "    master-worker",
+        "    log /dev/log local0",
+        "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
+        "    hard-stop-after 15m",
+      ]),
+    );
     const d = section(c, "defaults");
-    expect(d).toEqual(expect.arrayContaining([
-      "    mode tcp", "    option tcplog", "    option dontlognull",
-      "    timeout client 1h", "    timeout server 1h", "    timeout tunnel 24h",
-      "    default-server inter 2000ms rise 2 fall 3",
-    ]));
+    expect(d).toEqual(
+      expect.arrayContaining([
+        "    mode tcp",
+        "    option tcplog",
+        "    option dontlognull",
+        "    timeout client 1h",
+        "    timeout server 1h",
+        "    timeout tunnel 24h",
+        "    default-server inter 2000ms rise 2 fall 3",
+      ]),
+    );
   });
 
   test("health-check tuning comes from the spec", () => {
@@ -127,14 +154,16 @@ describe("renderHaproxy on the dev stack", () => {
     const c = cfg(devResolved, devBackends, host);
     const own = devResolved.network.lbAddresses[host.role === "primary" ? 0 : 1];
     const stats = section(c, "listen stats");
-    expect(stats).toEqual(expect.arrayContaining([
-      `    bind ${own}:8404`,
-      "    mode http",
-      "    tcp-request connection reject unless { src 192.168.100.0/24 }",
-      "    monitor-uri /healthz",
-      "    http-request use-service prometheus-exporter if { path /metrics }",
-      "    stats enable",
-    ]));
+    expect(stats).toEqual(
+      expect.arrayContaining([
+        `    bind ${own}:8404`,
+        "    mode http",
+        "    tcp-request connection reject unless { src 192.168.100.0/24 }",
+        "    monitor-uri /healthz",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "    stats enable",
+      ]),
+    );
     expect(stats.filter((l) => l.trim().startsWith("bind "))).toHaveLength(1);
   });
 
@@ -165,17 +194,23 @@ describe("renderHaproxy variations", () => {
     const publicAddresses = openshift.derived.publicVips.map((v) => v.address);
     for (const line of bindsOn(c, 22623)) for (const p of publicAddresses) expect(line).not.toContain(p);
     expect(bindsOn(c, 6443).map((l) => l.trim())).toEqual([
-      "bind 192.168.100.100:6443", "bind 198.51.100.100:6443", "bind [2001:db8:100::100]:6443",
+      "bind 192.168.100.100:6443",
+      "bind 198.51.100.100:6443",
+      "bind [2001:db8:100::100]:6443",
     ]);
-    expect(section(c, "backend be_api")).toEqual(expect.arrayContaining([
-      "    option httpchk GET /readyz",
-      "    http-check expect status 200",
-      "    server 192.168.100.10 192.168.100.10:6443 check check-ssl verify none",
-    ]));
-    expect(section(c, "backend be_machine_config")).toEqual(expect.arrayContaining([
-      "    option httpchk GET /healthz",
-      "    server 192.168.100.12 192.168.100.12:22623 check check-ssl verify none",
-    ]));
+    expect(section(c, "backend be_api")).toEqual(
+      expect.arrayContaining([
+        "    option httpchk GET /readyz",
+        "    http-check expect status 200",
+        "    server 192.168.100.10 192.168.100.10:6443 check check-ssl verify none",
+      ]),
+    );
+    expect(section(c, "backend be_machine_config")).toEqual(
+      expect.arrayContaining([
+        "    option httpchk GET /healthz",
+        "    server 192.168.100.12 192.168.100.12:22623 check check-ssl verify none",
+      ]),
+    );
     const ingress = [...section(c, "backend be_ingress_http"), ...section(c, "backend be_ingress_https")];
     expect(ingress).toContain("    option httpchk GET /healthz/ready");
     expect(ingress).toContain("    server 192.168.100.20 192.168.100.20:443 check port 1936");
@@ -185,7 +220,10 @@ describe("renderHaproxy variations", () => {
   test("22623 never binds a public address, even if derived data listed one", () => {
     const leaky: ResolvedSpec = {
       ...openshift,
-      derived: { ...openshift.derived, frontends: { ...openshift.derived.frontends, machineConfig: openshift.derived.frontends.api } },
+      derived: {
+        ...openshift.derived,
+        frontends: { ...openshift.derived.frontends, machineConfig: openshift.derived.frontends.api },
+      },
     };
     expect(bindsOn(cfg(leaky), 22623).map((l) => l.trim())).toEqual(["bind 192.168.100.100:22623"]);
   });
@@ -206,7 +244,10 @@ describe("renderHaproxy variations", () => {
   });
 
   test("ingressBackend set but no ingress VIP -> no ingress frontends", () => {
-    const c = cfg({ ...devResolved, derived: { ...devResolved.derived, frontends: { ...devResolved.derived.frontends, ingress: [] } } });
+    const c = cfg({
+      ...devResolved,
+      derived: { ...devResolved.derived, frontends: { ...devResolved.derived.frontends, ingress: [] } },
+    });
     expect(bindsOn(c, 80)).toEqual([]);
     expect(c).not.toContain("be_ingress");
   });
@@ -214,13 +255,25 @@ describe("renderHaproxy variations", () => {
   test("IPv6 VIPs, backends and LB addresses are bracketed and accepted", () => {
     const spec: ResolvedSpec = {
       ...devResolved,
-      network: { cidr: "fd00:100::/64", prefixLength: 64, gateway: "fd00:100::1", lbAddresses: ["fd00:100::2", "fd00:100::3"] },
+      network: {
+        cidr: "fd00:100::/64",
+        prefixLength: 64,
+        gateway: "fd00:100::1",
+        lbAddresses: ["fd00:100::2", "fd00:100::3"],
+      },
       derived: {
         ...devResolved.derived,
-        frontends: { ...devResolved.derived.frontends, api: [v6("2001:db8:100::100", "public")], ingress: [v6("2001:db8:100::80", "public")] },
+        frontends: {
+          ...devResolved.derived.frontends,
+          api: [v6("2001:db8:100::100", "public")],
+          ingress: [v6("2001:db8:100::80", "public")],
+        },
       },
     };
-    const b: BackendSets = { api: [{ name: "cp-0", address: "fd00:100::10" }], ingress: [{ name: "w-0", address: "fd00:100::20" }] };
+    const b: BackendSets = {
+      api: [{ name: "cp-0", address: "fd00:100::10" }],
+      ingress: [{ name: "w-0", address: "fd00:100::20" }],
+    };
     const c = cfg(spec, b, secondaryHost);
     expectValid(c);
     expect(c).toContain("    bind [2001:db8:100::100]:6443\n");
@@ -341,17 +394,27 @@ describe("rendered config running in a network namespace", () => {
         "echo '--outside'; curl -s -o /dev/null -w '%{http_code}\\n' --max-time 3 --interface 10.99.0.1 http://192.168.100.2:8404/healthz; echo rc=$?",
         "kill $pid; wait $pid",
       ].join("\n");
-      const out = withNetns([], (ns) => run("ip", ["netns", "exec", ns, "sh", "-c", script], { timeoutMs: 30_000 }).stdout);
+      const out = withNetns(
+        [],
+        (ns) => run("ip", ["netns", "exec", ns, "sh", "-c", script], { timeoutMs: 30_000 }).stdout,
+      );
       const part = (name: string): string[] => {
         const lines = out.split("\n");
         const i = lines.indexOf(`--${name}`);
         const j = lines.findIndex((l, k) => k > i && l.startsWith("--"));
         return lines.slice(i + 1, j < 0 ? undefined : j).filter(Boolean);
       };
-      expect(part("ss")).toEqual(expect.arrayContaining([
-        "192.168.100.100:6443", "198.51.100.100:6443", "[2001:db8:100::100]:6443",
-        "192.168.100.100:22623", "198.51.100.80:80", "198.51.100.80:443", "192.168.100.2:8404",
-      ]));
+      expect(part("ss")).toEqual(
+        expect.arrayContaining([
+          "192.168.100.100:6443",
+          "198.51.100.100:6443",
+          "[2001:db8:100::100]:6443",
+          "192.168.100.100:22623",
+          "198.51.100.80:80",
+          "198.51.100.80:443",
+          "192.168.100.2:8404",
+        ]),
+      );
       expect(part("ss").filter((a) => a.endsWith(":22623"))).toEqual(["192.168.100.100:22623"]);
       expect(part("healthz")).toEqual(["200"]);
       expect(Number(part("metrics")[0])).toBeGreaterThan(10);
@@ -371,7 +434,10 @@ describe("renderHaproxy over every variant x host", () => {
     expect(cfg(v.spec, v.backends, h)).toBe(c);
     const privateOnly = new Set(v.spec.derived.frontends.api.filter((a) => a.type === "private").map((a) => a.address));
     for (const line of bindsOn(c, 22623)) {
-      const addr = line.trim().replace(/^bind \[?/, "").replace(/\]?:22623$/, "");
+      const addr = line
+        .trim()
+        .replace(/^bind \[?/, "")
+        .replace(/\]?:22623$/, "");
       expect(privateOnly.has(addr)).toBe(true);
     }
     if (v.spec.distribution !== "openshift") expect(bindsOn(c, 22623)).toEqual([]);

@@ -28,7 +28,11 @@ import { devBackends, devResolved, primaryHost, secondaryHost } from "./fixtures
 import { variants, variantsByHost } from "./fixtures/variants";
 
 const devHosts: HostFacts[] = [primaryHost, secondaryHost];
-const input = (spec: ResolvedSpec, host: HostFacts = primaryHost): RenderInput => ({ spec, host, backends: devBackends });
+const input = (spec: ResolvedSpec, host: HostFacts = primaryHost): RenderInput => ({
+  spec,
+  host,
+  backends: devBackends,
+});
 const byPath = (files: RenderedFile[], path: string): RenderedFile => {
   const f = files.find((x) => x.path === path);
   if (!f) throw new Error(`${path} not rendered; got ${files.map((x) => x.path).join(", ")}`);
@@ -49,21 +53,46 @@ function keyfileSection(content: string, name: string): Record<string, string> {
 }
 /** The rich rules firewalld reports for a zone or policy, one per line. */
 const richRules = (listing: string): string[] => listing.split("\n").filter((l) => l.trim().startsWith("rule "));
-const field = (listing: string, name: string): string => listing.split("\n").find((l) => l.trim().startsWith(`${name}:`))?.split(":").slice(1).join(":").trim() ?? "";
+const field = (listing: string, name: string): string =>
+  listing
+    .split("\n")
+    .find((l) => l.trim().startsWith(`${name}:`))
+    ?.split(":")
+    .slice(1)
+    .join(":")
+    .trim() ?? "";
 
 const osApi = { address: "172.31.250.100", family: 4 as const, type: "public" as const };
 const osNat = { address: "172.31.250.253", family: 4 as const, type: "public" as const };
 const openstackSpec: ResolvedSpec = {
   ...devResolved,
   virtualAddresses: { api: [devResolved.virtualAddresses.api[0]!, osApi], ingress: [], nat: osNat },
-  platform: { type: "openstack", publicNetwork: { cidr: "172.31.250.0/24", prefixLength: 24, gateway: "172.31.250.1", lbAddresses: ["172.31.250.2", "172.31.250.3"] } },
-  derived: { ...devResolved.derived, publicVips: [osApi, osNat], frontends: { api: [devResolved.virtualAddresses.api[0]!, osApi], machineConfig: [], ingress: [] } },
+  platform: {
+    type: "openstack",
+    publicNetwork: {
+      cidr: "172.31.250.0/24",
+      prefixLength: 24,
+      gateway: "172.31.250.1",
+      lbAddresses: ["172.31.250.2", "172.31.250.3"],
+    },
+  },
+  derived: {
+    ...devResolved.derived,
+    publicVips: [osApi, osNat],
+    frontends: { api: [devResolved.virtualAddresses.api[0]!, osApi], machineConfig: [], ingress: [] },
+  },
 };
-const noNatSpec: ResolvedSpec = { ...devResolved, virtualAddresses: { api: devResolved.virtualAddresses.api, ingress: devResolved.virtualAddresses.ingress } };
+const noNatSpec: ResolvedSpec = {
+  ...devResolved,
+  virtualAddresses: { api: devResolved.virtualAddresses.api, ingress: devResolved.virtualAddresses.ingress },
+};
 const openshiftSpec: ResolvedSpec = {
   ...devResolved,
   distribution: "openshift",
-  derived: { ...devResolved.derived, frontends: { ...devResolved.derived.frontends, machineConfig: [devResolved.virtualAddresses.api[0]!] } },
+  derived: {
+    ...devResolved.derived,
+    frontends: { ...devResolved.derived.frontends, machineConfig: [devResolved.virtualAddresses.api[0]!] },
+  },
 };
 
 describe("NetworkManager keyfiles", () => {
@@ -132,14 +161,24 @@ describe("NetworkManager keyfiles", () => {
       const fip = files.find((f) => f.path === keyfilePath(FIP_CONNECTION));
       expect(fip).toBeDefined();
       const c = fip?.content ?? "";
-      expect(keyfileSection(c, "connection")).toMatchObject({ type: "dummy", "interface-name": FLOATING_IP_INTERFACE, zone: "external" });
+      expect(keyfileSection(c, "connection")).toMatchObject({
+        type: "dummy",
+        "interface-name": FLOATING_IP_INTERFACE,
+        zone: "external",
+      });
       const { api, machineConfig, ingress } = spec.derived.frontends;
       const routed = spec.platform.type === "libvirt" ? spec.derived.publicVips : [];
       for (const family of [4, 6] as const) {
         const section = keyfileSection(c, `ipv${family}`);
-        const vips = [...new Set([...routed, ...api, ...machineConfig, ...ingress].filter((v) => v.family === family).map((v) => v.address))];
+        const vips = [
+          ...new Set(
+            [...routed, ...api, ...machineConfig, ...ingress].filter((v) => v.family === family).map((v) => v.address),
+          ),
+        ];
         expect(section.method).toBe(vips.length > 0 ? "manual" : "disabled");
-        const addresses = Object.entries(section).filter(([k]) => k.startsWith("address")).map(([, v]) => v);
+        const addresses = Object.entries(section)
+          .filter(([k]) => k.startsWith("address"))
+          .map(([, v]) => v);
         expect(addresses.sort()).toEqual(vips.map((v) => `${v}/${family === 4 ? 32 : 128}`).sort());
       }
       // the cluster's gateway VIP is never local on the BACKUP: it would black-hole the nodes' egress
@@ -193,12 +232,15 @@ describe("NetworkManager keyfiles", () => {
 
   test("real NetworkManager: the reload action applies a changed profile and keeps keepalived's addresses", () => {
     // The dummy link is left out: this kernel has no dummy links.
-    const files = renderNetworkManager(input(devResolved)).filter((f) => !f.path.endsWith(`${FIP_CONNECTION}.nmconnection`));
+    const files = renderNetworkManager(input(devResolved)).filter(
+      (f) => !f.path.endsWith(`${FIP_CONNECTION}.nmconnection`),
+    );
     const pub = byPath(files, keyfilePath(PUBLIC_CONNECTION));
     const priv = byPath(files, keyfilePath(PRIVATE_CONNECTION));
     const changed = { ...pub, content: pub.content.replace("gateway=172.31.250.1", "gateway=172.31.250.254") };
     const reloadOf = (f: RenderedFile) => f.reload.commands.map(shellLine).join(" && ");
-    const addrs = (dev: string) => `echo "${dev}: $(ip -o addr show dev ${dev} | awk '{print $4}' | grep -v '^fe80' | tr '\\n' ' ')"`;
+    const addrs = (dev: string) =>
+      `echo "${dev}: $(ip -o addr show dev ${dev} | awk '{print $4}' | grep -v '^fe80' | tr '\\n' ' ')"`;
     const script = [
       `${reloadOf(pub)} && ${reloadOf(priv)} && echo first-apply-ok`,
       "sleep 1",
@@ -215,14 +257,20 @@ describe("NetworkManager keyfiles", () => {
       "nmcli device reapply eth1 >/dev/null && sleep 1",
       `echo "after nmcli device reapply: $(ip -o addr show dev eth1 | awk '{print $4}' | tr '\\n' ' ')"`,
     ].join("\n");
-    const r = runWithNetworkManager(files, [
-      { name: primaryHost.publicInterface.name, mac: primaryHost.publicInterface.mac },
-      { name: primaryHost.privateInterface.name, mac: primaryHost.privateInterface.mac },
-    ], script);
+    const r = runWithNetworkManager(
+      files,
+      [
+        { name: primaryHost.publicInterface.name, mac: primaryHost.publicInterface.mac },
+        { name: primaryHost.privateInterface.name, mac: primaryHost.privateInterface.mac },
+      ],
+      script,
+    );
     const out = r.output;
     if (!out.includes("second-apply-ok")) throw new Error(out);
     const line = (prefix: string) => out.split("\n").find((l) => l.startsWith(prefix)) ?? "";
-    expect(line("eth0:").split(" ")).toEqual(expect.arrayContaining(["172.31.250.2/24", "172.31.250.10/32", "2001:db8:100::100/128"]));
+    expect(line("eth0:").split(" ")).toEqual(
+      expect.arrayContaining(["172.31.250.2/24", "172.31.250.10/32", "2001:db8:100::100/128"]),
+    );
     expect(line("eth1:").split(" ")).toEqual(expect.arrayContaining(["192.168.100.2/24", "192.168.100.100/32"]));
     expect(line("route:")).toContain("default via 172.31.250.254 dev eth0"); // the change was applied
     expect(line("zones:")).toBe("zones: external internal");
@@ -232,7 +280,11 @@ describe("NetworkManager keyfiles", () => {
   test("openstack: the dummy link holds the frontend VIPs only (the NAT VIP is the MASTER's alone); NICs bound to zones", () => {
     for (const host of devHosts) {
       const files = renderNetworkManager(input(openstackSpec, host));
-      expect(files.map((f) => f.path).sort()).toEqual([keyfilePath(FIP_CONNECTION), keyfilePath(PRIVATE_CONNECTION), keyfilePath(PUBLIC_CONNECTION)]);
+      expect(files.map((f) => f.path).sort()).toEqual([
+        keyfilePath(FIP_CONNECTION),
+        keyfilePath(PRIVATE_CONNECTION),
+        keyfilePath(PUBLIC_CONNECTION),
+      ]);
       expect(checkNmFiles(files).ok).toBe(true);
       const fip = files.find((f) => f.path === keyfilePath(FIP_CONNECTION))?.content ?? "";
       const nat = openstackSpec.virtualAddresses.nat;
@@ -244,12 +296,28 @@ describe("NetworkManager keyfiles", () => {
     const spec: ResolvedSpec = {
       ...openstackSpec,
       virtualAddresses: { api: [devResolved.virtualAddresses.api[0]!], ingress: [] },
-      platform: { type: "openstack", publicNetwork: { cidr: "2001:db8:7::/64", prefixLength: 64, gateway: "2001:db8:7::1", lbAddresses: ["2001:db8:7::2", "2001:db8:7::3"] } },
-      derived: { ...devResolved.derived, publicVips: [], frontends: { api: [devResolved.virtualAddresses.api[0]!], machineConfig: [], ingress: [] } },
+      platform: {
+        type: "openstack",
+        publicNetwork: {
+          cidr: "2001:db8:7::/64",
+          prefixLength: 64,
+          gateway: "2001:db8:7::1",
+          lbAddresses: ["2001:db8:7::2", "2001:db8:7::3"],
+        },
+      },
+      derived: {
+        ...devResolved.derived,
+        publicVips: [],
+        frontends: { api: [devResolved.virtualAddresses.api[0]!], machineConfig: [], ingress: [] },
+      },
     };
     const pub = byPath(renderNetworkManager(input(spec, secondaryHost)), keyfilePath(PUBLIC_CONNECTION)).content;
     expect(keyfileSection(pub, "ipv4")).toEqual({ method: "disabled" });
-    expect(keyfileSection(pub, "ipv6")).toMatchObject({ method: "manual", address1: "2001:db8:7::3/64", gateway: "2001:db8:7::1" });
+    expect(keyfileSection(pub, "ipv6")).toMatchObject({
+      method: "manual",
+      address1: "2001:db8:7::3/64",
+      gateway: "2001:db8:7::1",
+    });
     expect(checkNmKeyfile(pub).ok).toBe(true);
   });
 
@@ -352,7 +420,9 @@ describe("firewalld", () => {
       expect(field(external, "services")).toBe("");
       expect(field(external, "target")).toBe("default");
       const fip = spec.platform.type === "libvirt" ? [FLOATING_IP_INTERFACE] : [];
-      expect(field(external, "interfaces").split(/\s+/).filter(Boolean).sort()).toEqual([host.publicInterface.name, ...fip].sort());
+      expect(field(external, "interfaces").split(/\s+/).filter(Boolean).sort()).toEqual(
+        [host.publicInterface.name, ...fip].sort(),
+      );
       expect(field(internal, "interfaces")).toBe(host.privateInterface.name);
       const publicApi = spec.derived.frontends.api.some((v) => v.type === "public");
       const publicIngress = spec.derived.frontends.ingress.some((v) => v.type === "public");
@@ -367,11 +437,18 @@ describe("firewalld", () => {
       const accepts = rules.filter((r) => r.includes("ssh") && r.endsWith("accept"));
       expect(accepts).toHaveLength(1);
       expect(accepts[0]).toContain(`destination address="${mine}"`);
-      const shared = [...spec.derived.publicVips.map((v) => v.address), ...(spec.platform.publicNetwork.nextHop ? [spec.platform.publicNetwork.nextHop] : [])];
+      const shared = [
+        ...spec.derived.publicVips.map((v) => v.address),
+        ...(spec.platform.publicNetwork.nextHop ? [spec.platform.publicNetwork.nextHop] : []),
+      ];
       for (const address of shared) {
         const family = address.includes(":") ? "ipv6" : "ipv4";
         expect(rules).toContainEqual(
-          expect.stringMatching(new RegExp(`rule priority="-\\d+" family="${family}" destination address="${address.replace(/[.]/g, "\\.")}" service name="ssh" reject`)),
+          expect.stringMatching(
+            new RegExp(
+              `rule priority="-\\d+" family="${family}" destination address="${address.replace(/[.]/g, "\\.")}" service name="ssh" reject`,
+            ),
+          ),
         );
       }
       expect(rules.filter((r) => r.includes("reject"))).toHaveLength(shared.length);
@@ -380,7 +457,9 @@ describe("firewalld", () => {
     test("internal: API always, 22623 only with private OpenShift API VIPs, 80/443 only with ingress, forward on", () => {
       const ports = field(internal, "ports").split(/\s+/).filter(Boolean);
       expect(ports).toContain("6443/tcp");
-      expect(ports.includes("22623/tcp")).toBe(spec.distribution === "openshift" && spec.derived.frontends.machineConfig.length > 0);
+      expect(ports.includes("22623/tcp")).toBe(
+        spec.distribution === "openshift" && spec.derived.frontends.machineConfig.length > 0,
+      );
       expect(ports.includes("80/tcp")).toBe(spec.derived.frontends.ingress.length > 0);
       expect(ports.includes("443/tcp")).toBe(spec.derived.frontends.ingress.length > 0);
       expect(ports).not.toContain(`${spec.metrics.port}/tcp`); // only through the source-limited rule
@@ -398,12 +477,14 @@ describe("firewalld", () => {
         `rule family="ipv4" source address="${p}" protocol value="vrrp" accept`,
         `rule family="ipv4" source address="${p}" port port="${spec.conntrack.port}" protocol="udp" accept`,
       ];
-      expect(rules).toEqual([
-        `rule family="ipv4" destination address="${own(spec.network.lbAddresses, host)}" service name="ssh" accept`,
-        `rule family="ipv4" source address="${spec.network.cidr}" port port="${spec.metrics.port}" protocol="tcp" accept`,
-        // with a sync link, VRRP and the sync are not taken from the cluster network at all
-        ...(spec.syncNetwork ? [] : peerRules),
-      ].map((r) => expect.stringContaining(r)));
+      expect(rules).toEqual(
+        [
+          `rule family="ipv4" destination address="${own(spec.network.lbAddresses, host)}" service name="ssh" accept`,
+          `rule family="ipv4" source address="${spec.network.cidr}" port port="${spec.metrics.port}" protocol="tcp" accept`,
+          // with a sync link, VRRP and the sync are not taken from the cluster network at all
+          ...(spec.syncNetwork ? [] : peerRules),
+        ].map((r) => expect.stringContaining(r)),
+      );
       const syncFile = files.find((f) => f.path.endsWith("/zones/edgepair-sync.xml"));
       if (!spec.syncNetwork) return expect(syncFile).toBeUndefined();
       expect(field(sync, "interfaces")).toBe(host.syncInterface?.name);
@@ -421,7 +502,9 @@ describe("firewalld", () => {
         spec.virtualAddresses.nat
           ? [
               // never to link-local (a cloud's metadata service), before the accept
-              expect.stringMatching(/^\s*rule priority="-\d+" family="ipv4" destination address="169\.254\.0\.0\/16" reject/),
+              expect.stringMatching(
+                /^\s*rule priority="-\d+" family="ipv4" destination address="169\.254\.0\.0\/16" reject/,
+              ),
               expect.stringContaining(`rule family="ipv4" source address="${spec.network.cidr}" accept`),
             ]
           : [],
@@ -449,11 +532,15 @@ describe("firewalld", () => {
     const files = renderFirewalld(input(devResolved));
     const zone = byPath(files, "/etc/firewalld/zones/internal.xml");
     const withFile = (content: string) => files.map((f) => (f === zone ? { ...f, content } : f));
-    const richRule = checkFirewalld(withFile(zone.content.replace(/<rule /, "<rich-rule ").replace("</rule>", "</rich-rule>")));
+    const richRule = checkFirewalld(
+      withFile(zone.content.replace(/<rule /, "<rich-rule ").replace("</rule>", "</rich-rule>")),
+    );
     expect(richRule.ok).toBe(false);
     expect(richRule.output).toMatch(/rich-rule/);
     // a zone-level service (firewall-offline-cmd does not look up services named inside rich rules)
-    const unknown = checkFirewalld(withFile(zone.content.replace(/(<interface [^>]*\/>)/, '$1\n  <service name="edgepair-nosuch"/>')));
+    const unknown = checkFirewalld(
+      withFile(zone.content.replace(/(<interface [^>]*\/>)/, '$1\n  <service name="edgepair-nosuch"/>')),
+    );
     expect(unknown.ok).toBe(false);
     expect(unknown.output).toMatch(/INVALID_SERVICE/);
   });
@@ -504,19 +591,31 @@ describe("egress SNAT (nftables)", () => {
   });
 
   test("an IPv6 NAT address is refused, not rendered as a table that translates nothing", () => {
-    const spec: ResolvedSpec = { ...devResolved, virtualAddresses: { ...devResolved.virtualAddresses, nat: { address: "2001:db8::253", family: 6, type: "public" } } };
+    const spec: ResolvedSpec = {
+      ...devResolved,
+      virtualAddresses: {
+        ...devResolved.virtualAddresses,
+        nat: { address: "2001:db8::253", family: 6, type: "public" },
+      },
+    };
     expect(() => renderNatNftables(input(spec))).toThrow(/virtualAddresses\.nat\.address/);
   });
 });
 
 describe("determinism and the combined firewall renderer", () => {
-  test.each(variantsByHost)("$label: byte-identical output for the same input, also from a deep copy", ({ spec, host, backends }) => {
-    const render = (i: RenderInput) => [...renderNetworkManager(i), ...renderSysctl(i), ...renderFirewall(i)];
-    const a = render({ spec, host, backends });
-    const b = render(structuredClone({ spec, host, backends }));
-    expect(b).toEqual(a);
-    for (const f of a) expect(f.content.startsWith("# Managed by edgepair") || f.content.startsWith("<!-- Managed by edgepair")).toBe(true);
-  });
+  test.each(variantsByHost)(
+    "$label: byte-identical output for the same input, also from a deep copy",
+    ({ spec, host, backends }) => {
+      const render = (i: RenderInput) => [...renderNetworkManager(i), ...renderSysctl(i), ...renderFirewall(i)];
+      const a = render({ spec, host, backends });
+      const b = render(structuredClone({ spec, host, backends }));
+      expect(b).toEqual(a);
+      for (const f of a)
+        expect(f.content.startsWith("# Managed by edgepair") || f.content.startsWith("<!-- Managed by edgepair")).toBe(
+          true,
+        );
+    },
+  );
 
   test("metadata guard: nft accepts it; only root reaches the metadata addresses from the LB; counter-case", () => {
     const [f] = renderGuard(input(devResolved));
@@ -525,7 +624,10 @@ describe("determinism and the combined firewall renderer", () => {
     const content = f?.content ?? "";
     expect(checkNft(content).ok).toBe(true);
     expect(content).toContain(`table inet ${GUARD_TABLE} {`);
-    for (const [family, address] of [["ip", METADATA_V4], ["ip6", METADATA_V6]]) {
+    for (const [family, address] of [
+      ["ip", METADATA_V4],
+      ["ip6", METADATA_V6],
+    ]) {
       expect(content).toContain(`${family} daddr ${address} meta skuid != 0 counter reject`);
     }
     // without a sync link nothing in it comes from the spec or the host
@@ -536,11 +638,16 @@ describe("determinism and the combined firewall renderer", () => {
 
   test("guard with a sync link: the sync network's addresses arriving on any other NIC are dropped before conntrack", () => {
     const { spec } = variants.find((v) => v.name === "sync-link")!;
-    for (const host of [primaryHost, secondaryHost].map((h, i) => ({ ...h, syncInterface: { name: `sync${i}`, mac: `52:54:00:ed:03:0${i + 1}` } }))) {
+    for (const host of [primaryHost, secondaryHost].map((h, i) => ({
+      ...h,
+      syncInterface: { name: `sync${i}`, mac: `52:54:00:ed:03:0${i + 1}` },
+    }))) {
       const content = renderGuard({ spec, host, backends: devBackends })[0]?.content ?? "";
       expect(checkNft(content).ok).toBe(true);
       expect(content).toContain("type filter hook prerouting priority raw; policy accept;");
-      expect(content).toContain(`iifname != "${host.syncInterface.name}" ip saddr ${spec.syncNetwork!.cidr} counter drop`);
+      expect(content).toContain(
+        `iifname != "${host.syncInterface.name}" ip saddr ${spec.syncNetwork!.cidr} counter drop`,
+      );
     }
   });
 

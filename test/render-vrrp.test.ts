@@ -44,9 +44,17 @@ const openstack: ResolvedSpec = {
   vrrp: { routerId: 200, advertIntervalSeconds: 0.2, priority: { primary: 200, secondary: 100 } },
   platform: {
     type: "openstack",
-    publicNetwork: { cidr: "203.0.113.0/24", prefixLength: 24, gateway: "203.0.113.1", lbAddresses: ["203.0.113.11", "203.0.113.12"] },
+    publicNetwork: {
+      cidr: "203.0.113.0/24",
+      prefixLength: 24,
+      gateway: "203.0.113.1",
+      lbAddresses: ["203.0.113.11", "203.0.113.12"],
+    },
   },
-  derived: { ...devResolved.derived, publicVips: [pub4("203.0.113.80"), pub4("203.0.113.100"), pub6("2001:db8:100::100")] },
+  derived: {
+    ...devResolved.derived,
+    publicVips: [pub4("203.0.113.80"), pub4("203.0.113.100"), pub6("2001:db8:100::100")],
+  },
 };
 
 /** Not reachable through the resolver today (the private network is IPv4), but the renderer must stay valid. */
@@ -62,7 +70,9 @@ const synthetic: [string, ResolvedSpec][] = [
   ["openstack", openstack],
   ["private-ipv6", privateIpv6],
 ];
-const syntheticByHost = synthetic.flatMap(([name, spec]) => hosts.map((host) => ({ label: `${name}/${host.role}`, spec, host })));
+const syntheticByHost = synthetic.flatMap(([name, spec]) =>
+  hosts.map((host) => ({ label: `${name}/${host.role}`, spec, host })),
+);
 
 const input = (spec: ResolvedSpec, host: HostFacts): RenderInput => ({ spec, host, backends: devBackends });
 const only = (files: RenderedFile[]): RenderedFile => {
@@ -161,7 +171,9 @@ describe("keepalived.conf", () => {
   test("HAProxy is tracked: a failing check means FAULT, and the LB starts failed until HAProxy answers", () => {
     const c = keepalivedFile(devResolved, secondaryHost).content;
     const check = block(c, "vrrp_script haproxy");
-    expect(check).toContain(`script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://192.168.100.3:8404${HAPROXY_MONITOR_URI}"`);
+    expect(check).toContain(
+      `script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://192.168.100.3:8404${HAPROXY_MONITOR_URI}"`,
+    );
     expect(check).toContain("weight 0");
     expect(check).toContain("init_fail");
     expect(block(c, "track_script")).toEqual(["haproxy"]);
@@ -199,7 +211,9 @@ describe("keepalived.conf", () => {
     });
     test("tracking the instance's own interface (a warning, which fails -t)", () => {
       expect(checkKeepalived(good()).ok).toBe(true);
-      const r = checkKeepalived(good().replace("track_interface {\n        eth0", "track_interface {\n        eth0\n        eth1"));
+      const r = checkKeepalived(
+        good().replace("track_interface {\n        eth0", "track_interface {\n        eth0\n        eth1"),
+      );
       expect(r.ok).toBe(false);
       expect(r.output).toContain("Ignoring track_interface eth1 since own interface");
     });
@@ -211,11 +225,19 @@ describe("keepalived.conf", () => {
 describe("keepalived for real (netns + private mount namespace, rendered files at their real paths)", () => {
   const interfacesFor = (spec: ResolvedSpec, host: HostFacts, own: string) => [
     { name: host.privateInterface.name, addresses: [`${own}/${spec.network.prefixLength}`] },
-    { name: host.publicInterface.name, addresses: [`${spec.platform.publicNetwork.lbAddresses[host.role === "primary" ? 0 : 1]}/${spec.platform.publicNetwork.prefixLength}`] },
+    {
+      name: host.publicInterface.name,
+      addresses: [
+        `${spec.platform.publicNetwork.lbAddresses[host.role === "primary" ? 0 : 1]}/${spec.platform.publicNetwork.prefixLength}`,
+      ],
+    },
   ];
 
   test("libvirt primary: HAProxy answers -> MASTER with VIPs and next hop; stop releases all, agent told in order", () => {
-    const files = [...renderNotifyScript(input(devResolved, primaryHost)), ...renderKeepalived(input(devResolved, primaryHost))];
+    const files = [
+      ...renderNotifyScript(input(devResolved, primaryHost)),
+      ...renderKeepalived(input(devResolved, primaryHost)),
+    ];
     const r = runKeepalived(files, {
       interfaces: interfacesFor(devResolved, primaryHost, "192.168.100.2"),
       healthy: { address: "192.168.100.2", port: devResolved.metrics.port, path: HAPROXY_MONITOR_URI },
@@ -234,7 +256,10 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
   });
 
   test("openstack secondary: the public VIPs are on the public NIC only while MASTER", () => {
-    const files = [...renderNotifyScript(input(openstack, secondaryHost)), ...renderKeepalived(input(openstack, secondaryHost))];
+    const files = [
+      ...renderNotifyScript(input(openstack, secondaryHost)),
+      ...renderKeepalived(input(openstack, secondaryHost)),
+    ];
     const r = runKeepalived(files, {
       interfaces: interfacesFor(openstack, secondaryHost, "192.168.100.3"),
       healthy: { address: "192.168.100.3", port: openstack.metrics.port, path: HAPROXY_MONITOR_URI },
@@ -250,8 +275,14 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
   });
 
   test("HAProxy not answering: the instance stays in FAULT and takes no address", () => {
-    const files = [...renderNotifyScript(input(devResolved, primaryHost)), ...renderKeepalived(input(devResolved, primaryHost))];
-    const r = runKeepalived(files, { interfaces: interfacesFor(devResolved, primaryHost, "192.168.100.2"), seconds: 3 });
+    const files = [
+      ...renderNotifyScript(input(devResolved, primaryHost)),
+      ...renderKeepalived(input(devResolved, primaryHost)),
+    ];
+    const r = runKeepalived(files, {
+      interfaces: interfacesFor(devResolved, primaryHost, "192.168.100.2"),
+      seconds: 3,
+    });
     expect(r.log).toContain("VRRP_Script(haproxy) failed");
     expect(r.log).not.toContain("Entering MASTER STATE");
     expect(r.fifo.split("\n").filter(Boolean)).toEqual(["FAULT 150", "STOP 150"]); // init_fail: FAULT from the start
@@ -287,7 +318,10 @@ describe("conntrackd.conf", () => {
       "RcvSocketBuffer 1249280",
       "Checksum on",
     ]);
-    expect(block(s ?? "", "UDP Default").slice(0, 2)).toEqual(["IPv4_address 192.168.100.3", "IPv4_Destination_Address 192.168.100.2"]);
+    expect(block(s ?? "", "UDP Default").slice(0, 2)).toEqual([
+      "IPv4_address 192.168.100.3",
+      "IPv4_Destination_Address 192.168.100.2",
+    ]);
     expect(p).not.toMatch(/Multicast/);
   });
 
@@ -299,10 +333,21 @@ describe("conntrackd.conf", () => {
   test("ignores every address of the pair: loopback, LB addresses, gateway, next hop, all private and public VIPs", () => {
     const ignored = block(conntrackdFile(publicIpv6, primaryHost).content, "Address Ignore");
     const want = [
-      "127.0.0.1", "::1", "192.168.100.1", "192.168.100.2", "192.168.100.3", "172.31.250.2", "172.31.250.3", "172.31.250.10",
-      "192.168.100.100", "198.51.100.80", "198.51.100.100", "198.51.100.253",
+      "127.0.0.1",
+      "::1",
+      "192.168.100.1",
+      "192.168.100.2",
+      "192.168.100.3",
+      "172.31.250.2",
+      "172.31.250.3",
+      "172.31.250.10",
+      "192.168.100.100",
+      "198.51.100.80",
+      "198.51.100.100",
+      "198.51.100.253",
     ];
-    for (const a of want) expect(ignored).toContain(`IPv4_address ${a}`.replace(/^IPv4_address ::1$/, "IPv6_address ::1"));
+    for (const a of want)
+      expect(ignored).toContain(`IPv4_address ${a}`.replace(/^IPv4_address ::1$/, "IPv6_address ::1"));
     expect(ignored).toContain("IPv6_address 2001:db8:100::100");
     expect(ignored).toHaveLength(want.length + 1);
   });
@@ -365,7 +410,11 @@ describe("keepalived-notify.sh", () => {
      * Runs the script in a private mount namespace (tmpfs on /run) with stubs first on PATH. The stub `ip` reports
      * keepalived's VIP as held when vipHeld. fifo: none, a FIFO nobody reads, or one read by an agent-like reader.
      */
-    function runNotify(script: string, state: string, opts: { vipHeld: boolean; fifo: "none" | "no-reader" | "reader" }): NotifyRun {
+    function runNotify(
+      script: string,
+      state: string,
+      opts: { vipHeld: boolean; fifo: "none" | "no-reader" | "reader" },
+    ): NotifyRun {
       const dir = mkdtempSync(join(tmpdir(), "ep-notify-"));
       try {
         const bin = join(dir, "bin");
@@ -379,7 +428,12 @@ describe("keepalived-notify.sh", () => {
         stub("arping");
         stub("logger");
         stub("nft");
-        stub("ip", opts.vipHeld ? 'case "$*" in *"addr show"*) echo "3: eth1 inet 192.168.100.1/32 scope global eth1";; esac' : "");
+        stub(
+          "ip",
+          opts.vipHeld
+            ? 'case "$*" in *"addr show"*) echo "3: eth1 inet 192.168.100.1/32 scope global eth1";; esac'
+            : "",
+        );
         const path = join(dir, "notify.sh");
         writeFileSync(path, script, { mode: 0o700 });
         const fifoOut = join(dir, "fifo.out");
@@ -388,7 +442,9 @@ describe("keepalived-notify.sh", () => {
           "mount -t tmpfs tmpfs /run",
           "mkdir -p /run/edgepair",
           opts.fifo !== "none" ? "mkfifo /run/edgepair/vrrp.fifo" : "",
-          opts.fifo === "reader" ? `exec 3<>/run/edgepair/vrrp.fifo; cat <&3 >${fifoOut} & reader=$!; exec 3<&-` : "reader=",
+          opts.fifo === "reader"
+            ? `exec 3<>/run/edgepair/vrrp.fifo; cat <&3 >${fifoOut} & reader=$!; exec 3<&-`
+            : "reader=",
           `start=$(date +%s%N)`,
           `rc=0; PATH=${bin}:$PATH sh ${path} INSTANCE lab ${state} 150 || rc=$?`,
           `echo "elapsed $(( ($(date +%s%N) - start) / 1000000 ))"`,
@@ -434,7 +490,9 @@ describe("keepalived-notify.sh", () => {
         "conntrackd -B",
       ]);
       // the announcement runs in the background, so only its place after the address is fixed
-      expect(calls.indexOf("arping -U -c 2 -I eth0 172.31.250.10")).toBeGreaterThan(calls.indexOf("ip -4 addr replace 172.31.250.10/24 dev eth0"));
+      expect(calls.indexOf("arping -U -c 2 -I eth0 172.31.250.10")).toBeGreaterThan(
+        calls.indexOf("ip -4 addr replace 172.31.250.10/24 dev eth0"),
+      );
       expect(r.fifo).toBe("MASTER 150\n");
     });
 
@@ -451,7 +509,12 @@ describe("keepalived-notify.sh", () => {
 
     test("BACKUP: release the next hop first, then purge and resync request", () => {
       const r = runNotify(libvirtScript(), "BACKUP", { vipHeld: false, fifo: "reader" });
-      expect(work(r.calls)).toEqual(["ip -4 addr flush dev eth0 to 172.31.250.10/32", HANDOFF_OFF, "conntrackd -t", "conntrackd -n"]);
+      expect(work(r.calls)).toEqual([
+        "ip -4 addr flush dev eth0 to 172.31.250.10/32",
+        HANDOFF_OFF,
+        "conntrackd -t",
+        "conntrackd -n",
+      ]);
       expect(r.fifo).toBe("BACKUP 150\n");
     });
 
@@ -489,7 +552,11 @@ describe("keepalived-notify.sh", () => {
     try {
       const bin = join(dir, "bin");
       mkdirSync(bin);
-      for (const [name, body] of [["conntrackd", "sleep 0.5"], ["arping", ""], ["logger", ""]] as const) {
+      for (const [name, body] of [
+        ["conntrackd", "sleep 0.5"],
+        ["arping", ""],
+        ["logger", ""],
+      ] as const) {
         writeFileSync(join(bin, name), `#!/bin/sh\necho "${name} $*" >>${dir}/calls.log\n${body}\nexit 0\n`);
         chmodSync(join(bin, name), 0o755);
       }
@@ -515,7 +582,10 @@ describe("keepalived-notify.sh", () => {
           { name: "eth0", addresses: ["172.31.250.2/24"] },
           { name: "eth1", addresses: ["192.168.100.2/24"] },
         ],
-        (ns) => run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", sh], { timeoutMs: 20_000 }),
+        (ns) =>
+          run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", sh], {
+            timeoutMs: 20_000,
+          }),
       );
       const afterRace = r.stdout.split("--- after stale")[0] ?? "";
       const afterStale = r.stdout.split("--- after stale")[1] ?? "";
@@ -532,21 +602,31 @@ describe("keepalived-notify.sh", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("every spec variant x host", () => {
-  test.each(variantsByHost)("$label: keepalived -t, conntrackd run and shellcheck accept the files", ({ spec, host, backends }) => {
-    const files = [...renderKeepalived({ spec, host, backends }), ...renderConntrackd({ spec, host, backends }), ...renderNotifyScript({ spec, host, backends })];
-    const byPath = (p: string) => files.find((f) => f.path === p)?.content ?? "";
-    expectOk(checkKeepalived(byPath(KEEPALIVED_CONFIG_PATH)), byPath(KEEPALIVED_CONFIG_PATH));
-    expectOk(checkConntrackd(byPath(CONNTRACKD_CONFIG_PATH)), byPath(CONNTRACKD_CONFIG_PATH));
-    expectOk(checkShellScript(byPath(NOTIFY_SCRIPT_PATH)), byPath(NOTIFY_SCRIPT_PATH));
-    // the public side never enters keepalived.conf, and every public VIP is ignored by conntrackd
-    for (const v of spec.derived.publicVips) {
-      expect(byPath(KEEPALIVED_CONFIG_PATH)).not.toContain(v.address);
-      expect(byPath(CONNTRACKD_CONFIG_PATH)).toContain(` ${v.address}\n`);
-    }
-  });
+  test.each(variantsByHost)(
+    "$label: keepalived -t, conntrackd run and shellcheck accept the files",
+    ({ spec, host, backends }) => {
+      const files = [
+        ...renderKeepalived({ spec, host, backends }),
+        ...renderConntrackd({ spec, host, backends }),
+        ...renderNotifyScript({ spec, host, backends }),
+      ];
+      const byPath = (p: string) => files.find((f) => f.path === p)?.content ?? "";
+      expectOk(checkKeepalived(byPath(KEEPALIVED_CONFIG_PATH)), byPath(KEEPALIVED_CONFIG_PATH));
+      expectOk(checkConntrackd(byPath(CONNTRACKD_CONFIG_PATH)), byPath(CONNTRACKD_CONFIG_PATH));
+      expectOk(checkShellScript(byPath(NOTIFY_SCRIPT_PATH)), byPath(NOTIFY_SCRIPT_PATH));
+      // the public side never enters keepalived.conf, and every public VIP is ignored by conntrackd
+      for (const v of spec.derived.publicVips) {
+        expect(byPath(KEEPALIVED_CONFIG_PATH)).not.toContain(v.address);
+        expect(byPath(CONNTRACKD_CONFIG_PATH)).toContain(` ${v.address}\n`);
+      }
+    },
+  );
 
   test.each(variantsByHost)("$label: rendering is deterministic", ({ spec, host, backends }) => {
-    const once = () => [renderKeepalived, renderConntrackd, renderNotifyScript].flatMap((r) => r({ spec, host, backends: structuredClone(backends) }));
+    const once = () =>
+      [renderKeepalived, renderConntrackd, renderNotifyScript].flatMap((r) =>
+        r({ spec, host, backends: structuredClone(backends) }),
+      );
     expect(JSON.stringify(once())).toBe(JSON.stringify(once()));
   });
 });

@@ -22,7 +22,17 @@ const suite = process.getuid?.() === 0 ? describe : describe.skip;
 type Raw = Record<string, any>; // test-only: the generator writes arbitrary shapes
 
 const hostAddress = fc.integer({ min: 1, max: 254 }).map((i) => `192.168.100.${i}`);
-const odd = fc.constantFrom("0.0.0.0", "127.0.0.1", "224.0.0.18", "255.255.255.255", "192.168.100.0", "192.168.100.255", "fe80::1", "::", "169.254.169.254");
+const odd = fc.constantFrom(
+  "0.0.0.0",
+  "127.0.0.1",
+  "224.0.0.18",
+  "255.255.255.255",
+  "192.168.100.0",
+  "192.168.100.255",
+  "fe80::1",
+  "::",
+  "169.254.169.254",
+);
 // hostile values now and then, so that about half the specs are accepted and rendered
 const privateAddress = fc.oneof({ weight: 30, arbitrary: hostAddress }, { weight: 1, arbitrary: odd });
 const publicV4 = fc.integer({ min: 1, max: 254 }).map((i) => `198.51.100.${i}`);
@@ -35,7 +45,10 @@ const vip = fc.oneof(
   fc.record({ address: privateAddress, type: fc.constant("private") }),
   fc.record({ address: publicAddress, type: fc.constant("public") }),
 );
-const port = fc.oneof({ weight: 1, arbitrary: fc.constantFrom(22, 80, 443, 1936, 3780, 6443, 8404, 22623, 30080, 30443) }, { weight: 4, arbitrary: fc.integer({ min: 1024, max: 65535 }) });
+const port = fc.oneof(
+  { weight: 1, arbitrary: fc.constantFrom(22, 80, 443, 1936, 3780, 6443, 8404, 22623, 30080, 30443) },
+  { weight: 4, arbitrary: fc.integer({ min: 1024, max: 65535 }) },
+);
 const pathChars = fc.constantFrom(..."abz09/-._~?&=%+!*()[]:@\"'#$\\{} ".split(""));
 const cleanChars = fc.constantFrom(..."abz09/-._~?&=%+!*()[]:@".split(""));
 const healthPath = fc.oneof(
@@ -52,7 +65,13 @@ const knobs = fc.record(
     lbAddresses: fc.tuple(hostAddress, hostAddress),
     api: fc.array(vip, { minLength: 1, maxLength: 3 }),
     ingress: fc.option(fc.array(vip, { minLength: 1, maxLength: 2 }), { nil: undefined }),
-    nat: fc.option(fc.record({ address: fc.oneof({ weight: 8, arbitrary: publicV4 }, { weight: 1, arbitrary: publicAddress }), type: fc.constantFrom("public", "public", "public", "private") }), { nil: undefined }),
+    nat: fc.option(
+      fc.record({
+        address: fc.oneof({ weight: 8, arbitrary: publicV4 }, { weight: 1, arbitrary: publicAddress }),
+        type: fc.constantFrom("public", "public", "public", "private"),
+      }),
+      { nil: undefined },
+    ),
     apiAddresses: fc.array(privateAddress, { minLength: 1, maxLength: 4 }),
     ingressAddresses: fc.array(privateAddress, { maxLength: 3 }),
     httpPort: port,
@@ -95,7 +114,10 @@ function specOf(k: Knobs): Raw {
   if (k.metricsPort !== undefined) s.metrics = { port: k.metricsPort };
   if (k.conntrackPort !== undefined) s.conntrack = { port: k.conntrackPort };
   if (k.advertInterval !== undefined || k.routerId !== undefined) {
-    s.vrrp = { ...(k.advertInterval !== undefined ? { advertInterval: k.advertInterval } : {}), ...(k.routerId !== undefined ? { routerId: k.routerId } : {}) };
+    s.vrrp = {
+      ...(k.advertInterval !== undefined ? { advertInterval: k.advertInterval } : {}),
+      ...(k.routerId !== undefined ? { routerId: k.routerId } : {}),
+    };
   }
   if (k.nextHop !== undefined) s.platform.publicNetwork.nextHop = k.nextHop;
   return s;
@@ -130,14 +152,21 @@ suite("generated specs: accepted ones render files every real checker accepts; r
           const tree = renderAll({ spec: r.value, host: h, backends: resolveBackends(r.value, {}) });
           const failed = checkRenderedTree(tree).filter((c) => !c.ok);
           if (failed.length > 0) {
-            throw new Error(`an accepted spec renders a file its checker refuses:\n${JSON.stringify(raw)}\n${failed.map((f) => `${f.path} (${f.checker}): ${f.output.slice(0, 400)}`).join("\n")}`);
+            throw new Error(
+              `an accepted spec renders a file its checker refuses:\n${JSON.stringify(raw)}\n${failed.map((f) => `${f.path} (${f.checker}): ${f.output.slice(0, 400)}`).join("\n")}`,
+            );
           }
         }
       }),
       { seed: 1812, numRuns: NUM_SPECS, endOnFailure: true },
     );
-    const top = [...rules].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([rule, n]) => `${n}× ${rule}`);
-    process.stderr.write(`[spec-fuzz] ${NUM_SPECS} specs: ${accepted} accepted, rendered and checked; ${refused} refused (${((Date.now() - t0) / 1000).toFixed(1)} s); most frequent rules: ${top.join("; ")}\n`);
+    const top = [...rules]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([rule, n]) => `${n}× ${rule}`);
+    process.stderr.write(
+      `[spec-fuzz] ${NUM_SPECS} specs: ${accepted} accepted, rendered and checked; ${refused} refused (${((Date.now() - t0) / 1000).toFixed(1)} s); most frequent rules: ${top.join("; ")}\n`,
+    );
     // the generator must reach both sides, or the property proves little
     expect(accepted).toBeGreaterThanOrEqual(10);
     expect(refused).toBeGreaterThanOrEqual(10);

@@ -23,7 +23,8 @@ let ws: PulumiWorkspace;
 /** Operation per resource name, without providers and the stack. */
 function ops(p: PreviewResult): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const s of p.steps) if (!s.type.startsWith("pulumi:providers:") && s.type !== "pulumi:pulumi:Stack") out[s.name] = s.op;
+  for (const s of p.steps)
+    if (!s.type.startsWith("pulumi:providers:") && s.type !== "pulumi:pulumi:Stack") out[s.name] = s.op;
   return out;
 }
 

@@ -8,7 +8,16 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { guestAccel, kvmOpens, makeOverlay, makeSeedIso, startVm, stopVm, waitForSerial, type Vm } from "../lab/standin-image/boot";
+import {
+  guestAccel,
+  kvmOpens,
+  makeOverlay,
+  makeSeedIso,
+  startVm,
+  stopVm,
+  waitForSerial,
+  type Vm,
+} from "../lab/standin-image/boot";
 import { buildStandinImage, imagePaths, type StandinImage } from "../lab/standin-image/builder";
 import { extlinuxConf, kernelVersion } from "../lab/standin-image/image";
 import { baseHash, IMAGES_ROOTFS, imageHash, listRootfsFiles } from "../lab/standin-image/inputs";
@@ -32,10 +41,16 @@ describe("stand-in image inputs", () => {
       { uri: "http://mirror.example/debian", suites: ["bookworm", "bookworm-updates"] },
       { uri: "http://mirror.example/debian-security", suites: ["bookworm-security"] },
     ]);
-    expect(parseAptSources("# deb http://old.example/ bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\ndeb-src http://s.example bookworm main\n", false)).toEqual([
-      { uri: "http://m.example/debian", suites: ["bookworm"] },
-    ]);
-    const sources = renderSources("bookworm", { main: "http://m.example/debian", security: "http://m.example/debian-security" });
+    expect(
+      parseAptSources(
+        "# deb http://old.example/ bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\ndeb-src http://s.example bookworm main\n",
+        false,
+      ),
+    ).toEqual([{ uri: "http://m.example/debian", suites: ["bookworm"] }]);
+    const sources = renderSources("bookworm", {
+      main: "http://m.example/debian",
+      security: "http://m.example/debian-security",
+    });
     expect(parseAptSources(sources, true)).toEqual([
       { uri: "http://m.example/debian", suites: ["bookworm", "bookworm-updates"] },
       { uri: "http://m.example/debian-security", suites: ["bookworm-security"] },
@@ -106,7 +121,10 @@ describe("guestAccel remembers its answer for one boot of the host", () => {
         return;
       }
       writeFileSync(memo, JSON.stringify({ bootId, accel: "kvm", why: "planted" }));
-      expect(await guestAccel(disk, dir, { memo })).toEqual({ accel: "kvm", why: `planted (remembered for this boot: ${memo})` });
+      expect(await guestAccel(disk, dir, { memo })).toEqual({
+        accel: "kvm",
+        why: `planted (remembered for this boot: ${memo})`,
+      });
       for (const stale of [JSON.stringify({ bootId: "another-boot", accel: "kvm", why: "planted" }), "{not json"]) {
         writeFileSync(memo, stale);
         const probed = await guestAccel(disk, dir, { memo, timeoutMs: 10_000 });
@@ -128,10 +146,15 @@ e2e(e2eTitle, () => {
   }, 120 * MINUTE);
 
   test("the image is a compressed qcow2 named by its inputs, with the images/rootfs files and the agent", () => {
-    const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", image.path], { encoding: "utf8" })) as { format: string; "virtual-size": number };
+    const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", image.path], { encoding: "utf8" })) as {
+      format: string;
+      "virtual-size": number;
+    };
     expect(info.format).toBe("qcow2");
     expect(info["virtual-size"]).toBe(image.manifest.virtualBytes);
-    expect(image.path).toBe(imagePaths(process.env.EDGEPAIR_STANDIN_CACHE || "/var/cache/edgepair-standin", image.manifest.hash).qcow2);
+    expect(image.path).toBe(
+      imagePaths(process.env.EDGEPAIR_STANDIN_CACHE || "/var/cache/edgepair-standin", image.manifest.hash).qcow2,
+    );
     expect(image.manifest.rootfsFiles).toEqual(listRootfsFiles().map((f) => f.target));
     expect(image.manifest.facts.node).toMatch(/^v\d+\./);
     expect(image.manifest.facts.agent).toMatch(/\S/);
@@ -141,13 +164,17 @@ e2e(e2eTitle, () => {
     );
   });
 
-  test("a second build with the same inputs is a cache hit", async () => {
-    const lines: string[] = [];
-    const again = await buildStandinImage({ out: (l) => lines.push(l) });
-    expect(again.cached).toBe(true);
-    expect(again.path).toBe(image.path);
-    expect(lines).toEqual([`cached: ${image.path}`]);
-  }, 5 * MINUTE);
+  test(
+    "a second build with the same inputs is a cache hit",
+    async () => {
+      const lines: string[] = [];
+      const again = await buildStandinImage({ out: (l) => lines.push(l) });
+      expect(again.cached).toBe(true);
+      expect(again.path).toBe(image.path);
+      expect(lines).toEqual([`cached: ${image.path}`]);
+    },
+    5 * MINUTE,
+  );
 
   test(
     "boots under QEMU: cloud-init reads the NoCloud seed, sets the hostname, writes the marker and finishes",
@@ -176,12 +203,24 @@ e2e(e2eTitle, () => {
         const serial = join(dir, "serial.log");
         const { accel, why } = await guestAccel(image.path, dir, { memo: image.accelMemo });
         process.stdout.write(`stand-in boot: ${why}\n`);
-        vm = startVm({ disk: overlay, seedIso: seed, serialLog: serial, macs: ["52:54:00:e9:00:01", "52:54:00:e9:00:02"], memoryMiB: 1536, maxSeconds: 12 * 60, accel });
+        vm = startVm({
+          disk: overlay,
+          seedIso: seed,
+          serialLog: serial,
+          macs: ["52:54:00:e9:00:01", "52:54:00:e9:00:02"],
+          memoryMiB: 1536,
+          maxSeconds: 12 * 60,
+          accel,
+        });
         const seen = await waitForSerial(
           vm,
           serial,
           // kernel: the line guestAccel waits for under KVM, so its probe looks for what this kernel prints
-          { kernel: /Linux version \d/, finished: /Cloud-init v\. \S+ finished at .*Datasource DataSourceNoCloud/, marker: /standin-smoke: host=/ },
+          {
+            kernel: /Linux version \d/,
+            finished: /Cloud-init v\. \S+ finished at .*Datasource DataSourceNoCloud/,
+            marker: /standin-smoke: host=/,
+          },
           10 * MINUTE,
         );
         const line = seen.marker.line;

@@ -15,7 +15,19 @@ import { z } from "zod";
 import type { RenderedFile, ServiceName } from "../../render/types";
 import { planReloads, runReloads, type CommandRunner, type ReloadPlan, type ReloadResult } from "./reload";
 import { defaultValidators, validateCandidates, type CheckedCandidate, type Validator } from "./validate";
-import { discard, readLive, removeStaleStaged, resolveOwner, sha256, stage, switchInto, writeAtomic, type Ids, type LiveFile, isUpToDate } from "./write";
+import {
+  discard,
+  readLive,
+  removeStaleStaged,
+  resolveOwner,
+  sha256,
+  stage,
+  switchInto,
+  writeAtomic,
+  type Ids,
+  type LiveFile,
+  isUpToDate,
+} from "./write";
 
 export interface ApplyOptions {
   /** "/" on the VM; a temporary directory in tests */
@@ -79,7 +91,13 @@ export async function readApplyState(stateDir: string): Promise<ApplyState> {
     return { hashes: {}, pendingReloads: [] };
   }
   if (!parsed.success) return { hashes: {}, pendingReloads: [] };
-  return { hashes: parsed.data.hashes, pendingReloads: parsed.data.pendingReloads.map((p) => ({ service: p.service as ServiceName, commands: p.commands })) };
+  return {
+    hashes: parsed.data.hashes,
+    pendingReloads: parsed.data.pendingReloads.map((p) => ({
+      service: p.service as ServiceName,
+      commands: p.commands,
+    })),
+  };
 }
 
 async function writeApplyState(stateDir: string, state: ApplyState): Promise<void> {
@@ -89,7 +107,8 @@ async function writeApplyState(stateDir: string, state: ApplyState): Promise<voi
 function checkPaths(files: readonly RenderedFile[]): void {
   const seen = new Set<string>();
   for (const f of files) {
-    if (!isAbsolute(f.path) || normalize(f.path) !== f.path || f.path.endsWith("/")) throw new Error(`${f.path}: not a normalized absolute file path`);
+    if (!isAbsolute(f.path) || normalize(f.path) !== f.path || f.path.endsWith("/"))
+      throw new Error(`${f.path}: not a normalized absolute file path`);
     if (seen.has(f.path)) throw new Error(`${f.path}: given twice`);
     seen.add(f.path);
   }
@@ -151,7 +170,11 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
         try {
           owner = await resolveOwner(f.owner, opts.root);
         } catch (err) {
-          ownerProblems.push({ path: f.path, checker: "owner", output: `${f.path}: owner ${f.owner}: ${message(err)}` });
+          ownerProblems.push({
+            path: f.path,
+            checker: "owner",
+            output: `${f.path}: owner ${f.owner}: ${message(err)}`,
+          });
           continue;
         }
         ids.set(f.path, owner);
@@ -168,7 +191,11 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
         for (const f of changed) staged.set(f.path, await stage(target(f), f.content, f.mode, ids.get(f.path)));
         pending.push({ service, files: changed });
       } catch (err) {
-        report.rejected.push({ path: changed.find((f) => !staged.has(f.path))?.path ?? changed[0]?.path ?? "", checker: "write", output: message(err) });
+        report.rejected.push({
+          path: changed.find((f) => !staged.has(f.path))?.path ?? changed[0]?.path ?? "",
+          checker: "write",
+          output: message(err),
+        });
         for (const f of changed) await discardStaged(staged, f.path);
       }
     }
@@ -190,7 +217,11 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
     // Owed before the first rename: an agent killed after it still reloads these on its next apply.
     await writeApplyState(opts.stateDir, {
       hashes: previous.hashes,
-      pendingReloads: mergePlans(serviceOrder, previous.pendingReloads, planReloads(accepted.flatMap((g) => g.files.map((f) => f.reload)))),
+      pendingReloads: mergePlans(
+        serviceOrder,
+        previous.pendingReloads,
+        planReloads(accepted.flatMap((g) => g.files.map((f) => f.reload))),
+      ),
     });
     for (const g of accepted) {
       // a service's files go live together or not at all: a rename failing midway puts back the ones before it
@@ -206,7 +237,11 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
       } catch (err) {
         const failedPath = g.files[done.length]?.path ?? "";
         const undo = await restoreLive(done.map((f) => ({ target: target(f), live: before.get(f.path) })));
-        report.rejected.push({ path: failedPath, checker: "write", output: `${message(err)}${undo ? `; putting back the group's other files failed: ${undo}` : ""}` });
+        report.rejected.push({
+          path: failedPath,
+          checker: "write",
+          output: `${message(err)}${undo ? `; putting back the group's other files failed: ${undo}` : ""}`,
+        });
         report.heldBack.push(...g.files.filter((f) => f.path !== failedPath).map((f) => f.path));
         continue;
       }
@@ -231,7 +266,10 @@ export async function applyFiles(files: readonly RenderedFile[], opts: ApplyOpti
   const plans = mergePlans(serviceOrder, previous.pendingReloads, planReloads(switched.map((f) => f.reload)));
   report.reloads = await runReloads(plans, opts.runner, opts.reloadTimeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS);
   const failed = new Set(report.reloads.filter((r) => !r.ok).map((r) => r.service));
-  await writeApplyState(opts.stateDir, { hashes: report.hashes, pendingReloads: plans.filter((p) => failed.has(p.service)) });
+  await writeApplyState(opts.stateDir, {
+    hashes: report.hashes,
+    pendingReloads: plans.filter((p) => failed.has(p.service)),
+  });
 
   const order = new Map(files.map((f, i) => [f.path, i]));
   const byRenderOrder = (a: string, b: string): number => (order.get(a) ?? 0) - (order.get(b) ?? 0);
@@ -250,7 +288,10 @@ async function restoreLive(files: { target: string; live: LiveFile | undefined }
         await rm(f.target, { force: true });
         continue;
       }
-      const back = await stage(f.target, f.live.content.toString("utf8"), f.live.mode, { uid: f.live.uid, gid: f.live.gid });
+      const back = await stage(f.target, f.live.content.toString("utf8"), f.live.mode, {
+        uid: f.live.uid,
+        gid: f.live.gid,
+      });
       await switchInto(back, f.target);
     } catch (err) {
       first ??= `${f.target}: ${message(err)}`;

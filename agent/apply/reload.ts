@@ -38,7 +38,6 @@ export const spawnRunner: CommandRunner = (argv, opts) =>
     let output = "";
     let timedOut = false;
     let settled = false;
-    let timer: NodeJS.Timeout | undefined;
     let grace: NodeJS.Timeout | undefined;
     const collect = (chunk: Buffer): void => {
       if (output.length < OUTPUT_LIMIT) output += chunk.toString("utf8").slice(0, OUTPUT_LIMIT - output.length);
@@ -52,7 +51,7 @@ export const spawnRunner: CommandRunner = (argv, opts) =>
     };
     // Its own process group, so a timeout kills whatever the command started too.
     const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    timer = setTimeout(() => {
+    const timer = setTimeout(() => {
       timedOut = true;
       output += `\n${cmd}: killed after ${opts.timeoutMs} ms`;
       try {
@@ -115,7 +114,11 @@ export function planReloads(actions: readonly ReloadAction[]): ReloadPlan[] {
  * Runs each plan's commands in order, stopping a service at its first failing command (a profile that did not
  * load must not be reapplied). Failures are results: the caller marks the LB Degraded.
  */
-export async function runReloads(plans: readonly ReloadPlan[], runner: CommandRunner, timeoutMs: number): Promise<ReloadResult[]> {
+export async function runReloads(
+  plans: readonly ReloadPlan[],
+  runner: CommandRunner,
+  timeoutMs: number,
+): Promise<ReloadResult[]> {
   const results: ReloadResult[] = [];
   for (const plan of plans) {
     const outputs: string[] = [];
@@ -127,7 +130,9 @@ export async function runReloads(plans: readonly ReloadPlan[], runner: CommandRu
       } catch (err) {
         r = { exitCode: null, timedOut: false, output: err instanceof Error ? err.message : String(err) };
       }
-      outputs.push(`$ ${argv.join(" ")}\n${r.output}${r.exitCode === 0 ? "" : `\nexit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}`}`);
+      outputs.push(
+        `$ ${argv.join(" ")}\n${r.output}${r.exitCode === 0 ? "" : `\nexit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}`}`,
+      );
       if (r.exitCode !== 0) {
         ok = false;
         break;

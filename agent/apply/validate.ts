@@ -145,7 +145,8 @@ export async function checkSysctlText(content: string, procSys: string): Promise
     const rel = rawKey.includes("/") ? rawKey.replace(/^\/+/, "") : rawKey.replace(/\./g, "/");
     if (await exists(join(procSys, rel))) continue;
     const perInterface = /^(net\/ipv[46]\/(?:conf|neigh))\/[^/]+\/(.+)$/.exec(rel);
-    if (perInterface && (await exists(join(procSys, perInterface[1] ?? "", "default", perInterface[2] ?? "")))) continue;
+    if (perInterface && (await exists(join(procSys, perInterface[1] ?? "", "default", perInterface[2] ?? ""))))
+      continue;
     problems.push(`line ${i + 1}: ${rawKey}: no such kernel setting (${join(procSys, rel)})`);
   }
   return problems;
@@ -223,9 +224,15 @@ export async function validateCandidates(
       verdicts = mine.map((c) => ({ path: c.path, ok: false, output }));
     }
     for (const c of mine) {
-      const verdict = verdicts.find((x) => x.path === c.path) ?? { path: c.path, ok: false, output: "the checker gave no verdict" };
+      const verdict = verdicts.find((x) => x.path === c.path) ?? {
+        path: c.path,
+        ok: false,
+        output: "the checker gave no verdict",
+      };
       byPath.set(c.path, { ...verdict, checker: v.checker });
     }
   }
-  return candidates.map((c) => byPath.get(c.path) ?? { path: c.path, checker: "none", ok: false, output: "not checked" });
+  return candidates.map(
+    (c) => byPath.get(c.path) ?? { path: c.path, checker: "none", ok: false, output: "not checked" },
+  );
 }

@@ -53,7 +53,13 @@ export async function readLive(target: string): Promise<LiveFile | undefined> {
 }
 
 export function isUpToDate(live: LiveFile | undefined, content: string, mode: number, ids: Ids): boolean {
-  return live !== undefined && live.mode === mode && live.uid === ids.uid && live.gid === ids.gid && live.content.equals(Buffer.from(content, "utf8"));
+  return (
+    live !== undefined &&
+    live.mode === mode &&
+    live.uid === ids.uid &&
+    live.gid === ids.gid &&
+    live.content.equals(Buffer.from(content, "utf8"))
+  );
 }
 
 /** Removes candidates a crashed apply left next to `target`. */
@@ -65,7 +71,9 @@ export async function removeStaleStaged(target: string): Promise<void> {
     return; // no directory yet: nothing left over
   }
   const prefix = stagedPrefix(target);
-  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(dirname(target), n), { force: true })));
+  await Promise.all(
+    names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(dirname(target), n), { force: true })),
+  );
 }
 
 /** Writes `content` to a new hidden file next to `target` with `mode` and `ids`, fsynced; returns its path. */
@@ -73,7 +81,11 @@ export async function stage(target: string, content: string, mode: number, ids: 
   await mkdir(dirname(target), { recursive: true, mode: 0o755 });
   const staged = join(dirname(target), `${stagedPrefix(target)}${randomBytes(6).toString("hex")}`);
   // O_NOFOLLOW|O_EXCL: never write through a planted symlink or into someone else's file.
-  const fh = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode & 0o777);
+  const fh = await open(
+    staged,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode & 0o777,
+  );
   try {
     // chown clears set-id bits, so it comes before the exact chmod; both before the content.
     if (ids) await fh.chown(ids.uid, ids.gid);

@@ -32,11 +32,17 @@ export async function backendsHealthy(socketPath: string, opts: { notWorker?: nu
   let text: string;
   try {
     if (opts.notWorker !== undefined && (await haproxyWorkerPid(socketPath)) === opts.notWorker) {
-      return { ok: false, failures: [`HAProxy's previous worker (${opts.notWorker}) still answers: the reload has not taken over`] };
+      return {
+        ok: false,
+        failures: [`HAProxy's previous worker (${opts.notWorker}) still answers: the reload has not taken over`],
+      };
     }
     text = await new RuntimeSocket(socketPath).run("show servers state", /^1\n/);
   } catch (e) {
-    return { ok: false, failures: [`HAProxy's admin socket does not answer: ${e instanceof Error ? e.message : String(e)}`] };
+    return {
+      ok: false,
+      failures: [`HAProxy's admin socket does not answer: ${e instanceof Error ? e.message : String(e)}`],
+    };
   }
   const servers = parseServersState(text);
   const checks = checkColumns(text);
@@ -46,18 +52,26 @@ export async function backendsHealthy(socketPath: string, opts: { notWorker?: nu
     const checked = !c || (c.state & CHECK_CONFIGURED) === 0 || CHECK_PASSED.has(c.result);
     up.set(s.backend, (up.get(s.backend) ?? false) || (s.operState === "running" && checked));
   });
-  const failures = [...up].filter(([, anyUp]) => !anyUp).map(([backend]) => `HAProxy backend ${backend} has no server UP on a passed check`);
+  const failures = [...up]
+    .filter(([, anyUp]) => !anyUp)
+    .map(([backend]) => `HAProxy backend ${backend} has no server UP on a passed check`);
   return { ok: failures.length === 0, failures };
 }
 
 /** srv_check_state and srv_check_result per server line, in parseServersState's order (found by the header). */
 function checkColumns(text: string): ({ state: number; result: number } | undefined)[] {
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
   const header = (lines[1] ?? "").replace(/^#\s*/, "").split(/\s+/);
   const st = header.indexOf("srv_check_state");
   const res = header.indexOf("srv_check_result");
-  return lines.slice(2).filter((l) => !l.startsWith("#")).map((l) => {
-    const f = l.split(/\s+/);
-    return st < 0 || res < 0 ? undefined : { state: Number(f[st]), result: Number(f[res]) };
-  });
+  return lines
+    .slice(2)
+    .filter((l) => !l.startsWith("#"))
+    .map((l) => {
+      const f = l.split(/\s+/);
+      return st < 0 || res < 0 ? undefined : { state: Number(f[st]), result: Number(f[res]) };
+    });
 }

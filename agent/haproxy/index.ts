@@ -44,7 +44,11 @@ export interface SyncServersResult {
  * Reads what runs, plans against the servers `haproxyCfg` declares (every backend of the file is managed, also an
  * emptied one) and applies the plan. An empty plan sends nothing but `show servers state`.
  */
-export async function syncServers(socket: RuntimeSocket | string, haproxyCfg: string, opts: ServerChangeOptions = {}): Promise<SyncServersResult> {
+export async function syncServers(
+  socket: RuntimeSocket | string,
+  haproxyCfg: string,
+  opts: ServerChangeOptions = {},
+): Promise<SyncServersResult> {
   const api = typeof socket === "string" ? new RuntimeSocket(socket) : socket;
   const desired = desiredServersFromConfig(haproxyCfg);
   const before = await readServers(api);

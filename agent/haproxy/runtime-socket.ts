@@ -48,7 +48,14 @@ export class RuntimeSocket {
         else resolve(answer);
       };
       const timer = setTimeout(
-        () => finish(new RuntimeApiError(command, answer.trim(), `got no complete answer within ${this.timeoutMs} ms from ${this.path}`)),
+        () =>
+          finish(
+            new RuntimeApiError(
+              command,
+              answer.trim(),
+              `got no complete answer within ${this.timeoutMs} ms from ${this.path}`,
+            ),
+          ),
         this.timeoutMs,
       );
       socket.setEncoding("utf8");
@@ -78,5 +85,10 @@ export class RuntimeSocket {
  */
 function checkCommand(command: string): void {
   if (command.trim() === "") throw new RuntimeApiError(command, "", "is empty");
-  if (/[\n\r;]/.test(command)) throw new RuntimeApiError(command.replace(/[\n\r]/g, "\\n"), "", "contains a newline or ';' (one command per call)");
+  if (/[\n\r;]/.test(command))
+    throw new RuntimeApiError(
+      command.replace(/[\n\r]/g, "\\n"),
+      "",
+      "contains a newline or ';' (one command per call)",
+    );
 }

@@ -40,31 +40,37 @@ const COLUMNS = ["be_name", "srv_name", "srv_addr", "srv_port", "srv_op_state", 
 
 /** Parses `show servers state` (format version 1): columns are found by the header line, not by position. */
 export function parseServersState(text: string): ServerState[] {
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
   const version = lines[0];
   if (version !== "1") throw new Error(`show servers state: expected format version 1, got "${version ?? ""}"`);
   const header = (lines[1] ?? "").replace(/^#\s*/, "").split(/\s+/);
   const at = Object.fromEntries(COLUMNS.map((c) => [c, header.indexOf(c)])) as Record<(typeof COLUMNS)[number], number>;
   const missing = COLUMNS.filter((c) => at[c] < 0);
   if (missing.length > 0) throw new Error(`show servers state: header lacks ${missing.join(", ")}`);
-  return lines.slice(2).filter((l) => !l.startsWith("#")).map((line) => {
-    const f = line.split(/\s+/);
-    const field = (c: (typeof COLUMNS)[number]): string => f[at[c]] ?? "";
-    const admin = Number(field("srv_admin_state"));
-    const oper = OPER_STATES[Number(field("srv_op_state"))];
-    const port = Number(field("srv_port"));
-    if (!Number.isInteger(admin) || oper === undefined || !Number.isInteger(port)) {
-      throw new Error(`show servers state: unreadable line "${line}"`);
-    }
-    return {
-      backend: field("be_name"),
-      name: field("srv_name"),
-      address: canonicalAddress(field("srv_addr")),
-      port,
-      adminState: (admin & MAINT_BITS) !== 0 ? "maint" : (admin & DRAIN_BITS) !== 0 ? "drain" : "ready",
-      operState: oper,
-    };
-  });
+  return lines
+    .slice(2)
+    .filter((l) => !l.startsWith("#"))
+    .map((line) => {
+      const f = line.split(/\s+/);
+      const field = (c: (typeof COLUMNS)[number]): string => f[at[c]] ?? "";
+      const admin = Number(field("srv_admin_state"));
+      const oper = OPER_STATES[Number(field("srv_op_state"))];
+      const port = Number(field("srv_port"));
+      if (!Number.isInteger(admin) || oper === undefined || !Number.isInteger(port)) {
+        throw new Error(`show servers state: unreadable line "${line}"`);
+      }
+      return {
+        backend: field("be_name"),
+        name: field("srv_name"),
+        address: canonicalAddress(field("srv_addr")),
+        port,
+        adminState: (admin & MAINT_BITS) !== 0 ? "maint" : (admin & DRAIN_BITS) !== 0 ? "drain" : "ready",
+        operState: oper,
+      };
+    });
 }
 
 export async function readServers(socket: RuntimeSocket): Promise<ServerState[]> {
@@ -121,7 +127,12 @@ export function desiredServersFromConfig(content: string): DesiredServers {
     if (name === undefined || address === undefined) {
       throw new Error(`haproxy.cfg line ${i + 1}: expected "server NAME ADDRESS:PORT ...", got "${line.trim()}"`);
     }
-    servers.push({ backend: section.name, name, ...address, options: [...defaultsOptions, ...sectionOptions, ...options] });
+    servers.push({
+      backend: section.name,
+      name,
+      ...address,
+      options: [...defaultsOptions, ...sectionOptions, ...options],
+    });
   });
   return { backends, servers };
 }
@@ -256,7 +267,11 @@ const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 const DEFAULT_POLL_MS = 25; // a leaving server is deleted within a poll of its last session ending
 const DELETE_WAIT_MS = 2000; // shut-down sessions close asynchronously; `del server` refuses until they have
 
-export async function applyServerChanges(socket: RuntimeSocket, actions: readonly ServerAction[], opts: ServerChangeOptions = {}): Promise<ApplyResult> {
+export async function applyServerChanges(
+  socket: RuntimeSocket,
+  actions: readonly ServerAction[],
+  opts: ServerChangeOptions = {},
+): Promise<ApplyResult> {
   const applied: AppliedAction[] = [];
   // the drain timeout counts from each server's drain, so N leaving servers wait at most one timeout, not N
   const drainedAt = new Map<string, number>();
@@ -273,7 +288,12 @@ export async function applyServerChanges(socket: RuntimeSocket, actions: readonl
   return { applied };
 }
 
-async function applyOne(socket: RuntimeSocket, a: ServerAction, opts: ServerChangeOptions, drainStart: number): Promise<{ command: string; note?: string }> {
+async function applyOne(
+  socket: RuntimeSocket,
+  a: ServerAction,
+  opts: ServerChangeOptions,
+  drainStart: number,
+): Promise<{ command: string; note?: string }> {
   const srv = `${a.backend}/${a.name}`;
   const run = async (command: string, expect?: RegExp): Promise<{ command: string }> => {
     await socket.run(command, expect);
@@ -281,7 +301,10 @@ async function applyOne(socket: RuntimeSocket, a: ServerAction, opts: ServerChan
   };
   switch (a.kind) {
     case "add":
-      return run(`add server ${srv} ${hostPort(a.address, a.port)}${a.options.map((o) => ` ${o}`).join("")}`, /^New server registered\.$/);
+      return run(
+        `add server ${srv} ${hostPort(a.address, a.port)}${a.options.map((o) => ` ${o}`).join("")}`,
+        /^New server registered\.$/,
+      );
     case "enable-health":
       return run(`enable health ${srv}`);
     case "ready":
@@ -291,19 +314,32 @@ async function applyOne(socket: RuntimeSocket, a: ServerAction, opts: ServerChan
     case "shutdown-sessions":
       return run(`shutdown sessions server ${srv}`);
     case "wait-drained":
-      return waitDrained(socket, a, drainStart, opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, opts.pollIntervalMs ?? DEFAULT_POLL_MS);
+      return waitDrained(
+        socket,
+        a,
+        drainStart,
+        opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+        opts.pollIntervalMs ?? DEFAULT_POLL_MS,
+      );
     case "delete":
       return deleteServer(socket, srv, opts.pollIntervalMs ?? DEFAULT_POLL_MS);
   }
 }
 
-async function waitDrained(socket: RuntimeSocket, s: ServerRef, since: number, timeoutMs: number, pollMs: number): Promise<{ command: string; note?: string }> {
+async function waitDrained(
+  socket: RuntimeSocket,
+  s: ServerRef,
+  since: number,
+  timeoutMs: number,
+  pollMs: number,
+): Promise<{ command: string; note?: string }> {
   const command = `show stat ${s.backend} 4 -1`;
   const deadline = since + timeoutMs;
   for (let i = 0; i < 100_000; i++) {
     const sessions = sessionsOf(await socket.run(command, /^# pxname,/), s);
     if (sessions === 0) return { command };
-    if (Date.now() >= deadline) return { command, note: `drain timed out after ${timeoutMs} ms with ${sessions} sessions (shut down next)` };
+    if (Date.now() >= deadline)
+      return { command, note: `drain timed out after ${timeoutMs} ms with ${sessions} sessions (shut down next)` };
     await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
   }
   return { command, note: "drain wait stopped after too many polls" };

@@ -100,18 +100,35 @@ export interface BackendSelection {
 
 export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): BackendSelection {
   const cidr = parseCidr(spec.network.cidr);
-  const own = new Set([spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)]);
+  const own = new Set([
+    spec.network.gateway,
+    ...spec.network.lbAddresses,
+    ...spec.derived.privateVips.map((v) => v.address),
+  ]);
   const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const addressOf = (n: NodeView): { address: string } | { reason: string } => {
     const inside = n.internalIPs
       .map((t) => parseIp(t))
-      .flatMap((ip) => (ip !== undefined && cidr.ok && ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip) ? [canonical(ip)] : []));
-    if (inside.length === 0) return { reason: n.internalIPs.length === 0 ? "no InternalIP" : `no InternalIP inside network.cidr ${spec.network.cidr}` };
+      .flatMap((ip) =>
+        ip !== undefined && cidr.ok && ip.kind() === cidr.cidr.network.kind() && contains(cidr.cidr, ip)
+          ? [canonical(ip)]
+          : [],
+      );
+    if (inside.length === 0)
+      return {
+        reason: n.internalIPs.length === 0 ? "no InternalIP" : `no InternalIP inside network.cidr ${spec.network.cidr}`,
+      };
     const address = inside.find((a) => !own.has(a));
     return address ? { address } : { reason: `its InternalIP ${inside[0]} is one of the pair's own addresses` };
   };
-  const pool = (selector: LabelSelector, staticAddresses: readonly string[], leaves: (n: NodeView, anyReady: boolean) => string | undefined): PoolView => {
-    const servers = new Map<string, PoolServer>(staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]));
+  const pool = (
+    selector: LabelSelector,
+    staticAddresses: readonly string[],
+    leaves: (n: NodeView, anyReady: boolean) => string | undefined,
+  ): PoolView => {
+    const servers = new Map<string, PoolServer>(
+      staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]),
+    );
     const leftOut: LeftOutNode[] = [];
     const matching = sorted.filter((n) => selectorMatches(selector, n.labels)).map((n) => ({ n, a: addressOf(n) }));
     // "another Ready Node" must be one that can serve: a Ready Node without a usable address does not count
@@ -143,6 +160,7 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
               : undefined,
       )
     : undefined;
-  const plain = (v: PoolView | undefined): Backend[] => (v ? v.servers.map((s) => ({ name: s.name, address: s.address })) : []);
+  const plain = (v: PoolView | undefined): Backend[] =>
+    v ? v.servers.map((s) => ({ name: s.name, address: s.address })) : [];
   return { backends: { api: plain(api), ingress: plain(ingress) }, pools: { api, ...(ingress ? { ingress } : {}) } };
 }

@@ -20,9 +20,7 @@ import { bootstrapTokenPath, type ClusterAccess } from "../../spec/agent-setting
 export type { K8s };
 // @kubernetes/client-node 1.x is ESM-only and this project compiles to CommonJS (module node16): loaded with
 // require (native require(esm) on Node >= 20.19; jest rewrites it, see jest.config.js).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 export const k8s = require("@kubernetes/client-node") as typeof K8s;
-
 
 /** The longest watch event line taken (a Node with every image listed is some hundred kB). */
 export const MAX_WATCH_LINE = 16 * 1024 * 1024;
@@ -131,7 +129,9 @@ export class TokenFileAuth {
   /** After a 401 with tokenFile's token: true when a bootstrap token exists to try instead. */
   async refused(): Promise<boolean> {
     if (this.refusedIdentity) return false; // the bootstrap token was refused too
-    const fallback = await this.readToken(bootstrapTokenPath(this.tokenFile), "bootstrap token file").catch(() => undefined);
+    const fallback = await this.readToken(bootstrapTokenPath(this.tokenFile), "bootstrap token file").catch(
+      () => undefined,
+    );
     if (fallback === undefined || fallback === this.token) return false;
     this.refusedIdentity = await this.identityOf(this.tokenFile, "cluster.tokenFile");
     return true;
@@ -239,7 +239,12 @@ export class KubeClient {
   /** One request; the parsed JSON body (undefined when empty), or KubeApiError / KubeUnreachableError / AbortedError. */
   async request(method: string, path: string, opts: RequestOptionsIn = {}): Promise<unknown> {
     const a = await this.open(method, path, opts, false);
-    const text = await readBody(a.res, opts.signal, a.started + (opts.timeoutMs ?? this.timeoutMs) - Date.now(), `${method} ${path}`).finally(() => a.destroy());
+    const text = await readBody(
+      a.res,
+      opts.signal,
+      a.started + (opts.timeoutMs ?? this.timeoutMs) - Date.now(),
+      `${method} ${path}`,
+    ).finally(() => a.destroy());
     this.record(method, path, a.server, a.res.statusCode ?? 0, a.started);
     const status = a.res.statusCode ?? 0;
     const body = parseJson(text);
@@ -251,7 +256,11 @@ export class KubeClient {
    * A watch (or any streaming GET): resolves once the response headers say 200, then hands over lines until the
    * server ends it, `idleTimeoutMs` passes without a byte, or `signal` aborts (no `done` then: the aborter knows).
    */
-  async stream(path: string, handlers: StreamHandlers, opts: { signal: AbortSignal; idleTimeoutMs: number }): Promise<void> {
+  async stream(
+    path: string,
+    handlers: StreamHandlers,
+    opts: { signal: AbortSignal; idleTimeoutMs: number },
+  ): Promise<void> {
     const a = await this.open("GET", path, { signal: opts.signal }, true);
     const status = a.res.statusCode ?? 0;
     if (status !== 200) {
@@ -274,13 +283,19 @@ export class KubeClient {
       if (!opts.signal.aborted) handlers.done(err);
     };
     const onAbort = () => finish(null);
-    let idle = setTimeout(() => finish(new Error(`GET ${path}: no data for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
+    let idle = setTimeout(
+      () => finish(new Error(`GET ${path}: no data for ${opts.idleTimeoutMs} ms`)),
+      opts.idleTimeoutMs,
+    );
     opts.signal.addEventListener("abort", onAbort, { once: true });
     let partial = "";
     a.res.setEncoding("utf8");
     a.res.on("data", (chunk: string) => {
       clearTimeout(idle);
-      idle = setTimeout(() => finish(new Error(`GET ${path}: no data for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
+      idle = setTimeout(
+        () => finish(new Error(`GET ${path}: no data for ${opts.idleTimeoutMs} ms`)),
+        opts.idleTimeoutMs,
+      );
       partial += chunk;
       // one watch event is one object: a line this long is no Node or LoadBalancer, and would grow without bound
       if (partial.length > MAX_WATCH_LINE && partial.indexOf("\n") < 0) {
@@ -343,7 +358,13 @@ export class KubeClient {
     throw new KubeUnreachableError(method, path, failures);
   }
 
-  private async attempt(idx: number, method: string, path: string, opts: RequestOptionsIn, streaming: boolean): Promise<Attempt> {
+  private async attempt(
+    idx: number,
+    method: string,
+    path: string,
+    opts: RequestOptionsIn,
+    streaming: boolean,
+  ): Promise<Attempt> {
     const kc = this.configs[idx] as K8s.KubeConfig;
     const server = this.servers[idx] as string;
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
@@ -351,7 +372,9 @@ export class KubeClient {
       method,
       headers: {
         Accept: "application/json",
-        ...(body === undefined ? {} : { "Content-Type": opts.contentType ?? "application/json", "Content-Length": Buffer.byteLength(body) }),
+        ...(body === undefined
+          ? {}
+          : { "Content-Type": opts.contentType ?? "application/json", "Content-Length": Buffer.byteLength(body) }),
       },
     };
     await kc.applyToHTTPSOptions(reqOpts);
@@ -375,7 +398,9 @@ export class KubeClient {
       const timer = setTimeout(() => fail(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       if (opts.signal?.aborted) onAbort(); // aborted while the credentials were read
-      req.on("error", (e: NodeJS.ErrnoException) => fail(new Error(e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message)));
+      req.on("error", (e: NodeJS.ErrnoException) =>
+        fail(new Error(e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message)),
+      );
       req.on("response", (res) => {
         if (settled) {
           res.destroy();
@@ -392,7 +417,12 @@ export class KubeClient {
   }
 }
 
-function readBody(res: IncomingMessage, signal: AbortSignal | undefined, remainingMs: number, what: string): Promise<string> {
+function readBody(
+  res: IncomingMessage,
+  signal: AbortSignal | undefined,
+  remainingMs: number,
+  what: string,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -405,7 +435,10 @@ function readBody(res: IncomingMessage, signal: AbortSignal | undefined, remaini
       } else resolve(text ?? "");
     };
     const onAbort = () => done(new AbortedError(what));
-    const timer = setTimeout(() => done(new Error(`${what}: response not complete within the time limit`)), Math.max(remainingMs, 1));
+    const timer = setTimeout(
+      () => done(new Error(`${what}: response not complete within the time limit`)),
+      Math.max(remainingMs, 1),
+    );
     signal?.addEventListener("abort", onAbort, { once: true });
     res.on("data", (c: Buffer) => {
       size += c.length;

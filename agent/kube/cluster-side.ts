@@ -20,7 +20,13 @@ import { selectBackends, type BackendSelection, type NodeView } from "./backends
 import { KubeClient, type KubeClientOptions } from "./client";
 import { StatusReporter, type StatusReporterOptions } from "./status";
 import { TokenKeeper, type TokenKeeperOptions } from "./token";
-import { ClusterWatch, type ClusterWatchOptions, type LoadBalancerObject, type WatchEvent, type WatchSource } from "./watch";
+import {
+  ClusterWatch,
+  type ClusterWatchOptions,
+  type LoadBalancerObject,
+  type WatchEvent,
+  type WatchSource,
+} from "./watch";
 
 export interface DesiredState {
   /** metadata.generation of the LoadBalancer the spec came from; undefined for the bootstrap spec. */
@@ -155,7 +161,10 @@ export class ClusterSide {
     const generation = lb.metadata.generation;
     const r = validateSpec(lb.spec);
     const problems = r.ok
-      ? [...(this.o.bootstrapSpec ? immutableChanges(this.o.bootstrapSpec, r.value) : []), ...agentSettingsSpecProblems(this.settings, r.value)]
+      ? [
+          ...(this.o.bootstrapSpec ? immutableChanges(this.o.bootstrapSpec, r.value) : []),
+          ...agentSettingsSpecProblems(this.settings, r.value),
+        ]
       : r.problems;
     if (!r.ok || problems.length > 0) {
       this.status.update({ specProblems: problems });
@@ -163,7 +172,11 @@ export class ClusterSide {
       return;
     }
     this.status.update({ specProblems: [] });
-    this.good = { ...(generation !== undefined ? { generation } : {}), spec: r.value, selection: selectBackends(r.value, this.nodes) };
+    this.good = {
+      ...(generation !== undefined ? { generation } : {}),
+      spec: r.value,
+      selection: selectBackends(r.value, this.nodes),
+    };
     this.lastSelectionText = JSON.stringify(this.good.selection);
     if (this.nodesSynced) this.o.onEvent({ type: "desired", cause: "spec", state: this.good });
   }

@@ -71,7 +71,12 @@ export interface LbFacts {
 /** A pool as status shows it: bounded lists, with the totals beside them. */
 export function poolStatus(v: PoolView): PoolViewStatus {
   return {
-    servers: v.servers.slice(0, MAX_STATUS_SERVERS).map((x) => ({ name: x.name, address: x.address, from: x.from, ...(x.node !== undefined ? { node: x.node } : {}) })),
+    servers: v.servers.slice(0, MAX_STATUS_SERVERS).map((x) => ({
+      name: x.name,
+      address: x.address,
+      from: x.from,
+      ...(x.node !== undefined ? { node: x.node } : {}),
+    })),
     serverCount: v.servers.length,
     leftOut: v.leftOut.slice(0, MAX_STATUS_LEFT_OUT).map((x) => ({ node: x.node, reason: x.reason.slice(0, 256) })),
     leftOutCount: v.leftOut.length,
@@ -112,7 +117,12 @@ export function kubeTime(d: Date): string {
 export type PriorCondition = Pick<Condition, "type" | "status" | "lastTransitionTime">;
 
 /** The condition with lastTransitionTime kept from `previous` when the status did not change. */
-export function withTransition(c: ConditionInput, previous: readonly PriorCondition[] | undefined, now: Date, observedGeneration?: number): Condition {
+export function withTransition(
+  c: ConditionInput,
+  previous: readonly PriorCondition[] | undefined,
+  now: Date,
+  observedGeneration?: number,
+): Condition {
   const prev = previous?.find((p) => p.type === c.type);
   return {
     type: c.type,
@@ -128,9 +138,19 @@ export function withTransition(c: ConditionInput, previous: readonly PriorCondit
 export function lbConditionInputs(f: LbFacts): ConditionInput[] {
   const fault = f.vrrpState === "Fault";
   const ready: ConditionInput = fault
-    ? { type: "Ready", status: "False", reason: "VrrpFault", message: "keepalived holds the VRRP instance in FAULT (a tracked check fails)" }
+    ? {
+        type: "Ready",
+        status: "False",
+        reason: "VrrpFault",
+        message: "keepalived holds the VRRP instance in FAULT (a tracked check fails)",
+      }
     : f.servicesUp === false
-      ? { type: "Ready", status: "False", reason: "ServicesDown", message: f.lastError ?? "the load-balancing services are not running" }
+      ? {
+          type: "Ready",
+          status: "False",
+          reason: "ServicesDown",
+          message: f.lastError ?? "the load-balancing services are not running",
+        }
       : f.servicesUp === undefined
         ? { type: "Ready", status: "Unknown", reason: "Starting", message: "the services have not been checked yet" }
         : { type: "Ready", status: "True", reason: "Serving", message: "" };
@@ -141,19 +161,29 @@ export function lbConditionInputs(f: LbFacts): ConditionInput[] {
   // both because nothing else can be applied until it is fixed
   const degraded: ConditionInput =
     problems.length > 0
-      ? { type: "Degraded", status: "True", reason: "InvalidSpec", message: `the last valid spec keeps running: ${problems.map(formatProblem).join("; ")}` }
+      ? {
+          type: "Degraded",
+          status: "True",
+          reason: "InvalidSpec",
+          message: `the last valid spec keeps running: ${problems.map(formatProblem).join("; ")}`,
+        }
       : switchFailed
         ? { type: "Degraded", status: "True", reason: switchFailed.reason, message: switchFailed.message }
-      : f.lastError !== undefined
-        ? { type: "Degraded", status: "True", reason: "ApplyFailed", message: f.lastError }
-        : fault
-          ? { type: "Degraded", status: "True", reason: "VrrpFault", message: "keepalived holds the VRRP instance in FAULT" }
-          : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
+        : f.lastError !== undefined
+          ? { type: "Degraded", status: "True", reason: "ApplyFailed", message: f.lastError }
+          : fault
+            ? {
+                type: "Degraded",
+                status: "True",
+                reason: "VrrpFault",
+                message: "keepalived holds the VRRP instance in FAULT",
+              }
+            : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
   const progressing: ConditionInput = switching
     ? { type: "Progressing", status: "True", reason: switching.reason, message: switching.message }
     : f.applying
-    ? { type: "Progressing", status: "True", reason: "Applying", message: "a change is being applied" }
-    : { type: "Progressing", status: "False", reason: "Reconciled", message: "" };
+      ? { type: "Progressing", status: "True", reason: "Applying", message: "a change is being applied" }
+      : { type: "Progressing", status: "False", reason: "Reconciled", message: "" };
   return [ready, degraded, progressing];
 }
 
@@ -166,17 +196,43 @@ export interface PeerHeartbeat {
 }
 
 /** The pair-level Redundant condition. */
-export function redundantInput(self: { name: string; ready: boolean }, peers: readonly PeerHeartbeat[], staleAfterMs: number): ConditionInput {
+export function redundantInput(
+  self: { name: string; ready: boolean },
+  peers: readonly PeerHeartbeat[],
+  staleAfterMs: number,
+): ConditionInput {
   const base = { type: "Redundant" } as const;
   if (!self.ready) return { ...base, status: "False", reason: "NotReady", message: `${self.name} is not Ready` };
-  if (peers.length === 0) return { ...base, status: "False", reason: "PeerMissing", message: `only ${self.name} reports; the second LB has no status entry` };
+  if (peers.length === 0)
+    return {
+      ...base,
+      status: "False",
+      reason: "PeerMissing",
+      message: `only ${self.name} reports; the second LB has no status entry`,
+    };
   const fresh = peers.filter((p) => p.heartbeatAgeMs <= staleAfterMs);
   if (fresh.length === 0) {
     const p = peers[0] as PeerHeartbeat;
-    return { ...base, status: "False", reason: "HeartbeatStale", message: `${p.name} last reported ${Math.round(p.heartbeatAgeMs / 1000)} s ago (bound ${Math.round(staleAfterMs / 1000)} s)` };
+    return {
+      ...base,
+      status: "False",
+      reason: "HeartbeatStale",
+      message: `${p.name} last reported ${Math.round(p.heartbeatAgeMs / 1000)} s ago (bound ${Math.round(staleAfterMs / 1000)} s)`,
+    };
   }
-  if (!fresh.some((p) => p.ready)) return { ...base, status: "False", reason: "PeerNotReady", message: `${fresh.map((p) => p.name).join(", ")} is not Ready` };
-  return { ...base, status: "True", reason: "BothReady", message: `${self.name} and ${fresh.find((p) => p.ready)?.name} are Ready` };
+  if (!fresh.some((p) => p.ready))
+    return {
+      ...base,
+      status: "False",
+      reason: "PeerNotReady",
+      message: `${fresh.map((p) => p.name).join(", ")} is not Ready`,
+    };
+  return {
+    ...base,
+    status: "True",
+    reason: "BothReady",
+    message: `${self.name} and ${fresh.find((p) => p.ready)?.name} are Ready`,
+  };
 }
 
 export interface StatusReporterOptions {
@@ -336,7 +392,14 @@ export class StatusReporter {
       heartbeat: now.toISOString(),
       ...(f.observedGeneration !== undefined ? { observedGeneration: f.observedGeneration } : {}),
       conditions,
-      ...(f.backends ? { backends: { api: poolStatus(f.backends.api), ...(f.backends.ingress ? { ingress: poolStatus(f.backends.ingress) } : {}) } } : {}),
+      ...(f.backends
+        ? {
+            backends: {
+              api: poolStatus(f.backends.api),
+              ...(f.backends.ingress ? { ingress: poolStatus(f.backends.ingress) } : {}),
+            },
+          }
+        : {}),
     };
     const ref = { name: this.o.loadBalancerName, namespace: this.o.namespace };
     await this.client.request("PATCH", this.statusPath(statusFieldManager(this.o.lbName), false), {
@@ -348,7 +411,11 @@ export class StatusReporter {
     for (const p of [...this.predecessors].sort((a, b) => b.index - a.index)) await this.removeEntry(p);
     this.predecessors = [];
     if (f.vrrpState !== "Master") return;
-    this.redundant = withTransition(this.redundantNow(), this.redundant ? [this.redundant] : this.observedConditions, now);
+    this.redundant = withTransition(
+      this.redundantNow(),
+      this.redundant ? [this.redundant] : this.observedConditions,
+      now,
+    );
     await this.client.request("PATCH", this.statusPath(pairStatusFieldManager(this.o.lbName), true), {
       body: pairConditionsApply(ref, [this.redundant]),
       contentType: "application/apply-patch+yaml",
@@ -361,14 +428,20 @@ export class StatusReporter {
    */
   private async removeEntry(p: { name: string; index: number }): Promise<void> {
     await this.client.request("PATCH", this.statusPath(), {
-      body: [{ op: "test", path: `/status/loadBalancers/${p.index}/name`, value: p.name }, { op: "remove", path: `/status/loadBalancers/${p.index}` }],
+      body: [
+        { op: "test", path: `/status/loadBalancers/${p.index}/name`, value: p.name },
+        { op: "remove", path: `/status/loadBalancers/${p.index}` },
+      ],
       contentType: "application/json-patch+json",
     });
   }
 }
 
 /** The server-side-apply body of the pair-level conditions (validated by the same zod model as the CRD). */
-export function pairConditionsApply(ref: { name: string; namespace: string }, conditions: Condition[]): Manifest & { status: { conditions: Condition[] } } {
+export function pairConditionsApply(
+  ref: { name: string; namespace: string },
+  conditions: Condition[],
+): Manifest & { status: { conditions: Condition[] } } {
   const checked = loadBalancerStatusSchema.parse({ conditions });
   return {
     apiVersion: API_VERSION,
@@ -395,11 +468,29 @@ const looseEntry = z.object({
 function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondition[] {
   return (xs ?? []).flatMap((x) => {
     const r = priorCondition.safeParse(x);
-    return r.success ? [{ type: r.data.type, status: r.data.status as PriorCondition["status"], lastTransitionTime: r.data.lastTransitionTime }] : [];
+    return r.success
+      ? [
+          {
+            type: r.data.type,
+            status: r.data.status as PriorCondition["status"],
+            lastTransitionTime: r.data.lastTransitionTime,
+          },
+        ]
+      : [];
   });
 }
 
-function readStatus(raw: unknown): { loadBalancers: { name: string; role?: string; index: number; heartbeat: string; conditions: PriorCondition[]; appliedHash?: string }[]; conditions: PriorCondition[] } {
+function readStatus(raw: unknown): {
+  loadBalancers: {
+    name: string;
+    role?: string;
+    index: number;
+    heartbeat: string;
+    conditions: PriorCondition[];
+    appliedHash?: string;
+  }[];
+  conditions: PriorCondition[];
+} {
   const s = typeof raw === "object" && raw !== null ? (raw as { loadBalancers?: unknown; conditions?: unknown }) : {};
   const entries = Array.isArray(s.loadBalancers) ? s.loadBalancers : [];
   return {
@@ -407,7 +498,16 @@ function readStatus(raw: unknown): { loadBalancers: { name: string; role?: strin
       const r = looseEntry.safeParse(e);
       if (!r.success) return [];
       const all = r.data.configHashes?.[APPLIED_HASH_KEY];
-      return [{ name: r.data.name, ...(r.data.role ? { role: r.data.role } : {}), index, heartbeat: r.data.heartbeat, conditions: priorConditions(r.data.conditions), ...(typeof all === "string" ? { appliedHash: all } : {}) }];
+      return [
+        {
+          name: r.data.name,
+          ...(r.data.role ? { role: r.data.role } : {}),
+          index,
+          heartbeat: r.data.heartbeat,
+          conditions: priorConditions(r.data.conditions),
+          ...(typeof all === "string" ? { appliedHash: all } : {}),
+        },
+      ];
     }),
     conditions: priorConditions(Array.isArray(s.conditions) ? s.conditions : []),
   };

@@ -50,7 +50,10 @@ export function jwtTimes(token: string): { iat?: number; exp?: number } | undefi
   const parts = token.split(".");
   if (parts.length !== 3) return undefined;
   try {
-    const claims = JSON.parse(Buffer.from(parts[1] as string, "base64url").toString("utf8")) as { iat?: unknown; exp?: unknown };
+    const claims = JSON.parse(Buffer.from(parts[1] as string, "base64url").toString("utf8")) as {
+      iat?: unknown;
+      exp?: unknown;
+    };
     return {
       ...(typeof claims.iat === "number" ? { iat: claims.iat } : {}),
       ...(typeof claims.exp === "number" ? { exp: claims.exp } : {}),
@@ -149,9 +152,17 @@ export class TokenKeeper {
   private async renew(): Promise<{ expiresAt: Date }> {
     const c = this.client.cluster;
     const sa = agentNames({ name: c.loadBalancerName, namespace: c.namespace }).serviceAccount;
-    const reply = await this.client.request("POST", `/api/v1/namespaces/${encodeURIComponent(c.namespace)}/serviceaccounts/${encodeURIComponent(sa)}/token`, {
-      body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: this.o.expirationSeconds ?? 86_400 } },
-    });
+    const reply = await this.client.request(
+      "POST",
+      `/api/v1/namespaces/${encodeURIComponent(c.namespace)}/serviceaccounts/${encodeURIComponent(sa)}/token`,
+      {
+        body: {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenRequest",
+          spec: { expirationSeconds: this.o.expirationSeconds ?? 86_400 },
+        },
+      },
+    );
     const parsed = tokenRequestReply.safeParse(reply);
     if (!parsed.success) throw new Error("TokenRequest: the reply carries no token");
     const { token, expirationTimestamp } = parsed.data.status;

@@ -90,9 +90,18 @@ interface KubeObject {
  * attached volumes and managed fields, tens of kB each, which a 1000-Node cache would hold for nothing.
  */
 function slimNode(o: KubeObject): KubeObject {
-  const n = o as KubeObject & { metadata?: { labels?: unknown }; spec?: { unschedulable?: unknown }; status?: { conditions?: unknown; addresses?: unknown } };
+  const n = o as KubeObject & {
+    metadata?: { labels?: unknown };
+    spec?: { unschedulable?: unknown };
+    status?: { conditions?: unknown; addresses?: unknown };
+  };
   return {
-    metadata: { name: n.metadata?.name, namespace: n.metadata?.namespace, resourceVersion: n.metadata?.resourceVersion, labels: n.metadata?.labels },
+    metadata: {
+      name: n.metadata?.name,
+      namespace: n.metadata?.namespace,
+      resourceVersion: n.metadata?.resourceVersion,
+      labels: n.metadata?.labels,
+    },
     spec: { unschedulable: n.spec?.unschedulable },
     status: { conditions: n.status?.conditions, addresses: n.status?.addresses },
   } as KubeObject;
@@ -163,7 +172,9 @@ class ApiWatch {
               if (status.code !== 410) {
                 // ListWatch would ignore it and re-watch at once from the same resourceVersion: back off instead
                 controller.abort();
-                finish(new Error(`watch on ${path}: ${typeof status.message === "string" ? status.message : "error event"}`));
+                finish(
+                  new Error(`watch on ${path}: ${typeof status.message === "string" ? status.message : "error event"}`),
+                );
                 return;
               }
               events++;
@@ -225,7 +236,9 @@ class ResourceWatch<V> {
     private readonly client: KubeClient,
     private readonly spec: ResourceWatchSpec<V>,
     private readonly emit: (e: WatchEvent) => void,
-    private readonly options: Required<Pick<ClusterWatchOptions, "resyncMs" | "watchTimeoutSeconds" | "listPageSize">> & { backoff: BackoffOptions },
+    private readonly options: Required<
+      Pick<ClusterWatchOptions, "resyncMs" | "watchTimeoutSeconds" | "listPageSize">
+    > & { backoff: BackoffOptions },
   ) {
     this.backoff = new Backoff(options.backoff);
   }
@@ -275,7 +288,12 @@ class ResourceWatch<V> {
     this.listAbort = new AbortController();
     const listSignal = this.listAbort.signal;
     const slim = this.spec.slim ?? ((o: KubeObject) => o);
-    this.transport = new ApiWatch(this.client, () => this.timeoutSeconds(), () => current() && this.recovered(), slim);
+    this.transport = new ApiWatch(
+      this.client,
+      () => this.timeoutSeconds(),
+      () => current() && this.recovered(),
+      slim,
+    );
     const list = async (): Promise<K8s.KubernetesListObject<KubeObject>> => {
       // in pages: each is a bounded request; together they are one consistent snapshot (the first page's
       // resourceVersion), so the state is replaced only once the last page arrived
@@ -283,7 +301,11 @@ class ResourceWatch<V> {
       let token: string | undefined;
       let resourceVersion = "";
       for (let page = 0; ; page++) {
-        const q = new URLSearchParams({ limit: String(this.options.listPageSize), ...(this.spec.fieldSelector ? { fieldSelector: this.spec.fieldSelector } : {}), ...(token ? { continue: token } : {}) });
+        const q = new URLSearchParams({
+          limit: String(this.options.listPageSize),
+          ...(this.spec.fieldSelector ? { fieldSelector: this.spec.fieldSelector } : {}),
+          ...(token ? { continue: token } : {}),
+        });
         const listPath = `${this.spec.path}?${q}`;
         const body = await this.client.request("GET", listPath, { signal: listSignal, timeoutMs: 60_000 });
         if (!current()) throw new AbortedError(`GET ${listPath}`);
@@ -298,7 +320,14 @@ class ResourceWatch<V> {
       this.recovered();
       return { metadata: { resourceVersion }, items };
     };
-    const lw = new k8s.ListWatch<KubeObject>(this.spec.path, this.transport, list, false, undefined, this.spec.fieldSelector);
+    const lw = new k8s.ListWatch<KubeObject>(
+      this.spec.path,
+      this.transport,
+      list,
+      false,
+      undefined,
+      this.spec.fieldSelector,
+    );
     lw.on("add", (o) => current() && this.upsert(o));
     lw.on("update", (o) => current() && this.upsert(o));
     lw.on("delete", (o) => current() && this.remove(o));
@@ -317,7 +346,13 @@ class ResourceWatch<V> {
     if (err instanceof AbortedError) return;
     this.failingSince ??= Date.now();
     const retryInMs = this.backoff.next();
-    this.emit({ type: "apiError", source: this.spec.source, message: messageOf(err), attempt: this.backoff.attempts, retryInMs });
+    this.emit({
+      type: "apiError",
+      source: this.spec.source,
+      message: messageOf(err),
+      attempt: this.backoff.attempts,
+      retryInMs,
+    });
     clearTimeout(this.retryTimer);
     const lw = this.lw;
     this.retryTimer = setTimeout(() => {
@@ -426,8 +461,18 @@ export class ClusterWatch {
   private readonly lb: ResourceWatch<LoadBalancerObject>;
   private started = false;
 
-  constructor(client: KubeClient, ref: LoadBalancerWatchRef, onEvent: (e: WatchEvent) => void, options: ClusterWatchOptions = {}) {
-    const o = { resyncMs: options.resyncMs ?? 300_000, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, backoff: options.backoff ?? {}, listPageSize: options.listPageSize ?? 500 };
+  constructor(
+    client: KubeClient,
+    ref: LoadBalancerWatchRef,
+    onEvent: (e: WatchEvent) => void,
+    options: ClusterWatchOptions = {},
+  ) {
+    const o = {
+      resyncMs: options.resyncMs ?? 300_000,
+      watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60,
+      backoff: options.backoff ?? {},
+      listPageSize: options.listPageSize ?? 500,
+    };
     this.nodes = new ResourceWatch<NodeView>(
       client,
       {
@@ -435,7 +480,11 @@ export class ClusterWatch {
         path: "/api/v1/nodes",
         project: nodeView,
         slim: slimNode,
-        changed: (views) => onEvent({ type: "nodes", nodes: [...views.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) }),
+        changed: (views) =>
+          onEvent({
+            type: "nodes",
+            nodes: [...views.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+          }),
       },
       onEvent,
       o,
@@ -448,7 +497,9 @@ export class ClusterWatch {
         fieldSelector: `metadata.name=${ref.loadBalancerName}`,
         project: (obj) => {
           const r = lbSchema.safeParse(obj);
-          return r.success && r.data.metadata.name === ref.loadBalancerName ? (r.data as LoadBalancerObject) : undefined;
+          return r.success && r.data.metadata.name === ref.loadBalancerName
+            ? (r.data as LoadBalancerObject)
+            : undefined;
         },
         changed: (views) => onEvent({ type: "loadBalancer", object: [...views.values()][0] ?? null }),
       },

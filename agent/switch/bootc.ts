@@ -74,7 +74,12 @@ const bootcHost = z.object({
 function imageOf(entry: z.infer<typeof bootEntry> | null | undefined): BootcImage | null {
   const i = entry?.image;
   if (!i) return null;
-  return { ref: i.image.image, transport: i.image.transport, digest: i.imageDigest, ...(i.version ? { version: i.version } : {}) };
+  return {
+    ref: i.image.image,
+    transport: i.image.transport,
+    digest: i.imageDigest,
+    ...(i.version ? { version: i.version } : {}),
+  };
 }
 
 /** The BootcHost document parsed; throws BootcError naming the field when it is not one of a booted bootc host. */
@@ -88,19 +93,30 @@ export function parseBootcStatus(json: string): BootcHostStatus {
   const r = bootcHost.safeParse(raw);
   if (!r.success) {
     const first = r.error.issues[0];
-    throw new BootcError(`bootc status: ${first ? `${first.path.join(".") || "(document)"}: ${first.message}` : "not a BootcHost document"}`);
+    throw new BootcError(
+      `bootc status: ${first ? `${first.path.join(".") || "(document)"}: ${first.message}` : "not a BootcHost document"}`,
+    );
   }
   const s = r.data.status;
   const booted = imageOf(s.booted);
   // status.booted == null is bootc's own "not a bootc host" (B.1); an entry without an image is not image-based
   if (!booted) throw new BootcError("bootc status: status.booted: this host did not boot a bootc container image");
-  return { booted, staged: imageOf(s.staged), rollback: imageOf(s.rollback), rollbackQueued: s.rollbackQueued ?? false };
+  return {
+    booted,
+    staged: imageOf(s.staged),
+    rollback: imageOf(s.rollback),
+    rollbackQueued: s.rollbackQueued ?? false,
+  };
 }
 
 async function run(runner: CommandRunner, argv: readonly string[], timeoutMs: number): Promise<string> {
   const r = await runner(argv, { timeoutMs });
   if (r.exitCode !== 0) {
-    const why = r.timedOut ? `timed out after ${timeoutMs} ms` : r.exitCode === null ? "could not run" : `exit ${r.exitCode}`;
+    const why = r.timedOut
+      ? `timed out after ${timeoutMs} ms`
+      : r.exitCode === null
+        ? "could not run"
+        : `exit ${r.exitCode}`;
     throw new BootcError(`${argv.join(" ")}: ${why}: ${r.output.trim().slice(-1024)}`);
   }
   return r.output;
@@ -118,7 +134,8 @@ export async function readBootcStatus(runner: CommandRunner, opts: BootcOptions 
 
 /** Stages `ref` for the next boot (pulls it first). */
 export async function bootcSwitch(runner: CommandRunner, ref: string, opts: BootcOptions = {}): Promise<void> {
-  if (!/@sha256:[0-9a-f]{64}$/.test(ref)) throw new BootcError(`bootc switch: ${ref}: must be pinned by digest (REPOSITORY@sha256:<64 hex>)`);
+  if (!/@sha256:[0-9a-f]{64}$/.test(ref))
+    throw new BootcError(`bootc switch: ${ref}: must be pinned by digest (REPOSITORY@sha256:<64 hex>)`);
   await run(runner, ["bootc", "switch", ref], opts.switchTimeoutMs ?? 30 * 60_000);
 }
 
@@ -130,7 +147,10 @@ export async function bootcRollback(runner: CommandRunner, opts: BootcOptions = 
 /** `systemctl reboot`: returns once systemd accepted the job; the agent is stopped with the rest of the host. */
 export async function systemctlReboot(runner: CommandRunner): Promise<void> {
   const r = await runner(["systemctl", "reboot"], { timeoutMs: 60_000 });
-  if (r.exitCode !== 0) throw new BootcError(`systemctl reboot: ${r.timedOut ? "timed out" : `exit ${r.exitCode ?? "none"}`}: ${r.output.trim().slice(-512)}`);
+  if (r.exitCode !== 0)
+    throw new BootcError(
+      `systemctl reboot: ${r.timedOut ? "timed out" : `exit ${r.exitCode ?? "none"}`}: ${r.output.trim().slice(-512)}`,
+    );
 }
 
 /** The three bootc operations bound to one runner, as the switch driver takes them. */

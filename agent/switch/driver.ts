@@ -18,7 +18,16 @@ import { HeartbeatClock } from "../kube/heartbeat";
 import type { ImageSwitchStatus } from "../../k8s/custom-resource";
 import type { Role } from "../../spec/types";
 import type { BootcClient } from "./bootc";
-import { DEFAULT_SWITCH_TIMEOUTS, nextStep, type GateResult, type PeerFacts, type SelfFacts, type SelfReport, type Step, type SwitchTimeouts } from "./plan";
+import {
+  DEFAULT_SWITCH_TIMEOUTS,
+  nextStep,
+  type GateResult,
+  type PeerFacts,
+  type SelfFacts,
+  type SelfReport,
+  type Step,
+  type SwitchTimeouts,
+} from "./plan";
 import type { StatusVrrpState } from "../../render/vrrp-state";
 
 /** One LB's entry in status.loadBalancers, as far as the switch reads it. */
@@ -172,7 +181,16 @@ export async function runSwitch(deps: SwitchDeps): Promise<SwitchOutcome> {
       host.peerAdvertsSeen(),
     ]);
     const vrrpState: StatusVrrpState = keepalivedActive ? await host.keepalived.state() : "Stop";
-    return { name: deps.self.name, role: deps.self.role, bootc, keepalivedActive, vrrpState, servicesUp, peerAdvertsSeen, ...(gate ? { gate } : {}) };
+    return {
+      name: deps.self.name,
+      role: deps.self.role,
+      bootc,
+      keepalivedActive,
+      vrrpState,
+      servicesUp,
+      peerAdvertsSeen,
+      ...(gate ? { gate } : {}),
+    };
   }
 
   try {
@@ -200,7 +218,14 @@ export async function runSwitch(deps: SwitchDeps): Promise<SwitchOutcome> {
         ...(entry.vrrpState ? { vrrpState: entry.vrrpState } : {}),
         ...(entry.bootedImage ? { bootedImage: entry.bootedImage } : {}),
       };
-      step = nextStep({ now: at, targetImage: deps.targetImage, self, ...(peer ? { peer } : {}), ...(snapshot.imageSwitch ? { imageSwitch: snapshot.imageSwitch } : {}), timeouts });
+      step = nextStep({
+        now: at,
+        targetImage: deps.targetImage,
+        self,
+        ...(peer ? { peer } : {}),
+        ...(snapshot.imageSwitch ? { imageSwitch: snapshot.imageSwitch } : {}),
+        timeouts,
+      });
       // a gate result answers one plan only (and the next, if this plan's write loses a conflict)
       gateUsed = gate;
       gate = undefined;

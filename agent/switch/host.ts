@@ -89,10 +89,17 @@ export function lbSwitchHost(o: LbSwitchHostOptions): SwitchHost {
 }
 
 /** keepalived as the systemd unit `unit`; its VRRP state comes from elsewhere (the notify FIFO, agent/vrrp). */
-export function systemdKeepalived(runner: CommandRunner, state: KeepalivedControl["state"], unit = "keepalived.service"): KeepalivedControl {
+export function systemdKeepalived(
+  runner: CommandRunner,
+  state: KeepalivedControl["state"],
+  unit = "keepalived.service",
+): KeepalivedControl {
   const systemctl = async (verb: string, allowFail = false): Promise<boolean> => {
     const r = await runner(["systemctl", verb, unit], { timeoutMs: 90_000 });
-    if (r.exitCode !== 0 && !allowFail) throw new Error(`systemctl ${verb} ${unit}: exit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}: ${r.output.trim().slice(-512)}`);
+    if (r.exitCode !== 0 && !allowFail)
+      throw new Error(
+        `systemctl ${verb} ${unit}: exit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}: ${r.output.trim().slice(-512)}`,
+      );
     return r.exitCode === 0;
   };
   return {

@@ -32,7 +32,10 @@ const looseEntry = z.object({
   vrrpState: z.enum(STATUS_VRRP_STATES).optional().catch(undefined),
   bootedImage: z.string().optional().catch(undefined),
   heartbeat: z.string().optional().catch(undefined),
-  conditions: z.array(z.object({ type: z.string(), status: z.string() }).loose()).optional().catch(undefined),
+  conditions: z
+    .array(z.object({ type: z.string(), status: z.string() }).loose())
+    .optional()
+    .catch(undefined),
 });
 
 interface RawObject {

@@ -56,8 +56,14 @@ export function countedAdverts(json: string): number {
 export async function probePeerAdverts(o: AdvertProbeOptions): Promise<AdvertProbeResult> {
   if (!isIPv4(o.peer)) throw new Error(`advert probe: peer must be an IPv4 address, got "${o.peer}"`);
   const nft = async (argv: string[], input?: string): Promise<string> => {
-    const r = await o.runner(["nft", ...argv], { timeoutMs: NFT_TIMEOUT_MS, ...(input !== undefined ? { input } : {}) });
-    if (r.exitCode !== 0) throw new Error(`nft ${argv.join(" ")}: exit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}: ${r.output.trim().slice(-300)}`);
+    const r = await o.runner(["nft", ...argv], {
+      timeoutMs: NFT_TIMEOUT_MS,
+      ...(input !== undefined ? { input } : {}),
+    });
+    if (r.exitCode !== 0)
+      throw new Error(
+        `nft ${argv.join(" ")}: exit ${r.exitCode ?? (r.timedOut ? "timeout" : "none")}: ${r.output.trim().slice(-300)}`,
+      );
     return r.output;
   };
   await nft(["-f", "-"], ruleset(o.peer));

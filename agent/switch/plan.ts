@@ -72,7 +72,11 @@ export interface SwitchTimeouts {
   rejoinAloneMs: number;
 }
 
-export const DEFAULT_SWITCH_TIMEOUTS: SwitchTimeouts = { switchMs: 45 * 60_000, verifyMs: 15 * 60_000, rejoinAloneMs: 5 * 60_000 };
+export const DEFAULT_SWITCH_TIMEOUTS: SwitchTimeouts = {
+  switchMs: 45 * 60_000,
+  verifyMs: 15 * 60_000,
+  rejoinAloneMs: 5 * 60_000,
+};
 
 export interface PlanInput {
   now: Date;
@@ -116,12 +120,27 @@ export type Step = StepBase &
     | { kind: "wait"; /** nothing will change for this LB until the target or the pair does */ idle: boolean }
     | { kind: "claim-turn" }
     | { kind: "resign" }
-    | { kind: "switch-and-reboot"; target: string; /** run `bootc switch` */ stage: boolean; /** write status, then reboot */ reboot: boolean }
-    | { kind: "await-peer"; /** the peer is seen (or, after a rollback, waited for long enough): start keepalived */ startKeepalived: boolean }
-    | { kind: "verify"; /** run the health gate and ask again; false: it ran and fails, wait */ probe: boolean; failures: string[] }
+    | {
+        kind: "switch-and-reboot";
+        target: string;
+        /** run `bootc switch` */ stage: boolean;
+        /** write status, then reboot */ reboot: boolean;
+      }
+    | {
+        kind: "await-peer";
+        /** the peer is seen (or, after a rollback, waited for long enough): start keepalived */ startKeepalived: boolean;
+      }
+    | {
+        kind: "verify";
+        /** run the health gate and ask again; false: it ran and fails, wait */ probe: boolean;
+        failures: string[];
+      }
     | { kind: "pass-turn" }
     | { kind: "complete" }
-    | { kind: "rollback-and-reboot"; /** false when a rollback is already queued (bootc rollback toggles) */ runRollback: boolean }
+    | {
+        kind: "rollback-and-reboot";
+        /** false when a rollback is already queued (bootc rollback toggles) */ runRollback: boolean;
+      }
     | { kind: "fail"; /** undo a resignation: keepalived is down and no reboot is coming */ startKeepalived: boolean }
   );
 
@@ -134,7 +153,9 @@ const MAX_MESSAGE = 4096;
 
 const runs = (image: BootcImage | null, target: string): boolean => image !== null && image.digest === digestOf(target);
 const peerRuns = (peer: PeerFacts | undefined, target: string): boolean =>
-  peer?.bootedImage !== undefined && digestOf(peer.bootedImage) !== undefined && digestOf(peer.bootedImage) === digestOf(target);
+  peer?.bootedImage !== undefined &&
+  digestOf(peer.bootedImage) !== undefined &&
+  digestOf(peer.bootedImage) === digestOf(target);
 const elapsedMs = (s: ImageSwitchStatus, now: Date): number => now.getTime() - Date.parse(s.lastTransitionTime);
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
 
@@ -145,13 +166,20 @@ function selfReport(self: SelfFacts, s: ImageSwitchStatus | undefined): SelfRepo
     report.progressing = { reason: CONDITION_REASONS.progressing, message: `${s.phase} to ${s.targetImage}` };
   }
   if (s.phase === "RollingBack" || s.phase === "Failed") {
-    report.degraded = { reason: CONDITION_REASONS.degraded, message: s.message ?? `the switch to ${s.targetImage} failed` };
+    report.degraded = {
+      reason: CONDITION_REASONS.degraded,
+      message: s.message ?? `the switch to ${s.targetImage} failed`,
+    };
   }
   return report;
 }
 
 /** The next imageSwitch: `s` with these fields; a new lastTransitionTime when the phase or the turn changes. */
-function next(input: PlanInput, s: ImageSwitchStatus, change: Partial<ImageSwitchStatus> & { message: string }): ImageSwitchStatus {
+function next(
+  input: PlanInput,
+  s: ImageSwitchStatus,
+  change: Partial<ImageSwitchStatus> & { message: string },
+): ImageSwitchStatus {
   const phaseChanges = change.phase !== undefined && change.phase !== s.phase;
   const out: ImageSwitchStatus = {
     ...s,
@@ -173,8 +201,17 @@ export function nextStep(input: PlanInput): Step {
   return s && IN_FLIGHT.has(s.phase) ? inFlight(input, s) : notInFlight(input, s);
 }
 
-function make<K extends StepKind>(input: PlanInput, kind: K, reason: string, extra: Omit<Extract<Step, { kind: K }>, keyof StepBase | "kind">, imageSwitch?: ImageSwitchStatus): Step {
-  const status: StatusChange = { ...(imageSwitch ? { imageSwitch } : {}), self: selfReport(input.self, imageSwitch ?? input.imageSwitch) };
+function make<K extends StepKind>(
+  input: PlanInput,
+  kind: K,
+  reason: string,
+  extra: Omit<Extract<Step, { kind: K }>, keyof StepBase | "kind">,
+  imageSwitch?: ImageSwitchStatus,
+): Step {
+  const status: StatusChange = {
+    ...(imageSwitch ? { imageSwitch } : {}),
+    self: selfReport(input.self, imageSwitch ?? input.imageSwitch),
+  };
   return { kind, reason, status, ...extra } as Step;
 }
 
@@ -185,16 +222,27 @@ function notInFlight(input: PlanInput, s: ImageSwitchStatus | undefined): Step {
   const { self, peer, targetImage: target } = input;
   if (digestOf(target) === undefined) return wait(input, `target ${target} is not pinned by digest`, true);
   if (s?.phase === "Failed" && s.targetImage === target) {
-    return wait(input, `the switch to ${target} failed on ${s.turn ?? "an LB"}: ${s.message ?? ""}; a new target starts a new switch`, true);
+    return wait(
+      input,
+      `the switch to ${target} failed on ${s.turn ?? "an LB"}: ${s.message ?? ""}; a new target starts a new switch`,
+      true,
+    );
   }
   if (runs(self.bootc.booted, target)) {
-    return !peer || peerRuns(peer, target) ? wait(input, `runs ${target}`, true) : wait(input, `runs ${target}; ${peer.name} has yet to take its turn`);
+    return !peer || peerRuns(peer, target)
+      ? wait(input, `runs ${target}`, true)
+      : wait(input, `runs ${target}; ${peer.name} has yet to take its turn`);
   }
   if (!peer) return wait(input, "no peer reports in status: switching the only LB would stop serving");
   if (!peer.ready) return wait(input, `${peer.name} is not Ready: the pair must be redundant before a switch`);
-  if (!self.servicesUp || self.vrrpState === "Fault") return wait(input, `${self.name} is not healthy (services ${self.servicesUp ? "up" : "down"}, VRRP ${self.vrrpState})`);
+  if (!self.servicesUp || self.vrrpState === "Fault")
+    return wait(
+      input,
+      `${self.name} is not healthy (services ${self.servicesUp ? "up" : "down"}, VRRP ${self.vrrpState})`,
+    );
   const peerDone = peerRuns(peer, target);
-  if (self.vrrpState === "Master" && !peerDone) return wait(input, `${self.name} is MASTER: the BACKUP (${peer.name}) switches first`);
+  if (self.vrrpState === "Master" && !peerDone)
+    return wait(input, `${self.name} is MASTER: the BACKUP (${peer.name}) switches first`);
   return make(
     input,
     "claim-turn",
@@ -231,11 +279,29 @@ function pending(input: PlanInput, s: ImageSwitchStatus): Step {
   const { self, peer } = input;
   const target = s.targetImage;
   if (runs(self.bootc.booted, target) && self.servicesUp) {
-    return make(input, "complete", `${self.name} already runs ${target}`, {}, next(input, s, { phase: "Completed", turn: undefined, completed: union(s.completed, self.name), message: `both LBs run ${target}` }));
+    return make(
+      input,
+      "complete",
+      `${self.name} already runs ${target}`,
+      {},
+      next(input, s, {
+        phase: "Completed",
+        turn: undefined,
+        completed: union(s.completed, self.name),
+        message: `both LBs run ${target}`,
+      }),
+    );
   }
-  if (!peer || !peer.ready || !peerRuns(peer, target)) return wait(input, `${peer?.name ?? "the peer"} must run ${target} and be Ready before ${self.name} switches`);
+  if (!peer || !peer.ready || !peerRuns(peer, target))
+    return wait(input, `${peer?.name ?? "the peer"} must run ${target} and be Ready before ${self.name} switches`);
   if (!self.servicesUp) return wait(input, `${self.name}'s services are not up`);
-  return make(input, "claim-turn", `${self.name} takes its turn`, {}, next(input, s, { phase: "Switching", turn: self.name, message: `${self.name} switches to ${target}` }));
+  return make(
+    input,
+    "claim-turn",
+    `${self.name} takes its turn`,
+    {},
+    next(input, s, { phase: "Switching", turn: self.name, message: `${self.name} switches to ${target}` }),
+  );
 }
 
 /** Holding the turn, not yet rebooted: stage, resign, hand over, reboot. */
@@ -251,15 +317,34 @@ function switching(input: PlanInput, s: ImageSwitchStatus): Step {
         ? `${peer?.name ?? "the peer"} did not take over the VIPs (Ready and MASTER)`
         : "the reboot did not happen";
     // the staged deployment stays (bootc cannot discard it without queueing a rollback): see the driver's notes
-    return make(input, "fail", `no reboot into the target within ${seconds(timeouts.switchMs)}`, { startKeepalived: !self.keepalivedActive }, next(input, s, { phase: "Failed", message: `${self.name}: ${why} within ${seconds(timeouts.switchMs)}` }));
+    return make(
+      input,
+      "fail",
+      `no reboot into the target within ${seconds(timeouts.switchMs)}`,
+      { startKeepalived: !self.keepalivedActive },
+      next(input, s, { phase: "Failed", message: `${self.name}: ${why} within ${seconds(timeouts.switchMs)}` }),
+    );
   }
-  if (!staged) return make(input, "switch-and-reboot", `stage ${target} while still serving`, { target, stage: true, reboot: false });
+  if (!staged)
+    return make(input, "switch-and-reboot", `stage ${target} while still serving`, {
+      target,
+      stage: true,
+      reboot: false,
+    });
   if (self.keepalivedActive && self.vrrpState === "Master") {
-    if (!peer || !peer.ready || peer.vrrpState !== "Backup") return wait(input, `${self.name} is MASTER and resigns only to a Ready BACKUP peer`);
+    if (!peer || !peer.ready || peer.vrrpState !== "Backup")
+      return wait(input, `${self.name} is MASTER and resigns only to a Ready BACKUP peer`);
     return make(input, "resign", `${self.name} is MASTER: stop keepalived so ${peer.name} takes the VIPs`, {});
   }
-  if (!peerHolds) return wait(input, `waiting for ${peer?.name ?? "the peer"} to be Ready and MASTER before the reboot`);
-  return make(input, "switch-and-reboot", `reboot into ${target}`, { target, stage: false, reboot: true }, next(input, s, { phase: "Verifying", message: `${self.name} staged ${target} and reboots into it` }));
+  if (!peerHolds)
+    return wait(input, `waiting for ${peer?.name ?? "the peer"} to be Ready and MASTER before the reboot`);
+  return make(
+    input,
+    "switch-and-reboot",
+    `reboot into ${target}`,
+    { target, stage: false, reboot: true },
+    next(input, s, { phase: "Verifying", message: `${self.name} staged ${target} and reboots into it` }),
+  );
 }
 
 function verifying(input: PlanInput, s: ImageSwitchStatus): Step {
@@ -267,10 +352,21 @@ function verifying(input: PlanInput, s: ImageSwitchStatus): Step {
   const target = s.targetImage;
   if (self.bootc.rollbackQueued) {
     // a rollback ran before its status write (killed in between): finish it
-    return make(input, "rollback-and-reboot", "a rollback is queued", { runRollback: false }, next(input, s, { phase: "RollingBack", message: `${self.name}: rollback of ${target} resumed` }));
+    return make(
+      input,
+      "rollback-and-reboot",
+      "a rollback is queued",
+      { runRollback: false },
+      next(input, s, { phase: "RollingBack", message: `${self.name}: rollback of ${target} resumed` }),
+    );
   }
   if (runs(self.bootc.booted, target)) return rebooted(input, s);
-  if (runs(self.bootc.staged, target)) return make(input, "switch-and-reboot", `${target} is staged, the reboot is still due`, { target, stage: false, reboot: true });
+  if (runs(self.bootc.staged, target))
+    return make(input, "switch-and-reboot", `${target} is staged, the reboot is still due`, {
+      target,
+      stage: false,
+      reboot: true,
+    });
   // Verifying is written just before the reboot: booting anything else means the target did not hold
   const why = `${self.name} booted ${pinnedRef(self.bootc.booted)} instead of ${target}: the target did not stay booted (rolled back at boot)`;
   if (!self.keepalivedActive) return awaitPeer(input, s, true);
@@ -285,43 +381,94 @@ function rebooted(input: PlanInput, s: ImageSwitchStatus): Step {
   const rollback = (why: string): Step => {
     const to = self.bootc.rollback;
     if (!to) {
-      return make(input, "fail", `${why}; no rollback deployment`, { startKeepalived: !self.keepalivedActive }, next(input, s, { phase: "Failed", message: `${self.name}: ${why}; no rollback deployment to return to` }));
+      return make(
+        input,
+        "fail",
+        `${why}; no rollback deployment`,
+        { startKeepalived: !self.keepalivedActive },
+        next(input, s, { phase: "Failed", message: `${self.name}: ${why}; no rollback deployment to return to` }),
+      );
     }
-    return make(input, "rollback-and-reboot", why, { runRollback: true }, next(input, s, { phase: "RollingBack", message: `${self.name}: ${why}; rolling back to ${pinnedRef(to)}` }));
+    return make(
+      input,
+      "rollback-and-reboot",
+      why,
+      { runRollback: true },
+      next(input, s, { phase: "RollingBack", message: `${self.name}: ${why}; rolling back to ${pinnedRef(to)}` }),
+    );
   };
   if (!self.keepalivedActive) {
-    if (late) return rollback(`${target} did not see ${peer?.name ?? "the peer"} within ${seconds(timeouts.verifyMs)} (${peerMissing(input).join("; ")})`);
+    if (late)
+      return rollback(
+        `${target} did not see ${peer?.name ?? "the peer"} within ${seconds(timeouts.verifyMs)} (${peerMissing(input).join("; ")})`,
+      );
     return awaitPeer(input, s, false);
   }
   if (self.gate === undefined) return make(input, "verify", "run the health gate", { probe: true, failures: [] });
-  const failures = [...(self.gate.ok ? [] : self.gate.failures.length > 0 ? self.gate.failures : ["the health gate failed"])];
+  const failures = [
+    ...(self.gate.ok ? [] : self.gate.failures.length > 0 ? self.gate.failures : ["the health gate failed"]),
+  ];
   if (self.vrrpState !== "Backup") failures.push(`VRRP state is ${self.vrrpState}, not settled as BACKUP`);
   if (!peer || !peer.ready) failures.push(`${peer?.name ?? "the peer"} is not Ready`);
-  else if (peer.vrrpState !== "Master") failures.push(`${peer.name} is not MASTER (${peer.vrrpState ?? "unknown"}): nobody would hold the VIPs`);
+  else if (peer.vrrpState !== "Master")
+    failures.push(`${peer.name} is not MASTER (${peer.vrrpState ?? "unknown"}): nobody would hold the VIPs`);
   if (failures.length > 0) {
-    if (late) return rollback(`${target} failed the health gate within ${seconds(timeouts.verifyMs)}: ${failures.join("; ")}`);
+    if (late)
+      return rollback(`${target} failed the health gate within ${seconds(timeouts.verifyMs)}: ${failures.join("; ")}`);
     return make(input, "verify", `health gate not passed yet: ${failures.join("; ")}`, { probe: false, failures });
   }
   const completed = union(s.completed, self.name);
   if (peer && !completed.includes(peer.name)) {
-    return make(input, "pass-turn", `${self.name} passed the health gate; ${peer.name}'s turn`, {}, next(input, s, { phase: "Pending", turn: peer.name, completed, message: `${self.name} runs ${target} and passed the health gate; ${peer.name}'s turn` }));
+    return make(
+      input,
+      "pass-turn",
+      `${self.name} passed the health gate; ${peer.name}'s turn`,
+      {},
+      next(input, s, {
+        phase: "Pending",
+        turn: peer.name,
+        completed,
+        message: `${self.name} runs ${target} and passed the health gate; ${peer.name}'s turn`,
+      }),
+    );
   }
-  return make(input, "complete", `${self.name} passed the health gate; both LBs run ${target}`, {}, next(input, s, { phase: "Completed", turn: undefined, completed, message: `both LBs run ${target}` }));
+  return make(
+    input,
+    "complete",
+    `${self.name} passed the health gate; both LBs run ${target}`,
+    {},
+    next(input, s, { phase: "Completed", turn: undefined, completed, message: `both LBs run ${target}` }),
+  );
 }
 
 function rollingBack(input: PlanInput, s: ImageSwitchStatus): Step {
   const { self } = input;
   const target = s.targetImage;
   if (runs(self.bootc.booted, target)) {
-    if (self.bootc.rollbackQueued) return make(input, "rollback-and-reboot", "the rollback is queued, the reboot is still due", { runRollback: false });
+    if (self.bootc.rollbackQueued)
+      return make(input, "rollback-and-reboot", "the rollback is queued, the reboot is still due", {
+        runRollback: false,
+      });
     if (!self.bootc.rollback) {
-      return make(input, "fail", "no rollback deployment", { startKeepalived: !self.keepalivedActive }, next(input, s, { phase: "Failed", message: `${s.message ?? ""}; no rollback deployment to return to` }));
+      return make(
+        input,
+        "fail",
+        "no rollback deployment",
+        { startKeepalived: !self.keepalivedActive },
+        next(input, s, { phase: "Failed", message: `${s.message ?? ""}; no rollback deployment to return to` }),
+      );
     }
     return make(input, "rollback-and-reboot", "roll back", { runRollback: true });
   }
   if (!self.keepalivedActive) return awaitPeer(input, s, true);
   const message = `${s.message ?? `${self.name}: the switch to ${target} failed`}; ${self.name} runs ${pinnedRef(self.bootc.booted)} again`;
-  return make(input, "fail", `rolled back from ${target}`, { startKeepalived: false }, next(input, s, { phase: "Failed", message }));
+  return make(
+    input,
+    "fail",
+    `rolled back from ${target}`,
+    { startKeepalived: false },
+    next(input, s, { phase: "Failed", message }),
+  );
 }
 
 function peerMissing(input: PlanInput): string[] {
@@ -336,9 +483,17 @@ function peerMissing(input: PlanInput): string[] {
 /** keepalived starts only once the peer is Ready and its adverts are seen; `alone`: after rejoinAloneMs, anyway. */
 function awaitPeer(input: PlanInput, s: ImageSwitchStatus, previousImage: boolean): Step {
   const missing = peerMissing(input);
-  if (missing.length === 0) return make(input, "await-peer", "the peer is Ready and its adverts are seen: start keepalived", { startKeepalived: true });
+  if (missing.length === 0)
+    return make(input, "await-peer", "the peer is Ready and its adverts are seen: start keepalived", {
+      startKeepalived: true,
+    });
   if (previousImage && elapsedMs(s, input.now) > input.timeouts.verifyMs + input.timeouts.rejoinAloneMs) {
-    return make(input, "await-peer", `start keepalived without the peer (${missing.join("; ")}): the previous image is known good`, { startKeepalived: true });
+    return make(
+      input,
+      "await-peer",
+      `start keepalived without the peer (${missing.join("; ")}): the previous image is known good`,
+      { startKeepalived: true },
+    );
   }
   return make(input, "await-peer", `keepalived waits: ${missing.join("; ")}`, { startKeepalived: false });
 }

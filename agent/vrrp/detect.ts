@@ -7,10 +7,27 @@ import type { KeepalivedState } from "../../render/vrrp-state";
 import type { HostFacts, ResolvedSpec } from "../../spec/types";
 import type { CommandRunner } from "../apply/reload";
 
-export async function detectVrrpState(spec: ResolvedSpec, host: HostFacts, runner: CommandRunner): Promise<KeepalivedState | undefined> {
+export async function detectVrrpState(
+  spec: ResolvedSpec,
+  host: HostFacts,
+  runner: CommandRunner,
+): Promise<KeepalivedState | undefined> {
   const vip = spec.derived.privateVips[0];
   if (!vip) return undefined;
-  const r = await runner(["ip", "-o", `-${vip.family}`, "addr", "show", "dev", host.privateInterface.name, "to", `${vip.address}/${vip.family === 4 ? 32 : 128}`], { timeoutMs: 5000 });
+  const r = await runner(
+    [
+      "ip",
+      "-o",
+      `-${vip.family}`,
+      "addr",
+      "show",
+      "dev",
+      host.privateInterface.name,
+      "to",
+      `${vip.address}/${vip.family === 4 ? 32 : 128}`,
+    ],
+    { timeoutMs: 5000 },
+  );
   if (r.exitCode !== 0) return undefined;
   return r.output.trim() === "" ? "BACKUP" : "MASTER";
 }

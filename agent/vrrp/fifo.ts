@@ -36,7 +36,11 @@ export interface FifoListener {
  * Creates the FIFO (mode 0600) when missing and calls `onTransition` for every well-formed line; malformed lines go
  * to `onNoise` (never thrown: a stray writer must not stop the agent).
  */
-export function listenVrrpFifo(path: string, onTransition: (t: Transition) => void, onNoise: (line: string) => void = () => {}): FifoListener {
+export function listenVrrpFifo(
+  path: string,
+  onTransition: (t: Transition) => void,
+  onNoise: (line: string) => void = () => {},
+): FifoListener {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   if (!existsSync(path)) execFileSync("mkfifo", ["-m", "600", path]);
   if (!statSync(path).isFIFO()) throw new Error(`${path}: exists and is not a FIFO`);

@@ -49,7 +49,13 @@ export function startReassert(initial: KeepalivedState, opts: ReassertOptions): 
   const once = async (): Promise<ReassertResult> => {
     for (const argv of floatingIpHandler(opts.spec(), opts.host).reassert(state)) {
       const r = await opts.runner(argv, { timeoutMs: COMMAND_TIMEOUT_MS });
-      if (r.exitCode !== 0) return { state, ok: false, error: `${argv.join(" ")}: ${r.timedOut ? "timed out" : r.output.trim()}`, at: Date.now() };
+      if (r.exitCode !== 0)
+        return {
+          state,
+          ok: false,
+          error: `${argv.join(" ")}: ${r.timedOut ? "timed out" : r.output.trim()}`,
+          at: Date.now(),
+        };
     }
     return { state, ok: true, at: Date.now() };
   };

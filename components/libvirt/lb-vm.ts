@@ -35,23 +35,35 @@ export class LibvirtLbVm extends pulumi.ComponentResource {
     // VM (`pulumi up --replace` of all three, or a change that forces it) always deletes the old one first. The
     // providers say so when an input forces the replacement; a --replace with unchanged inputs needs it said here.
     const once = { parent: this, deleteBeforeReplace: true };
-    this.disk = new Volume(`${name}-disk`, { ...uri, pool: args.pool, base: args.baseImage, ...(args.basePool ? { basePool: args.basePool } : {}) }, once);
+    this.disk = new Volume(
+      `${name}-disk`,
+      { ...uri, pool: args.pool, base: args.baseImage, ...(args.basePool ? { basePool: args.basePool } : {}) },
+      once,
+    );
     // cloud-init reads the seed once per instance; a changed seed would never be consumed, yet it would show in
     // every preview and could tempt a replacement. Day 2 reaches the VM through the LoadBalancer resource instead.
-    this.seed = new CloudInitDisk(`${name}-seed`, { ...uri, pool: args.pool, userData: pulumi.secret(args.userData), metaData: args.metaData }, {
-      ...once,
-      ignoreChanges: ["userData", "metaData"],
-    });
-    this.domain = new Domain(name, {
-      ...uri,
-      vcpu: args.vcpu,
-      memoryMiB: args.memoryMiB,
-      ...(args.domainType ? { type: args.domainType } : {}),
-      disks: [{ pool: args.pool, volume: this.disk.name }],
-      cloudInit: { pool: args.pool, volume: this.seed.name },
-      // order matters: public, private, sync, as the host facts' interface names assume
-      nics: [args.publicNic, args.privateNic, ...(args.syncNic ? [args.syncNic] : [])],
-    }, once);
+    this.seed = new CloudInitDisk(
+      `${name}-seed`,
+      { ...uri, pool: args.pool, userData: pulumi.secret(args.userData), metaData: args.metaData },
+      {
+        ...once,
+        ignoreChanges: ["userData", "metaData"],
+      },
+    );
+    this.domain = new Domain(
+      name,
+      {
+        ...uri,
+        vcpu: args.vcpu,
+        memoryMiB: args.memoryMiB,
+        ...(args.domainType ? { type: args.domainType } : {}),
+        disks: [{ pool: args.pool, volume: this.disk.name }],
+        cloudInit: { pool: args.pool, volume: this.seed.name },
+        // order matters: public, private, sync, as the host facts' interface names assume
+        nics: [args.publicNic, args.privateNic, ...(args.syncNic ? [args.syncNic] : [])],
+      },
+      once,
+    );
     this.registerOutputs({ domain: this.domain.name, disk: this.disk.name, seed: this.seed.name });
   }
 }

@@ -27,29 +27,43 @@ export class LibvirtNetworks extends pulumi.ComponentResource {
     const pub = spec.platform.publicNetwork;
     const nextHop = pub.nextHop;
     if (!nextHop) throw new Error("platform.publicNetwork.nextHop: required on platform libvirt (routed floating IPs)");
-    this.privateNetwork = new Network(`${name}-private`, {
-      ...(args.uri ? { uri: args.uri } : {}),
-      mode: "isolated",
-      cidr: spec.network.cidr,
-      dns: false,
-      ...(args.privateDhcp ? { dhcp: { ...args.privateDhcp, router: spec.network.gateway } } : {}),
-    }, { parent: this });
-    this.publicNetwork = new Network(`${name}-public`, {
-      ...(args.uri ? { uri: args.uri } : {}),
-      mode: "nat",
-      cidr: pub.cidr,
-      hostAddress: pub.gateway,
-      routes: spec.derived.publicVips.filter((v) => v.family === 4).map((v) => ({ cidr: `${v.address}/32`, gateway: nextHop })),
-    }, { parent: this });
-    if (spec.syncNetwork) {
-      this.syncNetwork = new Network(`${name}-sync`, {
+    this.privateNetwork = new Network(
+      `${name}-private`,
+      {
         ...(args.uri ? { uri: args.uri } : {}),
         mode: "isolated",
-        cidr: spec.syncNetwork.cidr,
-        // libvirt gives the host's bridge an address; the spec rules keep one free beside the two LBs'
-        hostAddress: syncHostAddress(spec.syncNetwork),
+        cidr: spec.network.cidr,
         dns: false,
-      }, { parent: this });
+        ...(args.privateDhcp ? { dhcp: { ...args.privateDhcp, router: spec.network.gateway } } : {}),
+      },
+      { parent: this },
+    );
+    this.publicNetwork = new Network(
+      `${name}-public`,
+      {
+        ...(args.uri ? { uri: args.uri } : {}),
+        mode: "nat",
+        cidr: pub.cidr,
+        hostAddress: pub.gateway,
+        routes: spec.derived.publicVips
+          .filter((v) => v.family === 4)
+          .map((v) => ({ cidr: `${v.address}/32`, gateway: nextHop })),
+      },
+      { parent: this },
+    );
+    if (spec.syncNetwork) {
+      this.syncNetwork = new Network(
+        `${name}-sync`,
+        {
+          ...(args.uri ? { uri: args.uri } : {}),
+          mode: "isolated",
+          cidr: spec.syncNetwork.cidr,
+          // libvirt gives the host's bridge an address; the spec rules keep one free beside the two LBs'
+          hostAddress: syncHostAddress(spec.syncNetwork),
+          dns: false,
+        },
+        { parent: this },
+      );
     }
     this.registerOutputs({
       privateNetwork: this.privateNetwork.name,

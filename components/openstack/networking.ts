@@ -59,7 +59,8 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
   constructor(name: string, args: OpenStackNetworkingArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:OpenStackNetworking", name, {}, opts);
     const { spec } = args;
-    if (spec.platform.type !== "openstack") throw new Error(`platform.type: must be openstack for OpenStackNetworking, got ${spec.platform.type}`);
+    if (spec.platform.type !== "openstack")
+      throw new Error(`platform.type: must be openstack for OpenStackNetworking, got ${spec.platform.type}`);
     const pub = spec.platform.publicNetwork;
 
     const priv = this.privateNetwork(name, args);
@@ -74,22 +75,30 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
     const privatePairs = [...privateVips.map((v) => v.address), FORWARDING_ADDRESS_PAIR];
 
     const lbPortsOf = (role: Role, i: 0 | 1): OpenStackLbPorts => {
-      const publicPort = new openstack.networking.Port(`${name}-${role}-public`, {
-        name: `${name}-${role}-public`,
-        networkId: args.publicNetwork.networkId,
-        fixedIps: [{ subnetId: args.publicNetwork.subnetId, ipAddress: pub.lbAddresses[i] }],
-        portSecurityEnabled: true,
-        securityGroupIds: groups.for("public", role),
-        allowedAddressPairs: publicVips.map((v) => ({ ipAddress: v.address })),
-      }, { parent: this });
-      const privatePort = new openstack.networking.Port(`${name}-${role}-private`, {
-        name: `${name}-${role}-private`,
-        networkId: priv.networkId,
-        fixedIps: [{ subnetId: priv.subnetId, ipAddress: spec.network.lbAddresses[i] }],
-        portSecurityEnabled: true,
-        securityGroupIds: groups.for("private", role),
-        allowedAddressPairs: privatePairs.map((ipAddress) => ({ ipAddress })),
-      }, { parent: this });
+      const publicPort = new openstack.networking.Port(
+        `${name}-${role}-public`,
+        {
+          name: `${name}-${role}-public`,
+          networkId: args.publicNetwork.networkId,
+          fixedIps: [{ subnetId: args.publicNetwork.subnetId, ipAddress: pub.lbAddresses[i] }],
+          portSecurityEnabled: true,
+          securityGroupIds: groups.for("public", role),
+          allowedAddressPairs: publicVips.map((v) => ({ ipAddress: v.address })),
+        },
+        { parent: this },
+      );
+      const privatePort = new openstack.networking.Port(
+        `${name}-${role}-private`,
+        {
+          name: `${name}-${role}-private`,
+          networkId: priv.networkId,
+          fixedIps: [{ subnetId: priv.subnetId, ipAddress: spec.network.lbAddresses[i] }],
+          portSecurityEnabled: true,
+          securityGroupIds: groups.for("private", role),
+          allowedAddressPairs: privatePairs.map((ipAddress) => ({ ipAddress })),
+        },
+        { parent: this },
+      );
       return {
         publicPortId: publicPort.id,
         privatePortId: privatePort.id,
@@ -99,42 +108,65 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
     };
     this.lbPorts = { primary: lbPortsOf("primary", 0), secondary: lbPortsOf("secondary", 1) };
 
-    const vipPort = (vip: VirtualAddress, side: "public" | "private", networkId: pulumi.Input<string>, subnetId: pulumi.Input<string>) =>
-      new openstack.networking.Port(`${name}-vip-${slug(vip.address)}`, {
-        name: `${name}-vip-${slug(vip.address)}`,
-        description: `edgepair ${spec.clusterName}: ${side} VIP ${vip.address}, held by the VRRP MASTER`,
-        networkId,
-        fixedIps: [{ subnetId, ipAddress: vip.address }],
-        portSecurityEnabled: true,
-        // the LB ports' groups for this network (as Octavia does for its VIP ports): however a backend treats an
-        // unbound port that others hold through address pairs, it never opens more than the LBs themselves
-        securityGroupIds: groups.for(side),
-      }, { parent: this });
+    const vipPort = (
+      vip: VirtualAddress,
+      side: "public" | "private",
+      networkId: pulumi.Input<string>,
+      subnetId: pulumi.Input<string>,
+    ) =>
+      new openstack.networking.Port(
+        `${name}-vip-${slug(vip.address)}`,
+        {
+          name: `${name}-vip-${slug(vip.address)}`,
+          description: `edgepair ${spec.clusterName}: ${side} VIP ${vip.address}, held by the VRRP MASTER`,
+          networkId,
+          fixedIps: [{ subnetId, ipAddress: vip.address }],
+          portSecurityEnabled: true,
+          // the LB ports' groups for this network (as Octavia does for its VIP ports): however a backend treats an
+          // unbound port that others hold through address pairs, it never opens more than the LBs themselves
+          securityGroupIds: groups.for(side),
+        },
+        { parent: this },
+      );
     privateVips.forEach((v) => vipPort(v, "private", priv.networkId, priv.subnetId));
 
     // Floating IPs are IPv4 only in Neutron; an IPv6 public VIP is routed to its VIP port as it is.
-    const bindings = publicVips.map((v) => {
-      const port = vipPort(v, "public", args.publicNetwork.networkId, args.publicNetwork.subnetId);
-      if (v.family !== 4) return undefined;
-      // Allocation and association are separate resources: the address (what DNS points at) survives a
-      // replacement of the VIP port, which only re-associates it.
-      const fip = new openstack.networking.FloatingIp(`${name}-fip-${slug(v.address)}`, {
-        pool: args.externalNetworkName,
-        description: `edgepair ${spec.clusterName}: floating IP of ${v.address}`,
-      }, { parent: this });
-      new openstack.networking.FloatingIpAssociate(`${name}-fip-${slug(v.address)}-association`, {
-        floatingIp: fip.address,
-        portId: port.id,
-        fixedIp: v.address,
-      }, { parent: this });
-      return fip.address.apply((floatingIp): FloatingIpBinding => ({ vip: v.address, floatingIp }));
-    }).filter((b): b is pulumi.Output<FloatingIpBinding> => b !== undefined);
+    const bindings = publicVips
+      .map((v) => {
+        const port = vipPort(v, "public", args.publicNetwork.networkId, args.publicNetwork.subnetId);
+        if (v.family !== 4) return undefined;
+        // Allocation and association are separate resources: the address (what DNS points at) survives a
+        // replacement of the VIP port, which only re-associates it.
+        const fip = new openstack.networking.FloatingIp(
+          `${name}-fip-${slug(v.address)}`,
+          {
+            pool: args.externalNetworkName,
+            description: `edgepair ${spec.clusterName}: floating IP of ${v.address}`,
+          },
+          { parent: this },
+        );
+        new openstack.networking.FloatingIpAssociate(
+          `${name}-fip-${slug(v.address)}-association`,
+          {
+            floatingIp: fip.address,
+            portId: port.id,
+            fixedIp: v.address,
+          },
+          { parent: this },
+        );
+        return fip.address.apply((floatingIp): FloatingIpBinding => ({ vip: v.address, floatingIp }));
+      })
+      .filter((b): b is pulumi.Output<FloatingIpBinding> => b !== undefined);
     this.floatingIps = pulumi.all(bindings);
 
-    const group = new openstack.compute.ServerGroup(`${name}-group`, {
-      name: `${name}-group`,
-      policies: [args.antiAffinity === "soft" ? "soft-anti-affinity" : "anti-affinity"],
-    }, { parent: this });
+    const group = new openstack.compute.ServerGroup(
+      `${name}-group`,
+      {
+        name: `${name}-group`,
+        policies: [args.antiAffinity === "soft" ? "soft-anti-affinity" : "anti-affinity"],
+      },
+      { parent: this },
+    );
     this.serverGroupId = group.id;
 
     this.registerOutputs({
@@ -147,27 +179,38 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
     });
   }
 
-  private privateNetwork(name: string, args: OpenStackNetworkingArgs): { networkId: pulumi.Output<string>; subnetId: pulumi.Output<string> } {
+  private privateNetwork(
+    name: string,
+    args: OpenStackNetworkingArgs,
+  ): { networkId: pulumi.Output<string>; subnetId: pulumi.Output<string> } {
     const choice = args.privateNetwork;
     if ("existing" in choice) {
       return { networkId: pulumi.output(choice.existing.networkId), subnetId: pulumi.output(choice.existing.subnetId) };
     }
     const { spec } = args;
-    const network = new openstack.networking.Network(`${name}-private`, {
-      name: `${name}-private`,
-      portSecurityEnabled: true,
-    }, { parent: this });
-    const subnet = new openstack.networking.Subnet(`${name}-private`, {
-      name: `${name}-private`,
-      networkId: network.id,
-      ipVersion: 4,
-      cidr: spec.network.cidr,
-      // DHCP hands the gateway VIP to the cluster nodes as their router: egress through the active LB.
-      gatewayIp: spec.network.gateway,
-      enableDhcp: true,
-      allocationPools: allocationPools(spec),
-      ...(choice.create.dnsNameservers ? { dnsNameservers: choice.create.dnsNameservers } : {}),
-    }, { parent: this });
+    const network = new openstack.networking.Network(
+      `${name}-private`,
+      {
+        name: `${name}-private`,
+        portSecurityEnabled: true,
+      },
+      { parent: this },
+    );
+    const subnet = new openstack.networking.Subnet(
+      `${name}-private`,
+      {
+        name: `${name}-private`,
+        networkId: network.id,
+        ipVersion: 4,
+        cidr: spec.network.cidr,
+        // DHCP hands the gateway VIP to the cluster nodes as their router: egress through the active LB.
+        gatewayIp: spec.network.gateway,
+        enableDhcp: true,
+        allocationPools: allocationPools(spec),
+        ...(choice.create.dnsNameservers ? { dnsNameservers: choice.create.dnsNameservers } : {}),
+      },
+      { parent: this },
+    );
     return { networkId: network.id, subnetId: subnet.id };
   }
 }
@@ -178,12 +221,19 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
  */
 export function allocationPools(spec: ResolvedSpec): { start: string; end: string }[] {
   const parsed = parseCidr(spec.network.cidr);
-  if (!parsed.ok || parsed.cidr.network.kind() !== "ipv4") throw new Error(`network.cidr: must be an IPv4 network, got ${spec.network.cidr}`);
+  if (!parsed.ok || parsed.cidr.network.kind() !== "ipv4")
+    throw new Error(`network.cidr: must be an IPv4 network, got ${spec.network.cidr}`);
   const first = toNumber(parsed.cidr.network.toString()) + 1;
   const last = toNumber(broadcastAddress(parsed.cidr).toString()) - 1;
-  const reserved = [...new Set(
-    [spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)].map(toNumber),
-  )].filter((n) => n >= first && n <= last).sort((a, b) => a - b);
+  const reserved = [
+    ...new Set(
+      [spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)].map(
+        toNumber,
+      ),
+    ),
+  ]
+    .filter((n) => n >= first && n <= last)
+    .sort((a, b) => a - b);
   const pools: { start: string; end: string }[] = [];
   let next = first;
   for (const taken of [...reserved, last + 1]) {
@@ -194,7 +244,9 @@ export function allocationPools(spec: ResolvedSpec): { start: string; end: strin
 }
 
 function toNumber(v4: string): number {
-  return ipaddr.IPv4.parse(v4).toByteArray().reduce((n, b) => n * 256 + b, 0);
+  return ipaddr.IPv4.parse(v4)
+    .toByteArray()
+    .reduce((n, b) => n * 256 + b, 0);
 }
 
 function fromNumber(n: number): string {

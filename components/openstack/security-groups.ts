@@ -43,11 +43,24 @@ const ANYWHERE: Record<IpFamily, string> = { 4: "0.0.0.0/0", 6: "::/0" };
 const ETHERTYPE: Record<IpFamily, RuleSpec["ethertype"]> = { 4: "IPv4", 6: "IPv6" };
 
 function tcp(port: number, family: IpFamily, from: string, description: string): RuleSpec {
-  return { key: `tcp-${port}`, protocol: "tcp", ethertype: ETHERTYPE[family], ports: { min: port, max: port }, remoteIpPrefix: from, description };
+  return {
+    key: `tcp-${port}`,
+    protocol: "tcp",
+    ethertype: ETHERTYPE[family],
+    ports: { min: port, max: port },
+    remoteIpPrefix: from,
+    description,
+  };
 }
 
 function icmp(family: IpFamily, from: string): RuleSpec {
-  return { key: "icmp", protocol: family === 4 ? "icmp" : "ipv6-icmp", ethertype: ETHERTYPE[family], remoteIpPrefix: from, description: "ICMP (path MTU, reachability)" };
+  return {
+    key: "icmp",
+    protocol: family === 4 ? "icmp" : "ipv6-icmp",
+    ethertype: ETHERTYPE[family],
+    remoteIpPrefix: from,
+    description: "ICMP (path MTU, reachability)",
+  };
 }
 
 function familyOfCidr(cidr: string): IpFamily {
@@ -68,7 +81,10 @@ export function securityGroupRules(spec: ResolvedSpec): Record<GroupPurpose, Rul
   const publicRules = [
     ...(hasPublic(api) ? [tcp(API_PORT, pubFamily, anywhere, "Kubernetes API on the public VIPs")] : []),
     ...(hasPublic(ingress)
-      ? [tcp(INGRESS_HTTP_PORT, pubFamily, anywhere, "ingress HTTP on the public VIPs"), tcp(INGRESS_HTTPS_PORT, pubFamily, anywhere, "ingress HTTPS on the public VIPs")]
+      ? [
+          tcp(INGRESS_HTTP_PORT, pubFamily, anywhere, "ingress HTTP on the public VIPs"),
+          tcp(INGRESS_HTTPS_PORT, pubFamily, anywhere, "ingress HTTPS on the public VIPs"),
+        ]
       : []),
     icmp(pubFamily, anywhere),
   ];
@@ -76,25 +92,42 @@ export function securityGroupRules(spec: ResolvedSpec): Record<GroupPurpose, Rul
   const privateRules = [
     tcp(SSH_PORT, 4, cluster, "SSH from the cluster network"),
     tcp(API_PORT, 4, cluster, "Kubernetes API from the cluster network"),
-    ...(machineConfig.length > 0 ? [tcp(MACHINE_CONFIG_PORT, 4, cluster, "machine config server from the cluster network only")] : []),
+    ...(machineConfig.length > 0
+      ? [tcp(MACHINE_CONFIG_PORT, 4, cluster, "machine config server from the cluster network only")]
+      : []),
     ...(ingress.length > 0
-      ? [tcp(INGRESS_HTTP_PORT, 4, cluster, "ingress HTTP from the cluster network"), tcp(INGRESS_HTTPS_PORT, 4, cluster, "ingress HTTPS from the cluster network")]
+      ? [
+          tcp(INGRESS_HTTP_PORT, 4, cluster, "ingress HTTP from the cluster network"),
+          tcp(INGRESS_HTTPS_PORT, 4, cluster, "ingress HTTPS from the cluster network"),
+        ]
       : []),
     tcp(spec.metrics.port, 4, cluster, "HAProxy metrics from the cluster network only"),
     icmp(4, cluster),
   ];
 
   const peerRules = (peer: string): RuleSpec[] => [
-    { key: "vrrp", protocol: VRRP_PROTOCOL, ethertype: "IPv4", remoteIpPrefix: `${peer}/32`, description: "VRRP adverts from the peer LB only" },
     {
-      key: "conntrackd", protocol: "udp", ethertype: "IPv4", ports: { min: spec.conntrack.port, max: spec.conntrack.port },
-      remoteIpPrefix: `${peer}/32`, description: "conntrackd state sync from the peer LB only",
+      key: "vrrp",
+      protocol: VRRP_PROTOCOL,
+      ethertype: "IPv4",
+      remoteIpPrefix: `${peer}/32`,
+      description: "VRRP adverts from the peer LB only",
+    },
+    {
+      key: "conntrackd",
+      protocol: "udp",
+      ethertype: "IPv4",
+      ports: { min: spec.conntrack.port, max: spec.conntrack.port },
+      remoteIpPrefix: `${peer}/32`,
+      description: "conntrackd state sync from the peer LB only",
     },
   ];
 
   // Handoff is IPv4 only (render/handoff.ts), like the cluster network that carries it.
   const handoffRules = [
-    ...(hasPublicV4(api) ? [tcp(API_PORT, 4, ANYWHERE[4], "handed-off API packets from the peer, client source kept")] : []),
+    ...(hasPublicV4(api)
+      ? [tcp(API_PORT, 4, ANYWHERE[4], "handed-off API packets from the peer, client source kept")]
+      : []),
     ...(hasPublicV4(ingress)
       ? [
           tcp(INGRESS_HTTP_PORT, 4, ANYWHERE[4], "handed-off ingress HTTP packets from the peer, client source kept"),
@@ -117,11 +150,22 @@ export function securityGroupRules(spec: ResolvedSpec): Record<GroupPurpose, Rul
 
 function forward(cluster: string, conntrackPort: number): RuleSpec[] {
   const udp = (min: number, max: number): RuleSpec => ({
-    key: `udp-${min}-${max}`, protocol: "udp", ethertype: "IPv4", ports: { min, max }, remoteIpPrefix: cluster,
+    key: `udp-${min}-${max}`,
+    protocol: "udp",
+    ethertype: "IPv4",
+    ports: { min, max },
+    remoteIpPrefix: cluster,
     description: "cluster egress through the NAT gateway (conntrackd's port excluded)",
   });
   return [
-    { key: `tcp-1-${MAX_PORT}`, protocol: "tcp", ethertype: "IPv4", ports: { min: 1, max: MAX_PORT }, remoteIpPrefix: cluster, description: "cluster egress through the NAT gateway" },
+    {
+      key: `tcp-1-${MAX_PORT}`,
+      protocol: "tcp",
+      ethertype: "IPv4",
+      ports: { min: 1, max: MAX_PORT },
+      remoteIpPrefix: cluster,
+      description: "cluster egress through the NAT gateway",
+    },
     ...(conntrackPort > 1 ? [udp(1, conntrackPort - 1)] : []),
     ...(conntrackPort < MAX_PORT ? [udp(conntrackPort + 1, MAX_PORT)] : []),
   ];
@@ -149,20 +193,28 @@ export class OpenStackSecurityGroups extends pulumi.ComponentResource {
       const list = rules[purpose];
       if (list.length === 0) continue;
       const groupName = `${name}-${purpose}`;
-      const group = new openstack.networking.SecGroup(groupName, {
-        name: groupName,
-        description: `edgepair ${args.spec.clusterName}: ${purpose}`,
-      }, { parent: this });
+      const group = new openstack.networking.SecGroup(
+        groupName,
+        {
+          name: groupName,
+          description: `edgepair ${args.spec.clusterName}: ${purpose}`,
+        },
+        { parent: this },
+      );
       for (const r of list) {
-        new openstack.networking.SecGroupRule(`${groupName}-${r.key}`, {
-          securityGroupId: group.id,
-          direction: "ingress",
-          ethertype: r.ethertype,
-          protocol: r.protocol,
-          ...(r.ports ? { portRangeMin: r.ports.min, portRangeMax: r.ports.max } : {}),
-          remoteIpPrefix: r.remoteIpPrefix,
-          description: r.description,
-        }, { parent: this });
+        new openstack.networking.SecGroupRule(
+          `${groupName}-${r.key}`,
+          {
+            securityGroupId: group.id,
+            direction: "ingress",
+            ethertype: r.ethertype,
+            protocol: r.protocol,
+            ...(r.ports ? { portRangeMin: r.ports.min, portRangeMax: r.ports.max } : {}),
+            remoteIpPrefix: r.remoteIpPrefix,
+            description: r.description,
+          },
+          { parent: this },
+        );
       }
       ids[purpose] = group.id;
     }

@@ -5,7 +5,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as openstack from "@pulumi/openstack";
 
-export type OpenStackImage = { imageName: pulumi.Input<string>; imageId?: never } | { imageId: pulumi.Input<string>; imageName?: never };
+export type OpenStackImage =
+  { imageName: pulumi.Input<string>; imageId?: never } | { imageId: pulumi.Input<string>; imageName?: never };
 
 export type OpenStackLbServerArgs = OpenStackImage & {
   flavorName: pulumi.Input<string>;
@@ -33,23 +34,27 @@ export class OpenStackLbServer extends pulumi.ComponentResource {
   constructor(name: string, args: OpenStackLbServerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("edgepair:index:OpenStackLbServer", name, {}, opts);
     const image = args.imageId !== undefined ? { imageId: args.imageId } : { imageName: args.imageName };
-    this.instance = new openstack.compute.Instance(name, {
+    this.instance = new openstack.compute.Instance(
       name,
-      ...image,
-      flavorName: args.flavorName,
-      // The image's cloud-init must not configure networking (NetworkManager keyfiles do), so the metadata
-      // service, which needs a configured NIC, is out of reach at first boot; a config drive is not.
-      configDrive: true,
-      userData: pulumi.secret(args.userData),
-      networks: [{ port: args.ports.public }, { port: args.ports.private }],
-      schedulerHints: [{ group: args.serverGroupId }],
-      ...(args.availabilityZone !== undefined ? { availabilityZone: args.availabilityZone } : {}),
-      ...(args.keyPair !== undefined ? { keyPair: args.keyPair } : {}),
-    }, {
-      parent: this,
-      ignoreChanges: CREATE_ONLY_INPUTS,
-      additionalSecretOutputs: ["userData"],
-    });
+      {
+        name,
+        ...image,
+        flavorName: args.flavorName,
+        // The image's cloud-init must not configure networking (NetworkManager keyfiles do), so the metadata
+        // service, which needs a configured NIC, is out of reach at first boot; a config drive is not.
+        configDrive: true,
+        userData: pulumi.secret(args.userData),
+        networks: [{ port: args.ports.public }, { port: args.ports.private }],
+        schedulerHints: [{ group: args.serverGroupId }],
+        ...(args.availabilityZone !== undefined ? { availabilityZone: args.availabilityZone } : {}),
+        ...(args.keyPair !== undefined ? { keyPair: args.keyPair } : {}),
+      },
+      {
+        parent: this,
+        ignoreChanges: CREATE_ONLY_INPUTS,
+        additionalSecretOutputs: ["userData"],
+      },
+    );
     this.id = this.instance.id;
     this.registerOutputs({ id: this.id });
   }

@@ -36,27 +36,39 @@ export function deployLibvirt(ctx: PlatformContext, lv: LibvirtPlatformArgs): Pl
       ...(spec.syncNetwork ? { sync: deriveMac(stack, lb.vm, "sync") } : {}),
     }),
   );
-  const networks = new LibvirtNetworks(`${name}-net`, { spec, ...uri, ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) }, { parent });
+  const networks = new LibvirtNetworks(
+    `${name}-net`,
+    { spec, ...uri, ...(lv.privateDhcp ? { privateDhcp: lv.privateDhcp } : {}) },
+    { parent },
+  );
   const vms: LibvirtLbVm[] = [];
   const gates: ReadyGate[] = [];
   ctx.lbs.forEach((lb, i) => {
     const host = hosts[i]!;
     const previous = gates[i - 1];
-    vms.push(new LibvirtLbVm(lb.vm, {
-      ...uri,
-      pool: lv.pool,
-      baseImage: lv.baseImage,
-      ...(lv.basePool ? { basePool: lv.basePool } : {}),
-      vcpu: lv.vcpu ?? 2,
-      memoryMiB: lv.memoryMiB ?? 2048,
-      ...(lv.domainType ? { domainType: lv.domainType } : {}),
-      userData: ctx.userData(host),
-      metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
-      publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
-      privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
-      ...(networks.syncNetwork && host.syncInterface ? { syncNic: { network: networks.syncNetwork.name, mac: host.syncInterface.mac } } : {}),
-      // Never both at once: the second LB's changes (a replacement included) wait until the first serves again.
-    }, { parent, ...(previous ? { dependsOn: [previous] } : {}) }));
+    vms.push(
+      new LibvirtLbVm(
+        lb.vm,
+        {
+          ...uri,
+          pool: lv.pool,
+          baseImage: lv.baseImage,
+          ...(lv.basePool ? { basePool: lv.basePool } : {}),
+          vcpu: lv.vcpu ?? 2,
+          memoryMiB: lv.memoryMiB ?? 2048,
+          ...(lv.domainType ? { domainType: lv.domainType } : {}),
+          userData: ctx.userData(host),
+          metaData: renderMetaData({ stack, vm: `lb${i + 1}`, hostname: host.hostname }),
+          publicNic: { network: networks.publicNetwork.name, mac: host.publicInterface.mac },
+          privateNic: { network: networks.privateNetwork.name, mac: host.privateInterface.mac },
+          ...(networks.syncNetwork && host.syncInterface
+            ? { syncNic: { network: networks.syncNetwork.name, mac: host.syncInterface.mac } }
+            : {}),
+          // Never both at once: the second LB's changes (a replacement included) wait until the first serves again.
+        },
+        { parent, ...(previous ? { dependsOn: [previous] } : {}) },
+      ),
+    );
     const vm = vms[i]!;
     gates.push(readyGateAfter(ctx, i, vm, vm.domain.id));
   });

@@ -57,7 +57,11 @@ export interface PlatformPair {
   sshAddresses: string[];
 }
 
-export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: string; private: string; sync?: string }): HostFacts {
+export function hostFacts(
+  lb: LbPlan,
+  names: InterfaceNames,
+  macs: { public: string; private: string; sync?: string },
+): HostFacts {
   return {
     hostname: lb.hostname,
     role: lb.role,
@@ -71,13 +75,22 @@ export function hostFacts(lb: LbPlan, names: InterfaceNames, macs: { public: str
  * The gate after LB `i`: it waits, whenever that VM is created or replaced, until the LB's HAProxy answers on its
  * monitor URI (private address, metrics port); the next VM depends on it, so the two are never down together.
  */
-export function readyGateAfter(ctx: PlatformContext, i: number, vm: pulumi.Resource, vmId: pulumi.Input<string>): ReadyGate {
+export function readyGateAfter(
+  ctx: PlatformContext,
+  i: number,
+  vm: pulumi.Resource,
+  vmId: pulumi.Input<string>,
+): ReadyGate {
   const lb = ctx.lbs[i]!;
   const address = ctx.spec.network.lbAddresses[i]!;
-  return new ReadyGate(`${lb.vm}-ready`, {
-    url: `http://${address}:${ctx.spec.metrics.port}${HAPROXY_MONITOR_URI}`,
-    after: vmId,
-    enabled: ctx.readiness.enabled,
-    timeoutSeconds: ctx.readiness.timeoutSeconds,
-  }, { parent: ctx.parent, dependsOn: [vm] });
+  return new ReadyGate(
+    `${lb.vm}-ready`,
+    {
+      url: `http://${address}:${ctx.spec.metrics.port}${HAPROXY_MONITOR_URI}`,
+      after: vmId,
+      enabled: ctx.readiness.enabled,
+      timeoutSeconds: ctx.readiness.timeoutSeconds,
+    },
+    { parent: ctx.parent, dependsOn: [vm] },
+  );
 }

@@ -25,7 +25,10 @@ export function baseDir(cacheDir: string, hash: string): string {
 }
 
 /** The base root's path; built first when the cache has none for this hash. */
-export async function ensureBase(i: BaseStageInput, onStep: (what: string) => void): Promise<{ rootfs: string; cached: boolean }> {
+export async function ensureBase(
+  i: BaseStageInput,
+  onStep: (what: string) => void,
+): Promise<{ rootfs: string; cached: boolean }> {
   const dir = baseDir(i.cacheDir, i.hash);
   const rootfs = join(dir, "rootfs");
   if (existsSync(rootfs)) return { rootfs, cached: true };
@@ -44,10 +47,22 @@ export async function ensureBase(i: BaseStageInput, onStep: (what: string) => vo
     writeFileSync(join(partialRoot, "etc/apt/sources.list.d/debian.sources"), renderSources(DEBIAN_SUITE, i.mirrors));
 
     onStep(`apt-get install ${i.packages.length} packages (and their dependencies)`);
-    await run(["unshare", "--mount", "--propagation", "private", "sh", join(__dirname, "chroot-apt.sh"), partialRoot, ...i.packages], {
-      log: i.log,
-      timeoutMs: 40 * MINUTE,
-    });
+    await run(
+      [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        join(__dirname, "chroot-apt.sh"),
+        partialRoot,
+        ...i.packages,
+      ],
+      {
+        log: i.log,
+        timeoutMs: 40 * MINUTE,
+      },
+    );
     renameSync(partial, dir);
   } catch (e) {
     rmSync(partial, { recursive: true, force: true });

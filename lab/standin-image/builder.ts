@@ -60,7 +60,10 @@ export function cacheDirFromEnv(): string {
   return process.env.EDGEPAIR_STANDIN_CACHE || DEFAULT_CACHE_DIR;
 }
 
-export function imagePaths(cacheDir: string, hash: string): { qcow2: string; manifest: string; log: string; accel: string } {
+export function imagePaths(
+  cacheDir: string,
+  hash: string,
+): { qcow2: string; manifest: string; log: string; accel: string } {
   const stem = join(cacheDir, `edgepair-standin-${hash}`);
   return { qcow2: `${stem}.qcow2`, manifest: `${stem}.json`, log: `${stem}.log`, accel: `${stem}.accel.json` };
 }
@@ -98,7 +101,8 @@ async function lock(cacheDir: string, out: (line: string) => void): Promise<() =
       rmSync(dir, { recursive: true, force: true });
       continue;
     }
-    if (Date.now() > deadline) throw new Error(`${dir}: build PID ${holder} still holds the cache after ${LOCK_WAIT_MS / MINUTE} min`);
+    if (Date.now() > deadline)
+      throw new Error(`${dir}: build PID ${holder} still holds the cache after ${LOCK_WAIT_MS / MINUTE} min`);
     if (!said) out(`waiting for build PID ${holder} (${dir})`);
     said = true;
     await new Promise((r) => setTimeout(r, 5000));
@@ -108,9 +112,15 @@ async function lock(cacheDir: string, out: (line: string) => void): Promise<() =
 /** Images, manifests, logs and bases of other hashes, and work directories of builders that are gone. */
 function prune(cacheDir: string, keep: { hash: string; baseHash: string }, out: (line: string) => void): void {
   for (const name of readdirSync(cacheDir)) {
-    const m = /^(?:edgepair-standin-([0-9a-f]{16})\.(?:qcow2|json|log|accel\.json)|base-([0-9a-f]{16})(?:\.partial)?|work-(\d+))$/.exec(name);
+    const m =
+      /^(?:edgepair-standin-([0-9a-f]{16})\.(?:qcow2|json|log|accel\.json)|base-([0-9a-f]{16})(?:\.partial)?|work-(\d+))$/.exec(
+        name,
+      );
     if (!m) continue;
-    const stale = (m[1] !== undefined && m[1] !== keep.hash) || (m[2] !== undefined && (m[2] !== keep.baseHash || name.endsWith(".partial"))) || (m[3] !== undefined && !pidAlive(Number(m[3])));
+    const stale =
+      (m[1] !== undefined && m[1] !== keep.hash) ||
+      (m[2] !== undefined && (m[2] !== keep.baseHash || name.endsWith(".partial"))) ||
+      (m[3] !== undefined && !pidAlive(Number(m[3])));
     if (!stale) continue;
     rmSync(join(cacheDir, name), { recursive: true, force: true });
     out(`removed ${join(cacheDir, name)}`);
@@ -123,7 +133,8 @@ function readManifest(path: string): StandinManifest {
 
 export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinImage> {
   const out = o.out ?? ((line: string) => process.stdout.write(`${line}\n`));
-  if (process.getuid?.() !== 0) throw new Error("the stand-in image builder needs root (debootstrap, chroot, a loop mount)");
+  if (process.getuid?.() !== 0)
+    throw new Error("the stand-in image builder needs root (debootstrap, chroot, a loop mount)");
   const cacheDir = o.cacheDir ?? cacheDirFromEnv();
   mkdirSync(cacheDir, { recursive: true });
   const started = Date.now();
@@ -135,7 +146,10 @@ export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinIm
     // byte-identical for the same sources, so it hashes like a source.
     const agentBundle = join(work, "edgepair-agent.js");
     const bundleLog = join(work, "bundle.log");
-    await run([join(REPO_ROOT, "tools", "bundle-agent"), "--outfile", agentBundle], { log: bundleLog, timeoutMs: 5 * MINUTE });
+    await run([join(REPO_ROOT, "tools", "bundle-agent"), "--outfile", agentBundle], {
+      log: bundleLog,
+      timeoutMs: 5 * MINUTE,
+    });
     const mirrors = findMirrors(DEBIAN_SUITE);
     const rootfsFiles = listRootfsFiles();
     const base = baseHash(mirrors);
@@ -157,9 +171,15 @@ export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinIm
       const progress = new Progress(baseCached ? 6 : 8, out);
       out(`building ${paths.qcow2} (log: ${paths.log})${baseCached ? `; base ${base} from the cache` : ""}`);
 
-      const { rootfs: baseRootfs } = await ensureBase({ cacheDir, hash: base, mirrors, packages: packageNames(), log: paths.log }, (s) => progress.step(s));
+      const { rootfs: baseRootfs } = await ensureBase(
+        { cacheDir, hash: base, mirrors, packages: packageNames(), log: paths.log },
+        (s) => progress.step(s),
+      );
       const uuid = uuidOf(hash);
-      const { rootfs, facts } = await makeImageRoot({ baseRootfs, workDir: work, rootfsFiles, agentBundle, uuid, log: paths.log }, (s) => progress.step(s));
+      const { rootfs, facts } = await makeImageRoot(
+        { baseRootfs, workDir: work, rootfsFiles, agentBundle, uuid, log: paths.log },
+        (s) => progress.step(s),
+      );
       await makeDisk({ rootfs, uuid, workDir: work, qcow2: paths.qcow2, log: paths.log }, (s) => progress.step(s));
 
       const manifest: StandinManifest = {
@@ -177,7 +197,9 @@ export async function buildStandinImage(o: BuildOptions = {}): Promise<StandinIm
         builtAt: new Date().toISOString(),
       };
       writeFileSync(paths.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
-      progress.done(`built ${paths.qcow2}: ${(manifest.qcow2Bytes / 2 ** 20).toFixed(0)} MiB in ${formatSeconds(manifest.buildSeconds)}`);
+      progress.done(
+        `built ${paths.qcow2}: ${(manifest.qcow2Bytes / 2 ** 20).toFixed(0)} MiB in ${formatSeconds(manifest.buildSeconds)}`,
+      );
       prune(cacheDir, { hash, baseHash: base }, out);
       return { path: paths.qcow2, cached: false, manifest, accelMemo: paths.accel };
     } finally {

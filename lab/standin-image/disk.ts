@@ -34,7 +34,9 @@ export async function makeDisk(i: DiskInput, onStep: (what: string) => void): Pr
   const partitionBytes = DISK_BYTES - PARTITION_OFFSET;
   const used = rootfsBytes(i.rootfs);
   if (used > partitionBytes * 0.8) {
-    throw new Error(`the root holds ${Math.round(used / MiB)} MiB, more than 80% of the ${partitionBytes / MiB} MiB partition: raise DISK_BYTES in lab/standin-image/disk.ts`);
+    throw new Error(
+      `the root holds ${Math.round(used / MiB)} MiB, more than 80% of the ${partitionBytes / MiB} MiB partition: raise DISK_BYTES in lab/standin-image/disk.ts`,
+    );
   }
   const raw = join(i.workDir, "disk.raw");
   const fd = openSync(raw, "w");
@@ -45,9 +47,29 @@ export async function makeDisk(i: DiskInput, onStep: (what: string) => void): Pr
   }
 
   onStep(`ext4 (${Math.round(used / MiB)} MiB used) in a ${DISK_BYTES / 2 ** 30} GiB disk`);
-  await run(["sfdisk", "--quiet", raw], { log: i.log, timeoutMs: MINUTE, input: `label: dos\nstart=${PARTITION_OFFSET / 512}, type=83, bootable\n` });
+  await run(["sfdisk", "--quiet", raw], {
+    log: i.log,
+    timeoutMs: MINUTE,
+    input: `label: dos\nstart=${PARTITION_OFFSET / 512}, type=83, bootable\n`,
+  });
   await run(
-    ["mke2fs", "-q", "-F", "-t", "ext4", "-L", ROOT_LABEL, "-U", i.uuid, "-d", i.rootfs, "-E", `offset=${PARTITION_OFFSET}`, raw, `${partitionBytes / 1024}k`],
+    [
+      "mke2fs",
+      "-q",
+      "-F",
+      "-t",
+      "ext4",
+      "-L",
+      ROOT_LABEL,
+      "-U",
+      i.uuid,
+      "-d",
+      i.rootfs,
+      "-E",
+      `offset=${PARTITION_OFFSET}`,
+      raw,
+      `${partitionBytes / 1024}k`,
+    ],
     { log: i.log, timeoutMs: 20 * MINUTE },
   );
 
@@ -55,14 +77,28 @@ export async function makeDisk(i: DiskInput, onStep: (what: string) => void): Pr
   const mnt = join(i.workDir, "mnt");
   mkdirSync(mnt, { recursive: true });
   await run(
-    ["unshare", "--mount", "--propagation", "private", "sh", join(__dirname, "install-bootloader.sh"), raw, String(PARTITION_OFFSET), String(partitionBytes), mnt],
+    [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      join(__dirname, "install-bootloader.sh"),
+      raw,
+      String(PARTITION_OFFSET),
+      String(partitionBytes),
+      mnt,
+    ],
     { log: i.log, timeoutMs: 5 * MINUTE },
   );
 
   onStep("qemu-img convert -c -O qcow2");
   const partial = `${i.qcow2}.partial`;
   try {
-    await run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, partial], { log: i.log, timeoutMs: 30 * MINUTE });
+    await run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, partial], {
+      log: i.log,
+      timeoutMs: 30 * MINUTE,
+    });
     renameSync(partial, i.qcow2);
   } finally {
     rmSync(partial, { force: true });

@@ -43,7 +43,8 @@ export function kernelVersion(rootfs: string): string {
   const versions = readdirSync(join(rootfs, "boot"))
     .filter((f) => f.startsWith("vmlinuz-"))
     .map((f) => f.slice("vmlinuz-".length));
-  if (versions.length !== 1) throw new Error(`${rootfs}/boot: expected one kernel, found ${versions.length} (${versions.join(", ")})`);
+  if (versions.length !== 1)
+    throw new Error(`${rootfs}/boot: expected one kernel, found ${versions.length} (${versions.join(", ")})`);
   return versions[0] as string;
 }
 
@@ -62,7 +63,10 @@ export function extlinuxConf(kernel: string, uuid: string): string {
   ].join("\n");
 }
 
-export async function makeImageRoot(i: ImageStageInput, onStep: (what: string) => void): Promise<{ rootfs: string; facts: ImageFacts }> {
+export async function makeImageRoot(
+  i: ImageStageInput,
+  onStep: (what: string) => void,
+): Promise<{ rootfs: string; facts: ImageFacts }> {
   const rootfs = join(i.workDir, "rootfs");
   onStep("copy of the base root");
   await run(["cp", "-a", "--reflink=auto", i.baseRootfs, rootfs], { log: i.log, timeoutMs: 15 * MINUTE });
@@ -100,7 +104,18 @@ export async function makeImageRoot(i: ImageStageInput, onStep: (what: string) =
   const script = "/tmp/edgepair-standin-customize.sh";
   copyFileSync(join(__dirname, "customize.sh"), join(rootfs, script));
   const out = await run(
-    ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t proc proc "$1/proc" && exec chroot "$1" sh "$2"', "sh", rootfs, script],
+    [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t proc proc "$1/proc" && exec chroot "$1" sh "$2"',
+      "sh",
+      rootfs,
+      script,
+    ],
     { log: i.log, timeoutMs: 10 * MINUTE, capture: true },
   );
   const fact = (name: string) => {

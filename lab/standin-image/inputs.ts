@@ -38,7 +38,8 @@ export function listRootfsFiles(dir = IMAGES_ROOTFS): RootfsFile[] {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
       // git keeps only "executable or not": the same two modes whatever the checkout's umask was
-      else if (e.isFile()) out.push({ target: `/${relative(dir, p)}`, source: p, mode: statSync(p).mode & 0o111 ? 0o755 : 0o644 });
+      else if (e.isFile())
+        out.push({ target: `/${relative(dir, p)}`, source: p, mode: statSync(p).mode & 0o111 ? 0o755 : 0o644 });
       else throw new Error(`${p}: only regular files and directories are supported in images/rootfs`);
     }
   };

@@ -24,7 +24,8 @@ async function main(argv: string[]): Promise<number> {
   const json = argv.includes("--json");
   // with --json, stdout carries the document only
   const image = await buildStandinImage({ out: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`) });
-  if (json) process.stdout.write(`${JSON.stringify({ path: image.path, cached: image.cached, ...image.manifest }, null, 2)}\n`);
+  if (json)
+    process.stdout.write(`${JSON.stringify({ path: image.path, cached: image.cached, ...image.manifest }, null, 2)}\n`);
   else process.stdout.write(`${image.path}\n`);
   return 0;
 }

@@ -31,7 +31,8 @@ export function parseAptSources(text: string, deb822: boolean): SourceEntry[] {
   return text
     .split(/\n\s*\n/)
     .map((stanza) => {
-      const field = (name: string) => new RegExp(`^${name}:\\s*(.+)$`, "mi").exec(stanza)?.[1]?.trim().split(/\s+/) ?? [];
+      const field = (name: string) =>
+        new RegExp(`^${name}:\\s*(.+)$`, "mi").exec(stanza)?.[1]?.trim().split(/\s+/) ?? [];
       return { types: field("Types"), uris: field("URIs"), suites: field("Suites") };
     })
     .filter((s) => s.types.includes("deb") && s.uris.length > 0)
@@ -51,9 +52,14 @@ export function findMirrors(suite: string, etcApt = "/etc/apt"): DebianMirrors {
   }
   const override = process.env.EDGEPAIR_STANDIN_MIRROR;
   const main = override ?? entries.find((e) => e.suites.includes(suite))?.uri;
-  if (!main) throw new Error(`no apt source serves Debian ${suite} in ${etcApt}; set EDGEPAIR_STANDIN_MIRROR to a Debian mirror URL`);
+  if (!main)
+    throw new Error(
+      `no apt source serves Debian ${suite} in ${etcApt}; set EDGEPAIR_STANDIN_MIRROR to a Debian mirror URL`,
+    );
   const security = entries.find((e) => e.suites.includes(`${suite}-security`))?.uri;
-  return security ? { main: main.replace(/\/$/, ""), security: security.replace(/\/$/, "") } : { main: main.replace(/\/$/, "") };
+  return security
+    ? { main: main.replace(/\/$/, ""), security: security.replace(/\/$/, "") }
+    : { main: main.replace(/\/$/, "") };
 }
 
 /** The image's own apt sources (deb822), the same mirrors the build used. */

@@ -58,5 +58,5 @@ export function label(r: { name: string; type: string }): string {
 
 /** The resource whose URN names the pair, for messages. */
 export function pairName(pair: string): string {
-  return pair === "stack" ? "the stack" : pair.split("::").pop() ?? pair;
+  return pair === "stack" ? "the stack" : (pair.split("::").pop() ?? pair);
 }

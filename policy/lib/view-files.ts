@@ -15,7 +15,10 @@ export function viewFiles(props: unknown): Map<string, string> {
   const files = known(() => (isRecord(props) ? props.files : undefined));
   if (!isRecord(files)) return out;
   for (const path of Object.keys(files)) {
-    const content = str(known(() => files[path]), "content");
+    const content = str(
+      known(() => files[path]),
+      "content",
+    );
     if (content !== undefined) out.set(path, content);
   }
   return out;
@@ -85,13 +88,16 @@ export function readNmConnection(path: string, text: string): NmConnection {
     if (section === "connection" && key === "id") conn.id = value;
     if (section === "connection" && key === "type") conn.type = value;
     if (section === "connection" && key === "zone") conn.zone = value;
-    if ((section === "ipv4" || section === "ipv6") && /^address\d+$/.test(key)) conn.addresses.push(addressPart(value.split(",")[0] ?? ""));
+    if ((section === "ipv4" || section === "ipv6") && /^address\d+$/.test(key))
+      conn.addresses.push(addressPart(value.split(",")[0] ?? ""));
   }
   return conn;
 }
 
 export function nmConnections(files: Map<string, string>): NmConnection[] {
-  return [...files].filter(([p]) => p.startsWith(VIEW_FILES.nmDir) && p.endsWith(".nmconnection")).map(([p, t]) => readNmConnection(p, t));
+  return [...files]
+    .filter(([p]) => p.startsWith(VIEW_FILES.nmDir) && p.endsWith(".nmconnection"))
+    .map(([p, t]) => readNmConnection(p, t));
 }
 
 /** A port or port range of a firewalld element, with its protocol. */

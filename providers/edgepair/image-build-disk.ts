@@ -40,21 +40,36 @@ export function configMount(config: string): "/config.json" | "/config.toml" {
 /** The exact bib command line (rootful podman; no `-it`: nothing is interactive here). */
 export function bibArgv(b: BibInvocation): string[] {
   return [
-    "podman", "run", "--rm", "--privileged", "--pull=newer",
-    "--security-opt", "label=type:unconfined_t",
+    "podman",
+    "run",
+    "--rm",
+    "--privileged",
+    "--pull=newer",
+    "--security-opt",
+    "label=type:unconfined_t",
     ...(b.config ? ["-v", `${b.config}:${configMount(b.config)}:ro`] : []),
-    "-v", `${b.outputDir}:/output`,
-    "-v", `${HOST_CONTAINER_STORAGE}:${HOST_CONTAINER_STORAGE}`,
+    "-v",
+    `${b.outputDir}:/output`,
+    "-v",
+    `${HOST_CONTAINER_STORAGE}:${HOST_CONTAINER_STORAGE}`,
     b.builderImage ?? DEFAULT_BIB_IMAGE,
-    "--type", b.type,
-    "--rootfs", b.rootfs,
+    "--type",
+    b.type,
+    "--rootfs",
+    b.rootfs,
     b.ref,
   ];
 }
 
 /** Puts the image into the host's container storage, where bib looks for it. */
 export function podmanPullArgv(ref: string, authFile: string | undefined, tlsVerify: boolean | undefined): string[] {
-  return ["podman", "pull", ...(authFile ? ["--authfile", authFile] : []), ...(tlsVerify === false ? ["--tls-verify=false"] : []), ref];
+  return [
+    "podman",
+    "pull",
+    ...(authFile ? ["--authfile", authFile] : []),
+    ...(tlsVerify === false ? ["--tls-verify=false"] : []),
+    ref,
+  ];
 }
 
 /** Where bib leaves the disk of one type. */
@@ -101,14 +116,20 @@ export function fileHash(path: string): string {
 
 async function makeDisk(i: DiskInputs): Promise<DiskOutputs> {
   if (process.getuid?.() !== 0) {
-    throw new Error("image.build.diskImage: bootc-image-builder needs rootful podman; run `pulumi up` as root (or drop diskImage)");
+    throw new Error(
+      "image.build.diskImage: bootc-image-builder needs rootful podman; run `pulumi up` as root (or drop diskImage)",
+    );
   }
   const auth = checkAuth(i.registryAuth, "image.build.registryAuth");
   const secrets = secretsOf(auth);
   const timeoutMs = (i.timeoutSeconds ?? 5400) * 1000;
   mkdirSync(i.outputDir, { recursive: true });
   await withAuthFile(registryHost(i.ref), auth, (authFile) =>
-    run(podmanPullArgv(i.ref, authFile, i.tlsVerify), { timeoutMs, secrets, what: `pull of ${i.ref} for bootc-image-builder` }),
+    run(podmanPullArgv(i.ref, authFile, i.tlsVerify), {
+      timeoutMs,
+      secrets,
+      what: `pull of ${i.ref} for bootc-image-builder`,
+    }),
   );
   await run(bibArgv(i), { timeoutMs, secrets, what: `bootc-image-builder (${i.type}) of ${i.ref}` });
   const path = diskPath(i.outputDir, i.type);

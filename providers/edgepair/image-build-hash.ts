@@ -18,9 +18,12 @@ const MAX_ENTRIES = 100_000;
 function feedTree(h: Hash, root: string, label: string): void {
   let count = 0;
   const walk = (rel: string): void => {
-    const names = readdirSync(rel === "" ? root : join(root, rel)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const names = readdirSync(rel === "" ? root : join(root, rel)).sort((a, b) =>
+      Buffer.compare(Buffer.from(a), Buffer.from(b)),
+    );
     for (const name of names) {
-      if (++count > MAX_ENTRIES) throw new Error(`${label}: more than ${MAX_ENTRIES} entries under ${root}; a build context should be small`);
+      if (++count > MAX_ENTRIES)
+        throw new Error(`${label}: more than ${MAX_ENTRIES} entries under ${root}; a build context should be small`);
       const path = rel === "" ? name : `${rel}/${name}`;
       const full = join(root, path);
       const st = lstatSync(full);
@@ -79,6 +82,8 @@ export function contextHash(src: ContextSources): string {
  * so one tag always names one build, whatever changed.
  */
 export function buildTag(hash: string, containerfile: string, buildArgs: Record<string, string>): string {
-  const args = Object.keys(buildArgs).sort().map((k) => [k, buildArgs[k]]);
+  const args = Object.keys(buildArgs)
+    .sort()
+    .map((k) => [k, buildArgs[k]]);
   return createHash("sha256").update(JSON.stringify({ hash, containerfile, args })).digest("hex");
 }

@@ -29,7 +29,9 @@ export function registryHost(repository: string): string {
 /** The strings that must never appear in a message: the password and the `auth` value built from it. */
 export function secretsOf(auth: RegistryAuth | undefined): string[] {
   if (!auth) return [];
-  return [auth.password, Buffer.from(`${auth.username}:${auth.password}`).toString("base64")].filter((s) => s.length > 0);
+  return [auth.password, Buffer.from(`${auth.username}:${auth.password}`).toString("base64")].filter(
+    (s) => s.length > 0,
+  );
 }
 
 export function redact(text: string, secrets: readonly string[]): string {
@@ -81,8 +83,10 @@ export function run(argv: readonly string[], opts: RunOptions): Promise<string> 
       clearTimeout(timer);
       const stdout = Buffer.concat(out).toString("utf8");
       if (code === 0 && !timedOut) return resolve(stdout);
-      const why = timedOut ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s` : `exited with ${code ?? signal}`;
-      const said = (tail.trim() || stdout.slice(-OUTPUT_TAIL).trim()) || "(no output)";
+      const why = timedOut
+        ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s`
+        : `exited with ${code ?? signal}`;
+      const said = tail.trim() || stdout.slice(-OUTPUT_TAIL).trim() || "(no output)";
       reject(new Error(redact(`${opts.what}: \`${argv.slice(0, 2).join(" ")}\` ${why}: ${said}`, secrets)));
     });
   });
@@ -92,7 +96,11 @@ export function run(argv: readonly string[], opts: RunOptions): Promise<string> 
  * Calls fn with the path of a temp containers-auth.json holding `auth` for `registry` (undefined when there is no
  * auth: podman then uses its default credentials), and removes the file and its dir afterwards.
  */
-export async function withAuthFile<T>(registry: string, auth: RegistryAuth | undefined, fn: (authFile: string | undefined) => Promise<T>): Promise<T> {
+export async function withAuthFile<T>(
+  registry: string,
+  auth: RegistryAuth | undefined,
+  fn: (authFile: string | undefined) => Promise<T>,
+): Promise<T> {
   if (!auth) return fn(undefined);
   const dir = mkdtempSync(join(tmpdir(), "edgepair-auth-"));
   try {

@@ -65,16 +65,23 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const AUTH_REFUSED = /unauthorized|authentication required|denied/i;
 
 /** `podman build` argv: tagged by content hash, build args and named contexts sorted (a stable command line). */
-export function podmanBuildArgv(i: Pick<BuildInputs, "context" | "containerfile" | "buildContexts" | "tag" | "repository" | "buildArgs">): string[] {
+export function podmanBuildArgv(
+  i: Pick<BuildInputs, "context" | "containerfile" | "buildContexts" | "tag" | "repository" | "buildArgs">,
+): string[] {
   const argv = ["podman", "build", "--file", i.containerfile, "--tag", `${i.repository}:${i.tag}`];
   for (const k of Object.keys(i.buildArgs ?? {}).sort()) argv.push("--build-arg", `${k}=${(i.buildArgs ?? {})[k]}`);
-  for (const k of Object.keys(i.buildContexts ?? {}).sort()) argv.push("--build-context", `${k}=${(i.buildContexts ?? {})[k]}`);
+  for (const k of Object.keys(i.buildContexts ?? {}).sort())
+    argv.push("--build-context", `${k}=${(i.buildContexts ?? {})[k]}`);
   argv.push(i.context);
   return argv;
 }
 
 /** `podman push` argv; the credentials are in the authfile, never here. */
-export function podmanPushArgv(i: Pick<BuildInputs, "tag" | "repository" | "tlsVerify">, authFile: string | undefined, digestFile: string): string[] {
+export function podmanPushArgv(
+  i: Pick<BuildInputs, "tag" | "repository" | "tlsVerify">,
+  authFile: string | undefined,
+  digestFile: string,
+): string[] {
   const argv = ["podman", "push", "--digestfile", digestFile];
   if (authFile) argv.push("--authfile", authFile);
   if (i.tlsVerify === false) argv.push("--tls-verify=false");
@@ -87,18 +94,29 @@ async function buildAndPush(i: BuildInputs): Promise<BuildOutputs> {
   const secrets = secretsOf(auth);
   const timeoutMs = (i.timeoutSeconds ?? 3600) * 1000;
   const containerfile = i.containerfile.startsWith("/") ? i.containerfile : join(i.context, i.containerfile);
-  await run(podmanBuildArgv({ ...i, containerfile }), { timeoutMs, secrets, what: `image build of ${i.repository}:${i.tag}` });
+  await run(podmanBuildArgv({ ...i, containerfile }), {
+    timeoutMs,
+    secrets,
+    what: `image build of ${i.repository}:${i.tag}`,
+  });
   const work = mkdtempSync(join(tmpdir(), "edgepair-push-"));
   try {
     const digestFile = join(work, "digest");
     await withAuthFile(registryHost(i.repository), auth, (authFile) =>
-      run(podmanPushArgv(i, authFile, digestFile), { timeoutMs, secrets, what: `image push to ${i.repository}:${i.tag}` }),
+      run(podmanPushArgv(i, authFile, digestFile), {
+        timeoutMs,
+        secrets,
+        what: `image push to ${i.repository}:${i.tag}`,
+      }),
     ).catch((e: Error) => {
       // podman's own words end the message; say which input to look at
-      throw AUTH_REFUSED.test(e.message) ? new Error(`${e.message}\n=> the registry refused the credentials (image.build.registryAuth)`) : e;
+      throw AUTH_REFUSED.test(e.message)
+        ? new Error(`${e.message}\n=> the registry refused the credentials (image.build.registryAuth)`)
+        : e;
     });
     const digest = readFileSync(digestFile, "utf8").trim();
-    if (!DIGEST.test(digest)) throw new Error(`image push to ${i.repository}: podman wrote no sha256 digest (got "${digest.slice(0, 80)}")`);
+    if (!DIGEST.test(digest))
+      throw new Error(`image push to ${i.repository}: podman wrote no sha256 digest (got "${digest.slice(0, 80)}")`);
     return {
       repository: i.repository,
       contextHash: i.contextHash,

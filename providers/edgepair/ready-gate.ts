@@ -46,7 +46,9 @@ export async function waitReady(url: string, timeoutMs: number, pollMs = POLL_MS
       last = cause?.code ?? cause?.message ?? (e as { message?: string }).message ?? String(e);
     }
     if (Date.now() - start >= timeoutMs) {
-      throw new Error(`ready gate: ${url} did not answer 200 within ${Math.round(timeoutMs / 1000)} s (last: ${last}); the next LB is not touched`);
+      throw new Error(
+        `ready gate: ${url} did not answer 200 within ${Math.round(timeoutMs / 1000)} s (last: ${last}); the next LB is not touched`,
+      );
     }
     await new Promise((r) => setTimeout(r, pollMs));
   }
@@ -62,7 +64,11 @@ export const readyGateProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `gate-${inputs.after}`, outs: await gate(inputs) };
   },
   async diff(_id: string, olds: GateInputs, news: GateInputs) {
-    const changes = olds.after !== news.after || olds.url !== news.url || olds.enabled !== news.enabled || olds.timeoutSeconds !== news.timeoutSeconds;
+    const changes =
+      olds.after !== news.after ||
+      olds.url !== news.url ||
+      olds.enabled !== news.enabled ||
+      olds.timeoutSeconds !== news.timeoutSeconds;
     return { changes, replaces: [], deleteBeforeReplace: false };
   },
   async update(_id: string, _olds: GateInputs, news: GateInputs) {

@@ -39,7 +39,8 @@ const viewProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${inputs.lb}`, outs: { ...inputs, digest: digest(inputs.files) } };
   },
   async diff(_id: string, olds: ViewState, news: ViewState) {
-    const changes = olds.lb !== news.lb || olds.rendererVersion !== news.rendererVersion || olds.digest !== digest(news.files);
+    const changes =
+      olds.lb !== news.lb || olds.rendererVersion !== news.rendererVersion || olds.digest !== digest(news.files);
     return { changes, replaces: [], deleteBeforeReplace: false };
   },
   async update(_id: string, _olds: ViewState, news: ViewState) {

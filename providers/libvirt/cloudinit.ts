@@ -47,7 +47,10 @@ export interface CloudInitDiskOutputs {
 
 const FIELDS = ["kind", "uri", "name", "pool", "userData", "metaData", "networkConfig"];
 
-export function checkCloudInitDisk(news: Record<string, unknown>): { inputs: CloudInitDiskInputs; failures: CheckFailure[] } {
+export function checkCloudInitDisk(news: Record<string, unknown>): {
+  inputs: CloudInitDiskInputs;
+  failures: CheckFailure[];
+} {
   const c = checker();
   c.known("", news, FIELDS);
   if (news.kind !== undefined && news.kind !== CLOUD_INIT_DISK_KIND) c.fail("kind", `must be ${CLOUD_INIT_DISK_KIND}`);
@@ -99,7 +102,10 @@ export function contentSha256(d: Pick<CloudInitDiskInputs, "userData" | "metaDat
 }
 
 /** Builds the seed ISO in dir; returns its path. */
-export function buildSeedIso(dir: string, d: Pick<CloudInitDiskInputs, "userData" | "metaData" | "networkConfig">): string {
+export function buildSeedIso(
+  dir: string,
+  d: Pick<CloudInitDiskInputs, "userData" | "metaData" | "networkConfig">,
+): string {
   const fs: typeof import("node:fs") = require("node:fs");
   const pathMod: typeof import("node:path") = require("node:path");
   const cp: typeof import("node:child_process") = require("node:child_process");
@@ -153,7 +159,11 @@ async function upload(uri: string, inputs: CloudInitDiskInputs): Promise<string>
 }
 
 /** The seed as it is in libvirt (its bytes hashed), or undefined when the volume is gone. */
-export async function observeCloudInitDisk(uri: string, key: string, props: { contentSha256: string; pool: string }): Promise<CloudInitDiskOutputs | undefined> {
+export async function observeCloudInitDisk(
+  uri: string,
+  key: string,
+  props: { contentSha256: string; pool: string },
+): Promise<CloudInitDiskOutputs | undefined> {
   const vol = await volumeByKey(uri, key);
   if (!vol) return undefined;
   const isoSha256 = await withTempDir("edgepair-cidata-read-", async (dir) => {
@@ -175,12 +185,20 @@ export async function observeCloudInitDisk(uri: string, key: string, props: { co
   };
 }
 
-export function diffCloudInitDisk(olds: CloudInitDiskOutputs, news: CloudInitDiskInputs): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
+export function diffCloudInitDisk(
+  olds: CloudInitDiskOutputs,
+  news: CloudInitDiskInputs,
+): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
   const replaces: string[] = [];
   const updates: string[] = [];
   if (isUnknown(news.name) || olds.name !== news.name) replaces.push("name");
   if (isUnknown(news.pool) || olds.pool !== news.pool) replaces.push("pool");
-  if (isUnknown(news.userData) || isUnknown(news.metaData) || isUnknown(news.networkConfig) || contentSha256(news) !== olds.contentSha256) {
+  if (
+    isUnknown(news.userData) ||
+    isUnknown(news.metaData) ||
+    isUnknown(news.networkConfig) ||
+    contentSha256(news) !== olds.contentSha256
+  ) {
     updates.push("userData/metaData/networkConfig");
   }
   let uri: string | undefined;
@@ -197,16 +215,24 @@ async function createCloudInitDisk(inputs: CloudInitDiskInputs): Promise<{ id: s
   const uri = resolveUri(inputs.uri);
   await requirePool(uri, inputs.pool);
   if (await findVolume(uri, inputs.pool, inputs.name)) {
-    throw fieldError("name", `a volume named "${inputs.name}" already exists in pool "${inputs.pool}" on ${uri}; choose another name or remove it (virsh vol-delete)`);
+    throw fieldError(
+      "name",
+      `a volume named "${inputs.name}" already exists in pool "${inputs.pool}" on ${uri}; choose another name or remove it (virsh vol-delete)`,
+    );
   }
   await upload(uri, inputs);
   const vol = await findVolume(uri, inputs.pool, inputs.name);
-  const outs = vol && (await observeCloudInitDisk(uri, vol.key, { contentSha256: contentSha256(inputs), pool: inputs.pool }));
+  const outs =
+    vol && (await observeCloudInitDisk(uri, vol.key, { contentSha256: contentSha256(inputs), pool: inputs.pool }));
   if (!outs) throw new Error(`libvirt: volume "${inputs.name}" vanished right after it was created on ${uri}`);
   return { id: outs.key, outs };
 }
 
-async function updateCloudInitDisk(id: string, olds: CloudInitDiskOutputs, news: CloudInitDiskInputs): Promise<{ outs: CloudInitDiskOutputs }> {
+async function updateCloudInitDisk(
+  id: string,
+  olds: CloudInitDiskOutputs,
+  news: CloudInitDiskInputs,
+): Promise<{ outs: CloudInitDiskOutputs }> {
   const uri = resolveUri(news.uri);
   const vol = await volumeByKey(uri, id);
   if (!vol) {
@@ -231,7 +257,10 @@ export const cloudInitDiskProvider = libvirtProvider<CloudInitDiskInputs, CloudI
   diff: diffCloudInitDisk,
   create: createCloudInitDisk,
   observe: async (uri, id, recorded) => {
-    const outs = await observeCloudInitDisk(uri, id, { contentSha256: recorded?.contentSha256 ?? "", pool: recorded?.pool ?? "" });
+    const outs = await observeCloudInitDisk(uri, id, {
+      contentSha256: recorded?.contentSha256 ?? "",
+      pool: recorded?.pool ?? "",
+    });
     // An image changed behind our back no longer holds the documents we recorded.
     if (outs && recorded && outs.isoSha256 !== recorded.isoSha256) outs.contentSha256 = "";
     return outs;

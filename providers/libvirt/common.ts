@@ -20,7 +20,10 @@ export function engineFailures(failures: CheckFailure[]): CheckFailure[] {
 }
 
 /** The engine's answer to check: the normalised inputs when valid, else the raw inputs and `field: rule` failures. */
-export function checkResult<T>(news: T, r: { inputs: T; failures: CheckFailure[] }): { inputs: T; failures: CheckFailure[] } {
+export function checkResult<T>(
+  news: T,
+  r: { inputs: T; failures: CheckFailure[] },
+): { inputs: T; failures: CheckFailure[] } {
   return r.failures.length > 0 ? { inputs: news, failures: engineFailures(r.failures) } : r;
 }
 
@@ -36,7 +39,9 @@ export interface LibvirtKind<I, O extends { uri?: string }> {
 }
 
 /** The dynamic provider every libvirt resource is: the engine's calls, typed at the boundary, onto one kind. */
-export function libvirtProvider<I, O extends { uri?: string }>(kind: LibvirtKind<I, O>): pulumi.dynamic.ResourceProvider<I, O> {
+export function libvirtProvider<I, O extends { uri?: string }>(
+  kind: LibvirtKind<I, O>,
+): pulumi.dynamic.ResourceProvider<I, O> {
   return {
     // the engine hands over whatever the program sent: the check is what turns it into I
     check: async (_olds, news) => checkResult(news, kind.check(news as unknown as Record<string, unknown>)),
@@ -62,7 +67,8 @@ export function diffResult(d: { changes: boolean; replaces: string[]; deleteBefo
 
 /** libvirt object names we accept: they also become file names and virsh arguments (never starting with "-"). */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$/;
-export const NAME_RULE = "must be 1-100 characters: letters, digits, '_', '.', '+', '-', not starting with a punctuation mark";
+export const NAME_RULE =
+  "must be 1-100 characters: letters, digits, '_', '.', '+', '-', not starting with a punctuation mark";
 
 /** Linux interface names: at most 15 characters. */
 export const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
@@ -96,7 +102,11 @@ export interface Checker {
   failures: CheckFailure[];
   fail(property: string, reason: string): void;
   /** A required or optional string matching re. */
-  string(property: string, value: unknown, opts: { required?: boolean; re?: RegExp; rule?: string }): string | undefined;
+  string(
+    property: string,
+    value: unknown,
+    opts: { required?: boolean; re?: RegExp; rule?: string },
+  ): string | undefined;
   integer(property: string, value: unknown, opts: { required?: boolean; min: number; max: number }): number | undefined;
   boolean(property: string, value: unknown, fallback: boolean): boolean;
   oneOf<T extends string>(property: string, value: unknown, allowed: readonly T[], fallback?: T): T | undefined;
@@ -179,7 +189,8 @@ export function checker(): Checker {
       if (value === null || typeof value !== "object" || Array.isArray(value)) return;
       for (const key of Object.keys(value)) {
         if (key === "__provider") continue;
-        if (!allowed.includes(key)) fail(property ? `${property}.${key}` : key, `is not a known field (known: ${allowed.join(", ")})`);
+        if (!allowed.includes(key))
+          fail(property ? `${property}.${key}` : key, `is not a known field (known: ${allowed.join(", ")})`);
       }
     },
   };
@@ -196,7 +207,8 @@ export function listOf(c: Checker, property: string, value: unknown, opts: { min
     c.fail(property, "must be a list");
     return [];
   }
-  if (value.length < (opts.min ?? 0)) c.fail(property, `must have at least ${opts.min} entr${opts.min === 1 ? "y" : "ies"}`);
+  if (value.length < (opts.min ?? 0))
+    c.fail(property, `must have at least ${opts.min} entr${opts.min === 1 ? "y" : "ies"}`);
   return value;
 }
 

@@ -11,9 +11,31 @@
  * domain is deleted first when old and new would share a name, a MAC or a disk.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { canonicalMac, checker, CheckFailure, libvirtProvider, compact, isObject, isUnknown, listOf, MAC_RULE, NAME_RE, NAME_RULE, same } from "./common";
+import {
+  canonicalMac,
+  checker,
+  CheckFailure,
+  libvirtProvider,
+  compact,
+  isObject,
+  isUnknown,
+  listOf,
+  MAC_RULE,
+  NAME_RE,
+  NAME_RULE,
+  same,
+} from "./common";
 import { findVolume } from "./volume";
-import { detectVirtType, fieldError, resolveUri, UNKNOWN, virsh, virshIfExists, virshXml, type VirshError } from "./virsh";
+import {
+  detectVirtType,
+  fieldError,
+  resolveUri,
+  UNKNOWN,
+  virsh,
+  virshIfExists,
+  virshXml,
+  type VirshError,
+} from "./virsh";
 import { child, childrenOf, el, parseXml, path as xpath, renderXml, textEl, XElement } from "./xml";
 
 export const DOMAIN_KIND = "libvirt:Domain";
@@ -69,7 +91,21 @@ export interface DomainOutputs extends DomainInputs {
   restartRequired: boolean;
 }
 
-const FIELDS = ["kind", "uri", "name", "vcpu", "memoryMiB", "disks", "cloudInit", "nics", "type", "machine", "autostart", "running", "shutdownTimeoutSeconds"];
+const FIELDS = [
+  "kind",
+  "uri",
+  "name",
+  "vcpu",
+  "memoryMiB",
+  "disks",
+  "cloudInit",
+  "nics",
+  "type",
+  "machine",
+  "autostart",
+  "running",
+  "shutdownTimeoutSeconds",
+];
 const MACHINE_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 export function checkDomain(news: Record<string, unknown>): { inputs: DomainInputs; failures: CheckFailure[] } {
@@ -81,10 +117,13 @@ export function checkDomain(news: Record<string, unknown>): { inputs: DomainInpu
   const vcpu = c.integer("vcpu", news.vcpu, { required: true, min: 1, max: 256 });
   const memoryMiB = c.integer("memoryMiB", news.memoryMiB, { required: true, min: 32, max: 4 * 1024 * 1024 });
   const type = c.oneOf("type", news.type, DOMAIN_TYPES, "auto");
-  const machine = c.string("machine", news.machine, { re: MACHINE_RE, rule: "must be a QEMU machine type such as q35 or pc" }) ?? "q35";
+  const machine =
+    c.string("machine", news.machine, { re: MACHINE_RE, rule: "must be a QEMU machine type such as q35 or pc" }) ??
+    "q35";
   const autostart = c.boolean("autostart", news.autostart, true);
   const running = c.boolean("running", news.running, true);
-  const shutdownTimeoutSeconds = c.integer("shutdownTimeoutSeconds", news.shutdownTimeoutSeconds, { min: 0, max: 600 }) ?? 30;
+  const shutdownTimeoutSeconds =
+    c.integer("shutdownTimeoutSeconds", news.shutdownTimeoutSeconds, { min: 0, max: 600 }) ?? 30;
 
   const disks: DomainDisk[] = [];
   listOf(c, "disks", news.disks, { min: 1 }).forEach((d, i) => {
@@ -105,7 +144,8 @@ export function checkDomain(news: Record<string, unknown>): { inputs: DomainInpu
     if (!isUnknown(key) && seenDisk.has(key)) c.fail(`disks[${i}].volume`, `duplicates disks[${seenDisk.get(key)}]`);
     seenDisk.set(key, i);
   });
-  if (disks.filter((d) => d.bus === "virtio").length > 26 || disks.filter((d) => d.bus === "sata").length > 5) c.fail("disks", "too many disks on one bus");
+  if (disks.filter((d) => d.bus === "virtio").length > 26 || disks.filter((d) => d.bus === "sata").length > 5)
+    c.fail("disks", "too many disks on one bus");
 
   let cloudInit: DomainCloudInit | undefined;
   if (news.cloudInit !== undefined && news.cloudInit !== null && news.cloudInit !== UNKNOWN) {
@@ -113,7 +153,11 @@ export function checkDomain(news: Record<string, unknown>): { inputs: DomainInpu
     else {
       c.known("cloudInit", news.cloudInit, ["pool", "volume"]);
       const pool = c.string("cloudInit.pool", news.cloudInit.pool, { required: true, re: NAME_RE, rule: NAME_RULE });
-      const volume = c.string("cloudInit.volume", news.cloudInit.volume, { required: true, re: NAME_RE, rule: NAME_RULE });
+      const volume = c.string("cloudInit.volume", news.cloudInit.volume, {
+        required: true,
+        re: NAME_RE,
+        rule: NAME_RULE,
+      });
       if (pool && volume) cloudInit = { pool, volume };
     }
   }
@@ -130,7 +174,8 @@ export function checkDomain(news: Record<string, unknown>): { inputs: DomainInpu
     const network = c.string(`${p}.network`, n.network, { required: true, re: NAME_RE, rule: NAME_RULE });
     let mac: string | undefined;
     if (isUnknown(n.mac)) mac = n.mac as string;
-    else if (n.mac === undefined) c.fail(`${p}.mac`, "is required (a fixed MAC keeps DHCP reservations and interface names stable)");
+    else if (n.mac === undefined)
+      c.fail(`${p}.mac`, "is required (a fixed MAC keeps DHCP reservations and interface names stable)");
     else {
       mac = canonicalMac(n.mac);
       if (!mac) c.fail(`${p}.mac`, `${MAC_RULE}, not ${JSON.stringify(n.mac)}`);
@@ -222,7 +267,13 @@ export function renderDomainXml(d: DomainRenderInput): string {
         ...disks,
         d.cloudInit ? cdromElement(d.cloudInit, sata) : undefined,
         ...d.nics.map((n) =>
-          el("interface", { type: "network" }, el("mac", { address: n.mac }), el("source", { network: n.network }), el("model", { type: n.model })),
+          el(
+            "interface",
+            { type: "network" },
+            el("mac", { address: n.mac }),
+            el("source", { network: n.network }),
+            el("model", { type: n.model }),
+          ),
         ),
         el("serial", { type: "pty" }, el("target", { port: 0 })),
         el("console", { type: "pty" }, el("target", { type: "serial", port: 0 })),
@@ -244,7 +295,16 @@ export interface ObservedDomain {
   nics: DomainNic[];
 }
 
-const KIB: Record<string, number> = { b: 1 / 1024, bytes: 1 / 1024, KiB: 1, k: 1, MiB: 1024, M: 1024, GiB: 1024 * 1024, G: 1024 * 1024 };
+const KIB: Record<string, number> = {
+  b: 1 / 1024,
+  bytes: 1 / 1024,
+  KiB: 1,
+  k: 1,
+  MiB: 1024,
+  M: 1024,
+  GiB: 1024 * 1024,
+  G: 1024 * 1024,
+};
 
 export function parseDomainXml(xml: string): ObservedDomain {
   const root = parseXml(xml);
@@ -258,7 +318,8 @@ export function parseDomainXml(xml: string): ObservedDomain {
     const target = child(d, "target");
     if (d.attrs.device === "cdrom") {
       cdromIndex = (target?.attrs.dev ?? "sda").charCodeAt(2) - 97;
-      if (source?.attrs.pool && source.attrs.volume) cloudInit = { pool: source.attrs.pool, volume: source.attrs.volume };
+      if (source?.attrs.pool && source.attrs.volume)
+        cloudInit = { pool: source.attrs.pool, volume: source.attrs.volume };
     } else if (d.attrs.device === "disk" || d.attrs.device === undefined) {
       disks.push({
         pool: source?.attrs.pool ?? "",
@@ -290,7 +351,11 @@ async function domState(uri: string, ref: string): Promise<string | undefined> {
 }
 
 /** The domain as libvirt has it (persistent definition + state), or undefined when it is gone. */
-export async function observeDomain(uri: string, ref: string, props: Partial<DomainInputs>): Promise<DomainOutputs | undefined> {
+export async function observeDomain(
+  uri: string,
+  ref: string,
+  props: Partial<DomainInputs>,
+): Promise<DomainOutputs | undefined> {
   const inactive = await virshIfExists(uri, ["dumpxml", "--inactive", ref]);
   if (inactive === undefined) return undefined;
   const o = parseDomainXml(inactive);
@@ -325,7 +390,10 @@ export async function observeDomain(uri: string, ref: string, props: Partial<Dom
   }) as DomainOutputs;
 }
 
-export function diffDomain(olds: DomainOutputs, news: DomainInputs): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
+export function diffDomain(
+  olds: DomainOutputs,
+  news: DomainInputs,
+): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
   const replaces: string[] = [];
   const updates: string[] = [];
   const cmp = (key: string, a: unknown, b: unknown, replace: boolean) => {
@@ -366,7 +434,12 @@ export function diffDomain(olds: DomainOutputs, news: DomainInputs): { changes: 
 }
 
 /** Disk formats from the volumes; clear `field: ...` errors for what is missing. */
-async function resolveRender(uri: string, d: DomainInputs, virtType: "kvm" | "qemu", uuid?: string): Promise<DomainRenderInput> {
+async function resolveRender(
+  uri: string,
+  d: DomainInputs,
+  virtType: "kvm" | "qemu",
+  uuid?: string,
+): Promise<DomainRenderInput> {
   const disks: DomainRenderInput["disks"] = [];
   for (const [i, disk] of d.disks.entries()) {
     const vol = await findVolume(uri, disk.pool, disk.volume);
@@ -376,7 +449,17 @@ async function resolveRender(uri: string, d: DomainInputs, virtType: "kvm" | "qe
   if (d.cloudInit && !(await findVolume(uri, d.cloudInit.pool, d.cloudInit.volume))) {
     throw fieldError("cloudInit", `volume "${d.cloudInit.volume}" not found in pool "${d.cloudInit.pool}" on ${uri}`);
   }
-  return { name: d.name, uuid, virtType, machine: d.machine, vcpu: d.vcpu, memoryMiB: d.memoryMiB, disks, cloudInit: d.cloudInit, nics: d.nics };
+  return {
+    name: d.name,
+    uuid,
+    virtType,
+    machine: d.machine,
+    vcpu: d.vcpu,
+    memoryMiB: d.memoryMiB,
+    disks,
+    cloudInit: d.cloudInit,
+    nics: d.nics,
+  };
 }
 
 /** ACPI shutdown, waiting up to timeoutSeconds for the guest to power off, then power-off. */
@@ -416,10 +499,14 @@ async function setAutostart(uri: string, ref: string, on: boolean): Promise<void
 async function createDomain(inputs: DomainInputs): Promise<{ id: string; outs: DomainOutputs }> {
   const uri = resolveUri(inputs.uri);
   if ((await virshIfExists(uri, ["domuuid", inputs.name])) !== undefined) {
-    throw fieldError("name", `a domain named "${inputs.name}" already exists on ${uri}; choose another name or remove it (virsh undefine)`);
+    throw fieldError(
+      "name",
+      `a domain named "${inputs.name}" already exists on ${uri}; choose another name or remove it (virsh undefine)`,
+    );
   }
   for (const [i, nic] of inputs.nics.entries()) {
-    if ((await virshIfExists(uri, ["net-uuid", nic.network])) === undefined) throw fieldError(`nics[${i}].network`, `network "${nic.network}" not found on ${uri}`);
+    if ((await virshIfExists(uri, ["net-uuid", nic.network])) === undefined)
+      throw fieldError(`nics[${i}].network`, `network "${nic.network}" not found on ${uri}`);
   }
   const virtType = inputs.type === "auto" ? await detectVirtType(uri) : inputs.type;
   const render = await resolveRender(uri, inputs, virtType);
@@ -429,7 +516,9 @@ async function createDomain(inputs: DomainInputs): Promise<{ id: string; outs: D
     if (inputs.running) await virsh(uri, ["start", inputs.name], { timeoutMs: 120_000 });
   } catch (e) {
     await virshIfExists(uri, ["destroy", inputs.name]).catch(() => undefined);
-    await virshIfExists(uri, ["undefine", "--managed-save", "--snapshots-metadata", inputs.name]).catch(() => undefined);
+    await virshIfExists(uri, ["undefine", "--managed-save", "--snapshots-metadata", inputs.name]).catch(
+      () => undefined,
+    );
     throw e;
   }
   const outs = await observeDomain(uri, inputs.name, inputs);
@@ -454,7 +543,11 @@ async function updateDomain(id: string, olds: DomainOutputs, news: DomainInputs)
     await virshXml(uri, (f) => ["define", f], renderDomainXml(render));
     if (mediaChanged && current.state === "running" && news.cloudInit) {
       const sataDisks = news.disks.filter((d) => d.bus === "sata").length;
-      await virshXml(uri, (f) => ["update-device", id, f, "--live"], renderXml(cdromElement(news.cloudInit, sataDisks)));
+      await virshXml(
+        uri,
+        (f) => ["update-device", id, f, "--live"],
+        renderXml(cdromElement(news.cloudInit, sataDisks)),
+      );
     }
   }
   if (current.autostart !== news.autostart) await setAutostart(uri, id, news.autostart);
@@ -491,9 +584,13 @@ export interface DomainArgs {
   name?: pulumi.Input<string>;
   vcpu: pulumi.Input<number>;
   memoryMiB: pulumi.Input<number>;
-  disks: pulumi.Input<pulumi.Input<{ pool: pulumi.Input<string>; volume: pulumi.Input<string>; bus?: pulumi.Input<DiskBus> }>[]>;
+  disks: pulumi.Input<
+    pulumi.Input<{ pool: pulumi.Input<string>; volume: pulumi.Input<string>; bus?: pulumi.Input<DiskBus> }>[]
+  >;
   cloudInit?: pulumi.Input<{ pool: pulumi.Input<string>; volume: pulumi.Input<string> }>;
-  nics: pulumi.Input<pulumi.Input<{ network: pulumi.Input<string>; mac: pulumi.Input<string>; model?: pulumi.Input<NicModel> }>[]>;
+  nics: pulumi.Input<
+    pulumi.Input<{ network: pulumi.Input<string>; mac: pulumi.Input<string>; model?: pulumi.Input<NicModel> }>[]
+  >;
   /** Default auto: kvm when the host can, else qemu (TCG). */
   type?: pulumi.Input<DomainType>;
   /** Default q35. */
@@ -529,7 +626,15 @@ export class Domain extends pulumi.dynamic.Resource {
     super(
       domainProvider,
       name,
-      { ...args, name: args.name ?? name, kind: DOMAIN_KIND, uuid: undefined, virtType: undefined, state: undefined, restartRequired: undefined },
+      {
+        ...args,
+        name: args.name ?? name,
+        kind: DOMAIN_KIND,
+        uuid: undefined,
+        virtType: undefined,
+        state: undefined,
+        restartRequired: undefined,
+      },
       opts,
       "libvirt",
       "Domain",

@@ -13,7 +13,17 @@
  */
 import { execFile } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
-import { broadcastAddress, canonical, compareAddresses, contains, networkAddress, nthAddress, overlaps, parseCidr, parseIp } from "../../spec/address";
+import {
+  broadcastAddress,
+  canonical,
+  compareAddresses,
+  contains,
+  networkAddress,
+  nthAddress,
+  overlaps,
+  parseCidr,
+  parseIp,
+} from "../../spec/address";
 import {
   BRIDGE_RE,
   canonicalIpv4,
@@ -83,7 +93,20 @@ export interface NetworkOutputs extends NetworkInputs {
   active: boolean;
 }
 
-const FIELDS = ["kind", "uri", "name", "mode", "cidr", "hostAddress", "bridge", "dhcp", "routes", "mtu", "dns", "autostart"];
+const FIELDS = [
+  "kind",
+  "uri",
+  "name",
+  "mode",
+  "cidr",
+  "hostAddress",
+  "bridge",
+  "dhcp",
+  "routes",
+  "mtu",
+  "dns",
+  "autostart",
+];
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /** Validates and normalizes; every problem is one `field: rule` failure. */
@@ -94,7 +117,10 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
   const uri = c.uri("uri", news.uri);
   const name = c.string("name", news.name, { required: true, re: NAME_RE, rule: NAME_RULE });
   const mode = c.oneOf("mode", news.mode, NETWORK_MODES);
-  const bridge = c.string("bridge", news.bridge, { re: BRIDGE_RE, rule: "must be a Linux interface name: 1-15 letters, digits, '_', '.', '-'" });
+  const bridge = c.string("bridge", news.bridge, {
+    re: BRIDGE_RE,
+    rule: "must be a Linux interface name: 1-15 letters, digits, '_', '.', '-'",
+  });
   const mtu = c.integer("mtu", news.mtu, { min: 576, max: 9216 });
   const dns = c.boolean("dns", news.dns, true);
   const autostart = c.boolean("autostart", news.autostart, true);
@@ -104,9 +130,16 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
   if (news.cidr === undefined) c.fail("cidr", "is required");
   else if (isUnknown(news.cidr)) cidr = news.cidr as string;
   else {
-    cidrParsed = typeof news.cidr === "string" ? parseCidr(news.cidr) : { ok: false, rule: "must be a CIDR such as 192.168.100.0/24" };
+    cidrParsed =
+      typeof news.cidr === "string"
+        ? parseCidr(news.cidr)
+        : { ok: false, rule: "must be a CIDR such as 192.168.100.0/24" };
     if (!cidrParsed.ok) c.fail("cidr", cidrParsed.rule);
-    else if (cidrParsed.cidr.network.kind() !== "ipv4" || cidrParsed.cidr.prefixLength < 8 || cidrParsed.cidr.prefixLength > 30) {
+    else if (
+      cidrParsed.cidr.network.kind() !== "ipv4" ||
+      cidrParsed.cidr.prefixLength < 8 ||
+      cidrParsed.cidr.prefixLength > 30
+    ) {
       c.fail("cidr", "must be an IPv4 network from /8 to /30");
       cidrParsed = undefined;
     } else cidr = `${canonical(cidrParsed.cidr.network)}/${cidrParsed.cidr.prefixLength}`;
@@ -128,7 +161,8 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
     if (net) {
       const parsed = parseIp(ip)!;
       if (!contains(net, parsed)) c.fail(property, `must be inside ${cidr}`);
-      else if (ip === canonical(net.network) || ip === canonical(broadcastAddress(net))) c.fail(property, `must be a host address of ${cidr}, not its network or broadcast address`);
+      else if (ip === canonical(net.network) || ip === canonical(broadcastAddress(net)))
+        c.fail(property, `must be a host address of ${cidr}, not its network or broadcast address`);
     }
     return ip;
   };
@@ -147,9 +181,18 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
       c.known("dhcp", news.dhcp, ["start", "end", "router", "hosts"]);
       const start = hostIn("dhcp.start", news.dhcp.start, false);
       const end = hostIn("dhcp.end", news.dhcp.end, false);
-      if ((start === undefined) !== (end === undefined)) c.fail(start === undefined ? "dhcp.start" : "dhcp.end", "is required when the other end of the range is given");
-      else if (start && end && !isUnknown(start) && !isUnknown(end) && compareAddresses(start, end) > 0) c.fail("dhcp.end", `must not be before dhcp.start (${start})`);
-      if (start && end && hostAddress && !isUnknown(hostAddress) && compareAddresses(start, hostAddress) <= 0 && compareAddresses(hostAddress, end) <= 0) {
+      if ((start === undefined) !== (end === undefined))
+        c.fail(start === undefined ? "dhcp.start" : "dhcp.end", "is required when the other end of the range is given");
+      else if (start && end && !isUnknown(start) && !isUnknown(end) && compareAddresses(start, end) > 0)
+        c.fail("dhcp.end", `must not be before dhcp.start (${start})`);
+      if (
+        start &&
+        end &&
+        hostAddress &&
+        !isUnknown(hostAddress) &&
+        compareAddresses(start, hostAddress) <= 0 &&
+        compareAddresses(hostAddress, end) <= 0
+      ) {
         c.fail("dhcp.start", `the range ${start}-${end} must not include hostAddress ${hostAddress}`);
       }
       const router = hostIn("dhcp.router", news.dhcp.router, false);
@@ -170,7 +213,10 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
           if (!mac) c.fail(`${p}.mac`, h.mac === undefined ? "is required" : MAC_RULE);
         }
         const ip = hostIn(`${p}.ip`, h.ip, true);
-        const hostname = c.string(`${p}.hostname`, h.hostname, { re: HOSTNAME_RE, rule: "must be a host name (letters, digits, '-')" });
+        const hostname = c.string(`${p}.hostname`, h.hostname, {
+          re: HOSTNAME_RE,
+          rule: "must be a host name (letters, digits, '-')",
+        });
         if (ip && ip === hostAddress) c.fail(`${p}.ip`, `must not be hostAddress (${hostAddress})`);
         if (mac && !isUnknown(mac)) {
           if (seenMac.has(mac)) c.fail(`${p}.mac`, `duplicates dhcp.hosts[${seenMac.get(mac)}].mac`);
@@ -198,14 +244,16 @@ export function checkNetwork(news: Record<string, unknown>): { inputs: NetworkIn
     if (isUnknown(r.cidr)) rc = r.cidr as string;
     else {
       const parsed = typeof r.cidr === "string" ? parseCidr(r.cidr) : undefined;
-      if (!parsed || !parsed.ok || parsed.cidr.network.kind() !== "ipv4") c.fail(`${p}.cidr`, parsed && !parsed.ok ? parsed.rule : "must be an IPv4 CIDR such as 198.51.100.0/24");
+      if (!parsed || !parsed.ok || parsed.cidr.network.kind() !== "ipv4")
+        c.fail(`${p}.cidr`, parsed && !parsed.ok ? parsed.rule : "must be an IPv4 CIDR such as 198.51.100.0/24");
       else {
         rc = `${canonical(parsed.cidr.network)}/${parsed.cidr.prefixLength}`;
         if (net && overlaps(net, parsed.cidr)) c.fail(`${p}.cidr`, `must not overlap the network's own ${cidr}`);
       }
     }
     const gateway = hostIn(`${p}.gateway`, r.gateway, true);
-    if (gateway && gateway === hostAddress) c.fail(`${p}.gateway`, `must not be hostAddress (${hostAddress}): the next hop is a guest address, e.g. a VIP`);
+    if (gateway && gateway === hostAddress)
+      c.fail(`${p}.gateway`, `must not be hostAddress (${hostAddress}): the next hop is a guest address, e.g. a VIP`);
     if (rc && gateway) routes.push({ cidr: rc, gateway });
   });
 
@@ -235,7 +283,9 @@ export function renderNetworkXml(n: NetworkInputs, uuid?: string): string {
     ? el(
         "dhcp",
         {},
-        n.dhcp.start !== undefined && n.dhcp.end !== undefined ? el("range", { start: n.dhcp.start, end: n.dhcp.end }) : undefined,
+        n.dhcp.start !== undefined && n.dhcp.end !== undefined
+          ? el("range", { start: n.dhcp.start, end: n.dhcp.end })
+          : undefined,
         ...n.dhcp.hosts.map((h) => el("host", { mac: h.mac, ip: h.ip, name: h.hostname })),
       )
     : undefined;
@@ -251,8 +301,12 @@ export function renderNetworkXml(n: NetworkInputs, uuid?: string): string {
       n.mtu !== undefined ? el("mtu", { size: n.mtu }) : undefined,
       n.dns ? undefined : el("dns", { enable: "no" }),
       el("ip", { address: n.hostAddress, prefix }, dhcp),
-      ...n.routes.map((r) => el("route", { address: r.cidr.split("/")[0], prefix: r.cidr.split("/")[1], gateway: r.gateway })),
-      router ? el("dnsmasq:options", {}, el("dnsmasq:option", { value: `dhcp-option=option:router,${router}` })) : undefined,
+      ...n.routes.map((r) =>
+        el("route", { address: r.cidr.split("/")[0], prefix: r.cidr.split("/")[1], gateway: r.gateway }),
+      ),
+      router
+        ? el("dnsmasq:options", {}, el("dnsmasq:option", { value: `dhcp-option=option:router,${router}` }))
+        : undefined,
     ),
   );
 }
@@ -285,7 +339,8 @@ export function parseNetworkXml(xml: string): ObservedNetwork {
   let cidr: string | undefined;
   let hostAddress: string | undefined;
   if (ip?.attrs.address) {
-    const prefix = ip.attrs.prefix !== undefined ? Number(ip.attrs.prefix) : prefixFromNetmask(ip.attrs.netmask ?? "255.255.255.0");
+    const prefix =
+      ip.attrs.prefix !== undefined ? Number(ip.attrs.prefix) : prefixFromNetmask(ip.attrs.netmask ?? "255.255.255.0");
     hostAddress = ip.attrs.address;
     cidr = `${canonical(networkAddress(parseIp(hostAddress)!, prefix))}/${prefix}`;
   }
@@ -300,7 +355,9 @@ export function parseNetworkXml(xml: string): ObservedNetwork {
       start: range?.attrs.start,
       end: range?.attrs.end,
       router: routerOption,
-      hosts: childrenOf(dhcpNode, "host").map((h) => compact({ mac: (h.attrs.mac ?? "").toLowerCase(), ip: h.attrs.ip ?? "", hostname: h.attrs.name })),
+      hosts: childrenOf(dhcpNode, "host").map((h) =>
+        compact({ mac: (h.attrs.mac ?? "").toLowerCase(), ip: h.attrs.ip ?? "", hostname: h.attrs.name }),
+      ),
     });
   }
   const mtu = child(root, "mtu")?.attrs.size;
@@ -383,7 +440,8 @@ export function diffNetwork(olds: NetworkOutputs, news: NetworkInputs): DiffResu
   cmp("routes", olds.routes ?? [], news.routes ?? [], false);
   cmp("mtu", olds.mtu, news.mtu, true);
   cmp("dns", olds.dns, news.dns, true);
-  if ((news.dhcp as unknown) === UNKNOWN || (olds.dhcp === undefined) !== (news.dhcp === undefined)) replaces.push("dhcp");
+  if ((news.dhcp as unknown) === UNKNOWN || (olds.dhcp === undefined) !== (news.dhcp === undefined))
+    replaces.push("dhcp");
   else if (olds.dhcp && news.dhcp) {
     cmp("dhcp.router", olds.dhcp.router, news.dhcp.router, true);
     cmp("dhcp.start", olds.dhcp.start, news.dhcp.start, false);
@@ -417,7 +475,9 @@ async function setAutostart(uri: string, ref: string, on: boolean): Promise<void
 async function createNetwork(inputs: NetworkInputs): Promise<{ id: string; outs: NetworkOutputs }> {
   const uri = resolveUri(inputs.uri);
   if ((await virshIfExists(uri, ["net-uuid", inputs.name])) !== undefined) {
-    throw new Error(`name: a network named "${inputs.name}" already exists on ${uri}; choose another name or remove it (virsh net-undefine)`);
+    throw new Error(
+      `name: a network named "${inputs.name}" already exists on ${uri}; choose another name or remove it (virsh net-undefine)`,
+    );
   }
   await virshXml(uri, (f) => ["net-define", f], renderNetworkXml(inputs));
   try {
@@ -448,13 +508,20 @@ async function updateNetwork(id: string, olds: NetworkOutputs, news: NetworkInpu
     );
   }
   const flags = current.active ? ["--live", "--config"] : ["--config"];
-  const netUpdate = (command: string, section: string, xml: string) => virsh(uri, ["net-update", id, command, section, xml, ...flags]);
+  const netUpdate = (command: string, section: string, xml: string) =>
+    virsh(uri, ["net-update", id, command, section, xml, ...flags]);
   const oldD = current.dhcp;
   const newD = news.dhcp;
   if (oldD && newD) {
     if (oldD.start !== newD.start || oldD.end !== newD.end) {
-      if (oldD.start && oldD.end) await netUpdate("delete", "ip-dhcp-range", renderXml(el("range", { start: oldD.start, end: oldD.end })).trim());
-      if (newD.start && newD.end) await netUpdate("add-last", "ip-dhcp-range", renderXml(el("range", { start: newD.start, end: newD.end })).trim());
+      if (oldD.start && oldD.end)
+        await netUpdate("delete", "ip-dhcp-range", renderXml(el("range", { start: oldD.start, end: oldD.end })).trim());
+      if (newD.start && newD.end)
+        await netUpdate(
+          "add-last",
+          "ip-dhcp-range",
+          renderXml(el("range", { start: newD.start, end: newD.end })).trim(),
+        );
     }
     const oldByMac = new Map(oldD.hosts.map((h) => [h.mac, h]));
     const newByMac = new Map(newD.hosts.map((h) => [h.mac, h]));
@@ -484,9 +551,11 @@ async function updateRoutes(uri: string, id: string, current: NetworkOutputs, ne
   if (!current.active || !isLocalUri(uri)) return;
   const key = (r: NetworkRoute) => `${r.cidr} via ${r.gateway}`;
   const wanted = new Set(news.routes.map(key));
-  for (const r of current.routes) if (!wanted.has(key(r))) await ipRoute(["del", r.cidr, "via", r.gateway, "dev", current.bridge]);
+  for (const r of current.routes)
+    if (!wanted.has(key(r))) await ipRoute(["del", r.cidr, "via", r.gateway, "dev", current.bridge]);
   const had = new Set(current.routes.map(key));
-  for (const r of news.routes) if (!had.has(key(r))) await ipRoute(["replace", r.cidr, "via", r.gateway, "dev", current.bridge]);
+  for (const r of news.routes)
+    if (!had.has(key(r))) await ipRoute(["replace", r.cidr, "via", r.gateway, "dev", current.bridge]);
 }
 
 function ipRoute(args: string[]): Promise<void> {

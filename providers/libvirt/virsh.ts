@@ -20,7 +20,8 @@ export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 export function hasUnknown(v: unknown): boolean {
   if (v === UNKNOWN) return true;
   if (Array.isArray(v)) return v.some((x) => hasUnknown(x));
-  if (v !== null && typeof v === "object") return Object.values(v as Record<string, unknown>).some((x) => hasUnknown(x));
+  if (v !== null && typeof v === "object")
+    return Object.values(v as Record<string, unknown>).some((x) => hasUnknown(x));
   return false;
 }
 
@@ -31,7 +32,8 @@ const SECRET_PARAM = /^(pass(word|wd)?|secret|token|credentials?|auth(_token)?)$
 
 /** Why a URI is not acceptable, or undefined. */
 export function uriProblem(uri: string): string | undefined {
-  if (!/^[a-z][a-z0-9+]*:\/\/[^\s]*$/i.test(uri)) return "must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system";
+  if (!/^[a-z][a-z0-9+]*:\/\/[^\s]*$/i.test(uri))
+    return "must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system";
   const authority = /^[^:]+:\/\/([^/?#]*)/.exec(uri)?.[1] ?? "";
   const at = authority.lastIndexOf("@");
   if (at >= 0 && authority.slice(0, at).includes(":")) {
@@ -40,7 +42,8 @@ export function uriProblem(uri: string): string | undefined {
   const query = uri.includes("?") ? uri.slice(uri.indexOf("?") + 1) : "";
   for (const part of query.split("&")) {
     const key = decodeURIComponent(part.split("=")[0] ?? "");
-    if (SECRET_PARAM.test(key)) return `must not carry the credential parameter "${key}"; use libvirt's auth file (LIBVIRT_AUTH_FILE)`;
+    if (SECRET_PARAM.test(key))
+      return `must not carry the credential parameter "${key}"; use libvirt's auth file (LIBVIRT_AUTH_FILE)`;
   }
   return undefined;
 }
@@ -73,7 +76,8 @@ export interface VirshError extends Error {
   stderr: string;
 }
 
-const NOT_FOUND = /(Network|Domain|Storage volume|Storage pool) not found|no (network|domain|storage (pool|vol)) with matching|failed to get (domain|network|vol|pool)/i;
+const NOT_FOUND =
+  /(Network|Domain|Storage volume|Storage pool) not found|no (network|domain|storage (pool|vol)) with matching|failed to get (domain|network|vol|pool)/i;
 
 export function isNotFound(e: unknown): boolean {
   return Boolean(e && typeof e === "object" && (e as VirshError).notFound);
@@ -99,11 +103,14 @@ export function virsh(uri: string, args: readonly string[], opts: VirshOptions =
     child.on("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(
-        Object.assign(new Error(e.code === "ENOENT" ? "virsh is not installed (Debian: libvirt-clients)" : `virsh: ${e.message}`), {
-          notFound: false,
-          connection: false,
-          stderr: "",
-        }),
+        Object.assign(
+          new Error(e.code === "ENOENT" ? "virsh is not installed (Debian: libvirt-clients)" : `virsh: ${e.message}`),
+          {
+            notFound: false,
+            connection: false,
+            stderr: "",
+          },
+        ),
       );
     });
     child.on("close", (code) => {
@@ -125,7 +132,9 @@ export function virsh(uri: string, args: readonly string[], opts: VirshOptions =
       if (timedOut) message = `libvirt: virsh ${what} on ${uri} did not finish within ${timeoutMs / 1000} s`;
       else if (connection) message = `libvirt: cannot connect to ${uri}: ${details || "no details"}`;
       else message = `libvirt: virsh ${what} failed: ${details || `exit code ${code}`}`;
-      reject(Object.assign(new Error(message), { notFound: !connection && NOT_FOUND.test(stderr), connection, stderr }));
+      reject(
+        Object.assign(new Error(message), { notFound: !connection && NOT_FOUND.test(stderr), connection, stderr }),
+      );
     });
     child.stdin.on("error", () => undefined); // virsh may exit before reading everything (it failed; close reports it)
     child.stdin.end(opts.input ?? "");
@@ -133,7 +142,11 @@ export function virsh(uri: string, args: readonly string[], opts: VirshOptions =
 }
 
 /** Like virsh, but resolves undefined when libvirt says the object does not exist. */
-export async function virshIfExists(uri: string, args: readonly string[], opts: VirshOptions = {}): Promise<string | undefined> {
+export async function virshIfExists(
+  uri: string,
+  args: readonly string[],
+  opts: VirshOptions = {},
+): Promise<string | undefined> {
   try {
     return await virsh(uri, args, opts);
   } catch (e) {
@@ -143,7 +156,12 @@ export async function virshIfExists(uri: string, args: readonly string[], opts: 
 }
 
 /** Runs virsh with the XML in a temp file: virshXml(uri, (f) => ["net-define", f], xml). */
-export async function virshXml(uri: string, args: (file: string) => string[], xml: string, opts: VirshOptions = {}): Promise<string> {
+export async function virshXml(
+  uri: string,
+  args: (file: string) => string[],
+  xml: string,
+  opts: VirshOptions = {},
+): Promise<string> {
   const fs: typeof import("node:fs") = require("node:fs");
   const os: typeof import("node:os") = require("node:os");
   const pathMod: typeof import("node:path") = require("node:path");

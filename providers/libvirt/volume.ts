@@ -59,7 +59,8 @@ export function checkVolume(news: Record<string, unknown>): { inputs: VolumeInpu
   if (base === undefined && news.size === undefined) c.fail("size", "is required for a volume without base");
   if (base !== undefined && format === "raw") c.fail("format", "must be qcow2 for an overlay on base");
   if (basePool !== undefined && base === undefined) c.fail("basePool", "is only valid with base");
-  if (base !== undefined && !isUnknown(base) && base === name && (basePool ?? pool) === pool) c.fail("base", "must not be the volume itself");
+  if (base !== undefined && !isUnknown(base) && base === name && (basePool ?? pool) === pool)
+    c.fail("base", "must not be the volume itself");
   const inputs = compact({
     kind: VOLUME_KIND,
     uri,
@@ -73,7 +74,12 @@ export function checkVolume(news: Record<string, unknown>): { inputs: VolumeInpu
   return { inputs, failures: c.failures };
 }
 
-export function renderVolumeXml(v: { name: string; format: VolumeFormat; capacity: number; backing?: { path: string; format: string } }): string {
+export function renderVolumeXml(v: {
+  name: string;
+  format: VolumeFormat;
+  capacity: number;
+  backing?: { path: string; format: string };
+}): string {
   return renderXml(
     el(
       "volume",
@@ -81,7 +87,9 @@ export function renderVolumeXml(v: { name: string; format: VolumeFormat; capacit
       textEl("name", v.name),
       textEl("capacity", v.capacity, { unit: "bytes" }),
       el("target", {}, el("format", { type: v.format })),
-      v.backing ? el("backingStore", {}, textEl("path", v.backing.path), el("format", { type: v.backing.format })) : undefined,
+      v.backing
+        ? el("backingStore", {}, textEl("path", v.backing.path), el("format", { type: v.backing.format }))
+        : undefined,
     ),
   );
 }
@@ -129,7 +137,8 @@ export async function volumeByKey(uri: string, key: string): Promise<ObservedVol
 export async function requirePool(uri: string, pool: string, field = "pool"): Promise<void> {
   const info = await virshIfExists(uri, ["pool-info", pool]);
   if (info === undefined) throw fieldError(field, `storage pool "${pool}" not found on ${uri}`);
-  if (!/^State:\s+running$/m.test(info)) throw fieldError(field, `storage pool "${pool}" is not running on ${uri} (virsh pool-start ${pool})`);
+  if (!/^State:\s+running$/m.test(info))
+    throw fieldError(field, `storage pool "${pool}" is not running on ${uri} (virsh pool-start ${pool})`);
 }
 
 function toOutputs(uri: string, props: VolumeInputs, o: ObservedVolume): VolumeOutputs {
@@ -146,10 +155,14 @@ function toOutputs(uri: string, props: VolumeInputs, o: ObservedVolume): VolumeO
   }) as VolumeOutputs;
 }
 
-export function diffVolume(olds: VolumeOutputs, news: VolumeInputs): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
+export function diffVolume(
+  olds: VolumeOutputs,
+  news: VolumeInputs,
+): { changes: boolean; replaces: string[]; updates: string[]; deleteBeforeReplace: boolean } {
   const replaces: string[] = [];
   const updates: string[] = [];
-  for (const k of ["name", "pool", "format", "base", "basePool"] as const) if (!same(olds[k], news[k])) replaces.push(k);
+  for (const k of ["name", "pool", "format", "base", "basePool"] as const)
+    if (!same(olds[k], news[k])) replaces.push(k);
   if (news.size !== undefined) {
     if (isUnknown(news.size) || news.size < olds.capacity) replaces.push("size");
     else if (news.size > olds.capacity) updates.push("size");
@@ -161,7 +174,9 @@ export function diffVolume(olds: VolumeOutputs, news: VolumeInputs): { changes: 
     uri = undefined;
   }
   if (uri !== olds.uri) updates.push("uri");
-  const collide = replaces.length > 0 && (isUnknown(news.name) || isUnknown(news.pool) || (olds.name === news.name && olds.pool === news.pool));
+  const collide =
+    replaces.length > 0 &&
+    (isUnknown(news.name) || isUnknown(news.pool) || (olds.name === news.name && olds.pool === news.pool));
   return { changes: replaces.length + updates.length > 0, replaces, updates, deleteBeforeReplace: collide };
 }
 
@@ -169,7 +184,10 @@ async function createVolume(inputs: VolumeInputs): Promise<{ id: string; outs: V
   const uri = resolveUri(inputs.uri);
   await requirePool(uri, inputs.pool);
   if (await findVolume(uri, inputs.pool, inputs.name)) {
-    throw fieldError("name", `a volume named "${inputs.name}" already exists in pool "${inputs.pool}" on ${uri}; choose another name or remove it (virsh vol-delete)`);
+    throw fieldError(
+      "name",
+      `a volume named "${inputs.name}" already exists in pool "${inputs.pool}" on ${uri}; choose another name or remove it (virsh vol-delete)`,
+    );
   }
   let backing: { path: string; format: string } | undefined;
   let capacity = inputs.size;
@@ -180,17 +198,29 @@ async function createVolume(inputs: VolumeInputs): Promise<{ id: string; outs: V
     if (!base) throw fieldError("base", `base image volume "${inputs.base}" not found in pool "${basePool}" on ${uri}`);
     backing = { path: base.path, format: base.format };
     if (capacity === undefined) capacity = base.capacity;
-    else if (capacity < base.capacity) throw fieldError("size", `must be at least the base image's capacity (${base.capacity} bytes)`);
+    else if (capacity < base.capacity)
+      throw fieldError("size", `must be at least the base image's capacity (${base.capacity} bytes)`);
   }
-  await virshXml(uri, (f) => ["vol-create", inputs.pool, f], renderVolumeXml({ name: inputs.name, format: inputs.format, capacity: capacity!, backing }));
+  await virshXml(
+    uri,
+    (f) => ["vol-create", inputs.pool, f],
+    renderVolumeXml({ name: inputs.name, format: inputs.format, capacity: capacity!, backing }),
+  );
   const o = await findVolume(uri, inputs.pool, inputs.name);
   if (!o) throw new Error(`libvirt: volume "${inputs.name}" vanished right after it was created on ${uri}`);
   return { id: o.key, outs: toOutputs(uri, inputs, o) };
 }
 
 /** The running domain that has the volume as a disk, and the disk's target (vda, ...), if any. */
-async function runningDomainUsing(uri: string, pool: string, vol: ObservedVolume): Promise<[string, string] | undefined> {
-  const names = (await virsh(uri, ["list", "--name"])).split("\n").map((l) => l.trim()).filter((l) => l !== "");
+async function runningDomainUsing(
+  uri: string,
+  pool: string,
+  vol: ObservedVolume,
+): Promise<[string, string] | undefined> {
+  const names = (await virsh(uri, ["list", "--name"]))
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
   for (const name of names) {
     const xml = await virshIfExists(uri, ["dumpxml", name]);
     if (xml === undefined) continue;
@@ -276,7 +306,15 @@ export class Volume extends pulumi.dynamic.Resource {
     super(
       volumeProvider,
       name,
-      { ...args, name: args.name ?? name, kind: VOLUME_KIND, key: undefined, path: undefined, capacity: undefined, backingPath: undefined },
+      {
+        ...args,
+        name: args.name ?? name,
+        kind: VOLUME_KIND,
+        key: undefined,
+        path: undefined,
+        capacity: undefined,
+        backingPath: undefined,
+      },
       opts,
       "libvirt",
       "Volume",

@@ -51,15 +51,17 @@ const SINGLE: Record<Exclude<ServiceName, "firewalld" | "agent">, Single> = {
 export function checkRenderedTree(tree: readonly TreeFile[]): FileCheck[] {
   const firewalld = tree.filter((f) => serviceOfPath(f.path) === "firewalld");
   // firewalld cross-checks zones, policies and services together, so they are checked as one directory.
-  const firewalldResult = firewalld.length > 0
-    ? checkFirewalld(firewalld.map((f): RenderedFile => ({ ...f, owner: "root:root", reload: NO_RELOAD })))
-    : undefined;
+  const firewalldResult =
+    firewalld.length > 0
+      ? checkFirewalld(firewalld.map((f): RenderedFile => ({ ...f, owner: "root:root", reload: NO_RELOAD })))
+      : undefined;
   return tree.map((f) => {
     const service = serviceOfPath(f.path);
     if (service === "firewalld" && firewalldResult) {
       return { path: f.path, checker: "firewall-offline-cmd --check-config", ...firewalldResult };
     }
-    const single = service === undefined || service === "firewalld" || service === "agent" ? undefined : SINGLE[service];
+    const single =
+      service === undefined || service === "firewalld" || service === "agent" ? undefined : SINGLE[service];
     if (!single) return { path: f.path, checker: "none", ok: false, output: "no checker knows this path" };
     return { path: f.path, checker: single.checker, ...single.check(f) };
   });

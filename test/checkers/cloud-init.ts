@@ -62,7 +62,10 @@ export function checkCloudConfig(text: string): CloudConfigCheck {
     if (strict.status !== 0) return { ok: false, output: `top-level key check failed: ${strict.output}` };
     const { unknown, document } = JSON.parse(strict.stdout) as { unknown: string[]; document: unknown };
     if (unknown.length > 0) {
-      return { ok: false, output: `unknown top-level keys (cloud-init schema accepts them silently): ${unknown.join(", ")}` };
+      return {
+        ok: false,
+        output: `unknown top-level keys (cloud-init schema accepts them silently): ${unknown.join(", ")}`,
+      };
     }
     return { ok: true, output: schema.output, loaded: document };
   });

@@ -41,7 +41,10 @@ export function checkConntrackd(content: string): CheckResult {
 }
 
 /** Starts conntrackd with `content` as /etc/conntrackd/conntrackd.conf and runs `conntrackd <flags>` for each entry. */
-export function runConntrackdClient(content: string, clientCalls: readonly (readonly string[])[]): { ok: boolean; output: string } {
+export function runConntrackdClient(
+  content: string,
+  clientCalls: readonly (readonly string[])[],
+): { ok: boolean; output: string } {
   const dir = mkdtempSync(join(tmpdir(), "ep-conntrackd-run-"));
   try {
     const upper = join(dir, "upper");
@@ -50,7 +53,9 @@ export function runConntrackdClient(content: string, clientCalls: readonly (read
     mkdirSync(work);
     chmodSync(upper, 0o755);
     writeFileSync(join(upper, "conntrackd", "conntrackd.conf"), content);
-    const calls = clientCalls.map((args) => `echo "+ conntrackd ${args.join(" ")}"; conntrackd ${args.join(" ")} || failed=1`);
+    const calls = clientCalls.map(
+      (args) => `echo "+ conntrackd ${args.join(" ")}"; conntrackd ${args.join(" ")} || failed=1`,
+    );
     const script = [
       PRIVATE_RUN,
       `mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc`,
@@ -63,7 +68,9 @@ export function runConntrackdClient(content: string, clientCalls: readonly (read
       "exit $failed",
     ].join("\n");
     return withNetns(conntrackdInterfaces(content), (ns) => {
-      const r = run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script], { timeoutMs: 30_000 });
+      const r = run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script], {
+        timeoutMs: 30_000,
+      });
       return { ok: r.status === 0, output: `rc ${r.status}\n${r.output}` };
     });
   } finally {

@@ -10,7 +10,6 @@ import { dirname, join, relative } from "node:path";
 import type { RenderedFile } from "../../render/types";
 import { run, type CheckResult } from "./run";
 
-
 const ETC = "/etc/firewalld";
 /** We render no firewalld.conf (the image's stays); without one the tool logs an error and falls back to defaults. */
 const HOST_CONF = "/etc/firewalld/firewalld.conf";
@@ -41,7 +40,8 @@ function offline(dir: string, args: string[]): CheckResult {
 }
 
 export function checkFirewalld(files: readonly RenderedFile[]): CheckResult {
-  if (!files.some((f) => f.path.startsWith(`${ETC}/`))) return { ok: false, output: `no ${ETC} file among the rendered files` };
+  if (!files.some((f) => f.path.startsWith(`${ETC}/`)))
+    return { ok: false, output: `no ${ETC} file among the rendered files` };
   return withConfigDir(files, (dir) => offline(dir, ["--check-config"]));
 }
 

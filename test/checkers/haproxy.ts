@@ -8,7 +8,6 @@ import { join } from "node:path";
 import type { RenderedFile } from "../../render/types";
 import { run, type CheckResult } from "./run";
 
-
 export function checkHaproxy(content: string): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-haproxy-"));
   try {

@@ -11,19 +11,33 @@
 import { z } from "zod";
 import type { CheckResult } from "./run";
 
-const SIZE = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$/, "a size such as \"10 GiB\"")]);
+const SIZE = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$/, 'a size such as "10 GiB"'),
+]);
 
 const bibConfig = z.strictObject({
   customizations: z
     .strictObject({
-      user: z.array(z.strictObject({ name: z.string().min(1), password: z.string().optional(), key: z.string().optional(), groups: z.array(z.string()).optional() })).optional(),
+      user: z
+        .array(
+          z.strictObject({
+            name: z.string().min(1),
+            password: z.string().optional(),
+            key: z.string().optional(),
+            groups: z.array(z.string()).optional(),
+          }),
+        )
+        .optional(),
       group: z.array(z.strictObject({ name: z.string().min(1), gid: z.number().int().optional() })).optional(),
       kernel: z.strictObject({ name: z.string().optional(), append: z.string().optional() }).optional(),
       filesystem: z.array(z.strictObject({ mountpoint: z.string(), minsize: SIZE })).optional(),
       installer: z
         .strictObject({
           kickstart: z.strictObject({ contents: z.string() }).optional(),
-          modules: z.strictObject({ enable: z.array(z.string()).optional(), disable: z.array(z.string()).optional() }).optional(),
+          modules: z
+            .strictObject({ enable: z.array(z.string()).optional(), disable: z.array(z.string()).optional() })
+            .optional(),
         })
         .optional(),
     })
@@ -42,13 +56,21 @@ export function checkBibConfig(text: string): CheckResult {
   }
   const parsed = bibConfig.safeParse(doc);
   if (!parsed.success) {
-    return { ok: false, output: parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("\n") };
+    return {
+      ok: false,
+      output: parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("\n"),
+    };
   }
   const c = parsed.data.customizations ?? {};
   const problems: string[] = [];
   (c.filesystem ?? []).forEach((f, i) => {
     const mp = f.mountpoint;
-    if (!mp.startsWith("/") || mp.includes("//") || (mp.length > 1 && mp.endsWith("/")) || mp.split("/").includes("..")) {
+    if (
+      !mp.startsWith("/") ||
+      mp.includes("//") ||
+      (mp.length > 1 && mp.endsWith("/")) ||
+      mp.split("/").includes("..")
+    ) {
       problems.push(`customizations.filesystem[${i}].mountpoint: must be a clean absolute path, is ${mp}`);
     } else if (mp === "/var") {
       problems.push(`customizations.filesystem[${i}].mountpoint: /var itself cannot be a mountpoint`);
@@ -56,6 +78,7 @@ export function checkBibConfig(text: string): CheckResult {
       problems.push(`customizations.filesystem[${i}].mountpoint: ${mp} is a symlink into /var on bootc systems`);
     }
   });
-  if (c.installer?.kickstart && c.user && c.user.length > 0) problems.push("customizations: kickstart and user cannot be combined");
+  if (c.installer?.kickstart && c.user && c.user.length > 0)
+    problems.push("customizations: kickstart and user cannot be combined");
   return { ok: problems.length === 0, output: problems.join("\n") };
 }

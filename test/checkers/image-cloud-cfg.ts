@@ -45,7 +45,12 @@ export function checkCloudCfgD(name: string, text: string): CloudCfgCheck {
     const read = run(CLOUD_INIT_PYTHON, ["-c", AS_CLOUD_INIT_READS, cfg, part]);
     if (read.status !== 0) return { ok: false, output: `cloud-init could not read it: ${read.output}` };
     const r = JSON.parse(read.stdout) as { unknown: string[]; networkDisabled: boolean };
-    if (r.unknown.length > 0) return { ok: false, output: `unknown top-level keys: ${r.unknown.join(", ")}`, networkDisabled: r.networkDisabled };
+    if (r.unknown.length > 0)
+      return {
+        ok: false,
+        output: `unknown top-level keys: ${r.unknown.join(", ")}`,
+        networkDisabled: r.networkDisabled,
+      };
     return { ok: true, output: schema.output, networkDisabled: r.networkDisabled };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -67,18 +67,26 @@ export function parseContainerfile(text: string): Instruction[] {
     }
     pending = undefined;
   }
-  if (pending) out.push({ line: pending.line, keyword: "ERROR", args: "the file ends inside a line continuation", stage });
+  if (pending)
+    out.push({ line: pending.line, keyword: "ERROR", args: "the file ends inside a line continuation", stage });
   return out;
 }
 
 function copyOf(ins: Instruction): CopyInstruction | string {
-  if (ins.args.trimStart().startsWith("[")) return `line ${ins.line}: COPY in JSON form is not checked; use the shell form`;
+  if (ins.args.trimStart().startsWith("["))
+    return `line ${ins.line}: COPY in JSON form is not checked; use the shell form`;
   const words = ins.args.split(/\s+/).filter((w) => w !== "");
   const flags = words.filter((w) => w.startsWith("--"));
   const paths = words.filter((w) => !w.startsWith("--"));
   if (paths.length < 2) return `line ${ins.line}: COPY needs a source and a destination`;
   const from = flags.find((f) => f.startsWith("--from="))?.slice("--from=".length);
-  return { line: ins.line, stage: ins.stage, ...(from ? { from } : {}), sources: paths.slice(0, -1), dest: paths[paths.length - 1] as string };
+  return {
+    line: ins.line,
+    stage: ins.stage,
+    ...(from ? { from } : {}),
+    sources: paths.slice(0, -1),
+    dest: paths[paths.length - 1] as string,
+  };
 }
 
 /** The words after `systemctl VERB` in a shell text, up to the next command separator; words with `$` are skipped. */
@@ -114,29 +122,40 @@ export function checkContainerfile(text: string, contextDir: string): Containerf
   // Before the first FROM: exactly the base argument, without a default (a default would make it optional).
   const preamble = instructions.filter((i) => i.stage === -1);
   if (preamble.length !== 1 || preamble[0]?.keyword !== "ARG" || preamble[0]?.args.trim() !== BASE_ARG) {
-    problems.push(`before the first FROM there must be exactly "ARG ${BASE_ARG}" (no default): found ${preamble.map((i) => `${i.keyword} ${i.args}`).join("; ") || "nothing"}`);
+    problems.push(
+      `before the first FROM there must be exactly "ARG ${BASE_ARG}" (no default): found ${preamble.map((i) => `${i.keyword} ${i.args}`).join("; ") || "nothing"}`,
+    );
   }
   const stageNames: string[] = [];
   for (const f of froms) {
     const m = FROM_ARG.exec(f.args.trim());
-    if (!m) problems.push(`line ${f.line}: FROM must be \${${BASE_ARG}} (required, the pinned base), is: FROM ${f.args}`);
+    if (!m)
+      problems.push(`line ${f.line}: FROM must be \${${BASE_ARG}} (required, the pinned base), is: FROM ${f.args}`);
     stageNames.push(m?.[1] ?? "");
   }
   for (const a of instructions.filter((i) => i.keyword === "ARG" && i.stage >= 0)) {
-    if (a.args.trim() !== BASE_ARG) problems.push(`line ${a.line}: the image takes no build argument but ${BASE_ARG}: ARG ${a.args}`);
+    if (a.args.trim() !== BASE_ARG)
+      problems.push(`line ${a.line}: the image takes no build argument but ${BASE_ARG}: ARG ${a.args}`);
   }
 
   // The digest check runs in the first stage before any other RUN, and the final stage depends on that stage.
   const firstRun = instructions.find((i) => i.stage === 0 && i.keyword === "RUN");
-  const redeclared = instructions.some((i) => i.stage === 0 && i.keyword === "ARG" && i.args.trim() === BASE_ARG && (!firstRun || i.line < firstRun.line));
+  const redeclared = instructions.some(
+    (i) => i.stage === 0 && i.keyword === "ARG" && i.args.trim() === BASE_ARG && (!firstRun || i.line < firstRun.line),
+  );
   if (!firstRun || !PIN_CHECK.test(firstRun.args) || !firstRun.args.includes(`$${BASE_ARG}`) || !redeclared) {
-    problems.push(`the first RUN of the first stage must check that $${BASE_ARG} (declared in that stage) ends in @sha256:[0-9a-f]{64}`);
+    problems.push(
+      `the first RUN of the first stage must check that $${BASE_ARG} (declared in that stage) ends in @sha256:[0-9a-f]{64}`,
+    );
   }
 
   for (const ins of instructions) {
-    if (ins.keyword === "ADD") problems.push(`line ${ins.line}: ADD is not allowed (it can fetch URLs and unpack archives): use COPY`);
-    if (ins.keyword === "RUN" && /--mount=[^\s]*type=secret/.test(ins.args)) problems.push(`line ${ins.line}: the image is built without secrets`);
-    if (ins.keyword === "ENV" && /(SECRET|TOKEN|PASSWORD|AUTH)/i.test(ins.args)) problems.push(`line ${ins.line}: no secret in the image: ENV ${ins.args}`);
+    if (ins.keyword === "ADD")
+      problems.push(`line ${ins.line}: ADD is not allowed (it can fetch URLs and unpack archives): use COPY`);
+    if (ins.keyword === "RUN" && /--mount=[^\s]*type=secret/.test(ins.args))
+      problems.push(`line ${ins.line}: the image is built without secrets`);
+    if (ins.keyword === "ENV" && /(SECRET|TOKEN|PASSWORD|AUTH)/i.test(ins.args))
+      problems.push(`line ${ins.line}: no secret in the image: ENV ${ins.args}`);
     if (ins.keyword !== "COPY") continue;
     const c = copyOf(ins);
     if (typeof c === "string") {
@@ -145,7 +164,8 @@ export function checkContainerfile(text: string, contextDir: string): Containerf
     }
     copies.push(c);
     if (c.from !== undefined) {
-      if (!stageNames.slice(0, c.stage).includes(c.from)) problems.push(`line ${c.line}: COPY --from=${c.from} names no earlier stage`);
+      if (!stageNames.slice(0, c.stage).includes(c.from))
+        problems.push(`line ${c.line}: COPY --from=${c.from} names no earlier stage`);
       continue;
     }
     for (const s of c.sources) {
@@ -159,18 +179,29 @@ export function checkContainerfile(text: string, contextDir: string): Containerf
   }
   const firstStageName = stageNames[0] ?? "";
   if (finalStage > 0 && !copies.some((c) => c.stage === finalStage && c.from === firstStageName)) {
-    problems.push(`the final stage must COPY --from=${firstStageName || "<first stage>"} so the digest check always runs`);
+    problems.push(
+      `the final stage must COPY --from=${firstStageName || "<first stage>"} so the digest check always runs`,
+    );
   }
 
-  const finalRuns = instructions.filter((i) => i.stage === finalStage && i.keyword === "RUN").map((i) => i.args).join("\n");
+  const finalRuns = instructions
+    .filter((i) => i.stage === finalStage && i.keyword === "RUN")
+    .map((i) => i.args)
+    .join("\n");
   const enabled = systemctlUnits(finalRuns, "enable");
   const masked = systemctlUnits(finalRuns, "mask");
-  if (!masked.includes(AUTO_UPDATE_TIMER)) problems.push(`the final stage must \`systemctl mask ${AUTO_UPDATE_TIMER}\` (two LBs rebooting on independent timers defeat the pair)`);
-  for (const u of enabled.filter((x) => NEVER_ENABLED.includes(x))) problems.push(`${u} is enabled in the image: the agent's bootstrap enables it once its files exist`);
+  if (!masked.includes(AUTO_UPDATE_TIMER))
+    problems.push(
+      `the final stage must \`systemctl mask ${AUTO_UPDATE_TIMER}\` (two LBs rebooting on independent timers defeat the pair)`,
+    );
+  for (const u of enabled.filter((x) => NEVER_ENABLED.includes(x)))
+    problems.push(`${u} is enabled in the image: the agent's bootstrap enables it once its files exist`);
 
   const last = instructions.filter((i) => i.stage === finalStage).pop();
   if (!last || last.keyword !== "RUN" || last.args.trim() !== "bootc container lint") {
-    problems.push(`the last step must be "RUN bootc container lint", is: ${last ? `${last.keyword} ${last.args}` : "nothing"}`);
+    problems.push(
+      `the last step must be "RUN bootc container lint", is: ${last ? `${last.keyword} ${last.args}` : "nothing"}`,
+    );
   }
   return { ok: problems.length === 0, output: problems.join("\n"), instructions, copies, enabled, masked };
 }

@@ -8,7 +8,17 @@
  *
  * Strict: any line verify prints (an unknown key is only a warning to systemd, the unit still loads) is a failure.
  */
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { run, type CheckResult } from "./run";
@@ -39,11 +49,19 @@ export interface ImageRoot {
  * A temporary root: usr-merge links, the host's units, then `trees` (a directory copied onto an image path), then a
  * stand-in script for each of `standIns` that no tree provided.
  */
-export function buildImageRoot(trees: readonly { source: string; dest: string }[], standIns: readonly string[]): ImageRoot {
+export function buildImageRoot(
+  trees: readonly { source: string; dest: string }[],
+  standIns: readonly string[],
+): ImageRoot {
   const root = mkdtempSync(join(tmpdir(), "ep-image-root-"));
   const at = (p: string) => join(root, p);
   for (const d of ["usr/bin", "usr/sbin", "usr/lib", "etc"]) mkdirSync(at(d), { recursive: true });
-  for (const [link, target] of [["bin", "usr/bin"], ["sbin", "usr/sbin"], ["lib", "usr/lib"]] as const) symlinkSync(target, at(link));
+  for (const [link, target] of [
+    ["bin", "usr/bin"],
+    ["sbin", "usr/sbin"],
+    ["lib", "usr/lib"],
+  ] as const)
+    symlinkSync(target, at(link));
   cpSync(HOST_UNITS, at(HOST_UNITS), { recursive: true });
   for (const t of trees) cpSync(t.source, at(t.dest), { recursive: true });
   for (const p of standIns) {

@@ -118,10 +118,12 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
       "kill -TERM $ka; wait $ka || true",
       "sleep 1", // the STOP notify runs after keepalived exits
       "echo '--- stopped'; ip -o addr show",
-      'kill $reader ${web:+$web} 2>/dev/null || true',
+      "kill $reader ${web:+$web} 2>/dev/null || true",
     ].join("\n");
     const r = withNetns(opts.interfaces, (ns) =>
-      run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script], { timeoutMs: (opts.seconds + 15) * 1000 }),
+      run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script], {
+        timeoutMs: (opts.seconds + 15) * 1000,
+      }),
     );
     const out = r.stdout;
     const log = readIfExists(logFile);

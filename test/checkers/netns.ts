@@ -34,8 +34,8 @@ export function createNetns(interfaces: WantedInterface[]): string {
 
 /** Kills whatever still runs in the namespace, then deletes it. */
 export function deleteNetns(ns: string): void {
-  run("ip", ["netns", "pids", ns]).stdout
-    .split(/\s+/)
+  run("ip", ["netns", "pids", ns])
+    .stdout.split(/\s+/)
     .filter(Boolean)
     .forEach((pid) => run("kill", ["-9", pid]));
   run("ip", ["netns", "del", ns]);

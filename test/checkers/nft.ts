@@ -10,7 +10,6 @@ import type { RenderedFile } from "../../render/types";
 import { withNetns } from "./netns";
 import { run, type CheckResult } from "./run";
 
-
 function withFile<T>(content: string, body: (path: string) => T): T {
   const dir = mkdtempSync(join(tmpdir(), "ep-nft-"));
   try {
@@ -28,7 +27,10 @@ export function nftDevices(content: string): string[] {
 }
 
 export function checkNft(content: string): CheckResult {
-  return withNetns(nftDevices(content).map((name) => ({ name })), (ns) => applyNft(ns, content, { checkOnly: true }));
+  return withNetns(
+    nftDevices(content).map((name) => ({ name })),
+    (ns) => applyNft(ns, content, { checkOnly: true }),
+  );
 }
 
 /** Runs `nft -f` (or `-c -f`) on the content inside network namespace `ns`. */

@@ -9,7 +9,6 @@ import type { RenderedFile } from "../../render/types";
 import { withNetns } from "./netns";
 import { run, type RunResult, type CheckResult } from "./run";
 
-
 /** Validates one keyfile; on success `output` is nmcli's normalized keyfile (keys NM dropped are missing there). */
 export function checkNmKeyfile(content: string): CheckResult {
   const id = /^id=(.*)$/m.exec(content)?.[1];
@@ -43,14 +42,19 @@ export interface NmInterface {
  * a veth end given the wanted MAC so MAC-matched profiles apply. NM and D-Bus are stopped by PID at the end and
  * withNetns kills anything left in the namespace.
  */
-export function runWithNetworkManager(keyfiles: readonly RenderedFile[], interfaces: readonly NmInterface[], script: string): RunResult {
+export function runWithNetworkManager(
+  keyfiles: readonly RenderedFile[],
+  interfaces: readonly NmInterface[],
+  script: string,
+): RunResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-nm-"));
   try {
     const etc = join(dir, "etc");
     mkdirSync(join(etc, "system-connections"), { recursive: true });
     mkdirSync(join(dir, "varlib"));
     writeFileSync(join(etc, "NetworkManager.conf"), "[main]\nplugins=keyfile\nno-auto-default=*\n");
-    for (const f of keyfiles) writeFileSync(join(etc, "system-connections", basename(f.path)), f.content, { mode: f.mode });
+    for (const f of keyfiles)
+      writeFileSync(join(etc, "system-connections", basename(f.path)), f.content, { mode: f.mode });
     const inner = join(dir, "inner.sh");
     writeFileSync(
       inner,
@@ -76,7 +80,9 @@ export function runWithNetworkManager(keyfiles: readonly RenderedFile[], interfa
           run("ip", ["-n", ns, "link", "set", i.name, "down"]);
           run("ip", ["-n", ns, "link", "set", i.name, "address", i.mac]);
         }
-        return run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", inner], { timeoutMs: 60_000 });
+        return run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", inner], {
+          timeoutMs: 60_000,
+        });
       },
     );
   } finally {

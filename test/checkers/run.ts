@@ -15,7 +15,11 @@ export interface RunResult {
 }
 
 /** Runs a program to completion with a hard time limit; never throws on a non-zero exit. */
-export function run(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number; cwd?: string } = {}): RunResult {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number; cwd?: string } = {},
+): RunResult {
   const r = spawnSync(cmd, args, {
     input: opts.input,
     cwd: opts.cwd,
@@ -32,7 +36,11 @@ export function run(cmd: string, args: readonly string[], opts: { input?: string
 }
 
 /** Like run, but throws with the program's output when it exits non-zero. */
-export function must(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): RunResult {
+export function must(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): RunResult {
   const r = run(cmd, args, opts);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}: ${r.output}`);
   return r;

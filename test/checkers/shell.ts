@@ -7,7 +7,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, type CheckResult } from "./run";
 
-
 export function checkShellScript(content: string): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-sh-"));
   try {

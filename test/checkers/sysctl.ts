@@ -10,7 +10,6 @@ import type { RenderedFile } from "../../render/types";
 import { withNetns } from "./netns";
 import { run, type CheckResult } from "./run";
 
-
 export function checkSysctl(content: string, interfaces: readonly string[]): CheckResult {
   const dir = mkdtempSync(join(tmpdir(), "ep-sysctl-"));
   try {
@@ -20,7 +19,13 @@ export function checkSysctl(content: string, interfaces: readonly string[]): Che
       interfaces.map((name) => ({ name })),
       (ns) => {
         // Creates nf_conntrack's sysctls in the namespace when the module is not loaded yet (auto-loaded by ct).
-        run("ip", ["netns", "exec", ns, "nft", "add table ip ep_ct; add chain ip ep_ct c { type filter hook input priority 0; ct state established accept; }"]);
+        run("ip", [
+          "netns",
+          "exec",
+          ns,
+          "nft",
+          "add table ip ep_ct; add chain ip ep_ct c { type filter hook input priority 0; ct state established accept; }",
+        ]);
         const r = run("ip", ["netns", "exec", ns, "sysctl", "-p", path]);
         return { ok: r.status === 0, output: r.output };
       },

@@ -219,7 +219,10 @@ export class PulumiWorkspace {
         );
       }
       if (!has("package.json")) {
-        fs.writeFileSync(path.join(projectDir, "package.json"), JSON.stringify({ name: safeName, private: true }) + "\n");
+        fs.writeFileSync(
+          path.join(projectDir, "package.json"),
+          JSON.stringify({ name: safeName, private: true }) + "\n",
+        );
       }
       if (!has("tsconfig.json")) {
         fs.writeFileSync(path.join(projectDir, "tsconfig.json"), JSON.stringify(DEFAULT_TSCONFIG, null, 2) + "\n");
@@ -312,7 +315,13 @@ export class PulumiWorkspace {
           stderr: Buffer.concat(err).toString("utf8"),
           ms: Date.now() - started,
         };
-        this.timings.push({ command: args.slice(0, 2).filter((a) => !a.startsWith("-")).join(" "), ms: result.ms });
+        this.timings.push({
+          command: args
+            .slice(0, 2)
+            .filter((a) => !a.startsWith("-"))
+            .join(" "),
+          ms: result.ms,
+        });
         if (timedOut || (result.code !== 0 && !opts.allowFailure)) {
           const why = timedOut ? `timed out after ${timeoutMs} ms` : `exited with ${code ?? signal}`;
           reject(
@@ -380,7 +389,15 @@ export class PulumiWorkspace {
     const listed = new Set(steps.map((s) => s.urn));
     for (const r of await this.resources()) {
       if (!listed.has(r.urn)) {
-        steps.push({ urn: r.urn, type: r.type, name: urnName(r.urn), op: "same", diffs: [], replaces: [], listed: false });
+        steps.push({
+          urn: r.urn,
+          type: r.type,
+          name: urnName(r.urn),
+          op: "same",
+          diffs: [],
+          replaces: [],
+          listed: false,
+        });
       }
     }
     const byName: Record<string, PreviewStep> = {};

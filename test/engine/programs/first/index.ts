@@ -66,7 +66,10 @@ const itemProvider: pulumi.dynamic.ResourceProvider<ItemProps, ItemOuts> = {
       path: file,
     };
     fs.mkdirSync(inputs.storeDir, { recursive: true });
-    fs.writeFileSync(file, JSON.stringify({ id, label: outs.label, zone: outs.zone, note: outs.note, tokenSha256: outs.tokenSha256 }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ id, label: outs.label, zone: outs.zone, note: outs.note, tokenSha256: outs.tokenSha256 }),
+    );
     return { id, outs };
   },
 
@@ -76,7 +79,16 @@ const itemProvider: pulumi.dynamic.ResourceProvider<ItemProps, ItemOuts> = {
       return {}; // gone: the engine drops it from the state
     }
     const stored = JSON.parse(fs.readFileSync(props.path, "utf8")) as Partial<ItemOuts>;
-    return { id, props: { ...props, label: stored.label, zone: stored.zone, note: stored.note, tokenSha256: stored.tokenSha256 } as ItemOuts };
+    return {
+      id,
+      props: {
+        ...props,
+        label: stored.label,
+        zone: stored.zone,
+        note: stored.note,
+        tokenSha256: stored.tokenSha256,
+      } as ItemOuts,
+    };
   },
 
   async update(id, olds, news) {
@@ -88,7 +100,10 @@ const itemProvider: pulumi.dynamic.ResourceProvider<ItemProps, ItemOuts> = {
       note: news.note,
       tokenSha256: crypto.createHash("sha256").update(news.token).digest("hex"),
     };
-    fs.writeFileSync(olds.path, JSON.stringify({ id, label: outs.label, zone: outs.zone, note: outs.note, tokenSha256: outs.tokenSha256 }));
+    fs.writeFileSync(
+      olds.path,
+      JSON.stringify({ id, label: outs.label, zone: outs.zone, note: outs.note, tokenSha256: outs.tokenSha256 }),
+    );
     return { outs };
   },
 
@@ -152,7 +167,14 @@ class Password extends pulumi.dynamic.Resource {
   declare public readonly result: pulumi.Output<string>;
 
   constructor(name: string, args: { length: pulumi.Input<number> }, opts?: pulumi.CustomResourceOptions) {
-    super(passwordProvider, name, { ...args, result: undefined }, { ...opts, additionalSecretOutputs: ["result"] }, "edgepair", "Password");
+    super(
+      passwordProvider,
+      name,
+      { ...args, result: undefined },
+      { ...opts, additionalSecretOutputs: ["result"] },
+      "edgepair",
+      "Password",
+    );
   }
 }
 

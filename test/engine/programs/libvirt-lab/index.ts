@@ -22,7 +22,8 @@ const priv = privateCidr.split(".").slice(0, 3).join(".");
 const pub = publicCidr.split(".").slice(0, 3).join(".");
 
 /** MAC of LB n (1-based) on a network (1 public, 2 private). */
-const mac = (n: number, net: 1 | 2) => `52:54:00:ec:${net.toString(16).padStart(2, "0")}:${n.toString(16).padStart(2, "0")}`;
+const mac = (n: number, net: 1 | 2) =>
+  `52:54:00:ec:${net.toString(16).padStart(2, "0")}:${n.toString(16).padStart(2, "0")}`;
 const lbs = [1, 2];
 
 const privateNet = new Network("private", {

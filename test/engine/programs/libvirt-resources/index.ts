@@ -16,7 +16,9 @@ const prefix = config.require("prefix");
 const cidr = config.get("cidr") ?? "10.91.1.0/24";
 const net24 = cidr.split(".").slice(0, 3).join(".");
 
-const hosts = [{ mac: config.get("mac1") ?? "52:54:00:5e:01:01", ip: `${net24}.2`, hostname: config.get("hostName") ?? "vm1" }];
+const hosts = [
+  { mac: config.get("mac1") ?? "52:54:00:5e:01:01", ip: `${net24}.2`, hostname: config.get("hostName") ?? "vm1" },
+];
 if (config.getBoolean("extraHost")) hosts.push({ mac: "52:54:00:5e:01:99", ip: `${net24}.99`, hostname: "extra" });
 
 const network = new Network("net", {
@@ -42,7 +44,9 @@ const seed = new CloudInitDisk("seed", {
   uri,
   name: config.get("seedName") ?? `${prefix}-seed.iso`,
   pool,
-  userData: pulumi.secret(`#cloud-config\nhostname: vm1\nwrite_files:\n  - path: /etc/marker\n    content: ${config.get("userDataMarker") ?? "one"}\n`),
+  userData: pulumi.secret(
+    `#cloud-config\nhostname: vm1\nwrite_files:\n  - path: /etc/marker\n    content: ${config.get("userDataMarker") ?? "one"}\n`,
+  ),
   metaData: "instance-id: vm1\nlocal-hostname: vm1\n",
 });
 
