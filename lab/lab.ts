@@ -1304,13 +1304,20 @@ export class Lab {
    * are. Returns, per traced packet, the last rule of firewalld's that decided it (a zone chain's accept shows as
    * such), or the guard table's rule that dropped it; packets the window cut off mid-trace are left out.
    */
-  async firewallVerdicts(key: LbKey, source: string, ms: number, opts: { iifname?: string } = {}): Promise<string[]> {
+  async firewallVerdicts(
+    key: LbKey,
+    source: string,
+    ms: number,
+    opts: { iifname?: string; protocol?: "vrrp" } = {},
+  ): Promise<string[]> {
     const ns = this.lb(key).ns;
     const table = "edgepair_lab_trace";
-    // `iifname`: only packets arriving on that link (the same source may also arrive, genuinely, on another)
+    // `iifname`: only packets arriving on that link (the same source may also arrive, genuinely, on another);
+    // `protocol`: only those (a forged advert's source also sends, genuinely, other traffic)
     const iif = opts.iifname ? `iifname ${JSON.stringify(opts.iifname)} ` : "";
+    const proto = opts.protocol ? `ip protocol ${opts.protocol} ` : "";
     await this.run(ns, ["nft", "-f", "-"], {
-      input: `table ip ${table} {\n\tchain pre {\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\t${iif}ip saddr ${source} meta nftrace set 1\n\t}\n}\n`,
+      input: `table ip ${table} {\n\tchain pre {\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\t${iif}${proto}ip saddr ${source} meta nftrace set 1\n\t}\n}\n`,
     });
     try {
       const r = await this.run(ns, ["timeout", String(ms / 1000), "nft", "monitor", "trace"], {

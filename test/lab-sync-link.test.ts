@@ -75,6 +75,7 @@ suite("lab: the pair with VRRP and conntrackd on a sync link", () => {
         // from the cluster network only: the peer's genuine sync traffic arrives on the sync link with that source too
         const verdicts = await lab.firewallVerdicts(active, attempt.forge, 2000, {
           iifname: lab.lb(active).privateLink.name,
+          protocol: "vrrp",
         });
         expect(verdicts.length).toBeGreaterThanOrEqual(5);
         // the private address: firewalld's internal zone takes no VRRP at all; the sync address: dropped by the guard

@@ -391,7 +391,10 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     const rogue = await lab.startRogue({ forge, to: [lab.lb(active).privateAddress] });
     try {
       await sleep(1000);
-      const verdicts = await lab.firewallVerdicts(active, forge, 2000, { iifname: lab.lb(active).privateLink.name });
+      const verdicts = await lab.firewallVerdicts(active, forge, 2000, {
+        iifname: lab.lb(active).privateLink.name,
+        protocol: "vrrp",
+      });
       expect(readFileSync(rogue.log, "utf8")).toMatch(/Entering MASTER STATE/); // it did send adverts
       // the peer's source address is all the firewall (and keepalived's check_unicast_src) can judge an advert by:
       // each is accepted, by the peer rule or, as the reply to this LB's own adverts to the peer, as established
