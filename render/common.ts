@@ -1,5 +1,5 @@
 import type { ReloadAction, RenderedFile, ServiceName } from "./types";
-import type { VirtualAddress } from "../spec/types";
+import type { HostFacts, VirtualAddress } from "../spec/types";
 
 /** First line(s) of every rendered text file: who owns it, so an operator does not hand-edit it. */
 export function header(commentPrefix: string): string {
@@ -36,4 +36,10 @@ export function lines(...parts: (string | string[] | false | undefined)[]): stri
 /** Host prefix length for an address family: /32 or /128. */
 export function hostPrefix(a: Pick<VirtualAddress, "family">): number {
   return a.family === 4 ? 32 : 128;
+}
+
+/** This LB's and its peer's entry of a [primary, secondary] pair (the LB addresses of a network). */
+export function ownAndPeer<T>(pair: readonly [T, T], host: Pick<HostFacts, "role">): { own: T; peer: T } {
+  const [primary, secondary] = pair;
+  return host.role === "primary" ? { own: primary, peer: secondary } : { own: secondary, peer: primary };
 }

@@ -14,7 +14,7 @@ import {
   type ResolvedSpec,
   type VirtualAddress,
 } from "../spec/types";
-import { file, header, lines, reload } from "./common";
+import { file, header, lines, reload, ownAndPeer } from "./common";
 import { API_PORT, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, MACHINE_CONFIG_PORT } from "./haproxy";
 import { ZONE_EXTERNAL, ZONE_INTERNAL, ZONE_SYNC } from "./networkmanager";
 import { peerLink } from "./peer-link";
@@ -37,7 +37,7 @@ export const renderFirewalld: Renderer = ({ spec, host }) => [
 /** Public NIC and the floating-IP dummy link. */
 function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
   const net = spec.platform.publicNetwork;
-  const own = host.role === "primary" ? net.lbAddresses[0] : net.lbAddresses[1];
+  const { own } = ownAndPeer(net.lbAddresses, host);
   // Addresses that move between the LBs: SSH there would reach whichever LB holds them. 22623 and metrics are
   // not opened here at all (the zone's default target rejects them).
   const shared = spec.derived.publicVips.map((v) => ({ address: v.address, family: v.family }));
@@ -69,7 +69,7 @@ function externalZone(spec: ResolvedSpec, host: HostFacts): string[] {
 /** Private NIC: the cluster network. */
 function internalZone(spec: ResolvedSpec, host: HostFacts): string[] {
   const link = peerLink(spec, host);
-  const own = host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
+  const { own } = ownAndPeer(spec.network.lbAddresses, host);
   const machineConfig = spec.derived.frontends.machineConfig.length > 0;
   return [
     `<zone target="default">`,

@@ -24,7 +24,7 @@
  */
 import { uniqueSorted } from "../spec/resolve";
 import type { HostFacts, ResolvedSpec, VirtualAddress } from "../spec/types";
-import { file, header, lines, reload } from "./common";
+import { file, header, lines, reload, ownAndPeer } from "./common";
 import type { Renderer } from "./types";
 
 export const HANDOFF_NFT_PATH = "/etc/edgepair/handoff.nft";
@@ -56,8 +56,7 @@ export function sharedLocalAddresses(spec: ResolvedSpec): VirtualAddress[] {
 
 /** The other LB's private address: where handed-off packets go. */
 export function peerPrivateAddress(spec: ResolvedSpec, host: HostFacts): string {
-  const [primary, secondary] = spec.network.lbAddresses;
-  return host.role === "primary" ? secondary : primary;
+  return ownAndPeer(spec.network.lbAddresses, host).peer;
 }
 
 export const renderHandoff: Renderer = ({ spec, host }) => {

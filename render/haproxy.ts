@@ -4,7 +4,7 @@
  */
 import { compareAddresses, canonical, parseIp } from "../spec/address";
 import type { Backend, HealthCheck, ResolvedSpec, VirtualAddress } from "../spec/types";
-import { file, header, lines, reload } from "./common";
+import { file, header, lines, reload, ownAndPeer } from "./common";
 import type { ReloadAction, Renderer } from "./types";
 
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
@@ -40,7 +40,7 @@ const GLOBAL_MAXCONN = 20000; // ~33 kB per connection: about 650 MB at the limi
 
 export const renderHaproxy: Renderer = ({ spec, host, backends }) => {
   const apiServers = servers(backends.api.length > 0 ? backends.api : staticBackends(spec.apiBackend.addresses));
-  const statsAddress = host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
+  const statsAddress = ownAndPeer(spec.network.lbAddresses, host).own;
   const content = lines(
     header("#"),
     globalSection(),

@@ -11,7 +11,7 @@
  */
 import { parseIp } from "../spec/address";
 import type { HostFacts, IpFamily, ResolvedSpec, VirtualAddress } from "../spec/types";
-import { file, header, hostPrefix, lines, reload } from "./common";
+import { file, header, hostPrefix, lines, reload, ownAndPeer } from "./common";
 import { HAPROXY_MONITOR_URI } from "./haproxy";
 import { NOTIFY_SCRIPT_PATH } from "./notify";
 import { peerLink } from "./peer-link";
@@ -39,7 +39,7 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
   const link = peerLink(spec, host);
   const privateIf = host.privateInterface.name;
   // HAProxy's check asks this LB's own private address: HAProxy binds there, never on the sync link.
-  const own = ownPrivateAddress(spec, host);
+  const { own } = ownAndPeer(spec.network.lbAddresses, host);
   // VRRPv3 adverts carry addresses of one family only (the family of the unicast addresses); the other family's
   // VIPs are excluded from adverts but still move with the instance.
   if (spec.derived.privateVips.length === 0) {
@@ -112,10 +112,6 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     `    notify ${NOTIFY_SCRIPT_PATH}`,
     "}",
   );
-}
-
-export function ownPrivateAddress(spec: ResolvedSpec, host: HostFacts): string {
-  return host.role === "primary" ? spec.network.lbAddresses[0] : spec.network.lbAddresses[1];
 }
 
 function vipBlock(keyword: string, vips: VirtualAddress[], dev: string): string[] {

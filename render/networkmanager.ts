@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { FLOATING_IP_INTERFACE, type HostFacts, type ResolvedSpec, type VirtualAddress } from "../spec/types";
-import { file, header, hostPrefix, lines, reload } from "./common";
+import { file, header, hostPrefix, lines, reload, ownAndPeer } from "./common";
 import { sharedLocalAddresses } from "./handoff";
 import { peerLink } from "./peer-link";
 import type { ReloadAction, RenderedFile, Renderer } from "./types";
@@ -60,7 +60,7 @@ export const renderNetworkManager: Renderer = ({ spec, host }) => {
 
 function publicProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
   const net = spec.platform.publicNetwork;
-  const own = ownAddress(net.lbAddresses, host);
+  const own = ownAndPeer(net.lbAddresses, host).own;
   const isV6 = own.includes(":");
   const staticSection: KeyfileSection[1] = [
     ["method", "manual"],
@@ -82,7 +82,7 @@ function publicProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
 }
 
 function privateProfile(spec: ResolvedSpec, host: HostFacts): RenderedFile {
-  const own = ownAddress(spec.network.lbAddresses, host);
+  const own = ownAndPeer(spec.network.lbAddresses, host).own;
   return profile(spec, PRIVATE_CONNECTION, host.privateInterface.name, [
     ["connection", [...connectionKeys(spec, PRIVATE_CONNECTION, "ethernet"), ["zone", ZONE_INTERNAL]]],
     ["ethernet", [["mac-address", host.privateInterface.mac.toLowerCase()]]],
@@ -179,10 +179,6 @@ export function profileUuid(spec: ResolvedSpec, id: string): string {
   // RFC 4122 layout, version 5 and variant bits set, as uuidgen --sha1 would.
   const variant = ((parseInt(h.slice(16, 18), 16) & 0x3f) | 0x80).toString(16).padStart(2, "0");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(18, 20)}-${h.slice(20, 32)}`;
-}
-
-function ownAddress(lbAddresses: readonly [string, string], host: HostFacts): string {
-  return host.role === "primary" ? lbAddresses[0] : lbAddresses[1];
 }
 
 function hostAddress(v: VirtualAddress): string {

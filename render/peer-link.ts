@@ -4,6 +4,7 @@
  * only the two LBs are on (README: "What a host on the cluster network can and cannot do").
  */
 import type { HostFacts, ResolvedSpec } from "../spec/types";
+import { ownAndPeer } from "./common";
 
 export interface PeerLink {
   interface: string;
@@ -20,8 +21,7 @@ export function peerLink(spec: ResolvedSpec, host: HostFacts): PeerLink {
       "syncInterface: is required in the host facts when the spec has a syncNetwork (the NIC on that link)",
     );
   }
-  const [a, b] = sync ? sync.lbAddresses : spec.network.lbAddresses;
-  const [own, peer] = host.role === "primary" ? [a, b] : [b, a];
+  const { own, peer } = ownAndPeer(sync ? sync.lbAddresses : spec.network.lbAddresses, host);
   const iface = sync && host.syncInterface ? host.syncInterface.name : host.privateInterface.name;
   return { interface: iface, own, peer, dedicated: sync !== undefined };
 }
