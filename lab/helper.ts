@@ -6,6 +6,10 @@
  *       HTTP(S): GET /readyz answers 200 "ok" (a Kubernetes API's readiness), any other path a JSON line
  *       {"server":N,"peer":<client address as seen here>,"local":<address:port>}. echo: TCP and UDP echo.
  *       banner: an SSH stand-in that sends an SSH identification line. Prints "ready" once everything listens.
+ *       An echo server answers the message "who?" (a TCP connection's first, or a datagram) with the JSON line
+ *       {"server":N,"peer":<client address as seen here>} instead: which backend took it, and whom it saw.
+ *   ask --to A:P [--udp true] [--timeout-ms 2000]
+ *       Sends "who?" to an echo server over TCP or UDP and prints its answer; exit 1 without one in time.
  *   client --url URL --out FILE [--interval-ms 10] [--timeout-ms 3000] [--max-ms 60000] [--max-requests 100000]
  *       The DESIGN.md client: a new TCP connection every interval, requests concurrent, each with its own timeout;
  *       one JSON line per finished request {i,start,end,ok,status?,server?,peer?,err?} (epoch ms). Stops on
@@ -97,16 +101,28 @@ async function serve(m: Map<string, string[]>): Promise<void> {
     const tls = { cert: readFileSync(one(m, "cert")), key: readFileSync(one(m, "key")) };
     for (const at of httpsAt) waits.push(listen(https.createServer(tls, handler), at));
   }
+  const who = (peer: string | undefined) => `${JSON.stringify({ server: name, peer })}\n`;
   for (const at of m.get("echo") ?? []) {
     waits.push(
       listen(
-        createTcpServer((s) => s.on("error", () => s.destroy()).pipe(s)),
+        createTcpServer((s) => {
+          s.on("error", () => s.destroy());
+          s.once("data", (first) => {
+            if (first.toString() === WHO) s.end(who(s.remoteAddress));
+            else {
+              s.write(first);
+              s.pipe(s);
+            }
+          });
+        }),
         at,
       ),
     );
     const { host, port } = hostPort(at);
     const udp = createSocket(host.includes(":") ? "udp6" : "udp4");
-    udp.on("message", (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
+    udp.on("message", (msg, rinfo) =>
+      udp.send(msg.toString() === WHO ? who(rinfo.address) : msg, rinfo.port, rinfo.address),
+    );
     waits.push(
       new Promise((resolve, reject) => {
         udp.once("error", reject);
@@ -127,6 +143,37 @@ async function serve(m: Map<string, string[]>): Promise<void> {
   }
   await Promise.all(waits);
   process.stdout.write("ready\n");
+}
+
+const WHO = "who?";
+
+/** One "who?" to an echo server (serve --echo), TCP or UDP; prints the answer. */
+async function ask(m: Map<string, string[]>): Promise<void> {
+  const { host, port } = hostPort(one(m, "to"));
+  const timeoutMs = Number(one(m, "timeout-ms", "2000"));
+  const answer = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer from ${host}:${port} in ${timeoutMs} ms`)), timeoutMs);
+    const done = (text: string) => {
+      clearTimeout(timer);
+      resolve(text);
+    };
+    if (one(m, "udp", "false") === "true") {
+      const udp = createSocket(host.includes(":") ? "udp6" : "udp4");
+      udp.on("message", (msg) => {
+        udp.close();
+        done(msg.toString());
+      });
+      udp.on("error", reject);
+      udp.send(WHO, port, host);
+    } else {
+      let text = "";
+      const s = createConnection({ host, port }, () => s.write(WHO));
+      s.on("data", (d) => (text += d.toString()));
+      s.on("end", () => done(text));
+      s.on("error", reject);
+    }
+  });
+  process.stdout.write(answer.endsWith("\n") ? answer : `${answer}\n`);
 }
 
 /** Relays every TCP connection accepted at --listen to the Unix socket --unix (lab.ts startRelay). */
@@ -395,7 +442,10 @@ async function main(): Promise<void> {
   } else if (mode === "flows") {
     await flows(m);
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows`);
+  } else if (mode === "ask") {
+    await ask(m);
+    process.exit(0);
+  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask`);
 }
 
 main().catch((e: unknown) => {

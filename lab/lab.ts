@@ -300,7 +300,7 @@ export class Lab {
     await Promise.all(this.plan.lbs.map((l) => this.mountNamespace(l.key)));
     step("LB mount namespaces: tmpfs /run /tmp /var/log, rendered etc/* bind-mounted read-only");
     await Promise.all(this.plan.lbs.map((l) => this.startFirewall(l.key)));
-    step("firewalld (own D-Bus) running in both LBs; zones bound as the keyfiles say; nat table kept");
+    step("firewalld (own D-Bus) running in both LBs; zones bound as the keyfiles say; our nftables tables kept");
     await Promise.all(this.plan.lbs.map((l) => this.startHaproxyConntrackd(l.key)));
     step("haproxy (master-worker) and conntrackd running in both LBs");
     await this.startKeepalived("lb1");
@@ -429,6 +429,7 @@ export class Lab {
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/nat.nft")]);
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/handoff.nft")]);
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/guard.nft")]);
+    await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/services.nft")]);
   }
 
   profiles(key: LbKey): (ProfileIntent & { file: string })[] {
@@ -528,6 +529,11 @@ export class Lab {
     if (h.role === "internet")
       args = ["--http", `${h.address}:${PORTS.whoami}`, "--echo", `${h.address}:${PORTS.echo}`];
     if (h.role === "node") args = ["--echo", `${h.address}:${PORTS.echo}`];
+    // an echo server on each NodePort of an extra service this host backs (TCP and UDP alike)
+    const nodePorts = spec.extraServices
+      .filter((e) => (this.plan.backends.extra?.[e.name] ?? []).some((b) => b.address === h.address))
+      .map((e) => e.backend.nodePort);
+    for (const p of [...new Set(nodePorts)]) (args ??= []).push("--echo", `${h.address}:${p}`);
     return args
       ? this.start(`${h.key}/serve`, h.ns, inNetns(h.ns, this.helperArgv("serve", "--name", name, ...args)))
       : undefined;
@@ -669,9 +675,14 @@ export class Lab {
         await this.runLb(key, ["firewall-cmd", `--zone=${p.zone}`, `--change-interface=${dev}`]);
       }
     }
-    const nat = await this.run(lb.ns, ["nft", "list", "tables"]);
-    if (!/table ip edgepair_nat/.test(nat.stdout))
-      throw new Error(`${key}: the edgepair_nat table did not survive firewalld's start`);
+    // every table our files declare with a body must survive firewalld's start
+    const listed = (await this.run(lb.ns, ["nft", "list", "tables"])).stdout;
+    const dir = join(this.renderedRoot(key), "etc/edgepair");
+    for (const f of readdirSync(dir).filter((n) => n.endsWith(".nft"))) {
+      for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^table (\w+) (\w+) \{/gm))
+        if (!listed.includes(`table ${m[1]} ${m[2]}`))
+          throw new Error(`${key}: the ${m[2]} table (${f}) did not survive firewalld's start`);
+    }
   }
 
   private async startHaproxyConntrackd(key: LbKey): Promise<void> {
@@ -990,6 +1001,24 @@ export class Lab {
       timeoutMs: (timeoutS + 5) * 1000,
     });
     return { ok: r.code === 0, body: r.stdout.trim(), error: r.stderr.trim() };
+  }
+
+  /** Asks an echo server at `to` who answers, from host `hostKey`: the backend's name and the client address it saw. */
+  async ask(
+    hostKey: string,
+    to: string,
+    opts: { udp?: boolean; timeoutMs?: number } = {},
+  ): Promise<{ ok: true; server: string; peer: string } | { ok: false; error: string }> {
+    const timeoutMs = opts.timeoutMs ?? 2000;
+    const args = ["ask", "--to", to, "--timeout-ms", String(timeoutMs), ...(opts.udp ? ["--udp", "true"] : [])];
+    const ns = this.ns(hostKey);
+    const r = await this.run(ns, this.helperArgv(...args), {
+      allowFail: true,
+      timeoutMs: timeoutMs + 10_000,
+    });
+    if (r.code !== 0) return { ok: false, error: r.stderr.trim() || `exit ${r.code}` };
+    const answer = JSON.parse(r.stdout.trim()) as { server: string; peer: string };
+    return { ok: true, server: answer.server, peer: answer.peer };
   }
 
   /** DESIGN.md's smoke path: client to both public VIPs, the cluster node to the private VIP and to the internet. */

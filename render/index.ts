@@ -9,6 +9,7 @@ import { renderHaproxy } from "./haproxy";
 import { renderKeepalived } from "./keepalived";
 import { renderNetworkManager } from "./networkmanager";
 import { renderNotifyScript } from "./notify";
+import { renderServiceLb } from "./service-lb";
 import { renderSysctl } from "./sysctl";
 import type { Renderer, RenderedFile, RenderInput } from "./types";
 
@@ -16,6 +17,7 @@ export const RENDERERS: readonly Renderer[] = [
   renderSysctl,
   renderNetworkManager,
   renderFirewall,
+  renderServiceLb,
   renderHandoff,
   renderHaproxy,
   renderConntrackd,
@@ -37,4 +39,4 @@ export function renderAll(input: RenderInput): RenderedFile[] {
  * Changes whenever any renderer's output can change for the same input. The program shows it in the rendered view
  * and the agent reports its own in status, so a pair running other renderers than the stack's is visible.
  */
-export const RENDERER_VERSION = "0.3.0";
+export const RENDERER_VERSION = "0.4.0";

@@ -6,6 +6,7 @@
  * around a firewalld reload (agent/run.ts) and the lab read the rest from here, so a new daemon is one entry (and its
  * renderer).
  */
+import { SERVICES_NFT_PATH } from "./service-lb";
 import type { ServiceName } from "./types";
 
 /** How the agent checks a candidate file on the VM (agent/apply/validate.ts runs it). */
@@ -64,9 +65,18 @@ export const SERVICES: Readonly<Record<ServiceName, ServiceSpec>> = {
     labProcesses: [],
   },
   nftables: {
-    owns: under("/etc/edgepair", ".nft"),
+    owns: (p) => under("/etc/edgepair", ".nft")(p) && p !== SERVICES_NFT_PATH,
     check: { kind: "argv", checker: "nft -c", argv: (f) => ["nft", "-c", "-f", f] },
     risky: true,
+    reloadStallsTraffic: false,
+    labProcesses: [],
+  },
+  // Service frontends forwarded by the kernel (service-lb.ts): one atomic table swap; established flows keep their
+  // translation in conntrack, and a new or changed frontend moves no VIP and touches no other Service
+  serviceLb: {
+    owns: (p) => p === SERVICES_NFT_PATH,
+    check: { kind: "argv", checker: "nft -c", argv: (f) => ["nft", "-c", "-f", f] },
+    risky: false,
     reloadStallsTraffic: false,
     labProcesses: [],
   },

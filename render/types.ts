@@ -2,7 +2,16 @@ import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
 
 /** One per entry of render/services.ts, where everything about each lives. */
 export type ServiceName =
-  "haproxy" | "keepalived" | "conntrackd" | "networkmanager" | "sysctl" | "firewalld" | "nftables" | "agent" | "none";
+  | "haproxy"
+  | "keepalived"
+  | "conntrackd"
+  | "networkmanager"
+  | "sysctl"
+  | "firewalld"
+  | "nftables"
+  | "serviceLb"
+  | "agent"
+  | "none";
 
 /**
  * What the agent runs after writing a changed file. Commands of one service are run once per apply,

@@ -10,6 +10,7 @@ export const DEFAULTS = {
   metricsPort: 8404,
   /** n-th host of the public network used as the routed floating IPs' next hop (libvirt) */
   publicNextHopHost: 4,
+  loadBalancerClass: "edgepair.io/pair",
 } as const;
 
 /** Where ingress traffic goes on the nodes and how its health is checked, per distribution. */

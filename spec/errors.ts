@@ -79,7 +79,12 @@ function sizeRule(origin: string, bound: string, n: number | bigint): string {
 
 function formatRule(path: readonly PropertyKey[]): string {
   const field = String(path[path.length - 1] ?? "");
-  if (field === "clusterName" || field === "hostname") {
+  const top = String(path[0] ?? "");
+  if (
+    field === "clusterName" ||
+    field === "hostname" ||
+    (field === "name" && (top === "serviceLoadBalancers" || top === "extraServices"))
+  ) {
     return "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit";
   }
   if (field === "mac") return "must be a MAC address in lowercase aa:bb:cc:dd:ee:ff form";
@@ -87,5 +92,7 @@ function formatRule(path: readonly PropertyKey[]): string {
   if (field === "healthPath")
     return "must be an absolute URL path starting with /, without spaces, quotes, #, $ or backslash (HAProxy would read them)";
   if (field === "image") return DIGEST_PINNED_RULE;
+  if (field === "loadBalancerClass")
+    return "must be a prefixed name such as edgepair.io/pair (a DNS subdomain, '/', a name), as Kubernetes takes it";
   return "has an invalid format";
 }

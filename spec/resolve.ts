@@ -9,7 +9,16 @@ import { deriveRouterId } from "./router-id";
 import { hostFactsSchema, loadBalancerSpecSchema, ParsedSpec } from "./schema";
 import { semanticProblems } from "./semantics";
 import { selectorProblems } from "./selector";
-import type { HostFacts, ResolvedNetwork, ResolvedSpec, ResolvedSyncNetwork, VirtualAddress } from "./types";
+import { inRange, parsePoolEntry } from "./pools";
+import type {
+  ExtraService,
+  HostFacts,
+  ResolvedNetwork,
+  ResolvedSpec,
+  ResolvedSyncNetwork,
+  ServiceLoadBalancers,
+  VirtualAddress,
+} from "./types";
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; problems: SpecProblem[] };
 
@@ -27,6 +36,11 @@ function backendSelectorProblems(s: ParsedSpec): SpecProblem[] {
   return [
     ...selectorProblems(s.apiBackend.nodeSelector ?? {}, "apiBackend.nodeSelector"),
     ...(s.ingressBackend ? selectorProblems(s.ingressBackend.nodeSelector ?? {}, "ingressBackend.nodeSelector") : []),
+    ...(s.extraServices ?? []).flatMap((e, i) =>
+      e.backend.nodeSelector
+        ? selectorProblems(e.backend.nodeSelector, `extraServices[${i}].backend.nodeSelector`)
+        : [],
+    ),
   ];
 }
 
@@ -115,6 +129,53 @@ export function uniqueSorted(addresses: VirtualAddress[]): VirtualAddress[] {
   return [...byAddress.values()].sort((a, b) => compareAddresses(a.address, b.address));
 }
 
+function resolveServiceLoadBalancers(s: NonNullable<ParsedSpec["serviceLoadBalancers"]>): ServiceLoadBalancers {
+  return {
+    loadBalancerClass: s.loadBalancerClass ?? DEFAULTS.loadBalancerClass,
+    defaultClass: s.defaultClass ?? false,
+    pools: s.pools.map((p) => ({
+      name: p.name,
+      type: p.type,
+      ranges: p.addresses.map((a) => {
+        const r = parsePoolEntry(a);
+        if (!r.ok) throw new Error(`unreachable: validated pool entry ${a}`);
+        return r.range;
+      }),
+    })),
+  };
+}
+
+function resolveExtraService(
+  e: NonNullable<ParsedSpec["extraServices"]>[number],
+  vips: VirtualAddress[],
+  slb: ServiceLoadBalancers | undefined,
+): ExtraService {
+  const address = host(e.frontend.address);
+  const type =
+    vips.find((v) => v.address === canonical(address))?.type ??
+    slb?.pools.find((p) => p.ranges.some((r) => inRange(r, address)))?.type;
+  if (!type) throw new Error(`unreachable: validated frontend ${e.frontend.address}`);
+  return {
+    name: e.name,
+    protocol: e.protocol,
+    frontend: { address: canonical(address), port: e.frontend.port, type },
+    backend: {
+      nodePort: e.backend.nodePort,
+      ...(e.backend.nodeSelector ? { nodeSelector: e.backend.nodeSelector } : {}),
+      addresses: [...new Set((e.backend.addresses ?? []).map((a) => canonical(host(a))))].sort(compareAddresses),
+    },
+    sourceRanges: [
+      ...new Set(
+        (e.sourceRanges ?? []).map((c) => {
+          const r = parseCidr(c);
+          if (!r.ok) throw new Error(`unreachable: validated source range ${c}`);
+          return `${canonical(r.cidr.network)}/${r.cidr.prefixLength}`;
+        }),
+      ),
+    ].sort(),
+  };
+}
+
 function resolve(s: ParsedSpec): ResolvedSpec {
   const network = resolveNetwork(s.network);
   const api = s.virtualAddresses.api.map(vip);
@@ -138,6 +199,10 @@ function resolve(s: ParsedSpec): ResolvedSpec {
   const ib = s.ingressBackend;
   const hc = { ...DEFAULTS.healthCheck, ...s.healthCheck };
   const sortedHosts = (xs: string[] | undefined) => (xs ?? []).map((a) => canonical(host(a))).sort(compareAddresses);
+  const serviceLoadBalancers = s.serviceLoadBalancers ? resolveServiceLoadBalancers(s.serviceLoadBalancers) : undefined;
+  const privateVips = uniqueSorted([...gatewayVip, ...all.filter((a) => a.type === "private")]);
+  const firstPrivate4 = privateVips.find((v) => v.family === 4)?.address;
+  if (!firstPrivate4) throw new Error("unreachable: validated: a private address or nat");
 
   return {
     clusterName: s.clusterName,
@@ -169,13 +234,16 @@ function resolve(s: ParsedSpec): ResolvedSpec {
     },
     conntrack: { port: s.conntrack?.port ?? DEFAULTS.conntrackPort },
     ...(s.syncNetwork ? { syncNetwork: resolveSyncNetwork(s.syncNetwork) } : {}),
+    ...(serviceLoadBalancers ? { serviceLoadBalancers } : {}),
+    extraServices: (s.extraServices ?? []).map((e) => resolveExtraService(e, all, serviceLoadBalancers)),
     healthCheck: { intervalMs: Math.round(hc.intervalSeconds * 1000), rise: hc.rise, fall: hc.fall },
     metrics: { port: s.metrics?.port ?? DEFAULTS.metricsPort },
     ...(s.image ? { image: s.image } : {}),
     platform: { type: s.platform.type, publicNetwork: { ...publicNetwork, ...(nextHop ? { nextHop } : {}) } },
     derived: {
-      privateVips: uniqueSorted([...gatewayVip, ...all.filter((a) => a.type === "private")]),
+      privateVips,
       publicVips: uniqueSorted(all.filter((a) => a.type === "public")),
+      serviceSourceAddress: nat ? network.gateway : firstPrivate4,
       frontends: {
         api: uniqueSorted(api),
         machineConfig: s.distribution === "openshift" ? uniqueSorted(api.filter((a) => a.type === "private")) : [],

@@ -60,6 +60,40 @@ const network = z.strictObject({
 });
 
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A Kubernetes qualified name with a prefix, as spec.loadBalancerClass takes it (`edgepair.io/pair`). */
+const LOAD_BALANCER_CLASS = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/** Any IPv4 network a client may come from (0.0.0.0/0 included): a Service's source ranges. */
+const sourceRange = z
+  .string()
+  .max(64)
+  .superRefine((v, ctx) => {
+    const r = parseCidr(v);
+    if (!r.ok) ctx.addIssue({ code: "custom", message: r.rule });
+    else if (r.cidr.network.kind() !== "ipv4")
+      ctx.addIssue({ code: "custom", message: "must be IPv4: Service addresses are IPv4" });
+  });
+
+const servicePool = z.strictObject({
+  name: z.string().min(1).max(63).regex(DNS_LABEL),
+  // CIDRs or first-last ranges (spec/pools.ts reads them; semantics.ts relates them to the rest)
+  addresses: z.array(z.string().max(100)).min(1).max(64),
+  type: z.enum(["private", "public"]),
+});
+
+const extraService = z.strictObject({
+  // names an nftables chain and map (render/service-lb.ts): a DNS label fits both
+  name: z.string().min(1).max(40).regex(DNS_LABEL),
+  protocol: z.enum(["TCP", "UDP"]),
+  frontend: z.strictObject({ address: hostAddress, port }),
+  backend: z.strictObject({
+    nodePort: port,
+    nodeSelector: labelSelector.optional(),
+    addresses: z.array(hostAddress).max(256).optional(),
+  }),
+  /** Who may connect (loadBalancerSourceRanges); absent: anyone. */
+  sourceRanges: z.array(sourceRange).min(1).max(64).optional(),
+});
 
 export const loadBalancerSpecSchema = z.strictObject({
   clusterName: z.string().min(1).max(40).regex(DNS_LABEL),
@@ -111,6 +145,14 @@ export const loadBalancerSpecSchema = z.strictObject({
       lbAddresses: z.tuple([hostAddress, hostAddress]).optional(),
     })
     .optional(),
+  serviceLoadBalancers: z
+    .strictObject({
+      loadBalancerClass: z.string().max(253).regex(LOAD_BALANCER_CLASS).optional(),
+      defaultClass: z.boolean().optional(),
+      pools: z.array(servicePool).min(1).max(32),
+    })
+    .optional(),
+  extraServices: z.array(extraService).max(256).optional(),
   healthCheck: z
     .strictObject({
       intervalSeconds: z.number().min(0.1).max(60).optional(),

@@ -15,6 +15,7 @@ import {
 } from "./address";
 import { DEFAULTS, INGRESS_DEFAULTS } from "./defaults";
 import type { SpecProblem } from "./errors";
+import { serviceProblems } from "./service-rules";
 import type { Distribution } from "./types";
 
 const SSH_PORT = 22;
@@ -229,6 +230,7 @@ export function semanticProblems(raw: unknown): SpecProblem[] {
   if (ingressBackend !== undefined) checkBackend("ingressBackend", obj(ingressBackend), problems, backendContext);
 
   checkSyncNetwork(obj(spec.syncNetwork), spec.syncNetwork !== undefined, { network, publicNet, va, spec }, problems);
+  problems.push(...serviceProblems(spec, serviceContext(spec, { network, publicNet, va })));
   checkPlatform(platform, publicNet, problems);
   checkPorts(spec, problems);
   checkVrrp(obj(spec.vrrp), problems);
@@ -344,6 +346,45 @@ function checkSyncNetwork(
         rule: `must be outside syncNetwork.cidr ${text}: that link carries only VRRP and the conntrack sync`,
       });
   }
+}
+
+/** What the Service rules relate to: the networks, every VIP written and the pair's own ports after defaults. */
+function serviceContext(
+  spec: Obj,
+  ctx: { network: NetworkPlan | undefined; publicNet: NetworkPlan | undefined; va: Obj },
+): Parameters<typeof serviceProblems>[1] {
+  const vips = [
+    ...list(ctx.va.api).map((e, i) => ({ path: `virtualAddresses.api[${i}]`, e: obj(e), role: "api" as const })),
+    ...list(ctx.va.ingress).map((e, i) => ({
+      path: `virtualAddresses.ingress[${i}]`,
+      e: obj(e),
+      role: "ingress" as const,
+    })),
+    ...(ctx.va.nat !== undefined ? [{ path: "virtualAddresses.nat", e: obj(ctx.va.nat), role: "nat" as const }] : []),
+  ].flatMap(({ path, e, role }) => {
+    const a = ip(e.address);
+    return a ? [{ path, ip: a, type: e.type, role }] : [];
+  });
+  const metrics = obj(spec.metrics).port;
+  const conntrack = obj(spec.conntrack).port;
+  const ownPorts = new Map<number, string>([
+    [6443, "the API frontend"],
+    [22623, "the machine-config frontend"],
+    [80, "an ingress frontend"],
+    [443, "an ingress frontend"],
+    [typeof metrics === "number" ? metrics : DEFAULTS.metricsPort, "the metrics port"],
+    [typeof conntrack === "number" ? conntrack : DEFAULTS.conntrackPort, "the conntrack sync port"],
+  ]);
+  const sync = net(obj(spec.syncNetwork).cidr);
+  return {
+    ...(ctx.network ? { network: ctx.network } : {}),
+    ...(ctx.publicNet ? { publicNet: ctx.publicNet } : {}),
+    ...(sync ? { syncCidr: sync } : {}),
+    platform: obj(spec.platform).type,
+    vips,
+    ownPorts,
+    ip,
+  };
 }
 
 function checkPlatform(platform: Obj, publicNet: NetworkPlan | undefined, problems: SpecProblem[]) {

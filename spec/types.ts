@@ -30,6 +30,8 @@ export interface Backend {
 export interface BackendSets {
   api: Backend[];
   ingress: Backend[];
+  /** per extra service name; a name absent here has its spec's static addresses (bootstrap, CLI) */
+  extra?: Readonly<Record<string, Backend[]>>;
 }
 
 export interface ResolvedNetwork {
@@ -52,6 +54,31 @@ export interface ResolvedSyncNetwork {
   cidr: string;
   prefixLength: number;
   lbAddresses: [primary: string, secondary: string];
+}
+
+export type L4Protocol = "TCP" | "UDP";
+
+/** A pool of Service addresses (serviceLoadBalancers.pools): IPv4 ranges as 32-bit numbers (spec/pools.ts). */
+export interface ServicePool {
+  name: string;
+  type: AddressType;
+  ranges: { first: number; last: number }[];
+}
+
+export interface ServiceLoadBalancers {
+  loadBalancerClass: string;
+  defaultClass: boolean;
+  pools: ServicePool[];
+}
+
+/** Static pass-through (extraServices): one IPv4 frontend forwarded by the kernel to NodePorts. */
+export interface ExtraService {
+  name: string;
+  protocol: L4Protocol;
+  frontend: { address: string; port: number; type: AddressType };
+  backend: { nodePort: number; nodeSelector?: LabelSelector; addresses: string[] };
+  /** canonical IPv4 CIDRs; empty: from anywhere */
+  sourceRanges: string[];
 }
 
 export interface HealthCheck {
@@ -87,6 +114,9 @@ export interface ResolvedSpec {
   };
   conntrack: { port: number };
   syncNetwork?: ResolvedSyncNetwork;
+  serviceLoadBalancers?: ServiceLoadBalancers;
+  /** empty when the spec has none */
+  extraServices: ExtraService[];
   healthCheck: HealthCheck;
   metrics: { port: number };
   /** The digest-pinned appliance image the pair should run (absent: the one the agent settings name). */
@@ -101,6 +131,13 @@ export interface DerivedAddressing {
   privateVips: VirtualAddress[];
   /** Every public address (api, ingress, nat). Sorted, unique. */
   publicVips: VirtualAddress[];
+  /**
+   * The private address a Service connection's source is translated to when its backend could not answer the client
+   * through the pair (a client on the cluster network; every client when nodes do not route through the pair): a VIP
+   * that moves with VRRP, so the translation survives a failover. The gateway VIP with NAT, else the first private
+   * IPv4 VIP.
+   */
+  serviceSourceAddress: string;
   frontends: {
     api: VirtualAddress[]; // 6443, every api address
     machineConfig: VirtualAddress[]; // 22623, private api addresses, openshift only

@@ -40,14 +40,17 @@ function listTree(root: string): string[] {
     .sort();
 }
 
-const dev = variants.find((v) => v.name === "dev")!;
+const variant = (name: string) => variants.find((v) => v.name === name)!;
 
+// services: the Service frontends forwarded by the kernel (render/service-lb.ts) beside everything they touch
 describe.each([
-  ["dev-lb1", "host-lb1.yaml"],
-  ["dev-lb2", "host-lb2.yaml"],
-])("golden %s", (name, hostFile) => {
+  ["dev-lb1", "host-lb1.yaml", "dev"],
+  ["dev-lb2", "host-lb2.yaml", "dev"],
+  ["services-lb1", "host-lb1.yaml", "services"],
+])("golden %s", (name, hostFile, variantName) => {
   const root = join(GOLDEN, name);
-  const files = renderAll({ spec: dev.spec, host: host(hostFile), backends: resolveBackends(dev.spec, {}) });
+  const { spec } = variant(variantName);
+  const files = renderAll({ spec, host: host(hostFile), backends: resolveBackends(spec, {}) });
   const expected = new Map<string, string>([
     ["MANIFEST", manifest(files)],
     ...files.map((f) => [f.path.replace(/^\//, ""), f.content] as [string, string]),

@@ -22,6 +22,9 @@
  *   node.kubernetes.io/exclude-from-external-load-balancers leave, so a drain takes the Node out before its router
  *   goes; NotReady Nodes leave while at least one matching Node is Ready (a NotReady kubelet's router is not
  *   managed), and all stay when none is (HAProxy's checks decide; an empty pool would help nobody).
+ * - Extra services (extraServices, NodePorts forwarded by the kernel): as the ingress pool, which is what cloud load
+ *   balancers do for a NodePort (cordoned, excluded and NotReady Nodes leave); one without a nodeSelector keeps its
+ *   static addresses only.
  * - Servers sorted by address (HAProxy's server order, so the view reads like haproxy.cfg).
  */
 import { z } from "zod";
@@ -95,7 +98,7 @@ export interface PoolView {
 export interface BackendSelection {
   backends: BackendSets;
   /** Per pool, each server's source and the Nodes left out with their reasons; no ingress key without ingressBackend. */
-  pools: { api: PoolView; ingress?: PoolView };
+  pools: { api: PoolView; ingress?: PoolView; extra?: Record<string, PoolView> };
 }
 
 export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): BackendSelection {
@@ -122,7 +125,8 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
     return address ? { address } : { reason: `its InternalIP ${inside[0]} is one of the pair's own addresses` };
   };
   const pool = (
-    selector: LabelSelector,
+    /** absent: no Node belongs, only the static addresses */
+    selector: LabelSelector | undefined,
     staticAddresses: readonly string[],
     leaves: (n: NodeView, anyReady: boolean) => string | undefined,
   ): PoolView => {
@@ -130,7 +134,9 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
       staticAddresses.map((a) => [a, { name: a, address: a, from: "spec" as const }]),
     );
     const leftOut: LeftOutNode[] = [];
-    const matching = sorted.filter((n) => selectorMatches(selector, n.labels)).map((n) => ({ n, a: addressOf(n) }));
+    const matching = sorted
+      .filter((n) => selector !== undefined && selectorMatches(selector, n.labels))
+      .map((n) => ({ n, a: addressOf(n) }));
     // "another Ready Node" must be one that can serve: a Ready Node without a usable address does not count
     const anyReady = matching.some(({ n, a }) => n.ready && leaves(n, false) === undefined && "address" in a);
     for (const { n, a } of matching) {
@@ -149,18 +155,30 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
   };
   const api = pool(spec.apiBackend.nodeSelector, spec.apiBackend.addresses, () => undefined);
   const ib = spec.ingressBackend;
-  const ingress = ib
-    ? pool(ib.nodeSelector, ib.addresses, (n, anyReady) =>
-        n.unschedulable
-          ? "cordoned"
-          : Object.prototype.hasOwnProperty.call(n.labels, EXCLUDE_FROM_LB_LABEL)
-            ? `labelled ${EXCLUDE_FROM_LB_LABEL}`
-            : anyReady && !n.ready
-              ? "NotReady while other Nodes of the pool are Ready"
-              : undefined,
-      )
-    : undefined;
+  const servesTraffic = (n: NodeView, anyReady: boolean) =>
+    n.unschedulable
+      ? "cordoned"
+      : Object.prototype.hasOwnProperty.call(n.labels, EXCLUDE_FROM_LB_LABEL)
+        ? `labelled ${EXCLUDE_FROM_LB_LABEL}`
+        : anyReady && !n.ready
+          ? "NotReady while other Nodes of the pool are Ready"
+          : undefined;
+  const ingress = ib ? pool(ib.nodeSelector, ib.addresses, servesTraffic) : undefined;
+  const extraPools = spec.extraServices.map(
+    (e) => [e.name, pool(e.backend.nodeSelector, e.backend.addresses, servesTraffic)] as const,
+  );
   const plain = (v: PoolView | undefined): Backend[] =>
     v ? v.servers.map((s) => ({ name: s.name, address: s.address })) : [];
-  return { backends: { api: plain(api), ingress: plain(ingress) }, pools: { api, ...(ingress ? { ingress } : {}) } };
+  return {
+    backends: {
+      api: plain(api),
+      ingress: plain(ingress),
+      ...(extraPools.length > 0 ? { extra: Object.fromEntries(extraPools.map(([n, v]) => [n, plain(v)])) } : {}),
+    },
+    pools: {
+      api,
+      ...(ingress ? { ingress } : {}),
+      ...(extraPools.length > 0 ? { extra: Object.fromEntries(extraPools) } : {}),
+    },
+  };
 }

@@ -44,6 +44,7 @@ const SINGLE: Record<Exclude<ServiceName, "firewalld" | "agent">, Single> = {
   conntrackd: { checker: "conntrackd run", check: (f) => checkConntrackd(f.content) },
   none: { checker: "shellcheck", check: (f) => checkShellScript(f.content) },
   nftables: { checker: "nft -c", check: (f) => checkNft(f.content) },
+  serviceLb: { checker: "nft -c", check: (f) => checkNft(f.content) },
   networkmanager: { checker: "nmcli --offline", check: (f) => checkNmKeyfile(f.content) },
   sysctl: { checker: "sysctl -p", check: (f) => checkSysctl(f.content, sysctlInterfaces(f.content)) },
 };

@@ -1,0 +1,135 @@
+/**
+ * /etc/edgepair/services.nft: Service frontends (extraServices) forwarded by the kernel to NodePorts, TCP and UDP,
+ * without terminating a connection on the LB. The pair is the cluster's gateway, so a Service connection's NAT
+ * binding sits in conntrack, which conntrackd already syncs to the peer for the egress flows: an established TCP
+ * connection or UDP flow survives an unclean failover, which a proxy (HAProxy) cannot give.
+ *
+ * - prerouting (dstnat): one verdict map from address . protocol . port to the Service's chain; that chain refuses
+ *   sources outside its ranges (they are not translated, so the firewall's zone rejects them as for any closed
+ *   port) and translates the destination to one backend NodePort, chosen at random per new flow from a slot map.
+ *   Exactly the frontends listed are translated; firewalld forwards translated flows (`ct status dnat accept` in
+ *   its forward chain), so no zone opens anything for them.
+ * - postrouting (srcnat): a client on the cluster network would get its answer straight from the backend, from an
+ *   address it never asked; so would every client when nodes do not route through the pair (no NAT gateway). Their
+ *   source becomes `derived.serviceSourceAddress`, a VIP that moves with VRRP, so the translation survives a
+ *   failover. Otherwise the backend sees the client's own address.
+ * - The slot map has one slot per backend; health (agent) points a failed backend's slots at healthy ones, so the
+ *   modulus, the rule and every established flow stay as they are.
+ *
+ * Applied with `nft -f` as one transaction that replaces the table: translations of established flows live in
+ * conntrack, not in the table, so they are untouched. IPv4 only (spec/pools.ts: no NAT64).
+ */
+import type { Backend, ExtraService, HostFacts, ResolvedSpec } from "../spec/types";
+import { file, header, lines, reload } from "./common";
+import type { Renderer } from "./types";
+
+export const SERVICES_NFT_PATH = "/etc/edgepair/services.nft";
+export const SERVICES_TABLE = "edgepair_services";
+
+/** The chain of one Service; its slot map is `<chain>_backends`. DNS labels have no `_`, so the mapping is 1:1. */
+export function serviceChain(name: string): string {
+  return `svc_${name.replace(/-/g, "_")}`;
+}
+
+export function slotMap(name: string): string {
+  return `${serviceChain(name)}_backends`;
+}
+
+/** A Service as the table sees it: its frontend and the NodePort backends it forwards to. */
+export interface KernelService {
+  name: string;
+  protocol: "TCP" | "UDP";
+  address: string;
+  port: number;
+  sourceRanges: string[];
+  backends: { address: string; port: number }[];
+}
+
+export function kernelServices(
+  spec: ResolvedSpec,
+  extra: Readonly<Record<string, Backend[]>> | undefined,
+): KernelService[] {
+  return spec.extraServices.map((e: ExtraService) => ({
+    name: e.name,
+    protocol: e.protocol,
+    address: e.frontend.address,
+    port: e.frontend.port,
+    sourceRanges: e.sourceRanges,
+    backends: (extra?.[e.name] ?? e.backend.addresses.map((address) => ({ name: address, address }))).map((b) => ({
+      address: b.address,
+      port: e.backend.nodePort,
+    })),
+  }));
+}
+
+/**
+ * Slot i -> the backend serving it: its own while healthy, else the healthy ones in turn. None healthy: every
+ * backend keeps its slot (a pool of failed checks is still better than none, as HAProxy does).
+ */
+export function slotTargets<T extends { address: string }>(backends: readonly T[], healthy?: (b: T) => boolean): T[] {
+  const up = healthy ? backends.filter(healthy) : [...backends];
+  if (up.length === 0 || up.length === backends.length) return [...backends];
+  let next = 0;
+  return backends.map((b) => (up.includes(b) ? b : (up[next++ % up.length] as T)));
+}
+
+export function slotElements(backends: readonly { address: string; port: number }[]): string {
+  return backends.map((b, i) => `${i} : ${b.address} . ${b.port}`).join(", ");
+}
+
+export const renderServiceLb: Renderer = ({ spec, host, backends }) => {
+  const services = kernelServices(spec, backends.extra);
+  const content = lines(
+    header("#"),
+    "# Applied with `nft -f` as one transaction (nat-nftables.ts: the empty declaration makes the delete valid).",
+    `table ip ${SERVICES_TABLE}`,
+    `delete table ip ${SERVICES_TABLE}`,
+    services.length === 0
+      ? "# No extraServices in the spec: nothing is forwarded, the table stays removed."
+      : table(spec, host, services),
+  );
+  return [file(SERVICES_NFT_PATH, content, reload("serviceLb", ["nft", "-f", SERVICES_NFT_PATH]))];
+};
+
+function table(spec: ResolvedSpec, host: HostFacts, services: KernelService[]): string[] {
+  const served = services.filter((s) => s.backends.length > 0);
+  const proto = (s: KernelService) => s.protocol.toLowerCase();
+  const priv = JSON.stringify(host.privateInterface.name);
+  const snat = spec.derived.serviceSourceAddress;
+  return [
+    `table ip ${SERVICES_TABLE} {`,
+    ...served.flatMap((s) => [
+      `\tmap ${slotMap(s.name)} {`,
+      `\t\ttypeof numgen random mod ${s.backends.length} : ip daddr . ${proto(s)} dport`,
+      `\t\telements = { ${slotElements(s.backends)} }`,
+      "\t}",
+    ]),
+    "\tchain prerouting {",
+    "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+    ...services
+      .filter((s) => s.backends.length === 0)
+      .map((s) => `\t\t# ${s.name}: no backend yet, so ${s.protocol} ${s.address}:${s.port} stays closed`),
+    ...(served.length > 0
+      ? [
+          `\t\tip daddr . meta l4proto . th dport vmap { ${served
+            .map((s) => `${s.address} . ${proto(s)} . ${s.port} : goto ${serviceChain(s.name)}`)
+            .join(", ")} }`,
+        ]
+      : []),
+    "\t}",
+    ...served.flatMap((s) => [
+      `\tchain ${serviceChain(s.name)} {`,
+      `\t\t# ${s.name}: ${s.protocol} ${s.address}:${s.port} -> ${s.backends.length} NodePort backend(s)`,
+      ...(s.sourceRanges.length > 0 ? [`\t\tip saddr != { ${s.sourceRanges.join(", ")} } return`] : []),
+      `\t\tmeta l4proto ${proto(s)} dnat ip to numgen random mod ${s.backends.length} map @${slotMap(s.name)}`,
+      "\t}",
+    ]),
+    "\tchain postrouting {",
+    "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+    spec.virtualAddresses.nat
+      ? `\t\tct status dnat oifname ${priv} ip saddr ${spec.network.cidr} snat ip to ${snat}`
+      : `\t\tct status dnat oifname ${priv} snat ip to ${snat}`,
+    "\t}",
+    "}",
+  ];
+}
