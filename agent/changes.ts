@@ -58,8 +58,10 @@ export function serverShapesChanged(before: string, after: string): boolean {
 }
 
 /** The desired state's own hash, the same on both LBs (their renders differ: hostname, MACs, role, addresses). */
-export function desiredStateHash(spec: unknown, backends: unknown): string {
-  return createHash("sha256").update(JSON.stringify({ spec, backends })).digest("hex");
+export function desiredStateHash(spec: unknown, backends: unknown, services: readonly unknown[] = []): string {
+  // without Services the hash is what it was before they existed, so a pair mid-upgrade agrees on it
+  const state = services.length > 0 ? { spec, backends, services } : { spec, backends };
+  return createHash("sha256").update(JSON.stringify(state)).digest("hex");
 }
 
 export function renderHash(files: readonly RenderedFile[]): string {

@@ -73,7 +73,7 @@ export interface AgentRunOptions {
     onOutcome?: (target: string, outcome: SwitchOutcome) => void;
   };
   /** Passed to the cluster side (tests shorten heartbeats and back-off). */
-  cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token">;
+  cluster?: Pick<ClusterSideOptions, "client" | "watch" | "status" | "token" | "services">;
   /** After a reconcile failed (e.g. HAProxy's runtime API away while it restarts): back-off of the retries. */
   retry?: BackoffOptions;
   /**
@@ -153,6 +153,11 @@ export class AgentRun {
     await this.switchLoop?.stop();
     await this.running?.catch(() => undefined);
     await this.cluster?.stop();
+  }
+
+  /** True while this LB's agent holds the Services lease (it allocates and writes Service addresses). */
+  get servicesWriter(): boolean {
+    return this.cluster?.servicesWriter ?? false;
   }
 
   /** The spec of the files that run now. */
@@ -278,6 +283,9 @@ export class AgentRun {
       case "apiError":
         this.o.log(`API (${e.source}): ${e.message}; retry in ${e.retryInMs} ms`);
         return;
+      case "servicesError":
+        this.o.log(`services: ${e.message}`);
+        return;
       default:
         return;
     }
@@ -323,15 +331,20 @@ export class AgentRun {
   private async reconcile(state: DesiredState): Promise<void> {
     const o = this.o;
     const backends: BackendSets = state.selection.backends;
-    const files = renderAll({ spec: state.spec, host: o.host, backends });
+    const files = renderAll({ spec: state.spec, host: o.host, backends, services: state.services });
     // the rollout key is the desired state's hash, not the render's: the peer's render differs from this one's
-    const change = classifyChanges(files, this.liveFiles(files), desiredStateHash(state.spec, backends));
+    const change = classifyChanges(
+      files,
+      this.liveFiles(files),
+      desiredStateHash(state.spec, backends, state.services),
+    );
     const decision = rolloutDecision(this.vrrp, change, this.cluster?.status.peerView());
     if (decision.action === "nothing") {
       this.lastGood ??= files;
       this.appliedSpec = state.spec;
       // what is live is what the last apply (bootstrap's included) recorded
       this.report(state, { hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash });
+      this.cluster?.applied(state, change.desiredHash);
       return;
     }
     this.waiting = undefined;
@@ -459,6 +472,7 @@ export class AgentRun {
     this.lastGood = files;
     this.appliedSpec = state.spec;
     this.report(state, { hashes: report.hashes, desiredHash });
+    this.cluster?.applied(state, desiredHash);
   }
 
   /** What `state`'s reconcile left live; its backend pools only when it passed (a failure leaves the last view). */

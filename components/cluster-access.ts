@@ -70,7 +70,11 @@ export class ClusterAccess extends pulumi.ComponentResource {
       },
       child(),
     );
-    const rbac = agentRbac({ ...ref, createNamespace: args.createNamespace ?? true });
+    const rbac = agentRbac({
+      ...ref,
+      createNamespace: args.createNamespace ?? true,
+      services: checked.resolved.serviceLoadBalancers !== undefined,
+    });
     const ns = rbac.namespace
       ? new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: rbac.namespace.metadata }, child())
       : undefined;

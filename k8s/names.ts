@@ -47,6 +47,8 @@ export interface AgentNames {
   clusterRole: string;
   clusterRoleBinding: string;
   tokenSecret: string;
+  /** coordination.k8s.io Lease: which of the two LBs writes Service addresses (agent/service-lb/lease.ts) */
+  servicesLease: string;
   /** The user name the API server sees for the agent's tokens. */
   user: string;
 }
@@ -74,6 +76,7 @@ export function agentNames(ref: LoadBalancerRef): AgentNames {
     clusterRole: clusterScoped,
     clusterRoleBinding: clusterScoped,
     tokenSecret: `${agent}-token`,
+    servicesLease: `${ref.name}-services`,
     user: `system:serviceaccount:${namespace}:${agent}`,
   };
 }

@@ -1,6 +1,9 @@
 /**
  * What one pair's agent may do in the cluster, and nothing more: read Nodes (backends), read its own LoadBalancer,
  * write that LoadBalancer's status (including the image-switch coordination), renew its own token, record Events.
+ * With serviceLoadBalancers (issue 20): read Services, write their status (addresses) and finalizers (patch: a
+ * finalizer is added and removed with a strategic merge patch, never a full update), record Events on them in any
+ * namespace, and hold one Lease that says which LB writes.
  * No wildcard, no Secrets. resourceNames pins every rule whose request names an object; list/watch honour them only
  * when the request selects that name (`fieldSelector=metadata.name=<name>`), which is how the agent must watch its
  * LoadBalancer. Events are the exception: a create carries no name to check, so that rule is namespace-wide.
@@ -42,6 +45,8 @@ export interface TokenSecretManifest extends Manifest {
 export interface AgentRbacOptions extends LoadBalancerRef {
   /** Also create the Namespace (false when it exists already or another stack owns it). Default false. */
   createNamespace?: boolean;
+  /** The spec has serviceLoadBalancers: the agent serves Services of type LoadBalancer. Default false. */
+  services?: boolean;
 }
 
 export interface AgentRbac {
@@ -83,7 +88,17 @@ export function agentRbac(options: AgentRbacOptions): AgentRbac {
       apiVersion: `${RBAC_GROUP}/v1`,
       kind: "ClusterRole",
       metadata: { name: n.clusterRole, labels },
-      rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }],
+      rules: [
+        { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
+        ...(options.services
+          ? [
+              { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "patch"] },
+              { apiGroups: [""], resources: ["services/status"], verbs: ["patch"] },
+              // on the Service, in its namespace: a create names no object, so this cannot be narrowed further
+              { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] },
+            ]
+          : []),
+      ],
     },
     clusterRoleBinding: {
       apiVersion: `${RBAC_GROUP}/v1`,
@@ -107,6 +122,18 @@ export function agentRbac(options: AgentRbacOptions): AgentRbac {
         },
         { apiGroups: [""], resources: ["serviceaccounts/token"], resourceNames: [n.serviceAccount], verbs: ["create"] },
         { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] },
+        ...(options.services
+          ? [
+              // a create names no object (the first writer creates it); every other verb names the one Lease
+              { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+              {
+                apiGroups: ["coordination.k8s.io"],
+                resources: ["leases"],
+                resourceNames: [n.servicesLease],
+                verbs: ["get", "update"],
+              },
+            ]
+          : []),
       ],
     },
     roleBinding: {

@@ -26,30 +26,54 @@ import type { Renderer } from "./types";
 export const SERVICES_NFT_PATH = "/etc/edgepair/services.nft";
 export const SERVICES_TABLE = "edgepair_services";
 
-/** The chain of one Service; its slot map is `<chain>_backends`. DNS labels have no `_`, so the mapping is 1:1. */
-export function serviceChain(name: string): string {
-  return `svc_${name.replace(/-/g, "_")}`;
+/**
+ * The chain of one frontend; its slot map is `<chain>/backends`. nft identifiers take `/` and `-`, and neither a DNS
+ * label nor a Kubernetes name holds a `/`, so every name maps to its own chain: `extra/<name>` for an extra service,
+ * `svc/<namespace>/<name>/<protocol>/<port>` for one port of a Service of type LoadBalancer.
+ */
+export function extraServiceChain(name: string): string {
+  return `extra/${name}`;
 }
 
-export function slotMap(name: string): string {
-  return `${serviceChain(name)}_backends`;
+export function slotMap(chain: string): string {
+  return `${chain}/backends`;
 }
 
-/** A Service as the table sees it: its frontend and the NodePort backends it forwards to. */
+/** A frontend as the table sees it: address, protocol and port, and the NodePort backends it forwards to. */
 export interface KernelService {
+  /** nft chain name, unique per frontend (extraServiceChain, or the Service controller's) */
+  chain: string;
+  /** what the comments and views call it */
   name: string;
   protocol: "TCP" | "UDP";
   address: string;
   port: number;
   sourceRanges: string[];
   backends: { address: string; port: number }[];
+  /** how the agent checks each backend (agent/service-lb/health.ts); the table itself does not read it */
+  check: BackendCheck;
 }
 
+export type BackendCheck =
+  /** connect to the backend's NodePort */
+  | { kind: "tcp" }
+  /** GET the path on this port of the backend's address (a Service's healthCheckNodePort: 200 where it has endpoints) */
+  | { kind: "http"; port: number; path: string }
+  /** a UDP NodePort answers no probe: every backend stays */
+  | { kind: "none" };
+
+/** The spec's extra services, then the cluster's Services (the agent's, already allocated), in one list. */
 export function kernelServices(
   spec: ResolvedSpec,
   extra: Readonly<Record<string, Backend[]>> | undefined,
+  services: readonly KernelService[] = [],
 ): KernelService[] {
+  return [...extraServices(spec, extra), ...services];
+}
+
+function extraServices(spec: ResolvedSpec, extra: Readonly<Record<string, Backend[]>> | undefined): KernelService[] {
   return spec.extraServices.map((e: ExtraService) => ({
+    chain: extraServiceChain(e.name),
     name: e.name,
     protocol: e.protocol,
     address: e.frontend.address,
@@ -59,6 +83,7 @@ export function kernelServices(
       address: b.address,
       port: e.backend.nodePort,
     })),
+    check: e.protocol === "TCP" ? { kind: "tcp" as const } : { kind: "none" as const },
   }));
 }
 
@@ -77,15 +102,15 @@ export function slotElements(backends: readonly { address: string; port: number 
   return backends.map((b, i) => `${i} : ${b.address} . ${b.port}`).join(", ");
 }
 
-export const renderServiceLb: Renderer = ({ spec, host, backends }) => {
-  const services = kernelServices(spec, backends.extra);
+export const renderServiceLb: Renderer = ({ spec, host, backends, services: cluster }) => {
+  const services = kernelServices(spec, backends.extra, cluster);
   const content = lines(
     header("#"),
     "# Applied with `nft -f` as one transaction (nat-nftables.ts: the empty declaration makes the delete valid).",
     `table ip ${SERVICES_TABLE}`,
     `delete table ip ${SERVICES_TABLE}`,
     services.length === 0
-      ? "# No extraServices in the spec: nothing is forwarded, the table stays removed."
+      ? "# No extraServices in the spec and no Service of type LoadBalancer: nothing is forwarded, the table stays removed."
       : table(spec, host, services),
   );
   return [file(SERVICES_NFT_PATH, content, reload("serviceLb", ["nft", "-f", SERVICES_NFT_PATH]))];
@@ -99,7 +124,7 @@ function table(spec: ResolvedSpec, host: HostFacts, services: KernelService[]): 
   return [
     `table ip ${SERVICES_TABLE} {`,
     ...served.flatMap((s) => [
-      `\tmap ${slotMap(s.name)} {`,
+      `\tmap ${slotMap(s.chain)} {`,
       `\t\ttypeof numgen random mod ${s.backends.length} : ip daddr . ${proto(s)} dport`,
       `\t\telements = { ${slotElements(s.backends)} }`,
       "\t}",
@@ -112,16 +137,16 @@ function table(spec: ResolvedSpec, host: HostFacts, services: KernelService[]): 
     ...(served.length > 0
       ? [
           `\t\tip daddr . meta l4proto . th dport vmap { ${served
-            .map((s) => `${s.address} . ${proto(s)} . ${s.port} : goto ${serviceChain(s.name)}`)
+            .map((s) => `${s.address} . ${proto(s)} . ${s.port} : goto ${s.chain}`)
             .join(", ")} }`,
         ]
       : []),
     "\t}",
     ...served.flatMap((s) => [
-      `\tchain ${serviceChain(s.name)} {`,
+      `\tchain ${s.chain} {`,
       `\t\t# ${s.name}: ${s.protocol} ${s.address}:${s.port} -> ${s.backends.length} NodePort backend(s)`,
       ...(s.sourceRanges.length > 0 ? [`\t\tip saddr != { ${s.sourceRanges.join(", ")} } return`] : []),
-      `\t\tmeta l4proto ${proto(s)} dnat ip to numgen random mod ${s.backends.length} map @${slotMap(s.name)}`,
+      `\t\tmeta l4proto ${proto(s)} dnat ip to numgen random mod ${s.backends.length} map @${slotMap(s.chain)}`,
       "\t}",
     ]),
     "\tchain postrouting {",

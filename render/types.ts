@@ -1,4 +1,5 @@
 import type { BackendSets, HostFacts, ResolvedSpec } from "../spec/types";
+import type { KernelService } from "./service-lb";
 
 /** One per entry of render/services.ts, where everything about each lives. */
 export type ServiceName =
@@ -35,6 +36,8 @@ export interface RenderInput {
   spec: ResolvedSpec;
   host: HostFacts;
   backends: BackendSets;
+  /** The cluster's Services of type LoadBalancer with their addresses (agent/service-lb); absent before any. */
+  services?: readonly KernelService[];
 }
 
 /** Every renderer has this shape: pure, deterministic, no I/O. */

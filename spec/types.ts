@@ -32,6 +32,8 @@ export interface BackendSets {
   ingress: Backend[];
   /** per extra service name; a name absent here has its spec's static addresses (bootstrap, CLI) */
   extra?: Readonly<Record<string, Backend[]>>;
+  /** the Nodes whose NodePorts back Services of type LoadBalancer (with serviceLoadBalancers) */
+  serviceNodes?: Backend[];
 }
 
 export interface ResolvedNetwork {

@@ -98,7 +98,7 @@ export interface PoolView {
 export interface BackendSelection {
   backends: BackendSets;
   /** Per pool, each server's source and the Nodes left out with their reasons; no ingress key without ingressBackend. */
-  pools: { api: PoolView; ingress?: PoolView; extra?: Record<string, PoolView> };
+  pools: { api: PoolView; ingress?: PoolView; extra?: Record<string, PoolView>; services?: PoolView };
 }
 
 export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): BackendSelection {
@@ -167,6 +167,8 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
   const extraPools = spec.extraServices.map(
     (e) => [e.name, pool(e.backend.nodeSelector, e.backend.addresses, servesTraffic)] as const,
   );
+  // Services of type LoadBalancer: every Node's NodePorts, as for an extra service (kube-proxy listens on all)
+  const services = spec.serviceLoadBalancers ? pool({}, [], servesTraffic) : undefined;
   const plain = (v: PoolView | undefined): Backend[] =>
     v ? v.servers.map((s) => ({ name: s.name, address: s.address })) : [];
   return {
@@ -174,11 +176,13 @@ export function selectBackends(spec: ResolvedSpec, nodes: readonly NodeView[]): 
       api: plain(api),
       ingress: plain(ingress),
       ...(extraPools.length > 0 ? { extra: Object.fromEntries(extraPools.map(([n, v]) => [n, plain(v)])) } : {}),
+      ...(services ? { serviceNodes: plain(services) } : {}),
     },
     pools: {
       api,
       ...(ingress ? { ingress } : {}),
       ...(extraPools.length > 0 ? { extra: Object.fromEntries(extraPools) } : {}),
+      ...(services ? { services } : {}),
     },
   };
 }

@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { GROUP, PLURAL, VERSION } from "../../k8s/names";
+import { FINALIZER, serviceView, type ServiceView } from "../service-lb/view";
 import { nodeView, type NodeView } from "./backends";
 import { AbortedError, k8s, type K8s, type KubeClient } from "./client";
 
@@ -22,11 +23,13 @@ export interface LoadBalancerObject {
   status?: unknown;
 }
 
-export type WatchSource = "nodes" | "loadBalancer";
+export type WatchSource = "nodes" | "loadBalancer" | "services";
 
 export type WatchEvent =
   /** Every Node the agent can use, sorted by name; sent when any of them changed. */
   | { type: "nodes"; nodes: NodeView[] }
+  /** Every Service of type LoadBalancer (or holding our finalizer), sorted by key; only while Services are watched. */
+  | { type: "services"; services: ServiceView[] }
   /** The LoadBalancer, or null when it does not exist; sent when its resourceVersion changed. */
   | { type: "loadBalancer"; object: LoadBalancerObject | null }
   /** A full list succeeded (first sync, resync, relist): the snapshot events before it are complete. */
@@ -105,6 +108,42 @@ function slimNode(o: KubeObject): KubeObject {
     spec: { unschedulable: n.spec?.unschedulable },
     status: { conditions: n.status?.conditions, addresses: n.status?.addresses },
   } as KubeObject;
+}
+
+/**
+ * A Service as far as the agent reads it (service-lb/view.ts): annotations other than ours (kubectl's
+ * last-applied-configuration, often kilobytes) and managed fields are dropped.
+ */
+function slimService(o: KubeObject): KubeObject {
+  const v = o as KubeObject & {
+    metadata?: Record<string, unknown> & { annotations?: Record<string, string> };
+    spec?: unknown;
+    status?: unknown;
+  };
+  const m = v.metadata ?? {};
+  const annotations = Object.fromEntries(
+    Object.entries(m.annotations ?? {}).filter(([k]) => k.startsWith("edgepair.io/")),
+  );
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      creationTimestamp: m.creationTimestamp,
+      deletionTimestamp: m.deletionTimestamp,
+      annotations,
+      finalizers: m.finalizers,
+    },
+    spec: v.spec,
+    status: v.status,
+  } as KubeObject;
+}
+
+/** Ours to look at: type LoadBalancer, or our finalizer still on (a Service that changed type or class). */
+function projectService(obj: unknown): ServiceView | undefined {
+  const v = serviceView(obj);
+  return v && (v.type === "LoadBalancer" || v.finalizers.includes(FINALIZER)) ? v : undefined;
 }
 
 /** A watch the server closes this soon after it opened is treated as an error, so it cannot spin. */
@@ -455,16 +494,19 @@ export interface LoadBalancerWatchRef {
   loadBalancerName: string;
 }
 
-/** The two watches the agent needs; events to `onEvent`. */
+/** The watches the agent needs (Services only while the spec has serviceLoadBalancers); events to `onEvent`. */
 export class ClusterWatch {
   private readonly nodes: ResourceWatch<NodeView>;
   private readonly lb: ResourceWatch<LoadBalancerObject>;
+  private services: ResourceWatch<ServiceView> | undefined;
   private started = false;
+  private stopped = false;
+  private readonly options: ConstructorParameters<typeof ResourceWatch<ServiceView>>[3];
 
   constructor(
-    client: KubeClient,
+    private readonly client: KubeClient,
     ref: LoadBalancerWatchRef,
-    onEvent: (e: WatchEvent) => void,
+    private readonly onEvent: (e: WatchEvent) => void,
     options: ClusterWatchOptions = {},
   ) {
     const o = {
@@ -473,6 +515,7 @@ export class ClusterWatch {
       backoff: options.backoff ?? {},
       listPageSize: options.listPageSize ?? 500,
     };
+    this.options = o;
     this.nodes = new ResourceWatch<NodeView>(
       client,
       {
@@ -513,6 +556,36 @@ export class ClusterWatch {
     this.started = true;
     this.lb.start();
     this.nodes.start();
+    this.services?.start();
+  }
+
+  /** Starts or stops the Services watch; stopping it forgets every Service (an empty snapshot is sent). */
+  watchServices(on: boolean): void {
+    if (this.stopped || on === (this.services !== undefined)) return;
+    if (!on) {
+      const w = this.services;
+      this.services = undefined;
+      void w?.stop();
+      this.onEvent({ type: "services", services: [] });
+      return;
+    }
+    this.services = new ResourceWatch<ServiceView>(
+      this.client,
+      {
+        source: "services",
+        path: "/api/v1/services",
+        project: projectService,
+        slim: slimService,
+        changed: (views) =>
+          this.onEvent({
+            type: "services",
+            services: [...views.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+          }),
+      },
+      this.onEvent,
+      this.options,
+    );
+    if (this.started) this.services.start();
   }
 
   get nodeViews(): NodeView[] {
@@ -525,7 +598,8 @@ export class ClusterWatch {
 
   /** Ends every request, watch and timer; resolves when nothing of them is left. */
   async stop(): Promise<void> {
-    await Promise.all([this.lb.stop(), this.nodes.stop()]);
+    this.stopped = true;
+    await Promise.all([this.lb.stop(), this.nodes.stop(), this.services?.stop()]);
   }
 }
 

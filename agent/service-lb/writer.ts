@@ -1,0 +1,239 @@
+/**
+ * The lease holder's writes on Services (lease.ts): the finalizer, the address in status.loadBalancer.ingress with
+ * a condition saying why, an Event for every allocation, release and refusal, and the finalizer's removal once the
+ * frontend is gone. planWrites() decides (pure); ServiceWriter runs the plan against the API.
+ *
+ * - The finalizer goes on before the address is recorded, so a Service deleted at any moment still waits for its
+ *   frontend to leave the kernels before Kubernetes forgets it (and the address can be handed out again).
+ * - The condition is the allocation's memory: an Event is sent when the condition changes, so a restarted or new
+ *   writer sends none for what was already said, and a refusal is reported once, not on every pass.
+ * - Released: this LB's applied table lacks every frontend of the Service, and the peer applied the same desired
+ *   state (or is gone: stale heartbeat, no entry). Then the finalizer is removed; for a Service no longer ours
+ *   (another class or type), the address and condition it got here are removed first.
+ * Writes are guarded by resourceVersion where they replace lists; a conflict is retried on the next pass.
+ */
+import { inRange } from "../../spec/pools";
+import { parseIp } from "../../spec/address";
+import type { ServiceLoadBalancers } from "../../spec/types";
+import type { KubeClient } from "../kube/client";
+import type { Assignment } from "./allocate";
+import { microTime } from "./lease";
+import { FINALIZER, isOurs, type ServiceCondition, type ServiceView } from "./view";
+
+export const CONDITION_TYPE = "edgepair.io/AddressAllocated";
+export const REPORTING_CONTROLLER = "edgepair.io/agent";
+
+export interface PeerApplied {
+  appliedHash?: string;
+  heartbeatAgeMs: number;
+}
+
+export interface WriterWorld {
+  slb: ServiceLoadBalancers | undefined;
+  /** every Service of type LoadBalancer or holding our finalizer */
+  services: readonly ServiceView[];
+  assignments: ReadonlyMap<string, Assignment>;
+  /** what this LB's kernel forwards now: the Service keys of its applied table, and that render's desired hash */
+  applied: { serviceKeys: ReadonlySet<string>; desiredHash?: string };
+  /** the peer's entry; undefined when it has none */
+  peer?: PeerApplied;
+  /** the peer's status older than this is a peer that is gone */
+  peerStaleMs: number;
+}
+
+export interface EventNote {
+  type: "Normal" | "Warning";
+  reason: string;
+  action: string;
+  note: string;
+}
+
+export type Write =
+  | { kind: "addFinalizer"; service: ServiceView }
+  | {
+      kind: "status";
+      service: ServiceView;
+      ingressIp?: string;
+      condition: Omit<ServiceCondition, "lastTransitionTime">;
+      event?: EventNote;
+    }
+  | { kind: "release"; service: ServiceView; clearStatus: boolean; event: EventNote };
+
+function ourCondition(s: ServiceView): ServiceCondition | undefined {
+  return s.conditions.find((c) => c.type === CONDITION_TYPE);
+}
+
+export function planWrites(w: WriterWorld): Write[] {
+  const writes: Write[] = [];
+  const peerSettled = !w.peer || w.peer.heartbeatAgeMs > w.peerStaleMs || w.peer.appliedHash === w.applied.desiredHash;
+  for (const s of w.services) {
+    const ours = isOurs(s, w.slb);
+    const held = s.finalizers.includes(FINALIZER);
+    if (ours && !s.deleting) {
+      const a = w.assignments.get(s.key);
+      if (!a) continue;
+      if ("address" in a && !held) {
+        writes.push({ kind: "addFinalizer", service: s });
+        continue; // the status follows once the finalizer is on (the next pass sees it)
+      }
+      const condition =
+        "address" in a
+          ? {
+              type: CONDITION_TYPE,
+              status: "True" as const,
+              reason: "Allocated",
+              message: `${a.address} from pool ${a.pool}`,
+            }
+          : { type: CONDITION_TYPE, status: "False" as const, reason: a.refused.reason, message: a.refused.message };
+      const ip = "address" in a ? a.address : undefined;
+      const now = ourCondition(s);
+      const sameCondition =
+        now?.status === condition.status && now.reason === condition.reason && now.message === condition.message;
+      const sameIngress = s.ingressIps.length === (ip ? 1 : 0) && (ip === undefined || s.ingressIps[0] === ip);
+      if (sameCondition && sameIngress) continue;
+      const event: EventNote | undefined = sameCondition
+        ? undefined
+        : "address" in a
+          ? { type: "Normal", reason: "AddressAllocated", action: "Allocate", note: `${a.address} from pool ${a.pool}` }
+          : { type: "Warning", reason: a.refused.reason, action: "Allocate", note: a.refused.message };
+      writes.push({
+        kind: "status",
+        service: s,
+        ...(ip !== undefined ? { ingressIp: ip } : {}),
+        condition,
+        ...(event ? { event } : {}),
+      });
+      continue;
+    }
+    if (!held) continue;
+    if (w.applied.serviceKeys.has(s.key) || !peerSettled) continue; // its frontend may still forward somewhere
+    writes.push({
+      kind: "release",
+      service: s,
+      clearStatus: !ours && !s.deleting,
+      event: {
+        type: "Normal",
+        reason: "AddressReleased",
+        action: "Release",
+        note: `${s.ingressIps.join(", ") || "no address"} released: the frontend is gone from both LBs`,
+      },
+    });
+  }
+  return writes;
+}
+
+const STRATEGIC = "application/strategic-merge-patch+json";
+const MERGE = "application/merge-patch+json";
+
+/** Runs a plan; each write on its own (one Service's failure never stops the others), bounded per pass. */
+export class ServiceWriter {
+  constructor(
+    private readonly client: KubeClient,
+    private readonly o: { hostname: string; now?: () => number; maxWritesPerPass?: number },
+  ) {}
+
+  async run(
+    writes: readonly Write[],
+    slb: ServiceLoadBalancers | undefined,
+  ): Promise<{ done: number; errors: string[] }> {
+    const errors: string[] = [];
+    let done = 0;
+    for (const w of writes.slice(0, this.o.maxWritesPerPass ?? 100)) {
+      try {
+        await this.one(w, slb);
+        done++;
+      } catch (e) {
+        errors.push(`${w.kind} ${w.service.key}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return { done, errors };
+  }
+
+  private servicePath(s: ServiceView): string {
+    return `/api/v1/namespaces/${encodeURIComponent(s.namespace)}/services/${encodeURIComponent(s.name)}`;
+  }
+
+  private async one(w: Write, slb: ServiceLoadBalancers | undefined): Promise<void> {
+    const s = w.service;
+    switch (w.kind) {
+      case "addFinalizer":
+        await this.client.request("PATCH", this.servicePath(s), {
+          body: { metadata: { finalizers: [FINALIZER] } },
+          contentType: STRATEGIC,
+        });
+        return;
+      case "status": {
+        const now = ourCondition(s);
+        const changed = now?.status !== w.condition.status || now.reason !== w.condition.reason;
+        const condition: ServiceCondition = {
+          ...w.condition,
+          lastTransitionTime:
+            !changed && now ? now.lastTransitionTime : new Date(this.now()).toISOString().replace(/\.\d{3}Z$/, "Z"),
+        };
+        await this.client.request("PATCH", `${this.servicePath(s)}/status`, {
+          body: {
+            metadata: { resourceVersion: s.resourceVersion },
+            status: {
+              loadBalancer: { ingress: w.ingressIp ? [{ ip: w.ingressIp, ipMode: "VIP" }] : [] },
+              conditions: [...s.conditions.filter((c) => c.type !== CONDITION_TYPE), condition],
+            },
+          },
+          contentType: MERGE,
+        });
+        if (w.event) await this.event(s, w.event);
+        return;
+      }
+      case "release": {
+        if (w.clearStatus) {
+          const ours = (ip: string) => {
+            const p = parseIp(ip);
+            return !!p && !!slb?.pools.some((pool) => pool.ranges.some((r) => inRange(r, p)));
+          };
+          await this.client.request("PATCH", `${this.servicePath(s)}/status`, {
+            body: {
+              metadata: { resourceVersion: s.resourceVersion },
+              status: {
+                loadBalancer: { ingress: s.ingressIps.filter((ip) => !ours(ip)).map((ip) => ({ ip })) },
+                conditions: s.conditions.filter((c) => c.type !== CONDITION_TYPE),
+              },
+            },
+            contentType: MERGE,
+          });
+        }
+        await this.client.request("PATCH", this.servicePath(s), {
+          body: { metadata: { "$deleteFromPrimitiveList/finalizers": [FINALIZER] } },
+          contentType: STRATEGIC,
+        });
+        await this.event(s, w.event);
+        return;
+      }
+    }
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  /** An events.k8s.io Event on the Service, in its namespace. Never carries a secret: addresses and reasons only. */
+  private async event(s: ServiceView, e: EventNote): Promise<void> {
+    const t = this.now();
+    await this.client.request("POST", `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(s.namespace)}/events`, {
+      body: {
+        apiVersion: "events.k8s.io/v1",
+        kind: "Event",
+        metadata: {
+          name: `${s.name}.${t.toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`,
+          namespace: s.namespace,
+        },
+        eventTime: microTime(t),
+        reportingController: REPORTING_CONTROLLER,
+        reportingInstance: this.o.hostname,
+        action: e.action,
+        reason: e.reason,
+        note: e.note.slice(0, 1000),
+        type: e.type,
+        regarding: { apiVersion: "v1", kind: "Service", namespace: s.namespace, name: s.name, uid: s.uid },
+      },
+    });
+  }
+}

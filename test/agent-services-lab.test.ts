@@ -1,0 +1,220 @@
+/**
+ * Services of type LoadBalancer end to end (issue 20): a real kube-apiserver holds the Services and Nodes, an agent
+ * on each LB of the network-namespace lab (real haproxy, keepalived, conntrackd, firewalld, nftables) watches them;
+ * the lease holder allocates from the spec's pools and writes status, finalizer and Events; both LBs forward the
+ * addresses in the kernel to the lab workers' NodePorts. Answers are checked from the outside client, with the
+ * client's own address seen by the backend. Needs root.
+ */
+import { ANNOTATION_IPS, ANNOTATION_SHARED, FINALIZER } from "../agent/service-lb/view";
+import { CONDITION_TYPE } from "../agent/service-lb/writer";
+import { sleep, waitFor } from "../lab/exec";
+import type { LbKey } from "../lab/lab";
+import { OUTSIDE } from "../lab/topology";
+import { startAgentOnLab, type AgentOnLab } from "./fixtures/agent-on-lab";
+import { devSpecRaw } from "./fixtures/variants";
+
+const suite = process.getuid?.() === 0 ? describe : describe.skip;
+
+const NODE_PORT = { tcp: 30107, udp: 30108, other: 30109 };
+const CLASS = "edgepair.io/pair";
+/** a /29 public pool, routed to the pair like the floating IPs: 198.51.100.128-135 */
+const POOL = "198.51.100.128/29";
+
+function spec(): Record<string, unknown> {
+  const raw = devSpecRaw();
+  raw.serviceLoadBalancers = { pools: [{ name: "public", addresses: [POOL], type: "public" }] };
+  return raw;
+}
+
+interface ServiceObject {
+  metadata: { name: string; finalizers?: string[]; resourceVersion: string };
+  status?: {
+    loadBalancer?: { ingress?: { ip: string; ipMode?: string }[] };
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+  };
+}
+
+suite("agent: Services of type LoadBalancer on the lab pair, against a real API server", () => {
+  let env: AgentOnLab;
+  const ns = "default";
+  const path = (name = "") => `/api/v1/namespaces/${ns}/services${name ? `/${name}` : ""}`;
+
+  const create = async (
+    name: string,
+    o: {
+      /** without nodePort the API server allocates one (a NodePort is unique in the cluster) */
+      ports?: { protocol: string; port: number; nodePort?: number }[];
+      annotations?: Record<string, string>;
+      class?: string;
+    } = {},
+  ) => {
+    await env.cluster.must("POST", path(), {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, namespace: ns, ...(o.annotations ? { annotations: o.annotations } : {}) },
+      spec: {
+        type: "LoadBalancer",
+        loadBalancerClass: o.class ?? CLASS,
+        ports: (o.ports ?? [{ protocol: "TCP", port: 7 }]).map((p, i) => ({
+          name: `p${i}`,
+          ...p,
+          targetPort: 7,
+        })),
+      },
+    });
+  };
+  const get = async (name: string): Promise<ServiceObject | undefined> => {
+    try {
+      return (await env.cluster.must("GET", path(name))).body as ServiceObject;
+    } catch (e) {
+      if (/: 404 /.test(String(e))) return undefined;
+      throw e;
+    }
+  };
+  const ingressOf = async (name: string) => (await get(name))?.status?.loadBalancer?.ingress?.[0]?.ip;
+  const conditionOf = async (name: string) =>
+    (await get(name))?.status?.conditions?.find((c) => c.type === CONDITION_TYPE);
+  const events = async (name: string) => {
+    const r = await env.cluster.must("GET", `/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+    return (r.body as { items: { regarding: { name: string }; reason: string; note: string; type: string }[] }).items
+      .filter((e) => e.regarding.name === name)
+      .map((e) => `${e.type} ${e.reason}: ${e.note}`);
+  };
+  const table = async (key: LbKey) =>
+    (await env.lab.run(env.lab.lb(key).ns, ["nft", "list", "table", "ip", "edgepair_services"], { allowFail: true }))
+      .stdout;
+
+  beforeAll(async () => {
+    env = await startAgentOnLab({ spec: spec(), both: true });
+    // the workers' NodePorts: echo servers (TCP and UDP) that say who they are and whom they saw
+    for (const h of env.lab.plan.hosts.filter((x) => x.role === "ingress")) {
+      const p = env.lab.startHelper(`${h.key}/nodeports`, h.key, [
+        "serve",
+        "--name",
+        h.serverName ?? h.key,
+        ...Object.values(NODE_PORT).flatMap((port) => ["--echo", `${h.address}:${port}`]),
+      ]);
+      await env.lab.waitListening(p);
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    if (env) await env.stop();
+  }, 120_000);
+
+  test("a TCP Service gets the pool's first address, a finalizer, a condition and an Event; answered from outside, the backend sees the client", async () => {
+    const t0 = Date.now();
+    await create("echo", { ports: [{ protocol: "TCP", port: 7, nodePort: NODE_PORT.tcp }] });
+    const ip = await waitFor("echo's address", () => ingressOf("echo"), { timeoutMs: 20_000, intervalMs: 50 });
+    expect(ip).toBe("198.51.100.128");
+    let first: number | undefined;
+    const answer = await waitFor(
+      "echo's first answer from outside",
+      async () => {
+        const r = await env.lab.ask("cli", `${ip}:7`, { timeoutMs: 500 });
+        if (r.ok) first = Date.now();
+        return r.ok ? r : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
+    expect(answer.peer).toBe(OUTSIDE.client);
+    process.stdout.write(`Service created -> first TCP answer through ${ip}: ${first! - t0} ms\n`);
+    const svc = (await get("echo"))!;
+    expect(svc.metadata.finalizers).toContain(FINALIZER);
+    expect(svc.status?.loadBalancer?.ingress).toEqual([{ ip, ipMode: "VIP" }]);
+    expect(await conditionOf("echo")).toMatchObject({ status: "True", reason: "Allocated" });
+    expect(await events("echo")).toEqual([`Normal AddressAllocated: ${ip} from pool public`]);
+    // both LBs forward it: the BACKUP is ready for a failover
+    for (const key of ["lb1", "lb2"] as const)
+      await waitFor(
+        `${key} forwards echo`,
+        async () => ((await table(key)).includes("svc/default/echo/tcp/7") ? true : undefined),
+        {
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        },
+      );
+  }, 60_000);
+
+  test("TCP and UDP Services with one sharing key share one address; a requested address is honoured", async () => {
+    const shared = { [ANNOTATION_SHARED]: "dns" };
+    await create("dns-tcp", { annotations: shared, ports: [{ protocol: "TCP", port: 53, nodePort: NODE_PORT.other }] });
+    await create("dns-udp", { annotations: shared, ports: [{ protocol: "UDP", port: 53, nodePort: NODE_PORT.udp }] });
+    await create("asks", { annotations: { [ANNOTATION_IPS]: "198.51.100.135" } });
+    const a = await waitFor("dns-tcp's address", () => ingressOf("dns-tcp"), { timeoutMs: 20_000, intervalMs: 50 });
+    const b = await waitFor("dns-udp's address", () => ingressOf("dns-udp"), { timeoutMs: 20_000, intervalMs: 50 });
+    expect(a).toBe(b);
+    expect(await waitFor("asks' address", () => ingressOf("asks"), { timeoutMs: 20_000, intervalMs: 50 })).toBe(
+      "198.51.100.135",
+    );
+    const udp = await waitFor(
+      "the UDP Service's answer",
+      async () => {
+        const r = await env.lab.ask("cli", `${b}:53`, { udp: true, timeoutMs: 500 });
+        return r.ok ? r : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
+    expect(udp.peer).toBe(OUTSIDE.client);
+  }, 60_000);
+
+  test("another class is never touched; an exhausted pool gets an Event and no address, and one Service's refusal changes no other", async () => {
+    await create("not-ours", { class: "example.com/other" });
+    // 8 addresses: echo, dns (shared), asks hold 3; five more fill the pool, the sixth is refused
+    for (let i = 0; i < 6; i++) await create(`fill-${i}`);
+    await waitFor(
+      "fill-5's refusal",
+      async () => ((await conditionOf("fill-5"))?.reason === "PoolExhausted" ? true : undefined),
+      {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      },
+    );
+    expect(await ingressOf("fill-5")).toBeUndefined();
+    expect(await events("fill-5")).toEqual(["Warning PoolExhausted: no free address in pool public"]);
+    await sleep(2000); // passes of the writer: still nothing on the other class, and one Event only
+    const other = (await get("not-ours"))!;
+    expect([
+      other.metadata.finalizers ?? [],
+      other.status?.loadBalancer?.ingress ?? [],
+      other.status?.conditions ?? [],
+    ]).toEqual([[], [], []]);
+    expect(await events("not-ours")).toEqual([]);
+    expect(await events("fill-5")).toHaveLength(1);
+    expect(await ingressOf("echo")).toBe("198.51.100.128");
+  }, 90_000);
+
+  test("a Service deleted: frontend gone from both LBs, port closed, finalizer removed, the address handed to the waiting Service", async () => {
+    await env.cluster.must("DELETE", path("echo"));
+    await waitFor("echo gone", async () => ((await get("echo")) === undefined ? true : undefined), {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    for (const key of ["lb1", "lb2"] as const) expect(await table(key)).not.toContain("svc/default/echo/");
+    expect(await events("echo")).toContain(
+      "Normal AddressReleased: 198.51.100.128 released: the frontend is gone from both LBs",
+    );
+    // fill-5 was waiting: it gets the released address
+    expect(await waitFor("fill-5's address", () => ingressOf("fill-5"), { timeoutMs: 20_000, intervalMs: 100 })).toBe(
+      "198.51.100.128",
+    );
+  }, 60_000);
+
+  test("the lease holder's agent stops: the other LB's agent takes the lease over and allocates", async () => {
+    const holder = await waitFor(
+      "the lease holder",
+      async () => Object.values(env.agents).find((a) => a?.agent.servicesWriter),
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
+    await holder.agent.stop();
+    await env.cluster.must("DELETE", path("fill-0"));
+    await create("late");
+    const ip = await waitFor("late's address", () => ingressOf("late"), { timeoutMs: 30_000, intervalMs: 100 });
+    expect(ip).toMatch(/^198\.51\.100\.1(2[89]|3[0-5])$/);
+  }, 60_000);
+
+  test("every request any agent made was allowed by its Role", () => {
+    expect(env.responses.filter((r) => r.status === 403)).toEqual([]);
+    expect(env.responses.some((r) => r.path.startsWith("/api/v1/services"))).toBe(true);
+  });
+});
