@@ -30,6 +30,8 @@ import {
   type DesiredState,
 } from "./kube";
 import { PEER_STALE_MS, rolloutDecision } from "./rollout";
+import { ServiceHealth, type Prober } from "./service-lb/health";
+import { kernelServices } from "../render/service-lb";
 import {
   ImageSwitchLoop,
   keepalivedHeld,
@@ -81,6 +83,8 @@ export interface AgentRunOptions {
    * keepalived that crashed writes no transition. Default 10 s.
    */
   vrrpRecheckMs?: number;
+  /** How Service backends are probed (default: from this process, which on the VM is in the LB's namespace). */
+  serviceProber?: Prober;
 }
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
@@ -106,9 +110,16 @@ export class AgentRun {
   private readonly retries: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
   private vrrpTimer: NodeJS.Timeout | undefined;
+  private readonly health: ServiceHealth;
 
   constructor(private readonly o: AgentRunOptions) {
     this.retries = new Backoff({ initialMs: 1000, maxMs: 30_000, ...o.retry });
+    this.health = new ServiceHealth({
+      healthCheck: o.bootstrapSpec.healthCheck,
+      runner: o.runner,
+      log: o.log,
+      ...(o.serviceProber ? { prober: o.serviceProber } : {}),
+    });
   }
 
   async start(): Promise<void> {
@@ -148,6 +159,7 @@ export class AgentRun {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.vrrpTimer) clearInterval(this.vrrpTimer);
+    await this.health.stop();
     this.fifo?.close();
     this.reassert?.stop();
     await this.switchLoop?.stop();
@@ -344,7 +356,7 @@ export class AgentRun {
       this.appliedSpec = state.spec;
       // what is live is what the last apply (bootstrap's included) recorded
       this.report(state, { hashes: (await readApplyState(o.stateDir)).hashes, desiredHash: change.desiredHash });
-      this.cluster?.applied(state, change.desiredHash);
+      await this.afterApply(state, change.desiredHash);
       return;
     }
     this.waiting = undefined;
@@ -472,7 +484,14 @@ export class AgentRun {
     this.lastGood = files;
     this.appliedSpec = state.spec;
     this.report(state, { hashes: report.hashes, desiredHash });
+    await this.afterApply(state, desiredHash);
+  }
+
+  /** `state` runs now: the Service writer may release what it no longer forwards; backend health goes on its maps. */
+  private async afterApply(state: DesiredState, desiredHash: string): Promise<void> {
     this.cluster?.applied(state, desiredHash);
+    const frontends = kernelServices(state.spec, state.selection.backends.extra, state.services);
+    await this.health.applied(frontends, state.spec.healthCheck);
   }
 
   /** What `state`'s reconcile left live; its backend pools only when it passed (a failure leaves the last view). */

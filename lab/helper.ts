@@ -2,12 +2,16 @@
  * The lab's stand-in programs, run inside the namespaces with plain `node` (the lab compiles this file once per
  * run with swc, so a start costs tens of milliseconds, not a TypeScript compiler start). Node built-ins only.
  *
- *   serve --name N [--https A:P --cert F --key F]... [--http A:P]... [--echo A:P]... [--banner A:P]...
+ *   serve --name N [--https A:P --cert F --key F]... [--http A:P]... [--echo A:P]... [--banner A:P]... [--unhealthy A:P]...
  *       HTTP(S): GET /readyz answers 200 "ok" (a Kubernetes API's readiness), any other path a JSON line
  *       {"server":N,"peer":<client address as seen here>,"local":<address:port>}. echo: TCP and UDP echo.
- *       banner: an SSH stand-in that sends an SSH identification line. Prints "ready" once everything listens.
+ *       banner: an SSH stand-in that sends an SSH identification line. unhealthy: HTTP answering 503 to everything
+ *       (a healthCheckNodePort without local endpoints). Prints "ready" once everything listens.
  *       An echo server answers the message "who?" (a TCP connection's first, or a datagram) with the JSON line
  *       {"server":N,"peer":<client address as seen here>} instead: which backend took it, and whom it saw.
+ *   probe
+ *       Backend probes for an agent outside the namespace: reads JSON lines {id,kind:"tcp"|"http",address,port,path?,
+ *       timeoutMs} on stdin, answers {id,ok} on stdout for each, concurrently (what the agent's own prober does on a VM).
  *   ask --to A:P [--udp true] [--timeout-ms 2000]
  *       Sends "who?" to an echo server over TCP or UDP and prints its answer; exit 1 without one in time.
  *   client --url URL --out FILE [--interval-ms 10] [--timeout-ms 3000] [--max-ms 60000] [--max-requests 100000]
@@ -96,6 +100,14 @@ async function serve(m: Map<string, string[]>): Promise<void> {
   };
   const waits: Promise<void>[] = [];
   for (const at of m.get("http") ?? []) waits.push(listen(http.createServer(handler), at));
+  // a Service's healthCheckNodePort on a node without a local endpoint: kube-proxy answers 503
+  for (const at of m.get("unhealthy") ?? [])
+    waits.push(
+      listen(
+        http.createServer((_req, res) => res.writeHead(503).end("no local endpoints\n")),
+        at,
+      ),
+    );
   const httpsAt = m.get("https") ?? [];
   if (httpsAt.length > 0) {
     const tls = { cert: readFileSync(one(m, "cert")), key: readFileSync(one(m, "key")) };
@@ -146,6 +158,55 @@ async function serve(m: Map<string, string[]>): Promise<void> {
 }
 
 const WHO = "who?";
+
+interface ProbeQuery {
+  id: number;
+  kind: "tcp" | "http";
+  address: string;
+  port: number;
+  path?: string;
+  timeoutMs: number;
+}
+
+function probeOnce(q: ProbeQuery): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), q.timeoutMs);
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    if (q.kind === "tcp") {
+      const s = createConnection({ host: q.address, port: q.port }, () => {
+        s.destroy();
+        done(true);
+      });
+      s.on("error", () => done(false));
+      return;
+    }
+    http
+      .get({ host: q.address, port: q.port, path: q.path ?? "/", agent: false }, (res) => {
+        res.resume();
+        done((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400);
+      })
+      .on("error", () => done(false));
+  });
+}
+
+async function probe(): Promise<void> {
+  let buffered = "";
+  process.stdin.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString();
+    let nl = buffered.indexOf("\n");
+    while (nl >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf("\n");
+      const q = JSON.parse(line) as ProbeQuery;
+      void probeOnce(q).then((ok) => process.stdout.write(`${JSON.stringify({ id: q.id, ok })}\n`));
+    }
+  });
+  await new Promise<void>((resolve) => process.stdin.on("end", resolve));
+}
 
 /** One "who?" to an echo server (serve --echo), TCP or UDP; prints the answer. */
 async function ask(m: Map<string, string[]>): Promise<void> {
@@ -445,7 +506,10 @@ async function main(): Promise<void> {
   } else if (mode === "ask") {
     await ask(m);
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask`);
+  } else if (mode === "probe") {
+    await probe();
+    process.exit(0);
+  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | probe`);
 }
 
 main().catch((e: unknown) => {

@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { canonical, nthAddress, parseCidr } from "../spec/address";
 import { selectBackends, type NodeView } from "../agent/kube/backends";
-import { rangeCidrs } from "../spec/pools";
+import { poolCidrs } from "../spec/pools";
 import type { BackendSets, ResolvedSpec } from "../spec/types";
 
 /** Where the lab keeps the state of every run: one directory per prefix. */
@@ -193,9 +193,7 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
     routes: [
       ...spec.derived.publicVips.filter((v) => v.family === 4).map((v) => `${v.address}/32`),
       // public Service pools are routed like the floating IPs
-      ...(spec.serviceLoadBalancers?.pools ?? [])
-        .filter((p) => p.type === "public")
-        .flatMap((p) => p.ranges.flatMap(rangeCidrs)),
+      ...poolCidrs(spec, "public"),
     ].map((to) => ({ to, via: pub.nextHop as string })),
   };
 

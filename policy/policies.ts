@@ -13,6 +13,7 @@ import { firewallKeepsSshOffVips, floatingIpsReachNoSsh, securityGroupsKeepSshIn
 import { imagePinnedByDigest } from "./image-pinned";
 import { lbVmsSpread } from "./lb-spread";
 import { lbsShareOnePrivateNetwork } from "./private-network";
+import { servicePoolsDistinct, servicesNoPublicSshOrMcs } from "./services";
 import { vrrpV3FastAdvert } from "./vrrp";
 
 export const PACK_NAME = "edgepair";
@@ -26,6 +27,8 @@ export const edgepairPolicies: Policies = [
   firewallKeepsSshOffVips,
   lbsShareOnePrivateNetwork,
   agentRbacLeastPrivilege,
+  servicePoolsDistinct,
+  servicesNoPublicSshOrMcs,
   hardAntiAffinity,
   readyGateEnabled,
   lbVmSizing,

@@ -4,7 +4,8 @@
  * NodePorts without translating between address families (nftables has no NAT64).
  */
 import ipaddr from "ipaddr.js";
-import { broadcastAddress, parseCidr, parseIp, type Ip } from "./address";
+import { broadcastAddress, parseCidr, parseIp, type Cidr, type Ip } from "./address";
+import type { AddressType, ResolvedSpec } from "./types";
 
 /** An inclusive range of IPv4 addresses as 32-bit numbers. */
 export interface Ipv4Range {
@@ -32,7 +33,7 @@ export function parsePoolEntry(text: string): PoolEntryParse {
     if (c.cidr.network.kind() !== "ipv4") return { ok: false, rule: IPV4_ONLY };
     if (c.cidr.prefixLength < 16)
       return { ok: false, rule: `must be /16 or narrower (65536 addresses), not /${c.cidr.prefixLength}` };
-    return { ok: true, range: { first: ipv4Number(c.cidr.network), last: ipv4Number(broadcastAddress(c.cidr)) } };
+    return { ok: true, range: cidrRange(c.cidr) };
   }
   const parts = text.split("-");
   if (parts.length !== 2)
@@ -48,6 +49,11 @@ export function parsePoolEntry(text: string): PoolEntryParse {
     return { ok: false, rule: `is reversed: ${parts[0]?.trim()} comes after ${parts[1]?.trim()}` };
   if (range.last - range.first >= 65536) return { ok: false, rule: "must hold at most 65536 addresses" };
   return { ok: true, range };
+}
+
+/** The addresses of an IPv4 CIDR, network and broadcast address included. */
+export function cidrRange(c: Cidr): Ipv4Range {
+  return { first: ipv4Number(c.network), last: ipv4Number(broadcastAddress(c)) };
 }
 
 export function rangesOverlap(a: Ipv4Range, b: Ipv4Range): boolean {
@@ -82,4 +88,14 @@ function countTrailingZeros(n: number): number {
   let z = 0;
   while (z < 32 && n % 2 ** (z + 1) === 0) z++;
   return z;
+}
+
+/**
+ * The CIDRs of every Service pool of one type, in pool order: what a platform routes to the pair (libvirt: a route
+ * each) or lets its ports answer for (OpenStack: an allowed-address-pair each).
+ */
+export function poolCidrs(spec: ResolvedSpec, type: AddressType): string[] {
+  return (spec.serviceLoadBalancers?.pools ?? [])
+    .filter((p) => p.type === type)
+    .flatMap((p) => p.ranges.flatMap(rangeCidrs));
 }

@@ -60,8 +60,13 @@ const network = z.strictObject({
 });
 
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-/** A Kubernetes qualified name with a prefix, as spec.loadBalancerClass takes it (`edgepair.io/pair`). */
-const LOAD_BALANCER_CLASS = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+/**
+ * A Kubernetes qualified name with a prefix, as spec.loadBalancerClass takes it (`edgepair.io/pair`): the prefix a DNS
+ * subdomain (labels of at most 63, no empty label), the name at most 63. Anything looser would be a class no Service
+ * can carry (the API server refuses it), so the pair would silently serve none.
+ */
+const LOAD_BALANCER_CLASS =
+  /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 /** Any IPv4 network a client may come from (0.0.0.0/0 included): a Service's source ranges. */
 const sourceRange = z

@@ -2,9 +2,9 @@
  * Rules of `serviceLoadBalancers` and `extraServices` against the rest of the spec (semantics.ts calls them with
  * what it already parsed). Each problem names the field and the rule; collisions are computed after defaults.
  */
-import { broadcastAddress, canonical, contains, type Cidr, type Ip } from "./address";
+import { broadcastAddress, canonical, contains, parseCidr, type Cidr, type Ip } from "./address";
 import type { SpecProblem } from "./errors";
-import { inRange, ipv4Number, parsePoolEntry, rangesOverlap, rangeText, type Ipv4Range } from "./pools";
+import { cidrRange, inRange, ipv4Number, parsePoolEntry, rangesOverlap, rangeText, type Ipv4Range } from "./pools";
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -32,12 +32,19 @@ interface ParsedPool {
 export function serviceProblems(spec: Obj, ctx: ServiceContext): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const pools =
-    spec.serviceLoadBalancers === undefined ? [] : checkPools(obj(spec.serviceLoadBalancers), ctx, problems);
+    spec.serviceLoadBalancers === undefined
+      ? []
+      : checkPools(obj(spec.serviceLoadBalancers), ctx, staticBackends(spec, ctx), problems);
   checkExtraServices(list(spec.extraServices), pools, ctx, problems);
   return problems;
 }
 
-function checkPools(raw: Obj, ctx: ServiceContext, problems: SpecProblem[]): ParsedPool[] {
+function checkPools(
+  raw: Obj,
+  ctx: ServiceContext,
+  backends: { path: string; ip: Ip }[],
+  problems: SpecProblem[],
+): ParsedPool[] {
   const pools: ParsedPool[] = [];
   const names = new Set<string>();
   list(raw.pools).forEach((p, i) => {
@@ -56,7 +63,7 @@ function checkPools(raw: Obj, ctx: ServiceContext, problems: SpecProblem[]): Par
         problems.push({ path: entryPath, rule: r.rule });
         return;
       }
-      checkPoolRange(entryPath, r.range, pool.type, ctx, problems);
+      checkPoolRange(entryPath, r.range, pool.type, ctx, backends, problems);
       parsed.ranges.push({ path: entryPath, range: r.range });
     });
     pools.push(parsed);
@@ -70,10 +77,55 @@ function checkPools(raw: Obj, ctx: ServiceContext, problems: SpecProblem[]): Par
   return pools;
 }
 
-function checkPoolRange(path: string, r: Ipv4Range, type: unknown, ctx: ServiceContext, problems: SpecProblem[]) {
+/**
+ * What no pool may hold, as notUnicast() refuses it for a single address (spec/address.ts): an entry is checked as a
+ * range, so a public pool such as 224.0.0.0/16 (VRRP's own 224.0.0.18 is multicast) or 169.254.0.0/16 (the cloud's
+ * metadata service) would otherwise be routed to the pair and held on both LBs.
+ */
+const NOT_UNICAST: { range: Ipv4Range; text: string; what: string }[] = (
+  [
+    ["0.0.0.0/8", "the unspecified range"],
+    ["127.0.0.0/8", "loopback"],
+    ["169.254.0.0/16", "link-local"],
+    ["224.0.0.0/4", "multicast"],
+    ["255.255.255.255/32", "the broadcast address"],
+  ] as const
+).map(([text, what]) => {
+  const c = parseCidr(text);
+  if (!c.ok) throw new Error(`unreachable: ${text}`);
+  return { range: cidrRange(c.cidr), text, what };
+});
+
+/** The spec's static backend addresses (API, ingress, extra services), by field: nodes' addresses, never a Service's. */
+function staticBackends(spec: Obj, ctx: ServiceContext): { path: string; ip: Ip }[] {
+  const of = (path: string, raw: unknown) =>
+    list(raw).flatMap((v, i) => {
+      const a = ctx.ip(v);
+      return a ? [{ path: `${path}[${i}]`, ip: a }] : [];
+    });
+  return [
+    ...of("apiBackend.addresses", obj(spec.apiBackend).addresses),
+    ...of("ingressBackend.addresses", obj(spec.ingressBackend).addresses),
+    ...list(spec.extraServices).flatMap((e, i) =>
+      of(`extraServices[${i}].backend.addresses`, obj(obj(e).backend).addresses),
+    ),
+  ];
+}
+
+function checkPoolRange(
+  path: string,
+  r: Ipv4Range,
+  type: unknown,
+  ctx: ServiceContext,
+  backends: { path: string; ip: Ip }[],
+  problems: SpecProblem[],
+) {
   const inside = (c: Cidr) => inRange(r, c.network) || containsNumber(c, r.first) || containsNumber(c, r.last);
   const within = (c: Cidr) => containsNumber(c, r.first) && containsNumber(c, r.last);
   const network = ctx.network;
+  const special = NOT_UNICAST.find((s) => rangesOverlap(r, s.range));
+  if (special)
+    problems.push({ path, rule: `must hold unicast addresses only: it overlaps ${special.text} (${special.what})` });
   if (type === "private" && network) {
     if (!within(network.cidr))
       problems.push({ path, rule: `is private, so it must be inside network.cidr ${cidrOf(network.cidr)}` });
@@ -92,6 +144,12 @@ function checkPoolRange(path: string, r: Ipv4Range, type: unknown, ctx: ServiceC
         path,
         rule: "must be outside platform.publicNetwork.cidr: on libvirt public pools are routed to platform.publicNetwork.nextHop",
       });
+    // an IPv4 route needs an IPv4 next hop, as for a public IPv4 VIP (semantics.ts)
+    if (pub && ctx.platform === "libvirt" && pub.cidr.network.kind() !== "ipv4")
+      problems.push({
+        path,
+        rule: "cannot be IPv4 with an IPv6 platform.publicNetwork: it is routed to the public next hop",
+      });
     if (pub && ctx.platform === "openstack") {
       if (!within(pub.cidr))
         problems.push({
@@ -106,6 +164,9 @@ function checkPoolRange(path: string, r: Ipv4Range, type: unknown, ctx: ServiceC
         ] as const) {
           if (a && inRange(r, a)) problems.push({ path, rule: `must not hold ${what} ${canonical(a)}` });
         }
+        // as for a public VIP there: Neutron gives neither address to a port
+        if ([pub.cidr.network, broadcastAddress(pub.cidr)].some((e) => inRange(r, e)))
+          problems.push({ path, rule: "must not hold platform.publicNetwork.cidr's network or broadcast address" });
       }
     }
   }
@@ -127,6 +188,14 @@ function checkPoolRange(path: string, r: Ipv4Range, type: unknown, ctx: ServiceC
     if (inRange(r, v.ip))
       problems.push({ path, rule: `must not hold a virtual address: ${canonical(v.ip)} is ${v.path}` });
   }
+  // Both LBs hold a pool's addresses as their own: a node at one of them could no longer be reached through the pair,
+  // and a Service given its address would take the node's traffic. The first one names the collision.
+  const backend = backends.find((b) => inRange(r, b.ip));
+  if (backend)
+    problems.push({
+      path,
+      rule: `must not hold a static backend: ${canonical(backend.ip)} is ${backend.path}, a node's address`,
+    });
 }
 
 function checkExtraServices(raw: unknown[], pools: ParsedPool[], ctx: ServiceContext, problems: SpecProblem[]) {
@@ -140,47 +209,59 @@ function checkExtraServices(raw: unknown[], pools: ParsedPool[], ctx: ServiceCon
       if (prior) problems.push({ path: `${path}.name`, rule: `duplicates ${prior}.name ${svc.name}` });
       else names.set(svc.name, path);
     }
-    const fe = obj(svc.frontend);
-    const a = ctx.ip(fe.address);
-    const port = typeof fe.port === "number" ? fe.port : undefined;
-    if (!a) return;
-    const where = frontendOf(a, pools, ctx);
-    const fePath = `${path}.frontend.address`;
-    if (a.kind() !== "ipv4") {
-      problems.push({
-        path: fePath,
-        rule: "must be IPv4: the cluster network is IPv4, and the kernel does not translate between families",
-      });
-      return;
-    }
-    if (!where) {
-      problems.push({
-        path: fePath,
-        rule: `must be one of virtualAddresses.api or .ingress, or inside a pool of serviceLoadBalancers: ${canonical(a)} is neither`,
-      });
-    } else if (where.kind === "nat") {
-      problems.push({
-        path: fePath,
-        rule: "must not be virtualAddresses.nat: its ports are the egress translation's",
-      });
-    }
-    if (where && port !== undefined) {
-      const portPath = `${path}.frontend.port`;
-      const own = where.kind === "vip" ? ctx.ownPorts.get(port) : undefined;
-      if (own)
-        problems.push({ path: portPath, rule: `must not be ${port} on a virtual address of the pair: it is ${own}` });
-      else if (where.type === "public" && (port === 22 || port === 22623))
-        problems.push({
-          path: portPath,
-          rule: `must not be ${port} on a public address: ${port === 22 ? "SSH" : "the machine-config server"} is never exposed outside`,
-        });
-      const key = `${canonical(a)} ${String(svc.protocol)} ${port}`;
-      const prior = frontends.get(key);
-      if (prior) problems.push({ path: portPath, rule: `${svc.protocol} ${canonical(a)}:${port} is already ${prior}` });
-      else frontends.set(key, `${path}.frontend`);
-    }
+    checkFrontend(path, svc, pools, ctx, frontends, problems);
+    // whatever the frontend's problems: every problem at once
     checkExtraBackends(`${path}.backend`, obj(svc.backend), ctx, problems);
   });
+}
+
+function checkFrontend(
+  path: string,
+  svc: Obj,
+  pools: ParsedPool[],
+  ctx: ServiceContext,
+  frontends: Map<string, string>,
+  problems: SpecProblem[],
+) {
+  const fe = obj(svc.frontend);
+  const a = ctx.ip(fe.address);
+  const port = typeof fe.port === "number" ? fe.port : undefined;
+  if (!a) return;
+  const where = frontendOf(a, pools, ctx);
+  const fePath = `${path}.frontend.address`;
+  if (a.kind() !== "ipv4") {
+    problems.push({
+      path: fePath,
+      rule: "must be IPv4: the cluster network is IPv4, and the kernel does not translate between families",
+    });
+    return;
+  }
+  if (!where) {
+    problems.push({
+      path: fePath,
+      rule: `must be one of virtualAddresses.api or .ingress, or inside a pool of serviceLoadBalancers: ${canonical(a)} is neither`,
+    });
+  } else if (where.kind === "nat") {
+    problems.push({
+      path: fePath,
+      rule: "must not be virtualAddresses.nat: its ports are the egress translation's",
+    });
+  }
+  if (where && port !== undefined) {
+    const portPath = `${path}.frontend.port`;
+    const own = where.kind === "vip" ? ctx.ownPorts.get(port) : undefined;
+    if (own)
+      problems.push({ path: portPath, rule: `must not be ${port} on a virtual address of the pair: it is ${own}` });
+    else if (where.type === "public" && (port === 22 || port === 22623))
+      problems.push({
+        path: portPath,
+        rule: `must not be ${port} on a public address: ${port === 22 ? "SSH" : "the machine-config server"} is never exposed outside`,
+      });
+    const key = `${canonical(a)} ${String(svc.protocol)} ${port}`;
+    const prior = frontends.get(key);
+    if (prior) problems.push({ path: portPath, rule: `${svc.protocol} ${canonical(a)}:${port} is already ${prior}` });
+    else frontends.set(key, `${path}.frontend`);
+  }
 }
 
 function checkExtraBackends(path: string, raw: Obj, ctx: ServiceContext, problems: SpecProblem[]) {
@@ -199,6 +280,11 @@ function checkExtraBackends(path: string, raw: Obj, ctx: ServiceContext, problem
         path: p,
         rule: `must be inside network.cidr ${cidrOf(network.cidr)}: NodePorts are reached through the private NIC`,
       });
+    else if (
+      network &&
+      [network.cidr.network, broadcastAddress(network.cidr)].some((x) => canonical(x) === canonical(a))
+    )
+      problems.push({ path: p, rule: "must not be network.cidr's network or broadcast address" });
     else if (network && [network.gateway, ...network.lbAddresses].some((x) => x && canonical(x) === canonical(a)))
       problems.push({
         path: p,

@@ -15,7 +15,9 @@ import { devSpecRaw } from "./fixtures/variants";
 
 const suite = process.getuid?.() === 0 ? describe : describe.skip;
 
-const NODE_PORT = { tcp: 30107, udp: 30108, other: 30109 };
+const NODE_PORT = { tcp: 30107, udp: 30108, other: 30109, checked: 30110, local: 30111 };
+/** the ETP Local Service's healthCheckNodePort: 200 on the first worker (it has the endpoint), 503 on the second */
+const HEALTH_NODE_PORT = 32100;
 const CLASS = "edgepair.io/pair";
 /** a /29 public pool, routed to the pair like the floating IPs: 198.51.100.128-135 */
 const POOL = "198.51.100.128/29";
@@ -23,6 +25,8 @@ const POOL = "198.51.100.128/29";
 function spec(): Record<string, unknown> {
   const raw = devSpecRaw();
   raw.serviceLoadBalancers = { pools: [{ name: "public", addresses: [POOL], type: "public" }] };
+  // probes every 0.5 s, two in a row: a dead backend leaves within about a second
+  raw.healthCheck = { intervalSeconds: 0.5, rise: 2, fall: 2 };
   return raw;
 }
 
@@ -46,6 +50,7 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
       ports?: { protocol: string; port: number; nodePort?: number }[];
       annotations?: Record<string, string>;
       class?: string;
+      local?: { healthCheckNodePort: number };
     } = {},
   ) => {
     await env.cluster.must("POST", path(), {
@@ -55,6 +60,7 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
       spec: {
         type: "LoadBalancer",
         loadBalancerClass: o.class ?? CLASS,
+        ...(o.local ? { externalTrafficPolicy: "Local", healthCheckNodePort: o.local.healthCheckNodePort } : {}),
         ports: (o.ports ?? [{ protocol: "TCP", port: 7 }]).map((p, i) => ({
           name: `p${i}`,
           ...p,
@@ -84,15 +90,42 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
     (await env.lab.run(env.lab.lb(key).ns, ["nft", "list", "table", "ip", "edgepair_services"], { allowFail: true }))
       .stdout;
 
+  const workers = () => env.lab.plan.hosts.filter((x) => x.role === "ingress");
+  const name = (h: { serverName?: string; key: string }) => h.serverName ?? h.key;
+  const startNodePort = async (hostKey: string, port: number) => {
+    const h = workers().find((x) => x.key === hostKey)!;
+    const p = env.lab.startHelper(`${h.key}/np-${port}`, h.key, [
+      "serve",
+      "--name",
+      name(h),
+      "--echo",
+      `${h.address}:${port}`,
+    ]);
+    await env.lab.waitListening(p);
+  };
+  /** which backends answer `count` new connections to `to` */
+  const answering = async (to: string, count: number) => {
+    const servers = new Set<string>();
+    for (let i = 0; i < count; i++) {
+      const r = await env.lab.ask("cli", to, { timeoutMs: 1000 });
+      servers.add(r.ok ? r.server : `error: ${r.error}`);
+    }
+    return [...servers].sort();
+  };
+
   beforeAll(async () => {
     env = await startAgentOnLab({ spec: spec(), both: true });
-    // the workers' NodePorts: echo servers (TCP and UDP) that say who they are and whom they saw
-    for (const h of env.lab.plan.hosts.filter((x) => x.role === "ingress")) {
-      const p = env.lab.startHelper(`${h.key}/nodeports`, h.key, [
+    // the workers' NodePorts: echo servers (TCP and UDP) that say who they are and whom they saw, one process per
+    // port (a test stops one); the ETP Local Service's health NodePort says where its endpoint is
+    for (const [i, h] of workers().entries()) {
+      for (const port of Object.values(NODE_PORT)) await startNodePort(h.key, port);
+      const health = i === 0 ? "--http" : "--unhealthy";
+      const p = env.lab.startHelper(`${h.key}/hc`, h.key, [
         "serve",
         "--name",
-        h.serverName ?? h.key,
-        ...Object.values(NODE_PORT).flatMap((port) => ["--echo", `${h.address}:${port}`]),
+        name(h),
+        health,
+        `${h.address}:${HEALTH_NODE_PORT}`,
       ]);
       await env.lab.waitListening(p);
     }
@@ -158,20 +191,81 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
     expect(udp.peer).toBe(OUTSIDE.client);
   }, 60_000);
 
+  test("a backend whose NodePort stops answering leaves within fall x interval and comes back after rise; ETP Local goes only where the endpoint is", async () => {
+    await create("checked", { ports: [{ protocol: "TCP", port: 7, nodePort: NODE_PORT.checked }] });
+    await create("local", {
+      ports: [{ protocol: "TCP", port: 7, nodePort: NODE_PORT.local }],
+      local: { healthCheckNodePort: HEALTH_NODE_PORT },
+    });
+    const checked = await waitFor("checked's address", () => ingressOf("checked"), {
+      timeoutMs: 20_000,
+      intervalMs: 50,
+    });
+    const local = await waitFor("local's address", () => ingressOf("local"), { timeoutMs: 20_000, intervalMs: 50 });
+    const [w1, w2] = workers().map(name);
+    // the address is recorded before the LBs forward it: wait for the first answers
+    await waitFor(
+      "checked answered by both workers",
+      async () => ((await answering(`${checked}:7`, 8)).join() === [w1, w2].sort().join() ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      },
+    );
+    expect(await answering(`${checked}:7`, 16)).toEqual([w1, w2].sort());
+    // ETP Local: the second worker's health NodePort answers 503 (no local endpoint)
+    await waitFor(
+      "local served by the first worker only",
+      async () => ((await answering(`${local}:7`, 8)).join() === w1 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 200,
+      },
+    );
+    expect(await answering(`${local}:7`, 16)).toEqual([w1]);
+    // the second worker's NodePort of "checked" dies
+    const second = workers()[1]!;
+    const t0 = Date.now();
+    await env.lab.stopClient(env.lab.proc(`${second.key}/np-${NODE_PORT.checked}`)!);
+    await waitFor(
+      "checked served by the first worker only",
+      async () => ((await answering(`${checked}:7`, 8)).join() === w1 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      },
+    );
+    const leftMs = Date.now() - t0;
+    expect(await answering(`${checked}:7`, 16)).toEqual([w1]);
+    await startNodePort(second.key, NODE_PORT.checked);
+    const t1 = Date.now();
+    await waitFor(
+      "checked served by both again",
+      async () => ((await answering(`${checked}:7`, 12)).length === 2 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      },
+    );
+    process.stdout.write(
+      `backend health: dead NodePort out after ${leftMs} ms, back after ${Date.now() - t1} ms (interval 500 ms, fall 2, rise 2)\n`,
+    );
+  }, 90_000);
+
   test("another class is never touched; an exhausted pool gets an Event and no address, and one Service's refusal changes no other", async () => {
     await create("not-ours", { class: "example.com/other" });
-    // 8 addresses: echo, dns (shared), asks hold 3; five more fill the pool, the sixth is refused
-    for (let i = 0; i < 6; i++) await create(`fill-${i}`);
+    // 8 addresses: echo, dns (shared), asks, checked and local hold 5; three more fill the pool, the fourth is refused
+    for (let i = 0; i < 4; i++) await create(`fill-${i}`);
     await waitFor(
-      "fill-5's refusal",
-      async () => ((await conditionOf("fill-5"))?.reason === "PoolExhausted" ? true : undefined),
+      "fill-3's refusal",
+      async () => ((await conditionOf("fill-3"))?.reason === "PoolExhausted" ? true : undefined),
       {
         timeoutMs: 20_000,
         intervalMs: 100,
       },
     );
-    expect(await ingressOf("fill-5")).toBeUndefined();
-    expect(await events("fill-5")).toEqual(["Warning PoolExhausted: no free address in pool public"]);
+    expect(await ingressOf("fill-3")).toBeUndefined();
+    expect(await events("fill-3")).toEqual(["Warning PoolExhausted: no free address in pool public"]);
     await sleep(2000); // passes of the writer: still nothing on the other class, and one Event only
     const other = (await get("not-ours"))!;
     expect([
@@ -180,7 +274,7 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
       other.status?.conditions ?? [],
     ]).toEqual([[], [], []]);
     expect(await events("not-ours")).toEqual([]);
-    expect(await events("fill-5")).toHaveLength(1);
+    expect(await events("fill-3")).toHaveLength(1);
     expect(await ingressOf("echo")).toBe("198.51.100.128");
   }, 90_000);
 
@@ -194,8 +288,8 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
     expect(await events("echo")).toContain(
       "Normal AddressReleased: 198.51.100.128 released: the frontend is gone from both LBs",
     );
-    // fill-5 was waiting: it gets the released address
-    expect(await waitFor("fill-5's address", () => ingressOf("fill-5"), { timeoutMs: 20_000, intervalMs: 100 })).toBe(
+    // fill-3 was waiting: it gets the released address
+    expect(await waitFor("fill-3's address", () => ingressOf("fill-3"), { timeoutMs: 20_000, intervalMs: 100 })).toBe(
       "198.51.100.128",
     );
   }, 60_000);

@@ -9,6 +9,7 @@
 import type { CapturedResource } from "./fixtures/policy-capture";
 import { messagesOf, runPolicies, UNKNOWN, type PackConfig, type Violation } from "./fixtures/policy-harness";
 import { composedLibvirtVms, libvirtPair, openstackPair, policyCapture } from "./fixtures/policy-stacks";
+import { servicesRaw } from "./fixtures/variants";
 import { edgepairPolicies } from "../policy/policies";
 import { TYPES } from "../policy/lib/types";
 
@@ -76,10 +77,10 @@ const levels = (vs: Violation[], policy: string) => [
 ];
 
 describe("the pack", () => {
-  test("12 policies, unique names, each with a description a reviewer can act on and a default enforcement level", () => {
+  test("14 policies, unique names, each with a description a reviewer can act on and a default enforcement level", () => {
     const names = edgepairPolicies.map((p) => p.name);
     expect(new Set(names).size).toBe(names.length);
-    expect(names).toHaveLength(12);
+    expect(names).toHaveLength(14);
     for (const p of edgepairPolicies) {
       expect({ name: p.name, ok: /^[a-z0-9-]+$/.test(p.name) && p.description.length >= 80 }).toEqual({
         name: p.name,
@@ -96,6 +97,8 @@ describe("the pack", () => {
       "firewall-no-ssh-on-vips-or-outside-mcs",
       "lbs-same-networks-distinct-addresses",
       "agent-rbac-least-privilege",
+      "service-pools-distinct",
+      "services-no-public-ssh-or-mcs",
     ]);
   });
 
@@ -471,6 +474,153 @@ describe("agent-rbac-least-privilege", () => {
       p.rules[0].verbs = ["*"];
     });
     expect(messagesOf(await judge(notAgent), P)).toEqual([]);
+  });
+});
+
+/** The libvirt pair with the services variant's pools and extra services (test/fixtures/variants.ts). */
+function withServices(raw: Record<string, unknown>): void {
+  const services = servicesRaw();
+  raw.serviceLoadBalancers = services.serviceLoadBalancers;
+  raw.extraServices = services.extraServices;
+}
+
+describe("service-pools-distinct", () => {
+  const P = "service-pools-distinct";
+  const CR = "lab-cluster-loadbalancer";
+  let services: CapturedResource[];
+  beforeAll(async () => {
+    services = await libvirtPair(capture, { spec: withServices });
+  });
+  /** The stack with the LoadBalancer resource's spec edited (as `kubectl edit` or another program could). */
+  const crEdit = (f: (spec: Record<string, any>) => void) =>
+    editProps(services, TYPES.loadBalancerCr, CR, (p) => f(p.spec));
+  const pools = (spec: Record<string, any>) => spec.serviceLoadBalancers.pools as Record<string, any>[];
+
+  test("counter-case: the pools as the spec allows them pass, and so do stacks without pools", async () => {
+    expect(messagesOf(await judge(services), P)).toEqual([]);
+    expect(messagesOf(await judge(services), "services-no-public-ssh-or-mcs")).toEqual([]);
+    const touching = crEdit((spec) => {
+      pools(spec).push({ name: "next", addresses: ["198.51.100.160-198.51.100.170"], type: "public" });
+      pools(spec)[1]!.addresses.push("192.168.100.240/32");
+    });
+    expect(messagesOf(await judge(touching), P)).toEqual([]);
+    expect(messagesOf(await judge(libvirt), P)).toEqual([]);
+    expect(messagesOf(await judge(openstack), P)).toEqual([]);
+  });
+
+  test("pools overlapping each other, or two entries of one pool overlapping, fail", async () => {
+    const across = crEdit((spec) =>
+      pools(spec).push({ name: "more", addresses: ["198.51.100.150-198.51.100.170"], type: "public" }),
+    );
+    expect(messagesOf(await judge(across), P)).toEqual([
+      "spec.serviceLoadBalancers.pools[2].addresses[0] 198.51.100.150-198.51.100.170 (pool more) overlaps spec.serviceLoadBalancers.pools[0].addresses[0] 198.51.100.128/27 (pool public): one address could go to two Services",
+    ]);
+    const within = crEdit((spec) => pools(spec)[1]!.addresses.push("192.168.100.239/32"));
+    expect(messagesOf(await judge(within), P)).toEqual([
+      "spec.serviceLoadBalancers.pools[1].addresses[1] 192.168.100.239/32 (pool internal) overlaps spec.serviceLoadBalancers.pools[1].addresses[0] 192.168.100.200-192.168.100.239 (pool internal): one address could go to two Services",
+    ]);
+    const vs = await judge(within);
+    expect(vs.filter((v) => v.policy === P).map((v) => [v.level, v.urn?.split("::").pop()])).toEqual([
+      ["mandatory", CR],
+    ]);
+  });
+
+  test("a pool holding a VIP, the NAT gateway or an LB address fails, defaulted addresses included", async () => {
+    const vip = crEdit((spec) => (pools(spec)[0]!.addresses = ["198.51.100.64/27"]));
+    expect(messagesOf(await judge(vip), P)).toEqual([
+      "spec.serviceLoadBalancers.pools[0].addresses[0] 198.51.100.64/27 (pool public) holds 198.51.100.80, virtualAddresses.ingress[0]: a Service would take it",
+    ]);
+    const gatewayAndLb = crEdit((spec) => (pools(spec)[1]!.addresses = ["192.168.100.1-192.168.100.2"]));
+    expect(messagesOf(await judge(gatewayAndLb), P)).toEqual([
+      "spec.serviceLoadBalancers.pools[1].addresses[0] 192.168.100.1-192.168.100.2 (pool internal) holds 192.168.100.1, the gateway: a Service would take it",
+      "spec.serviceLoadBalancers.pools[1].addresses[0] 192.168.100.1-192.168.100.2 (pool internal) holds 192.168.100.2, an LB address (network.lbAddresses[0]): a Service would take it",
+    ]);
+    // written nowhere: the gateway and LB addresses the spec defaults to (the network's first three hosts)
+    const defaulted = crEdit((spec) => {
+      spec.network = { cidr: "192.168.100.0/24" };
+      pools(spec)[1]!.addresses = ["192.168.100.3/32"];
+    });
+    expect(messagesOf(await judge(defaulted), P)).toEqual([
+      "spec.serviceLoadBalancers.pools[1].addresses[0] 192.168.100.3/32 (pool internal) holds 192.168.100.3, an LB address (network.lbAddresses[1]): a Service would take it",
+    ]);
+  });
+
+  test("an entry that is neither a CIDR nor a range cannot be judged and fails; an unknown spec is left to `up`", async () => {
+    const bad = crEdit((spec) => (pools(spec)[0]!.addresses = ["198.51.100.128/27; 0.0.0.0/0"]));
+    expect(messagesOf(await judge(bad), P)).toEqual([
+      'spec.serviceLoadBalancers.pools[0].addresses[0] "198.51.100.128/27; 0.0.0.0/0" is neither a CIDR nor a first-last range of IPv4 addresses: it cannot be judged',
+    ]);
+    const unknown = editProps(services, TYPES.loadBalancerCr, CR, (p) => {
+      p.spec = UNKNOWN;
+    });
+    expect(messagesOf(await judge(unknown), P)).toEqual([]);
+  });
+});
+
+describe("services-no-public-ssh-or-mcs", () => {
+  const P = "services-no-public-ssh-or-mcs";
+  const CR = "lab-cluster-loadbalancer";
+  const SERVICES_NFT = "/etc/edgepair/services.nft";
+  let services: CapturedResource[];
+  beforeAll(async () => {
+    services = await libvirtPair(capture, { spec: withServices });
+  });
+  const crEdit = (f: (spec: Record<string, any>) => void) =>
+    editProps(services, TYPES.loadBalancerCr, CR, (p) => f(p.spec));
+  const port = (i: number, n: number, address?: string) =>
+    crEdit((spec) => {
+      spec.extraServices[i].frontend.port = n;
+      if (address) spec.extraServices[i].frontend.address = address;
+    });
+
+  test("22 on a public pool address, 22623 over UDP on a public VIP: each fails in the LoadBalancer resource", async () => {
+    expect(messagesOf(await judge(port(2, 22)), P)).toEqual([
+      "spec.extraServices[2] (mqtt) takes TCP 198.51.100.130:22, in public pool public: SSH must never be reachable from outside",
+    ]);
+    expect(messagesOf(await judge(port(0, 22623)), P)).toEqual([
+      "spec.extraServices[0] (syslog) takes UDP 198.51.100.80:22623, a public VIP: the machine config server must never be reachable from outside",
+    ]);
+    const vs = await judge(port(2, 22));
+    expect(levels(vs, P)).toEqual(["mandatory"]);
+    expect(vs.filter((v) => v.policy === P).map((v) => v.urn?.split("::").pop())).toEqual([CR]);
+  });
+
+  test("a pool typed private whose addresses are outside the internal ranges still counts as public; internalCidrs moves the line", async () => {
+    const mislabelled = crEdit((spec) => {
+      spec.serviceLoadBalancers.pools[0].type = "private";
+      spec.extraServices[2].frontend.port = 22;
+    });
+    expect(messagesOf(await judge(mislabelled), P)).toEqual([
+      "spec.extraServices[2] (mqtt) takes TCP 198.51.100.130:22, outside the internal ranges: SSH must never be reachable from outside",
+    ]);
+    expect(messagesOf(await judge(mislabelled, { [P]: { internalCidrs: ["198.51.100.128/27"] } }), P)).toEqual([]);
+  });
+
+  test("counter-cases: 22 on a private VIP or a private pool address, 80 or 443 on a public one pass", async () => {
+    expect(messagesOf(await judge(port(1, 22)), P)).toEqual([]);
+    expect(messagesOf(await judge(port(1, 22623, "192.168.100.200")), P)).toEqual([]);
+    expect(messagesOf(await judge(port(2, 80)), P)).toEqual([]);
+    expect(messagesOf(await judge(port(0, 443)), P)).toEqual([]);
+  });
+
+  test("the rendered services.nft forwarding 22 on an outside address fails; on a cluster address it passes", async () => {
+    const nft = (f: (c: string) => string) =>
+      editFile(services, "lab-lb1-rendered", SERVICES_NFT, (c) => {
+        const edited = f(c);
+        if (edited === c) throw new Error(`the edit changed nothing in ${SERVICES_NFT}:\n${c}`);
+        return edited;
+      });
+    const outside = nft((c) => c.replace("198.51.100.130 . tcp . 8883 :", "198.51.100.130 . tcp . 22 :"));
+    expect(messagesOf(await judge(outside), P)).toEqual([
+      `${SERVICES_NFT}: forwards TCP 198.51.100.130:22, outside the internal ranges: SSH must never be reachable from outside`,
+    ]);
+    const mcs = nft((c) => c.replace("198.51.100.130 . tcp . 8883 :", "198.51.100.130 . tcp . 22623 :"));
+    expect(messagesOf(await judge(mcs), P)).toHaveLength(1);
+    const inside = nft((c) => c.replace("192.168.100.100 . tcp . 5432 :", "192.168.100.100 . tcp . 22 :"));
+    expect(messagesOf(await judge(inside), P)).toEqual([]);
+    // a comment naming the port is not a frontend
+    const comment = nft((c) => `${c}\n# 198.51.100.130 . tcp . 22 : goto nowhere\n`);
+    expect(messagesOf(await judge(comment), P)).toEqual([]);
   });
 });
 

@@ -1,10 +1,12 @@
 /**
  * Networks on libvirt: the cluster's private network (isolated: the LBs are its only way out) and the public
- * network, a NAT network whose host side is the public gateway and which routes every floating IP to the public
- * next hop the active LB holds (DESIGN.md "Routed floating IPs": no API call on a failover).
+ * network, a NAT network whose host side is the public gateway and which routes every floating IP, and every public
+ * Service pool, to the public next hop the active LB holds (DESIGN.md "Routed floating IPs": no API call on a
+ * failover).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Network } from "../../providers/libvirt";
+import { poolCidrs } from "../../spec/pools";
 import { syncHostAddress } from "../../spec/sync-network";
 import type { ResolvedSpec } from "../../spec/types";
 
@@ -45,9 +47,11 @@ export class LibvirtNetworks extends pulumi.ComponentResource {
         mode: "nat",
         cidr: pub.cidr,
         hostAddress: pub.gateway,
-        routes: spec.derived.publicVips
-          .filter((v) => v.family === 4)
-          .map((v) => ({ cidr: `${v.address}/32`, gateway: nextHop })),
+        // public Service pools are routed exactly like the floating IPs: the next hop moves, the routes never do
+        routes: [
+          ...spec.derived.publicVips.filter((v) => v.family === 4).map((v) => `${v.address}/32`),
+          ...poolCidrs(spec, "public"),
+        ].map((cidr) => ({ cidr, gateway: nextHop })),
       },
       { parent: this },
     );

@@ -6,11 +6,31 @@
  * A VIP is a fixed IP of its own unbound port: Neutron reserves the address (DHCP and other ports never get it),
  * both LB ports may use it through allowed-address-pairs, and VRRP decides which LB answers for it. The floating IP
  * is associated once, with the VIP port, so a failover needs no API call: the address behind it moves.
+ *
+ * Service pools (spec.serviceLoadBalancers) are allowed on both LB ports of their side as CIDRs (Neutron takes a
+ * CIDR in an address pair; a first-last range becomes the fewest CIDRs that cover it): the agent hands their
+ * addresses to Services at run time, and the LB holding one answers for it as for a VIP.
+ *
+ * Public Service addresses are fixed IPs of the public network (the spec requires the pools inside
+ * platform.publicNetwork.cidr): reachable as they are where that network is routed (a provider network), and through
+ * floating IPs where it sits behind a Neutron router. Pulumi creates no floating IP per pool address: which address
+ * a Service gets is decided in the cluster, after `pulumi up`, so associating one then would be the agent's job, and
+ * the agent would need Neutron credentials on the VMs, which face the outside. An operator who needs floating IPs
+ * picks pool addresses, pins Services to them (`edgepair.io/load-balancer-ips`), and creates for each a port with
+ * that fixed IP (which also reserves it in the subnet) and a floating IP associated with it, as this component does
+ * for the VIPs.
+ *
+ * Two limits stay with the cloud. The public subnet, and an existing private one, keep their own allocation pools,
+ * so Neutron may give a pool address to another port unless the pools are kept out of them (a created private
+ * subnet keeps them out: allocationPools()). Each pool CIDR is one address pair against the cloud's
+ * max_allowed_address_pair quota (10 per port by default, shared with the VIPs and, on the private side, the
+ * forwarding pair): CIDR-aligned pools cost one each.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as openstack from "@pulumi/openstack";
 import ipaddr from "ipaddr.js";
 import { broadcastAddress, parseCidr } from "../../spec/address";
+import { poolCidrs } from "../../spec/pools";
 import type { ResolvedSpec, Role, VirtualAddress } from "../../spec/types";
 import { OpenStackSecurityGroups, type GroupPurpose } from "./security-groups";
 
@@ -72,7 +92,10 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
 
     const publicVips = spec.derived.publicVips;
     const privateVips = spec.derived.privateVips;
-    const privatePairs = [...privateVips.map((v) => v.address), FORWARDING_ADDRESS_PAIR];
+    const publicPairs = [...publicVips.map((v) => v.address), ...poolCidrs(spec, "public")];
+    // The forwarding pair already lets the port send from any address; the pools are named anyway, so the pairs say
+    // which addresses this port answers for, whatever becomes of the forwarding pair.
+    const privatePairs = [...privateVips.map((v) => v.address), ...poolCidrs(spec, "private"), FORWARDING_ADDRESS_PAIR];
 
     const lbPortsOf = (role: Role, i: 0 | 1): OpenStackLbPorts => {
       const publicPort = new openstack.networking.Port(
@@ -83,7 +106,7 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
           fixedIps: [{ subnetId: args.publicNetwork.subnetId, ipAddress: pub.lbAddresses[i] }],
           portSecurityEnabled: true,
           securityGroupIds: groups.for("public", role),
-          allowedAddressPairs: publicVips.map((v) => ({ ipAddress: v.address })),
+          allowedAddressPairs: publicPairs.map((ipAddress) => ({ ipAddress })),
         },
         { parent: this },
       );
@@ -216,8 +239,9 @@ export class OpenStackNetworking extends pulumi.ComponentResource {
 }
 
 /**
- * DHCP ranges of the cluster network: every host address except the gateway, the LB addresses and every private
- * VIP, so DHCP never hands out an address a port of ours is about to claim. Pure.
+ * DHCP ranges of the cluster network: every host address except the gateway, the LB addresses, every private VIP and
+ * every private Service pool, so DHCP never hands out an address a port of ours is about to claim or the agent is
+ * about to give a Service. Pure.
  */
 export function allocationPools(spec: ResolvedSpec): { start: string; end: string }[] {
   const parsed = parseCidr(spec.network.cidr);
@@ -225,20 +249,20 @@ export function allocationPools(spec: ResolvedSpec): { start: string; end: strin
     throw new Error(`network.cidr: must be an IPv4 network, got ${spec.network.cidr}`);
   const first = toNumber(parsed.cidr.network.toString()) + 1;
   const last = toNumber(broadcastAddress(parsed.cidr).toString()) - 1;
-  const reserved = [
-    ...new Set(
-      [spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)].map(
-        toNumber,
-      ),
-    ),
+  const reserved: { first: number; last: number }[] = [
+    ...[spec.network.gateway, ...spec.network.lbAddresses, ...spec.derived.privateVips.map((v) => v.address)]
+      .map(toNumber)
+      .map((n) => ({ first: n, last: n })),
+    ...(spec.serviceLoadBalancers?.pools ?? []).filter((p) => p.type === "private").flatMap((p) => p.ranges),
   ]
-    .filter((n) => n >= first && n <= last)
-    .sort((a, b) => a - b);
+    .map((r) => ({ first: Math.max(r.first, first), last: Math.min(r.last, last) }))
+    .filter((r) => r.first <= r.last)
+    .sort((a, b) => a.first - b.first);
   const pools: { start: string; end: string }[] = [];
   let next = first;
-  for (const taken of [...reserved, last + 1]) {
-    if (taken > next) pools.push({ start: fromNumber(next), end: fromNumber(taken - 1) });
-    next = taken + 1;
+  for (const taken of [...reserved, { first: last + 1, last: last + 1 }]) {
+    if (taken.first > next) pools.push({ start: fromNumber(next), end: fromNumber(taken.first - 1) });
+    next = Math.max(next, taken.last + 1);
   }
   return pools;
 }

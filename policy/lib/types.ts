@@ -31,6 +31,8 @@ export const VIEW_FILES = {
   keepalived: "/etc/keepalived/keepalived.conf",
   nmDir: "/etc/NetworkManager/system-connections/",
   firewalldZones: "/etc/firewalld/zones/",
+  /** Service frontends forwarded by the kernel (render/service-lb.ts) */
+  services: "/etc/edgepair/services.nft",
 } as const;
 
 /** SSH and the OpenShift machine config server: never reachable from the outside (DESIGN.md). */
