@@ -2,7 +2,8 @@
  * k8s/ manifests against a REAL kube-apiserver (test/fixtures/kube-apiserver.ts, started once for the file): the CRD
  * derived from the zod models is accepted and Established, every spec variant is stored as written, bad specs and
  * changes to immutable fields are refused, status is a subresource where each LB applies its own entry, and the
- * agent's tokens (the controller-filled Secret and a TokenRequest) can do exactly what its RBAC lists.
+ * agent's tokens (the controller-filled Secret and a TokenRequest) can do exactly what its RBAC lists: with and
+ * without Services of type LoadBalancer (k8s/rbac.ts `services`), both directions proven on the server.
  *
  * Requests go out as raw JSON over the client's credentials (KubeConfig.applyToHTTPSOptions), never through
  * @kubernetes/client-node's typed serializer, which would silently drop keys it does not model (e.g.
@@ -35,14 +36,27 @@ import { SERVICE_ACCOUNT_ISSUER, startKubeApiServer, type KubeApiServer } from "
 import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw, variants } from "./fixtures/variants";
 import { checkSpec } from "../spec/checked";
+import { FINALIZER } from "../agent/service-lb/view";
+import { CONDITION_TYPE, REPORTING_CONTROLLER } from "../agent/service-lb/writer";
 
 jest.setTimeout(120_000);
 
 const NS = DEFAULT_NAMESPACE;
 const LAB = "lab";
 const OTHER = "other";
+/** A third pair whose spec has serviceLoadBalancers (RBAC `services: true`); LAB and OTHER have none. */
+const SVC = "svc";
 const lab = agentNames({ name: LAB });
 const other = agentNames({ name: OTHER });
+const svc = agentNames({ name: SVC });
+/** A user's Service of type LoadBalancer in a namespace of its own (not the pairs'). */
+const APPS = "apps";
+const WEB = "web";
+const servicePath = (name = WEB) => `/api/v1/namespaces/${APPS}/services/${name}`;
+const leasePath = (ns: string, name?: string) =>
+  `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases${name === undefined ? "" : `/${name}`}`;
+/** Somebody else's finalizer on the Service: the agent's patches must keep it. */
+const FOREIGN_FINALIZER = "example.com/keep";
 const lbPath = (name: string) => `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}/${name}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,6 +68,7 @@ interface Reply {
 
 const MERGE = "application/merge-patch+json";
 const APPLY = "application/apply-patch+yaml";
+const STRATEGIC = "application/strategic-merge-patch+json";
 const TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1";
 
 /** One request with the kubeconfig's credentials; a watch resolves on its response headers. */
@@ -115,6 +130,8 @@ function collectionOf(m: Manifest): string {
     RoleBinding: "rolebindings",
     CustomResourceDefinition: "customresourcedefinitions",
     Node: "nodes",
+    Service: "services",
+    Lease: "leases",
     [KIND]: PLURAL,
   };
   const base = m.apiVersion === "v1" ? "/api/v1" : `/apis/${m.apiVersion}`;
@@ -153,6 +170,50 @@ const entry = (
   conditions: [ready("True")],
 });
 
+interface ServiceObject {
+  metadata: { name: string; namespace: string; uid: string; resourceVersion: string; finalizers?: string[] };
+  spec: Record<string, unknown>;
+  status: { loadBalancer?: { ingress?: { ip: string; ipMode?: string }[] }; conditions?: unknown[] };
+}
+interface LeaseObject {
+  metadata: { resourceVersion: string };
+  spec: { holderIdentity?: string };
+}
+/** The agent's Lease as agent/service-lb/lease.ts writes it (a create without, an update with a resourceVersion). */
+const lease = (name: string, holder: string, resourceVersion?: string) => ({
+  apiVersion: "coordination.k8s.io/v1",
+  kind: "Lease",
+  metadata: { name, namespace: NS, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+  spec: {
+    holderIdentity: holder,
+    leaseDurationSeconds: 15,
+    acquireTime: "2025-01-02T03:04:05.000000Z",
+    renewTime: "2025-01-02T03:04:05.000000Z",
+    leaseTransitions: 0,
+  },
+});
+/** An Event on a Service, in its namespace, as agent/service-lb/writer.ts records it (named `<service>.<hex>`). */
+let events = 0;
+const serviceEvent = (s: ServiceObject, instance: string) => ({
+  apiVersion: "events.k8s.io/v1",
+  kind: "Event",
+  metadata: { name: `${s.metadata.name}.${(0x18f00000000 + ++events).toString(16)}`, namespace: s.metadata.namespace },
+  eventTime: "2025-01-02T03:04:05.000000Z",
+  reportingController: REPORTING_CONTROLLER,
+  reportingInstance: instance,
+  action: "Allocate",
+  reason: "AddressAllocated",
+  note: "192.168.100.200 from pool default",
+  type: "Normal",
+  regarding: {
+    apiVersion: "v1",
+    kind: "Service",
+    namespace: s.metadata.namespace,
+    name: s.metadata.name,
+    uid: s.metadata.uid,
+  },
+});
+
 describe("k8s manifests, pure", () => {
   test("same input, byte-identical output", () => {
     expect(JSON.stringify(loadBalancerCrd())).toBe(JSON.stringify(loadBalancerCrd()));
@@ -189,6 +250,35 @@ describe("k8s manifests, pure", () => {
       "RoleBinding",
       "Secret",
     ]);
+  });
+
+  test("with services the rules grow by exactly these (Services, their status, Events, one Lease); still no wildcard, no Secrets", () => {
+    const without = agentRbac({ name: SVC });
+    const rbac = agentRbac({ name: SVC, services: true });
+    expect(everyString(agentRbacManifests(rbac)).filter((s) => s.includes("*"))).toEqual([]);
+    const rules = [...rbac.clusterRole.rules, ...rbac.role.rules];
+    expect(rules.filter((r) => r.resources.some((res) => res.startsWith("secrets")))).toEqual([]);
+    expect(rbac.clusterRole.rules).toEqual([
+      ...without.clusterRole.rules,
+      { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "patch"] },
+      { apiGroups: [""], resources: ["services/status"], verbs: ["patch"] },
+      { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] },
+    ]);
+    expect(rbac.role.rules).toEqual([
+      ...without.role.rules,
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+      {
+        apiGroups: ["coordination.k8s.io"],
+        resources: ["leases"],
+        resourceNames: [svc.servicesLease],
+        verbs: ["get", "update"],
+      },
+    ]);
+    expect(svc.servicesLease).toBe("svc-services");
+    // nothing else moves: same objects, same names
+    expect(agentRbacManifests(rbac).map((m) => [m.kind, m.metadata.name])).toEqual(
+      agentRbacManifests(without).map((m) => [m.kind, m.metadata.name]),
+    );
   });
 
   test("bad names and bad specs are errors naming the field", () => {
@@ -244,11 +334,11 @@ describe("k8s manifests, pure", () => {
 describe("k8s manifests against a real kube-apiserver", () => {
   let kube: KubeApiServer | undefined;
   let admin: K8s.KubeConfig;
+  type Credentials = Record<"secret" | "tokenRequest", K8s.KubeConfig>;
   /** The agent's two credentials: the long-lived token from the Secret, and a TokenRequest token it made with it. */
-  const agent: Record<"secret" | "tokenRequest", K8s.KubeConfig> = {} as Record<
-    "secret" | "tokenRequest",
-    K8s.KubeConfig
-  >;
+  const agent: Credentials = {} as Credentials;
+  /** The same two for the pair with Services (SVC). */
+  const servicesAgent: Credentials = {} as Credentials;
 
   const create = async (m: Manifest) => {
     const r = await call(admin, "POST", `${collectionOf(m)}?fieldValidation=Strict`, m);
@@ -262,9 +352,14 @@ describe("k8s manifests against a real kube-apiserver", () => {
       status?: Record<string, unknown>;
     };
 
+  const getService = async (name = WEB) => (await call(admin, "GET", servicePath(name))).body as ServiceObject;
+  const rvOf = async (path: string) =>
+    ((await call(admin, "GET", path)).body as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+
   beforeAll(async () => {
-    kube = await startKubeApiServer();
-    admin = kubeConfig(kube.adminKubeConfig);
+    const server = await startKubeApiServer();
+    kube = server;
+    admin = kubeConfig(server.adminKubeConfig);
 
     await create(loadBalancerCrd());
     const deadline = Date.now() + 30_000;
@@ -281,6 +376,7 @@ describe("k8s manifests against a real kube-apiserver", () => {
     for (const m of [
       ...agentRbacManifests(agentRbac({ name: LAB, createNamespace: true })),
       ...agentRbacManifests(agentRbac({ name: OTHER })),
+      ...agentRbacManifests(agentRbac({ name: SVC, services: true })),
     ])
       await create(m);
     await create(loadBalancerResource(checkSpec(devSpecRaw() as never), { name: LAB }));
@@ -291,31 +387,60 @@ describe("k8s manifests against a real kube-apiserver", () => {
       metadata: { name: "cp-0", labels: { "node-role.kubernetes.io/control-plane": "" } },
     } as Manifest);
 
-    // the controller manager fills the Secret with a token for the ServiceAccount
-    let secretToken: string | undefined;
-    while (!secretToken) {
-      const s = (await call(admin, "GET", `/api/v1/namespaces/${NS}/secrets/${lab.tokenSecret}`)).body as {
-        data?: { token?: string };
-      };
-      secretToken = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
-      if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
-      if (!secretToken) await sleep(100);
-    }
-    agent.secret = kubeConfig(kube.kubeConfigFor(secretToken, "agent-secret"));
-    const tr = await call(
-      agent.secret,
-      "POST",
-      `/api/v1/namespaces/${NS}/serviceaccounts/${lab.serviceAccount}/token`,
-      {
-        apiVersion: "authentication.k8s.io/v1",
-        kind: "TokenRequest",
-        spec: { audiences: [SERVICE_ACCOUNT_ISSUER], expirationSeconds: 600 },
+    // the controller manager fills each Secret with a token for its ServiceAccount
+    const credentials = async (names: typeof lab, into: Credentials) => {
+      let secretToken: string | undefined;
+      while (!secretToken) {
+        const s = (await call(admin, "GET", `/api/v1/namespaces/${NS}/secrets/${names.tokenSecret}`)).body as {
+          data?: { token?: string };
+        };
+        secretToken = s.data?.token && Buffer.from(s.data.token, "base64").toString("utf8");
+        if (Date.now() > deadline + 30_000) throw new Error("the token controller did not fill the Secret");
+        if (!secretToken) await sleep(100);
+      }
+      into.secret = kubeConfig(server.kubeConfigFor(secretToken, `${names.serviceAccount}-secret`));
+      const tr = await call(
+        into.secret,
+        "POST",
+        `/api/v1/namespaces/${NS}/serviceaccounts/${names.serviceAccount}/token`,
+        {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenRequest",
+          spec: { audiences: [SERVICE_ACCOUNT_ISSUER], expirationSeconds: 600 },
+        },
+      );
+      if (tr.status !== 201) throw new Error(`TokenRequest: ${tr.status} ${message(tr)}`);
+      into.tokenRequest = kubeConfig(
+        server.kubeConfigFor(
+          (tr.body as { status: { token: string } }).status.token,
+          `${names.serviceAccount}-token-request`,
+        ),
+      );
+    };
+    await credentials(lab, agent);
+    await credentials(svc, servicesAgent);
+
+    // a user's Service of type LoadBalancer for the pairs' class, in another namespace, with a finalizer of its own;
+    // two Leases the services pair must not touch: the other pair's, and another name in its own namespace
+    await create({ apiVersion: "v1", kind: "Namespace", metadata: { name: APPS } });
+    await create({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: WEB, namespace: APPS, finalizers: [FOREIGN_FINALIZER] },
+      spec: {
+        type: "LoadBalancer",
+        loadBalancerClass: "edgepair.io/pair",
+        selector: { app: WEB },
+        ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: 8080 }],
       },
-    );
-    if (tr.status !== 201) throw new Error(`TokenRequest: ${tr.status} ${message(tr)}`);
-    agent.tokenRequest = kubeConfig(
-      kube.kubeConfigFor((tr.body as { status: { token: string } }).status.token, "agent-token-request"),
-    );
+    } as Manifest);
+    for (const name of [other.servicesLease, `${svc.servicesLease}-old`])
+      await create({
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: { name, namespace: NS },
+        spec: { holderIdentity: "someone-else", leaseDurationSeconds: 15 },
+      } as Manifest);
   }, 180_000);
 
   afterAll(async () => {
@@ -551,11 +676,22 @@ describe("k8s manifests against a real kube-apiserver", () => {
 
   describe.each(["secret", "tokenRequest"] as const)("RBAC with the agent's %s token", (source) => {
     const as = () => agent[source];
-    const expectForbidden = async (method: string, path: string, body?: unknown, contentType?: string) => {
-      const r = await call(as(), method, path, body, contentType);
-      expect([method, path, r.status]).toEqual([method, path, 403]);
-      expect(message(r)).toContain(`User "${lab.user}" cannot`);
-    };
+    const asServices = () => servicesAgent[source];
+    const forbiddenAs =
+      (kc: () => K8s.KubeConfig, user: string) =>
+      async (method: string, path: string, body?: unknown, contentType?: string) => {
+        const r = await call(kc(), method, path, body, contentType);
+        expect([method, path, r.status]).toEqual([method, path, 403]);
+        expect(message(r)).toContain(`User "${user}" cannot`);
+      };
+    const okAs =
+      (kc: () => K8s.KubeConfig) =>
+      async (method: string, path: string, body?: unknown, contentType?: string, code = 200) => {
+        const r = await call(kc(), method, path, body, contentType);
+        expect([method, path, r.status, r.status === code ? "" : message(r)]).toEqual([method, path, code, ""]);
+        return r;
+      };
+    const expectForbidden = forbiddenAs(as, lab.user);
 
     test("the server authenticates the token as the agent's ServiceAccount", async () => {
       const r = await call(as(), "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
@@ -563,14 +699,15 @@ describe("k8s manifests against a real kube-apiserver", () => {
         kind: "SelfSubjectReview",
       });
       expect((r.body as { status: { userInfo: { username: string } } }).status.userInfo.username).toBe(lab.user);
+      const s = await call(asServices(), "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "SelfSubjectReview",
+      });
+      expect((s.body as { status: { userInfo: { username: string } } }).status.userInfo.username).toBe(svc.user);
     });
 
     test("allowed: read and watch Nodes, get and watch its own LoadBalancer, patch its status, renew its token, record an Event", async () => {
-      const ok = async (method: string, path: string, body?: unknown, contentType?: string, code = 200) => {
-        const r = await call(as(), method, path, body, contentType);
-        expect([method, path, r.status, r.status === code ? "" : message(r)]).toEqual([method, path, code, ""]);
-        return r;
-      };
+      const ok = okAs(as);
       await ok("GET", "/api/v1/nodes/cp-0");
       await ok("GET", "/api/v1/nodes");
       await ok("GET", "/api/v1/nodes?watch=true&timeoutSeconds=5");
@@ -641,6 +778,7 @@ describe("k8s manifests against a real kube-apiserver", () => {
         kind: "Lease",
         metadata: { name: "edgepair" },
       });
+      // this pair has no Services: Events in its own namespace only (the services pair's may go anywhere, below)
       await expectForbidden("POST", "/apis/events.k8s.io/v1/namespaces/default/events", {
         apiVersion: "events.k8s.io/v1",
         kind: "Event",
@@ -651,6 +789,168 @@ describe("k8s manifests against a real kube-apiserver", () => {
       // nothing of it happened
       expect(((await getLb(LAB)).spec.apiBackend as { addresses: string[] }).addresses).not.toContain("192.168.100.66");
       expect((await call(admin, "GET", "/api/v1/nodes/cp-0")).status).toBe(200);
+    });
+
+    test("without services (this pair): forbidden (403): list, watch and get Services, patch a finalizer or a status, an Event beside a Service, its Lease", async () => {
+      const before = await getService();
+      await expectForbidden("GET", "/api/v1/services");
+      await expectForbidden("GET", "/api/v1/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=5");
+      await expectForbidden("GET", `/api/v1/namespaces/${APPS}/services`);
+      await expectForbidden("GET", servicePath());
+      await expectForbidden("PATCH", servicePath(), { metadata: { finalizers: [FINALIZER] } }, STRATEGIC);
+      await expectForbidden(
+        "PATCH",
+        `${servicePath()}/status`,
+        { status: { loadBalancer: { ingress: [{ ip: "192.168.100.66", ipMode: "VIP" }] } } },
+        MERGE,
+      );
+      await expectForbidden(
+        "POST",
+        `/apis/events.k8s.io/v1/namespaces/${APPS}/events`,
+        serviceEvent(before, "lab-lb-1"),
+      );
+      await expectForbidden("POST", leasePath(NS), lease(lab.servicesLease, "lab-lb-1"));
+      await expectForbidden("GET", leasePath(NS, lab.servicesLease));
+
+      // nothing of it happened
+      expect((await getService()).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+      expect((await call(admin, "GET", leasePath(NS, lab.servicesLease))).status).toBe(404);
+    });
+
+    test("with services (pair svc): allowed: list and watch Services cluster-wide, get one, add and remove its finalizer, patch its status, record an Event on it, create, get and update its own Lease", async () => {
+      const ok = okAs(asServices);
+      const list = (await ok("GET", "/api/v1/services")).body as { items: ServiceObject[] };
+      expect(list.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`)).toContain(`${APPS}/${WEB}`);
+      await ok("GET", "/api/v1/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=5");
+      const before = await getService();
+      expect(((await ok("GET", servicePath())).body as ServiceObject).metadata.uid).toBe(before.metadata.uid);
+
+      // the finalizer: a strategic merge patch merges into the list (a JSON merge patch would replace it), the
+      // directive removes ours only; somebody else's finalizer and the spec stay as they were
+      const added = (await ok("PATCH", servicePath(), { metadata: { finalizers: [FINALIZER] } }, STRATEGIC))
+        .body as ServiceObject;
+      expect([...(added.metadata.finalizers ?? [])].sort()).toEqual([FINALIZER, FOREIGN_FINALIZER].sort());
+      const removed = (
+        await ok(
+          "PATCH",
+          servicePath(),
+          { metadata: { "$deleteFromPrimitiveList/finalizers": [FINALIZER] } },
+          STRATEGIC,
+        )
+      ).body as ServiceObject;
+      expect(removed.metadata.finalizers).toEqual([FOREIGN_FINALIZER]);
+
+      // the status: a merge patch guarded by resourceVersion, as the writer sends it
+      const condition = {
+        type: CONDITION_TYPE,
+        status: "True",
+        reason: "Allocated",
+        message: "192.168.100.200 from pool default",
+        lastTransitionTime: NOW,
+      };
+      const ingress = [{ ip: "192.168.100.200", ipMode: "VIP" }];
+      const statusPatch = (resourceVersion: string) => ({
+        metadata: { resourceVersion },
+        status: { loadBalancer: { ingress }, conditions: [condition] },
+      });
+      await ok("PATCH", `${servicePath()}/status`, statusPatch(removed.metadata.resourceVersion), MERGE);
+      // a stale resourceVersion (before the finalizer patches) is a conflict, not a lost update
+      await ok("PATCH", `${servicePath()}/status`, statusPatch(before.metadata.resourceVersion), MERGE, 409);
+      const after = await getService();
+      expect(after.spec).toEqual(before.spec);
+      expect(after.metadata.finalizers).toEqual([FOREIGN_FINALIZER]);
+      expect(after.status).toEqual({ loadBalancer: { ingress }, conditions: [condition] });
+
+      // an Event on the Service, in the Service's namespace
+      await ok(
+        "POST",
+        `/apis/events.k8s.io/v1/namespaces/${APPS}/events`,
+        serviceEvent(after, "svc-lb-1"),
+        undefined,
+        201,
+      );
+
+      // its Lease: created (the other token's run created it already: an admin removes it first), read, updated
+      expect([200, 404]).toContain((await call(admin, "DELETE", leasePath(NS, svc.servicesLease))).status);
+      const created = (await ok("POST", leasePath(NS), lease(svc.servicesLease, "svc-lb-1"), undefined, 201))
+        .body as LeaseObject;
+      const read = (await ok("GET", leasePath(NS, svc.servicesLease))).body as LeaseObject;
+      expect(read.spec.holderIdentity).toBe("svc-lb-1");
+      const updated = (
+        await ok(
+          "PUT",
+          leasePath(NS, svc.servicesLease),
+          lease(svc.servicesLease, "svc-lb-2", read.metadata.resourceVersion),
+        )
+      ).body as LeaseObject;
+      expect(updated.spec.holderIdentity).toBe("svc-lb-2");
+      // guarded too: the peer's update from the older record loses
+      await ok(
+        "PUT",
+        leasePath(NS, svc.servicesLease),
+        lease(svc.servicesLease, "svc-lb-1", created.metadata.resourceVersion),
+        undefined,
+        409,
+      );
+    });
+
+    test("with services (pair svc): forbidden (403): create, update or delete a Service, update its status, Endpoints and EndpointSlices, other Leases, Leases elsewhere, Secrets", async () => {
+      const forbidden = forbiddenAs(asServices, svc.user);
+      const before = await getService();
+      const otherLeases = [other.servicesLease, `${svc.servicesLease}-old`];
+      const leasesBefore = await Promise.all(otherLeases.map((name) => rvOf(leasePath(NS, name))));
+
+      await forbidden("POST", `/api/v1/namespaces/${APPS}/services`, {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "evil", namespace: APPS },
+        spec: { type: "LoadBalancer", ports: [{ port: 80 }] },
+      });
+      await forbidden("PUT", servicePath(), { ...before, metadata: { ...before.metadata, labels: { x: "y" } } });
+      await forbidden("DELETE", servicePath());
+      await forbidden("PUT", `${servicePath()}/status`, {
+        ...before,
+        status: { loadBalancer: { ingress: [{ ip: "192.168.100.66", ipMode: "VIP" }] } },
+      });
+      await forbidden("GET", `/api/v1/namespaces/${APPS}/endpoints/${WEB}`);
+      await forbidden("GET", "/api/v1/endpoints");
+      await forbidden("GET", `/apis/discovery.k8s.io/v1/namespaces/${APPS}/endpointslices`);
+      await forbidden("GET", "/apis/discovery.k8s.io/v1/endpointslices?watch=true");
+      // get and update name the Lease: pinned to its own; another pair's and another name beside it are refused
+      for (const name of otherLeases) {
+        await forbidden("GET", leasePath(NS, name));
+        await forbidden("PUT", leasePath(NS, name), lease(name, "svc-lb-1"));
+        await forbidden("PATCH", leasePath(NS, name), { spec: { holderIdentity: "svc-lb-1" } }, MERGE);
+        await forbidden("DELETE", leasePath(NS, name));
+      }
+      await forbidden("GET", leasePath(NS));
+      await forbidden("GET", `${leasePath(NS)}?watch=true`);
+      // its own: get and update only
+      await forbidden("PATCH", leasePath(NS, svc.servicesLease), { spec: { holderIdentity: "x" } }, MERGE);
+      await forbidden("DELETE", leasePath(NS, svc.servicesLease));
+      // create names no object, but the Role holds it in its own namespace only
+      await forbidden("POST", leasePath(APPS), lease(svc.servicesLease, "svc-lb-1"));
+      await forbidden("POST", leasePath("kube-system"), lease("edgepair", "svc-lb-1"));
+      // Events: create only
+      await forbidden("GET", `/apis/events.k8s.io/v1/namespaces/${APPS}/events`);
+      await forbidden("GET", "/apis/events.k8s.io/v1/events?watch=true");
+      // Secrets, still
+      await forbidden("GET", "/api/v1/secrets");
+      await forbidden("GET", `/api/v1/namespaces/${APPS}/secrets`);
+      await forbidden("GET", `/api/v1/namespaces/${NS}/secrets/${svc.tokenSecret}`);
+      // and the pair rules stay its own
+      await forbidden("GET", lbPath(LAB));
+
+      // nothing of it happened
+      const after = await getService();
+      expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+      expect(after).toEqual(before);
+      const inApps = (await call(admin, "GET", `/api/v1/namespaces/${APPS}/services`)).body as {
+        items: ServiceObject[];
+      };
+      expect(inApps.items.map((i) => i.metadata.name)).toEqual([WEB]);
+      expect(await Promise.all(otherLeases.map((name) => rvOf(leasePath(NS, name))))).toEqual(leasesBefore);
+      expect((await call(admin, "GET", leasePath(APPS, svc.servicesLease))).status).toBe(404);
     });
   });
 });
