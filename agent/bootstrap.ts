@@ -12,6 +12,8 @@ import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { renderAll, RENDERER_VERSION } from "../render/index";
+import { hasPrivateServiceAddresses, kernelServices, privateServiceAddresses } from "../render/service-lb";
+import { syncServiceAddresses } from "./service-lb/addresses";
 import { VRRP_FIFO_PATH } from "../render/notify";
 import type { RenderedFile } from "../render/types";
 import { AGENT_SECRET_DEFAULTS } from "../spec/agent-settings";
@@ -348,6 +350,22 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   }
   const problems = rejectionProblems(report);
   if (problems.length > 0) return failed(table, problems);
+
+  // extra services in private pools: their addresses on the private NIC before keepalived can make this LB MASTER
+  const privateAddresses = privateServiceAddresses(config.spec, kernelServices(config.spec, undefined));
+  if (hasPrivateServiceAddresses(config.spec)) {
+    const synced = await table.step("service addresses", async () => {
+      const r = await syncServiceAddresses(runner, config.spec, config.host.privateInterface.name, privateAddresses);
+      return {
+        value: r,
+        result:
+          r.error ??
+          `${privateAddresses.length} on ${config.host.privateInterface.name} (+${r.add.length} -${r.remove.length})`,
+        ok: r.error === undefined,
+      };
+    });
+    if (synced.error) return failed(table, [`service addresses: ${synced.error}`]);
+  }
 
   for (const { unit } of BOOTSTRAP_UNITS) {
     const started = await table.step(`start ${unit}`, async () => {

@@ -31,7 +31,8 @@ import {
 } from "./kube";
 import { PEER_STALE_MS, rolloutDecision } from "./rollout";
 import { ServiceHealth, type Prober } from "./service-lb/health";
-import { kernelServices } from "../render/service-lb";
+import { hasPrivateServiceAddresses, kernelServices, privateServiceAddresses } from "../render/service-lb";
+import { syncServiceAddresses } from "./service-lb/addresses";
 import {
   ImageSwitchLoop,
   keepalivedHeld,
@@ -491,6 +492,18 @@ export class AgentRun {
   private async afterApply(state: DesiredState, desiredHash: string): Promise<void> {
     this.cluster?.applied(state, desiredHash);
     const frontends = kernelServices(state.spec, state.selection.backends.extra, state.services);
+    if (hasPrivateServiceAddresses(state.spec)) {
+      const dev = this.o.host.privateInterface.name;
+      const r = await syncServiceAddresses(
+        this.o.runner,
+        state.spec,
+        dev,
+        privateServiceAddresses(state.spec, frontends),
+      );
+      if (r.error) this.o.log(`service addresses: ${r.error}`);
+      else if (r.add.length + r.remove.length > 0)
+        this.o.log(`service addresses on ${dev}: +${r.add.join(", ") || "-"} -${r.remove.join(", ") || "-"}`);
+    }
     await this.health.applied(frontends, state.spec.healthCheck);
   }
 

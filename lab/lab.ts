@@ -16,6 +16,9 @@ import { connect } from "node:net";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { writeTree } from "../agent/apply/write";
+import { spawnRunner } from "../agent/apply/reload";
+import { syncServiceAddresses } from "../agent/service-lb/addresses";
+import { hasPrivateServiceAddresses, kernelServices, privateServiceAddresses } from "../render/service-lb";
 import { renderAll } from "../render/index";
 import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
 import { SERVICE_NAMES, SERVICES } from "../render/services";
@@ -130,6 +133,9 @@ function netnsPath(ns: string): string {
 }
 
 /** argv that runs a program in a network namespace (the initial mount namespace). */
+/** The image's /usr/libexec (edgepair-garp and the boot scripts), overlaid on the LBs' /usr/libexec. */
+const IMAGE_LIBEXEC = join(__dirname, "..", "images", "rootfs", "usr", "libexec");
+
 export function inNetns(ns: string, argv: readonly string[]): string[] {
   return ["nsenter", `--net=${netnsPath(ns)}`, "--", ...argv];
 }
@@ -430,6 +436,18 @@ export class Lab {
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/handoff.nft")]);
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/guard.nft")]);
     await this.run(lb.ns, ["nft", "-f", join(root, "etc/edgepair/services.nft")]);
+    // what bootstrap does next on the VM: private Service addresses on the private NIC (agent/service-lb/addresses.ts)
+    const spec = this.state.spec;
+    if (hasPrivateServiceAddresses(spec)) {
+      const wanted = privateServiceAddresses(spec, kernelServices(spec, this.plan.backends.extra));
+      const r = await syncServiceAddresses(
+        (argv, o) => spawnRunner(inNetns(lb.ns, argv), o),
+        spec,
+        lb.privateLink.name,
+        wanted,
+      );
+      if (r.error) throw new Error(`${key}: service addresses: ${r.error}`);
+    }
   }
 
   profiles(key: LbKey): (ProfileIntent & { file: string })[] {
@@ -615,6 +633,8 @@ export class Lab {
         `mount --bind ${q(join(root, "etc", d))} /etc/${d}`,
         `mount -o remount,bind,ro /etc/${d}`,
       ]),
+      // the image's own tools (the notify script's edgepair-garp) where the VM has them; read-only, host unchanged
+      `mount -t overlay overlay -o lowerdir=${q(IMAGE_LIBEXEC)}:/usr/libexec /usr/libexec`,
       // the nsfs files of the other LB must not be pinned by this namespace
       `umount -l ${q(nsDir)}`,
       "mount -t tmpfs -o mode=0755 tmpfs /run",

@@ -8,6 +8,7 @@
  * so a non-zero exit always means a real problem.
  */
 import { parseIp } from "../spec/address";
+import { GARP_TOOL } from "./service-lb";
 import type { HostFacts, IpFamily, PlatformType, ResolvedSpec } from "../spec/types";
 import type { KeepalivedState } from "./vrrp-state";
 
@@ -34,7 +35,7 @@ interface MovingAddress {
  * packets (`arping -c 2` takes about 2 s), so the notify script runs them in the background.
  */
 export function isAnnouncement(command: Command): boolean {
-  return command[0] === "arping";
+  return command[0] === "arping" || command[0] === GARP_TOOL;
 }
 
 export function floatingIpHandler(spec: ResolvedSpec, host: HostFacts): FloatingIpHandler {

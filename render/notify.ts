@@ -26,6 +26,7 @@
  */
 import type { VirtualAddress } from "../spec/types";
 import { handoffCommands } from "./handoff";
+import { serviceArpCommands } from "./service-lb";
 import { file, header, hostPrefix, lines, NO_RELOAD } from "./common";
 import { type Command, floatingIpHandler, isAnnouncement } from "./floating-ip";
 import type { KeepalivedState } from "./vrrp-state";
@@ -48,6 +49,7 @@ function notifyScript({ spec, host }: RenderInput): string {
   const handler = floatingIpHandler(spec, host);
   const addresses = (state: KeepalivedState) => handler.onTransition(state).map(shellLine);
   const handoff = (on: boolean) => handoffCommands(host, on).map(shellLine);
+  const serviceArp = (on: boolean) => serviceArpCommands(spec, host, on).map(shellLine);
   const conntrackd = (flag: string, why: string) =>
     `\tstep timeout ${CONNTRACKD_TIMEOUT_S} conntrackd ${flag} # ${why}`;
   const release = "purge stale forwarded flows after PurgeTimeout";
@@ -102,6 +104,7 @@ function notifyScript({ spec, host }: RenderInput): string {
     "MASTER)",
     ...handoff(true),
     conntrackd("-c", "commit the peer's flows into the kernel table"),
+    ...serviceArp(true),
     ...addresses("MASTER"),
     entered,
     conntrackd("-f", "flush the internal and external caches"),
@@ -110,6 +113,7 @@ function notifyScript({ spec, host }: RenderInput): string {
     "\t;;",
     "BACKUP)",
     ...addresses("BACKUP"),
+    ...serviceArp(false),
     ...handoff(false),
     entered,
     conntrackd("-t", release),
@@ -117,12 +121,14 @@ function notifyScript({ spec, host }: RenderInput): string {
     "\t;;",
     "FAULT)",
     ...addresses("FAULT"),
+    ...serviceArp(false),
     ...handoff(false),
     entered,
     conntrackd("-t", release),
     "\t;;",
     "STOP)",
     ...addresses("STOP"),
+    ...serviceArp(false),
     ...handoff(false),
     entered,
     conntrackd("-t", release),

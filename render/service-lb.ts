@@ -19,12 +19,25 @@
  * Applied with `nft -f` as one transaction that replaces the table: translations of established flows live in
  * conntrack, not in the table, so they are untouched. IPv4 only (spec/pools.ts: no NAT64).
  */
+import { compareAddresses, parseIp } from "../spec/address";
+import { inRange } from "../spec/pools";
 import type { Backend, ExtraService, HostFacts, ResolvedSpec } from "../spec/types";
 import { file, header, lines, reload } from "./common";
 import type { Renderer } from "./types";
 
 export const SERVICES_NFT_PATH = "/etc/edgepair/services.nft";
 export const SERVICES_TABLE = "edgepair_services";
+/**
+ * Service addresses on the cluster network (private pools) are on the private NIC of both LBs, like every frontend VIP
+ * is local on both; only the MASTER may answer ARP for them. This arp-family table drops every ARP packet with such a
+ * sender address unless the NIC is in `holder`, which the notify script fills on MASTER and flushes otherwise (as
+ * the handoff's set). So a failover moves all of them with one set change and one burst of gratuitous ARP
+ * (edgepair-garp), never with per-address keepalived entries, and a new Service never touches keepalived.
+ */
+export const SERVICE_ARP_TABLE = "edgepair_service_arp";
+export const SERVICE_ARP_HOLDER = "holder";
+export const SERVICE_ARP_ADDRESSES = "addresses";
+export const GARP_TOOL = "/usr/libexec/edgepair/edgepair-garp";
 
 /**
  * The chain of one frontend; its slot map is `<chain>/backends`. nft identifiers take `/` and `-`, and neither a DNS
@@ -102,6 +115,28 @@ export function slotElements(backends: readonly { address: string; port: number 
   return backends.map((b, i) => `${i} : ${b.address} . ${b.port}`).join(", ");
 }
 
+/** Whether this spec can ever have Service addresses on the cluster network (a private pool or extra service). */
+export function hasPrivateServiceAddresses(spec: ResolvedSpec): boolean {
+  return (
+    (spec.serviceLoadBalancers?.pools ?? []).some((p) => p.type === "private") ||
+    spec.extraServices.some((e) => e.frontend.type === "private" && !isVip(spec, e.frontend.address))
+  );
+}
+
+/** The frontends' addresses inside private pools, sorted: on the private NIC of both LBs (agent/service-lb/addresses.ts). */
+export function privateServiceAddresses(spec: ResolvedSpec, services: readonly KernelService[]): string[] {
+  const pools = (spec.serviceLoadBalancers?.pools ?? []).filter((p) => p.type === "private");
+  const inPool = (a: string) => {
+    const ip = parseIp(a);
+    return !!ip && pools.some((p) => p.ranges.some((r) => inRange(r, ip)));
+  };
+  return [...new Set(services.map((s) => s.address).filter(inPool))].sort(compareAddresses);
+}
+
+function isVip(spec: ResolvedSpec, address: string): boolean {
+  return [...spec.derived.privateVips, ...spec.derived.publicVips].some((v) => v.address === address);
+}
+
 export const renderServiceLb: Renderer = ({ spec, host, backends, services: cluster }) => {
   const services = kernelServices(spec, backends.extra, cluster);
   const content = lines(
@@ -112,9 +147,41 @@ export const renderServiceLb: Renderer = ({ spec, host, backends, services: clus
     services.length === 0
       ? "# No extraServices in the spec and no Service of type LoadBalancer: nothing is forwarded, the table stays removed."
       : table(spec, host, services),
+    arpTable(spec, privateServiceAddresses(spec, services)),
   );
   return [file(SERVICES_NFT_PATH, content, reload("serviceLb", ["nft", "-f", SERVICES_NFT_PATH]))];
 };
+
+/** The ARP guard of the private Service addresses; its holder set (VRRP state) survives every reload. */
+function arpTable(spec: ResolvedSpec, addresses: string[]): string[] {
+  const t = `arp ${SERVICE_ARP_TABLE}`;
+  if (!hasPrivateServiceAddresses(spec))
+    return ["# No private pool and no private extra service: no ARP guard.", `table ${t}`, `delete table ${t}`];
+  return [
+    "# Only the MASTER answers ARP for the Service addresses on the cluster network (holder: filled by the notify script).",
+    `table ${t} {`,
+    `	set ${SERVICE_ARP_HOLDER} { type ifname; }`,
+    `	set ${SERVICE_ARP_ADDRESSES} { type ipv4_addr; }`,
+    "	chain output { type filter hook output priority filter; policy accept; }",
+    "}",
+    `flush set ${t} ${SERVICE_ARP_ADDRESSES}`,
+    `flush chain ${t} output`,
+    ...(addresses.length > 0 ? [`add element ${t} ${SERVICE_ARP_ADDRESSES} { ${addresses.join(", ")} }`] : []),
+    `add rule ${t} output arp saddr ip @${SERVICE_ARP_ADDRESSES} meta oifname != @${SERVICE_ARP_HOLDER} counter drop`,
+  ];
+}
+
+/** The notify script's part: answer (MASTER) or stop answering (any other state) for the private Service addresses. */
+export function serviceArpCommands(spec: ResolvedSpec, host: HostFacts, on: boolean): string[][] {
+  if (!hasPrivateServiceAddresses(spec)) return [];
+  const set = ["arp", SERVICE_ARP_TABLE, SERVICE_ARP_HOLDER];
+  return on
+    ? [
+        ["nft", "add", "element", ...set, `{ ${host.privateInterface.name} }`],
+        [GARP_TOOL, host.privateInterface.name],
+      ]
+    : [["nft", "flush", "set", ...set]];
+}
 
 function table(spec: ResolvedSpec, host: HostFacts, services: KernelService[]): string[] {
   const served = services.filter((s) => s.backends.length > 0);

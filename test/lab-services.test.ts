@@ -21,6 +21,8 @@ const NODE_PORT = 30007;
 const PUBLIC_VIP = "198.51.100.80";
 const PRIVATE_VIP = "192.168.100.100";
 const POOL_ADDRESS = "198.51.100.130";
+/** in the private pool: on the cluster network, answered by ARP from the MASTER only */
+const PRIVATE_POOL_ADDRESS = "192.168.100.200";
 
 function servicesSpec(opts: { nat: boolean }): ResolvedSpec {
   const raw = devSpecRaw();
@@ -32,7 +34,12 @@ function servicesSpec(opts: { nat: boolean }): ResolvedSpec {
     backend: { nodePort: NODE_PORT, nodeSelector: WORKER },
     ...extra,
   });
-  raw.serviceLoadBalancers = { pools: [{ name: "public", addresses: ["198.51.100.128/27"], type: "public" }] };
+  raw.serviceLoadBalancers = {
+    pools: [
+      { name: "public", addresses: ["198.51.100.128/27"], type: "public" },
+      { name: "internal", addresses: ["192.168.100.200-192.168.100.209"], type: "private" },
+    ],
+  };
   raw.extraServices = [
     echo("echo-tcp", "TCP", PUBLIC_VIP),
     echo("echo-udp", "UDP", PUBLIC_VIP),
@@ -40,6 +47,8 @@ function servicesSpec(opts: { nat: boolean }): ResolvedSpec {
     echo("private-udp", "UDP", PRIVATE_VIP),
     // only the lab's client may use it, not the internet host beside it
     echo("pool-tcp", "TCP", POOL_ADDRESS, { sourceRanges: [`${OUTSIDE.client}/32`] }),
+    echo("internal-tcp", "TCP", PRIVATE_POOL_ADDRESS),
+    echo("internal-udp", "UDP", PRIVATE_POOL_ADDRESS),
   ];
   return resolveSpec(raw);
 }
@@ -56,6 +65,16 @@ const isRoot = process.getuid?.() === 0;
 const suite = isRoot ? describe : describe.skip;
 
 type Flows = Parameters<typeof egressFigures>[0];
+
+/** The MACs that answer ARP for `address` on the cluster network, asked from the cluster node. */
+async function arpAnswerers(lab: Lab, address: string): Promise<string[]> {
+  const r = await lab.run(lab.ns("node"), ["arping", "-c", "3", "-w", "4", "-I", "eth0", address], { allowFail: true });
+  return [...new Set([...r.stdout.matchAll(/reply from \S+ \[([0-9a-fA-F:]+)\]/g)].map((m) => m[1]!.toLowerCase()))];
+}
+
+async function privateMac(lab: Lab, key: "lb1" | "lb2"): Promise<string> {
+  return Promise.resolve(lab.state.hostFacts[key]!.privateInterface.mac.toLowerCase());
+}
 
 /** Long-lived echo flows from `hostKey` to `target`, across an unclean failover; their figures. */
 async function flowsAcrossFailover(
@@ -133,6 +152,31 @@ suite("lab: extraServices through the kernel, with the NAT gateway", () => {
       }
   }, 60_000);
 
+  test("a private pool address: on both LBs' private NIC, ARP answered by the MASTER only, served from the cluster network", async () => {
+    for (const key of ["lb1", "lb2"] as const) {
+      const addrs = await lab.run(lab.lb(key).ns, ["ip", "-4", "-br", "addr", "show", "dev", "eth1"]);
+      expect(addrs.stdout).toContain(`${PRIVATE_POOL_ADDRESS}/32`);
+    }
+    const active = await lab.active();
+    expect(await arpAnswerers(lab, PRIVATE_POOL_ADDRESS)).toEqual([await privateMac(lab, active)]);
+    // counter-case: without the ARP guard the BACKUP answers too (the address is on its NIC as well)
+    const backup = lab.other(active);
+    await lab.run(lab.lb(backup).ns, ["nft", "delete", "table", "arp", "edgepair_service_arp"]);
+    try {
+      expect((await arpAnswerers(lab, PRIVATE_POOL_ADDRESS)).sort()).toEqual(
+        [await privateMac(lab, active), await privateMac(lab, backup)].sort(),
+      );
+    } finally {
+      await lab.run(lab.lb(backup).ns, ["nft", "-f", join(lab.renderedRoot(backup), "etc/edgepair/services.nft")]);
+    }
+    expect(await arpAnswerers(lab, PRIVATE_POOL_ADDRESS)).toEqual([await privateMac(lab, active)]);
+    for (const udp of [false, true])
+      expect(await lab.ask("node", `${PRIVATE_POOL_ADDRESS}:7`, { udp })).toMatchObject({
+        ok: true,
+        peer: "192.168.100.1",
+      });
+  }, 60_000);
+
   test("exactly the listed frontends are open, from where each allows", async () => {
     expect(await lab.ask("cli", `${POOL_ADDRESS}:7`)).toMatchObject({ ok: true, peer: OUTSIDE.client });
     // the internet host is outside pool-tcp's source ranges; port 9 and UDP on the pool address are not listed
@@ -146,6 +190,8 @@ suite("lab: extraServices through the kernel, with the NAT gateway", () => {
     const results = await flowsAcrossFailover(lab, [
       { name: "svc-outside", hostKey: "cli", target: `${PUBLIC_VIP}:7`, tcp: 10, udp: 5 },
       { name: "svc-cluster", hostKey: "node", target: `${PRIVATE_VIP}:7`, tcp: 5, udp: 5 },
+      // the node's ARP entry for the pool address points at the old MASTER until the new one's gratuitous ARP
+      { name: "svc-private-pool", hostKey: "node", target: `${PRIVATE_POOL_ADDRESS}:7`, tcp: 5, udp: 5 },
     ]);
     for (const { name, figures } of results) {
       expect([name, figures.failures]).toEqual([name, []]);
@@ -154,8 +200,9 @@ suite("lab: extraServices through the kernel, with the NAT gateway", () => {
         `services (NAT gateway), ${name}: ${figures.survived}/${figures.total} flows survived, longest echo gap ${figures.maxGapMs} ms\n`,
       );
     }
-    // new connections after the failover are served by the new MASTER
+    // new connections after the failover are served by the new MASTER, which alone answers ARP now
     expect(await lab.ask("cli", `${PUBLIC_VIP}:7`)).toMatchObject({ ok: true, peer: OUTSIDE.client });
+    expect(await arpAnswerers(lab, PRIVATE_POOL_ADDRESS)).toEqual([await privateMac(lab, await lab.active())]);
     expect(await lab.ask("cli", `${PUBLIC_VIP}:7`, { udp: true })).toMatchObject({ ok: true, peer: OUTSIDE.client });
   }, 150_000);
 

@@ -51,6 +51,8 @@ case "$state" in
 MASTER)
 	step nft add element ip edgepair_handoff handoff_on '{ enp1s0, enp2s0 }'
 	step timeout 10 conntrackd -c # commit the peer's flows into the kernel table
+	step nft add element arp edgepair_service_arp holder '{ enp2s0 }'
+	announce /usr/libexec/edgepair/edgepair-garp enp2s0
 	step ip -4 addr replace 172.31.250.10/24 dev enp1s0
 	announce arping -U -c 2 -I enp1s0 172.31.250.10
 	log "entered $state (priority $priority)"
@@ -60,6 +62,7 @@ MASTER)
 	;;
 BACKUP)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	step nft flush set arp edgepair_service_arp holder
 	step nft flush set ip edgepair_handoff handoff_on
 	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
@@ -67,12 +70,14 @@ BACKUP)
 	;;
 FAULT)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	step nft flush set arp edgepair_service_arp holder
 	step nft flush set ip edgepair_handoff handoff_on
 	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
 	;;
 STOP)
 	step ip -4 addr flush dev enp1s0 to 172.31.250.10/32
+	step nft flush set arp edgepair_service_arp holder
 	step nft flush set ip edgepair_handoff handoff_on
 	log "entered $state (priority $priority)"
 	step timeout 10 conntrackd -t # purge stale forwarded flows after PurgeTimeout
