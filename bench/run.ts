@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime|services ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -9,6 +9,7 @@ import { benchLibvirt } from "./libvirt";
 import { propagationBench } from "./propagation";
 import { benchClusterPropagation } from "./propagation-cluster";
 import { benchRender } from "./render";
+import { benchServices } from "./services";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -73,6 +74,51 @@ const BENCHES: Record<string, () => unknown> = {
     );
     console.log(
       `${r.changes} changes, ${r.requests} requests, ${r.failedRequests} failed, ${r.requestsAfterDrain} after a drain, ${r.reloads} reloads`,
+    );
+    return r;
+  },
+  // needs root and the engines: the lab + a real API server + an agent on each LB; Services of type LoadBalancer
+  services: async () => {
+    const r = await benchServices({
+      samples: Number(process.env.EDGEPAIR_BENCH_SERVICE_SAMPLES ?? "20"),
+      runs: Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5"),
+      services: Number(process.env.EDGEPAIR_BENCH_SERVICES ?? "500"),
+    });
+    const row = (what: string, s: { minMs: number; medianMs: number; maxMs: number; n: number }, goal: string) => ({
+      what,
+      "min ms": s.minMs.toFixed(0),
+      "median ms": s.medianMs.toFixed(0),
+      "max ms": s.maxMs.toFixed(0),
+      n: s.n,
+      goal,
+    });
+    printTable([
+      row("Service created -> first TCP answer", r.createdToAnswer.tcp, "median <= 1000 ms"),
+      row("Service created -> first UDP answer", r.createdToAnswer.udp, "median <= 1000 ms"),
+      row("unclean failover, 1 Service address: first prompt success", r.outage.none, "<= 400 ms"),
+      row(
+        `unclean failover, ${r.scale.services + 1} Service addresses: first prompt success`,
+        r.outage.many,
+        "within 10 % of 1, <= 400 ms",
+      ),
+      row(
+        "unclean failover, 1 Service address: DESIGN.md outage",
+        r.outage.design.none,
+        "(SYN retransmission flatters it)",
+      ),
+      row(
+        `unclean failover, ${r.scale.services + 1} addresses: DESIGN.md outage`,
+        r.outage.design.many,
+        "(SYN retransmission flatters it)",
+      ),
+      row(`nft -f of the table with ${r.scale.services} Services`, r.scale.nftApply, "report"),
+      row("lab.cut itself (outage figures are short by at most this)", r.outage.cut, "report"),
+    ]);
+    console.log(
+      `flows across ${r.flows.failovers} unclean failovers (there and back): ${r.flows.survived}/${r.flows.total} survived (goal 100 %), longest echo gap ${r.flows.maxGapMs > 0 ? `${r.flows.maxGapMs} ms` : "none over 500 ms"} (goal <= 1000 ms)`,
+    );
+    console.log(
+      `${r.scale.services} Services: every address recorded after ${r.scale.allRecordedMs} ms, both LBs forward all after ${r.scale.bothForwardMs} ms; RSS ${r.scale.rssMiB.before} -> ${r.scale.rssMiB.after} MiB, heap ${r.scale.heapMiB.before} -> ${r.scale.heapMiB.after} MiB (both agents and the bench in one process); outage ratio ${r.outage.ratio}`,
     );
     return r;
   },

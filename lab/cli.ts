@@ -76,7 +76,9 @@ export function registerLab(program: Command, out: (s: string) => void): void {
 
   lab
     .command("status")
-    .description("per LB: VRRP state, VIPs and next hop held, daemons; HAProxy's view of every backend")
+    .description(
+      "per LB: VRRP state, VIPs and next hop held, daemons; HAProxy's view of every backend; the Service frontends the kernel forwards and their NodePort backends",
+    )
     .option("--prefix <prefix>", "lab to act on (default: the newest)")
     .option("--json", "machine-readable")
     .action(async (o: { prefix?: string; json?: boolean }) => {

@@ -12,6 +12,10 @@
  *   probe
  *       Backend probes for an agent outside the namespace: reads JSON lines {id,kind:"tcp"|"http",address,port,path?,
  *       timeoutMs} on stdin, answers {id,ok} on stdout for each, concurrently (what the agent's own prober does on a VM).
+ *   poll --to A:P [--udp true] [--interval-ms 10] [--max-ms 20000]
+ *       Asks "who?" every interval (a new connection or socket each time, each bounded by the interval x 5) until
+ *       one is answered; prints {"at":<epoch ms of the answered attempt's start>,"server","peer"} and exits 0, or
+ *       exits 1 at the bound. How long a new frontend takes to answer, to within the interval.
  *   ask --to A:P [--udp true] [--timeout-ms 2000]
  *       Sends "who?" to an echo server over TCP or UDP and prints its answer; exit 1 without one in time.
  *   client --url URL --out FILE [--interval-ms 10] [--timeout-ms 3000] [--max-ms 60000] [--max-requests 100000]
@@ -208,33 +212,83 @@ async function probe(): Promise<void> {
   await new Promise<void>((resolve) => process.stdin.on("end", resolve));
 }
 
-/** One "who?" to an echo server (serve --echo), TCP or UDP; prints the answer. */
-async function ask(m: Map<string, string[]>): Promise<void> {
-  const { host, port } = hostPort(one(m, "to"));
-  const timeoutMs = Number(one(m, "timeout-ms", "2000"));
-  const answer = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer from ${host}:${port} in ${timeoutMs} ms`)), timeoutMs);
-    const done = (text: string) => {
+/** One "who?" to an echo server (serve --echo), TCP or UDP; resolves with the answer. */
+function askOnce(host: string, port: number, udpMode: boolean, timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let close = () => undefined as void;
+    const timer = setTimeout(() => {
+      close();
+      reject(new Error(`no answer from ${host}:${port} in ${timeoutMs} ms`));
+    }, timeoutMs);
+    const settle = (err: Error | undefined, text = "") => {
       clearTimeout(timer);
-      resolve(text);
+      close();
+      if (err) reject(err);
+      else resolve(text);
     };
-    if (one(m, "udp", "false") === "true") {
+    if (udpMode) {
       const udp = createSocket(host.includes(":") ? "udp6" : "udp4");
-      udp.on("message", (msg) => {
-        udp.close();
-        done(msg.toString());
-      });
-      udp.on("error", reject);
+      close = () => {
+        try {
+          udp.close();
+        } catch {
+          // closed already
+        }
+      };
+      udp.on("message", (msg) => settle(undefined, msg.toString()));
+      udp.on("error", (e) => settle(e));
       udp.send(WHO, port, host);
     } else {
       let text = "";
       const s = createConnection({ host, port }, () => s.write(WHO));
+      close = () => void s.destroy();
       s.on("data", (d) => (text += d.toString()));
-      s.on("end", () => done(text));
-      s.on("error", reject);
+      s.on("end", () => settle(undefined, text));
+      s.on("error", (e) => settle(e));
     }
   });
+}
+
+async function ask(m: Map<string, string[]>): Promise<void> {
+  const { host, port } = hostPort(one(m, "to"));
+  const answer = await askOnce(host, port, one(m, "udp", "false") === "true", Number(one(m, "timeout-ms", "2000")));
   process.stdout.write(answer.endsWith("\n") ? answer : `${answer}\n`);
+}
+
+async function poll(m: Map<string, string[]>): Promise<void> {
+  const { host, port } = hostPort(one(m, "to"));
+  const udpMode = one(m, "udp", "false") === "true";
+  const intervalMs = Number(one(m, "interval-ms", "10"));
+  const deadline = nowMs() + Number(one(m, "max-ms", "20000"));
+  const answered = await new Promise<{ at: number; text: string } | undefined>((resolve) => {
+    let done = false;
+    const tick = () => {
+      if (done) return;
+      if (nowMs() > deadline) {
+        done = true;
+        resolve(undefined);
+        return;
+      }
+      const at = nowMs();
+      askOnce(host, port, udpMode, intervalMs * 5).then(
+        (text) => {
+          if (!done) {
+            done = true;
+            resolve({ at, text });
+          }
+        },
+        () => undefined,
+      );
+      setTimeout(tick, intervalMs);
+    };
+    tick();
+  });
+  if (!answered) {
+    process.stderr.write(`poll: no answer from ${host}:${port}\n`);
+    process.exit(1);
+  }
+  const who = JSON.parse(answered.text) as { server: string; peer: string };
+  process.stdout.write(`${JSON.stringify({ at: answered.at, ...who })}\n`);
 }
 
 /** Relays every TCP connection accepted at --listen to the Unix socket --unix (lab.ts startRelay). */
@@ -506,10 +560,14 @@ async function main(): Promise<void> {
   } else if (mode === "ask") {
     await ask(m);
     process.exit(0);
+  } else if (mode === "poll") {
+    await poll(m);
+    process.exit(0);
   } else if (mode === "probe") {
     await probe();
     process.exit(0);
-  } else throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | probe`);
+  } else
+    throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | poll | probe`);
 }
 
 main().catch((e: unknown) => {

@@ -18,7 +18,13 @@ import { join } from "node:path";
 import { writeTree } from "../agent/apply/write";
 import { spawnRunner } from "../agent/apply/reload";
 import { syncServiceAddresses } from "../agent/service-lb/addresses";
-import { hasPrivateServiceAddresses, kernelServices, privateServiceAddresses } from "../render/service-lb";
+import {
+  hasPrivateServiceAddresses,
+  kernelServices,
+  privateServiceAddresses,
+  SERVICES_NFT_PATH,
+  SERVICES_TABLE,
+} from "../render/service-lb";
 import { renderAll } from "../render/index";
 import { MACHINE_CONFIG_PORT, serverName } from "../render/haproxy";
 import { SERVICE_NAMES, SERVICES } from "../render/services";
@@ -51,6 +57,7 @@ import {
   type LabLb,
 } from "./topology";
 import { formatTable, ms, readRequests, summarize, type OutageSummary } from "./analysis";
+import { formatServiceFrontends, parseServiceTable, type ServiceFrontendStatus } from "./service-status";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
 
@@ -84,6 +91,10 @@ export interface LbStatus {
   links: "up" | "cut";
   daemons: Record<string, boolean>;
   backends: BackendHealth[];
+  /** the Service frontends this LB's kernel forwards (lab/service-status.ts) */
+  services: ServiceFrontendStatus[];
+  /** why they could not be read, when nft failed for another reason than an absent table */
+  servicesError?: string;
 }
 
 export interface BackendHealth {
@@ -969,9 +980,31 @@ export class Lab {
         links: this.state.cut.includes(l.key) ? "cut" : "up",
         daemons,
         backends: daemons.haproxy ? await this.backendHealth(l.key).catch(() => []) : [],
+        ...(await this.serviceFrontends(l.key)),
       });
     }
     return out;
+  }
+
+  /**
+   * The Service frontends an LB's kernel forwards: its live table as nft lists it in the LB's namespace, read against
+   * the rendered services.nft it was applied from (which names the backends health has pointed away). No table: none
+   * (the renderer removes it while nothing is forwarded).
+   */
+  async serviceFrontends(key: LbKey): Promise<Pick<LbStatus, "services" | "servicesError">> {
+    const r = await this.run(this.lb(key).ns, ["nft", "-j", "list", "table", "ip", SERVICES_TABLE], {
+      allowFail: true,
+    });
+    if (r.code !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return { services: [] };
+      return { services: [], servicesError: r.stderr.trim() || `nft exited with ${String(r.code)}` };
+    }
+    const file = join(this.renderedRoot(key), SERVICES_NFT_PATH);
+    try {
+      return { services: parseServiceTable(r.stdout, existsSync(file) ? readFileSync(file, "utf8") : undefined) };
+    } catch (e) {
+      return { services: [], servicesError: `unreadable nft -j output: ${(e as Error).message}` };
+    }
   }
 
   formatStatus(rows: LbStatus[]): string {
@@ -1010,7 +1043,11 @@ export class Lab {
         ...rows.map((r) => r.backends.find((b) => `${b.backend}/${b.server}` === s)?.status ?? "-"),
       ]),
     );
-    return `${lbTable}\n${beTable}`;
+    const svcTable = formatServiceFrontends(rows.map((r) => ({ key: r.key, frontends: r.services })));
+    const svcErrors = rows.flatMap((r) =>
+      r.servicesError ? [`${r.key}: Service frontends unknown: ${r.servicesError}\n`] : [],
+    );
+    return `${lbTable}\n${beTable}\n${svcTable}${svcErrors.join("")}`;
   }
 
   // ------------------------------------------------------------------------------------------- checks

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { canonical, nthAddress, parseCidr } from "../spec/address";
-import { selectBackends, type NodeView } from "../agent/kube/backends";
+import { EXCLUDE_FROM_LB_LABEL, selectBackends, type NodeView } from "../agent/kube/backends";
 import { poolCidrs } from "../spec/pools";
 import type { BackendSets, ResolvedSpec } from "../spec/types";
 
@@ -204,15 +204,22 @@ export function planLab(spec: ResolvedSpec, prefix: string): LabPlan {
   const apiVipPrivate = spec.virtualAddresses.api.find((v) => v.type === "private")?.address;
   const ingressVip = publicOf(spec.virtualAddresses.ingress);
 
-  const asNode = (name: string, h: HostPlan, selector: ResolvedSpec["apiBackend"]["nodeSelector"]): NodeView => ({
+  const asNode = (
+    name: string,
+    h: HostPlan,
+    selector: ResolvedSpec["apiBackend"]["nodeSelector"],
+    extra: Record<string, string> = {},
+  ): NodeView => ({
     name,
-    labels: { ...(selector.matchLabels ?? {}) },
+    labels: { ...(selector.matchLabels ?? {}), ...extra },
     ready: true,
     unschedulable: false,
     internalIPs: [h.address],
   });
   const nodes = [
-    ...apiHosts.map((h, i) => asNode(`cp-${i}`, h, spec.apiBackend.nodeSelector)),
+    // as kubeadm labels them: no Service's NodePort traffic goes to a control-plane Node (the lab's stand-ins for
+    // them run no NodePorts either)
+    ...apiHosts.map((h, i) => asNode(`cp-${i}`, h, spec.apiBackend.nodeSelector, { [EXCLUDE_FROM_LB_LABEL]: "" })),
     ...(spec.ingressBackend
       ? ingressHosts.map((h, i) =>
           asNode(`worker-${i}`, h, (spec.ingressBackend as NonNullable<ResolvedSpec["ingressBackend"]>).nodeSelector),

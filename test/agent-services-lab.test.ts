@@ -10,6 +10,7 @@ import { CONDITION_TYPE } from "../agent/service-lb/writer";
 import { sleep, waitFor } from "../lab/exec";
 import type { LbKey } from "../lab/lab";
 import { OUTSIDE } from "../lab/topology";
+import { flowsReady, startFlows, stopFlows } from "../lab/flows";
 import { startAgentOnLab, type AgentOnLab } from "./fixtures/agent-on-lab";
 import { devSpecRaw } from "./fixtures/variants";
 
@@ -293,6 +294,27 @@ suite("agent: Services of type LoadBalancer on the lab pair, against a real API 
       "198.51.100.128",
     );
   }, 60_000);
+
+  test("from the cluster node too (hairpin); established TCP and UDP flows to a Service survive an unclean failover; no Service change reloaded keepalived or HAProxy", async () => {
+    const ip = (await ingressOf("dns-udp"))!;
+    for (const udp of [false, true])
+      expect(await env.lab.ask("node", `${ip}:53`, { udp })).toMatchObject({ ok: true, peer: "192.168.100.1" });
+    const flows = startFlows(env.lab, "service-flows", "cli", `${ip}:53`, { tcp: 5, udp: 5 });
+    let figures: Awaited<ReturnType<typeof stopFlows>>;
+    try {
+      await flowsReady(flows);
+      await sleep(1500);
+      const report = await env.lab.failover({ restore: true, settleMs: 3000 });
+      expect(report.vipMovedMs).toBeDefined();
+    } finally {
+      figures = await stopFlows(env.lab, flows);
+    }
+    expect(figures.failures).toEqual([]);
+    expect(figures.survived).toBe(figures.total);
+    // Services came and went throughout this suite: only the kernel's table changed, keepalived and HAProxy never
+    const reloads = Object.values(env.agents).flatMap((a) => a?.reloads ?? []);
+    expect(reloads.filter((r) => /keepalived|haproxy/.test(r))).toEqual([]);
+  }, 90_000);
 
   test("the lease holder's agent stops: the other LB's agent takes the lease over and allocates", async () => {
     const holder = await waitFor(

@@ -6,10 +6,10 @@
  * translation is in conntrack, which conntrackd syncs. Without the NAT gateway (nodes do not route through the
  * pair) every Service flow is translated both ways, and still survives. Needs root; skipped otherwise.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { egressFigures } from "../bench/failover";
-import { sleep, waitFor } from "../lab/exec";
+import type { EgressFigures } from "../bench/failover";
+import { flowsReady, startFlows, stopFlows } from "../lab/flows";
+import { sleep } from "../lab/exec";
 import { Lab, leftovers } from "../lab/lab";
 import { newPrefix, OUTSIDE, planLab } from "../lab/topology";
 import { resolveSpec } from "../spec/resolve";
@@ -64,8 +64,6 @@ describe("lab plan with Service pools", () => {
 const isRoot = process.getuid?.() === 0;
 const suite = isRoot ? describe : describe.skip;
 
-type Flows = Parameters<typeof egressFigures>[0];
-
 /** The MACs that answer ARP for `address` on the cluster network, asked from the cluster node. */
 async function arpAnswerers(lab: Lab, address: string): Promise<string[]> {
   const r = await lab.run(lab.ns("node"), ["arping", "-c", "3", "-w", "4", "-I", "eth0", address], { allowFail: true });
@@ -80,43 +78,18 @@ async function privateMac(lab: Lab, key: "lb1" | "lb2"): Promise<string> {
 async function flowsAcrossFailover(
   lab: Lab,
   runs: { name: string; hostKey: string; target: string; tcp: number; udp: number }[],
-): Promise<{ name: string; figures: ReturnType<typeof egressFigures> }[]> {
-  const started = runs.map((r) => {
-    const out = join(lab.dir, "logs", `${r.name}.json`);
-    const p = lab.startHelper(r.name, r.hostKey, [
-      "flows",
-      "--target",
-      r.target,
-      "--out",
-      out,
-      "--tcp",
-      String(r.tcp),
-      "--udp",
-      String(r.udp),
-      "--interval-ms",
-      "100",
-      "--max-ms",
-      "60000",
-    ]);
-    return { ...r, out, p };
-  });
+): Promise<{ name: string; figures: EgressFigures }[]> {
+  const started = runs.map((r) => ({ name: r.name, run: startFlows(lab, r.name, r.hostKey, r.target, r) }));
+  const results: { name: string; figures: EgressFigures }[] = [];
   try {
-    for (const s of started)
-      await waitFor(
-        `${s.name} to see their first echoes`,
-        async () => (readFileSync(s.p.log, "utf8").includes("ready") ? true : undefined),
-        { timeoutMs: 10_000, intervalMs: 50 },
-      );
+    for (const s of started) await flowsReady(s.run);
     await sleep(1500); // conntrackd sends the new states to the peer
     const report = await lab.failover({ restore: false, settleMs: 3000 });
     expect(report.vipMovedMs).toBeDefined();
   } finally {
-    for (const s of started) await lab.stopClient(s.p);
+    for (const s of started) results.push({ name: s.name, figures: await stopFlows(lab, s.run) });
   }
-  return started.map((s) => ({
-    name: s.name,
-    figures: egressFigures(JSON.parse(readFileSync(s.out, "utf8")) as Flows, { tcp: s.tcp, udp: s.udp }),
-  }));
+  return results;
 }
 
 suite("lab: extraServices through the kernel, with the NAT gateway", () => {

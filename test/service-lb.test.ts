@@ -137,6 +137,21 @@ describe("service-lb, pure", () => {
     );
   });
 
+  test("22 and 22623 only on a private address: a public request is refused, an automatic one comes from a private pool", () => {
+    const ssh = [{ name: "s", protocol: "TCP", port: 22, nodePort: 30022 }];
+    const m = allocate(slb, [
+      svc("ssh-auto", { ports: ssh }),
+      svc("ssh-public", { ports: ssh, annotations: { "edgepair.io/load-balancer-ips": "198.51.100.140" } }),
+      svc("mcs-public-pool", {
+        ports: [{ name: "m", protocol: "TCP", port: 22623, nodePort: 30623 }],
+        annotations: { "edgepair.io/address-pool": "public" },
+      }),
+    ]);
+    expect(addressOf(m, "default/ssh-auto")).toBe("192.168.100.200");
+    expect(addressOf(m, "default/ssh-public")).toBe("PortNotAllowed");
+    expect(addressOf(m, "default/mcs-public-pool")).toBe("PortNotAllowed");
+  });
+
   test("sharing: same key and distinct ports share one address; the same port or another key does not", () => {
     const shared = { "edgepair.io/allow-shared-ip": "dns" };
     const m = allocate(slb, [

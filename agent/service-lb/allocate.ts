@@ -13,7 +13,8 @@
  * - Otherwise the first free address of the allowed pools in list order; with a sharing key
  *   (`edgepair.io/allow-shared-ip`), first an address whose holders all have that key and none of its ports.
  * - Refused: other protocols than TCP and UDP, ports without a NodePort (allocateLoadBalancerNodePorts false), an
- *   IPv6-only Service, source ranges without an IPv4 network, bad annotations, and an exhausted pool. One Service's refusal never changes another's address.
+ *   IPv6-only Service, source ranges without an IPv4 network, bad annotations, port 22 or 22623 where only public
+ *   pools would do, and an exhausted pool. One Service's refusal never changes another's address.
  */
 import { canonical, parseIp } from "../../spec/address";
 import { inRange, ipv4Number, ipv4Text } from "../../spec/pools";
@@ -29,7 +30,8 @@ export type RefusalReason =
   | "NoNodePorts"
   | "UnsupportedProtocol"
   | "UnsupportedFamily"
-  | "BadSourceRanges";
+  | "BadSourceRanges"
+  | "PortNotAllowed";
 
 export interface Refusal {
   reason: RefusalReason;
@@ -112,6 +114,17 @@ function wants(view: ServiceView, slb: ServiceLoadBalancers): Wants | Refusal {
     if (!ip || ip.kind() !== "ipv4")
       return { reason: "BadAnnotation", message: `spec.loadBalancerIP: ${view.loadBalancerIP} is not an IPv4 address` };
     requested = canonical(ip);
+  }
+  // SSH and the machine-config server are never reachable from outside (DESIGN.md): such a Service may only have a
+  // private address
+  const sensitive = view.ports.find((p) => p.port === 22 || p.port === 22623);
+  if (sensitive) {
+    pools = pools.filter((p) => p.type === "private");
+    if (pools.length === 0 || (requested !== undefined && !pools.some((p) => poolHas(p, requested!))))
+      return {
+        reason: "PortNotAllowed",
+        message: `port ${sensitive.port} is never exposed on a public address, and no private pool${requested ? ` holds ${requested}` : " is allowed"}`,
+      };
   }
   if (requested !== undefined && !pools.some((p) => poolHas(p, requested!)))
     return {

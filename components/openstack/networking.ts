@@ -9,7 +9,8 @@
  *
  * Service pools (spec.serviceLoadBalancers) are allowed on both LB ports of their side as CIDRs (Neutron takes a
  * CIDR in an address pair; a first-last range becomes the fewest CIDRs that cover it): the agent hands their
- * addresses to Services at run time, and the LB holding one answers for it as for a VIP.
+ * addresses to Services at run time, and the LB holding one answers for it as for a VIP. Their traffic is admitted by
+ * the services-public / services-private security groups (security-groups.ts), on these ports and the VIP ports.
  *
  * Public Service addresses are fixed IPs of the public network (the spec requires the pools inside
  * platform.publicNetwork.cidr): reachable as they are where that network is routed (a provider network), and through
