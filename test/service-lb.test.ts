@@ -5,6 +5,8 @@
 import fc from "fast-check";
 import { allocate, type Assignment } from "../agent/service-lb/allocate";
 import { serviceFrontends } from "../agent/service-lb/frontends";
+import { HealthTracker, overlayScript, ServiceHealth } from "../agent/service-lb/health";
+import type { KernelService } from "../render/service-lb";
 import { isOurs, serviceView, type ServiceView } from "../agent/service-lb/view";
 import { resolveSpec } from "../spec/resolve";
 import type { ServiceLoadBalancers } from "../spec/types";
@@ -329,5 +331,60 @@ describe("service-lb allocation, properties", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("service-lb health, pure parts and the bound on probing", () => {
+  const frontend = (n: number, check: KernelService["check"] = { kind: "tcp" }): KernelService => ({
+    chain: "svc/default/web/tcp/80",
+    name: "default/web:80/TCP",
+    protocol: "TCP",
+    address: "198.51.100.128",
+    port: 80,
+    sourceRanges: [],
+    backends: Array.from({ length: n }, (_, i) => ({ address: `192.168.100.${20 + (i % 200)}`, port: 30000 + i })),
+    check,
+  });
+
+  test("rise/fall: a backend leaves after `fall` failures in a row and returns after `rise` passes", () => {
+    const t = new HealthTracker({ rise: 2, fall: 3 });
+    expect([t.observe("a", false), t.observe("a", false), t.isUp("a")]).toEqual([false, false, true]);
+    expect([t.observe("a", true), t.observe("a", false), t.observe("a", false), t.observe("a", false)]).toEqual([
+      false,
+      false,
+      false,
+      true,
+    ]);
+    expect(t.isUp("a")).toBe(false);
+    expect([t.observe("a", true), t.observe("a", true), t.isUp("a")]).toEqual([false, true, true]);
+  });
+
+  test("the overlay points a down backend's slots at the healthy ones, in one transaction per map", () => {
+    const f = frontend(3);
+    const script = overlayScript([f], (_f, b) => b.port !== 30001);
+    expect(script).toBe(
+      "flush map ip edgepair_services svc/default/web/tcp/80/backends\n" +
+        "add element ip edgepair_services svc/default/web/tcp/80/backends { 0 : 192.168.100.20 . 30000, 1 : 192.168.100.20 . 30000, 2 : 192.168.100.22 . 30002 }\n",
+    );
+    // every backend down: all keep their slots (as HAProxy serves a backend whose checks all fail)
+    expect(overlayScript([f], () => false)).toContain("0 : 192.168.100.20 . 30000, 1 : 192.168.100.21 . 30001");
+  });
+
+  test("probing is bounded: a round of 600 probes at 200/s takes 3 s however short the interval", async () => {
+    const probed: string[] = [];
+    const h = new ServiceHealth({
+      healthCheck: { intervalMs: 500, rise: 2, fall: 2 },
+      runner: () => Promise.resolve({ exitCode: 0, timedOut: false, output: "" }),
+      prober: (t) => {
+        probed.push(`${t.address}:${t.port}`);
+        return Promise.resolve(true);
+      },
+      log: () => undefined,
+    });
+    await h.applied([frontend(600)], { intervalMs: 500, rise: 2, fall: 2 });
+    await h.round();
+    await h.stop();
+    expect(new Set(probed).size).toBe(600);
+    expect(h.roundPeriodMs()).toBe(3000);
   });
 });

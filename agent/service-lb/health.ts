@@ -117,6 +117,11 @@ export interface ServiceHealthOptions {
   log: (line: string) => void;
   /** probes in flight at most */
   concurrency?: number;
+  /**
+   * Probes per second at most (default 200): a round of N probes takes at least N / rate seconds, so 500 Services
+   * on 100 Nodes cost the LB a bounded share of its CPU (the data path and VRRP share it) and detection slows instead.
+   */
+  maxProbesPerSecond?: number;
 }
 
 /** The loop: probes every backend each interval, rewrites the maps whose healthy set changed. */
@@ -127,6 +132,7 @@ export class ServiceHealth {
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly prober: Prober;
+  private lastRoundProbes = 0;
 
   constructor(private readonly o: ServiceHealthOptions) {
     this.tracker = new HealthTracker(o.healthCheck);
@@ -159,6 +165,7 @@ export class ServiceHealth {
         if (t) targets.set(probeKey(t), t);
       }
     const timeoutMs = Math.max(100, Math.min(this.o.healthCheck.intervalMs, 2000));
+    this.lastRoundProbes = targets.size;
     const flipped = new Set<string>();
     const queue = [...targets.entries()];
     const worker = async () => {
@@ -201,6 +208,12 @@ export class ServiceHealth {
     if (r.exitCode !== 0) this.o.log(`service backends: nft -f failed: ${r.output.trim().slice(-300)}`);
   }
 
+  /** The spec's interval, or longer when the last round's probes would exceed the rate. */
+  roundPeriodMs(): number {
+    const rate = this.o.maxProbesPerSecond ?? 200;
+    return Math.max(this.o.healthCheck.intervalMs, Math.ceil((this.lastRoundProbes / rate) * 1000));
+  }
+
   private schedule(): void {
     this.timer = setTimeout(() => {
       this.running = this.round()
@@ -209,7 +222,7 @@ export class ServiceHealth {
           this.running = undefined;
           if (!this.stopped) this.schedule();
         });
-    }, this.o.healthCheck.intervalMs);
+    }, this.roundPeriodMs());
     this.timer.unref?.();
   }
 }
