@@ -250,6 +250,7 @@ describe("applyFiles on the dev tree", () => {
       "networkmanager",
       "firewalld",
       "nftables",
+      "serviceLb",
       "haproxy",
       "conntrackd",
       "keepalived",
