@@ -31,6 +31,7 @@ import {
 } from "./kube";
 import { PEER_STALE_MS, rolloutDecision } from "./rollout";
 import { ServiceHealth, type Prober } from "./service-lb/health";
+import { EventRecorder, type EventNote, type EventRecorderOptions } from "./kube/events";
 import { hasPrivateServiceAddresses, kernelServices, privateServiceAddresses } from "../render/service-lb";
 import { syncServiceAddresses } from "./service-lb/addresses";
 import {
@@ -86,6 +87,32 @@ export interface AgentRunOptions {
   vrrpRecheckMs?: number;
   /** How Service backends are probed (default: from this process, which on the VM is in the LB's namespace). */
   serviceProber?: Prober;
+  /** Event deduplication and rate (tests shorten them). */
+  events?: Pick<EventRecorderOptions, "dedupeMs" | "burst" | "refillMs">;
+}
+
+/** What a VRRP transition the agent saw says on the LoadBalancer. */
+function transitionEvent(state: KeepalivedState): EventNote {
+  switch (state) {
+    case "MASTER":
+      return { type: "Normal", reason: "BecameMaster", action: "Failover", note: "this LB holds the VIPs now" };
+    case "BACKUP":
+      return { type: "Normal", reason: "BecameBackup", action: "Failover", note: "this LB is the backup now" };
+    case "FAULT":
+      return {
+        type: "Warning",
+        reason: "VrrpFault",
+        action: "Failover",
+        note: "keepalived is in FAULT: a tracked NIC or HAProxy failed; the peer takes over",
+      };
+    default:
+      return {
+        type: "Warning",
+        reason: "VrrpStopped",
+        action: "Failover",
+        note: "keepalived is not running on this LB",
+      };
+  }
 }
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
@@ -112,6 +139,7 @@ export class AgentRun {
   private retryTimer: NodeJS.Timeout | undefined;
   private vrrpTimer: NodeJS.Timeout | undefined;
   private readonly health: ServiceHealth;
+  private events: EventRecorder | undefined;
 
   constructor(private readonly o: AgentRunOptions) {
     this.retries = new Backoff({ initialMs: 1000, maxMs: 30_000, ...o.retry });
@@ -137,12 +165,18 @@ export class AgentRun {
     );
     this.vrrpTimer = setInterval(() => void this.recheckVrrp(), o.vrrpRecheckMs ?? 10_000);
     this.vrrpTimer.unref?.();
-    this.cluster = new ClusterSide({
+    const cluster = (this.cluster = new ClusterSide({
       settings: o.settings,
       host: { hostname: o.host.hostname, role: o.host.role },
       bootstrapSpec: o.bootstrapSpec,
       onEvent: (e) => this.onCluster(e),
       ...o.cluster,
+    }));
+    this.events = new EventRecorder(cluster.client, {
+      reportingInstance: o.host.hostname,
+      regarding: () => cluster.regarding(),
+      onError: (m) => o.log(m),
+      ...o.events,
     });
     this.cluster.status.update({
       rendererVersion: RENDERER_VERSION,
@@ -153,6 +187,11 @@ export class AgentRun {
     // side sends its first desired state only once the Nodes are listed (before that, "no Node matches" would
     // briefly turn into the static addresses). With the API away, what is on disk keeps serving.
     await this.cluster.start();
+  }
+
+  /** Resolves once every Event recorded so far was sent (tests). */
+  async eventsSent(): Promise<void> {
+    await this.events?.flush();
   }
 
   async stop(): Promise<void> {
@@ -193,6 +232,7 @@ export class AgentRun {
   private async onTransition(state: KeepalivedState): Promise<void> {
     this.vrrp = state;
     this.o.log(`vrrp: ${state}`);
+    this.events?.record(transitionEvent(state));
     this.cluster?.status.update({ vrrpState: statusVrrpState(state) });
     if (this.reassert) await this.reassert.transition(state);
     else this.startReassert(state);
@@ -251,7 +291,14 @@ export class AgentRun {
           }),
         signal,
         onStep: (step) => {
-          if (step.kind !== "wait") o.log(`image switch: ${step.kind}: ${step.reason}`);
+          if (step.kind === "wait") return;
+          o.log(`image switch: ${step.kind}: ${step.reason}`);
+          this.events?.record({
+            type: "Normal",
+            reason: "ImageSwitch",
+            action: "Switch",
+            note: `${step.kind}: ${step.reason}`,
+          });
         },
         ...(sw.pollMs !== undefined ? { pollMs: sw.pollMs } : {}),
         ...(sw.timeouts ? { timeouts: sw.timeouts } : {}),
@@ -291,6 +338,12 @@ export class AgentRun {
         this.o.log(
           `LoadBalancer spec invalid, keeping the last good one: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`,
         );
+        this.events?.record({
+          type: "Warning",
+          reason: "InvalidSpec",
+          action: "Validate",
+          note: `refused, the last good spec stays: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`,
+        });
         this.cluster?.status.update({ specProblems: e.problems });
         return;
       case "apiError":
@@ -407,6 +460,7 @@ export class AgentRun {
         decision.gate,
         change.changed.includes(HAPROXY_CONFIG_PATH),
         runner,
+        `${change.kind} change of ${change.changed.join(", ")}`,
       );
     } finally {
       if (quiet) await this.systemctlKeepalived("start");
@@ -448,6 +502,7 @@ export class AgentRun {
     gate: boolean,
     haproxyChanged: boolean,
     runner: CommandRunner,
+    summary: string,
   ): Promise<void> {
     const o = this.o;
     // a reloaded HAProxy is judged by its new worker, never by the one it replaces
@@ -461,6 +516,7 @@ export class AgentRun {
     const problem = applyProblem(report);
     if (problem) {
       this.report(state, { hashes: report.hashes, lastError: problem });
+      this.events?.record({ type: "Warning", reason: "ApplyFailed", action: "Apply", note: `${summary}: ${problem}` });
       return;
     }
     if (gate && !(await this.healthGate(workerBefore))) {
@@ -480,11 +536,18 @@ export class AgentRun {
         hashes: reverted?.hashes ?? report.hashes,
         lastError: revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason,
       });
+      this.events?.record({
+        type: "Warning",
+        reason: "Reverted",
+        action: "Apply",
+        note: `${summary}: ${revertProblem ? `${reason}; the revert failed: ${revertProblem}` : reason}`,
+      });
       return;
     }
     this.lastGood = files;
     this.appliedSpec = state.spec;
     this.report(state, { hashes: report.hashes, desiredHash });
+    this.events?.record({ type: "Normal", reason: "Applied", action: "Apply", note: summary });
     await this.afterApply(state, desiredHash);
   }
 

@@ -153,6 +153,16 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     expect(reported).toBe(true);
     await h!.agent.idle();
     expect(treeHash()).toBe(before);
+    // an Event on the LoadBalancer names the field, once
+    await h!.agent.eventsSent();
+    const events = (
+      (await h!.cluster.must("GET", `/apis/events.k8s.io/v1/namespaces/${h!.cluster.namespace}/events`)).body as {
+        items: { reason: string; note: string; type: string; regarding: { kind: string; name: string } }[];
+      }
+    ).items.filter((e) => e.reason === "InvalidSpec");
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ type: "Warning", regarding: { kind: "LoadBalancer", name: "lab" } });
+    expect(events[0]!.note).toContain("virtualAddresses.api[0].address");
     // the status write follows asynchronously
     let degraded: { status: string; reason: string } | undefined;
     for (let i = 0; i < 100 && degraded?.status !== "True"; i++) {
@@ -248,6 +258,19 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
     );
     // (not started again here: this sandbox's init leaves the killed children as zombies, and keepalived refuses to
     // start beside them; the rest of this file does not need this LB's keepalived)
+  });
+
+  test("Events: what the agent did and saw, on the LoadBalancer; never the token", async () => {
+    await h!.agent.eventsSent();
+    const events = (
+      (await h!.cluster.must("GET", `/apis/events.k8s.io/v1/namespaces/${h!.cluster.namespace}/events`)).body as {
+        items: { reason: string; reportingInstance: string }[];
+      }
+    ).items;
+    const reasons = new Set(events.map((e) => e.reason));
+    // the VRRP test above killed keepalived (Stop) and corrected a wrong word; the invalid spec was refused
+    for (const r of ["InvalidSpec", "VrrpStopped"]) expect([r, reasons.has(r)]).toEqual([r, true]);
+    expect(JSON.stringify(events)).not.toContain(h!.cluster.token);
   });
 
   test("every request the agent made was allowed by its Role", () => {

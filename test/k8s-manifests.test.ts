@@ -37,7 +37,8 @@ import { k8s, type K8s } from "./fixtures/kube/client-node";
 import { devSpecRaw, variants } from "./fixtures/variants";
 import { checkSpec } from "../spec/checked";
 import { FINALIZER } from "../agent/service-lb/view";
-import { CONDITION_TYPE, REPORTING_CONTROLLER } from "../agent/service-lb/writer";
+import { REPORTING_CONTROLLER } from "../agent/kube/events";
+import { CONDITION_TYPE } from "../agent/service-lb/writer";
 
 jest.setTimeout(120_000);
 

@@ -25,6 +25,7 @@ import { ServicesLease } from "../service-lb/lease";
 import { isOurs, type ServiceView } from "../service-lb/view";
 import { planWrites, ServiceWriter } from "../service-lb/writer";
 import { selectBackends, type BackendSelection, type NodeView } from "./backends";
+import { loadBalancerRegarding, type Regarding } from "./events";
 import { KubeClient, type KubeClientOptions } from "./client";
 import { StatusReporter, type StatusReporterOptions } from "./status";
 import { TokenKeeper, type TokenKeeperOptions } from "./token";
@@ -90,6 +91,7 @@ export class ClusterSide {
   private nodesSynced = false;
   private lastSelectionText: string | undefined;
   private lbMissing = false;
+  private lbUid: string | undefined;
   private readonly settings: AgentSettings & { cluster: NonNullable<AgentSettings["cluster"]> };
   private services: ServiceView[] = [];
   private servicesSynced = false;
@@ -160,6 +162,11 @@ export class ClusterSide {
       this.lease?.stop(),
       this.passRunning,
     ]);
+  }
+
+  /** The LoadBalancer as Events regard it (its uid once the watch saw it). */
+  regarding(): Regarding {
+    return loadBalancerRegarding(this.settings.cluster.namespace, this.settings.cluster.loadBalancerName, this.lbUid);
   }
 
   /** True while this LB holds the Services lease (it writes addresses). */
@@ -307,6 +314,7 @@ export class ClusterSide {
       return;
     }
     this.lbMissing = false;
+    this.lbUid = lb.metadata.uid;
     const text = JSON.stringify(lb.spec);
     if (text === this.lastSpecText) return; // a status write (heartbeats), not a spec change
     this.lastSpecText = text;

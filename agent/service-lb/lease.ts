@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { KubeApiError, type KubeClient } from "../kube/client";
+import { microTime } from "../kube/events";
 
 export interface LeaseOptions {
   namespace: string;
@@ -36,11 +37,6 @@ const leaseSchema = z.object({
     })
     .nullish(),
 });
-
-/** RFC 3339 with microseconds, as MicroTime fields take it. */
-export function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
 
 export class ServicesLease {
   private timer: NodeJS.Timeout | undefined;

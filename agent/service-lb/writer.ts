@@ -17,11 +17,10 @@ import { parseIp } from "../../spec/address";
 import type { ServiceLoadBalancers } from "../../spec/types";
 import type { KubeClient } from "../kube/client";
 import type { Assignment } from "./allocate";
-import { microTime } from "./lease";
+import { postEvent, type EventNote } from "../kube/events";
 import { FINALIZER, isOurs, type ServiceCondition, type ServiceView } from "./view";
 
 export const CONDITION_TYPE = "edgepair.io/AddressAllocated";
-export const REPORTING_CONTROLLER = "edgepair.io/agent";
 
 export interface PeerApplied {
   appliedHash?: string;
@@ -39,13 +38,6 @@ export interface WriterWorld {
   peer?: PeerApplied;
   /** the peer's status older than this is a peer that is gone */
   peerStaleMs: number;
-}
-
-export interface EventNote {
-  type: "Normal" | "Warning";
-  reason: string;
-  action: string;
-  note: string;
 }
 
 export type Write =
@@ -219,26 +211,14 @@ export class ServiceWriter {
     return (this.o.now ?? Date.now)();
   }
 
-  /** An events.k8s.io Event on the Service, in its namespace. Never carries a secret: addresses and reasons only. */
+  /** An Event on the Service, in its namespace. Never carries a secret: addresses and reasons only. */
   private async event(s: ServiceView, e: EventNote): Promise<void> {
-    const t = this.now();
-    await this.client.request("POST", `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(s.namespace)}/events`, {
-      body: {
-        apiVersion: "events.k8s.io/v1",
-        kind: "Event",
-        metadata: {
-          name: `${s.name}.${t.toString(16)}${Math.floor(Math.random() * 0xffff).toString(16)}`,
-          namespace: s.namespace,
-        },
-        eventTime: microTime(t),
-        reportingController: REPORTING_CONTROLLER,
-        reportingInstance: this.o.hostname,
-        action: e.action,
-        reason: e.reason,
-        note: e.note.slice(0, 1000),
-        type: e.type,
-        regarding: { apiVersion: "v1", kind: "Service", namespace: s.namespace, name: s.name, uid: s.uid },
-      },
-    });
+    await postEvent(
+      this.client,
+      this.o.hostname,
+      { apiVersion: "v1", kind: "Service", namespace: s.namespace, name: s.name, uid: s.uid },
+      e,
+      this.now(),
+    );
   }
 }
