@@ -15,6 +15,7 @@ import { writeTree } from "../agent/apply/write";
 import { resolveBackends } from "../spec/backend-list";
 import { SpecError, formatProblem } from "../spec/errors";
 import { readHost, readSpec } from "../spec/files";
+import { NotRedundant, registerStatus } from "./status";
 
 /** More commands for one entry (the lab's, from a checkout). */
 export type Register = (p: Command, out: (s: string) => void) => void;
@@ -81,6 +82,7 @@ function program(out: (s: string) => void, extra: readonly Register[]): Command 
       if (r.outcome === "no-cluster") out(`${r.message}\n`);
     });
 
+  registerStatus(p, out);
   for (const r of extra) r(p, out);
   return p;
 }
@@ -107,6 +109,11 @@ function exitCodeOf(e: unknown): number {
   if (e instanceof SpecError) {
     process.stderr.write(`${e.problems.map(formatProblem).join("\n")}\n`);
     return EXIT_BAD_INPUT;
+  }
+  if (e instanceof NotRedundant) {
+    // the view is printed already; the exit code says it
+    process.stderr.write(`edgepair: ${e.message}\n`);
+    return EXIT_FAILURE;
   }
   if (e instanceof CommanderError) {
     // help and version are successes; a usage error is bad input
