@@ -19,8 +19,8 @@
  * Applied with `nft -f` as one transaction that replaces the table: translations of established flows live in
  * conntrack, not in the table, so they are untouched. IPv4 only (spec/pools.ts: no NAT64).
  */
-import { compareAddresses, parseIp } from "../spec/address";
-import { inRange } from "../spec/pools";
+import { compareAddresses } from "../spec/address";
+import { poolHolds } from "../spec/pools";
 import type { Backend, ExtraService, HostFacts, ResolvedSpec } from "../spec/types";
 import { file, header, lines, reload } from "./common";
 import type { Renderer } from "./types";
@@ -126,10 +126,7 @@ export function hasPrivateServiceAddresses(spec: ResolvedSpec): boolean {
 /** The frontends' addresses inside private pools, sorted: on the private NIC of both LBs (agent/service-lb/addresses.ts). */
 export function privateServiceAddresses(spec: ResolvedSpec, services: readonly KernelService[]): string[] {
   const pools = (spec.serviceLoadBalancers?.pools ?? []).filter((p) => p.type === "private");
-  const inPool = (a: string) => {
-    const ip = parseIp(a);
-    return !!ip && pools.some((p) => p.ranges.some((r) => inRange(r, ip)));
-  };
+  const inPool = (a: string) => pools.some((p) => poolHolds(p, a));
   return [...new Set(services.map((s) => s.address).filter(inPool))].sort(compareAddresses);
 }
 

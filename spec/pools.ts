@@ -99,3 +99,9 @@ export function poolCidrs(spec: ResolvedSpec, type: AddressType): string[] {
     .filter((p) => p.type === type)
     .flatMap((p) => p.ranges.flatMap(rangeCidrs));
 }
+
+/** Whether a pool of serviceLoadBalancers holds `address` (text; anything that is not an IPv4 address: no). */
+export function poolHolds(pool: { ranges: readonly Ipv4Range[] }, address: string): boolean {
+  const ip = parseIp(address);
+  return !!ip && pool.ranges.some((r) => inRange(r, ip));
+}

@@ -8,7 +8,7 @@
  * never removed.
  */
 import { canonical, parseIp } from "../../spec/address";
-import { inRange } from "../../spec/pools";
+import { poolHolds } from "../../spec/pools";
 import type { ResolvedSpec } from "../../spec/types";
 import type { CommandRunner } from "../apply";
 
@@ -30,10 +30,7 @@ export function addressPlan(
   desired: readonly string[],
 ): { add: string[]; remove: string[] } {
   const pools = (spec.serviceLoadBalancers?.pools ?? []).filter((p) => p.type === "private");
-  const ours = (a: string) => {
-    const ip = parseIp(a);
-    return !!ip && pools.some((p) => p.ranges.some((r) => inRange(r, ip)));
-  };
+  const ours = (a: string) => pools.some((p) => poolHolds(p, a));
   const want = new Set(desired.map((a) => canonical(parseIp(a)!)));
   const have = new Set(present.filter(ours).map((a) => canonical(parseIp(a)!)));
   return { add: [...want].filter((a) => !have.has(a)), remove: [...have].filter((a) => !want.has(a)) };

@@ -17,7 +17,7 @@
  *   pools would do, and an exhausted pool. One Service's refusal never changes another's address.
  */
 import { canonical, parseIp } from "../../spec/address";
-import { inRange, ipv4Number, ipv4Text } from "../../spec/pools";
+import { ipv4Number, ipv4Text, poolHolds } from "../../spec/pools";
 import type { ExtraService, ServiceLoadBalancers, ServicePool } from "../../spec/types";
 import { ANNOTATION_IPS, ANNOTATION_POOL, ANNOTATION_SHARED, ipv4SourceRanges, type ServiceView } from "./view";
 
@@ -120,13 +120,13 @@ function wants(view: ServiceView, slb: ServiceLoadBalancers): Wants | Refusal {
   const sensitive = view.ports.find((p) => p.port === 22 || p.port === 22623);
   if (sensitive) {
     pools = pools.filter((p) => p.type === "private");
-    if (pools.length === 0 || (requested !== undefined && !pools.some((p) => poolHas(p, requested!))))
+    if (pools.length === 0 || (requested !== undefined && !pools.some((p) => poolHolds(p, requested!))))
       return {
         reason: "PortNotAllowed",
         message: `port ${sensitive.port} is never exposed on a public address, and no private pool${requested ? ` holds ${requested}` : " is allowed"}`,
       };
   }
-  if (requested !== undefined && !pools.some((p) => poolHas(p, requested!)))
+  if (requested !== undefined && !pools.some((p) => poolHolds(p, requested!)))
     return {
       reason: "AddressNotInPool",
       message: `${requested} is in no pool${poolName !== undefined ? ` named ${poolName}` : ""} of serviceLoadBalancers`,
@@ -139,11 +139,6 @@ function wants(view: ServiceView, slb: ServiceLoadBalancers): Wants | Refusal {
     ...(sharingKey ? { sharingKey } : {}),
     ports: view.ports.map(portKey),
   };
-}
-
-function poolHas(p: ServicePool, address: string): boolean {
-  const ip = parseIp(address);
-  return !!ip && p.ranges.some((r) => inRange(r, ip));
 }
 
 function byAge(a: ServiceView, b: ServiceView): number {
@@ -184,7 +179,7 @@ export function allocate(
   };
   const assign = (w: Wants, address: string) => {
     hold(address, { key: w.view.key, ports: w.ports, ...(w.sharingKey ? { sharingKey: w.sharingKey } : {}) });
-    result.set(w.view.key, { address, pool: w.pools.find((p) => poolHas(p, address))!.name });
+    result.set(w.view.key, { address, pool: w.pools.find((p) => poolHolds(p, address))!.name });
   };
 
   for (const e of extraServices)
@@ -204,7 +199,7 @@ export function allocate(
     const held = s.ingressIps[0];
     const keep =
       held !== undefined &&
-      w.pools.some((p) => poolHas(p, held)) &&
+      w.pools.some((p) => poolHolds(p, held)) &&
       (w.requested === undefined || w.requested === held) &&
       joins(held, w) === undefined;
     if (keep) assign(w, held);
@@ -237,7 +232,7 @@ function sharedAddress(
   joins: (address: string, w: Wants) => Refusal | undefined,
 ): string | undefined {
   const candidates = [...holdings.entries()]
-    .filter(([a, h]) => h.sharingKey === w.sharingKey && w.pools.some((p) => poolHas(p, a)) && !joins(a, w))
+    .filter(([a, h]) => h.sharingKey === w.sharingKey && w.pools.some((p) => poolHolds(p, a)) && !joins(a, w))
     .map(([a]) => a);
   return candidates.sort((a, b) => ipv4Number(parseIp(a)!) - ipv4Number(parseIp(b)!))[0];
 }

@@ -12,8 +12,7 @@
  *   (another class or type), the address and condition it got here are removed first.
  * Writes are guarded by resourceVersion where they replace lists; a conflict is retried on the next pass.
  */
-import { inRange } from "../../spec/pools";
-import { parseIp } from "../../spec/address";
+import { poolHolds } from "../../spec/pools";
 import type { ServiceLoadBalancers } from "../../spec/types";
 import type { KubeClient } from "../kube/client";
 import type { Assignment } from "./allocate";
@@ -182,10 +181,7 @@ export class ServiceWriter {
       }
       case "release": {
         if (w.clearStatus) {
-          const ours = (ip: string) => {
-            const p = parseIp(ip);
-            return !!p && !!slb?.pools.some((pool) => pool.ranges.some((r) => inRange(r, p)));
-          };
+          const ours = (ip: string) => !!slb?.pools.some((pool) => poolHolds(pool, ip));
           await this.client.request("PATCH", `${this.servicePath(s)}/status`, {
             body: {
               metadata: { resourceVersion: s.resourceVersion },
