@@ -4,7 +4,7 @@
  * crash; the state is rebuilt from disk and the cluster).
  */
 import { join } from "node:path";
-import { HAPROXY_STATS_SOCKET } from "../render/haproxy";
+import { AGENT_METRICS_SOCKET, HAPROXY_EXPORTER_SOCKET, HAPROXY_STATS_SOCKET } from "../render/haproxy";
 import { VRRP_FIFO_PATH } from "../render/notify";
 import { spawnRunner } from "./apply";
 import { readAgentConfig } from "./config";
@@ -77,6 +77,7 @@ export async function runAgentCommand(o: RunCommandOptions): Promise<RunOutcome>
     haproxySocket,
     fifoPath: join(o.root, VRRP_FIFO_PATH),
     log,
+    metrics: { listen: join(o.root, AGENT_METRICS_SOCKET), exporterSocket: join(o.root, HAPROXY_EXPORTER_SOCKET) },
     ...(imageSwitch ? { imageSwitch } : {}),
   });
   await agent.start();

@@ -44,6 +44,11 @@ import {
 } from "./switch";
 import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
+import { AgentMetrics, type ApplyResult, type PoolServerState, type Snapshot } from "./metrics/registry";
+import { MetricsServer } from "./metrics/server";
+import { readConntrackdStats } from "./metrics/conntrackd";
+import { readServerHealth } from "./haproxy";
+import { vrrpInstanceName } from "../render/keepalived";
 
 export interface AgentRunOptions {
   /** "/" on the VM. */
@@ -89,6 +94,11 @@ export interface AgentRunOptions {
   serviceProber?: Prober;
   /** Event deduplication and rate (tests shorten them). */
   events?: Pick<EventRecorderOptions, "dedupeMs" | "burst" | "refillMs">;
+  /**
+   * The metrics endpoint (metrics/server.ts): where the agent listens (the socket HAProxy's metrics listener hands
+   * scrapes to) and HAProxy's exporter socket, both as this process reaches them. Absent: no metrics served.
+   */
+  metrics?: { listen: string | { host: string; port: number }; exporterSocket: string; minIntervalMs?: number };
 }
 
 /** What a VRRP transition the agent saw says on the LoadBalancer. */
@@ -116,6 +126,7 @@ function transitionEvent(state: KeepalivedState): EventNote {
 }
 
 const KEEPALIVED_RELOAD = "systemctl reload keepalived.service";
+const RUNTIME_API_FAILURE = "haproxy runtime API";
 
 export class AgentRun {
   private cluster: ClusterSide | undefined;
@@ -140,9 +151,15 @@ export class AgentRun {
   private vrrpTimer: NodeJS.Timeout | undefined;
   private readonly health: ServiceHealth;
   private events: EventRecorder | undefined;
+  readonly metrics: AgentMetrics;
+  private metricsServer: MetricsServer | undefined;
 
   constructor(private readonly o: AgentRunOptions) {
     this.retries = new Backoff({ initialMs: 1000, maxMs: 30_000, ...o.retry });
+    this.metrics = new AgentMetrics(
+      { cluster: o.bootstrapSpec.clusterName, lb: o.host.hostname },
+      vrrpInstanceName(o.bootstrapSpec.clusterName),
+    );
     this.health = new ServiceHealth({
       healthCheck: o.bootstrapSpec.healthCheck,
       runner: o.runner,
@@ -156,8 +173,10 @@ export class AgentRun {
     const initial = await detectVrrpState(o.bootstrapSpec, o.host, o.runner);
     if (initial) {
       this.vrrp = initial;
+      this.metrics.setVrrp(initial);
       this.startReassert(initial);
     }
+    if (o.metrics) await this.startMetrics(o.metrics);
     this.fifo = listenVrrpFifo(
       o.fifoPath,
       (t) => void this.onTransition(t.state),
@@ -196,6 +215,7 @@ export class AgentRun {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.metricsServer?.stop();
     if (this.waitTimer) clearTimeout(this.waitTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.vrrpTimer) clearInterval(this.vrrpTimer);
@@ -210,6 +230,65 @@ export class AgentRun {
   /** True while this LB's agent holds the Services lease (it allocates and writes Service addresses). */
   get servicesWriter(): boolean {
     return this.cluster?.servicesWriter ?? false;
+  }
+
+  private async startMetrics(m: NonNullable<AgentRunOptions["metrics"]>): Promise<void> {
+    const server = new MetricsServer({
+      listen: m.listen,
+      exporterSocket: m.exporterSocket,
+      passwordFile: this.o.settings.metricsPasswordFile,
+      metrics: this.metrics,
+      snapshot: () => this.metricsSnapshot(),
+      log: this.o.log,
+      ...(m.minIntervalMs !== undefined ? { minIntervalMs: m.minIntervalMs } : {}),
+    });
+    try {
+      await server.start();
+      this.metricsServer = server;
+    } catch (e) {
+      // the LB serves without its metrics: never a reason to stop the agent
+      this.o.log(`metrics: cannot listen: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** What a scrape shows as current: this LB's status as last written, conntrackd's counters, HAProxy's servers. */
+  private async metricsSnapshot(): Promise<Snapshot> {
+    const status = this.cluster?.status;
+    const written = status?.written;
+    const [conntrackd, servers] = await Promise.all([
+      readConntrackdStats(this.o.runner).catch(() => undefined),
+      this.poolServers().catch(() => undefined),
+    ]);
+    const heartbeatAt = written ? Date.parse(written.heartbeat) : undefined;
+    const imageSwitch = status?.imageSwitchSeen;
+    return {
+      ready: written?.conditions?.find((c) => c.type === "Ready")?.status === "True",
+      redundant: status?.redundantNow().status === "True",
+      ...(heartbeatAt !== undefined && Number.isFinite(heartbeatAt) ? { heartbeatAt } : {}),
+      rendererVersion: RENDERER_VERSION,
+      configHash: written?.configHashes?.[APPLIED_HASH_KEY] ?? "",
+      image: written?.bootedImage ?? "",
+      ...(conntrackd ? { conntrackd } : {}),
+      ...(servers ? { servers } : {}),
+      ...(imageSwitch ? { imageSwitch } : {}),
+    };
+  }
+
+  /** HAProxy's servers with their check state, and whether each came from the spec or from a Node. */
+  private async poolServers(): Promise<PoolServerState[]> {
+    const health = await readServerHealth(this.o.haproxySocket);
+    const pools = this.cluster?.status.written?.backends;
+    const fromNode = new Set(
+      [...(pools?.api.servers ?? []), ...(pools?.ingress?.servers ?? [])]
+        .filter((s) => s.from === "node")
+        .map((s) => s.name),
+    );
+    return health.map((h) => ({
+      pool: h.backend,
+      server: h.name,
+      source: fromNode.has(h.name) ? "node" : "spec",
+      up: h.up,
+    }));
   }
 
   /** The spec of the files that run now. */
@@ -231,6 +310,7 @@ export class AgentRun {
 
   private async onTransition(state: KeepalivedState): Promise<void> {
     this.vrrp = state;
+    this.metrics.vrrpTransition(state);
     this.o.log(`vrrp: ${state}`);
     this.events?.record(transitionEvent(state));
     this.cluster?.status.update({ vrrpState: statusVrrpState(state) });
@@ -345,9 +425,14 @@ export class AgentRun {
           note: `refused, the last good spec stays: ${e.problems.map((p) => `${p.path}: ${p.rule}`).join("; ")}`,
         });
         this.cluster?.status.update({ specProblems: e.problems });
+        this.metrics.reconcileError("invalid_spec");
         return;
       case "apiError":
         this.o.log(`API (${e.source}): ${e.message}; retry in ${e.retryInMs} ms`);
+        this.metrics.reconcileError("api");
+        return;
+      case "tokenRenewed":
+        this.metrics.tokenExpires(e.expiresAt);
         return;
       case "servicesError":
         this.o.log(`services: ${e.message}`);
@@ -377,6 +462,7 @@ export class AgentRun {
         // desired state is already queued (it goes next)
         const retryInMs = this.queued ? undefined : this.retryLaterAfterFailure();
         this.o.log(`reconcile failed: ${message}${retryInMs !== undefined ? `; retry in ${retryInMs} ms` : ""}`);
+        this.metrics.reconcileError(message.startsWith(RUNTIME_API_FAILURE) ? "runtime_api" : "other");
         this.cluster?.status.update({ lastError: message, applying: false });
       }
     }
@@ -429,7 +515,7 @@ export class AgentRun {
       if (cfg) {
         const t0 = Date.now();
         const sync = await syncServers(o.haproxySocket, cfg.content);
-        if (sync.result.failed) throw new Error(`haproxy runtime API: ${sync.result.failed.error}`);
+        if (sync.result.failed) throw new Error(`${RUNTIME_API_FAILURE}: ${sync.result.failed.error}`);
         o.log(`haproxy runtime API: ${sync.plan.length} action(s) in ${Date.now() - t0} ms`);
         // the servers run already: the file is written for restarts, without a reload
         const reloads = new Set(cfg.reload.commands.map((c) => c.join(" ")));
@@ -458,7 +544,7 @@ export class AgentRun {
         files,
         change.desiredHash,
         decision.gate,
-        change.changed.includes(HAPROXY_CONFIG_PATH),
+        change.changed,
         runner,
         `${change.kind} change of ${change.changed.join(", ")}`,
       );
@@ -500,11 +586,15 @@ export class AgentRun {
     files: RenderedFile[],
     desiredHash: string,
     gate: boolean,
-    haproxyChanged: boolean,
+    changed: readonly string[],
     runner: CommandRunner,
     summary: string,
   ): Promise<void> {
     const o = this.o;
+    const haproxyChanged = changed.includes(HAPROXY_CONFIG_PATH);
+    const started = Date.now();
+    const services = [...new Set(files.filter((f) => changed.includes(f.path)).map((f) => f.reload.service))].sort();
+    const count = (result: ApplyResult) => this.metrics.applied(services, result, (Date.now() - started) / 1000);
     // a reloaded HAProxy is judged by its new worker, never by the one it replaces
     const workerBefore = gate && haproxyChanged ? await haproxyWorkerPid(o.haproxySocket) : undefined;
     const report = await applyFiles(files, {
@@ -515,6 +605,8 @@ export class AgentRun {
     });
     const problem = applyProblem(report);
     if (problem) {
+      count("failed");
+      this.metrics.reconcileError(report.rejected.length > 0 ? "rejected" : "reload");
       this.report(state, { hashes: report.hashes, lastError: problem });
       this.events?.record({ type: "Warning", reason: "ApplyFailed", action: "Apply", note: `${summary}: ${problem}` });
       return;
@@ -522,6 +614,8 @@ export class AgentRun {
     if (gate && !(await this.healthGate(workerBefore))) {
       const reason = "health gate failed after a risky change: reverted to the last good configuration";
       o.log(reason);
+      count("reverted");
+      this.metrics.reconcileError("health_gate");
       const reverted = this.lastGood
         ? await applyFiles(this.lastGood, {
             root: o.root,
@@ -544,6 +638,7 @@ export class AgentRun {
       });
       return;
     }
+    count("applied");
     this.lastGood = files;
     this.appliedSpec = state.spec;
     this.report(state, { hashes: report.hashes, desiredHash });

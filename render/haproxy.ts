@@ -1,6 +1,6 @@
 /**
  * /etc/haproxy/haproxy.cfg: the API (6443), machine-config-server (22623, private VIPs only), ingress (80/443)
- * and a stats/Prometheus listener on this LB's private address. One file, so a reload sees one consistent view.
+ * and the metrics listener on this LB's private address. One file, so a reload sees one consistent view.
  */
 import { compareAddresses, canonical, parseIp } from "../spec/address";
 import type { Backend, HealthCheck, ResolvedSpec, VirtualAddress } from "../spec/types";
@@ -14,6 +14,15 @@ export const HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock";
 export const HAPROXY_MONITOR_URI = "/healthz";
 export const HAPROXY_METRICS_PATH = "/metrics";
 export const HAPROXY_STATS_URI = "/stats";
+/**
+ * HAProxy's own exporter and stats page, on a socket only root reaches: the agent reads it (at most once a second,
+ * whatever the scrape rate) and serves it behind the metrics password.
+ */
+export const HAPROXY_EXPORTER_SOCKET = "/run/haproxy/exporter.sock";
+/** The agent's metrics server: the listener on <lbAddress>:<metrics.port> hands every path but the monitor URI to it. */
+export const AGENT_METRICS_SOCKET = "/run/edgepair/metrics.sock";
+/** A scrape flood queues here instead of taking connections (and CPU) from the data path. */
+const METRICS_MAXCONN = 32;
 
 /**
  * Fedora's unit runs `haproxy -Ws`: reload re-executes the master, which hands the listening sockets to the new
@@ -155,8 +164,10 @@ function ingressSections(spec: ResolvedSpec, ingress: Backend[]): string[] {
 }
 
 /**
- * Metrics and stats for the cluster network only: the firewall restricts the port too, and the connection-level
- * reject here also covers the monitor URI, which HAProxy answers before any http-request rule.
+ * The metrics port, for the cluster network only: the firewall restricts it too, and the connection-level reject
+ * here also covers the monitor URI, which HAProxy answers before anything else (keepalived's check and the ready
+ * gate need no password: it says only that HAProxy runs). Everything else goes to the agent, which asks for the
+ * metrics password; HAProxy's exporter listens only on a root-only socket.
  */
 function statsSection(address: string, port: number, clusterCidr: string): string[] {
   return [
@@ -165,10 +176,20 @@ function statsSection(address: string, port: number, clusterCidr: string): strin
     "    mode http",
     "    option httplog",
     "    option dontlog-normal", // every scrape would otherwise be a log line
+    `    maxconn ${METRICS_MAXCONN}`,
     "    timeout client 30s",
+    "    timeout connect 2s",
     "    timeout server 30s",
     `    tcp-request connection reject unless { src ${clusterCidr} }`,
     `    monitor-uri ${HAPROXY_MONITOR_URI}`,
+    `    server agent ${AGENT_METRICS_SOCKET} maxconn ${METRICS_MAXCONN}`,
+    "",
+    "listen exporter",
+    `    bind ${HAPROXY_EXPORTER_SOCKET} mode 600`,
+    "    mode http",
+    "    option dontlog-normal",
+    "    timeout client 30s",
+    "    timeout server 30s",
     `    http-request use-service prometheus-exporter if { path ${HAPROXY_METRICS_PATH} }`,
     "    stats enable",
     `    stats uri ${HAPROXY_STATS_URI}`,

@@ -44,18 +44,33 @@ export async function backendsHealthy(socketPath: string, opts: { notWorker?: nu
       failures: [`HAProxy's admin socket does not answer: ${e instanceof Error ? e.message : String(e)}`],
     };
   }
-  const servers = parseServersState(text);
-  const checks = checkColumns(text);
   const up = new Map<string, boolean>();
-  servers.forEach((s, i) => {
-    const c = checks[i];
-    const checked = !c || (c.state & CHECK_CONFIGURED) === 0 || CHECK_PASSED.has(c.result);
-    up.set(s.backend, (up.get(s.backend) ?? false) || (s.operState === "running" && checked));
-  });
+  for (const s of serverHealth(text)) up.set(s.backend, (up.get(s.backend) ?? false) || s.up);
   const failures = [...up]
     .filter(([, anyUp]) => !anyUp)
     .map(([backend]) => `HAProxy backend ${backend} has no server UP on a passed check`);
   return { ok: failures.length === 0, failures };
+}
+
+/** One server of `show servers state` and whether it serves: running, and its check (if any) passed. */
+export interface ServerHealth {
+  backend: string;
+  name: string;
+  up: boolean;
+}
+
+export function serverHealth(showServersState: string): ServerHealth[] {
+  const checks = checkColumns(showServersState);
+  return parseServersState(showServersState).map((s, i) => {
+    const c = checks[i];
+    const checked = !c || (c.state & CHECK_CONFIGURED) === 0 || CHECK_PASSED.has(c.result);
+    return { backend: s.backend, name: s.name, up: s.operState === "running" && checked };
+  });
+}
+
+/** Every server's health, from HAProxy's admin socket. */
+export async function readServerHealth(socketPath: string): Promise<ServerHealth[]> {
+  return serverHealth(await new RuntimeSocket(socketPath).run("show servers state", /^1\n/));
 }
 
 /** srv_check_state and srv_check_result per server line, in parseServersState's order (found by the header). */

@@ -14,7 +14,14 @@ import {
   type ServerState,
 } from "./servers";
 
-export { backendsHealthy, haproxyWorkerPid, type BackendHealth } from "./health";
+export {
+  backendsHealthy,
+  haproxyWorkerPid,
+  readServerHealth,
+  serverHealth,
+  type BackendHealth,
+  type ServerHealth,
+} from "./health";
 export { DEFAULT_TIMEOUT_MS, RuntimeApiError, RuntimeSocket, type Expectation } from "./runtime-socket";
 export {
   applyServerChanges,

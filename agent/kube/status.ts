@@ -260,6 +260,7 @@ export class StatusReporter {
   /** entries of other hostnames with this LB's role (the VMs it replaced) and where the last watch saw them */
   private predecessors: { name: string; index: number }[] = [];
   private observedConditions: PriorCondition[] | undefined;
+  private observedSwitch: { phase: string; since: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private again = false;
@@ -317,6 +318,12 @@ export class StatusReporter {
     }
     this.heartbeats.keepOnly(entries.map((e) => e.name));
     this.observedConditions = status.conditions;
+    this.observedSwitch = status.imageSwitch;
+  }
+
+  /** The pair's image switch as the LoadBalancer last showed it: phase and when it began (epoch ms). */
+  get imageSwitchSeen(): { phase: string; since: number } | undefined {
+    return this.observedSwitch;
   }
 
   /** The peer as the BACKUP-first rollout needs it (agent/rollout.ts): its applied render hash, Ready, heartbeat age. */
@@ -465,6 +472,8 @@ const looseEntry = z.object({
   configHashes: z.record(z.string(), z.unknown()).nullish(),
 });
 
+const looseSwitch = z.object({ phase: z.string(), lastTransitionTime: z.string() });
+
 function priorConditions(xs: readonly unknown[] | null | undefined): PriorCondition[] {
   return (xs ?? []).flatMap((x) => {
     const r = priorCondition.safeParse(x);
@@ -490,8 +499,13 @@ function readStatus(raw: unknown): {
     appliedHash?: string;
   }[];
   conditions: PriorCondition[];
+  imageSwitch?: { phase: string; since: number };
 } {
-  const s = typeof raw === "object" && raw !== null ? (raw as { loadBalancers?: unknown; conditions?: unknown }) : {};
+  const s =
+    typeof raw === "object" && raw !== null
+      ? (raw as { loadBalancers?: unknown; conditions?: unknown; imageSwitch?: unknown })
+      : {};
+  const sw = looseSwitch.safeParse(s.imageSwitch);
   const entries = Array.isArray(s.loadBalancers) ? s.loadBalancers : [];
   return {
     loadBalancers: entries.flatMap((e, index) => {
@@ -510,5 +524,6 @@ function readStatus(raw: unknown): {
       ];
     }),
     conditions: priorConditions(Array.isArray(s.conditions) ? s.conditions : []),
+    ...(sw.success ? { imageSwitch: { phase: sw.data.phase, since: Date.parse(sw.data.lastTransitionTime) } } : {}),
   };
 }
