@@ -10,6 +10,8 @@
  * PID and start time), so `down` — in the same process, from a signal handler, or from another invocation —
  * removes exactly that, and leftovers of a crashed run are still found by their prefix.
  */
+import { formatPairStatus } from "../k8s/pair-status";
+import { labPairView } from "./pair-view";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -1047,7 +1049,9 @@ export class Lab {
     const svcErrors = rows.flatMap((r) =>
       r.servicesError ? [`${r.key}: Service frontends unknown: ${r.servicesError}\n`] : [],
     );
-    return `${lbTable}\n${beTable}\n${svcTable}${svcErrors.join("")}`;
+    // the pair's verdict first, printed as `edgepair status` prints a deployed pair
+    const pair = formatPairStatus(labPairView(this, rows));
+    return `${pair}\n${lbTable}\n${beTable}\n${svcTable}${svcErrors.join("")}`;
   }
 
   // ------------------------------------------------------------------------------------------- checks

@@ -10,12 +10,15 @@ import { summarize, type RequestRecord } from "../lab/analysis";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { exec, isAlive, processStartTime, sleep, waitFor } from "../lab/exec";
 import { deviceFor, ipCommands, profileIntent } from "../lab/keyfile";
-import { Lab, type LbKey, leftovers, serverSources } from "../lab/lab";
+import { Lab, type LbKey, type LbStatus, leftovers, serverSources } from "../lab/lab";
+import { labPairView } from "../lab/pair-view";
 import { selectBackends } from "../agent/kube/backends";
 import { sharedLocalAddresses } from "../render/handoff";
 import { allNamespaces, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
 
 const GOLDEN_KEYFILES = join(__dirname, "golden", "dev-lb1", "etc", "NetworkManager", "system-connections");
+
+const backupRow = (rows: LbStatus[]) => rows.find((r) => r.vrrp === "BACKUP");
 
 describe("lab: pure parts", () => {
   const spec = readSpec(DEFAULT_SPEC);
@@ -347,6 +350,28 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     }
     for (const l of lab.plan.lbs)
       expect(await tcpBanner(lab, node, l.privateAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
+    // the same verdict and table as `edgepair status` prints for a deployed pair
+    const view = labPairView(lab, rows);
+    expect(view.redundant.status).toBe("True");
+    expect(view.lbs.map((l) => l.vrrpState).sort()).toEqual(["Backup", "Master"]);
+    expect(lab.formatStatus(rows)).toMatch(/^LoadBalancer .*: Redundant True \(BothReady\)/);
+    // counter-case: the BACKUP's HAProxy down makes it not Ready and the pair not Redundant
+    const haproxyDown = rows.map((r) =>
+      r === backupRow(rows) ? { ...r, daemons: { ...r.daemons, haproxy: false } } : r,
+    );
+    const degraded = labPairView(lab, haproxyDown);
+    expect(degraded.redundant).toMatchObject({ status: "False", reason: "PeerNotReady" });
+    expect(degraded.lbs.find((l) => l.vrrpState === "Backup")?.conditions.Ready).toBe("False (ServicesDown)");
+    // the metrics port: the monitor URI answers anyone on the cluster network; every other path belongs to the agent
+    // (none runs here: 503), so HAProxy's exporter is never open without the password
+    const metricsUrl = (path: string) =>
+      `http://${lab.lb(rows[0]!.key).privateAddress}:${lab.state.spec.metrics.port}${path}`;
+    expect((await lab.curl(lab.ns("node"), metricsUrl("/healthz"))).ok).toBe(true);
+    for (const path of ["/metrics", "/stats"]) {
+      const r = await lab.curl(lab.ns("node"), metricsUrl(path));
+      expect(r.ok).toBe(false);
+      expect(r.error).toMatch(/503/);
+    }
     // The listener does answer on the VIP itself (from inside the LB): only the firewall keeps it off the public side.
     const active = await lab.active();
     expect(await tcpBanner(lab, lab.ns(active), lab.plan.targets.apiVipPublic, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
