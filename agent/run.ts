@@ -45,7 +45,7 @@ import {
 import { statusFieldManager } from "../k8s";
 import { detectVrrpState, listenVrrpFifo, startReassert, type FifoListener, type Reasserter } from "./vrrp";
 import { AgentMetrics, type ApplyResult, type PoolServerState, type Snapshot } from "./metrics/registry";
-import { MetricsServer } from "./metrics/server";
+import { MetricsServer, type MetricsServerStats } from "./metrics/server";
 import { readConntrackdStats } from "./metrics/conntrackd";
 import { readServerHealth } from "./haproxy";
 import { vrrpInstanceName } from "../render/keepalived";
@@ -225,6 +225,11 @@ export class AgentRun {
     await this.switchLoop?.stop();
     await this.running?.catch(() => undefined);
     await this.cluster?.stop();
+  }
+
+  /** How the metrics endpoint has been asked (requests, refusals, collections); undefined when not serving. */
+  get metricsStats(): MetricsServerStats | undefined {
+    return this.metricsServer?.stats;
   }
 
   /** True while this LB's agent holds the Services lease (it allocates and writes Service addresses). */

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime|services ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime|services|metrics ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import { propagationBench } from "./propagation";
 import { benchClusterPropagation } from "./propagation-cluster";
 import { benchRender } from "./render";
 import { benchServices } from "./services";
+import { benchMetrics } from "./metrics";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -119,6 +120,37 @@ const BENCHES: Record<string, () => unknown> = {
     );
     console.log(
       `${r.scale.services} Services: every address recorded after ${r.scale.allRecordedMs} ms, both LBs forward all after ${r.scale.bothForwardMs} ms; RSS ${r.scale.rssMiB.before} -> ${r.scale.rssMiB.after} MiB, heap ${r.scale.heapMiB.before} -> ${r.scale.heapMiB.after} MiB (both agents and the bench in one process); outage ratio ${r.outage.ratio}`,
+    );
+    return r;
+  },
+  // needs root and the engines: the lab + a real API server + an agent on each LB; a scrape flood beside the data path
+  metrics: async () => {
+    const r = await benchMetrics({
+      runs: Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5"),
+      windowMs: Number(process.env.EDGEPAIR_BENCH_METRICS_WINDOW_MS ?? "8000"),
+    });
+    const x = r.summary;
+    const row = (what: string, s: { minMs: number; medianMs: number; maxMs: number; n: number }, unit: string) => ({
+      what,
+      min: `${s.minMs} ${unit}`,
+      median: `${s.medianMs} ${unit}`,
+      max: `${s.maxMs} ${unit}`,
+      runs: s.n,
+    });
+    printTable([
+      row("ingress request, quiet: median", x.quietMedianMs, "ms"),
+      row("ingress request, scrape flood: median", x.floodMedianMs, "ms"),
+      row("ingress request, quiet: p99", x.quietP99Ms, "ms"),
+      row("ingress request, scrape flood: p99", x.floodP99Ms, "ms"),
+      row("scrapes answered per second (flood)", x.scrapesPerS, "/s"),
+      row("agent collections per second (flood)", x.collectionsPerS, "/s"),
+      row("HAProxy worker CPU per window, quiet", x.haproxyCpuQuietS, "s"),
+      row("HAProxy worker CPU per window, flood", x.haproxyCpuFloodS, "s"),
+      row("agents + bench CPU per window, quiet", x.processCpuQuietS, "s"),
+      row("agents + bench CPU per window, flood", x.processCpuFloodS, "s"),
+    ]);
+    console.log(
+      `${r.windowMs / 1000} s windows, flood ${r.connections.right} connections with the password + ${r.connections.wrong} without; failed ingress requests: quiet ${x.failedQuiet}, flood ${x.failedFlood}`,
     );
     return r;
   },

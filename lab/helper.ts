@@ -543,6 +543,55 @@ async function flows(m: Map<string, string[]>): Promise<void> {
   for (const close of closers) close();
 }
 
+/**
+ * A scrape flood: `--connections` keep-alive connections GET `--url` back to back for `--max-ms` (bounded also by
+ * `--max-requests`), with basic auth `--auth user:password` when given; prints {requests, statuses, ms} as JSON.
+ */
+async function flood(m: Map<string, string[]>): Promise<void> {
+  const url = new URL(one(m, "url"));
+  const connections = Number(one(m, "connections", "16"));
+  const maxMs = Number(one(m, "max-ms", "10000"));
+  const maxRequests = Number(one(m, "max-requests", "1000000"));
+  const auth = m.get("auth")?.[0];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const statuses: Record<string, number> = {};
+  let requests = 0;
+  const t0 = nowMs();
+  const once = (): Promise<void> =>
+    new Promise((resolve) => {
+      const req = http.request(
+        url,
+        {
+          agent,
+          timeout: 5000,
+          headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString("base64")}` } : {},
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
+            resolve();
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", (e: NodeJS.ErrnoException) => {
+        statuses[e.code ?? e.message] = (statuses[e.code ?? e.message] ?? 0) + 1;
+        resolve();
+      });
+      req.end();
+    });
+  const loop = async (): Promise<void> => {
+    while (nowMs() - t0 < maxMs && requests < maxRequests) {
+      requests++;
+      await once();
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, loop));
+  agent.destroy();
+  process.stdout.write(`${JSON.stringify({ requests, statuses, ms: Math.round(nowMs() - t0) })}\n`);
+}
+
 async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   const m = options(rest);
@@ -566,8 +615,13 @@ async function main(): Promise<void> {
   } else if (mode === "probe") {
     await probe();
     process.exit(0);
+  } else if (mode === "flood") {
+    await flood(m);
+    process.exit(0);
   } else
-    throw new Error(`unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | poll | probe`);
+    throw new Error(
+      `unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | poll | probe | flood`,
+    );
 }
 
 main().catch((e: unknown) => {

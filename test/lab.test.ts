@@ -263,6 +263,28 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
           .sort(),
       );
     }
+    // the same verdict and table as `edgepair status` prints for a deployed pair
+    const view = labPairView(lab, rows);
+    expect(view.redundant.status).toBe("True");
+    expect(view.lbs.map((l) => l.vrrpState).sort()).toEqual(["Backup", "Master"]);
+    expect(lab.formatStatus(rows)).toMatch(/^LoadBalancer .*: Redundant True \(BothReady\)/);
+    // counter-case: the BACKUP's HAProxy down makes it not Ready and the pair not Redundant
+    const haproxyDown = rows.map((r) =>
+      r === backupRow(rows) ? { ...r, daemons: { ...r.daemons, haproxy: false } } : r,
+    );
+    const degraded = labPairView(lab, haproxyDown);
+    expect(degraded.redundant).toMatchObject({ status: "False", reason: "PeerNotReady" });
+    expect(degraded.lbs.find((l) => l.vrrpState === "Backup")?.conditions.Ready).toBe("False (ServicesDown)");
+    // the metrics port: the monitor URI answers anyone on the cluster network; every other path belongs to the agent
+    // (none runs here: 503), so HAProxy's exporter is never open without the password
+    const metricsUrl = (path: string) =>
+      `http://${lab.lb(rows[0]!.key).privateAddress}:${lab.state.spec.metrics.port}${path}`;
+    expect((await lab.curl(lab.ns("node"), metricsUrl("/healthz"))).ok).toBe(true);
+    for (const path of ["/metrics", "/stats"]) {
+      const r = await lab.curl(lab.ns("node"), metricsUrl(path));
+      expect(r.ok).toBe(false);
+      expect(r.error).toMatch(/503/);
+    }
   });
 
   test("smoke: client -> API and ingress VIPs, cluster node -> private API VIP and the internet", async () => {
@@ -350,28 +372,6 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     }
     for (const l of lab.plan.lbs)
       expect(await tcpBanner(lab, node, l.privateAddress, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
-    // the same verdict and table as `edgepair status` prints for a deployed pair
-    const view = labPairView(lab, rows);
-    expect(view.redundant.status).toBe("True");
-    expect(view.lbs.map((l) => l.vrrpState).sort()).toEqual(["Backup", "Master"]);
-    expect(lab.formatStatus(rows)).toMatch(/^LoadBalancer .*: Redundant True \(BothReady\)/);
-    // counter-case: the BACKUP's HAProxy down makes it not Ready and the pair not Redundant
-    const haproxyDown = rows.map((r) =>
-      r === backupRow(rows) ? { ...r, daemons: { ...r.daemons, haproxy: false } } : r,
-    );
-    const degraded = labPairView(lab, haproxyDown);
-    expect(degraded.redundant).toMatchObject({ status: "False", reason: "PeerNotReady" });
-    expect(degraded.lbs.find((l) => l.vrrpState === "Backup")?.conditions.Ready).toBe("False (ServicesDown)");
-    // the metrics port: the monitor URI answers anyone on the cluster network; every other path belongs to the agent
-    // (none runs here: 503), so HAProxy's exporter is never open without the password
-    const metricsUrl = (path: string) =>
-      `http://${lab.lb(rows[0]!.key).privateAddress}:${lab.state.spec.metrics.port}${path}`;
-    expect((await lab.curl(lab.ns("node"), metricsUrl("/healthz"))).ok).toBe(true);
-    for (const path of ["/metrics", "/stats"]) {
-      const r = await lab.curl(lab.ns("node"), metricsUrl(path));
-      expect(r.ok).toBe(false);
-      expect(r.error).toMatch(/503/);
-    }
     // The listener does answer on the VIP itself (from inside the LB): only the firewall keeps it off the public side.
     const active = await lab.active();
     expect(await tcpBanner(lab, lab.ns(active), lab.plan.targets.apiVipPublic, PORTS.ssh)).toBe("SSH-2.0-edgepair-lab");
