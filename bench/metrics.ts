@@ -36,6 +36,8 @@ export interface MetricsBenchRun {
     /** collections the active LB's agent made during the flood */
     collections: number;
     refusedCounted: number;
+    /** a scraper on another host of the cluster network, once a second during the flood: answered 200 / asked */
+    otherScraper: { ok: number; asked: number };
   };
 }
 
@@ -52,6 +54,7 @@ export interface MetricsBenchResult {
     collectionsPerS: Summary;
     failedQuiet: number;
     failedFlood: number;
+    otherScraper: { ok: number; asked: number };
     haproxyCpuQuietS: Summary;
     haproxyCpuFloodS: Summary;
     processCpuQuietS: Summary;
@@ -160,10 +163,22 @@ export async function benchMetrics(opts: {
       const stats = env.agents[key]!.agent.metricsStats!;
       const [c0, r0] = [stats.collections, stats.refused];
       let floods: { requests: number; statuses: Record<string, number>; ms: number }[] = [];
+      const otherScraper = { ok: 0, asked: 0 };
       const loud = await window(env, key, `flood-${i}`, opts.windowMs, async () => {
-        const rs = await Promise.all([
-          flood(connections.right, `edgepair:${LAB_METRICS_PASSWORD}`),
-          flood(connections.wrong, "edgepair:wrong"),
+        const scrapeElsewhere = async () => {
+          // Prometheus elsewhere on the cluster network: the flood's 429s are per source, never its
+          for (let t0 = Date.now(); Date.now() - t0 < opts.windowMs - 1000; await sleep(1000)) {
+            otherScraper.asked++;
+            const r = await lab.curl(lab.ns("wk1"), url.replace("://", `://edgepair:${LAB_METRICS_PASSWORD}@`), 3);
+            if (r.ok) otherScraper.ok++;
+          }
+        };
+        const [rs] = await Promise.all([
+          Promise.all([
+            flood(connections.right, `edgepair:${LAB_METRICS_PASSWORD}`),
+            flood(connections.wrong, "edgepair:wrong"),
+          ]),
+          scrapeElsewhere(),
         ]);
         floods = rs.map((r) => JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as (typeof floods)[number]);
       });
@@ -179,11 +194,12 @@ export async function benchMetrics(opts: {
           statuses,
           collections: stats.collections - c0,
           refusedCounted: stats.refused - r0,
+          otherScraper,
         },
       };
       runs.push(run);
       say(
-        `run ${i + 1}/${opts.runs}: ingress median ${quiet.latencyMs.median.toFixed(1)} -> ${loud.latencyMs.median.toFixed(1)} ms, p99 ${quiet.latencyMs.p99.toFixed(1)} -> ${loud.latencyMs.p99.toFixed(1)} ms; ${run.flood.scrapesPerS} scrapes/s (${JSON.stringify(statuses)}), ${run.flood.collections} collections`,
+        `run ${i + 1}/${opts.runs}: ingress median ${quiet.latencyMs.median.toFixed(1)} -> ${loud.latencyMs.median.toFixed(1)} ms, p99 ${quiet.latencyMs.p99.toFixed(1)} -> ${loud.latencyMs.p99.toFixed(1)} ms; ${run.flood.scrapesPerS} scrapes/s (${JSON.stringify(statuses)}), ${run.flood.collections} collections; a scraper on wk1: ${otherScraper.ok}/${otherScraper.asked} answered`,
       );
     }
   } finally {
@@ -203,6 +219,10 @@ export async function benchMetrics(opts: {
       collectionsPerS: s((r) => r.flood.collections / (opts.windowMs / 1000)),
       failedQuiet: runs.reduce((a, r) => a + r.quiet.failed, 0),
       failedFlood: runs.reduce((a, r) => a + r.flood.failed, 0),
+      otherScraper: {
+        ok: runs.reduce((a, r) => a + r.flood.otherScraper.ok, 0),
+        asked: runs.reduce((a, r) => a + r.flood.otherScraper.asked, 0),
+      },
       haproxyCpuQuietS: s((r) => r.quiet.haproxyCpuS),
       haproxyCpuFloodS: s((r) => r.flood.haproxyCpuS),
       processCpuQuietS: s((r) => r.quiet.processCpuS),

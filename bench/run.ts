@@ -142,7 +142,7 @@ const BENCHES: Record<string, () => unknown> = {
       row("ingress request, scrape flood: median", x.floodMedianMs, "ms"),
       row("ingress request, quiet: p99", x.quietP99Ms, "ms"),
       row("ingress request, scrape flood: p99", x.floodP99Ms, "ms"),
-      row("scrapes answered per second (flood)", x.scrapesPerS, "/s"),
+      row("flood requests per second (mostly refused: 429 or reset)", x.scrapesPerS, "/s"),
       row("agent collections per second (flood)", x.collectionsPerS, "/s"),
       row("HAProxy worker CPU per window, quiet", x.haproxyCpuQuietS, "s"),
       row("HAProxy worker CPU per window, flood", x.haproxyCpuFloodS, "s"),
@@ -150,7 +150,7 @@ const BENCHES: Record<string, () => unknown> = {
       row("agents + bench CPU per window, flood", x.processCpuFloodS, "s"),
     ]);
     console.log(
-      `${r.windowMs / 1000} s windows, flood ${r.connections.right} connections with the password + ${r.connections.wrong} without; failed ingress requests: quiet ${x.failedQuiet}, flood ${x.failedFlood}`,
+      `${r.windowMs / 1000} s windows, flood ${r.connections.right} connections with the password + ${r.connections.wrong} without; failed ingress requests: quiet ${x.failedQuiet}, flood ${x.failedFlood}; a scraper on another cluster host during the floods: ${x.otherScraper.ok}/${x.otherScraper.asked} answered`,
     );
     return r;
   },

@@ -22,7 +22,15 @@ export const HAPROXY_EXPORTER_SOCKET = "/run/haproxy/exporter.sock";
 /** The agent's metrics server: the listener on <lbAddress>:<metrics.port> hands every path but the monitor URI to it. */
 export const AGENT_METRICS_SOCKET = "/run/edgepair/metrics.sock";
 /** A scrape flood queues here instead of taking connections (and CPU) from the data path. */
-const METRICS_MAXCONN = 32;
+const METRICS_MAXCONN = 64;
+/** Connections per source: a flooding host holds a few, so another (the real Prometheus) still gets in. */
+const METRICS_MAX_CONNECTIONS_PER_SOURCE = 4;
+/**
+ * Requests per second and source address the metrics port hands to the agent; above it HAProxy answers 429 itself,
+ * which costs it far less than proxying (bench metrics). Per source, so one flooding host does not blind the real
+ * Prometheus; Prometheus asks each LB once per scrape interval, so 20/s is room for many.
+ */
+const METRICS_MAX_REQUEST_RATE = 20;
 
 /**
  * Fedora's unit runs `haproxy -Ws`: reload re-executes the master, which hands the listening sockets to the new
@@ -180,8 +188,12 @@ function statsSection(address: string, port: number, clusterCidr: string): strin
     "    timeout client 30s",
     "    timeout connect 2s",
     "    timeout server 30s",
+    "    stick-table type ipv6 size 4k expire 30s store conn_cur,http_req_rate(1s)",
     `    tcp-request connection reject unless { src ${clusterCidr} }`,
+    "    tcp-request connection track-sc0 src",
+    `    tcp-request connection reject if { sc_conn_cur(0) gt ${METRICS_MAX_CONNECTIONS_PER_SOURCE} }`,
     `    monitor-uri ${HAPROXY_MONITOR_URI}`,
+    `    http-request deny deny_status 429 if { sc_http_req_rate(0) gt ${METRICS_MAX_REQUEST_RATE} }`,
     `    server agent ${AGENT_METRICS_SOCKET} maxconn ${METRICS_MAXCONN}`,
     "",
     "listen exporter",
