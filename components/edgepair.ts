@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderUserData } from "../cloud-init";
+import { lbHostname } from "../k8s/names";
 import { resolveBackends } from "../spec/backend-list";
 import { renderAll, RENDERER_VERSION } from "../render";
 import type { AgentSettingsInput } from "../spec/agent-settings";
@@ -146,7 +147,7 @@ export class EdgePair extends pulumi.ComponentResource {
       lbs: ROLES.map((role, i): LbPlan => ({
         role,
         vm: `${name}-lb${i + 1}`,
-        hostname: `${spec.clusterName}-lb-${i + 1}`,
+        hostname: lbHostname(spec.clusterName, i),
       })),
       interfaceNames: { public: "enp1s0", private: "enp2s0", sync: "enp3s0", ...args.interfaceNames },
       readiness: { enabled: args.readiness?.enabled ?? true, timeoutSeconds: args.readiness?.timeoutSeconds ?? 600 },

@@ -85,6 +85,14 @@ function isDnsLabel(s: string): boolean {
   return s.length >= 1 && s.length <= 63 && DNS_LABEL.test(s);
 }
 
+/**
+ * The hostname of the pair's LB at `index` (0: primary, 1: secondary). EdgePair gives the VMs these names, the agent
+ * reports itself under its hostname (status entries, the metrics' `lb` label), and the scrape targets carry the same.
+ */
+export function lbHostname(clusterName: string, index: number): string {
+  return `${clusterName}-lb-${index + 1}`;
+}
+
 /** Labels every object of one pair carries, so `kubectl get -l app.kubernetes.io/instance=<name>` finds them all. */
 export function pairLabels(name: string, component: string): Record<string, string> {
   return {
