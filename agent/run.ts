@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderAll, RENDERER_VERSION } from "../render";
-import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
+import { HAPROXY_CONFIG_PATH, METRICS_LISTENER } from "../render/haproxy";
 import type { RenderedFile } from "../render/types";
 import { SERVICES } from "../render/services";
 import { statusVrrpState, type AgentVrrpState, type KeepalivedState, type StatusVrrpState } from "../render/vrrp-state";
@@ -288,12 +288,14 @@ export class AgentRun {
         .filter((s) => s.from === "node")
         .map((s) => s.name),
     );
-    return health.map((h) => ({
-      pool: h.backend,
-      server: h.name,
-      source: fromNode.has(h.name) ? "node" : "spec",
-      up: h.up,
-    }));
+    return health
+      .filter((h) => h.backend !== METRICS_LISTENER)
+      .map((h) => ({
+        pool: h.backend,
+        server: h.name,
+        source: fromNode.has(h.name) ? "node" : "spec",
+        up: h.up,
+      }));
   }
 
   /** The spec of the files that run now. */
@@ -505,6 +507,7 @@ export class AgentRun {
       return;
     }
     this.waiting = undefined;
+    this.metrics.rolloutWaiting(decision.action === "wait");
     if (decision.action === "wait") {
       this.waiting = state;
       o.log(decision.reason);

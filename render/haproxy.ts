@@ -19,6 +19,10 @@ export const HAPROXY_STATS_URI = "/stats";
  * whatever the scrape rate) and serves it behind the metrics password.
  */
 export const HAPROXY_EXPORTER_SOCKET = "/run/haproxy/exporter.sock";
+/** The metrics port's listener: its one server is the agent's metrics socket, never a backend Nodes change. */
+export const METRICS_LISTENER = "stats";
+/** HAProxy's exporter on its root-only socket: no server at all. */
+export const EXPORTER_LISTENER = "exporter";
 /** The agent's metrics server: the listener on <lbAddress>:<metrics.port> hands every path but the monitor URI to it. */
 export const AGENT_METRICS_SOCKET = "/run/edgepair/metrics.sock";
 /** A scrape flood queues here instead of taking connections (and CPU) from the data path. */
@@ -179,7 +183,7 @@ function ingressSections(spec: ResolvedSpec, ingress: Backend[]): string[] {
  */
 function statsSection(address: string, port: number, clusterCidr: string): string[] {
   return [
-    "listen stats",
+    `listen ${METRICS_LISTENER}`,
     `    bind ${hostPort(address, port)}`,
     "    mode http",
     "    option httplog",
@@ -196,7 +200,7 @@ function statsSection(address: string, port: number, clusterCidr: string): strin
     `    http-request deny deny_status 429 if { sc_http_req_rate(0) gt ${METRICS_MAX_REQUEST_RATE} }`,
     `    server agent ${AGENT_METRICS_SOCKET} maxconn ${METRICS_MAXCONN}`,
     "",
-    "listen exporter",
+    `listen ${EXPORTER_LISTENER}`,
     `    bind ${HAPROXY_EXPORTER_SOCKET} mode 600`,
     "    mode http",
     "    option dontlog-normal",

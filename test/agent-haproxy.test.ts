@@ -88,7 +88,8 @@ describe("show servers state", () => {
 describe("desired servers come from the rendered haproxy.cfg", () => {
   test("the golden dev config: names, addresses, ports and the defaults' options that `add server` ignores", () => {
     const d = desiredServersFromConfig(readFileSync(GOLDEN_CFG, "utf8"));
-    expect(d.backends).toEqual(["be_api", "be_ingress_http", "be_ingress_https", "stats"]);
+    // the metrics listener's one server is the agent's socket: never managed through the runtime API
+    expect(d.backends).toEqual(["be_api", "be_ingress_http", "be_ingress_https"]);
     expect(d.servers.map((s) => [s.backend, s.name, s.address, s.port])).toEqual([
       ["be_api", "192.168.100.10", "192.168.100.10", 6443],
       ["be_api", "192.168.100.11", "192.168.100.11", 6443],

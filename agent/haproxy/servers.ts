@@ -12,7 +12,7 @@
  *     retries the connections it refused on another server meanwhile.
  *   - `del server` works on any server (also ones from the config) that is in maintenance and has no connection.
  */
-import { hostPort, renderHaproxy } from "../../render/haproxy";
+import { EXPORTER_LISTENER, hostPort, METRICS_LISTENER, renderHaproxy } from "../../render/haproxy";
 import type { RenderInput } from "../../render/types";
 import { canonical, parseIp } from "../../spec/address";
 import { RuntimeApiError, type RuntimeSocket } from "./runtime-socket";
@@ -113,7 +113,7 @@ export function desiredServersFromConfig(content: string): DesiredServers {
       section = { kind: keyword, name: rest[0] ?? "" };
       sectionOptions = [];
       if (keyword === "defaults") defaultsOptions = [];
-      if (keyword === "backend" || keyword === "listen") backends.push(section.name);
+      if ((keyword === "backend" || keyword === "listen") && !unmanaged(section.name)) backends.push(section.name);
       return;
     }
     if (keyword === "default-server") {
@@ -122,6 +122,7 @@ export function desiredServersFromConfig(content: string): DesiredServers {
       return;
     }
     if (keyword !== "server" || (section?.kind !== "backend" && section?.kind !== "listen")) return;
+    if (unmanaged(section.name)) return;
     const [name, target, ...options] = rest;
     const address = target === undefined ? undefined : splitHostPort(target);
     if (name === undefined || address === undefined) {
@@ -135,6 +136,11 @@ export function desiredServersFromConfig(content: string): DesiredServers {
     });
   });
   return { backends, servers };
+}
+
+/** The metrics listeners serve the agent's socket and HAProxy's exporter: nothing the runtime API adds or removes. */
+function unmanaged(section: string): boolean {
+  return section === METRICS_LISTENER || section === EXPORTER_LISTENER;
 }
 
 /** The desired servers for a render input, through the renderer itself. */

@@ -69,6 +69,7 @@ export class AgentMetrics {
   private readonly applyDuration: Histogram;
   private readonly reconcileErrors: Counter;
   private readonly phase: Gauge;
+  private readonly waiting: Gauge;
   private readonly phaseStart: Gauge;
   private readonly tokenExpiry: Gauge;
   readonly authFailures: Counter;
@@ -167,6 +168,11 @@ export class AgentMetrics {
       labelNames: ["phase"],
       registers: r,
     });
+    this.waiting = gauge(
+      r,
+      "edgepair_rollout_waiting",
+      "1 while a risky change waits for its turn (the BACKUP applies first, the MASTER after it).",
+    );
     this.phaseStart = gauge(
       r,
       "edgepair_image_switch_phase_start_timestamp_seconds",
@@ -189,6 +195,7 @@ export class AgentMetrics {
     for (const reason of RECONCILE_ERROR_REASONS) this.reconcileErrors.inc({ reason }, 0);
     this.authFailures.inc(0);
     this.setVrrp("INIT");
+    this.waiting.set(0);
     this.setPhase("Idle");
   }
 
@@ -213,6 +220,10 @@ export class AgentMetrics {
       this.applies.inc({ service, result });
       this.applyDuration.observe({ service }, seconds);
     }
+  }
+
+  rolloutWaiting(waiting: boolean): void {
+    this.waiting.set(waiting ? 1 : 0);
   }
 
   reconcileError(reason: ReconcileErrorReason): void {
