@@ -241,7 +241,7 @@ export function prometheusRule(options: PrometheusRuleOptions): PrometheusRuleMa
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
     metadata: {
-      name: `${n.loadBalancer}-alerts`,
+      name: n.prometheusRule,
       namespace: n.namespace,
       labels: { ...labels, ...pairLabels(n.loadBalancer, "alerts") },
     },
