@@ -1,11 +1,28 @@
 /**
  * ClusterAccess: what the agent needs inside the cluster — the LoadBalancer CRD, the CR carrying the spec (the
  * day-2 carrier: a spec change reaches both LBs through it, never through a VM replacement), a ServiceAccount with
- * least privilege (k8s/rbac.ts) and its token, a Pulumi secret.
+ * least privilege (k8s/rbac.ts) and its token, a Pulumi secret. On request, the pair's monitoring for the Prometheus
+ * operator: its alert rules (k8s/alerts.ts) and the scrape of both LBs (k8s/monitoring.ts).
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { agentNames, agentRbac, loadBalancerCrd, loadBalancerResource, type JsonValue } from "../k8s";
+import {
+  agentNames,
+  agentRbac,
+  lbHostname,
+  loadBalancerCrd,
+  loadBalancerResource,
+  METRICS_AUTH_KEYS,
+  METRICS_USER,
+  metricsAuthSecret,
+  metricsEndpoints,
+  metricsService,
+  metricsServiceMetadata,
+  metricsServiceMonitor,
+  prometheusRule,
+  type JsonValue,
+  type LoadBalancerRef,
+} from "../k8s";
 import type { CheckedSpec } from "../spec/checked";
 import type { LoadBalancerSpecInput } from "../spec/schema";
 import { checkedSpecOf } from "./spec-errors";
@@ -25,6 +42,32 @@ export interface ClusterAccessArgs {
   namespace?: string;
   /** Create the namespace. Default true. */
   createNamespace?: boolean;
+  /** The pair's monitoring through the Prometheus operator (its CRDs must exist). Default: none of it. */
+  monitoring?: ClusterAccessMonitoring;
+}
+
+export interface ClusterAccessMonitoring {
+  /** A PrometheusRule with the alerts, scoped to this pair's cluster. Default false. */
+  prometheusRule?: boolean;
+  /**
+   * A Service without selector, its Endpoints (both LBs' private addresses on the metrics port) and a ServiceMonitor
+   * scraping them with basic auth from a Secret holding the metrics password. Default false.
+   */
+  serviceMonitor?: boolean;
+  /** Where these objects go. Default: ClusterAccess's namespace. Another one must exist already. */
+  namespace?: string;
+  /** Extra labels on the PrometheusRule and the ServiceMonitor: what the Prometheus' rule and monitor selectors pick. */
+  labels?: Record<string, string>;
+  /** Where the README's Runbook lives (alerts' runbook_url). Default the project's repository. */
+  runbookBaseUrl?: string;
+  /** Default 15s. */
+  scrapeInterval?: string;
+  /** Secret: the pair's metrics password (EdgePair passes its own). Required with serviceMonitor. */
+  metricsPassword?: pulumi.Input<string>;
+  /** The LBs: hostname (the `lb` label) and private address. Default: lbHostname() and the spec's lbAddresses. */
+  lbs?: { name: pulumi.Input<string>; address: pulumi.Input<string> }[];
+  /** Default: the spec's metrics.port. */
+  port?: pulumi.Input<number>;
 }
 
 /** The typed CRD arguments spell `x-kubernetes-*` keys with underscores; the provider maps them back. */
@@ -121,6 +164,85 @@ export class ClusterAccess extends pulumi.ComponentResource {
       { ...child([sa]), additionalSecretOutputs: ["data", "stringData"] },
     );
     this.token = pulumi.secret(tokenSecret.data.apply((d) => Buffer.from(d?.token ?? "", "base64").toString("utf8")));
+    const monitoringNs = args.monitoring?.namespace ?? n.namespace;
+    this.monitoring(name, args.monitoring ?? {}, checked, { name: ref.name, namespace: monitoringNs }, (extra) =>
+      child([...(monitoringNs === n.namespace ? inNs : []), ...extra]),
+    );
     this.registerOutputs({ namespace: this.namespace, loadBalancerName: this.loadBalancerName, token: this.token });
+  }
+
+  private monitoring(
+    name: string,
+    m: ClusterAccessMonitoring,
+    checked: CheckedSpec,
+    ref: LoadBalancerRef,
+    child: (dependsOn: pulumi.Resource[]) => pulumi.CustomResourceOptions,
+  ): void {
+    const cluster = checked.resolved.clusterName;
+    if (m.prometheusRule) {
+      const rule = prometheusRule({
+        ref,
+        cluster,
+        ...(m.labels ? { labels: m.labels } : {}),
+        ...(m.runbookBaseUrl ? { runbookBaseUrl: m.runbookBaseUrl } : {}),
+      });
+      new k8s.apiextensions.CustomResource(
+        `${name}-alerts`,
+        { apiVersion: rule.apiVersion, kind: rule.kind, metadata: rule.metadata, spec: rule.spec },
+        child([]),
+      );
+    }
+    if (!m.serviceMonitor) return;
+    if (m.metricsPassword === undefined) {
+      throw new pulumi.ResourceError("monitoring.metricsPassword: required with monitoring.serviceMonitor", this, true);
+    }
+    const lbs =
+      m.lbs ?? checked.resolved.network.lbAddresses.map((address, i) => ({ name: lbHostname(cluster, i), address }));
+    const port = pulumi.output(m.port ?? checked.resolved.metrics.port);
+    // the addresses may be known only once the platform created the LBs' ports
+    const pair = pulumi
+      .all([port, pulumi.all(lbs.map((lb) => pulumi.all([lb.name, lb.address])))])
+      .apply(([p, known]) => ({
+        cluster,
+        port: p,
+        lbs: known.map(([lbName, address]) => ({ name: lbName, address })),
+      }));
+    const auth = metricsAuthSecret(ref);
+    const secret = new k8s.core.v1.Secret(
+      `${name}-metrics-auth`,
+      {
+        metadata: auth.metadata,
+        type: auth.type,
+        stringData: pulumi.secret(
+          pulumi.output(m.metricsPassword).apply((password) => ({
+            [METRICS_AUTH_KEYS.username]: METRICS_USER,
+            [METRICS_AUTH_KEYS.password]: password,
+          })),
+        ),
+      },
+      { ...child([]), additionalSecretOutputs: ["data", "stringData"] },
+    );
+    const serviceMetadata = metricsServiceMetadata(ref);
+    const service = new k8s.core.v1.Service(
+      `${name}-metrics`,
+      { metadata: serviceMetadata, spec: port.apply((p) => metricsService(ref, p).spec) },
+      child([]),
+    );
+    const endpoints = new k8s.core.v1.Endpoints(
+      `${name}-metrics`,
+      { metadata: serviceMetadata, subsets: pair.apply((p) => metricsEndpoints(ref, p).subsets) },
+      child([service]),
+    );
+    const monitor = metricsServiceMonitor({
+      ref,
+      cluster,
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.scrapeInterval ? { scrapeInterval: m.scrapeInterval } : {}),
+    });
+    new k8s.apiextensions.CustomResource(
+      `${name}-service-monitor`,
+      { apiVersion: monitor.apiVersion, kind: monitor.kind, metadata: monitor.metadata, spec: monitor.spec },
+      child([secret, endpoints]),
+    );
   }
 }

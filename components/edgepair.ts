@@ -15,7 +15,7 @@ import type { LoadBalancerSpecInput } from "../spec/schema";
 import type { HostFacts, PlatformType, ResolvedSpec, Role } from "../spec/types";
 import { RenderedView, type ViewFile } from "../providers/edgepair/rendered-view";
 import { BootcImage, type BootcImageArgs } from "./bootc-image";
-import { ClusterAccess } from "./cluster-access";
+import { ClusterAccess, type ClusterAccessMonitoring } from "./cluster-access";
 import type { PublicAddress } from "./floating-ips";
 import { deployLibvirt, type LibvirtPlatformArgs } from "./platforms/libvirt";
 import { deployOpenStack, type OpenStackPlatformArgs } from "./platforms/openstack";
@@ -39,6 +39,8 @@ export interface ClusterAccessSettings {
   tlsServerName: string;
   caCertificate?: string;
   namespace?: string;
+  /** The pair's PrometheusRule and ServiceMonitor (ClusterAccess), the latter with the stack's metrics password. */
+  monitoring?: Omit<ClusterAccessMonitoring, "metricsPassword">;
 }
 
 export interface EdgePairArgs {
@@ -121,6 +123,9 @@ export class EdgePair extends pulumi.ComponentResource {
             image: image.ref,
             kubeconfig: args.clusterAccess.kubeconfig,
             ...(args.clusterAccess.namespace ? { namespace: args.clusterAccess.namespace } : {}),
+            ...(args.clusterAccess.monitoring
+              ? { monitoring: { ...args.clusterAccess.monitoring, metricsPassword: this.metricsPassword } }
+              : {}),
           },
           { parent: this },
         )

@@ -1,5 +1,5 @@
 export { BootcImage, type BootcImageArgs } from "./bootc-image";
-export { ClusterAccess, type ClusterAccessArgs } from "./cluster-access";
+export { ClusterAccess, type ClusterAccessArgs, type ClusterAccessMonitoring } from "./cluster-access";
 export {
   EdgePair,
   type ClusterAccessSettings,

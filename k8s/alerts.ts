@@ -4,6 +4,10 @@
  * agent's contract (docs/metrics.md); `up` carries `cluster` and `lb` because our scrape configurations add them as
  * target labels (k8s/monitoring.ts, k8s/scrape-config.ts).
  *
+ * increase() and rate() see a counter's first step only if the series existed before it: the agent must export the
+ * label sets these alerts select (applies_total by result, vrrp_transitions_total{state="MASTER"}, ...) at 0 from its
+ * start, or the first failure, the first entry into MASTER, goes unseen.
+ *
  * Every summary names the cluster and the LB (or the cluster alone when the whole pair is meant) and says what to look
  * at first; the README's Runbook section has one subsection per alert, which runbook_url points at.
  */
@@ -59,7 +63,10 @@ export const ALERT_THRESHOLDS = {
   tokenRemainingSeconds: 2 * 3600,
   stuckPhases: ["Pending", "Switching", "Verifying", "RollingBack"],
   applyWindow: "15m",
-  /** Refused scrapes per second: a stale password at a 15-30 s scrape interval is 0.03-0.07/s per scraper... */
+  /**
+   * Refused scrapes per second. One Prometheus with a stale password at a 15 s interval refuses 0.07/s, below this:
+   * it takes two (an HA pair) or a faster interval. A lone one sees its own `up == 0`, which is EdgepairLbDown.
+   */
   authFailuresPerSecond: 0.1,
   authFailureWindow: "5m",
 } as const;
@@ -241,7 +248,7 @@ export function prometheusRule(options: PrometheusRuleOptions): PrometheusRuleMa
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
     metadata: {
-      name: `${n.loadBalancer}-alerts`,
+      name: n.prometheusRule,
       namespace: n.namespace,
       labels: { ...labels, ...pairLabels(n.loadBalancer, "alerts") },
     },

@@ -51,6 +51,11 @@ export interface AgentNames {
   servicesLease: string;
   /** The user name the API server sees for the agent's tokens. */
   user: string;
+  /** Monitoring, created only on request (alerts.ts, monitoring.ts): the alert rules and the scrape of both LBs. */
+  prometheusRule: string;
+  metricsService: string;
+  metricsAuthSecret: string;
+  serviceMonitor: string;
 }
 
 /**
@@ -78,6 +83,10 @@ export function agentNames(ref: LoadBalancerRef): AgentNames {
     tokenSecret: `${agent}-token`,
     servicesLease: `${ref.name}-services`,
     user: `system:serviceaccount:${namespace}:${agent}`,
+    prometheusRule: `${ref.name}-alerts`,
+    metricsService: `${ref.name}-metrics`,
+    metricsAuthSecret: `${ref.name}-metrics-auth`,
+    serviceMonitor: `${ref.name}-metrics`,
   };
 }
 
