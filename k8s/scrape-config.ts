@@ -8,12 +8,13 @@
  * them too; `honor_labels` keeps the agent's identical labels as they are instead of renaming them `exported_*`.
  */
 import { stringify } from "yaml";
+import { HAPROXY_METRICS_PATH, hostPort } from "../render/haproxy";
 import { lbHostname } from "./names";
 import type { ResolvedSpec } from "../spec/types";
 
 export const SCRAPE_JOB = "edgepair";
 export const METRICS_USER = "edgepair";
-export const METRICS_PATH = "/metrics";
+export const METRICS_PATH = HAPROXY_METRICS_PATH;
 /** A failover lasts about a second: a longer interval would blur the MASTER timeline and the split-brain hold. */
 export const DEFAULT_SCRAPE_INTERVAL = "15s";
 
@@ -51,11 +52,6 @@ export interface PrometheusScrapeConfig {
   basic_auth: { username: string; password_file: string };
   static_configs: { targets: string[]; labels: Record<string, string> }[];
   relabel_configs?: { target_label: string; replacement: string }[];
-}
-
-/** `host:port`, with an IPv6 address in brackets. */
-export function hostPort(address: string, port: number): string {
-  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** The pair as the program deploys it: EdgePair's LB hostnames, the spec's LB addresses and metrics port. */

@@ -12,7 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConntrackdStats } from "../agent/metrics/conntrackd";
 import { AgentMetrics, type Snapshot } from "../agent/metrics/registry";
-import { METRICS_USER, MetricsServer } from "../agent/metrics/server";
+import { MetricsServer } from "../agent/metrics/server";
+import { METRICS_USER } from "../k8s/scrape-config";
 import { waitFor } from "../lab/exec";
 
 /** `conntrackd -s` of conntrack-tools 1.4.7 (Debian 12), taken from a lab LB with a few flows synced. */

@@ -11,9 +11,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { chmodSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { HAPROXY_METRICS_PATH, HAPROXY_STATS_URI } from "../../render/haproxy";
+import { METRICS_USER } from "../../k8s/scrape-config";
 import type { AgentMetrics, Snapshot } from "./registry";
 
-export const METRICS_USER = "edgepair";
 const REALM = "edgepair metrics";
 const MAX_CONNECTIONS = 64;
 /** HAProxy's exporter text for a few thousand servers is a few MB; more is not HAProxy's exporter. */
