@@ -266,6 +266,7 @@ export class AgentRun {
     ]);
     const heartbeatAt = written ? Date.parse(written.heartbeat) : undefined;
     const imageSwitch = status?.imageSwitchSeen;
+    const tokenExpiresAt = this.cluster?.token?.expiresAt?.getTime();
     return {
       ready: written?.conditions?.find((c) => c.type === "Ready")?.status === "True",
       redundant: status?.redundantNow().status === "True",
@@ -276,6 +277,7 @@ export class AgentRun {
       ...(conntrackd ? { conntrackd } : {}),
       ...(servers ? { servers } : {}),
       ...(imageSwitch ? { imageSwitch } : {}),
+      ...(tokenExpiresAt !== undefined ? { tokenExpiresAt } : {}),
     };
   }
 
@@ -438,9 +440,7 @@ export class AgentRun {
         this.o.log(`API (${e.source}): ${e.message}; retry in ${e.retryInMs} ms`);
         this.metrics.reconcileError("api");
         return;
-      case "tokenRenewed":
-        this.metrics.tokenExpires(e.expiresAt);
-        return;
+
       case "servicesError":
         this.o.log(`services: ${e.message}`);
         return;

@@ -122,8 +122,7 @@ describe("the agent's series", () => {
     m.applied(["haproxy", "keepalived"], "applied", 0.4);
     m.applied(["haproxy"], "reverted", 21);
     m.reconcileError("health_gate");
-    m.tokenExpires(new Date(1_700_086_400_000));
-    m.observe(snapshot());
+    m.observe(snapshot({ tokenExpiresAt: 1_700_086_400_000 }));
     const text = await render(m);
     const check = promtoolCheck(text);
     expect(check.output).toBe("");

@@ -45,6 +45,8 @@ export interface Snapshot {
   conntrackd?: ConntrackdStats;
   /** undefined: HAProxy's admin socket did not answer (the last known servers are not repeated) */
   servers?: PoolServerState[];
+  /** epoch ms when the agent's token expires; undefined: unknown, or a token without expiry (the bootstrap one) */
+  tokenExpiresAt?: number;
   /** the pair's image switch (status.imageSwitch); undefined: none yet */
   imageSwitch?: { phase: string; since: number };
 }
@@ -237,10 +239,6 @@ export class AgentMetrics {
     else this.phaseStart.reset();
   }
 
-  tokenExpires(at: Date): void {
-    this.tokenExpiry.set(at.getTime() / 1000);
-  }
-
   /** What is current, set just before the registry is read. */
   observe(s: Snapshot): void {
     this.info.reset();
@@ -248,6 +246,8 @@ export class AgentMetrics {
     const phase = SWITCH_PHASES.find((p) => p === s.imageSwitch?.phase);
     this.setPhase(phase ?? "Idle", phase ? s.imageSwitch?.since : undefined);
     this.ready.set(s.ready ? 1 : 0);
+    if (s.tokenExpiresAt !== undefined) this.tokenExpiry.set(s.tokenExpiresAt / 1000);
+    else this.tokenExpiry.reset();
     this.redundant.set(s.redundant ? 1 : 0);
     if (s.heartbeatAt !== undefined) this.heartbeat.set(s.heartbeatAt / 1000);
     this.conntrackdUp.set(s.conntrackd ? 1 : 0);
