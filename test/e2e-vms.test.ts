@@ -31,6 +31,7 @@ import { guestAccel } from "../lab/standin-image/boot";
 import { buildStandinImage } from "../lab/standin-image/builder";
 import { deliveryCommand, secretsStdin } from "../components/secret-delivery";
 import { agentNames, loadBalancerResource } from "../k8s";
+import { METRICS_USER } from "../k8s/scrape-config";
 import { resolveBackends } from "../spec/backend-list";
 import { resolveSpec } from "../spec/resolve";
 import type { AgentSettingsInput } from "../spec/agent-settings";
@@ -69,6 +70,7 @@ jest.setTimeout(60 * MINUTE);
 
 const IMAGE = `registry.example/edgepair/appliance@sha256:${"e".repeat(64)}`;
 const METRICS = "e2e-metrics-password-0815";
+const metricsAuth = (password: string): string => `${METRICS_USER}:${password}`;
 const NODE = { name: "e2e-node", mac: "52:54:00:e2:e0:10", addresses: ["192.168.100.10/24", "192.168.100.13/24"] };
 const ADDED_BACKEND = "192.168.100.13";
 /** The TCG VRRP profile: adverts every second instead of every 0.1 s. */
@@ -592,8 +594,19 @@ e2e(title, () => {
       figures.day2Requests = requests;
       figures.day2Failed = failed;
       expect(served.remote).toBe(lbPrivate(survivor));
-      const csv = (await probe(`http://${lbPrivate(survivor)}:${spec.metrics.port}/stats;csv`, { timeoutMs: 3000 }))
-        .body;
+      // the stats page and the metrics sit behind the metrics password on the LB's private address
+      const statsUrl = `http://${lbPrivate(survivor)}:${spec.metrics.port}/stats;csv`;
+      expect((await probe(statsUrl, { timeoutMs: 3000 })).status).toBe(401);
+      const csv = (await probe(statsUrl, { timeoutMs: 3000, auth: metricsAuth(METRICS) })).body;
+      const metrics = await probe(`http://${lbPrivate(survivor)}:${spec.metrics.port}/metrics`, {
+        timeoutMs: 5000,
+        auth: metricsAuth(METRICS),
+      });
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatch(/^edgepair_vrrp_state\{.*state="MASTER".*\} 1$/m);
+      expect(metrics.body).toMatch(/^edgepair_pool_server_up\{.*\} 1$/m);
+      expect(metrics.body).toMatch(/^haproxy_process_/m);
+      expect(metrics.body).not.toContain(METRICS);
       // "UP", or "UP 1/3" while a check under emulation was slow: serving either way
       expect(serverStates(csv, "be_api")[ADDED_BACKEND]).toMatch(/^UP\b/);
       expect(await sshMust(key, lbPublic(survivor), "cat /proc/sys/kernel/random/boot_id")).toBe(bootId);
@@ -793,6 +806,14 @@ e2e(title, () => {
         expect(sums).toContain(`${sha(rotated.metricsPassword)}  /etc/edgepair/secrets/metrics-password`);
         expect(sums).toContain(`${sha(rotated.registryAuth)}  /etc/ostree/auth.json`);
         expect(sums).toContain("600 /etc/edgepair/secrets/metrics-password\n600 /etc/ostree/auth.json");
+        // the agent takes the new metrics password without a restart; the old one is refused
+        const metricsUrl = `http://${lbPrivate(i)}:${spec.metrics.port}/metrics`;
+        await waitUntil(`LB ${i + 1}'s metrics with the rotated password`, 30_000, 1000, async () =>
+          (await probe(metricsUrl, { timeoutMs: 5000, auth: metricsAuth(rotated.metricsPassword) })).status === 200
+            ? true
+            : undefined,
+        );
+        expect((await probe(metricsUrl, { timeoutMs: 5000, auth: metricsAuth(METRICS) })).status).toBe(401);
         // the old value is in no file the LB reads (compared by hash: a secret never goes on a command line, which sudo
         // would log; cloud-init keeps its own root-only copy of the first boot's user-data)
         const everySum = await sshMust(

@@ -1,7 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HAPROXY_CONFIG_PATH, renderHaproxy, servers } from "../render/haproxy";
+import {
+  AGENT_METRICS_SOCKET,
+  HAPROXY_CONFIG_PATH,
+  HAPROXY_EXPORTER_SOCKET,
+  renderHaproxy,
+  servers,
+} from "../render/haproxy";
 import type { Backend, BackendSets, HostFacts, ResolvedSpec, VirtualAddress } from "../spec/types";
 import { checkHaproxy, checkHaproxyFiles } from "./checkers/haproxy";
 import { withNetns } from "./checkers/netns";
@@ -150,22 +156,38 @@ describe("renderHaproxy on the dev stack", () => {
     expect(c).not.toContain("22623");
   });
 
-  test.each(hosts)("$role: stats listener on its own private address, cluster network only", (host) => {
-    const c = cfg(devResolved, devBackends, host);
-    const own = devResolved.network.lbAddresses[host.role === "primary" ? 0 : 1];
-    const stats = section(c, "listen stats");
-    expect(stats).toEqual(
-      expect.arrayContaining([
-        `    bind ${own}:8404`,
-        "    mode http",
-        "    tcp-request connection reject unless { src 192.168.100.0/24 }",
-        "    monitor-uri /healthz",
-        "    http-request use-service prometheus-exporter if { path /metrics }",
-        "    stats enable",
-      ]),
-    );
-    expect(stats.filter((l) => l.trim().startsWith("bind "))).toHaveLength(1);
-  });
+  test.each(hosts)(
+    "$role: metrics listener on its own private address, cluster network only, agent behind it",
+    (host) => {
+      const c = cfg(devResolved, devBackends, host);
+      const own = devResolved.network.lbAddresses[host.role === "primary" ? 0 : 1];
+      const stats = section(c, "listen stats");
+      expect(stats).toEqual(
+        expect.arrayContaining([
+          `    bind ${own}:8404`,
+          "    mode http",
+          "    maxconn 64",
+          "    tcp-request connection reject unless { src 192.168.100.0/24 }",
+          "    tcp-request connection track-sc0 src",
+          "    tcp-request connection reject if { sc_conn_cur(0) gt 4 }",
+          "    monitor-uri /healthz",
+          "    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 20 }",
+          `    server agent ${AGENT_METRICS_SOCKET} maxconn 64`,
+        ]),
+      );
+      expect(stats.filter((l) => l.trim().startsWith("bind "))).toHaveLength(1);
+      // HAProxy's exporter is never on the network: only on a root-only socket the agent reads
+      expect(stats.join("\n")).not.toContain("prometheus-exporter");
+      const exporter = section(c, "listen exporter");
+      expect(exporter).toEqual(
+        expect.arrayContaining([
+          `    bind ${HAPROXY_EXPORTER_SOCKET} mode 600`,
+          "    http-request use-service prometheus-exporter if { path /metrics }",
+        ]),
+      );
+      expect(exporter.filter((l) => l.trim().startsWith("bind "))).toHaveLength(1);
+    },
+  );
 
   test("api servers fall back to the spec's static addresses when no backends are known", () => {
     const c = cfg(devResolved, { api: [], ingress: [] });
@@ -373,15 +395,28 @@ describe("checkHaproxy counter-cases", () => {
  * line is dropped (it would create a file on the host) and maxconn lowered (this container's FD limit).
  */
 describe("rendered config running in a network namespace", () => {
-  test("listens on every VIP, serves /healthz and /metrics, rejects sources outside the cluster network", () => {
+  test("listens on every VIP; the metrics port answers /healthz, passes /metrics to the agent, limits each source and refuses other networks; the exporter only on its socket", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ep-haproxy-live-"));
     const c = cfg(openshift)
       .split("\n")
       .filter((l) => !l.includes("stats socket"))
       .join("\n")
-      .replace("maxconn 20000", "maxconn 1000");
-    const dir = mkdtempSync(join(tmpdir(), "ep-haproxy-live-"));
+      .replace("maxconn 20000", "maxconn 1000")
+      .replace(AGENT_METRICS_SOCKET, `${dir}/agent.sock`)
+      .replace(HAPROXY_EXPORTER_SOCKET, `${dir}/exporter.sock`);
     try {
       writeFileSync(join(dir, "haproxy.cfg"), c);
+      // stands in for the agent's metrics server (test/agent-metrics.test.ts runs the real one); like the agent's
+      // socket in /run/edgepair, it must be reachable by HAProxy's worker, which runs as user haproxy
+      const agentSocket = JSON.stringify(`${dir}/agent.sock`);
+      writeFileSync(
+        join(dir, "agent.js"),
+        `require("node:http").createServer((q, r) => r.end("edgepair_heartbeat_timestamp_seconds 1\\n"))` +
+          `.listen(${agentSocket}, () => require("node:fs").chmodSync(${agentSocket}, 0o666));`,
+      );
+      chmodSync(dir, 0o755);
+      const metrics = "http://192.168.100.2:8404/metrics";
+      const code = "curl -s -o /dev/null -w '%{http_code}\\n' --max-time 3";
       const script = [
         "sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1",
         "ip addr add 192.168.100.2/32 dev lo",
@@ -389,14 +424,21 @@ describe("rendered config running in a network namespace", () => {
         `haproxy -db -f ${dir}/haproxy.cfg >${dir}/out 2>&1 & pid=$!`,
         "sleep 1",
         "echo '--ss'; ss -ltnH | awk '{print $4}' | sort",
-        "echo '--healthz'; curl -s -o /dev/null -w '%{http_code}\\n' --max-time 3 http://192.168.100.2:8404/healthz",
-        "echo '--metrics'; curl -s --max-time 3 http://192.168.100.2:8404/metrics | grep -c '^haproxy_'",
-        "echo '--outside'; curl -s -o /dev/null -w '%{http_code}\\n' --max-time 3 --interface 10.99.0.1 http://192.168.100.2:8404/healthz; echo rc=$?",
-        "kill $pid; wait $pid",
+        `echo '--healthz'; ${code} http://192.168.100.2:8404/healthz`,
+        `echo '--noagent'; ${code} ${metrics}`,
+        `node ${dir}/agent.js & agent=$!`,
+        `for i in 1 2 3 4 5 6 7 8 9 10; do [ -S ${dir}/agent.sock ] && break; sleep 0.2; done`,
+        "sleep 1.1", // a fresh request-rate window
+        `echo '--agent'; curl -s --max-time 3 ${metrics}`,
+        `echo '--burst'; for i in $(seq 1 30); do ${code} ${metrics}; done | sort | uniq -c | awk '{print $2"x"$1}'`,
+        `echo '--exporter'; curl -s --max-time 3 --unix-socket ${dir}/exporter.sock http://lb/metrics | grep -c '^haproxy_'`,
+        `echo '--exportermode'; stat -c %a ${dir}/exporter.sock`,
+        `echo '--outside'; ${code} --interface 10.99.0.1 http://192.168.100.2:8404/healthz; echo rc=$?`,
+        "kill $agent $pid; wait $pid",
       ].join("\n");
       const out = withNetns(
         [],
-        (ns) => run("ip", ["netns", "exec", ns, "sh", "-c", script], { timeoutMs: 30_000 }).stdout,
+        (ns) => run("ip", ["netns", "exec", ns, "sh", "-c", script], { timeoutMs: 40_000 }).stdout,
       );
       const part = (name: string): string[] => {
         const lines = out.split("\n");
@@ -417,7 +459,14 @@ describe("rendered config running in a network namespace", () => {
       );
       expect(part("ss").filter((a) => a.endsWith(":22623"))).toEqual(["192.168.100.100:22623"]);
       expect(part("healthz")).toEqual(["200"]);
-      expect(Number(part("metrics")[0])).toBeGreaterThan(10);
+      expect(part("noagent")).toEqual(["503"]);
+      expect(part("agent")).toEqual(["edgepair_heartbeat_timestamp_seconds 1"]);
+      // 20 a second per source reach the agent, the rest are refused by HAProxy
+      const burst = Object.fromEntries(part("burst").map((l) => l.split("x")));
+      expect(Number(burst["429"])).toBeGreaterThan(0);
+      expect(Number(burst["200"])).toBeLessThanOrEqual(20);
+      expect(Number(part("exporter")[0])).toBeGreaterThan(10);
+      expect(part("exportermode")).toEqual(["600"]);
       expect(part("outside")[0]).toBe("000"); // connection closed before any HTTP answer
     } finally {
       rmSync(dir, { recursive: true, force: true });
