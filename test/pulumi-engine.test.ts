@@ -4,14 +4,14 @@
  * skipped). It runs test/engine/programs/first through preview, up, update in place, replace, refresh and destroy
  * on a file backend, and checks that no secret reaches the state or the backend dir in plaintext.
  *
- * Why dynamic resources and not @pulumi/command, @pulumi/random or @pulumi/kubernetes: the engine needs each
- * package's provider plugin (pulumi-resource-command/-random/-kubernetes), and the Go module proxy here refuses
- * their provider modules (exact module versions in tools/engines/README.md), so they cannot be built; the npm
- * packages are installed only for the components' tests under Pulumi's mocks. A program using them under the real
- * engine would stop at `no resource plugin 'pulumi-resource-<name>' found`. `Item` (a dynamic provider on a file
- * store) stands in for a command/Kubernetes object and `Password` for random.RandomPassword. The last test fails once
- * one of those plugins is in the engines directory: then add its real-engine test here (and the plugin to
- * tools/build-engines).
+ * Why dynamic resources and not @pulumi/command or @pulumi/random: the engine needs each package's provider plugin
+ * (pulumi-resource-command/-random), and the Go module proxy here refuses their provider modules (exact module
+ * versions in tools/engines/README.md), so they cannot be built; the npm packages are installed only for the
+ * components' tests under Pulumi's mocks. A program using them under the real engine would stop at `no resource
+ * plugin 'pulumi-resource-<name>' found`. `Item` (a dynamic provider on a file store) stands in for a command and
+ * `Password` for random.RandomPassword. The last tests fail once one of those plugins is in the engines directory:
+ * then add its real-engine test (as test/cluster-access-engine.test.ts did for pulumi-resource-kubernetes, which is
+ * built) and the plugin to tools/build-engines.
  */
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
@@ -241,8 +241,12 @@ describe("real Pulumi engine: dynamic resources on a file backend", () => {
   );
 });
 
-describe("providers whose plugins cannot be built here", () => {
-  test.each(["command", "random", "kubernetes", "openstack"])(
+describe("provider plugins: which are built here", () => {
+  test("pulumi-resource-kubernetes is (test/cluster-access-engine.test.ts runs it)", () => {
+    expect(fs.existsSync(path.join(enginesDir(), "bin", "pulumi-resource-kubernetes"))).toBe(true);
+  });
+
+  test.each(["command", "random", "openstack"])(
     "@pulumi/%s: the package is there for the mocks, its plugin is not (see the header)",
     (name) => {
       expect(() => require.resolve(`@pulumi/${name}`)).not.toThrow();
