@@ -25,7 +25,9 @@ const cached = existsSync(join(CACHE, "bin", "pulumi")) && spawnSync("flock", ["
       expect(r.stdout).toContain(`another build holds ${CACHE}/.lock; waiting for it`);
       expect(r.stdout).toMatch(/pulumi: cached/);
       expect(r.stdout).toMatch(/pulumi-resource-kubernetes: cached/);
-      expect(r.stdout).toMatch(/pulumi-resource-kubernetes 4\.24\.0 \(github\.com\/pulumi\/pulumi-kubernetes\/provider\/v4@/);
+      expect(r.stdout).toMatch(
+        /pulumi-resource-kubernetes 4\.24\.0 \(github\.com\/pulumi\/pulumi-kubernetes\/provider\/v4@/,
+      );
       expect(elapsed).toBeGreaterThanOrEqual(holdMs - 300 - 200);
     } finally {
       holder.kill();
