@@ -9,6 +9,7 @@ import { stopOnSpecError } from "./components/spec-errors";
 import type { BootcImageArgs, BootcImageBuild, RegistryAuth } from "./components/bootc-image";
 import type { LoadBalancerSpecInput } from "./spec/schema";
 import { parseOpenStackSettings } from "./spec/openstack-settings";
+import { parseClusterAccessSettings } from "./spec/cluster-access-settings";
 import { checkSpec } from "./spec/checked";
 import { DOMAIN_TYPES, type DomainType } from "./providers/libvirt";
 
@@ -40,6 +41,15 @@ function imageArgs(): BootcImageArgs {
   return { ...(prebuilt ? { prebuilt } : {}), build: { ...build, ...(registryAuth ? { registryAuth } : {}) } };
 }
 
+// edgepair:clusterAccess + the secret edgepair:kubeconfig: the stack creates ClusterAccess and gives the LBs the cluster
+const clusterAccess = stopOnSpecError("edgepair:clusterAccess", () =>
+  parseClusterAccessSettings(
+    config.getObject<unknown>("clusterAccess"),
+    config.getSecret("kubeconfig") !== undefined,
+    "edgepair:clusterAccess",
+  ),
+);
+
 const common = () => ({
   spec: checked,
   image: imageArgs(),
@@ -47,6 +57,7 @@ const common = () => ({
   readiness: { enabled: config.requireBoolean("waitForReady") },
   ...(config.getSecret("metricsPassword") ? { metricsPassword: config.requireSecret("metricsPassword") } : {}),
   ...(config.getSecret("registryAuth") ? { registryAuth: config.requireSecret("registryAuth") } : {}),
+  ...(clusterAccess ? { clusterAccess: { ...clusterAccess, kubeconfig: config.requireSecret("kubeconfig") } } : {}),
 });
 
 function composePair(): EdgePair | undefined {

@@ -9,14 +9,15 @@
  * Opt-in: EDGEPAIR_E2E=1, as root (about 9 min under TCG on 2 cores with the stand-in cached; see README "End to
  * end on real VMs").
  *
- * What cannot run here, and what stands in for it (the plugins of @pulumi/kubernetes and @pulumi/command cannot be
- * built from the module proxy, tools/engines/README.md):
- *   - ClusterAccess (CRD, RBAC, the LoadBalancer CR, the token Secret): the test creates the same objects from the
- *     same k8s/ functions with the admin's client certificate (fixtures/agent-cluster.ts), and a day-2 spec change
- *     is the CR patch ClusterAccess's CustomResource update would make (the stack's own `up` of that change is
- *     checked too: an in-place update of the rendered views only);
- *   - SecretDelivery (phase two of the two-phase flow, and rotation): the test runs SecretDelivery's own script (deliveryScript) over
- *     real SSH, `sudo sh -c`, the token on stdin, one LB after the other, as the command resource would.
+ * ClusterAccess (the CRD, the LoadBalancer, the agent's RBAC and token) is the stack's own: phase two sets
+ * `edgepair:clusterAccess` and the secret `edgepair:kubeconfig` and runs `pulumi up`, which creates them through the
+ * real Kubernetes provider (tools/engines: pulumi-resource-kubernetes) without touching a VM; the day-2 spec change is
+ * one `pulumi up` that updates both LBs' rendered views and that LoadBalancer in place, and the agents apply it.
+ *
+ * What cannot run here, and what stands in for it: SecretDelivery (phase two's delivery of the agent's settings and
+ * token to VMs that booted without them, and the rotation) needs @pulumi/command's plugin, whose provider module the
+ * module proxy refuses (tools/engines/README.md): the test runs SecretDelivery's own script (deliveryScript) over
+ * real SSH, `sudo sh -c`, the secrets on stdin, one LB after the other, as the command resource would.
  *
  * Under TCG, three emulated guests on 2 cores cannot hold 0.1 s adverts: the spec uses the TCG VRRP profile
  * (advertInterval 1 s) and the failover goal follows from it (failoverGoalSeconds). With KVM the spec's defaults
@@ -24,13 +25,14 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parse, stringify } from "yaml";
 import { guestAccel } from "../lab/standin-image/boot";
 import { buildStandinImage } from "../lab/standin-image/builder";
 import { deliveryCommand, secretsStdin } from "../components/secret-delivery";
-import { agentNames, loadBalancerResource } from "../k8s";
+import { agentNames, CRD_NAME } from "../k8s";
 import { METRICS_USER } from "../k8s/scrape-config";
 import { resolveBackends } from "../spec/backend-list";
 import { resolveSpec } from "../spec/resolve";
@@ -38,7 +40,7 @@ import type { AgentSettingsInput } from "../spec/agent-settings";
 import type { HostFacts, ResolvedSpec, Role } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
 import { PulumiWorkspace } from "./engine/pulumi-program";
-import { setUpAgentCluster, MERGE, type AgentCluster } from "./fixtures/agent-cluster";
+import { adminCall, attachAgentCluster, type AgentCluster } from "./fixtures/agent-cluster";
 import { ClusterNode, createClusterNode, NODE_TLS_NAME } from "./fixtures/e2e/cluster-node";
 import {
   probe,
@@ -57,7 +59,6 @@ import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserve
 import { Libvirtd, startLibvirtd } from "./fixtures/libvirtd";
 import { stackProgramFiles } from "./fixtures/stack-program";
 import { devSpecRaw } from "./fixtures/variants";
-import { checkSpec } from "../spec/checked";
 
 const MINUTE = 60_000;
 const E2E = process.env.EDGEPAIR_E2E === "1" && process.getuid?.() === 0;
@@ -181,11 +182,8 @@ e2e(title, () => {
     spec = resolveSpec(rawSpec);
     figures.advertIntervalSeconds = spec.vrrp.advertIntervalSeconds;
 
-    step("API server (etcd, kube-apiserver, controller manager) and the cluster objects ClusterAccess would create");
+    step("API server (etcd, kube-apiserver, controller manager); its objects come from the stack in phase two");
     kube = await startKubeApiServer();
-    cluster = await setUpAgentCluster(kube, { name: spec.clusterName, spec: rawSpec });
-    // the node serves ingress on its NodePorts: a worker Node, as its kubelet would register it
-    await cluster.putNode(NODE.name, { "node-role.kubernetes.io/worker": "" }, NODE.addresses[0]!.split("/")[0]!);
 
     key = makeSshKey(dir);
     ws = await PulumiWorkspace.create({
@@ -396,11 +394,34 @@ e2e(title, () => {
       // no worker backends before the agent sees the cluster's Nodes (the spec has no static ingress addresses)
       expect(await probeVip(urls.ingressHttp)).toBeUndefined();
 
-      step("phase two: the agent's cluster settings and token, over SSH, one LB after the other");
+      step("phase two: ClusterAccess through the stack's own `pulumi up` (the real Kubernetes provider)");
       forward = await startTcpForward(hostPrivateAddress(), 0, {
         host: "127.0.0.1",
         port: Number(new URL(kube.server).port),
       });
+      const stackFile = join(ws.projectDir, `Pulumi.${ws.stack}.yaml`);
+      const stackConfig = parse(readFileSync(stackFile, "utf8")) as { config: Record<string, unknown> };
+      stackConfig.config["edgepair:clusterAccess"] = {
+        apiServers: [`https://${hostPrivateAddress()}:${forward.port}`],
+        tlsServerName: "kubernetes",
+        caCertificate: kube.caPem,
+      };
+      writeFileSync(stackFile, stringify(stackConfig));
+      await ws.setConfig("edgepair:kubeconfig", kube.adminKubeConfig, { secret: true });
+      const accessUp = Date.now();
+      const up = await ws.up();
+      figures.clusterAccessUpSeconds = seconds(Date.now() - accessUp);
+      // the cluster's objects only: user-data is create-only, so no VM is replaced or changed for the token
+      expect(up.summary.resourceChanges).not.toHaveProperty("replace");
+      expect(up.summary.resourceChanges).not.toHaveProperty("delete");
+      expect(up.summary.resourceChanges.create).toBeGreaterThanOrEqual(10);
+      cluster = await attachAgentCluster(kube, { name: spec.clusterName });
+      expect(`${up.stdout}${up.stderr}`).not.toContain(cluster.token);
+      expect((await ws.exportState()).text).not.toContain(cluster.token);
+      // the node serves ingress on its NodePorts: a worker Node, as its kubelet would register it
+      await cluster.putNode(NODE.name, { "node-role.kubernetes.io/worker": "" }, NODE.addresses[0]!.split("/")[0]!);
+
+      step("phase two: the agent's cluster settings and token, over SSH, one LB after the other");
       const agent: AgentSettingsInput = (agentSettings = {
         imageRef: IMAGE,
         cluster: {
@@ -546,16 +567,13 @@ e2e(title, () => {
       const changed = preview.steps.filter(
         (s) => s.op !== "same" && !s.type.startsWith("pulumi:providers:") && s.type !== "pulumi:pulumi:Stack",
       );
+      // both LBs' rendered views and the LoadBalancer, each in place, nothing else
       expect(Object.fromEntries(changed.map((s) => [s.name, s.op]))).toEqual({
         [`${spec.clusterName}-lb1-rendered`]: "update",
         [`${spec.clusterName}-lb2-rendered`]: "update",
+        [`${spec.clusterName}-cluster-loadbalancer`]: "update",
       });
-      await ws.up();
-      // the cluster: the CR ClusterAccess would update with it
-      const changedSpec = {
-        ...rawSpec,
-        apiBackend: { ...rawSpec.apiBackend, addresses: [...rawSpec.apiBackend.addresses, ADDED_BACKEND] },
-      };
+      const uid = ((await cluster.must("GET", cluster.lbPath)).body as { metadata: { uid: string } }).metadata.uid;
       const watchFrom = Date.now();
       let failed = 0;
       let requests = 0;
@@ -571,15 +589,19 @@ e2e(title, () => {
           await sleep(100);
         }
       })();
+      // from the start of the stack's own up: the rendered views, and through ClusterAccess the LoadBalancer the
+      // agents watch
       const patched = Date.now();
-      await cluster.must(
-        "PATCH",
-        cluster.lbPath,
-        { spec: loadBalancerResource(checkSpec(changedSpec as never), { name: spec.clusterName }).spec },
-        MERGE,
-      );
       let served: NodeReply | undefined;
       try {
+        await ws.up();
+        figures.day2UpSeconds = seconds(Date.now() - patched);
+        const lb = (await cluster.must("GET", cluster.lbPath)).body as {
+          metadata: { uid: string };
+          spec: { apiBackend: { addresses: string[] } };
+        };
+        expect(lb.metadata.uid).toBe(uid);
+        expect(lb.spec.apiBackend.addresses).toContain(ADDED_BACKEND);
         served = await waitUntil(`a request served by ${ADDED_BACKEND}`, 2 * MINUTE, 200, async () => {
           const r = await probeVip(urls.apiPrivate);
           return r?.local === ADDED_BACKEND ? r : undefined;
@@ -615,7 +637,7 @@ e2e(title, () => {
         expect(addrs).toContain(a);
       expect(failed).toBe(0);
       step(
-        `day 2: ${ADDED_BACKEND} served ${figures.backendAddedToServedSeconds} s after the CR patch; ${requests} requests in ${seconds(Date.now() - watchFrom)} s, ${failed} failed`,
+        `day 2: ${ADDED_BACKEND} served ${figures.backendAddedToServedSeconds} s after the start of the stack's up (which took ${figures.day2UpSeconds} s); ${requests} requests in ${seconds(Date.now() - watchFrom)} s, ${failed} failed`,
       );
     },
   );
@@ -873,6 +895,13 @@ e2e(title, () => {
     expect(inv.domains).toEqual([]);
     expect(inv.networks).toEqual([]);
     expect(inv.volumes).toEqual([]);
+    // ClusterAccess's objects too: the LoadBalancer, its CRD and the agent's namespace
+    for (const path of [
+      cluster.lbPath,
+      `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`,
+      `/api/v1/namespaces/${cluster.namespace}`,
+    ])
+      expect([path, (await adminCall(cluster.admin, "GET", path)).status]).toEqual([path, 404]);
   });
 });
 

@@ -123,6 +123,45 @@ test("`edgepair:imageBuild` builds and pushes the appliance instead of a prebuil
   ).toThrow(/image\.prebuilt and image\.build/);
 });
 
+test("`edgepair:clusterAccess` with the secret `edgepair:kubeconfig` creates ClusterAccess; one without the other, or a bad field, stops the program naming it", async () => {
+  const raw = variants.find((v) => v.name === "openstack")!.raw;
+  const base = {
+    "edgepair:openstack": JSON.stringify({
+      privateNetwork: { create: {} },
+      publicNetwork: { networkId: "pub-net", subnetId: "pub-subnet" },
+      externalNetworkName: "ext",
+      flavorName: "m1.small",
+      imageName: "edgepair-appliance",
+    }),
+    "edgepair:image": `registry.example/edgepair@sha256:${"d".repeat(64)}`,
+    "edgepair:metricsPassword": "x",
+  };
+  const access = { apiServers: ["https://192.168.100.10:6443"], tlsServerName: "api.lab.example.com" };
+  const kubeconfig = { "edgepair:kubeconfig": "apiVersion: v1\nkind: Config\n" };
+  registered.length = 0;
+  loadProgram(raw, { ...base, ...kubeconfig, "edgepair:clusterAccess": JSON.stringify(access) });
+  await new Promise((r) => setTimeout(r, 300));
+  expect(registered).toContain("edgepair:index:ClusterAccess");
+  expect(registered).toContain("kubernetes:edgepair.io/v1alpha1:LoadBalancer");
+  expect(registered).toContain("kubernetes:core/v1:Secret");
+  // counter-case: without the two keys there is no ClusterAccess
+  registered.length = 0;
+  loadProgram(raw, base);
+  await new Promise((r) => setTimeout(r, 300));
+  expect(registered).not.toContain("edgepair:index:ClusterAccess");
+
+  expect(() => loadProgram(raw, { ...base, "edgepair:clusterAccess": JSON.stringify(access) })).toThrow(
+    "edgepair:clusterAccess is invalid:\nedgepair:kubeconfig: is required when edgepair:clusterAccess is set",
+  );
+  expect(() => loadProgram(raw, { ...base, ...kubeconfig })).toThrow(
+    "edgepair:clusterAccess: is required when edgepair:kubeconfig is set",
+  );
+  const bad = { ...access, apiServers: ["http://192.168.100.10:6443"], namespace: "Edge_System", extra: 1 };
+  expect(() => loadProgram(raw, { ...base, ...kubeconfig, "edgepair:clusterAccess": JSON.stringify(bad) })).toThrow(
+    /edgepair:clusterAccess.apiServers\[0\]: must be an https URL[\s\S]*edgepair:clusterAccess.namespace: must be a Kubernetes namespace name[\s\S]*edgepair:clusterAccess.extra: unknown field/,
+  );
+});
+
 // the accepted values reaching the domains: components.test.ts (dynamic providers do not serialize in this suite's
 // isolated module registry) and stack-libvirt.test.ts through the real engine
 test("`edgepair:libvirtDomainType` other than auto, kvm or qemu stops the program naming the key", () => {
