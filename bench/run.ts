@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime|services|metrics ...]`: runs the named benchmarks (all when none is named), prints a table and writes
+ * `npm run bench -- [render|failover|libvirt|propagation|propagation-runtime|services|metrics|load ...]`: runs the named benchmarks (all when none is named), prints a table and writes
  * JSON to bench/results/<name>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -11,6 +11,7 @@ import { benchClusterPropagation } from "./propagation-cluster";
 import { benchRender } from "./render";
 import { benchServices } from "./services";
 import { benchMetrics } from "./metrics";
+import { benchEgressLoad } from "./load";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -153,6 +154,15 @@ const BENCHES: Record<string, () => unknown> = {
       `${r.windowMs / 1000} s windows, flood ${r.connections.right} connections with the password + ${r.connections.wrong} without; failed ingress requests: quiet ${x.failedQuiet}, flood ${x.failedFlood}; a scraper on another cluster host during the floods: ${x.otherScraper.ok}/${x.otherScraper.asked} answered`,
     );
     return r;
+  },
+  // needs root: the lab; N egress flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP) across an unclean failover and a fail-back
+  load: () => {
+    const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
+    const udp = Math.round(flows / 5);
+    return benchEgressLoad({
+      runs: Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5"),
+      flows: { tcp: flows - udp, udp, intervalMs: Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500") },
+    });
   },
   render: () => {
     const results = benchRender(REPO);

@@ -20,7 +20,7 @@ export function startFlows(
   name: string,
   hostKey: string,
   target: string,
-  o: { tcp: number; udp: number; intervalMs?: number; maxMs?: number },
+  o: { tcp: number; udp: number; intervalMs?: number; maxMs?: number; gapReportMs?: number },
 ): FlowsRun {
   const out = join(lab.dir, "logs", `${name.replace(/\//g, "-")}.json`);
   const proc = lab.startHelper(name, hostKey, [
@@ -37,6 +37,7 @@ export function startFlows(
     String(o.intervalMs ?? 100),
     "--max-ms",
     String(o.maxMs ?? 60_000),
+    ...(o.gapReportMs !== undefined ? ["--gap-report-ms", String(o.gapReportMs)] : []),
   ]);
   return { proc, out, expected: { tcp: o.tcp, udp: o.udp } };
 }

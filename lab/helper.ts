@@ -26,7 +26,7 @@
  *       One keep-alive connection (one socket, never a second): COUNT requests, GAP apart, each bounded by the
  *       timeout. One JSON line per request {i,start,end,ok,status?,localPort?,err?}; the first failure ends the
  *       session (the connection is gone). Shows whether a connection open across a failover survives it.
- *   flows --target A:P --out FILE [--tcp 20] [--udp 5] [--interval-ms 100] [--max-ms 120000]
+ *   flows --target A:P --out FILE [--tcp 20] [--udp 5] [--interval-ms 100] [--max-ms 120000] [--gap-report-ms 500]
  *       Long-lived egress flows to an echo server: N TCP connections and M UDP sockets (each its own source port, so
  *       its own conntrack entry), each sending one numbered message every interval and checking every echo against
  *       what it sent. Prints "ready" once every flow has seen its first echo. On SIGTERM/SIGINT or at the bound it
@@ -135,7 +135,8 @@ async function serve(m: Map<string, string[]>): Promise<void> {
       ),
     );
     const { host, port } = hostPort(at);
-    const udp = createSocket(host.includes(":") ? "udp6" : "udp4");
+    // thousands of flows' datagrams: the default buffer (about 200 small datagrams) overflows between two reads
+    const udp = createSocket({ type: host.includes(":") ? "udp6" : "udp4", recvBufferSize: 4 << 20 });
     udp.on("message", (msg, rinfo) =>
       udp.send(msg.toString() === WHO ? who(rinfo.address) : msg, rinfo.port, rinfo.address),
     );
@@ -442,6 +443,8 @@ async function flows(m: Map<string, string[]>): Promise<void> {
   const nUdp = Number(one(m, "udp", "5"));
   const intervalMs = Number(one(m, "interval-ms", "100"));
   const maxMs = Number(one(m, "max-ms", "120000"));
+  // a gap is an interval between echoes longer than this (at a slow pace every interval would be one otherwise)
+  const gapReportMs = Number(one(m, "gap-report-ms", String(GAP_REPORT_MS)));
   const t0 = nowMs();
   const reports: FlowReport[] = [];
   const senders: (() => void)[] = [];
@@ -450,7 +453,7 @@ async function flows(m: Map<string, string[]>): Promise<void> {
   const echoed = (r: FlowReport): void => {
     const now = nowMs();
     const last = r.lastEchoAt ?? now;
-    if (now - last > GAP_REPORT_MS) r.gaps.push([last, now]);
+    if (now - last > gapReportMs) r.gaps.push([last, now]);
     r.firstEchoAt ??= now;
     r.lastEchoAt = now;
     r.echoed++;
@@ -522,20 +525,27 @@ async function flows(m: Map<string, string[]>): Promise<void> {
   process.on("SIGTERM", () => (stopping = true));
   process.on("SIGINT", () => (stopping = true));
   let ready = false;
+  // A steady packet rate: each interval is cut into slices of about 10 ms and every slice sends for its share of
+  // the flows. All flows at once would be a burst that overflows the echo server's socket buffer, and the flows at
+  // the burst's end would lose every message, every interval, while the link is idle in between.
+  const slices = Math.max(1, Math.floor(intervalMs / 10));
   for (let tick = 0; !stopping && nowMs() - t0 < maxMs; tick++) {
-    for (const send of senders) send();
-    if (!ready && reports.every((r) => r.echoed > 0 || r.err !== undefined)) {
+    const slice = tick % slices;
+    const from = Math.floor((slice * senders.length) / slices);
+    const to = Math.floor(((slice + 1) * senders.length) / slices);
+    for (let i = from; i < to; i++) senders[i]!();
+    if (!ready && slice === slices - 1 && reports.every((r) => r.echoed > 0 || r.err !== undefined)) {
       ready = true;
       process.stdout.write(reports.some((r) => r.err !== undefined) ? "ready (with errors)\n" : "ready\n");
     }
-    const wait = t0 + (tick + 1) * intervalMs - nowMs();
+    const wait = t0 + ((tick + 1) * intervalMs) / slices - nowMs();
     if (wait > 0) await new Promise((res) => setTimeout(res, wait));
   }
   const stoppedAt = nowMs();
   // the gap that is still open at the stop counts too (a flow that never recovered)
   for (const r of reports) {
     const last = r.lastEchoAt ?? t0;
-    if (stoppedAt - last > GAP_REPORT_MS) r.gaps.push([last, stoppedAt]);
+    if (stoppedAt - last > gapReportMs) r.gaps.push([last, stoppedAt]);
   }
   // echoes of the last messages
   await new Promise((res) => setTimeout(res, Math.min(500, 5 * intervalMs)));
