@@ -205,7 +205,7 @@ export function clientFigures(records: readonly RequestRecord[], eventMs: number
   };
 }
 
-interface FlowReport {
+export interface FlowReport {
   proto: "tcp" | "udp";
   id: number;
   sent: number;

@@ -20,7 +20,7 @@ import { sleep, waitFor } from "../lab/exec";
 import { flowsReady, startFlows } from "../lab/flows";
 import { Lab, type LbKey } from "../lab/lab";
 import { PORTS } from "../lab/topology";
-import { waitSteady } from "./failover";
+import { waitSteady, type FlowReport } from "./failover";
 import { printTable, summarize, type Summary } from "./stats";
 
 /** A flow whose echoes stop for longer than this is lost (the failover bench's rule). */
@@ -33,18 +33,11 @@ export interface LoadFlowsOptions {
   intervalMs: number;
 }
 
+/** What lab/helper.ts `flows` writes. */
 interface FlowDoc {
   start: number;
   stoppedAt: number;
-  flows: {
-    proto: "tcp" | "udp";
-    id: number;
-    sent: number;
-    echoed: number;
-    mismatched: number;
-    err?: string;
-    gaps: [number, number][];
-  }[];
+  flows: FlowReport[];
 }
 
 export interface EgressLoadRun {
