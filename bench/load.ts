@@ -7,8 +7,8 @@
  *      table (the takeover figure: until its table holds every flow) and carries the flows on;
  *   3. fail-back: the links come back, the returning LB rejoins as BACKUP and learns the flows again; then the flows
  *      are moved back to it on purpose (keepalived stopped cleanly on the peer, then started again).
- * A flow survives when it sees no reset/close, no wrong echo and no gap over FLOW_STALL_MS; per flow its longest gap
- * around each move is recorded. conntrackd's CPU (both LBs, from /proc) over the whole run is reported too.
+ * A flow survives by the failover bench's rule (egressFigures: no reset/close, no wrong echo, no gap over 2 s); per
+ * flow its longest gap around each move is recorded. conntrackd's CPU (both LBs, from /proc) over the whole run is reported too.
  * Bounded: every wait has a deadline scaled to the flow count; the lab is always torn down.
  */
 import { readFileSync } from "node:fs";
@@ -20,11 +20,8 @@ import { sleep, waitFor } from "../lab/exec";
 import { flowsReady, startFlows } from "../lab/flows";
 import { Lab, type LbKey } from "../lab/lab";
 import { PORTS } from "../lab/topology";
-import { waitSteady, type FlowReport } from "./failover";
+import { egressFigures, waitSteady, type FlowReport } from "./failover";
 import { printTable, summarize, type Summary } from "./stats";
-
-/** A flow whose echoes stop for longer than this is lost (the failover bench's rule). */
-export const FLOW_STALL_MS = 2000;
 
 export interface LoadFlowsOptions {
   tcp: number;
@@ -108,21 +105,6 @@ function moveFigures(doc: FlowDoc, from: number, to: number): MoveFigures {
   };
 }
 
-function lostFlows(doc: FlowDoc): { flow: string; why: string }[] {
-  return doc.flows.flatMap((f) => {
-    const gap = f.gaps.reduce((m, [a, b]) => Math.max(m, b - a), 0);
-    const why = [
-      f.err ?? "",
-      f.echoed === 0 ? "no echo" : "",
-      f.mismatched > 0 ? `${f.mismatched} wrong echoes` : "",
-      gap > FLOW_STALL_MS ? `stalled ${Math.round(gap)} ms` : "",
-    ]
-      .filter(Boolean)
-      .join(", ");
-    return why ? [{ flow: `${f.proto}${f.id}`, why }] : [];
-  });
-}
-
 /**
  * One run on a started lab: flows, sync, unclean failover, fail-back (see the module comment). The lab is left
  * steady (one MASTER, nothing cut) for the next run.
@@ -188,7 +170,7 @@ export async function egressLoadRun(
     await sleep(Math.max(5000, 3 * o.intervalMs));
     await lab.stopClient(run.proc);
     const doc = JSON.parse(readFileSync(run.out, "utf8")) as FlowDoc;
-    const lost = lostFlows(doc);
+    const { failures: lost } = egressFigures(doc, o);
     return {
       flows: n,
       readyMs: ready - started,

@@ -24,18 +24,21 @@ import {
   agentRbac,
   agentRbacManifests,
   CRD_NAME,
+  GROUP,
   loadBalancerResource,
   metricsAuthSecret,
   metricsServiceMetadata,
   metricsServiceMonitor,
+  PLURAL,
   prometheusRule,
+  VERSION,
 } from "../k8s";
 import { checkSpec } from "../spec/checked";
 import { PulumiWorkspace } from "./engine/pulumi-program";
-import { adminCall, attachAgentCluster, COLLECTIONS } from "./fixtures/agent-cluster";
+import { adminCall, adminKubeConfig, attachAgentCluster, COLLECTIONS } from "./fixtures/agent-cluster";
 import { startAgentOnLab, type AgentOnLab } from "./fixtures/agent-on-lab";
 import { startKubeApiServer, type KubeApiServer } from "./fixtures/kube-apiserver";
-import { k8s } from "./fixtures/kube/client-node";
+import type { K8s } from "./fixtures/kube/client-node";
 import { programFiles } from "./fixtures/stack-program";
 import { devSpecRaw } from "./fixtures/variants";
 
@@ -99,14 +102,10 @@ suite("ClusterAccess through the real engine and Kubernetes provider, against a 
   const spec = devSpecRaw();
   const names = agentNames({ name: NAME });
   const objects = agentRbacManifests(agentRbac({ name: NAME, createNamespace: true, services: false }));
-  const lbPath = `/apis/edgepair.io/v1alpha1/namespaces/${names.namespace}/loadbalancers/${NAME}`;
+  const lbPath = `/apis/${GROUP}/${VERSION}/namespaces/${names.namespace}/${PLURAL}/${NAME}`;
 
-  const admin = () => {
-    const kc = new k8s.KubeConfig();
-    kc.loadFromString(kube.adminKubeConfig);
-    return kc;
-  };
-  const get = (path: string) => adminCall(admin(), "GET", path);
+  let admin: K8s.KubeConfig;
+  const get = (path: string) => adminCall(admin, "GET", path);
   const ref = { name: NAME, namespace: names.namespace };
   const objectPaths = (): string[] => [
     `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`,
@@ -133,11 +132,12 @@ suite("ClusterAccess through the real engine and Kubernetes provider, against a 
 
   beforeAll(async () => {
     kube = await startKubeApiServer();
+    admin = adminKubeConfig(kube);
     for (const crd of [
       operatorCrd("PrometheusRule", "prometheusrules"),
       operatorCrd("ServiceMonitor", "servicemonitors"),
     ]) {
-      const r = await adminCall(admin(), "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
+      const r = await adminCall(admin, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
       expect(r.status).toBe(201);
     }
     ws = await PulumiWorkspace.create({
