@@ -21,7 +21,7 @@ import { flowsReady, startFlows } from "../lab/flows";
 import { Lab, type LbKey } from "../lab/lab";
 import { PORTS } from "../lab/topology";
 import { egressFigures, waitSteady, type FlowReport } from "./failover";
-import { printTable, summarize, type Summary } from "./stats";
+import { cpuSeconds, printTable, quantile, summarize, type Summary } from "./stats";
 
 export interface LoadFlowsOptions {
   tcp: number;
@@ -66,14 +66,6 @@ export function gapResolutionMs(o: LoadFlowsOptions): number {
   return Math.round(o.intervalMs * 1.5);
 }
 
-/** clock ticks (utime + stime) of a process, from /proc */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]);
-}
-const TICKS_PER_S = 100;
-
 async function conntrackdStats(lab: Lab, key: LbKey): Promise<ReturnType<typeof parseConntrackdStats>> {
   const r = await lab.runLb(key, ["conntrackd", "-C", CONNTRACKD_CONFIG_PATH, "-s"], { allowFail: true });
   return parseConntrackdStats(r.stdout);
@@ -88,19 +80,14 @@ async function kernelEntries(lab: Lab, key: LbKey): Promise<number> {
   return r.stdout.split("\n").filter((l) => l.trim() !== "").length;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
-}
-
 /** Per flow: its longest gap overlapping [from, to]. */
 function moveFigures(doc: FlowDoc, from: number, to: number): MoveFigures {
   const longest = doc.flows
     .map((f) => f.gaps.filter(([a, b]) => b >= from && a <= to).reduce((m, [a, b]) => Math.max(m, b - a), 0))
     .sort((a, b) => a - b);
   return {
-    gapP50Ms: Math.round(percentile(longest, 0.5)),
-    gapP99Ms: Math.round(percentile(longest, 0.99)),
+    gapP50Ms: Math.round(quantile(longest, 0.5)),
+    gapP99Ms: Math.round(quantile(longest, 0.99)),
     gapMaxMs: Math.round(longest.at(-1) ?? 0),
   };
 }
@@ -122,7 +109,7 @@ export async function egressLoadRun(
   // a previous run's flows, gone but still in the tables (closing states), would count for this run's
   for (const k of ["lb1", "lb2"] as const)
     await lab.run(lab.lb(k).ns, ["conntrack", "-D", "-d", lab.plan.targets.internet], { allowFail: true });
-  const cpu0 = { lb1: cpuTicks(ctd("lb1")), lb2: cpuTicks(ctd("lb2")) };
+  const cpu0 = { lb1: cpuSeconds(ctd("lb1")), lb2: cpuSeconds(ctd("lb2")) };
   // long enough for the whole run at any flow count: the stop ends it sooner
   const started = Date.now();
   const run = startFlows(lab, `load/${tag}-flows`, "node", `${lab.plan.targets.internet}:${PORTS.echo}`, {
@@ -181,8 +168,8 @@ export async function egressLoadRun(
       survived: n - lost.length,
       lost: lost.slice(0, 50),
       conntrackdCpuS: {
-        lb1: (cpuTicks(ctd("lb1")) - cpu0.lb1) / TICKS_PER_S,
-        lb2: (cpuTicks(ctd("lb2")) - cpu0.lb2) / TICKS_PER_S,
+        lb1: +(cpuSeconds(ctd("lb1")) - cpu0.lb1).toFixed(2),
+        lb2: +(cpuSeconds(ctd("lb2")) - cpu0.lb2).toFixed(2),
       },
     };
   } finally {

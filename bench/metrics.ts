@@ -9,14 +9,13 @@
  * The flood generator runs on the same two cores: its own CPU is part of what the data path competes with here, so
  * the ratio is an upper bound of what a flood costs a VM whose scraper runs elsewhere.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readRequests } from "../lab/analysis";
 import { exec, sleep } from "../lab/exec";
 import { inNetns, type LbKey } from "../lab/lab";
 import { haproxyWorkerPid } from "../agent/haproxy";
 import { LAB_METRICS_PASSWORD, startAgentOnLab, type AgentOnLab } from "../test/fixtures/agent-on-lab";
-import { summarize, type Summary } from "./stats";
+import { cpuSeconds, quantile, summarize, type Summary } from "./stats";
 
 export interface MetricsWindow {
   requests: number;
@@ -62,28 +61,9 @@ export interface MetricsBenchResult {
   };
 }
 
-const TICKS = 100; // /proc/<pid>/stat counts in clock ticks (USER_HZ)
-
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const after = readFileSync(`/proc/${pid}/stat`, "utf8")
-      .replace(/^.*\) /s, "")
-      .split(" ");
-    return (Number(after[11]) + Number(after[12])) / TICKS; // utime, stime
-  } catch {
-    return 0;
-  }
-}
-
 function processCpuS(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 async function window(
@@ -115,8 +95,8 @@ async function window(
     requests: records.length,
     failed: records.filter((r) => !r.ok).length,
     latencyMs: {
-      median: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
+      median: quantile(latencies, 0.5),
+      p99: quantile(latencies, 0.99),
       max: latencies[latencies.length - 1] ?? 0,
     },
     haproxyCpuS: +(h1 - h0).toFixed(2),

@@ -12,6 +12,7 @@ import { benchRender } from "./render";
 import { benchServices } from "./services";
 import { benchMetrics } from "./metrics";
 import { benchEgressLoad } from "./load";
+import { benchSessionsLoad } from "./load-sessions";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -155,14 +156,26 @@ const BENCHES: Record<string, () => unknown> = {
     );
     return r;
   },
-  // needs root: the lab; N egress flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP) across an unclean failover and a fail-back
-  load: () => {
-    const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
-    const udp = Math.round(flows / 5);
-    return benchEgressLoad({
-      runs: Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5"),
-      flows: { tcp: flows - udp, udp, intervalMs: Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500") },
-    });
+  // needs root: the lab; each scenario of issue 23 in its own lab, one after the other (EDGEPAIR_LOAD_ONLY picks some):
+  // egress: N flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP) across an unclean failover and a fail-back; sessions: keep-alive
+  // sessions (EDGEPAIR_LOAD_SESSIONS through the ingress VIP, a tenth of that through the API VIP) across a planned
+  // failover and a fail-back
+  load: async () => {
+    const runs = Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5");
+    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions").split(",");
+    const results: Record<string, unknown> = {};
+    if (only.includes("egress")) {
+      const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
+      const udp = Math.round(flows / 5);
+      const intervalMs = Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500");
+      results.egress = await benchEgressLoad({ runs, flows: { tcp: flows - udp, udp, intervalMs } });
+    }
+    if (only.includes("sessions")) {
+      const ingress = Number(process.env.EDGEPAIR_LOAD_SESSIONS ?? "2000");
+      const options = { ingress, api: Math.round(ingress / 10), gapMs: 1000, windowMs: 5000 };
+      results.sessions = await benchSessionsLoad({ runs, options });
+    }
+    return results;
   },
   render: () => {
     const results = benchRender(REPO);

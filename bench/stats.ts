@@ -1,4 +1,6 @@
-/** Small statistics and table printing shared by the benchmarks. */
+/** Small statistics, process CPU and table printing shared by the benchmarks. */
+import { readFileSync } from "node:fs";
+
 export interface Summary {
   n: number;
   medianMs: number;
@@ -8,9 +10,15 @@ export interface Summary {
   maxMs: number;
 }
 
+/** The sample at index floor(q * n) of ascending `sorted` (0 when empty). */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
+
 export function summarize(samplesMs: number[]): Summary {
   const s = [...samplesMs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+  const at = (q: number) => (s.length === 0 ? NaN : quantile(s, q));
   const round = (x: number) => Math.round(x * 1000) / 1000;
   return {
     n: s.length,
@@ -30,4 +38,38 @@ export function printTable(rows: Record<string, string | number>[]): void {
   console.log(line(cols));
   console.log(line(width.map((w) => "-".repeat(w))));
   for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
+}
+
+const TICKS_PER_S = 100; // /proc/<pid>/stat counts in clock ticks (USER_HZ)
+
+/** CPU seconds (user + system) a process has spent, from /proc; 0 when it is gone. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process and its children (HAProxy's master and its worker): CPU seconds of each, by PID. */
+export function treeCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map([[pid, cpuSeconds(pid)]]);
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+  } catch {
+    return out;
+  }
+  for (const c of children) out.set(Number(c), cpuSeconds(Number(c)));
+  return out;
+}
+
+/** CPU seconds spent between two treeCpuSeconds readings, by the processes present in both or new in the second. */
+export function cpuSpent(before: Map<number, number>, after: Map<number, number>): number {
+  let s = 0;
+  for (const [pid, v] of after) s += v - (before.get(pid) ?? 0);
+  return Math.round(s * 100) / 100;
 }

@@ -43,11 +43,16 @@ export function startFlows(
 }
 
 export async function flowsReady(run: FlowsRun, timeoutMs = 10_000): Promise<void> {
+  await helperReady(run.proc, "every flow's first echo", timeoutMs);
+}
+
+/** A helper that prints "ready" once all its flows or sessions are answered ("ready (with errors)" fails the wait). */
+export async function helperReady(proc: ProcessRecord, what: string, timeoutMs: number): Promise<void> {
   await waitFor(
-    `${run.proc.name}: every flow's first echo`,
+    `${proc.name}: ${what}`,
     async () => {
-      const log = readFileSync(run.proc.log, "utf8");
-      if (/^ready \(with errors\)$/m.test(log)) throw new GaveUp(`${run.proc.name}: a flow failed before it was ready`);
+      const log = readFileSync(proc.log, "utf8");
+      if (/^ready \(with errors\)$/m.test(log)) throw new GaveUp(`${proc.name}: one failed before all were ready`);
       return /^ready$/m.test(log) ? true : undefined;
     },
     { timeoutMs, intervalMs: 50 },

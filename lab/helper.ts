@@ -26,6 +26,11 @@
  *       One keep-alive connection (one socket, never a second): COUNT requests, GAP apart, each bounded by the
  *       timeout. One JSON line per request {i,start,end,ok,status?,localPort?,err?}; the first failure ends the
  *       session (the connection is gone). Shows whether a connection open across a failover survives it.
+ *   sessions --url URL --out FILE [--count 100] [--gap-ms 1000] [--timeout-ms 3000] [--max-ms 120000]
+ *       COUNT such sessions at once, their starts spread over one gap (a steady request rate), each requesting every
+ *       gap until SIGTERM/SIGINT or the bound; a session breaks at its first failure or second connection. Prints
+ *       "ready" once every session has its first answer. At the end writes one JSON document to FILE: per session
+ *       its requests, answers, longest time between answers and the break (error, epoch ms).
  *   flows --target A:P --out FILE [--tcp 20] [--udp 5] [--interval-ms 100] [--max-ms 120000] [--gap-report-ms 500]
  *       Long-lived egress flows to an echo server: N TCP connections and M UDP sockets (each its own source port, so
  *       its own conntrack entry), each sending one numbered message every interval and checking every echo against
@@ -40,6 +45,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { createConnection, createServer as createTcpServer } from "node:net";
 import type { RequestRecord } from "./analysis";
+import type { SessionReport } from "./sessions";
 
 // Records are compared with times taken in other processes (the test, the agent): the wall clock read afresh agrees
 // across them. performance.timeOrigin is fixed when a process starts, so in a long-lived one timeOrigin + now() drifts
@@ -382,41 +388,117 @@ async function client(m: Map<string, string[]>): Promise<void> {
   while (inFlight > 0 && nowMs() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
+interface Answer {
+  ok: boolean;
+  status?: number;
+  localPort?: number;
+  err?: string;
+}
+
+/** One GET on a keep-alive agent, bounded by the timeout; `onSocket` sees the socket it went out on. */
+function getOnce(url: URL, agent: http.Agent, timeoutMs: number, onSocket: (s: object) => void): Promise<Answer> {
+  const mod = url.protocol === "https:" ? https : http;
+  return new Promise((resolve) => {
+    const req = mod.request(url, { method: "GET", agent, rejectUnauthorized: false }, (res) => {
+      res.resume();
+      const localPort = res.socket.localPort ?? 0; // the socket goes back to the agent before "end"
+      res.on("end", () => resolve({ ok: res.statusCode === 200, status: res.statusCode ?? 0, localPort }));
+      res.on("error", (e) => resolve({ ok: false, err: e.message }));
+    });
+    req.on("socket", onSocket);
+    const timer = setTimeout(() => req.destroy(new Error("timeout")), timeoutMs);
+    req.on("close", () => clearTimeout(timer));
+    req.on("error", (e: NodeJS.ErrnoException) => resolve({ ok: false, err: e.code ?? e.message }));
+    req.end();
+  });
+}
+
+/** A keep-alive session: one socket for its whole life, counted, so a request never opens a second one unseen. */
+function keepAliveSession(url: URL): {
+  get: (timeoutMs: number) => Promise<Answer>;
+  sockets: () => number;
+  close: () => void;
+} {
+  const mod = url.protocol === "https:" ? https : http;
+  const agent = new mod.Agent({ keepAlive: true, maxSockets: 1, maxTotalSockets: 1 });
+  const seen = new WeakSet<object>();
+  let sockets = 0;
+  return {
+    get: (timeoutMs) =>
+      getOnce(url, agent, timeoutMs, (s) => {
+        if (!seen.has(s)) sockets++;
+        seen.add(s);
+      }),
+    sockets: () => sockets,
+    close: () => agent.destroy(),
+  };
+}
+
 async function session(m: Map<string, string[]>): Promise<void> {
   const url = new URL(one(m, "url"));
   const out = one(m, "out");
   const count = Math.min(Number(one(m, "count", "40")), 1000);
   const gapMs = Number(one(m, "gap-ms", "200"));
   const timeoutMs = Number(one(m, "timeout-ms", "3000"));
-  const mod = url.protocol === "https:" ? https : http;
-  // one socket for the whole session: a request never opens a second connection behind our back
-  const agent = new mod.Agent({ keepAlive: true, maxSockets: 1, maxTotalSockets: 1 });
-  const seen = new WeakSet<object>();
-  let sockets = 0;
+  const s = keepAliveSession(url);
   for (let i = 0; i < count; i++) {
     const start = nowMs();
-    const r = await new Promise<{ ok: boolean; status?: number; localPort?: number; err?: string }>((resolve) => {
-      const req = mod.request(url, { method: "GET", agent, rejectUnauthorized: false }, (res) => {
-        res.resume();
-        const localPort = res.socket.localPort ?? 0; // the socket goes back to the agent before "end"
-        res.on("end", () => resolve({ ok: res.statusCode === 200, status: res.statusCode ?? 0, localPort }));
-        res.on("error", (e) => resolve({ ok: false, err: e.message }));
-      });
-      req.on("socket", (s) => {
-        if (!seen.has(s)) sockets++;
-        seen.add(s);
-      });
-      const timer = setTimeout(() => req.destroy(new Error("timeout")), timeoutMs);
-      req.on("close", () => clearTimeout(timer));
-      req.on("error", (e: NodeJS.ErrnoException) => resolve({ ok: false, err: e.code ?? e.message }));
-      req.end();
-    });
-    appendFileSync(out, `${JSON.stringify({ i, start, end: nowMs(), sockets, ...r })}\n`);
-    if (!r.ok || sockets > 1) break;
+    const r = await s.get(timeoutMs);
+    appendFileSync(out, `${JSON.stringify({ i, start, end: nowMs(), sockets: s.sockets(), ...r })}\n`);
+    if (!r.ok || s.sockets() > 1) break;
     const wait = start + gapMs - nowMs();
     if (wait > 0) await new Promise((res) => setTimeout(res, wait));
   }
-  agent.destroy();
+  s.close();
+}
+
+async function sessions(m: Map<string, string[]>): Promise<void> {
+  const url = new URL(one(m, "url"));
+  const out = one(m, "out");
+  const count = Math.min(Number(one(m, "count", "100")), 20_000);
+  const gapMs = Number(one(m, "gap-ms", "1000"));
+  const timeoutMs = Number(one(m, "timeout-ms", "3000"));
+  const maxMs = Number(one(m, "max-ms", "120000"));
+  const t0 = nowMs();
+  let stopping = false;
+  process.on("SIGTERM", () => (stopping = true));
+  process.on("SIGINT", () => (stopping = true));
+  const reports: SessionReport[] = [];
+  let ready = false;
+  const readyCheck = (): void => {
+    if (ready || !reports.every((r) => r.answered > 0 || r.err !== undefined)) return;
+    ready = true;
+    process.stdout.write(reports.some((r) => r.err !== undefined) ? "ready (with errors)\n" : "ready\n");
+  };
+  const run = async (r: SessionReport): Promise<void> => {
+    // spread over one gap: a steady request rate, not a burst of connects every gap
+    await new Promise((res) => setTimeout(res, (r.id * gapMs) / count));
+    const s = keepAliveSession(url);
+    let lastAnswer = nowMs();
+    while (!stopping && nowMs() - t0 < maxMs) {
+      const start = nowMs();
+      r.requests++;
+      const a = await s.get(timeoutMs);
+      if (!a.ok || s.sockets() > 1) {
+        r.err = a.err ?? (a.ok ? "a second connection" : `status ${a.status}`);
+        r.errAt = start;
+        break;
+      }
+      const now = nowMs();
+      if (r.answered > 0) r.longestGapMs = Math.max(r.longestGapMs, now - lastAnswer);
+      lastAnswer = now;
+      r.answered++;
+      r.localPort ??= a.localPort;
+      readyCheck();
+      const wait = start + gapMs - nowMs();
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+    }
+    readyCheck();
+    s.close();
+  };
+  for (let id = 0; id < count; id++) reports.push({ id, requests: 0, answered: 0, longestGapMs: 0 });
+  await Promise.all(reports.map(run));
+  writeFileSync(out, `${JSON.stringify({ start: t0, stoppedAt: nowMs(), gapMs, sessions: reports })}\n`);
 }
 
 interface FlowReport {
@@ -613,6 +695,9 @@ async function main(): Promise<void> {
   } else if (mode === "session") {
     await session(m);
     process.exit(0);
+  } else if (mode === "sessions") {
+    await sessions(m);
+    process.exit(0);
   } else if (mode === "flows") {
     await flows(m);
     process.exit(0);
@@ -630,7 +715,7 @@ async function main(): Promise<void> {
     process.exit(0);
   } else
     throw new Error(
-      `unknown mode ${mode ?? "(none)"}: serve | relay | client | session | flows | ask | poll | probe | flood`,
+      `unknown mode ${mode ?? "(none)"}: serve | relay | client | session | sessions | flows | ask | poll | probe | flood`,
     );
 }
 

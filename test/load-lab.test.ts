@@ -1,17 +1,22 @@
 /**
- * The small version of `npm run bench -- load` (issue 23) that CI runs: 100 egress flows (80 TCP, 20 UDP) from the
- * cluster node through the pair's NAT, across an unclean failover and a fail-back, in the lab with the real daemons
- * (bench/load.ts egressLoadRun). It fails when one flow is lost; the BACKUP must have held every flow before the
- * cut and the new MASTER's kernel table must hold them all after it. Needs root; skipped otherwise.
+ * The small version of `npm run bench -- load` (issue 23) that CI runs, in the lab with the real daemons:
+ * - 100 egress flows (80 TCP, 20 UDP) from the cluster node through the pair's NAT, across an unclean failover and
+ *   a fail-back (bench/load.ts egressLoadRun). It fails when one flow is lost; the BACKUP must have held every flow
+ *   before the cut and the new MASTER's kernel table must hold them all after it.
+ * - 100 keep-alive sessions (80 through the ingress VIP, 20 through the API VIP) across a planned failover and a
+ *   fail-back (bench/load-sessions.ts sessionsLoadRun). It fails when one session breaks, and when the handoff did
+ *   not carry them (its counter saw no packet).
+ * Needs root; skipped otherwise.
  */
 import { egressLoadRun } from "../bench/load";
+import { sessionsLoadRun } from "../bench/load-sessions";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { Lab } from "../lab/lab";
 import { readSpec } from "../spec/files";
 
 const suite = process.getuid?.() === 0 ? describe : describe.skip;
 
-suite("egress flows at (small) scale across an unclean failover and a fail-back", () => {
+suite("the pair under (small) load: egress flows and keep-alive sessions across failovers and fail-backs", () => {
   let lab: Lab;
 
   beforeAll(async () => {
@@ -32,5 +37,21 @@ suite("egress flows at (small) scale across an unclean failover and a fail-back"
     expect(r.takeoverMs).not.toBeNull();
     // conntrackd did the work: the CPU it spent is measured, not assumed
     expect(r.conntrackdCpuS.lb1 + r.conntrackdCpuS.lb2).toBeGreaterThan(0);
+  }, 300_000);
+
+  test("100 keep-alive sessions: none broken by a planned failover and a fail-back, carried by the handoff", async () => {
+    const lines: string[] = [];
+    const r = await sessionsLoadRun(lab, "ci", { ingress: 80, api: 20, gapMs: 500, windowMs: 3000 }, (l) =>
+      lines.push(l),
+    );
+    console.log(`${lines.join("\n")}\n${JSON.stringify(r)}`);
+    expect(r.brokenSample).toEqual([]);
+    expect(r.broken).toEqual({ ingress: 0, api: 0 });
+    expect(r.sessions).toEqual({ ingress: 80, api: 20 });
+    // the sessions were used throughout: about one request per 500 ms each, not just at the start
+    expect(r.requests).toBeGreaterThan(100 * 10);
+    // the new MASTER handed their packets back to the LB that holds them; none before the move
+    expect(r.handoffPackets).toBeGreaterThan(0);
+    expect(r.before.handoffPps).toBe(0);
   }, 300_000);
 });
