@@ -13,6 +13,7 @@ import { benchServices } from "./services";
 import { benchMetrics } from "./metrics";
 import { benchEgressLoad } from "./load";
 import { benchSessionsLoad } from "./load-sessions";
+import { benchThroughput } from "./load-throughput";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -159,10 +160,11 @@ const BENCHES: Record<string, () => unknown> = {
   // needs root: the lab; each scenario of issue 23 in its own lab, one after the other (EDGEPAIR_LOAD_ONLY picks some):
   // egress: N flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP) across an unclean failover and a fail-back; sessions: keep-alive
   // sessions (EDGEPAIR_LOAD_SESSIONS through the ingress VIP, a tenth of that through the API VIP) across a planned
-  // failover and a fail-back
+  // failover and a fail-back; throughput: iperf3 through the NAT and HAProxy beside the bare path and direct
+  // (EDGEPAIR_LOAD_SECONDS per test)
   load: async () => {
     const runs = Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5");
-    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions").split(",");
+    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions,throughput").split(",");
     const results: Record<string, unknown> = {};
     if (only.includes("egress")) {
       const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
@@ -174,6 +176,10 @@ const BENCHES: Record<string, () => unknown> = {
       const ingress = Number(process.env.EDGEPAIR_LOAD_SESSIONS ?? "2000");
       const options = { ingress, api: Math.round(ingress / 10), gapMs: 1000, windowMs: 5000 };
       results.sessions = await benchSessionsLoad({ runs, options });
+    }
+    if (only.includes("throughput")) {
+      const seconds = Number(process.env.EDGEPAIR_LOAD_SECONDS ?? "5");
+      results.throughput = await benchThroughput({ runs, options: { seconds } });
     }
     return results;
   },

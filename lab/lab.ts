@@ -47,11 +47,13 @@ import {
 } from "./exec";
 import {
   allNamespaces,
+  BARE_PATH,
   BRIDGES,
   lbLinks,
   NETNS_PATTERN,
   newPrefix,
   planLab,
+  OUTSIDE,
   PORTS,
   STATE_ROOT,
   type HostPlan,
@@ -1227,6 +1229,65 @@ export class Lab {
   startHelper(name: string, hostKey: string, args: readonly string[]): ProcessRecord {
     const ns = this.ns(hostKey);
     return this.start(name, ns, inNetns(ns, this.helperArgv(...args)));
+  }
+
+  /** Any program in one of the lab's namespaces (a host key), recorded like every process. */
+  startIn(name: string, hostKey: string, argv: readonly string[]): ProcessRecord {
+    const ns = this.ns(hostKey);
+    return this.start(name, ns, inNetns(ns, argv));
+  }
+
+  /**
+   * Wires the bare path (topology.ts BARE_PATH) once per lab and returns the internet host's address on it: traffic
+   * from the cluster node to that address takes the plain routed path, everything else is unchanged.
+   */
+  async addBarePath(): Promise<string> {
+    const b = BARE_PATH;
+    const ns = `${this.plan.prefix}-${b.ns}`;
+    if (this.state.namespaces.includes(ns)) return b.internet;
+    await this.addNamespace(ns);
+    const len = (cidr: string) => cidr.split("/")[1] as string;
+    const [node, rt, inet] = [this.ns("node"), this.plan.router.ns, this.ns("inet")];
+    const port = (p: string, br: string, peerNs: string, peerName: string) => [
+      ["link", "add", p, "type", "veth", "peer", "name", peerName, "netns", peerNs],
+      ["link", "set", p, "master", br, "up"],
+    ];
+    await this.batch(this.plan.switchNs, [
+      ...Object.values(b.bridges).flatMap((br) => [
+        ["link", "add", br, "type", "bridge"],
+        ["link", "set", br, "up"],
+      ]),
+      ...port("bnode", b.bridges.node, node, "bare0"),
+      ...port("bare-n", b.bridges.node, ns, "eth0"),
+      ...port("bare-r", b.bridges.router, ns, "eth1"),
+      ...port("brt", b.bridges.router, rt, "bare0"),
+    ]);
+    await this.batch(node, [
+      ["addr", "add", `${b.nodeSide.node}/${len(b.nodeSide.cidr)}`, "dev", "bare0"],
+      ["link", "set", "bare0", "up"],
+      ["route", "add", `${b.internet}/32`, "via", b.nodeSide.bare],
+    ]);
+    await this.batch(ns, [
+      ["addr", "add", `${b.nodeSide.bare}/${len(b.nodeSide.cidr)}`, "dev", "eth0"],
+      ["addr", "add", `${b.routerSide.bare}/${len(b.routerSide.cidr)}`, "dev", "eth1"],
+      ["link", "set", "eth0", "up"],
+      ["link", "set", "eth1", "up"],
+      ["route", "add", "default", "via", b.routerSide.router],
+    ]);
+    await this.run(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    await this.batch(rt, [
+      ["addr", "add", `${b.routerSide.router}/${len(b.routerSide.cidr)}`, "dev", "bare0"],
+      ["link", "set", "bare0", "up"],
+      ["route", "add", b.nodeSide.cidr, "via", b.routerSide.bare],
+      ["route", "add", `${b.internet}/32`, "via", OUTSIDE.internet],
+    ]);
+    // the internet host holds it on its one link; its replies to the node side leave from it (a wildcard-bound UDP
+    // socket would answer from the link's first address, which the node's connected socket ignores)
+    await this.batch(inet, [
+      ["addr", "add", `${b.internet}/32`, "dev", "eth0"],
+      ["route", "add", b.nodeSide.cidr, "via", OUTSIDE.gateway, "src", b.internet],
+    ]);
+    return b.internet;
   }
 
   async stopClient(p: ProcessRecord): Promise<void> {

@@ -29,6 +29,21 @@ export const OUTSIDE = {
   internet: "203.0.113.10",
   client: "203.0.113.50",
 };
+/**
+ * The bare path (on demand, the load bench): the cluster node to the internet host over a plain routed path of the
+ * same shape as the pair's (node -> bridge -> a router namespace -> bridge -> the lab's router -> outside bridge ->
+ * internet host) but with nothing in it: no nftables, no conntrack, no conntrackd, no NAT. Addresses from the
+ * benchmarking range (RFC 2544), so no spec address can collide with them.
+ */
+export const BARE_PATH = {
+  ns: "bare",
+  bridges: { node: "brbnode", router: "brbrt" },
+  nodeSide: { cidr: "198.18.1.0/24", bare: "198.18.1.1", node: "198.18.1.2" },
+  routerSide: { cidr: "198.18.2.0/24", router: "198.18.2.1", bare: "198.18.2.2" },
+  /** the internet host's second address, reached only over the bare path */
+  internet: "198.18.3.10",
+};
+
 /** Ports of the lab's stand-in servers. */
 export const PORTS = { whoami: 8080, echo: 7, ssh: 22 };
 

@@ -6,10 +6,20 @@
  * - 100 keep-alive sessions (80 through the ingress VIP, 20 through the API VIP) across a planned failover and a
  *   fail-back (bench/load-sessions.ts sessionsLoadRun). It fails when one session breaks, and when the handoff did
  *   not carry them (its counter saw no packet).
+ * - throughput (bench/load-throughput.ts throughputRun, 1 s per test): every path carries data, the bare path
+ *   bypasses the pair (no LB's conntrack table ever sees it) while the NAT path goes through the MASTER's, HAProxy
+ *   served the proxied tests (nothing else answers iperf3 on the VIP's port 443), and the ingress backend and
+ *   haproxy.cfg are exactly as before afterwards. How fast is
+ *   the bench's business, not this test's.
  * Needs root; skipped otherwise.
  */
 import { egressLoadRun } from "../bench/load";
 import { sessionsLoadRun } from "../bench/load-sessions";
+import { backendServers, throughputRun } from "../bench/load-throughput";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
+import { BARE_PATH } from "../lab/topology";
 import { DEFAULT_SPEC } from "../lab/cli";
 import { Lab } from "../lab/lab";
 import { readSpec } from "../spec/files";
@@ -53,5 +63,26 @@ suite("the pair under (small) load: egress flows and keep-alive sessions across 
     // the new MASTER handed their packets back to the LB that holds them; none before the move
     expect(r.handoffPackets).toBeGreaterThan(0);
     expect(r.before.handoffPps).toBe(0);
+  }, 300_000);
+
+  test("throughput: every path carries data, the bare path bypasses the pair, the backend is put back", async () => {
+    const active = await lab.active();
+    const cfg = () => readFileSync(join(lab.renderedRoot(active), HAPROXY_CONFIG_PATH), "utf8");
+    const [cfg0, servers0] = [cfg(), await backendServers(lab, active)];
+    for (const k of ["lb1", "lb2"] as const) await lab.run(lab.lb(k).ns, ["conntrack", "-F"], { allowFail: true });
+    const lines: string[] = [];
+    const r = await throughputRun(lab, { seconds: 1 }, (l) => lines.push(l));
+    console.log(`${lines.join("\n")}\n${JSON.stringify(r)}`);
+    for (const v of Object.values(r.tcpMbps)) expect(v).toBeGreaterThan(0);
+    for (const u of Object.values(r.udp)) {
+      expect(u.mbps).toBeGreaterThan(0);
+      expect(u.lostPct).toBeLessThan(100);
+    }
+    const entries = async (k: "lb1" | "lb2", dst: string) =>
+      (await lab.run(lab.lb(k).ns, ["conntrack", "-L", "-d", dst], { allowFail: true })).stdout.trim();
+    for (const k of ["lb1", "lb2"] as const) expect(await entries(k, BARE_PATH.internet)).toBe("");
+    expect(await entries(active, lab.plan.targets.internet)).toContain("dport=5201");
+    expect(await backendServers(lab, active)).toEqual(servers0);
+    expect(cfg()).toBe(cfg0);
   }, 300_000);
 });

@@ -1,0 +1,239 @@
+/**
+ * `npm run bench -- load` (issue 23), throughput against the bare path, side by side in one lab and one run:
+ *   - egress: iperf3 (Debian's) TCP and UDP from the cluster node to the internet host through the pair's NAT (the
+ *     MASTER's nftables NAT, conntrack, conntrackd syncing, firewalld), and the same two namespaces over the bare
+ *     path (topology.ts BARE_PATH: the same shape of links and bridges, a router with nothing in it);
+ *   - proxied: iperf3 TCP from the cluster node through HAProxy (the public ingress VIP's TLS port, TCP mode, to one
+ *     ingress host) and directly to that host; and through HAProxy with `option splice-auto` (the kernel moves the
+ *     data between the two sockets), which the rendered config does not set, to decide from figures whether it should.
+ * iperf3 needs its control and data connections on one server: for the proxied runs the ingress backend is cut down
+ * to that one host (the others in maintenance) and pointed at iperf3's port through HAProxy's runtime API; its health
+ * checks keep their own port. Everything is put back after each run. Every test runs `seconds` (+1 s omitted).
+ * UDP is sent unthrottled (-b 0): the figure is what arrives and the loss beside it.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { readSpec } from "../spec/files";
+import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
+import { DEFAULT_SPEC, guarded } from "../lab/cli";
+import { sleep, waitFor, type ProcessRecord } from "../lab/exec";
+import { Lab, type LbKey } from "../lab/lab";
+import { waitSteady } from "./failover";
+import { printTable, summarize, type Summary } from "./stats";
+
+const IPERF_PORT = 5201;
+const HTTPS_FRONTEND_PORT = 443;
+const BACKEND = "be_ingress_https";
+
+export interface ThroughputOptions {
+  /** seconds per iperf3 test */
+  seconds: number;
+}
+
+export interface UdpFigure {
+  /** received (Mbit/s) */
+  mbps: number;
+  lostPct: number;
+}
+
+export interface ThroughputRun {
+  tcpMbps: { nat: number; bare: number; haproxy: number; haproxySplice: number; direct: number };
+  udp: { nat: UdpFigure; bare: UdpFigure };
+}
+
+interface IperfJson {
+  end?: {
+    /** the receiver's view (TCP and UDP): what arrived, and for UDP what was lost */
+    sum_received?: { bits_per_second: number; lost_percent?: number };
+  };
+  error?: string;
+}
+
+/** One iperf3 test from the cluster node; throws with iperf3's own error. */
+async function iperf(
+  lab: Lab,
+  target: string,
+  o: ThroughputOptions,
+  { udp = false, port = IPERF_PORT }: { udp?: boolean; port?: number } = {},
+): Promise<IperfJson> {
+  const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(o.seconds), "-O", "1", "-J"];
+  if (udp) argv.push("-u", "-b", "0");
+  const r = await lab.run(lab.ns("node"), argv, { allowFail: true, timeoutMs: (o.seconds + 20) * 1000 });
+  let doc: IperfJson;
+  try {
+    doc = JSON.parse(r.stdout) as IperfJson;
+  } catch {
+    throw new Error(`iperf3 to ${target}: no JSON (${r.stderr.trim() || r.stdout.slice(0, 200)})`);
+  }
+  if (doc.error) throw new Error(`iperf3 to ${target}: ${doc.error}`);
+  return doc;
+}
+
+const mbps = (bps: number | undefined) => Math.round((bps ?? 0) / 1e5) / 10;
+const tcpMbps = (d: IperfJson) => mbps(d.end?.sum_received?.bits_per_second);
+function udpFigure(d: IperfJson): UdpFigure {
+  const r = d.end?.sum_received;
+  return { mbps: mbps(r?.bits_per_second), lostPct: Math.round((r?.lost_percent ?? 0) * 10) / 10 };
+}
+
+export interface ServerState {
+  name: string;
+  address: string;
+  port: number;
+}
+
+export async function backendServers(lab: Lab, key: LbKey): Promise<ServerState[]> {
+  // "show servers state <backend>": one line per server after two header lines; fields 4 name, 5 address, 19 port
+  const out = await lab.haproxyCommand(key, `show servers state ${BACKEND}`);
+  return out
+    .split("\n")
+    .filter((l) => /^\d+ /.test(l))
+    .map((l) => l.split(" "))
+    .map((f) => ({ name: f[3] as string, address: f[4] as string, port: Number(f[18]) }));
+}
+
+/** Points the ingress TLS backend of both LBs at iperf3 on `host` alone; returns what puts it back. */
+async function pointAtIperf(lab: Lab, host: string): Promise<() => Promise<void>> {
+  const undo: (() => Promise<string>)[] = [];
+  for (const key of ["lb1", "lb2"] as const) {
+    for (const s of await backendServers(lab, key)) {
+      const cmd = (c: string) => lab.haproxyCommand(key, c);
+      if (s.address === host) {
+        await cmd(`set server ${BACKEND}/${s.name} addr ${host} port ${IPERF_PORT}`);
+        undo.push(() => cmd(`set server ${BACKEND}/${s.name} addr ${host} port ${s.port}`));
+      } else {
+        await cmd(`set server ${BACKEND}/${s.name} state maint`);
+        undo.push(() => cmd(`set server ${BACKEND}/${s.name} state ready`));
+      }
+    }
+  }
+  return async () => {
+    for (const u of undo) await u();
+  };
+}
+
+/** Both LBs' haproxy.cfg with (or without) `option splice-auto` in its defaults, reloaded (the lab's files only). */
+async function setSplice(lab: Lab, on: boolean): Promise<void> {
+  for (const key of ["lb1", "lb2"] as const) {
+    const file = join(lab.renderedRoot(key), HAPROXY_CONFIG_PATH);
+    const cfg = readFileSync(file, "utf8").replace(/^ {4}(option splice-auto|maxpipes \d+)\n/gm, "");
+    // splicing takes two descriptors per pipe (by default maxconn / 4 pipes): beyond the lab's hard NOFILE limit of
+    // 20,000 (a VM's systemd gives HAProxy 524,288; here it runs with -n 9900, ~19,850 descriptors before pipes), so
+    // the lab caps the pipes at 64; one test needs two
+    const spliced = cfg
+      .replace(/^global\n/m, "global\n    maxpipes 64\n")
+      .replace(/^defaults\n/m, "defaults\n    option splice-auto\n");
+    writeFileSync(file, on ? spliced : cfg);
+    const before = await lab.haproxyCommand(key, "show info");
+    const pid = /^Pid: (\d+)/m.exec(before)?.[1];
+    if (!lab.reloadHaproxy(key)) throw new Error(`${key}: haproxy is not running`);
+    await waitFor(
+      `${key}'s reloaded haproxy`,
+      async () => {
+        const info = await lab.haproxyCommand(key, "show info");
+        return /^Pid: (\d+)/m.exec(info)?.[1] !== pid ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+  }
+}
+
+/** One run: every path once, one after the other (see the module comment). */
+export async function throughputRun(
+  lab: Lab,
+  o: ThroughputOptions,
+  progress: (line: string) => void = () => {},
+): Promise<ThroughputRun> {
+  await waitSteady(lab);
+  const bare = await lab.addBarePath();
+  const inet = lab.plan.targets.internet;
+  const ingressHost = lab.plan.hosts.find((h) => h.role === "ingress");
+  const vip = lab.plan.targets.ingressVip;
+  if (!ingressHost || !vip) throw new Error("the throughput bench needs an ingress host and a public ingress VIP");
+  const servers: ProcessRecord[] = [
+    lab.startIn("load/iperf3-inet", "inet", ["iperf3", "-s", "-p", String(IPERF_PORT)]),
+    lab.startIn("load/iperf3-ingress", ingressHost.key, ["iperf3", "-s", "-p", String(IPERF_PORT)]),
+  ];
+  try {
+    await sleep(500);
+    const tcp = { nat: 0, bare: 0, haproxy: 0, haproxySplice: 0, direct: 0 };
+    tcp.bare = tcpMbps(await iperf(lab, bare, o));
+    tcp.nat = tcpMbps(await iperf(lab, inet, o));
+    progress(`TCP: bare ${tcp.bare}, NAT ${tcp.nat} Mbit/s`);
+    const udpBare = udpFigure(await iperf(lab, bare, o, { udp: true }));
+    const udpNat = udpFigure(await iperf(lab, inet, o, { udp: true }));
+    progress(
+      `UDP: bare ${udpBare.mbps} (${udpBare.lostPct} % lost), NAT ${udpNat.mbps} (${udpNat.lostPct} % lost) Mbit/s`,
+    );
+    tcp.direct = tcpMbps(await iperf(lab, ingressHost.address, o));
+    for (const splice of [false, true]) {
+      if (splice) await setSplice(lab, true);
+      const restore = await pointAtIperf(lab, ingressHost.address);
+      try {
+        // through the ingress VIP's TLS frontend: HAProxy forwards it to iperf3 on the one ingress host
+        const v = tcpMbps(await iperf(lab, vip, o, { port: HTTPS_FRONTEND_PORT }));
+        if (splice) tcp.haproxySplice = v;
+        else tcp.haproxy = v;
+      } finally {
+        await restore();
+        if (splice) await setSplice(lab, false);
+      }
+    }
+    progress(`TCP: direct ${tcp.direct}, HAProxy ${tcp.haproxy}, HAProxy + splice-auto ${tcp.haproxySplice} Mbit/s`);
+    return { tcpMbps: tcp, udp: { nat: udpNat, bare: udpBare } };
+  } finally {
+    for (const p of servers) await lab.stopClient(p).catch(() => undefined);
+  }
+}
+
+export interface ThroughputResult {
+  options: ThroughputOptions;
+  runs: ThroughputRun[];
+  summary: Record<string, Summary>;
+}
+
+const ROWS: [string, string, (r: ThroughputRun) => number, string][] = [
+  ["TCP bare routed path (Mbit/s)", "tcpBare", (r) => r.tcpMbps.bare, "-"],
+  ["TCP through the NAT (Mbit/s)", "tcpNat", (r) => r.tcpMbps.nat, "-"],
+  ["TCP NAT / bare (%)", "tcpNatPct", (r) => (100 * r.tcpMbps.nat) / r.tcpMbps.bare, ">= 90"],
+  ["UDP bare, received (Mbit/s)", "udpBare", (r) => r.udp.bare.mbps, "-"],
+  ["UDP NAT, received (Mbit/s)", "udpNat", (r) => r.udp.nat.mbps, "-"],
+  ["UDP NAT / bare (%)", "udpNatPct", (r) => (100 * r.udp.nat.mbps) / r.udp.bare.mbps, ">= 90"],
+  ["UDP bare, lost (%)", "udpBareLost", (r) => r.udp.bare.lostPct, "-"],
+  ["UDP NAT, lost (%)", "udpNatLost", (r) => r.udp.nat.lostPct, "-"],
+  ["TCP direct to the backend (Mbit/s)", "tcpDirect", (r) => r.tcpMbps.direct, "-"],
+  ["TCP through HAProxy (Mbit/s)", "tcpHaproxy", (r) => r.tcpMbps.haproxy, "-"],
+  ["TCP through HAProxy + splice-auto (Mbit/s)", "tcpSplice", (r) => r.tcpMbps.haproxySplice, "-"],
+  ["HAProxy / direct (%)", "haproxyPct", (r) => (100 * r.tcpMbps.haproxy) / r.tcpMbps.direct, ">= 40"],
+  ["HAProxy + splice-auto / direct (%)", "splicePct", (r) => (100 * r.tcpMbps.haproxySplice) / r.tcpMbps.direct, "-"],
+];
+
+/** `runs` runs of throughputRun in one fresh lab of the dev spec, always torn down. */
+export async function benchThroughput(o: { runs: number; options: ThroughputOptions }): Promise<ThroughputResult> {
+  const t0 = Date.now();
+  const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
+  const runs: ThroughputRun[] = [];
+  const lab = Lab.create(readSpec(DEFAULT_SPEC), (l) => log(`lab: ${l}`));
+  try {
+    await guarded(lab, log, async () => {
+      await lab.up();
+      for (let i = 0; i < o.runs; i++) {
+        runs.push(await throughputRun(lab, o.options, (l) => log(`run ${i + 1}/${o.runs}: ${l}`)));
+      }
+    });
+  } finally {
+    await lab.down();
+  }
+  const summary = Object.fromEntries(ROWS.map(([, key, f]) => [key, summarize(runs.map(f))]));
+  printTable(
+    ROWS.map(([label, key, , goal]) => ({
+      figure: label,
+      min: summary[key]!.minMs.toFixed(1),
+      median: summary[key]!.medianMs.toFixed(1),
+      max: summary[key]!.maxMs.toFixed(1),
+      goal,
+    })),
+  );
+  console.log(`iperf3, ${o.options.seconds} s per test (+1 s omitted), one stream; ${runs.length} runs`);
+  return { options: o.options, runs, summary };
+}
