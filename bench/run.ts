@@ -158,7 +158,8 @@ const BENCHES: Record<string, () => unknown> = {
     return r;
   },
   // needs root: the lab; each scenario of issue 23 in its own lab, one after the other (EDGEPAIR_LOAD_ONLY picks some):
-  // egress: N flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP) across an unclean failover and a fail-back; sessions: keep-alive
+  // egress: N flows (EDGEPAIR_LOAD_FLOWS, 4/5 TCP, one message per EDGEPAIR_LOAD_INTERVAL_MS) and a few fast probe flows
+  // (EDGEPAIR_LOAD_PROBE_FLOWS at EDGEPAIR_LOAD_PROBE_INTERVAL_MS) across an unclean failover and a fail-back; sessions: keep-alive
   // sessions (EDGEPAIR_LOAD_SESSIONS through the ingress VIP, a tenth of that through the API VIP) across a planned
   // failover and a fail-back; throughput: iperf3 through the NAT and HAProxy beside the bare path and direct
   // (EDGEPAIR_LOAD_SECONDS per test)
@@ -170,7 +171,15 @@ const BENCHES: Record<string, () => unknown> = {
       const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
       const udp = Math.round(flows / 5);
       const intervalMs = Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500");
-      results.egress = await benchEgressLoad({ runs, flows: { tcp: flows - udp, udp, intervalMs } });
+      const probe = {
+        flows: Number(process.env.EDGEPAIR_LOAD_PROBE_FLOWS ?? "200"),
+        intervalMs: Number(process.env.EDGEPAIR_LOAD_PROBE_INTERVAL_MS ?? "20"),
+      };
+      results.egress = await benchEgressLoad({
+        runs,
+        flows: { tcp: flows - udp, udp, intervalMs, ...(probe.flows > 0 ? { probe } : {}) },
+        resultsDir: RESULTS,
+      });
     }
     if (only.includes("sessions")) {
       const ingress = Number(process.env.EDGEPAIR_LOAD_SESSIONS ?? "2000");

@@ -55,6 +55,8 @@ export interface TimelinePicture {
   marks: { atMs: number; label: string; color: string }[];
   /** summary lines under the chart */
   notes: string[];
+  /** another kind of picture on the same axes: its own labels (the bins' ok/late/failed become its three series) */
+  labels?: { x: string; y: string; legend: [ok: string, late: string, failed: string]; stoppedShade: boolean };
 }
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -92,10 +94,10 @@ export function timelineSvg(p: TimelinePicture): string {
     );
   }
   out.push(
-    `<text x="${left + plotW / 2}" y="${bottom + 36}" text-anchor="middle" fill="#444">request start, seconds after the fault (bins of ${p.binMs} ms)</text>`,
+    `<text x="${left + plotW / 2}" y="${bottom + 36}" text-anchor="middle" fill="#444">${esc(p.labels?.x ?? "request start, seconds after the fault")} (bins of ${p.binMs} ms)</text>`,
   );
   out.push(
-    `<text x="16" y="${top + plotH / 2}" transform="rotate(-90 16 ${top + plotH / 2})" text-anchor="middle" fill="#444">requests per bin</text>`,
+    `<text x="16" y="${top + plotH / 2}" transform="rotate(-90 16 ${top + plotH / 2})" text-anchor="middle" fill="#444">${esc(p.labels?.y ?? "requests per bin")}</text>`,
   );
   // bars: ok (bottom), late, failed (top)
   const bw = Math.max(1, (p.binMs / span) * plotW - 1);
@@ -118,7 +120,7 @@ export function timelineSvg(p: TimelinePicture): string {
   out.push(`<line x1="${left}" y1="${top}" x2="${left}" y2="${bottom}" stroke="#222"/>`);
   // after the last request: the client had stopped (the scenario ended), not an outage
   const lastWithData = [...p.bins].reverse().find((b) => b.ok + b.late + b.failed > 0);
-  if (lastWithData && lastWithData.fromMs + p.binMs < p.toMs) {
+  if ((p.labels?.stoppedShade ?? true) && lastWithData && lastWithData.fromMs + p.binMs < p.toMs) {
     const x0 = x(lastWithData.fromMs + p.binMs);
     out.push(
       `<rect x="${x0.toFixed(1)}" y="${top}" width="${(W - right - x0).toFixed(1)}" height="${plotH}" fill="#f2f2f2"/>`,
@@ -140,13 +142,19 @@ export function timelineSvg(p: TimelinePicture): string {
     );
   });
   // legend
+  const labels = p.labels?.legend ?? [
+    "succeeded",
+    `succeeded after > ${LATE_MS / 1000} s (SYN retransmitted)`,
+    "failed (error or 3 s timeout)",
+  ];
   const legend = [
-    ["#2e9e4f", "succeeded"],
-    ["#f0a020", `succeeded after > ${LATE_MS / 1000} s (SYN retransmitted)`],
-    ["#d62f2f", "failed (error or 3 s timeout)"],
+    ["#2e9e4f", labels[0]],
+    ["#f0a020", labels[1]],
+    ["#d62f2f", labels[2]],
   ] as const;
   let lx = left;
   for (const [color, label] of legend) {
+    if (label === "") continue;
     out.push(`<rect x="${lx}" y="54" width="10" height="10" fill="${color}"/>`);
     out.push(`<text x="${lx + 14}" y="63" fill="#222">${esc(label)}</text>`);
     lx += 24 + label.length * 6.5;

@@ -49,6 +49,7 @@ import {
   allNamespaces,
   BARE_PATH,
   BRIDGES,
+  cutOrder,
   lbLinks,
   NETNS_PATTERN,
   newPrefix,
@@ -1173,7 +1174,7 @@ export class Lab {
     const l = this.lb(key);
     if (!this.state.cut.includes(key)) this.state.cut.push(key);
     this.save();
-    const ports = lbLinks(l).map((x) => x.switchPort);
+    const ports = cutOrder(l).map((x) => x.switchPort);
     const t = Date.now();
     await this.batch(
       this.plan.switchNs,

@@ -283,6 +283,16 @@ export function lbLinks(lb: LabLb): LinkPlan[] {
   return [lb.publicLink, lb.privateLink, ...(lb.syncLink ? [lb.syncLink] : [])];
 }
 
+/**
+ * The order an unclean cut takes an LB's links down in: the links VRRP can speak on first (sync, private), the
+ * public one last. Public first, keepalived saw its tracked interface go, entered FAULT and sent its priority-0
+ * advert on the private link in the microseconds before that went too: the peer took over at once (a clean
+ * failover in disguise; half the load bench's cuts took ~180 ms instead of three adverts).
+ */
+export function cutOrder(lb: LabLb): LinkPlan[] {
+  return [...(lb.syncLink ? [lb.syncLink] : []), lb.privateLink, lb.publicLink];
+}
+
 export function allNamespaces(plan: LabPlan, withRogue = false): string[] {
   return [
     plan.switchNs,

@@ -14,7 +14,7 @@ import { Lab, type LbKey, type LbStatus, leftovers, serverSources } from "../lab
 import { labPairView } from "../lab/pair-view";
 import { selectBackends } from "../agent/kube/backends";
 import { sharedLocalAddresses } from "../render/handoff";
-import { allNamespaces, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
+import { allNamespaces, cutOrder, NETNS_PATTERN, newPrefix, planLab, PORTS } from "../lab/topology";
 
 const GOLDEN_KEYFILES = join(__dirname, "golden", "dev-lb1", "etc", "NetworkManager", "system-connections");
 
@@ -47,6 +47,13 @@ describe("lab: pure parts", () => {
       natAddress: "198.51.100.253",
       gatewayVip: "192.168.100.1",
     });
+  });
+
+  test("an unclean cut takes the links VRRP speaks on down before the public one", () => {
+    for (const lb of planLab(spec, newPrefix()).lbs) {
+      expect(cutOrder(lb)[0]).toBe(lb.syncLink ?? lb.privateLink);
+      expect(cutOrder(lb).at(-1)).toBe(lb.publicLink);
+    }
   });
 
   test("the plan's Nodes give the agent's selection; the status table names each server's source", () => {
@@ -462,6 +469,28 @@ suite("lab: the dev pair in network namespaces, real daemons", () => {
     // the pair serves through the new MASTER, egress included
     const smoke = await lab.smoke();
     expect(smoke.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
+  test("an unclean cut warns nobody: the peer takes over only once three adverts are missed, cut after cut", async () => {
+    // keepalived.conf: advert_int 0.1, so the peer's master-down timer is at least 3 x 100 ms (plus its skew).
+    // A cut that let a priority-0 advert out first would hand over at once (~180 ms to the notify line).
+    // Without the order (lab/topology.ts cutOrder) about one cut in three was warned: eight make a miss unlikely.
+    const tookMs: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const from = await lab.active();
+      const to = lab.other(from);
+      const cutAt = await lab.cut(from);
+      const master = await waitFor(
+        `${to} MASTER`,
+        async () => lab.transitions(to).find((t) => t.state === "MASTER" && t.at >= cutAt),
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      tookMs.push(master.at - cutAt);
+      await lab.restore(from);
+      await lab.waitVrrp(from, "BACKUP", 20_000);
+    }
+    console.log(`cut -> new MASTER's notify line (ms): ${tookMs.join(", ")}`);
+    for (const t of tookMs) expect(t).toBeGreaterThanOrEqual(300);
   }, 120_000);
 
   test("planned failover: connections open on the old MASTER survive the move (handoff), public and private VIPs", async () => {

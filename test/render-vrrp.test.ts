@@ -352,6 +352,13 @@ describe("conntrackd.conf", () => {
     expect(ignored).toHaveLength(want.length + 1);
   });
 
+  test("its cache may hold twice the kernel table of the 2 GiB LB VM (conntrack-tools' rule for HashLimit)", () => {
+    // the kernel's default nf_conntrack_max is its bucket count: memory / 16 KiB
+    const vmConntrackMax = (2048 * 1024 * 1024) / 16384;
+    const c = conntrackdFile(devResolved, primaryHost).content;
+    expect(Number(/HashLimit (\d+)/.exec(c)?.[1])).toBeGreaterThanOrEqual(2 * vmConntrackMax);
+  });
+
   test("no NAT: the gateway stays ignored (it is still the pair's address on the cluster network)", () => {
     expect(localAddresses(noNat)).toContain("192.168.100.1");
     expect(localAddresses(noNat)).not.toContain("198.51.100.253");
