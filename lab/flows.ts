@@ -52,7 +52,8 @@ export async function helperReady(proc: ProcessRecord, what: string, timeoutMs: 
     `${proc.name}: ${what}`,
     async () => {
       const log = readFileSync(proc.log, "utf8");
-      if (/^ready \(with errors\)$/m.test(log)) throw new GaveUp(`${proc.name}: one failed before all were ready`);
+      const failed = /^ready \(with errors\)(.*)$/m.exec(log);
+      if (failed) throw new GaveUp(`${proc.name}: failed before all were ready${failed[1] ?? ""}`);
       return /^ready$/m.test(log) ? true : undefined;
     },
     { timeoutMs, intervalMs: 50 },

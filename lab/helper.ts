@@ -79,9 +79,16 @@ function hostPort(s: string): { host: string; port: number } {
   return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)) };
 }
 
+/**
+ * The accept queue a stand-in server asks for (the kernel caps it at net.core.somaxconn, which the lab raises on the
+ * internet host): the load bench opens 10,000 connections at once, and Node's default of 511 overflowed, leaving
+ * clients with a connection the server had not accepted (SYN-ACKs resent for seconds, then a reset).
+ */
+const LISTEN_BACKLOG = 16_384;
+
 function listen(
   server: {
-    listen: (port: number, host: string, cb: () => void) => unknown;
+    listen: (o: { port: number; host: string; backlog: number }, cb: () => void) => unknown;
     once: (e: "error", cb: (err: Error) => void) => unknown;
   },
   at: string,
@@ -89,7 +96,7 @@ function listen(
   const { host, port } = hostPort(at);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
 }
 
@@ -434,6 +441,15 @@ function keepAliveSession(url: URL): {
   };
 }
 
+/** "ready", or "ready (with errors)" and the first one: which flow or session, what, and how many failed. */
+function readyLine(reports: { id: number; proto?: string; err?: string }[]): string {
+  const failed = reports.filter((r) => r.err !== undefined);
+  const first = failed[0];
+  return first
+    ? `ready (with errors): ${failed.length} failed, first ${first.proto ?? "session"}${first.id} ${first.err}\n`
+    : "ready\n";
+}
+
 async function session(m: Map<string, string[]>): Promise<void> {
   const url = new URL(one(m, "url"));
   const out = one(m, "out");
@@ -468,7 +484,7 @@ async function sessions(m: Map<string, string[]>): Promise<void> {
   const readyCheck = (): void => {
     if (ready || !reports.every((r) => r.answered > 0 || r.err !== undefined)) return;
     ready = true;
-    process.stdout.write(reports.some((r) => r.err !== undefined) ? "ready (with errors)\n" : "ready\n");
+    process.stdout.write(readyLine(reports));
   };
   const run = async (r: SessionReport): Promise<void> => {
     // spread over one gap: a steady request rate, not a burst of connects every gap
@@ -618,7 +634,7 @@ async function flows(m: Map<string, string[]>): Promise<void> {
     for (let i = from; i < to; i++) senders[i]!();
     if (!ready && slice === slices - 1 && reports.every((r) => r.echoed > 0 || r.err !== undefined)) {
       ready = true;
-      process.stdout.write(reports.some((r) => r.err !== undefined) ? "ready (with errors)\n" : "ready\n");
+      process.stdout.write(readyLine(reports));
     }
     const wait = t0 + ((tick + 1) * intervalMs) / slices - nowMs();
     if (wait > 0) await new Promise((res) => setTimeout(res, wait));

@@ -371,6 +371,9 @@ export class Lab {
       for (const link of lbLinks(l)) swLines.push(...port(link.switchPort, link.segment, l.ns, link.name));
     await this.batch(sw, swLines);
     await Promise.all(hosts.map((h) => this.configureHost(h)));
+    // the internet host takes the load bench's 10,000 connections at once: room in its accept queues (helper.ts)
+    for (const h of hosts.filter((x) => x.role === "internet"))
+      await this.run(h.ns, ["sysctl", "-qw", "net.core.somaxconn=16384"]);
     const rt = this.plan.router;
     await this.run(rt.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     await this.batch(
