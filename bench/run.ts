@@ -14,6 +14,7 @@ import { benchMetrics } from "./metrics";
 import { benchEgressLoad } from "./load";
 import { benchSessionsLoad } from "./load-sessions";
 import { benchThroughput } from "./load-throughput";
+import { benchAgentAtScale, printAgentScale } from "./load-agent";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -162,33 +163,52 @@ const BENCHES: Record<string, () => unknown> = {
   // (EDGEPAIR_LOAD_PROBE_FLOWS at EDGEPAIR_LOAD_PROBE_INTERVAL_MS) across an unclean failover and a fail-back; sessions: keep-alive
   // sessions (EDGEPAIR_LOAD_SESSIONS through the ingress VIP, a tenth of that through the API VIP) across a planned
   // failover and a fail-back; throughput: iperf3 through the NAT and HAProxy beside the bare path and direct
-  // (EDGEPAIR_LOAD_SECONDS per test)
+  // (EDGEPAIR_LOAD_SECONDS per test); agent (needs the engines): EDGEPAIR_LOAD_NODES Nodes in a real API server, of
+  // them EDGEPAIR_LOAD_BACKENDS ingress backends, the agent on the lab's active LB watching them
   load: async () => {
     const runs = Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5");
-    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions,throughput").split(",");
+    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions,throughput,agent").split(",");
+    const scenarios: Record<string, () => Promise<unknown>> = {
+      egress: () => {
+        const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
+        const udp = Math.round(flows / 5);
+        const intervalMs = Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500");
+        const probe = {
+          flows: Number(process.env.EDGEPAIR_LOAD_PROBE_FLOWS ?? "200"),
+          intervalMs: Number(process.env.EDGEPAIR_LOAD_PROBE_INTERVAL_MS ?? "20"),
+        };
+        return benchEgressLoad({
+          runs,
+          flows: { tcp: flows - udp, udp, intervalMs, ...(probe.flows > 0 ? { probe } : {}) },
+          resultsDir: RESULTS,
+        });
+      },
+      sessions: () => {
+        const ingress = Number(process.env.EDGEPAIR_LOAD_SESSIONS ?? "2000");
+        const options = { ingress, api: Math.round(ingress / 10), gapMs: 1000, windowMs: 5000 };
+        return benchSessionsLoad({ runs, options });
+      },
+      throughput: () =>
+        benchThroughput({ runs, options: { seconds: Number(process.env.EDGEPAIR_LOAD_SECONDS ?? "5") } }),
+      agent: async () => {
+        const r = await benchAgentAtScale({
+          nodes: Number(process.env.EDGEPAIR_LOAD_NODES ?? "5000"),
+          backends: Number(process.env.EDGEPAIR_LOAD_BACKENDS ?? "2000"),
+          changes: Number(process.env.EDGEPAIR_LOAD_CHANGES ?? "10"),
+        });
+        printAgentScale(r);
+        return r;
+      },
+    };
     const results: Record<string, unknown> = {};
-    if (only.includes("egress")) {
-      const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
-      const udp = Math.round(flows / 5);
-      const intervalMs = Number(process.env.EDGEPAIR_LOAD_INTERVAL_MS ?? "500");
-      const probe = {
-        flows: Number(process.env.EDGEPAIR_LOAD_PROBE_FLOWS ?? "200"),
-        intervalMs: Number(process.env.EDGEPAIR_LOAD_PROBE_INTERVAL_MS ?? "20"),
-      };
-      results.egress = await benchEgressLoad({
-        runs,
-        flows: { tcp: flows - udp, udp, intervalMs, ...(probe.flows > 0 ? { probe } : {}) },
-        resultsDir: RESULTS,
+    for (const [name, run] of Object.entries(scenarios)) {
+      if (!only.includes(name)) continue;
+      console.log(`\n-- load: ${name}`);
+      // one scenario failing must not lose the others' figures
+      results[name] = await run().catch((e: unknown) => {
+        console.error(`load: ${name} failed: ${e instanceof Error ? e.message : String(e)}`);
+        return { error: e instanceof Error ? e.message : String(e) };
       });
-    }
-    if (only.includes("sessions")) {
-      const ingress = Number(process.env.EDGEPAIR_LOAD_SESSIONS ?? "2000");
-      const options = { ingress, api: Math.round(ingress / 10), gapMs: 1000, windowMs: 5000 };
-      results.sessions = await benchSessionsLoad({ runs, options });
-    }
-    if (only.includes("throughput")) {
-      const seconds = Number(process.env.EDGEPAIR_LOAD_SECONDS ?? "5");
-      results.throughput = await benchThroughput({ runs, options: { seconds } });
     }
     return results;
   },

@@ -590,7 +590,10 @@ async function flows(m: Map<string, string[]>): Promise<void> {
       r.sent++;
       sock.write(msg);
     });
-    closers.push(() => sock.destroy());
+    // a reset, not a close: a closing client keeps every port in TIME_WAIT for 60 s, and the load bench's next run
+    // (10,000 more connections to the same echo server within the minute) then crawled through a nearly exhausted
+    // port range: readiness took 37 s instead of 3-4, and the stalled event loop cost the UDP flows their echoes
+    closers.push(() => sock.resetAndDestroy());
   }
 
   for (let id = 0; id < nUdp; id++) {

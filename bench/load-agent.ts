@@ -1,0 +1,263 @@
+/**
+ * `npm run bench -- load` (issue 23), the agent at scale: a real API server (test/fixtures/kube-apiserver.ts) holding
+ * thousands of Nodes, created by the bench, and the agent on the lab's active LB (test/fixtures/agent-on-lab.ts)
+ * watching them. The lab's cluster network is widened to a /16 for it (a /24 has no room for 2,000 workers). Of the
+ * Nodes, `backends` are workers (the ingress pool selects them: 2 x that many servers in HAProxy, HTTP and TLS), the
+ * rest infra Nodes no pool selects. Every worker address is an alias of the lab's cluster node, where a stand-in
+ * answers the ingress health port, so HAProxy's checks find real hosts (ARP answered, servers UP) as they would.
+ * Figures:
+ *   - the bulk: every Node created (concurrently) -> every worker a server in HAProxy's runtime list;
+ *   - Node changes at that size: a worker deleted -> its server gone; created again -> its server back (runtime API,
+ *     no reload), and the agent's apply time for each (its own edgepair_apply_duration_seconds);
+ *   - the bench process's RSS and heap (the agent runs in it) before the Nodes and at their peak;
+ *   - the LoadBalancer status writes per second (the agent's status writer must stay bounded however many Nodes
+ *     change), over the bulk and over a quiet window after it;
+ *   - the API requests the agent made (lists, watches, writes).
+ * Bounded: every wait has a deadline; the lab and the API server are torn down.
+ */
+import { readServers, RuntimeSocket } from "../agent/haproxy";
+import type { ResponseRecord } from "../agent/kube/client";
+import { sleep, waitFor } from "../lab/exec";
+import { startAgentOnLab, WORKER, type AgentOnLab } from "../test/fixtures/agent-on-lab";
+import { devSpecRaw } from "../test/fixtures/variants";
+import { printTable, summarize, type Summary } from "./stats";
+
+export interface AgentScaleOptions {
+  nodes: number;
+  /** how many of them are workers (ingress backends) */
+  backends: number;
+  /** Node delete/create pairs measured after the bulk */
+  changes: number;
+}
+
+export interface AgentScaleResult {
+  options: AgentScaleOptions;
+  /** every Node created -> every worker's server in the runtime list (ms) */
+  bulkMs: number;
+  createNodesMs: number;
+  serversInRuntime: number;
+  /** servers HAProxy runs (srv_op_state running) once the checks had their time */
+  serversUp: number;
+  nodeDeletedToServerGoneMs: Summary;
+  nodeCreatedToServerBackMs: Summary;
+  /** the agent's own apply time per Node change (its apply histogram's growth over a delete and a create, halved; ms) */
+  applyMs: Summary;
+  rssMiB: { before: number; peak: number; after: number };
+  heapMiB: { before: number; peak: number; after: number };
+  statusWrites: { bulkPerS: number; bulkMaxPerS: number; quietPerS: number };
+  apiRequests: Record<string, number>;
+}
+
+const WORKER_BASE = 10; // 192.168.10.1 ...
+const INFRA_BASE = 60; // 192.168.60.1 ...
+
+function address(base: number, i: number): string {
+  return `192.168.${base + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+async function inParallel<T>(items: T[], width: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await f(items[next++] as T);
+    }),
+  );
+}
+
+const mib = (bytes: number) => Math.round(bytes / 1024 / 1024);
+
+async function applySeconds(h: AgentOnLab): Promise<number> {
+  const m = await h.agent.metrics.registry.getSingleMetric("edgepair_apply_duration_seconds")?.get();
+  return (m?.values ?? [])
+    .filter((v) => (v as { metricName?: string }).metricName?.endsWith("_sum"))
+    .reduce((a, v) => a + v.value, 0);
+}
+
+const isStatusWrite = (r: ResponseRecord) =>
+  r.method !== "GET" && r.path.includes("/loadbalancers/") && r.path.includes("/status");
+
+/** Status writes per second between two times, from the sampled running count: mean and the busiest second. */
+function writeRate(
+  samples: { at: number; writes: number }[],
+  from: number,
+  to: number,
+): { perS: number; maxPerS: number } {
+  const inside = samples.filter((x) => x.at >= from && x.at <= to);
+  if (inside.length < 2) return { perS: 0, maxPerS: 0 };
+  const first = inside[0]!;
+  const last = inside.at(-1)!;
+  let maxPerS = 0;
+  for (const x of inside) {
+    const later = inside.find((y) => y.at >= x.at + 1000);
+    if (later) maxPerS = Math.max(maxPerS, ((later.writes - x.writes) * 1000) / (later.at - x.at));
+  }
+  return {
+    perS: +(((last.writes - first.writes) * 1000) / Math.max(1, last.at - first.at)).toFixed(2),
+    maxPerS: +maxPerS.toFixed(1),
+  };
+}
+
+export async function benchAgentAtScale(
+  o: AgentScaleOptions,
+  progress: (line: string) => void = console.log,
+): Promise<AgentScaleResult> {
+  const spec = devSpecRaw();
+  (spec.network as { cidr: string }).cidr = "192.168.0.0/16";
+  const h = await startAgentOnLab({ spec, progress: () => undefined });
+  const mem = { rss: [] as number[], heap: [] as number[] };
+  const writes: { at: number; writes: number }[] = [];
+  let seen = 0;
+  let statusWrites = 0;
+  const sample = () => {
+    const m = process.memoryUsage();
+    mem.rss.push(m.rss);
+    mem.heap.push(m.heapUsed);
+    for (; seen < h.responses.length; seen++) if (isStatusWrite(h.responses[seen]!)) statusWrites++;
+    writes.push({ at: Date.now(), writes: statusWrites });
+  };
+  const sampler = setInterval(sample, 250);
+  try {
+    const lab = h.lab;
+    const socket = new RuntimeSocket(h.haproxySocket());
+    const ingress = async () => (await readServers(socket)).filter((s) => s.backend === "be_ingress_http");
+    // the workers' addresses live on the cluster node, where a stand-in answers the ingress ports
+    const workers = Array.from({ length: o.backends }, (_, i) => ({
+      name: `w-${i}`,
+      address: address(WORKER_BASE, i),
+    }));
+    const infra = Array.from({ length: o.nodes - o.backends }, (_, i) => ({
+      name: `i-${i}`,
+      address: address(INFRA_BASE, i),
+    }));
+    await lab.run(lab.ns("node"), ["ip", "-batch", "-"], {
+      input: workers.map((w) => `addr add ${w.address}/32 dev eth0`).join("\n") + "\n",
+    });
+    const ib = lab.state.spec.ingressBackend!;
+    const stub = lab.startHelper("load/agent-ingress-stub", "node", [
+      "serve",
+      "--name",
+      "worker",
+      ...[...new Set([ib.httpPort, ib.httpsPort, ib.healthPort])].flatMap((p) => ["--http", `0.0.0.0:${p}`]),
+    ]);
+    await lab.waitListening(stub);
+    await sleep(2000);
+    sample();
+    const before = { rss: mem.rss.at(-1)!, heap: mem.heap.at(-1)! };
+    const base = (await ingress()).length;
+    progress(`agent on ${h.key}: ${base} ingress servers before; creating ${o.nodes} Nodes (${o.backends} workers)`);
+
+    const responses0 = h.responses.length;
+    const t0 = Date.now();
+    const all = [...workers.map((w) => ({ ...w, labels: WORKER })), ...infra.map((x) => ({ ...x, labels: INFRA }))];
+    let created = 0;
+    await inParallel(all, 16, async (n) => {
+      await h.cluster.putNode(n.name, n.labels, n.address);
+      if (++created % 1000 === 0) progress(`  ${created}/${all.length} Nodes created (${Date.now() - t0} ms)`);
+    });
+    const createdAt = Date.now();
+    const servers = await waitFor(
+      `${o.backends} more ingress servers in the runtime list`,
+      async () => {
+        const s = await ingress();
+        return s.length >= base + o.backends ? s : undefined;
+      },
+      { timeoutMs: 300_000, intervalMs: 500 },
+    );
+    const bulkAt = Date.now();
+    progress(`every worker a server ${bulkAt - createdAt} ms after the last Node was created`);
+    const up = await waitFor(
+      "the workers' servers UP",
+      async () => {
+        const s = (await ingress()).filter((x) => x.operState === "running").length;
+        return s >= base + o.backends ? s : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    ).catch(() => -1);
+
+    const q0 = Date.now();
+    await sleep(10_000);
+    const quiet = writeRate(writes, q0, Date.now());
+
+    const gone: number[] = [];
+    const back: number[] = [];
+    const apply: number[] = [];
+    const has = async (a: string) => (await ingress()).some((s) => s.address === a);
+    for (let i = 0; i < o.changes; i++) {
+      const w = workers[Math.floor(((i + 0.5) * workers.length) / o.changes)]!;
+      const a0 = await applySeconds(h);
+      const d0 = Date.now();
+      await h.cluster.deleteNode(w.name);
+      await waitFor(`${w.name}'s server gone`, async () => ((await has(w.address)) ? undefined : true), {
+        timeoutMs: 30_000,
+        intervalMs: 20,
+      });
+      gone.push(Date.now() - d0);
+      await sleep(500);
+      const c0 = Date.now();
+      await h.cluster.putNode(w.name, WORKER, w.address);
+      await waitFor(`${w.name}'s server back`, async () => ((await has(w.address)) ? true : undefined), {
+        timeoutMs: 30_000,
+        intervalMs: 20,
+      });
+      back.push(Date.now() - c0);
+      await sleep(500);
+      // two changes (the delete and the create): their mean
+      apply.push(Math.round((((await applySeconds(h)) - a0) * 1000) / 2));
+      progress(`  change ${i + 1}/${o.changes}: deleted -> gone ${gone.at(-1)} ms, created -> back ${back.at(-1)} ms`);
+    }
+    sample();
+    const bulk = writeRate(writes, t0, bulkAt);
+    const counts: Record<string, number> = {};
+    for (const r of h.responses.slice(responses0)) {
+      const kind = `${r.method} ${r.path.replace(/\?.*$/, "").replace(/\/[^/]*$/, (m) => (/^\/(status|nodes)$/.test(m) ? m : "/*"))}`;
+      counts[kind] = (counts[kind] ?? 0) + 1;
+    }
+    return {
+      options: o,
+      bulkMs: bulkAt - t0,
+      createNodesMs: createdAt - t0,
+      serversInRuntime: servers.length,
+      serversUp: up,
+      nodeDeletedToServerGoneMs: summarize(gone),
+      nodeCreatedToServerBackMs: summarize(back),
+      applyMs: summarize(apply),
+      rssMiB: { before: mib(before.rss), peak: mib(Math.max(...mem.rss)), after: mib(mem.rss.at(-1)!) },
+      heapMiB: { before: mib(before.heap), peak: mib(Math.max(...mem.heap)), after: mib(mem.heap.at(-1)!) },
+      statusWrites: { bulkPerS: bulk.perS, bulkMaxPerS: bulk.maxPerS, quietPerS: quiet.perS },
+      apiRequests: counts,
+    };
+  } finally {
+    clearInterval(sampler);
+    await h.stop();
+  }
+}
+
+const INFRA = { "node-role.kubernetes.io/infra": "" };
+
+export function printAgentScale(r: AgentScaleResult): void {
+  const row = (figure: string, s: Summary | number, goal = "-") =>
+    typeof s === "number"
+      ? { figure, min: String(s), median: String(s), max: String(s), goal }
+      : { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
+  printTable([
+    row("Nodes created, 16 at a time (ms)", r.createNodesMs),
+    row("Nodes created -> every worker a server (ms)", r.bulkMs),
+    row("ingress servers in the runtime list / UP", r.serversInRuntime),
+    row("Node deleted -> server gone (ms)", r.nodeDeletedToServerGoneMs, "<= 1000"),
+    row("Node created -> server back (ms)", r.nodeCreatedToServerBackMs, "<= 1000"),
+    row("agent apply time per change (ms)", r.applyMs),
+    row("bench process RSS at the peak (MiB; the agent runs in it)", r.rssMiB.peak),
+    row("status writes/s over the bulk (mean)", r.statusWrites.bulkPerS),
+    row("status writes/s over the bulk (max in 1 s)", r.statusWrites.bulkMaxPerS),
+    row("status writes/s when quiet", r.statusWrites.quietPerS),
+  ]);
+  console.log(
+    `${r.options.nodes} Nodes (${r.options.backends} workers); RSS ${r.rssMiB.before} -> ${r.rssMiB.peak} -> ${r.rssMiB.after} MiB, heap ${r.heapMiB.before} -> ${r.heapMiB.peak} -> ${r.heapMiB.after} MiB (the bench process, the agent in it); servers UP ${r.serversUp}`,
+  );
+  console.log(
+    `API requests during the run: ${Object.entries(r.apiRequests)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+  );
+}
