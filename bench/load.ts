@@ -72,6 +72,9 @@ export interface EgressLoadRun {
   /** flows that came through both moves */
   survived: number;
   lost: { flow: string; why: string }[];
+  /** of the flows not surviving: those that broke (reset, closed, a wrong echo) and those only stalled over 2 s */
+  broken: number;
+  stalled: number;
   /** CPU seconds of each LB's conntrackd over the run */
   conntrackdCpuS: Record<LbKey, number>;
 }
@@ -291,6 +294,8 @@ export async function egressLoadRun(
       ]),
       survived: n - lost.length,
       lost: lost.slice(0, 50),
+      broken: lost.filter((l) => !/^stalled \d+ ms$/.test(l.why)).length,
+      stalled: lost.filter((l) => /^stalled \d+ ms$/.test(l.why)).length,
       conntrackdCpuS: {
         lb1: +(cpuSeconds(ctd("lb1")) - cpu0.lb1).toFixed(2),
         lb2: +(cpuSeconds(ctd("lb2")) - cpu0.lb2).toFixed(2),
@@ -304,6 +309,8 @@ export async function egressLoadRun(
 
 const ROWS: [label: string, key: string, of: (r: EgressLoadRun) => number | null, goal: string, digits: number][] = [
   ["flows surviving both moves (%)", "survivedPct", (r) => (100 * r.survived) / r.flows, "100", 0],
+  ["of the others: broken (reset, closed, wrong echo)", "broken", (r) => r.broken, "0", 0],
+  ["of the others: stalled over 2 s (no reset)", "stalled", (r) => r.stalled, "-", 0],
   ["strict: UDP time lost per flow, both moves, p99 (ms)", "udpLostP99Ms", (r) => r.udpLostMs.p99, "-", 0],
   ["strict: UDP time lost per flow, both moves, max (ms)", "udpLostMaxMs", (r) => r.udpLostMs.max, "-", 0],
   ["flows started -> all echoing (ms)", "readyMs", (r) => r.readyMs, "-", 0],

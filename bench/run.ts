@@ -209,6 +209,14 @@ const BENCHES: Record<string, () => unknown> = {
         console.error(`load: ${name} failed: ${e instanceof Error ? e.message : String(e)}`);
         return { error: e instanceof Error ? e.message : String(e) };
       });
+      // each scenario's figures also on their own: a run of one scenario leaves the others' files alone
+      const doc = {
+        bench: `load ${name}`,
+        node: process.version,
+        date: new Date().toISOString(),
+        results: results[name],
+      };
+      writeFileSync(join(RESULTS, `load-${name}.json`), `${JSON.stringify(doc, null, 2)}\n`);
     }
     return results;
   },
