@@ -14,13 +14,12 @@
  * machine-wide, so it includes the lab's whole data path). Bounded: every wait has a deadline; the lab is torn down.
  */
 import { readFileSync } from "node:fs";
-import { readSpec } from "../spec/files";
 import { HANDOFF_TABLE } from "../render/handoff";
-import { DEFAULT_SPEC, guarded } from "../lab/cli";
 import { isAlive, sleep, waitFor } from "../lab/exec";
-import { Lab, type LbKey } from "../lab/lab";
+import type { Lab, LbKey } from "../lab/lab";
 import { sessionsReady, startSessions, stopSessions, type SessionsDoc, type SessionsRun } from "../lab/sessions";
 import { waitSteady } from "./failover";
+import { runsInLab } from "./lab-runs";
 import { cpuSpent, printTable, quantile, summarize, treeCpuSeconds, type Summary } from "./stats";
 
 export interface SessionsLoadOptions {
@@ -138,16 +137,15 @@ export async function sessionsLoadRun(
     const before = await measureWindow(lab, to, o.windowMs);
     const handoff0 = await handoffPackets(lab, to);
     const stopAt = Date.now();
-    await lab.stopKeepalived(from);
-    const moved = await waitHolder(lab, to);
+    // watched while keepalived stops: the stop returns only once the process has exited, well after the move
+    const [, moved] = await Promise.all([lab.stopKeepalived(from), waitHolder(lab, to)]);
     const handoff = await measureWindow(lab, to, o.windowMs);
     progress(`${tag}: ${to} took over in ${moved - stopAt} ms; handing off ${handoff.handoffPps} packets/s to ${from}`);
 
     await lab.startKeepalived(from);
     await lab.waitVrrp(from, "BACKUP", 30_000);
     const backAt = Date.now();
-    await lab.stopKeepalived(to);
-    const movedBack = await waitHolder(lab, from);
+    const [, movedBack] = await Promise.all([lab.stopKeepalived(to), waitHolder(lab, from)]);
     const handoffPackets1 = await handoffPackets(lab, to);
     await lab.startKeepalived(to);
     await lab.waitVrrp(to, "BACKUP", 30_000);
@@ -181,7 +179,9 @@ export async function sessionsLoadRun(
     // a failure half way must not leave an LB without keepalived for the next run
     for (const k of ["lb1", "lb2"] as const) {
       const p = lab.proc(`${k}/keepalived`);
-      if (!p || !isAlive(p)) await lab.startKeepalived(k);
+      // never hiding the error that brought us here
+      if (!p || !isAlive(p))
+        await lab.startKeepalived(k).catch((e: unknown) => progress(`${k}: keepalived: ${String(e)}`));
     }
   }
 }
@@ -211,25 +211,13 @@ export async function benchSessionsLoad(o: {
   runs: number;
   options: SessionsLoadOptions;
 }): Promise<SessionsLoadResult> {
-  const t0 = Date.now();
-  const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
-  const runs: SessionsLoadRun[] = [];
-  const lab = Lab.create(readSpec(DEFAULT_SPEC), (l) => log(`lab: ${l}`));
-  try {
-    await guarded(lab, log, async () => {
-      await lab.up();
-      for (let i = 0; i < o.runs; i++) {
-        const r = await sessionsLoadRun(lab, `sessions-${i + 1}`, o.options, log);
-        log(
-          `run ${i + 1}/${o.runs}: broken ${r.broken.ingress}/${r.sessions.ingress} ingress, ${r.broken.api}/${r.sessions.api} API; ` +
-            `${r.requests} requests; handoff ${r.handoff.handoffPps} packets/s`,
-        );
-        runs.push(r);
-      }
-    });
-  } finally {
-    await lab.down();
-  }
+  const runs = await runsInLab(
+    o.runs,
+    (lab, i, log) => sessionsLoadRun(lab, `sessions-${i + 1}`, o.options, log),
+    (r) =>
+      `broken ${r.broken.ingress}/${r.sessions.ingress} ingress, ${r.broken.api}/${r.sessions.api} API; ` +
+      `${r.requests} requests; handoff ${r.handoff.handoffPps} packets/s`,
+  );
   const of = (f: (r: SessionsLoadRun) => number) => summarize(runs.map(f));
   const summary: SessionsLoadResult["summary"] = {
     brokenSessions: of((r) => r.broken.ingress + r.broken.api),
@@ -249,8 +237,8 @@ export async function benchSessionsLoad(o: {
       [
         ["broken sessions (planned failover + fail-back)", "brokenSessions", "0", 0],
         ["sessions started -> all answered (ms)", "readyMs", "-", 0],
-        ["keepalived stopped -> peer holds the VIPs (ms)", "movedMs", "-", 0],
-        ["fail-back: stopped -> first LB holds them (ms)", "movedBackMs", "-", 0],
+        ["keepalived stopped -> peer holds the VIPs (ms, polled)", "movedMs", "-", 0],
+        ["fail-back: stopped -> first LB holds them (ms, polled)", "movedBackMs", "-", 0],
         ["longest time between answers, p99 (ms)", "longestGapP99Ms", "-", 0],
         ["handoff packets/s (new MASTER -> old)", "handoffPps", "-", 0],
         [`HAProxy CPU, both LBs, ${w} before (s)`, "haproxyCpuBeforeS", "-", 2],

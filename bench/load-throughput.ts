@@ -13,15 +13,14 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readSpec } from "../spec/files";
 import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
-import { DEFAULT_SPEC, guarded } from "../lab/cli";
-import { sleep, waitFor, type ProcessRecord } from "../lab/exec";
-import { Lab, type LbKey } from "../lab/lab";
+import { waitFor, type ProcessRecord } from "../lab/exec";
+import type { Lab, LbKey } from "../lab/lab";
 import { waitSteady } from "./failover";
+import { runsInLab } from "./lab-runs";
 import { printTable, summarize, type Summary } from "./stats";
 
-const IPERF_PORT = 5201;
+export const IPERF_PORT = 5201;
 const HTTPS_FRONTEND_PORT = 443;
 const BACKEND = "be_ingress_https";
 
@@ -80,62 +79,116 @@ export interface ServerState {
   name: string;
   address: string;
   port: number;
+  /** srv_admin_state: 0 ready; any maintenance bit set otherwise */
+  admin: number;
 }
 
 export async function backendServers(lab: Lab, key: LbKey): Promise<ServerState[]> {
-  // "show servers state <backend>": one line per server after two header lines; fields 4 name, 5 address, 19 port
+  // "show servers state <backend>": one line per server after two header lines; fields 4 name, 5 address,
+  // 7 admin state, 19 port
   const out = await lab.haproxyCommand(key, `show servers state ${BACKEND}`);
   return out
     .split("\n")
     .filter((l) => /^\d+ /.test(l))
     .map((l) => l.split(" "))
-    .map((f) => ({ name: f[3] as string, address: f[4] as string, port: Number(f[18]) }));
+    .map((f) => ({ name: f[3] as string, address: f[4] as string, admin: Number(f[6]), port: Number(f[18]) }));
 }
 
-/** Points the ingress TLS backend of both LBs at iperf3 on `host` alone; returns what puts it back. */
+/**
+ * A runtime API command that must succeed: HAProxy answers `set server ... state` with nothing and `... addr` with
+ * what it changed ("... changed from ... by 'stats socket command'"); anything else is its complaint.
+ */
+async function must(lab: Lab, key: LbKey, command: string): Promise<void> {
+  const reply = (await lab.haproxyCommand(key, command)).trim();
+  if (reply !== "" && !/changed from .* by 'stats socket command'$/.test(reply))
+    throw new Error(`${key}: "${command}": ${reply}`);
+}
+
+/**
+ * Points the ingress TLS backend of both LBs at iperf3 on `host` alone; returns what puts it back (each server's
+ * port and admin state as they were). A failure half way puts back what it had changed before it throws.
+ */
 async function pointAtIperf(lab: Lab, host: string): Promise<() => Promise<void>> {
-  const undo: (() => Promise<string>)[] = [];
-  for (const key of ["lb1", "lb2"] as const) {
-    for (const s of await backendServers(lab, key)) {
-      const cmd = (c: string) => lab.haproxyCommand(key, c);
-      if (s.address === host) {
-        await cmd(`set server ${BACKEND}/${s.name} addr ${host} port ${IPERF_PORT}`);
-        undo.push(() => cmd(`set server ${BACKEND}/${s.name} addr ${host} port ${s.port}`));
-      } else {
-        await cmd(`set server ${BACKEND}/${s.name} state maint`);
-        undo.push(() => cmd(`set server ${BACKEND}/${s.name} state ready`));
+  const undo: (() => Promise<void>)[] = [];
+  const restore = async () => {
+    for (const u of undo.reverse()) await u();
+  };
+  try {
+    for (const key of ["lb1", "lb2"] as const) {
+      for (const s of await backendServers(lab, key)) {
+        const server = `${BACKEND}/${s.name}`;
+        if (s.address === host) {
+          await must(lab, key, `set server ${server} addr ${host} port ${IPERF_PORT}`);
+          undo.push(() => must(lab, key, `set server ${server} addr ${host} port ${s.port}`));
+        } else {
+          await must(lab, key, `set server ${server} state maint`);
+          if (s.admin === 0) undo.push(() => must(lab, key, `set server ${server} state ready`));
+        }
       }
     }
+  } catch (e) {
+    await restore();
+    throw e;
   }
-  return async () => {
-    for (const u of undo) await u();
-  };
+  return restore;
 }
 
-/** Both LBs' haproxy.cfg with (or without) `option splice-auto` in its defaults, reloaded (the lab's files only). */
-async function setSplice(lab: Lab, on: boolean): Promise<void> {
-  for (const key of ["lb1", "lb2"] as const) {
-    const file = join(lab.renderedRoot(key), HAPROXY_CONFIG_PATH);
-    const cfg = readFileSync(file, "utf8").replace(/^ {4}(option splice-auto|maxpipes \d+)\n/gm, "");
-    // splicing takes two descriptors per pipe (by default maxconn / 4 pipes): beyond the lab's hard NOFILE limit of
-    // 20,000 (a VM's systemd gives HAProxy 524,288; here it runs with -n 9900, ~19,850 descriptors before pipes), so
-    // the lab caps the pipes at 64; one test needs two
-    const spliced = cfg
-      .replace(/^global\n/m, "global\n    maxpipes 64\n")
-      .replace(/^defaults\n/m, "defaults\n    option splice-auto\n");
-    writeFileSync(file, on ? spliced : cfg);
-    const before = await lab.haproxyCommand(key, "show info");
-    const pid = /^Pid: (\d+)/m.exec(before)?.[1];
-    if (!lab.reloadHaproxy(key)) throw new Error(`${key}: haproxy is not running`);
-    await waitFor(
-      `${key}'s reloaded haproxy`,
-      async () => {
-        const info = await lab.haproxyCommand(key, "show info");
-        return /^Pid: (\d+)/m.exec(info)?.[1] !== pid ? true : undefined;
-      },
-      { timeoutMs: 20_000, intervalMs: 200 },
-    );
+/**
+ * Both LBs' haproxy.cfg with `option splice-auto` in its defaults, reloaded (the lab's files only); returns what
+ * writes the files back as they were and reloads again.
+ */
+async function withSplice(lab: Lab): Promise<() => Promise<void>> {
+  const originals = new Map<LbKey, string>();
+  const restore = async () => {
+    for (const [key, text] of originals) {
+      writeFileSync(join(lab.renderedRoot(key), HAPROXY_CONFIG_PATH), text);
+      await reloaded(lab, key);
+    }
+  };
+  try {
+    for (const key of ["lb1", "lb2"] as const) {
+      const file = join(lab.renderedRoot(key), HAPROXY_CONFIG_PATH);
+      const cfg = readFileSync(file, "utf8");
+      originals.set(key, cfg);
+      // splicing takes two descriptors per pipe (by default maxconn / 4 pipes): beyond the lab's hard NOFILE limit
+      // of 20,000 (a VM's systemd gives HAProxy 524,288; here it runs with -n 9900, ~19,850 descriptors before
+      // pipes), so the lab caps the pipes at 64; one test needs two
+      writeFileSync(
+        file,
+        cfg
+          .replace(/^global\n/m, "global\n    maxpipes 64\n")
+          .replace(/^defaults\n/m, "defaults\n    option splice-auto\n"),
+      );
+      await reloaded(lab, key);
+    }
+  } catch (e) {
+    await restore();
+    throw e;
   }
+  return restore;
+}
+
+/** Reloads an LB's HAProxy and waits for its new worker (a failed load keeps the old one: the wait times out). */
+async function reloaded(lab: Lab, key: LbKey): Promise<void> {
+  const pid = async () => /^Pid: (\d+)/m.exec(await lab.haproxyCommand(key, "show info"))?.[1];
+  const before = await pid();
+  if (!lab.reloadHaproxy(key)) throw new Error(`${key}: haproxy is not running`);
+  await waitFor(`${key}'s reloaded haproxy`, async () => ((await pid()) !== before ? true : undefined), {
+    timeoutMs: 20_000,
+    intervalMs: 200,
+  });
+}
+
+/** iperf3's server; --forceflush, or its "Server listening" line waits in a buffer (its output is a file here). */
+export const IPERF_SERVER = ["iperf3", "-s", "-p", String(IPERF_PORT), "--forceflush"];
+
+/** iperf3's server prints this once it listens. */
+export async function iperfListening(p: ProcessRecord): Promise<void> {
+  await waitFor(
+    `${p.name} to listen`,
+    async () => (readFileSync(p.log, "utf8").includes("Server listening") ? true : undefined),
+    { timeoutMs: 10_000, intervalMs: 50 },
+  );
 }
 
 /** One run: every path once, one after the other (see the module comment). */
@@ -151,11 +204,11 @@ export async function throughputRun(
   const vip = lab.plan.targets.ingressVip;
   if (!ingressHost || !vip) throw new Error("the throughput bench needs an ingress host and a public ingress VIP");
   const servers: ProcessRecord[] = [
-    lab.startIn("load/iperf3-inet", "inet", ["iperf3", "-s", "-p", String(IPERF_PORT)]),
-    lab.startIn("load/iperf3-ingress", ingressHost.key, ["iperf3", "-s", "-p", String(IPERF_PORT)]),
+    lab.startIn("load/iperf3-inet", "inet", IPERF_SERVER),
+    lab.startIn("load/iperf3-ingress", ingressHost.key, IPERF_SERVER),
   ];
   try {
-    await sleep(500);
+    for (const p of servers) await iperfListening(p);
     const tcp = { nat: 0, bare: 0, haproxy: 0, haproxySplice: 0, direct: 0 };
     tcp.bare = tcpMbps(await iperf(lab, bare, o));
     tcp.nat = tcpMbps(await iperf(lab, inet, o));
@@ -167,16 +220,19 @@ export async function throughputRun(
     );
     tcp.direct = tcpMbps(await iperf(lab, ingressHost.address, o));
     for (const splice of [false, true]) {
-      if (splice) await setSplice(lab, true);
-      const restore = await pointAtIperf(lab, ingressHost.address);
+      const unsplice = splice ? await withSplice(lab) : async () => undefined;
       try {
-        // through the ingress VIP's TLS frontend: HAProxy forwards it to iperf3 on the one ingress host
-        const v = tcpMbps(await iperf(lab, vip, o, { port: HTTPS_FRONTEND_PORT }));
-        if (splice) tcp.haproxySplice = v;
-        else tcp.haproxy = v;
+        const restore = await pointAtIperf(lab, ingressHost.address);
+        try {
+          // through the ingress VIP's TLS frontend: HAProxy forwards it to iperf3 on the one ingress host
+          const v = tcpMbps(await iperf(lab, vip, o, { port: HTTPS_FRONTEND_PORT }));
+          if (splice) tcp.haproxySplice = v;
+          else tcp.haproxy = v;
+        } finally {
+          await restore();
+        }
       } finally {
-        await restore();
-        if (splice) await setSplice(lab, false);
+        await unsplice();
       }
     }
     progress(`TCP: direct ${tcp.direct}, HAProxy ${tcp.haproxy}, HAProxy + splice-auto ${tcp.haproxySplice} Mbit/s`);
@@ -210,20 +266,12 @@ const ROWS: [string, string, (r: ThroughputRun) => number, string][] = [
 
 /** `runs` runs of throughputRun in one fresh lab of the dev spec, always torn down. */
 export async function benchThroughput(o: { runs: number; options: ThroughputOptions }): Promise<ThroughputResult> {
-  const t0 = Date.now();
-  const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
-  const runs: ThroughputRun[] = [];
-  const lab = Lab.create(readSpec(DEFAULT_SPEC), (l) => log(`lab: ${l}`));
-  try {
-    await guarded(lab, log, async () => {
-      await lab.up();
-      for (let i = 0; i < o.runs; i++) {
-        runs.push(await throughputRun(lab, o.options, (l) => log(`run ${i + 1}/${o.runs}: ${l}`)));
-      }
-    });
-  } finally {
-    await lab.down();
-  }
+  const runs = await runsInLab(
+    o.runs,
+    (lab, i, log) => throughputRun(lab, o.options, (l) => log(`run ${i + 1}/${o.runs}: ${l}`)),
+    (r) =>
+      `TCP NAT/bare ${Math.round((100 * r.tcpMbps.nat) / r.tcpMbps.bare)} %, UDP ${Math.round((100 * r.udp.nat.mbps) / r.udp.bare.mbps)} %`,
+  );
   const summary = Object.fromEntries(ROWS.map(([, key, f]) => [key, summarize(runs.map(f))]));
   printTable(
     ROWS.map(([label, key, , goal]) => ({

@@ -15,6 +15,7 @@ import { benchEgressLoad } from "./load";
 import { benchSessionsLoad } from "./load-sessions";
 import { benchThroughput } from "./load-throughput";
 import { benchAgentAtScale, printAgentScale } from "./load-agent";
+import { benchVrrpLoad } from "./load-vrrp";
 import { printTable } from "./stats";
 
 const REPO = join(__dirname, "..");
@@ -164,10 +165,11 @@ const BENCHES: Record<string, () => unknown> = {
   // sessions (EDGEPAIR_LOAD_SESSIONS through the ingress VIP, a tenth of that through the API VIP) across a planned
   // failover and a fail-back; throughput: iperf3 through the NAT and HAProxy beside the bare path and direct
   // (EDGEPAIR_LOAD_SECONDS per test); agent (needs the engines): EDGEPAIR_LOAD_NODES Nodes in a real API server, of
-  // them EDGEPAIR_LOAD_BACKENDS ingress backends, the agent on the lab's active LB watching them
+  // them EDGEPAIR_LOAD_BACKENDS ingress backends, the agent on the lab's active LB watching them; vrrp: per advert
+  // interval (EDGEPAIR_LOAD_ADVERTS) spurious transitions under EDGEPAIR_LOAD_SATURATE_S of load, and the prompt figure
   load: async () => {
     const runs = Number(process.env.EDGEPAIR_BENCH_RUNS ?? "5");
-    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions,throughput,agent").split(",");
+    const only = (process.env.EDGEPAIR_LOAD_ONLY ?? "egress,sessions,throughput,agent,vrrp").split(",");
     const scenarios: Record<string, () => Promise<unknown>> = {
       egress: () => {
         const flows = Number(process.env.EDGEPAIR_LOAD_FLOWS ?? "10000");
@@ -190,6 +192,12 @@ const BENCHES: Record<string, () => unknown> = {
       },
       throughput: () =>
         benchThroughput({ runs, options: { seconds: Number(process.env.EDGEPAIR_LOAD_SECONDS ?? "5") } }),
+      vrrp: () =>
+        benchVrrpLoad({
+          intervals: (process.env.EDGEPAIR_LOAD_ADVERTS ?? "0.1,0.05,0.03").split(",").map(Number),
+          saturateS: Number(process.env.EDGEPAIR_LOAD_SATURATE_S ?? "600"),
+          runs,
+        }),
       agent: async () => {
         const r = await benchAgentAtScale({
           nodes: Number(process.env.EDGEPAIR_LOAD_NODES ?? "5000"),
@@ -200,6 +208,11 @@ const BENCHES: Record<string, () => unknown> = {
         return r;
       },
     };
+    const unknown = only.filter((n) => !(n in scenarios));
+    if (unknown.length > 0)
+      throw new Error(
+        `EDGEPAIR_LOAD_ONLY: unknown scenario ${unknown.join(", ")} (known: ${Object.keys(scenarios).join(", ")})`,
+      );
     const results: Record<string, unknown> = {};
     for (const [name, run] of Object.entries(scenarios)) {
       if (!only.includes(name)) continue;
@@ -207,6 +220,7 @@ const BENCHES: Record<string, () => unknown> = {
       // one scenario failing must not lose the others' figures
       results[name] = await run().catch((e: unknown) => {
         console.error(`load: ${name} failed: ${e instanceof Error ? e.message : String(e)}`);
+        process.exitCode = 1;
         return { error: e instanceof Error ? e.message : String(e) };
       });
       // each scenario's figures also on their own: a run of one scenario leaves the others' files alone

@@ -78,10 +78,9 @@ function conntrackdConf(spec: ResolvedSpec, host: HostFacts): string {
     // Runtime notification and watchdog under systemd; without NOTIFY_SOCKET (the netns lab) it is a no-op.
     "    Systemd on",
     "    HashSize 32768",
-    // conntrack-tools asks for twice nf_conntrack_max (dead entries stay cached for retransmission). The kernel's
-    // default nf_conntrack_max is its bucket count, memory / 16 KiB: 131,072 on the 2 GiB LB VM. Entries only take
-    // memory while they exist (10,000 flows: ~2.7 s of conntrackd CPU per bench run, bench load).
-    "    HashLimit 262144",
+    // Twice the kernel's default nf_conntrack_max of the LB VM, as conntrack-tools asks (dead entries stay cached for
+    // retransmission): the kernel's default is its bucket count, 65,536 on any VM of 1-4 GiB (the 2 GiB default).
+    "    HashLimit 131072",
     "    LogFile off",
     "    Syslog on",
     `    LockFile ${CONNTRACKD_LOCK_FILE}`,

@@ -88,7 +88,7 @@ export const renderHandoff: Renderer = ({ spec, host }) => {
     "\t\t# after conntrack (-200): ct state is known",
     "\t\ttype filter hook prerouting priority mangle; policy accept;",
     "\t\t# MASTER only: the rest of a connection the peer's HAProxy accepted goes back to the peer",
-    "\t\t# counted: how many packets a move hands off, and for how long (`nft list table ip edgepair_handoff`)",
+    "\t\t# counted: the packets handed off (`nft list table ip edgepair_handoff`; the load bench reads it)",
     `\t\tiifname @${HANDOFF_SET} ct state invalid tcp flags & syn == 0 ip daddr . tcp dport @${FRONTENDS} counter dup to ${peerPrivateAddress(spec, host)} device ${priv} drop`,
     "\t}",
     "}",

@@ -9,13 +9,15 @@
  * - throughput (bench/load-throughput.ts throughputRun, 1 s per test): every path carries data, the bare path
  *   bypasses the pair (no LB's conntrack table ever sees it) while the NAT path goes through the MASTER's, HAProxy
  *   served the proxied tests (nothing else answers iperf3 on the VIP's port 443), and the ingress backend and
- *   haproxy.cfg are exactly as before afterwards. How fast is
- *   the bench's business, not this test's.
+ *   haproxy.cfg are exactly as before afterwards. How fast is the bench's business, not this test's.
+ * - VRRP under load (bench/load-vrrp.ts saturate, 20 s at the rendered advert interval): iperf3 both ways through
+ *   the NAT and the DESIGN client keep both LBs busy; not one VRRP transition may happen, and the client gets through.
  * Needs root; skipped otherwise.
  */
 import { egressLoadRun } from "../bench/load";
 import { sessionsLoadRun } from "../bench/load-sessions";
 import { backendServers, throughputRun } from "../bench/load-throughput";
+import { saturate } from "../bench/load-vrrp";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HAPROXY_CONFIG_PATH } from "../render/haproxy";
@@ -89,4 +91,28 @@ suite("the pair under (small) load: egress flows and keep-alive sessions across 
     expect(await backendServers(lab, active)).toEqual(servers0);
     expect(cfg()).toBe(cfg0);
   }, 300_000);
+
+  test("VRRP under load: no spurious transition while both LBs are kept busy", async () => {
+    const lines: string[] = [];
+    const r = await saturate(lab, 20, (l) => lines.push(l));
+    console.log(`${lines.join("\n")}\n${JSON.stringify(r)}`);
+    expect(r.transitions).toEqual([]);
+    expect(r.spurious).toBe(0);
+    // the load was there: iperf3 moved data and the client's requests went through
+    expect(r.iperfMbps).toBeGreaterThan(0);
+    expect(r.requests).toBeGreaterThan(100);
+    expect(r.failedRequests).toBe(0);
+  }, 120_000);
+
+  test("counter-case: a transition while the LBs are busy is counted", async () => {
+    const active = await lab.active();
+    const counted = saturate(lab, 8, () => undefined);
+    await new Promise((r) => setTimeout(r, 3000));
+    await lab.stopKeepalived(active);
+    await lab.startKeepalived(active);
+    const r = await counted;
+    expect(r.spurious).toBeGreaterThanOrEqual(1);
+    expect(r.transitions.map((t) => t.state)).toContain("MASTER");
+    await lab.waitVrrp(active, "BACKUP", 30_000);
+  }, 120_000);
 });
