@@ -379,6 +379,14 @@ export async function waitSteady(lab: Lab, timeoutMs = 30_000): Promise<LbKey> {
   );
 }
 
+/** Waits until `key` alone holds the VIPs; returns when that was seen (polled every 50 ms). */
+export async function waitHolder(lab: Lab, key: LbKey): Promise<number> {
+  return waitFor(`${key} to hold the VIPs`, async () => ((await lab.active()) === key ? Date.now() : undefined), {
+    timeoutMs: 30_000,
+    intervalMs: 50,
+  });
+}
+
 /** The latest transition the notify script reported for `key` after `after` is `state` (its FIFO line). */
 async function waitTransition(
   lab: Lab,

@@ -13,14 +13,13 @@
  * the window, beside the same window before the move, and the machine's softirq CPU (where the kernel's `dup` runs;
  * machine-wide, so it includes the lab's whole data path). Bounded: every wait has a deadline; the lab is torn down.
  */
-import { readFileSync } from "node:fs";
 import { HANDOFF_TABLE } from "../render/handoff";
-import { isAlive, sleep, waitFor } from "../lab/exec";
+import { isAlive, sleep } from "../lab/exec";
 import type { Lab, LbKey } from "../lab/lab";
 import { sessionsReady, startSessions, stopSessions, type SessionsDoc, type SessionsRun } from "../lab/sessions";
-import { waitSteady } from "./failover";
+import { waitHolder, waitSteady } from "./failover";
 import { runsInLab } from "./lab-runs";
-import { cpuSpent, printTable, quantile, summarize, treeCpuSeconds, type Summary } from "./stats";
+import { cpuSpent, machineCpuSeconds, printTable, quantile, summarize, treeCpuSeconds, type Summary } from "./stats";
 
 export interface SessionsLoadOptions {
   /** keep-alive sessions through the public ingress VIP (client host) */
@@ -69,30 +68,17 @@ async function handoffPackets(lab: Lab, key: LbKey): Promise<number> {
   return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? 0);
 }
 
-/** The machine's softirq time (s), from /proc/stat's cpu line (USER_HZ ticks). */
-function softirqS(): number {
-  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/);
-  return Number(cpu[7]) / 100;
-}
-
 async function measureWindow(lab: Lab, master: LbKey, ms: number): Promise<WindowFigures> {
   const haproxy = (k: LbKey) => treeCpuSeconds(lab.proc(`${k}/haproxy`)!.pid);
   const c0 = { lb1: haproxy("lb1"), lb2: haproxy("lb2") };
-  const [p0, s0, t0] = [await handoffPackets(lab, master), softirqS(), Date.now()];
+  const [p0, s0, t0] = [await handoffPackets(lab, master), machineCpuSeconds().softirq, Date.now()];
   await sleep(ms);
-  const [p1, s1, t1] = [await handoffPackets(lab, master), softirqS(), Date.now()];
+  const [p1, s1, t1] = [await handoffPackets(lab, master), machineCpuSeconds().softirq, Date.now()];
   return {
     handoffPps: Math.round(((p1 - p0) * 1000) / (t1 - t0)),
     haproxyCpuS: { lb1: cpuSpent(c0.lb1, haproxy("lb1")), lb2: cpuSpent(c0.lb2, haproxy("lb2")) },
     softirqCpuS: +(s1 - s0).toFixed(2),
   };
-}
-
-async function waitHolder(lab: Lab, key: LbKey): Promise<number> {
-  return waitFor(`${key} to hold the VIPs`, async () => ((await lab.active()) === key ? Date.now() : undefined), {
-    timeoutMs: 30_000,
-    intervalMs: 50,
-  });
 }
 
 /**

@@ -20,7 +20,7 @@ import { devSpecRaw } from "../test/fixtures/variants";
 import { unclean, waitSteady } from "./failover";
 import { IPERF_PORT, IPERF_SERVER, iperfListening } from "./load-throughput";
 import { benchLog, type BenchLog } from "./lab-runs";
-import { printTable, summarize, type Summary } from "./stats";
+import { machineCpuSeconds, printTable, summarize, type Summary } from "./stats";
 
 export interface VrrpLoadOptions {
   /** advert intervals to compare (s) */
@@ -52,12 +52,6 @@ export interface VrrpIntervalResult {
   runs: { promptMs: number | null; outageMs: number | null }[];
 }
 
-/** idle and total jiffies of the machine, from /proc/stat's cpu line */
-function cpuTimes(): { idle: number; total: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { idle: (f[3] ?? 0) + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
-}
-
 /** Both LBs busy for `seconds` while transitions are counted (see the module comment). */
 export async function saturate(lab: Lab, seconds: number, log: BenchLog): Promise<SaturationFigures> {
   await waitSteady(lab);
@@ -86,13 +80,13 @@ export async function saturate(lab: Lab, seconds: number, log: BenchLog): Promis
       }),
     );
     const before = { lb1: lab.transitions("lb1").length, lb2: lab.transitions("lb2").length };
-    const c0 = cpuTimes();
+    const c0 = machineCpuSeconds();
     const t0 = Date.now();
     for (let s = 0; s < seconds; s += 30) {
       await sleep(Math.min(30, seconds - s) * 1000);
       log(`  saturated ${Math.min(seconds, s + 30)}/${seconds} s`);
     }
-    const c1 = cpuTimes();
+    const c1 = machineCpuSeconds();
     const transitions = (["lb1", "lb2"] as const).flatMap((lb) =>
       lab
         .transitions(lb)
@@ -116,7 +110,7 @@ export async function saturate(lab: Lab, seconds: number, log: BenchLog): Promis
     return {
       spurious: transitions.length,
       transitions,
-      cpuBusyPct: Math.round(100 * (1 - (c1.idle - c0.idle) / Math.max(1, c1.total - c0.total)) * 10) / 10,
+      cpuBusyPct: Math.round(100 * (1 - (c1.idle - c0.idle) / Math.max(0.01, c1.total - c0.total)) * 10) / 10,
       iperfMbps,
       requests: requests.length,
       failedRequests: requests.filter((l) => !(JSON.parse(l) as { ok: boolean }).ok).length,

@@ -25,7 +25,7 @@ import { sleep, waitFor } from "../lab/exec";
 import { flowsReady, startFlows } from "../lab/flows";
 import type { Lab, LbKey } from "../lab/lab";
 import { PORTS } from "../lab/topology";
-import { egressFigures, waitSteady, type FlowReport } from "./failover";
+import { egressFigures, waitHolder, waitSteady, type FlowReport } from "./failover";
 import { cpuSeconds, printTable, quantile, summarize, type Summary } from "./stats";
 import { timelineSvg } from "./svg";
 import { benchLog, runsInLab } from "./lab-runs";
@@ -249,10 +249,7 @@ export async function egressLoadRun(
     ).catch(() => undefined);
     const back = Date.now();
     await lab.stopKeepalived(to);
-    await waitFor(`${from} to hold the VIPs again`, async () => ((await lab.active()) === from ? true : undefined), {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-    });
+    await waitHolder(lab, from);
     await lab.startKeepalived(to);
     await sleep(Math.max(5000, 3 * o.intervalMs));
     for (const r of runs) await lab.stopClient(r.proc);

@@ -224,13 +224,7 @@ const BENCHES: Record<string, () => unknown> = {
         return { error: e instanceof Error ? e.message : String(e) };
       });
       // each scenario's figures also on their own: a run of one scenario leaves the others' files alone
-      const doc = {
-        bench: `load ${name}`,
-        node: process.version,
-        date: new Date().toISOString(),
-        results: results[name],
-      };
-      writeFileSync(join(RESULTS, `load-${name}.json`), `${JSON.stringify(doc, null, 2)}\n`);
+      writeResults(`load-${name}`, `load ${name}`, results[name]);
     }
     return results;
   },
@@ -251,6 +245,14 @@ const BENCHES: Record<string, () => unknown> = {
   },
 };
 
+/** bench/results/<file>.json: the figures with what produced them; returns its path. */
+function writeResults(file: string, bench: string, results: unknown): string {
+  const out = join(RESULTS, `${file}.json`);
+  const doc = { bench, node: process.version, date: new Date().toISOString(), results };
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+  return out;
+}
+
 async function main(names: string[]): Promise<number> {
   const chosen = names.length > 0 ? names : Object.keys(BENCHES);
   const unknown = chosen.filter((n) => !(n in BENCHES));
@@ -262,10 +264,7 @@ async function main(names: string[]): Promise<number> {
   for (const name of chosen) {
     console.log(`\n== ${name}`);
     const results = await BENCHES[name]?.();
-    const out = join(RESULTS, `${name}.json`);
-    const doc = { bench: name, node: process.version, date: new Date().toISOString(), results };
-    writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
-    console.log(`wrote ${out}`);
+    console.log(`wrote ${writeResults(name, name, results)}`);
   }
   return 0;
 }

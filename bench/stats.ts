@@ -40,7 +40,18 @@ export function printTable(rows: Record<string, string | number>[]): void {
   for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
 }
 
-const TICKS_PER_S = 100; // /proc/<pid>/stat counts in clock ticks (USER_HZ)
+const TICKS_PER_S = 100; // /proc/<pid>/stat and /proc/stat count in clock ticks (USER_HZ)
+
+/** The machine's CPU time so far (s, all cores), from /proc/stat's cpu line: idle (with iowait), softirq, total. */
+export function machineCpuSeconds(): { idle: number; softirq: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq ...
+  return {
+    idle: ((f[3] ?? 0) + (f[4] ?? 0)) / TICKS_PER_S,
+    softirq: (f[6] ?? 0) / TICKS_PER_S,
+    total: f.reduce((a, b) => a + b, 0) / TICKS_PER_S,
+  };
+}
 
 /** CPU seconds (user + system) a process has spent, from /proc; 0 when it is gone. */
 export function cpuSeconds(pid: number | undefined): number {

@@ -362,13 +362,11 @@ export class Lab {
     for (const br of Object.values(BRIDGES))
       swLines.push(["link", "add", br, "type", "bridge"], ["link", "set", br, "up"]);
     const hosts: HostPlan[] = [this.plan.router, ...this.plan.hosts];
-    const port = (p: string, seg: keyof typeof BRIDGES, peerNs: string, peerName: string) => [
-      ["link", "add", p, "type", "veth", "peer", "name", peerName, "netns", peerNs],
-      ["link", "set", p, "master", BRIDGES[seg], "up"],
-    ];
-    for (const h of hosts) for (const l of h.links) swLines.push(...port(l.switchPort, l.segment, h.ns, l.name));
+    for (const h of hosts)
+      for (const l of h.links) swLines.push(...bridgePort(l.switchPort, BRIDGES[l.segment], h.ns, l.name));
     for (const l of this.plan.lbs)
-      for (const link of lbLinks(l)) swLines.push(...port(link.switchPort, link.segment, l.ns, link.name));
+      for (const link of lbLinks(l))
+        swLines.push(...bridgePort(link.switchPort, BRIDGES[link.segment], l.ns, link.name));
     await this.batch(sw, swLines);
     await Promise.all(hosts.map((h) => this.configureHost(h)));
     // the internet host takes the load bench's 10,000 connections at once: room in its accept queues (helper.ts)
@@ -1252,19 +1250,15 @@ export class Lab {
     await this.addNamespace(ns);
     const len = (cidr: string) => cidr.split("/")[1] as string;
     const [node, rt, inet] = [this.ns("node"), this.plan.router.ns, this.ns("inet")];
-    const port = (p: string, br: string, peerNs: string, peerName: string) => [
-      ["link", "add", p, "type", "veth", "peer", "name", peerName, "netns", peerNs],
-      ["link", "set", p, "master", br, "up"],
-    ];
     await this.batch(this.plan.switchNs, [
       ...Object.values(b.bridges).flatMap((br) => [
         ["link", "add", br, "type", "bridge"],
         ["link", "set", br, "up"],
       ]),
-      ...port("bnode", b.bridges.node, node, "bare0"),
-      ...port("bare-n", b.bridges.node, ns, "eth0"),
-      ...port("bare-r", b.bridges.router, ns, "eth1"),
-      ...port("brt", b.bridges.router, rt, "bare0"),
+      ...bridgePort("bnode", b.bridges.node, node, "bare0"),
+      ...bridgePort("bare-n", b.bridges.node, ns, "eth0"),
+      ...bridgePort("bare-r", b.bridges.router, ns, "eth1"),
+      ...bridgePort("brt", b.bridges.router, rt, "bare0"),
     ]);
     await this.batch(node, [
       ["addr", "add", `${b.nodeSide.node}/${len(b.nodeSide.cidr)}`, "dev", "bare0"],
@@ -1404,10 +1398,7 @@ export class Lab {
     // wired once per lab: a second rogue reuses the namespace
     if (!this.state.namespaces.includes(r.ns)) {
       await this.addNamespace(r.ns);
-      await this.batch(this.plan.switchNs, [
-        ["link", "add", link.switchPort, "type", "veth", "peer", "name", link.name, "netns", r.ns],
-        ["link", "set", link.switchPort, "master", BRIDGES[link.segment], "up"],
-      ]);
+      await this.batch(this.plan.switchNs, bridgePort(link.switchPort, BRIDGES[link.segment], r.ns, link.name));
       await this.configureHost(r);
     }
     const source = opts.forge ?? r.address;
@@ -1513,6 +1504,14 @@ export class Lab {
  * Where each HAProxy server comes from, as the agent's selection says (agent/kube/backends.ts): "spec", "spec, Node X"
  * (a static address a Node now stands at) or "Node X"; 22623 follows the API pool, 80/443 the ingress pool.
  */
+/** `ip -batch` lines in the switch namespace: a veth whose `port` end joins `bridge`, its other end `peerName` in `peerNs`. */
+function bridgePort(port: string, bridge: string, peerNs: string, peerName: string): string[][] {
+  return [
+    ["link", "add", port, "type", "veth", "peer", "name", peerName, "netns", peerNs],
+    ["link", "set", port, "master", bridge, "up"],
+  ];
+}
+
 export function serverSources(pools: BackendSelection["pools"]): (backendSlashServer: string) => string {
   const poolOf = (backend: string) =>
     backend === "be_api" || backend === "be_machine_config"
