@@ -302,7 +302,7 @@ describe("applyFiles on the dev tree", () => {
     const broken = replaced(
       replaced(good, HAPROXY, (c) => c.replace("    maxconn 20000\n", "    maxconn 20000\n    bogus-keyword on\n")),
       KEEPALIVED,
-      (c) => c.replace("advert_int 0.1", "advert_int 0.2"),
+      (c) => c.replace(/advert_int [\d.]+/, "advert_int 0.25"),
     );
     const rec = recorder();
     const seen: Seen[] = [];
@@ -319,7 +319,7 @@ describe("applyFiles on the dev tree", () => {
     expect(checked?.liveAtCheck).toBe(liveBefore.toString("utf8"));
 
     expect(r.changed).toEqual([KEEPALIVED]);
-    expect(onDisk(KEEPALIVED).toString("utf8")).toContain("advert_int 0.2");
+    expect(onDisk(KEEPALIVED).toString("utf8")).toContain("advert_int 0.25");
     expect(rec.calls).toEqual([["systemctl", "reload", "keepalived.service"]]);
     expectNoLeftovers();
   });

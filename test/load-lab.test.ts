@@ -80,6 +80,9 @@ suite("the pair under (small) load: egress flows and keep-alive sessions across 
     const r = await throughputRun(lab, { seconds: 1 }, (l) => lines.push(l));
     console.log(`${lines.join("\n")}\n${JSON.stringify(r)}`);
     for (const v of Object.values(r.tcpMbps)) expect(v).toBeGreaterThan(0);
+    // the rendered haproxy.cfg splices bulk transfers (pipes taken); the copy path beside it takes none
+    expect(r.pipes.spliced).toBeGreaterThan(0);
+    expect(r.pipes.copy).toBe(0);
     for (const u of Object.values(r.udp)) {
       expect(u.mbps).toBeGreaterThan(0);
       expect(u.lostPct).toBeLessThan(100);

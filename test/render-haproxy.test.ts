@@ -140,6 +140,19 @@ describe("renderHaproxy on the dev stack", () => {
     );
   });
 
+  test("bulk transfers are spliced, with pipes whose descriptors fit the VM's limit beside every connection", () => {
+    const c = cfg(devResolved);
+    expect(section(c, "defaults")).toEqual(
+      expect.arrayContaining(["    option splice-request", "    option splice-response"]),
+    );
+    const g = section(c, "global");
+    const number = (k: string) => Number(g.find((l) => l.startsWith(`    ${k} `))?.split(" ").pop());
+    // without an explicit maxpipes HAProxy takes maxconn / 4, each pipe holding up to 64 kB in the kernel
+    expect(number("maxpipes")).toBeLessThan(number("maxconn") / 4);
+    // two descriptors per connection and per pipe, under the hard NOFILE limit systemd gives a service (524,288)
+    expect(2 * (number("maxconn") + number("maxpipes"))).toBeLessThan(524_288);
+  });
+
   test("health-check tuning comes from the spec", () => {
     const c = cfg({ ...devResolved, healthCheck: { intervalMs: 500, rise: 1, fall: 2 } });
     expect(c).toContain("    default-server inter 500ms rise 1 fall 2\n");
