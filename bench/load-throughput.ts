@@ -172,7 +172,8 @@ async function pipesTaken(lab: Lab): Promise<number> {
   let n = 0;
   for (const key of ["lb1", "lb2"] as const) {
     const info = await lab.haproxyCommand(key, "show info");
-    for (const field of ["PipesUsed", "PipesFree"]) n += Number(new RegExp(`^${field}: (\\d+)`, "m").exec(info)?.[1] ?? 0);
+    for (const field of ["PipesUsed", "PipesFree"])
+      n += Number(new RegExp(`^${field}: (\\d+)`, "m").exec(info)?.[1] ?? 0);
   }
   return n;
 }

@@ -146,7 +146,13 @@ describe("renderHaproxy on the dev stack", () => {
       expect.arrayContaining(["    option splice-request", "    option splice-response"]),
     );
     const g = section(c, "global");
-    const number = (k: string) => Number(g.find((l) => l.startsWith(`    ${k} `))?.split(" ").pop());
+    const number = (k: string) =>
+      Number(
+        g
+          .find((l) => l.startsWith(`    ${k} `))
+          ?.split(" ")
+          .pop(),
+      );
     // without an explicit maxpipes HAProxy takes maxconn / 4, each pipe holding up to 64 kB in the kernel
     expect(number("maxpipes")).toBeLessThan(number("maxconn") / 4);
     // two descriptors per connection and per pipe, under the hard NOFILE limit systemd gives a service (524,288)
