@@ -42,6 +42,8 @@ export interface AgentScaleResult {
   nodeCreatedToServerBackMs: Summary;
   /** the agent's own apply time (its apply histogram over a delete and a create: seconds / applies; ms) */
   applyMs: Summary;
+  /** the samples behind the three summaries above */
+  samples: { goneMs: number[]; backMs: number[]; applyMs: number[] };
   rssMiB: { before: number; peak: number; after: number };
   /** whether "before" and "after" were taken after a forced collection (NODE_OPTIONS=--expose-gc) */
   gcForced: boolean;
@@ -235,6 +237,7 @@ export async function benchAgentAtScale(
       nodeDeletedToServerGoneMs: summarize(gone),
       nodeCreatedToServerBackMs: summarize(back),
       applyMs: summarize(apply),
+      samples: { goneMs: gone, backMs: back, applyMs: apply },
       gcForced: typeof (globalThis as { gc?: () => void }).gc === "function",
       rssMiB: { before: mib(before.rss), peak: mib(Math.max(...mem.rss)), after: mib(mem.rss.at(-1)!) },
       heapMiB: { before: mib(before.heap), peak: mib(Math.max(...mem.heap)), after: mib(mem.heap.at(-1)!) },
@@ -247,36 +250,98 @@ export async function benchAgentAtScale(
   }
 }
 
-export function printAgentScale(r: AgentScaleResult): void {
-  const row = (figure: string, s: Summary | number, goal = "-") =>
-    typeof s === "number"
-      ? { figure, min: String(s), median: String(s), max: String(s), goal }
-      : { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
+export interface AgentScaleRuns {
+  options: AgentScaleOptions;
+  runs: AgentScaleResult[];
+}
+
+/** `runs` runs of benchAgentAtScale, each with its own lab, API server and agent (one bulk per run). */
+export async function benchAgentLoad(
+  o: AgentScaleOptions & { runs: number },
+  progress: (line: string) => void = console.log,
+): Promise<AgentScaleRuns> {
+  const { runs: n, ...options } = o;
+  const runs: AgentScaleResult[] = [];
+  for (let i = 0; i < n; i++) {
+    progress(`run ${i + 1}/${n}`);
+    runs.push(await benchAgentAtScale(options, (l) => progress(`  ${l}`)));
+  }
+  return { options, runs };
+}
+
+/** min / median / max over the runs; the change and apply figures over every change of every run. */
+export function printAgentScale(r: AgentScaleRuns): void {
+  const row = (figure: string, samples: number[], goal = "-") => {
+    const s = summarize(samples);
+    return { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
+  };
+  const each = (f: (x: AgentScaleResult) => number) => r.runs.map(f);
+  const pooled = (f: (x: AgentScaleResult["samples"]) => number[]) => r.runs.flatMap((x) => f(x.samples));
   printTable([
-    row("Nodes created, 16 at a time (ms)", r.createNodesMs),
-    row("first Node created -> every worker a server (ms)", r.bulkMs),
-    {
-      figure: "ingress servers in the runtime list / running",
-      min: `${r.serversInRuntime} / ${r.serversUp}`,
-      median: "",
-      max: "",
-      goal: "-",
-    },
-    row("Node deleted -> server gone (ms)", r.nodeDeletedToServerGoneMs, "<= 1000"),
-    row("Node created -> server back (ms)", r.nodeCreatedToServerBackMs, "<= 1000"),
-    row("agent apply time, per apply (ms)", r.applyMs),
-    row("bench process RSS at the peak (MiB; the agent runs in it)", r.rssMiB.peak),
-    row("status writes/s over the bulk (mean)", r.statusWrites.bulkPerS),
-    row("status writes/s over the bulk (max in 1 s)", r.statusWrites.bulkMaxPerS),
-    row(`status writes/s when quiet (${QUIET_MS / 1000} s)`, r.statusWrites.quietPerS),
+    row(
+      "Nodes created, 16 at a time (ms)",
+      each((x) => x.createNodesMs),
+    ),
+    row(
+      "first Node created -> every worker a server (ms)",
+      each((x) => x.bulkMs),
+    ),
+    row(
+      "ingress servers in the runtime list",
+      each((x) => x.serversInRuntime),
+    ),
+    row(
+      "of them running (health checks passed)",
+      each((x) => x.serversUp),
+    ),
+    row(
+      "Node deleted -> server gone (ms; every change of every run)",
+      pooled((x) => x.goneMs),
+      "<= 1000",
+    ),
+    row(
+      "Node created -> server back (ms; every change of every run)",
+      pooled((x) => x.backMs),
+      "<= 1000",
+    ),
+    row(
+      "agent apply time, per apply (ms; every change of every run)",
+      pooled((x) => x.applyMs),
+    ),
+    row(
+      "bench process RSS before the Nodes (MiB)",
+      each((x) => x.rssMiB.before),
+    ),
+    row(
+      "bench process RSS at the peak (MiB; the agent runs in it)",
+      each((x) => x.rssMiB.peak),
+    ),
+    row(
+      "heap after the changes, collected (MiB)",
+      each((x) => x.heapMiB.after),
+    ),
+    row(
+      "status writes/s over the bulk (mean)",
+      each((x) => x.statusWrites.bulkPerS),
+    ),
+    row(
+      "status writes/s over the bulk (max in 1 s)",
+      each((x) => x.statusWrites.bulkMaxPerS),
+    ),
+    row(
+      `status writes/s when quiet (${QUIET_MS / 1000} s)`,
+      each((x) => x.statusWrites.quietPerS),
+    ),
   ]);
+  const last = r.runs.at(-1);
   console.log(
-    `${r.options.nodes} Nodes (${r.options.backends} workers); RSS ${r.rssMiB.before} -> ${r.rssMiB.peak} -> ${r.rssMiB.after} MiB, heap ${r.heapMiB.before} -> ${r.heapMiB.peak} -> ${r.heapMiB.after} MiB (the bench process, the agent in it); servers UP ${r.serversUp}`,
+    `${r.options.nodes} Nodes (${r.options.backends} workers), ${r.options.changes} changes per run; ${r.runs.length} runs; heap collected before and after: ${last?.gcForced ?? false}`,
   );
-  console.log(
-    `API requests during the run: ${Object.entries(r.apiRequests)
-      .sort((a, b) => b[1] - a[1])
-      .map(([k, v]) => `${k} ${v}`)
-      .join(", ")}`,
-  );
+  if (last)
+    console.log(
+      `API requests during the last run: ${Object.entries(last.apiRequests)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")}`,
+    );
 }

@@ -14,7 +14,7 @@ import { benchMetrics } from "./metrics";
 import { benchEgressLoad } from "./load";
 import { benchSessionsLoad } from "./load-sessions";
 import { benchThroughput } from "./load-throughput";
-import { benchAgentAtScale, printAgentScale } from "./load-agent";
+import { benchAgentLoad, printAgentScale } from "./load-agent";
 import { benchVrrpLoad } from "./load-vrrp";
 import { printTable } from "./stats";
 
@@ -199,10 +199,11 @@ const BENCHES: Record<string, () => unknown> = {
           runs,
         }),
       agent: async () => {
-        const r = await benchAgentAtScale({
+        const r = await benchAgentLoad({
           nodes: Number(process.env.EDGEPAIR_LOAD_NODES ?? "5000"),
           backends: Number(process.env.EDGEPAIR_LOAD_BACKENDS ?? "2000"),
           changes: Number(process.env.EDGEPAIR_LOAD_CHANGES ?? "10"),
+          runs,
         });
         printAgentScale(r);
         return r;

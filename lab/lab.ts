@@ -773,12 +773,13 @@ export class Lab {
   private haproxyLimitArgs(key: LbKey): string[] {
     const cfg = readFileSync(join(this.renderedRoot(key), "etc/haproxy/haproxy.cfg"), "utf8");
     const maxconn = Number(/^\s*maxconn\s+(\d+)/m.exec(cfg)?.[1] ?? "0");
-    const maxpipes = Number(/^\s*maxpipes\s+(\d+)/m.exec(cfg)?.[1] ?? "0"); // two descriptors per pipe
     const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1];
     const limit = hard === undefined || hard === "unlimited" ? SYSTEMD_NOFILE : Number(hard);
-    const reserve = 200 + 2 * maxpipes; // listeners, checks, sockets, logs, pipes
-    if (maxconn === 0 || 2 * maxconn + reserve <= limit) return [];
-    const fit = Math.floor((limit - reserve) / 2);
+    const reserve = 200; // listeners, checks, sockets, logs
+    // two descriptors per connection, and per pipe (splicing; HAProxy's default maxpipes is maxconn / 4)
+    const perConn = 2 + 2 / 4;
+    if (maxconn === 0 || perConn * maxconn + reserve <= limit) return [];
+    const fit = Math.floor((limit - reserve) / perConn);
     this.log(
       `  ${key}: hard NOFILE limit here is ${limit} (systemd gives HAProxy ${SYSTEMD_NOFILE}): maxconn ${maxconn} does not fit, HAProxy runs with -n ${fit}`,
     );
