@@ -13,8 +13,11 @@
  *   - the LoadBalancer status writes per second (the agent's status writer must stay bounded however many Nodes
  *     change), over the bulk and over a quiet window after it;
  *   - the API requests the agent made (lists, watches, writes).
+ * The host's neighbour-table limits are raised to the appliance image's for the run (withApplianceNeighbourLimits).
  * Bounded: every wait has a deadline; the lab and the API server are torn down.
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { readServers, RuntimeSocket } from "../agent/haproxy";
 import type { ResponseRecord } from "../agent/kube/client";
 import { sleep, waitFor } from "../lab/exec";
@@ -106,10 +109,44 @@ function writeRate(
   };
 }
 
+const APPLIANCE_SYSCTL = join(
+  __dirname,
+  "..",
+  "images",
+  "rootfs",
+  "usr",
+  "lib",
+  "sysctl.d",
+  "60-edgepair-appliance.conf",
+);
+
+/**
+ * The appliance's neighbour-table limits (its image sets them on each LB VM) for the length of `f`, then the host's
+ * own again. They exist only in the host's namespace: the lab's namespaces share one ARP table, whose default hard
+ * limit (1,024) overflows with 2,000 workers, and HAProxy's checks of the rest then fail.
+ */
+async function withApplianceNeighbourLimits<T>(f: () => Promise<T>): Promise<T> {
+  const keys = [
+    ...readFileSync(APPLIANCE_SYSCTL, "utf8").matchAll(/^(net\.ipv[46]\.neigh\.default\.gc_thresh\d) = (\d+)$/gm),
+  ];
+  const path = (key: string) => join("/proc/sys", ...key.split("."));
+  const before = keys.map(([, key]) => [key!, readFileSync(path(key!), "utf8").trim()] as const);
+  try {
+    for (const [, key, value] of keys) writeFileSync(path(key!), value!);
+    return await f();
+  } finally {
+    for (const [key, value] of before) writeFileSync(path(key), value);
+  }
+}
+
 export async function benchAgentAtScale(
   o: AgentScaleOptions,
   progress: (line: string) => void = console.log,
 ): Promise<AgentScaleResult> {
+  return withApplianceNeighbourLimits(() => agentAtScale(o, progress));
+}
+
+async function agentAtScale(o: AgentScaleOptions, progress: (line: string) => void): Promise<AgentScaleResult> {
   const spec = devSpecRaw();
   (spec.network as { cidr: string }).cidr = "192.168.0.0/16";
   const h = await startAgentOnLab({ spec, progress: () => undefined, productionTimings: true });

@@ -849,6 +849,18 @@ describe("tmpfiles.d and sysctl.d", () => {
     }
   });
 
+  test("the neighbour tables hold every Node of a big cluster: 2,000 workers (the load bench) twice over", () => {
+    const text = read(inImage("/usr/lib/sysctl.d/60-edgepair-appliance.conf"));
+    for (const family of ["ipv4", "ipv6"]) {
+      const [t1, t2, t3] = [1, 2, 3].map((i) =>
+        Number(new RegExp(`^net\\.${family}\\.neigh\\.default\\.gc_thresh${i} = (\\d+)$`, "m").exec(text)?.[1]),
+      );
+      // the kernel garbage-collects above gc_thresh2 and refuses new entries at gc_thresh3 (its default: 1,024)
+      expect(t1! < t2! && t2! < t3!).toBe(true);
+      expect(t3).toBeGreaterThanOrEqual(2 * 2000);
+    }
+  });
+
   test("the appliance sysctl keys exist in this kernel (parsed, never applied); an unknown key is rejected", async () => {
     const text = read(inImage("/usr/lib/sysctl.d/60-edgepair-appliance.conf"));
     expect(await checkSysctlText(text, "/proc/sys")).toEqual([]);
