@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- load` (issue 23), faster failover without false ones. For each VRRP advert interval (the spec's
- * vrrp.advertInterval: 0.1 s, the default before this bench chose 0.05 s, and lower), in a fresh lab rendered with it:
+ * vrrp.advertInterval: 0.1 s, the default before this bench chose 0.04 s, and lower), in a fresh lab rendered with it:
  *   1. saturation: both LBs' paths busy for `saturateS` (iperf3 TCP from the cluster node through the NAT, both
  *      directions at once, and the DESIGN client's new connection every 10 ms through the public API VIP), while
  *      every VRRP transition either LB's notify script reports is counted: each one is spurious (nothing failed).

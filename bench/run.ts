@@ -194,7 +194,7 @@ const BENCHES: Record<string, () => unknown> = {
         benchThroughput({ runs, options: { seconds: Number(process.env.EDGEPAIR_LOAD_SECONDS ?? "5") } }),
       vrrp: () =>
         benchVrrpLoad({
-          intervals: (process.env.EDGEPAIR_LOAD_ADVERTS ?? "0.1,0.05,0.03").split(",").map(Number),
+          intervals: (process.env.EDGEPAIR_LOAD_ADVERTS ?? "0.1,0.05,0.04,0.03").split(",").map(Number),
           saturateS: Number(process.env.EDGEPAIR_LOAD_SATURATE_S ?? "600"),
           runs,
         }),

@@ -65,7 +65,7 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     // periodic refresh keeps caches warm while nothing moves (the default of 5 s waits too long).
     "    vrrp_garp_master_delay 1",
     "    vrrp_garp_master_refresh 60",
-    // With adverts every 50 ms a busy HAProxy must not delay them into a false failover, so the VRRP process gets
+    // With adverts every 40 ms a busy HAProxy must not delay them into a false failover, so the VRRP process gets
     // a higher CFS weight. Not realtime: under SCHED_RR keepalived 2.2.7's VRRP child was SIGKILLed by its own
     // RLIMIT_RTTIME (10 ms) on entering BACKUP here, and respawned; -1 also keeps it from raising itself to realtime.
     "    vrrp_priority -10",

@@ -3,10 +3,11 @@ import type { Distribution } from "./types";
 
 export const DEFAULTS = {
   apiPort: 6443,
-  // The largest interval that meets a prompt failover of <= 0.2 s median (load bench, vrrp scenario: 0.1 s gave
-  // ~0.35 s, 0.05 s ~0.2 s, 0.03 s ~0.14 s; none a spurious transition with both LBs' CPUs saturated for 10
-  // minutes). The largest, because a longer master-down timer leaves the most room for a stalled vCPU.
-  vrrpAdvertIntervalSeconds: 0.05,
+  // The largest interval that meets a prompt failover of <= 0.2 s median with room (load bench, vrrp scenario, both
+  // LBs' CPUs saturated for 10 minutes per window, 5 unclean failovers each: no spurious transition at any interval;
+  // prompt median 0.1 s: 333-357 ms, 0.05 s: 195-207 ms (at the limit), 0.04 s: 160 ms, 0.03 s: 137-141 ms). The
+  // largest, because the longer master-down timer (3.6 adverts: 144 ms) leaves the most room for a stalled vCPU.
+  vrrpAdvertIntervalSeconds: 0.04,
   vrrpPriority: { primary: 150, secondary: 100 },
   conntrackPort: 3780,
   healthCheck: { intervalSeconds: 2, rise: 2, fall: 3 },
