@@ -306,70 +306,35 @@ export async function benchAgentLoad(
   return { options, runs };
 }
 
+const each = (f: (x: AgentScaleResult) => number) => (r: AgentScaleRuns) => r.runs.map(f);
+const pooled = (f: (x: AgentScaleResult["samples"]) => number[]) => (r: AgentScaleRuns) =>
+  r.runs.flatMap((x) => f(x.samples));
+
+/** The table's rows: a figure, its samples, its goal. */
+const ROWS: [string, (r: AgentScaleRuns) => number[], string][] = [
+  ["Nodes created, 16 at a time (ms)", each((x) => x.createNodesMs), "-"],
+  ["first Node created -> every worker a server (ms)", each((x) => x.bulkMs), "-"],
+  ["ingress servers in the runtime list", each((x) => x.serversInRuntime), "-"],
+  ["of them running (health checks passed)", each((x) => x.serversUp), "-"],
+  ["Node deleted -> server gone (ms; every change of every run)", pooled((x) => x.goneMs), "<= 1000"],
+  ["Node created -> server back (ms; every change of every run)", pooled((x) => x.backMs), "<= 1000"],
+  ["agent apply time, per apply (ms; every change of every run)", pooled((x) => x.applyMs), "-"],
+  ["bench process RSS before the Nodes (MiB)", each((x) => x.rssMiB.before), "-"],
+  ["bench process RSS at the peak (MiB; the agent runs in it)", each((x) => x.rssMiB.peak), "-"],
+  ["heap after the changes, collected (MiB)", each((x) => x.heapMiB.after), "-"],
+  ["status writes/s over the bulk (mean)", each((x) => x.statusWrites.bulkPerS), "-"],
+  ["status writes/s over the bulk (max in 1 s)", each((x) => x.statusWrites.bulkMaxPerS), "-"],
+  [`status writes/s when quiet (${QUIET_MS / 1000} s)`, each((x) => x.statusWrites.quietPerS), "-"],
+];
+
 /** min / median / max over the runs; the change and apply figures over every change of every run. */
 export function printAgentScale(r: AgentScaleRuns): void {
-  const row = (figure: string, samples: number[], goal = "-") => {
-    const s = summarize(samples);
-    return { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
-  };
-  const each = (f: (x: AgentScaleResult) => number) => r.runs.map(f);
-  const pooled = (f: (x: AgentScaleResult["samples"]) => number[]) => r.runs.flatMap((x) => f(x.samples));
-  printTable([
-    row(
-      "Nodes created, 16 at a time (ms)",
-      each((x) => x.createNodesMs),
-    ),
-    row(
-      "first Node created -> every worker a server (ms)",
-      each((x) => x.bulkMs),
-    ),
-    row(
-      "ingress servers in the runtime list",
-      each((x) => x.serversInRuntime),
-    ),
-    row(
-      "of them running (health checks passed)",
-      each((x) => x.serversUp),
-    ),
-    row(
-      "Node deleted -> server gone (ms; every change of every run)",
-      pooled((x) => x.goneMs),
-      "<= 1000",
-    ),
-    row(
-      "Node created -> server back (ms; every change of every run)",
-      pooled((x) => x.backMs),
-      "<= 1000",
-    ),
-    row(
-      "agent apply time, per apply (ms; every change of every run)",
-      pooled((x) => x.applyMs),
-    ),
-    row(
-      "bench process RSS before the Nodes (MiB)",
-      each((x) => x.rssMiB.before),
-    ),
-    row(
-      "bench process RSS at the peak (MiB; the agent runs in it)",
-      each((x) => x.rssMiB.peak),
-    ),
-    row(
-      "heap after the changes, collected (MiB)",
-      each((x) => x.heapMiB.after),
-    ),
-    row(
-      "status writes/s over the bulk (mean)",
-      each((x) => x.statusWrites.bulkPerS),
-    ),
-    row(
-      "status writes/s over the bulk (max in 1 s)",
-      each((x) => x.statusWrites.bulkMaxPerS),
-    ),
-    row(
-      `status writes/s when quiet (${QUIET_MS / 1000} s)`,
-      each((x) => x.statusWrites.quietPerS),
-    ),
-  ]);
+  printTable(
+    ROWS.map(([figure, samples, goal]) => {
+      const s = summarize(samples(r));
+      return { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
+    }),
+  );
   const last = r.runs.at(-1);
   console.log(
     `${r.options.nodes} Nodes (${r.options.backends} workers), ${r.options.changes} changes per run; ${r.runs.length} runs; heap collected before and after: ${last?.gcForced ?? false}`,
