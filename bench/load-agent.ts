@@ -332,7 +332,9 @@ export function printAgentScale(r: AgentScaleRuns): void {
   printTable(
     ROWS.map(([figure, samples, goal]) => {
       const s = summarize(samples(r));
-      return { figure, min: s.minMs.toFixed(0), median: s.medianMs.toFixed(0), max: s.maxMs.toFixed(0), goal };
+      // the write rates are fractions of one per second
+      const f = (x: number) => (Math.abs(x) < 10 ? String(+x.toFixed(2)) : x.toFixed(0));
+      return { figure, min: f(s.minMs), median: f(s.medianMs), max: f(s.maxMs), goal };
     }),
   );
   const last = r.runs.at(-1);
