@@ -110,14 +110,12 @@ async function conntrackdStats(lab: Lab, key: LbKey): Promise<ReturnType<typeof 
 
 /**
  * Entries in an LB's kernel table, from /proc/<pid>/net/stat/nf_conntrack of its conntrackd (a process in its
- * namespace): a file read. `conntrack -L` of 10,000 entries every 100 ms took CPU from the very takeover it timed:
- * UDP echoes were lost to the machine's packet backlog while it ran. The count includes the LB's own local entries
- * (tens, beside 10,000 flows committed in one batch).
+ * namespace): a file read. `conntrack -L` of 10,000 entries every 100 ms took CPU from the very takeover it timed,
+ * and UDP echoes were lost while it ran (most likely in the machine's packet backlog: no socket or conntrack counter
+ * moved). The count includes the LB's own local entries (tens, beside 10,000 flows committed in one batch).
  */
-function kernelEntries(lab: Lab, key: LbKey): number {
-  const pid = lab.proc(`${key}/conntrackd`)?.pid;
-  if (pid === undefined) throw new Error(`${key}: conntrackd is not running`);
-  const perCpu = readFileSync(`/proc/${pid}/net/stat/nf_conntrack`, "utf8").split("\n")[1] ?? "";
+function kernelEntries(conntrackdPid: number): number {
+  const perCpu = readFileSync(`/proc/${conntrackdPid}/net/stat/nf_conntrack`, "utf8").split("\n")[1] ?? "";
   return parseInt(perCpu.trim().split(/\s+/)[0] ?? "0", 16);
 }
 
@@ -239,7 +237,7 @@ export async function egressLoadRun(
     const fault = await lab.cut(from);
     const took = await waitFor(
       `${to}'s kernel table to hold every flow`,
-      async () => (kernelEntries(lab, to) >= n ? Date.now() : undefined),
+      async () => (kernelEntries(ctd(to)) >= n ? Date.now() : undefined),
       { timeoutMs: scaled(30_000), intervalMs: 20 },
     ).catch(() => null);
     await sleep(Math.max(5000, 3 * o.intervalMs));
