@@ -62,6 +62,7 @@ import {
   type LabLb,
 } from "./topology";
 import { formatTable, ms, readRequests, summarize, type OutageSummary } from "./analysis";
+import { traceVerdicts } from "./nft-trace";
 import { formatServiceFrontends, parseServiceTable, type ServiceFrontendStatus } from "./service-status";
 import type { HostFacts, ResolvedSpec } from "../spec/types";
 import { FLOATING_IP_INTERFACE } from "../spec/types";
@@ -1472,16 +1473,7 @@ export class Lab {
         allowFail: true,
         timeoutMs: ms + 5000,
       });
-      const byId = new Map<string, string>();
-      for (const line of r.stdout.split("\n")) {
-        // firewalld's verdict, or our guard table's drop of a forged sync-link address (render/guard.ts); the guard's
-        // own accept policy (its output chain sees the LB's answers) decides nothing
-        const m = /^trace id (\S+) inet (firewalld|edgepair_guard) \S+ (rule .*|policy .*)$/.exec(line);
-        if (m && (m[2] === "firewalld" || /\(verdict drop\)$/.test(m[3] as string)))
-          byId.set(m[1] as string, m[3] as string);
-      }
-      // a packet whose trace the window cut off ends on a jump or goto into a zone's chain: not decided yet
-      return [...byId.values()].filter((v) => !/\(verdict (?:(?:jump|goto) \S+|continue|return)\)$/.test(v));
+      return traceVerdicts(r.stdout);
     } finally {
       await this.run(ns, ["nft", "delete", "table", "ip", table], { allowFail: true });
     }
