@@ -748,6 +748,23 @@ e2e(title, () => {
         // it joined as BACKUP: the survivor keeps every VIP on its NICs, the new LB holds none
         const moving = [apiPrivateVip(), spec.network.gateway, spec.platform.publicNetwork.nextHop as string];
         const [onSurvivor, onNew] = [await nicAddresses(survivor), await nicAddresses(dead)];
+        // keepalived's own word on each LB since the replacement, kept in the figures whatever happened: a VIP move
+        // here is either a FAULT (HAProxy's check failed twice) or a higher-priority advert (the new LB claimed MASTER)
+        const vrrpSince = Math.ceil((Date.now() - replaced) / 1000) + 30;
+        for (const i of [survivor, dead]) {
+          const events = await sshMust(
+            key,
+            lbPublic(i),
+            `sudo journalctl --no-pager -o cat -u keepalived --since -${vrrpSince}s | grep -E 'Entering (MASTER|BACKUP|FAULT)|higher priority|Script\\(haproxy\\)' || true`,
+          ).catch((e: unknown) => String(e));
+          figures[`replaceVrrp${i === survivor ? "Survivor" : "New"}`] =
+            events
+              .split("\n")
+              .map((l) => l.trim())
+              .filter((l) => l !== "")
+              .slice(-12)
+              .join("; ") || "none";
+        }
         const misplaced = moving.filter((a) => !onSurvivor.includes(a) || onNew.includes(a));
         if (misplaced.length > 0) {
           // what each LB's keepalived and agent did since the replacement, to tell why the VIPs moved: in the failure
