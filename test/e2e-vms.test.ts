@@ -750,13 +750,18 @@ e2e(title, () => {
         const [onSurvivor, onNew] = [await nicAddresses(survivor), await nicAddresses(dead)];
         // keepalived's own word on each LB since the replacement, kept in the figures whatever happened: a VIP move
         // here is either a FAULT (HAProxy's check failed twice) or a higher-priority advert (the new LB claimed MASTER)
-        const vrrpSince = Math.ceil((Date.now() - replaced) / 1000) + 30;
+        const since = Math.ceil((Date.now() - replaced) / 1000) + 30;
+        /** LB i's journal of these units since the replacement, filtered by the shell command `filter` */
+        const journal = (i: number, units: string, filter: string) =>
+          sshMust(key, lbPublic(i), `sudo journalctl --no-pager ${units} --since -${since}s | ${filter}`).catch(
+            (e: unknown) => String(e),
+          );
         for (const i of [survivor, dead]) {
-          const events = await sshMust(
-            key,
-            lbPublic(i),
-            `sudo journalctl --no-pager -o cat -u keepalived --since -${vrrpSince}s | grep -E 'Entering (MASTER|BACKUP|FAULT)|higher priority|Script\\(haproxy\\)' || true`,
-          ).catch((e: unknown) => String(e));
+          const events = await journal(
+            i,
+            "-o cat -u keepalived",
+            "grep -E 'Entering (MASTER|BACKUP|FAULT)|higher priority|Script\\(haproxy\\)' || true",
+          );
           figures[`replaceVrrp${i === survivor ? "Survivor" : "New"}`] =
             events
               .split("\n")
@@ -771,12 +776,11 @@ e2e(title, () => {
           // message itself, which CI keeps (a step line before it may be cut from CI's excerpt)
           const journals: string[] = [];
           for (const i of [survivor, dead]) {
-            const since = Math.ceil((Date.now() - replaced) / 1000) + 30;
-            const log = await sshMust(
-              key,
-              lbPublic(i),
-              `sudo journalctl --no-pager -o short-monotonic -u keepalived -u edgepair-agent --since -${since}s | grep -iE 'vrrp|state|keepalived|quiet|hands|apply|risky' | tail -25`,
-            ).catch((e: unknown) => String(e));
+            const log = await journal(
+              i,
+              "-o short-monotonic -u keepalived -u edgepair-agent",
+              "grep -iE 'vrrp|state|keepalived|quiet|hands|apply|risky' | tail -25",
+            );
             journals.push(`LB ${i + 1} (${i === survivor ? "survivor" : "new"}):\n${log}`);
           }
           throw new Error(
