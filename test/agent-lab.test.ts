@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { closeSync, constants, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { readServers, RuntimeSocket } from "../agent/haproxy";
+import { processStartTime, signal } from "../lab/exec";
 import { MERGE } from "./fixtures/agent-cluster";
 import { CONTROL_PLANE as CP, startAgentOnLab, type AgentOnLab } from "./fixtures/agent-on-lab";
 import { devSpecRaw } from "./fixtures/variants";
@@ -248,10 +249,12 @@ suite("agent run on a live LB of the lab, against a real API server", () => {
         .map(Number)
         .flatMap((c) => [c, ...descendants(c)]);
     };
-    const all = [p.pid, ...descendants(p.pid)];
+    // each with its start time: a check script's child can exit between the listing and the kill (a CI run failed
+    // on ESRCH), and its PID must not be taken for another process's
+    const all = [p.pid, ...descendants(p.pid)].map((pid) => ({ pid, startTime: processStartTime(pid) ?? "" }));
     expect(all.length).toBeGreaterThanOrEqual(2);
     const killedAt = h!.log.length;
-    for (const pid of all) process.kill(pid, "SIGKILL");
+    for (const q of all) signal(q, "SIGKILL");
     expect(await until("Stop")).toBe("Stop");
     expect(h!.log.slice(killedAt)).toEqual(
       expect.arrayContaining([expect.stringMatching(/^vrrp: keepalived is not running, not MASTER/)]),

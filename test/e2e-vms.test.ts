@@ -760,7 +760,7 @@ e2e(title, () => {
           const events = await journal(
             i,
             "-o cat -u keepalived",
-            "grep -E 'Entering (MASTER|BACKUP|FAULT)|higher priority|Script\\(haproxy\\)' || true",
+            "grep -E 'Entering (MASTER|BACKUP|FAULT)|higher priority|Script\\(haproxy\\)|Script .haproxy. now returning' || true",
           );
           figures[`replaceVrrp${i === survivor ? "Survivor" : "New"}`] =
             events
