@@ -39,4 +39,4 @@ export function renderAll(input: RenderInput): RenderedFile[] {
  * Changes whenever any renderer's output can change for the same input. The program shows it in the rendered view
  * and the agent reports its own in status, so a pair running other renderers than the stack's is visible.
  */
-export const RENDERER_VERSION = "0.7.0";
+export const RENDERER_VERSION = "0.8.0";

@@ -253,7 +253,7 @@ suite("BACKUP first, health-gated: two agents on the live lab, one API server", 
         () =>
           `${logs()}\nreported configHashes.all: ${master.hostname} ${lastAll.master}, ${backup.hostname} ${lastAll.backup}`,
       );
-      await sleep(2500); // requests across the MASTER's reloads finish; keepalived's check (interval 1 s, fall 2) had time to fail
+      await sleep(3500); // requests across the MASTER's reloads finish; keepalived's check (a check a second, fall 3) had time to fail
     } finally {
       records = await stopClient();
     }
@@ -318,7 +318,7 @@ suite("BACKUP first, health-gated: two agents on the live lab, one API server", 
     // checks the new port: it was reloaded, with the old check it would have gone FAULT).
     // Seen failing on a loaded machine, all from firewalld's reload, which drops every new connection (loopback too)
     // while it rebuilds (firewalld 1.3 nftables backend, the `firewalld_policy_drop` table): on the MASTER, new
-    // client connections time out and keepalived's HAProxy check (curl, 1 s, fall 2) fails -> failover; on the
+    // client connections time out and keepalived's HAProxy check (then curl 1 s, fall 2; now 3 s, fall 3) fails -> failover; on the
     // BACKUP, the MASTER's unicast adverts are dropped -> it turns MASTER for a moment and serves (dual MASTER).
     const c = clientSummary(records.filter((r) => r.start >= t0));
     const via = [...new Set(records.map((r) => r.peer))];

@@ -172,7 +172,7 @@ describe("keepalived.conf", () => {
     const c = keepalivedFile(devResolved, secondaryHost).content;
     const check = block(c, "vrrp_script haproxy");
     expect(check).toContain(
-      `script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://192.168.100.3:8404${HAPROXY_MONITOR_URI}"`,
+      `script "/usr/bin/curl -fsS -o /dev/null --max-time 3 http://192.168.100.3:8404${HAPROXY_MONITOR_URI}"`,
     );
     expect(check).toContain("weight 0");
     expect(check).toContain("init_fail");
@@ -287,6 +287,112 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
     expect(r.log).not.toContain("Entering MASTER STATE");
     expect(r.fifo.split("\n").filter(Boolean)).toEqual(["FAULT 150", "STOP 150"]); // init_fail: FAULT from the start
     expect(r.addressesRunning).not.toMatch(/192\.168\.100\.100|172\.31\.250\.10/);
+  });
+
+  // HAProxy's check against time: a check that cannot run is not a dead HAProxy. On the e2e's TCG VMs, with the
+  // host's two cores running three VMs, keepalived killed curls that had not finished in 2 s, twice in a row, and
+  // the LB went FAULT: a false failover, on both LBs in turn. A stalled check here is one whose curl sleeps before
+  // it starts, as on a VM that the host does not run; HAProxy itself answers at once throughout.
+  describe("HAProxy's check: stalls are not failures, a dead or hung HAProxy is", () => {
+    const files = () => [
+      ...renderNotifyScript(input(devResolved, primaryHost)),
+      ...renderKeepalived(input(devResolved, primaryHost)),
+    ];
+    const masterThen = (fs: RenderedFile[], script: string, seconds: number) =>
+      runKeepalived(fs, {
+        interfaces: interfacesFor(devResolved, primaryHost, "192.168.100.2"),
+        healthy: { address: "192.168.100.2", port: devResolved.metrics.port, path: HAPROXY_MONITOR_URI },
+        seconds: 15,
+        until: "MASTER",
+        then: { script, seconds },
+      });
+    /** how long each check that ended took (ms), from the wrapper's lines "<ms> start <pid> ..." / "<ms> end <pid> ..." */
+    const durations = (checks: string) => {
+      const started = new Map<string, number>();
+      const out: number[] = [];
+      for (const [at, what, pid] of checks.split("\n").map((l) => l.split(" "))) {
+        if (what === "start" && pid) started.set(pid, Number(at));
+        const t0 = pid ? started.get(pid) : undefined;
+        if (what === "end" && t0 !== undefined) out.push(Number(at) - t0);
+      }
+      return out;
+    };
+    /** the FIFO's lines after the first MASTER */
+    const afterMaster = (fifo: string) => {
+      const all = fifo.split("\n").filter(Boolean);
+      return all.slice(all.indexOf("MASTER 150") + 1);
+    };
+    // keepalived 2.2 counts a check's successes up one at a time to rise + fall - 1 after it first succeeds: from 5 s
+    // after MASTER on, `fall` failures in a row are what a FAULT takes (the steady state of a running LB)
+    const settled = "sleep 5";
+    // every check started in these 10 s takes 8 s to start curl (keepalived runs them side by side, one a second);
+    // then 10 s for the last of them to end
+    const stall10s = `${settled}; echo 8 > "$stall"; sleep 10; rm -f "$stall"; sleep 10`;
+
+    test("every check slow to start for 10 s (8 s each, a starved VM): the LB stays MASTER", () => {
+      const r = masterThen(files(), stall10s, 30);
+      const ctx = r.output;
+      // the checks did stall: some took 8 s
+      expect({ ctx, slow: durations(r.checks).filter((ms) => ms >= 8000).length }).toEqual({
+        ctx,
+        slow: expect.any(Number),
+      });
+      expect(durations(r.checks).filter((ms) => ms >= 8000).length).toBeGreaterThanOrEqual(5);
+      expect({ ctx, after: afterMaster(r.fifo) }).toEqual({ ctx, after: ["STOP 150"] });
+      expect(r.addressesRunning).toContain("inet 192.168.100.100/32");
+    });
+
+    test("counter-case: the same stall with the check's old times (curl 1 s, timeout 2, fall 2) goes FAULT", () => {
+      const old = files().map((f) =>
+        f.path === KEEPALIVED_CONFIG_PATH
+          ? {
+              ...f,
+              content: f.content
+                .replace(/--max-time \d+/, "--max-time 1")
+                .replace(/^(\s+)timeout \d+$/m, "$1timeout 2")
+                .replace(/^(\s+)fall \d+$/m, "$1fall 2"),
+            }
+          : f,
+      );
+      expect(old.find((f) => f.path === KEEPALIVED_CONFIG_PATH)?.content).toMatch(/^\s+fall 2$/m);
+      const r = masterThen(old, stall10s, 30);
+      const ctx = r.output;
+      expect({ ctx, timedOut: r.log.includes("VRRP_Script(haproxy) timed_out") }).toEqual({ ctx, timedOut: true });
+      expect({ ctx, after: afterMaster(r.fifo)[0] }).toEqual({ ctx, after: "FAULT 150" });
+    });
+
+    // how long a dead (refusing) and a hung (accepting, never answering) HAProxy take to become a FAULT
+    const faultAfter = (how: string) =>
+      [
+        settled,
+        "t0=$(date +%s%N)",
+        how,
+        "i=0; while [ $i -lt 250 ] && [ $(grep -c '^FAULT ' \"$fifo\") -lt 2 ]; do sleep 0.1; i=$((i+1)); done",
+        'echo "fault-after-ms $(( ($(date +%s%N) - t0) / 1000000 ))"',
+        "kill -CONT $web 2>/dev/null || true",
+      ].join("\n");
+    const faultMs = (output: string) => Number(/fault-after-ms (\d+)/.exec(output)?.[1] ?? NaN);
+
+    test("HAProxy gone (connections refused): FAULT after three failed checks, ~3 s", () => {
+      const r = masterThen(files(), faultAfter("kill $web"), 35);
+      const ctx = r.output;
+      expect({ ctx, after: afterMaster(r.fifo)[0] }).toEqual({ ctx, after: "FAULT 150" });
+      const ms = faultMs(r.output);
+      process.stdout.write(`[keepalived] HAProxy gone -> FAULT: ${ms} ms\n`);
+      expect({ ctx, ms }).toEqual({ ctx, ms: expect.any(Number) });
+      expect(ms).toBeGreaterThanOrEqual(1500); // not on the first refused check: fall 3, a check a second
+      expect(ms).toBeLessThan(5000);
+    });
+
+    test("HAProxy hung (accepts, never answers): FAULT once three curls gave up after 3 s, ~5 s", () => {
+      const r = masterThen(files(), faultAfter("kill -STOP $web"), 35);
+      const ctx = r.output;
+      expect({ ctx, after: afterMaster(r.fifo)[0] }).toEqual({ ctx, after: "FAULT 150" });
+      const ms = faultMs(r.output);
+      process.stdout.write(`[keepalived] HAProxy hung -> FAULT: ${ms} ms\n`);
+      expect(ms).toBeGreaterThanOrEqual(3000);
+      expect(ms).toBeLessThan(8000);
+    });
   });
 });
 

@@ -62,6 +62,8 @@ export interface KeepalivedRun {
   addressesStopped: string;
   /** lines the notify script wrote to the agent's FIFO */
   fifo: string;
+  /** each HAProxy check's start and end (epoch ms, PID, curl's exit status) */
+  checks: string;
   /** everything the run printed, for failure messages */
   output: string;
 }
@@ -74,6 +76,12 @@ export interface RunOptions {
   seconds: number;
   /** stop as soon as the notify script has written this state to the agent's FIFO (e.g. "MASTER") */
   until?: string;
+  /**
+   * After `until` (or `seconds`), before keepalived stops: shell commands and how long they may take. They see $web
+   * (the monitor server's PID), $fifo (what the notify script wrote so far) and $stall (a file: while it holds a number, every new HAProxy check sleeps that many
+   * seconds before curl starts, as on a VM whose vCPUs the host does not run).
+   */
+  then?: { script: string; seconds: number };
 }
 
 /** Runs keepalived with the rendered files (keepalived.conf, notify script) at their real paths. */
@@ -98,6 +106,25 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
       mkdirSync(join(www, dirname(opts.healthy.path)), { recursive: true });
       writeFileSync(join(www, opts.healthy.path), "ok\n");
     }
+    // The check's curl, made stallable: /usr/bin/curl (the path keepalived.conf names and script security checks)
+    // is, in this mount namespace only, a wrapper that sleeps for the number in $stall, then runs the real curl.
+    const stall = join(dir, "stall");
+    const stalled = join(dir, "stalled-curl");
+    const checks = join(dir, "checks");
+    writeFileSync(
+      stalled,
+      [
+        "#!/bin/sh",
+        `d=$(cat ${stall} 2>/dev/null || true)`,
+        `echo "$(date +%s%3N) start $$" >>${checks}`,
+        '[ -z "$d" ] || sleep "$d"',
+        `${join(dir, "real-curl")} "$@"; rc=$?`,
+        `echo "$(date +%s%3N) end $$ exit $rc" >>${checks}`,
+        "exit $rc",
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
     const logFile = join(dir, "keepalived.log");
     const fifoOut = join(dir, "fifo.out");
     const script = [
@@ -105,6 +132,7 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
       "mount -t tmpfs tmpfs /run",
       `mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc`,
       "mkdir -p /run/edgepair && mkfifo /run/edgepair/vrrp.fifo",
+      `cp /usr/bin/curl ${join(dir, "real-curl")} && mount --bind ${stalled} /usr/bin/curl && stall=${stall} fifo=${fifoOut}`,
       // The agent's way of reading: open read-write, so the reader never sees end-of-file between writers.
       `exec 3<>/run/edgepair/vrrp.fifo; cat <&3 >${fifoOut} & reader=$!; exec 3<&-`,
       opts.healthy
@@ -114,6 +142,7 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
       opts.until
         ? `i=0; while [ $i -lt ${opts.seconds * 10} ] && ! grep -q '^${opts.until} ' ${fifoOut}; do sleep 0.1; i=$((i+1)); done`
         : `sleep ${opts.seconds}`,
+      opts.then?.script ?? ":",
       "echo '--- running'; ip -o addr show",
       "kill -TERM $ka; wait $ka || true",
       "sleep 1", // the STOP notify runs after keepalived exits
@@ -122,7 +151,7 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
     ].join("\n");
     const r = withNetns(opts.interfaces, (ns) =>
       run("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script], {
-        timeoutMs: (opts.seconds + 15) * 1000,
+        timeoutMs: (opts.seconds + (opts.then?.seconds ?? 0) + 15) * 1000,
       }),
     );
     const out = r.stdout;
@@ -133,7 +162,8 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
       addressesRunning: between(out, "--- running", "--- stopped"),
       addressesStopped: between(out, "--- stopped", undefined),
       fifo,
-      output: `${r.output}\n--- keepalived log\n${log}\n--- fifo\n${fifo}`,
+      checks: readIfExists(checks),
+      output: `${r.output}\n--- keepalived log\n${log}\n--- fifo\n${fifo}\n--- checks (epoch ms)\n${readIfExists(checks)}`,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
