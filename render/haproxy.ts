@@ -39,7 +39,7 @@ const METRICS_MAX_REQUEST_RATE = 20;
 /**
  * Fedora's unit runs `haproxy -Ws`: reload re-executes the master, which hands the listening sockets to the new
  * worker, so no connection attempt is refused during a reload. The reload is asynchronous (SIGUSR2 to the master); keepalived, reloaded after HAProxy, checks the monitor URI
- * (on a new metrics.port too) and goes FAULT after two failures. So the reload ends only once a worker answers that
+ * (on a new metrics.port too) and goes FAULT after three failures. So the reload ends only once a worker answers that
  * URI on this LB's stats address and port: bounded, 10 s.
  */
 const WAIT_SERVING =

@@ -73,12 +73,13 @@ function keepalivedConf(spec: ResolvedSpec, host: HostFacts): string {
     "}",
     "",
     // A check that cannot run is not a dead HAProxy. On a VM whose vCPUs the host runs only now and then (TCG under
-    // load), curl takes seconds just to start: keepalived's `timeout` bounds the whole process and counts an overrun
-    // as a failure, so it is generous; curl's own --max-time bounds only the HTTP exchange with HAProxy. keepalived
-    // 2.2 starts a check every `interval` even while earlier ones run, so failures come once a second: a dead HAProxy
-    // (refused at once) is a FAULT after ~3 s, a hung one (it accepts, never answers) after ~5 s; checks that each
-    // take up to 10 s are no FAULT (test/render-vrrp.test.ts). The old times (curl 1 s, timeout 2, fall 2) made false
-    // failovers on the e2e's loaded TCG VMs.
+    // load), curl takes seconds just to start: keepalived's `timeout` is generous and kills a check that overruns it
+    // (a failure); curl's own --max-time bounds only the HTTP exchange with HAProxy. A FAULT takes three failures in
+    // a row. keepalived 2.2.7 starts a check every `interval` even while earlier ones run: a dead HAProxy (refused at
+    // once) is a FAULT after ~2.6 s, a hung one (it accepts, never answers) after ~5.5 s; a keepalived that runs one
+    // check at a time takes ~12 s for the hung one. Checks that each take under 10 s (8 s tested) are no FAULT
+    // (test/render-vrrp.test.ts). The first times (curl 1 s, timeout 2, fall 2) made false failovers on the e2e's
+    // loaded TCG VMs.
     `vrrp_script ${HAPROXY_CHECK} {`,
     `    script "${CURL} -fsS -o /dev/null --max-time 3 ${monitorUrl(own, spec.metrics.port)}"`,
     "    interval 1",

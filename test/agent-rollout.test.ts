@@ -253,7 +253,7 @@ suite("BACKUP first, health-gated: two agents on the live lab, one API server", 
         () =>
           `${logs()}\nreported configHashes.all: ${master.hostname} ${lastAll.master}, ${backup.hostname} ${lastAll.backup}`,
       );
-      await sleep(3500); // requests across the MASTER's reloads finish; keepalived's check (a check a second, fall 3) had time to fail
+      await sleep(6000); // requests across the MASTER's reloads finish; keepalived's check (fall 3: ~2.6 s refused, ~5.5 s hung) had time to fail
     } finally {
       records = await stopClient();
     }

@@ -317,27 +317,22 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
       }
       return out;
     };
-    /** the FIFO's lines after the first MASTER */
+    /** the FIFO's lines after the first MASTER; none when it never was MASTER (the startup FAULT is not one after) */
     const afterMaster = (fifo: string) => {
       const all = fifo.split("\n").filter(Boolean);
-      return all.slice(all.indexOf("MASTER 150") + 1);
+      const at = all.indexOf("MASTER 150");
+      return at < 0 ? ["(never MASTER)"] : all.slice(at + 1);
     };
-    // keepalived 2.2 counts a check's successes up one at a time to rise + fall - 1 after it first succeeds: from 5 s
-    // after MASTER on, `fall` failures in a row are what a FAULT takes (the steady state of a running LB)
-    const settled = "sleep 5";
-    // every check started in these 10 s takes 8 s to start curl (keepalived runs them side by side, one a second);
-    // then 10 s for the last of them to end
-    const stall10s = `${settled}; echo 8 > "$stall"; sleep 10; rm -f "$stall"; sleep 10`;
+    // every check started in these 10 s takes 8 s to start curl (keepalived 2.2.7 runs them side by side, one a
+    // second; a keepalived that runs one at a time fewer); then 10 s for the last of them to end
+    const stall10s = 'echo 8 > "$stall"; sleep 10; rm -f "$stall"; sleep 10';
 
     test("every check slow to start for 10 s (8 s each, a starved VM): the LB stays MASTER", () => {
-      const r = masterThen(files(), stall10s, 30);
+      const r = masterThen(files(), stall10s, 25);
       const ctx = r.output;
-      // the checks did stall: some took 8 s
-      expect({ ctx, slow: durations(r.checks).filter((ms) => ms >= 8000).length }).toEqual({
-        ctx,
-        slow: expect.any(Number),
-      });
-      expect(durations(r.checks).filter((ms) => ms >= 8000).length).toBeGreaterThanOrEqual(5);
+      // the checks did stall: at least two took 8 s
+      const slow = durations(r.checks).filter((ms) => ms >= 8000).length;
+      expect({ ctx, slow: slow >= 2 }).toEqual({ ctx, slow: true });
       expect({ ctx, after: afterMaster(r.fifo) }).toEqual({ ctx, after: ["STOP 150"] });
       expect(r.addressesRunning).toContain("inet 192.168.100.100/32");
     });
@@ -355,19 +350,24 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
           : f,
       );
       expect(old.find((f) => f.path === KEEPALIVED_CONFIG_PATH)?.content).toMatch(/^\s+fall 2$/m);
-      const r = masterThen(old, stall10s, 30);
+      const r = masterThen(old, stall10s, 25);
       const ctx = r.output;
-      expect({ ctx, timedOut: r.log.includes("VRRP_Script(haproxy) timed_out") }).toEqual({ ctx, timedOut: true });
+      // keepalived names the overrun "timed_out", or "failed (due to signal 15)" when another check of the same script
+      // was started meanwhile (2.2.7 keeps one state for all of them)
+      expect({ ctx, overrun: /VRRP_Script\(haproxy\) (timed_out|failed \(due to signal)/.test(r.log) }).toEqual({
+        ctx,
+        overrun: true,
+      });
       expect({ ctx, after: afterMaster(r.fifo)[0] }).toEqual({ ctx, after: "FAULT 150" });
     });
 
     // how long a dead (refusing) and a hung (accepting, never answering) HAProxy take to become a FAULT
     const faultAfter = (how: string) =>
       [
-        settled,
         "t0=$(date +%s%N)",
         how,
-        "i=0; while [ $i -lt 250 ] && [ $(grep -c '^FAULT ' \"$fifo\") -lt 2 ]; do sleep 0.1; i=$((i+1)); done",
+        // a FAULT after the MASTER (init_fail wrote one before it)
+        `i=0; while [ $i -lt 250 ] && [ $(sed -n '/^MASTER /,$p' "$fifo" | grep -c '^FAULT ') -lt 1 ]; do sleep 0.1; i=$((i+1)); done`,
         'echo "fault-after-ms $(( ($(date +%s%N) - t0) / 1000000 ))"',
         "kill -CONT $web 2>/dev/null || true",
       ].join("\n");
@@ -376,8 +376,9 @@ describe("keepalived for real (netns + private mount namespace, rendered files a
     test.each([
       // not on the first refused check: fall 3, a check a second
       { what: "gone (connections refused)", how: "kill $web", minMs: 1500, maxMs: 5000 },
-      // three curls give up after their 3 s, a second apart
-      { what: "hung (accepts, never answers)", how: "kill -STOP $web", minMs: 3000, maxMs: 8000 },
+      // three curls give up after their 3 s: a second apart on keepalived 2.2.7 (~5.5 s), one after the other on a
+      // keepalived that runs one check at a time (~12 s)
+      { what: "hung (accepts, never answers)", how: "kill -STOP $web", minMs: 3000, maxMs: 14_000 },
     ])("HAProxy $what: a FAULT within $minMs-$maxMs ms", ({ what, how, minMs, maxMs }) => {
       const r = masterThen(files(), faultAfter(how), 35);
       const ctx = r.output;
