@@ -78,8 +78,9 @@ export interface RunOptions {
   until?: string;
   /**
    * After `until` (or `seconds`), before keepalived stops: shell commands and how long they may take. They see $web
-   * (the monitor server's PID), $fifo (what the notify script wrote so far) and $stall (a file: while it holds a number, every new HAProxy check sleeps that many
-   * seconds before curl starts, as on a VM whose vCPUs the host does not run).
+   * (the monitor server's PID), $fifo (what the notify script wrote so far) and $stall (a file: while it holds a
+   * number, every new HAProxy check sleeps that many seconds before curl starts, as on a VM whose vCPUs the host does
+   * not run).
    */
   then?: { script: string; seconds: number };
 }
@@ -157,13 +158,14 @@ export function runKeepalived(files: readonly RenderedFile[], opts: RunOptions):
     const out = r.stdout;
     const log = readIfExists(logFile);
     const fifo = readIfExists(fifoOut);
+    const checksRead = readIfExists(checks);
     return {
       log,
       addressesRunning: between(out, "--- running", "--- stopped"),
       addressesStopped: between(out, "--- stopped", undefined),
       fifo,
-      checks: readIfExists(checks),
-      output: `${r.output}\n--- keepalived log\n${log}\n--- fifo\n${fifo}\n--- checks (epoch ms)\n${readIfExists(checks)}`,
+      checks: checksRead,
+      output: `${r.output}\n--- keepalived log\n${log}\n--- fifo\n${fifo}\n--- checks (epoch ms)\n${checksRead}`,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
